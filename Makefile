@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is a step of theirs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SD     := $(VENV)/bin/streamdrift
+
+.PHONY: demo test venv jars services-up services-down unit integration bench clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+.jars/.fetched: jars/pom.xml
+	mvn -q -B -f jars/pom.xml package
+	touch $@
+
+jars: .jars/.fetched
+
+demo: venv jars
+	$(SD) smoke
+
+# Starts Kafka, MariaDB and Flink, runs every test, always stops the services, fails on any failure.
+test: venv jars
+	@$(SD) services up; up=$$?; \
+	if [ $$up -eq 0 ]; then $(PY) -m pytest tests -ra; rc=$$?; else rc=$$up; fi; \
+	$(SD) services down; exit $$rc
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+bench: venv
+	$(PY) tests/benchmarks/bench_stats.py
+
+services-up: venv jars
+	$(SD) services up
+
+services-down: venv
+	$(SD) services down
+
+clean: services-down
+	rm -rf .run .jars $(VENV)

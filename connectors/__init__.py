@@ -1,0 +1,1 @@
+"""The outside world: Kafka, TDengine, the SQL store, Parquet, notifications, settings, local services."""

@@ -1,0 +1,1 @@
+"""Wiring: builds streamdrift's Flink job graphs from settings, and the ``streamdrift`` command line."""

@@ -1,0 +1,1 @@
+"""The Flink functions of the job graph: thin, each hands its records to ``udfs``."""
