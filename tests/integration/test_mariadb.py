@@ -16,7 +16,7 @@ def engine(mysql):
 def test_create_write_read_in_a_transaction(engine):
     table = f"it_rows_{uuid.uuid4().hex[:8]}"
     meta = sa.MetaData()
-    rows = sa.Table(table, meta, sa.Column("id", sa.Integer, primary_key=True),
+    rows = sa.Table(table, meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                     sa.Column("name", sa.String(64)), sa.Column("value", sa.Float))
     meta.create_all(engine)
     try:
