@@ -32,8 +32,9 @@ test: venv jars
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
+# Benchmarks print tables; the statistics one runs beside Evidently in its own .venv-bench/
 bench: venv
-	$(PY) tests/benchmarks/bench_stats.py
+	bash tests/benchmarks/run_stats_bench.sh
 
 services-up: venv jars
 	$(SD) services up

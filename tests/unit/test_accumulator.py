@@ -1,0 +1,346 @@
+"""Window accumulator: np.histogram on the padded reference edges, merging, bytes, bad input."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from udfs.accumulator import CHUNK_ROWS, Accumulator, Layout, merge_moments
+from udfs.reference import feature_stats
+
+MAX = sys.float_info.max
+FAST = settings(max_examples=40, deadline=None)
+
+
+def _reference(n_cols=3, seed=0, categorical=True):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({f"f{i}": rng.normal(i, 1 + i, 1_000) for i in range(n_cols)})
+    if categorical:
+        df["color"] = rng.choice(["red", "green", "blue"], 1_000)
+    return feature_stats(df)
+
+
+REF = _reference()
+LAYOUT = Layout.from_feature_stats(REF)
+
+
+def _uneven_reference():
+    """Hand-made MLRun-style stats: unpadded, uneven edges, a zero-width bin."""
+    return {
+        "u": {"count": 10, "hist": [[1, 2, 3, 0, 4], [-5.0, -4.9, 0.0, 0.0, 3.0, 1e6]]},
+        "v": {"count": 10, "hist": [[5, 5], [0.0, 0.5, 1.0]]},
+    }
+
+
+def _numpy_hist(values, edges):
+    """np.histogram on the padded edges, with ±inf put in the outer bins (our convention)."""
+    finite = values[np.isfinite(values)]
+    counts = np.histogram(finite, bins=edges)[0]
+    counts[0] += np.sum(values == -np.inf)
+    counts[-1] += np.sum(values == np.inf)
+    return counts
+
+
+def _data(rows, edges_per_col, seed):
+    """Random values plus values exactly on the edges (the boundary cases)."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for e in edges_per_col:
+        inner = e[1:-1]
+        x = rng.uniform(inner[0] - 1, inner[-1] + 1, rows)
+        on_edge = rng.random(rows) < 0.3
+        x[on_edge] = rng.choice(e, on_edge.sum())  # includes ±MAX, the outer edges
+        cols.append(x)
+    return np.column_stack(cols)
+
+
+special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0])
+
+
+# ------------------------------------------------------------------ histograms
+
+
+@FAST
+@given(st.integers(0, 3000), st.integers(0, 10_000), st.booleans())
+def test_histograms_equal_numpy_on_the_padded_reference_edges(rows, seed, uneven):
+    ref = _uneven_reference() if uneven else REF
+    layout = Layout.from_feature_stats(ref)
+    x = _data(rows, layout.edges, seed)
+    acc = Accumulator.from_reference(layout)
+    acc.add_batch(x, {"color": ["red"] * rows} if layout.categorical else None)
+    for j, name in enumerate(layout.numeric):
+        expected = np.histogram(x[:, j], bins=layout.edges[j])[0]
+        np.testing.assert_array_equal(acc.histogram(name), expected, err_msg=name)
+
+
+@FAST
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 60), st.just(3)),
+               elements=st.one_of(st.floats(-50, 50), special)),
+)
+def test_nan_is_null_and_infinities_land_in_the_outer_bins(x):
+    acc = Accumulator.from_reference(LAYOUT).add_batch(x, {"color": ["red"] * len(x)})
+    for j, name in enumerate(LAYOUT.numeric):
+        col = x[:, j]
+        np.testing.assert_array_equal(acc.histogram(name), _numpy_hist(col, LAYOUT.edges[j]))
+        assert acc.nulls[j] == np.isnan(col).sum()
+        assert acc.count[j] == (~np.isnan(col)).sum() == acc.histogram(name).sum()
+        assert acc.infs[j] == np.isinf(col).sum()
+
+
+@FAST
+@given(st.integers(1, 500), st.integers(0, 10_000))
+def test_moments_min_max_match_numpy_on_finite_values(rows, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 10, (rows, 3))
+    x[rng.random((rows, 3)) < 0.1] = np.nan
+    x[rng.random((rows, 3)) < 0.05] = np.inf
+    acc = Accumulator.from_reference(LAYOUT)
+    for start in range(0, rows, 37):  # several batches
+        acc.add_batch(x[start:start + 37], {"color": ["red"] * len(x[start:start + 37])})
+    stats = acc.to_stats()
+    for j, name in enumerate(LAYOUT.numeric):
+        finite = x[np.isfinite(x[:, j]), j]
+        s = stats[name]
+        if finite.size:
+            assert s["mean"] == pytest.approx(finite.mean(), rel=1e-9, abs=1e-9)
+            assert (s["min"], s["max"]) == (finite.min(), finite.max())
+        else:
+            assert "mean" not in s and "min" not in s
+        if finite.size > 1:
+            assert s["std"] == pytest.approx(finite.std(ddof=1), rel=1e-9)
+        else:
+            assert "std" not in s
+
+
+def test_batch_size_does_not_change_the_counts():
+    x = _data(3 * CHUNK_ROWS + 17, LAYOUT.edges, 3)
+    cats = np.array(["red", "blue", "pink"])[np.arange(len(x)) % 3]
+    whole = Accumulator.from_reference(LAYOUT).add_batch(x, {"color": cats})
+    pieces = Accumulator.from_reference(LAYOUT)
+    for start in range(0, len(x), 1000):
+        pieces.add_batch(x[start:start + 1000], {"color": cats[start:start + 1000]})
+    np.testing.assert_array_equal(whole.hist, pieces.hist)
+    np.testing.assert_array_equal(whole.cat_hist, pieces.cat_hist)
+    np.testing.assert_allclose(whole.mean, pieces.mean, rtol=1e-12)
+    np.testing.assert_allclose(whole.m2, pieces.m2, rtol=1e-9)
+
+
+# ------------------------------------------------------------------ categories
+
+
+def test_categories_count_unseen_values_as_other_and_nulls_apart():
+    acc = Accumulator.from_reference(REF)
+    cats = ["red", "red", "purple", None, "blue", np.nan, "", "green"]
+    acc.add_batch(np.zeros((len(cats), 3)), {"color": cats})
+    stats = acc.to_stats()["color"]
+    order = REF["color"]["categories"]
+    expected = {"red": 2, "blue": 1, "green": 1}
+    assert stats["categories"] == order
+    assert stats["category_counts"] == [expected[c] for c in order]
+    assert stats["other_count"] == 2  # "purple" and ""
+    assert stats["nulls"] == 2 and stats["count"] == 6
+
+
+def test_non_string_categories_compare_as_strings():
+    ref = feature_stats(pd.DataFrame({"code": ["1", "2", "2"]}))
+    acc = Accumulator.from_reference(ref).add_batch(None, {"code": np.array([1, 2, 3])})
+    assert acc.histogram("code").tolist() == [1, 1, 1]  # "2", "1", other
+
+
+# ------------------------------------------------------------------ merging
+
+
+def _random_acc(seed, rows=300):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(1, 3, (rows, 3))
+    x[rng.random((rows, 3)) < 0.05] = np.nan
+    cats = rng.choice(["red", "green", "teal", None], rows)
+    return Accumulator.from_reference(LAYOUT).add_batch(x, {"color": cats}), x, cats
+
+
+def _assert_same(a, b):
+    for attr in ("count", "nulls", "infs", "hist", "cat_count", "cat_nulls", "cat_hist", "min", "max"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    assert a.rows == b.rows
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9)
+
+
+@FAST
+@given(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 1000))
+def test_merge_is_associative_commutative_and_equals_counting_all_rows(s1, s2, s3):
+    (a, xa, ca), (b, xb, cb), (c, xc, cc) = (_random_acc(s, rows=50 + s % 200) for s in (s1, s2, s3))
+    _assert_same(a.merge(b), b.merge(a))
+    np.testing.assert_array_equal(a.merge(b).mean, b.merge(a).mean)  # symmetric formula: bitwise
+    _assert_same((a + b) + c, a + (b + c))
+    together = Accumulator.from_reference(LAYOUT).add_batch(
+        np.vstack([xa, xb, xc]), {"color": np.concatenate([ca, cb, cc])}
+    )
+    _assert_same(a + b + c, together)
+
+
+def test_merge_with_empty_is_identity_and_leaves_inputs_unchanged():
+    a, _, _ = _random_acc(1)
+    before = a.to_bytes()
+    merged = a + Accumulator.from_reference(LAYOUT)
+    _assert_same(merged, a)
+    np.testing.assert_array_equal(merged.mean, a.mean)
+    assert a.to_bytes() == before
+
+
+def test_chan_formula_against_two_pass_variance():
+    rng = np.random.default_rng(2)
+    xa, xb = rng.normal(5, 2, 100), rng.normal(-3, 1, 37)
+    n, mean, m2 = merge_moments(
+        np.array([100]), np.array([xa.mean()]), np.array([((xa - xa.mean()) ** 2).sum()]),
+        np.array([37]), np.array([xb.mean()]), np.array([((xb - xb.mean()) ** 2).sum()]),
+    )
+    both = np.concatenate([xa, xb])
+    assert n[0] == 137
+    assert mean[0] == pytest.approx(both.mean(), rel=1e-12)
+    assert m2[0] / 136 == pytest.approx(both.var(ddof=1), rel=1e-12)
+
+
+def test_merging_different_references_is_refused():
+    other = Accumulator.from_reference(_reference(seed=1))
+    with pytest.raises(ValueError, match="different references"):
+        Accumulator.from_reference(LAYOUT).merge(other)
+
+
+# ------------------------------------------------------------------ bytes
+
+
+def test_bytes_round_trip_is_exact_and_small():
+    a, _, _ = _random_acc(4)
+    data = a.to_bytes()
+    b = Accumulator.from_bytes(data, REF)  # from feature_stats ...
+    c = Accumulator.from_bytes(data, LAYOUT)  # ... or from a cached layout
+    for restored in (b, c):
+        _assert_same(restored, a)
+        np.testing.assert_array_equal(restored.mean, a.mean)
+        np.testing.assert_array_equal(restored.m2, a.m2)
+    assert restored.add_batch(np.ones((2, 3)), {"color": ["red", "red"]}).rows == a.rows + 2
+    twenty = Accumulator.from_reference(_reference(n_cols=20, categorical=False))
+    assert len(twenty.to_bytes()) < 5_000
+
+
+def test_bad_bytes_are_refused():
+    data = _random_acc(5)[0].to_bytes()
+    with pytest.raises(ValueError, match="bad magic"):
+        Accumulator.from_bytes(b"XXXX" + data[4:], LAYOUT)
+    with pytest.raises(ValueError, match="expected"):
+        Accumulator.from_bytes(data[:-8], LAYOUT)
+    with pytest.raises(ValueError, match="too short"):
+        Accumulator.from_bytes(data[:10], LAYOUT)
+    with pytest.raises(ValueError, match="another reference"):
+        Accumulator.from_bytes(data, _reference(seed=9))
+
+
+# ------------------------------------------------------------------ input forms
+
+
+def test_record_batch_and_mapping_inputs_equal_the_array_input():
+    x = _data(500, LAYOUT.edges, 6)
+    cats = np.array(["red", "blue"] * 250)
+    expected = Accumulator.from_reference(LAYOUT).add_batch(x, {"color": cats})
+    batch = pa.record_batch(
+        [pa.array(x[:, 0]), pa.array(x[:, 1]), pa.array(x[:, 2]), pa.array(cats), pa.array(range(500))],
+        names=["f0", "f1", "f2", "color", "request_id"],  # extra columns are ignored
+    )
+    _assert_same(Accumulator.from_reference(LAYOUT).add_batch(batch), expected)
+    mapping = {name: x[:, j] for j, name in enumerate(LAYOUT.numeric)}
+    _assert_same(Accumulator.from_reference(LAYOUT).add_batch(mapping, {"color": cats}), expected)
+
+
+def test_arrow_nulls_and_integer_columns():
+    batch = pa.record_batch(
+        [pa.array([1, None, 3]), pa.array([0.5, float("nan"), None]), pa.array([True, False, None]),
+         pa.array(["red", None, "red"])],
+        names=["f0", "f1", "f2", "color"],
+    )
+    acc = Accumulator.from_reference(LAYOUT).add_batch(batch)
+    assert acc.nulls.tolist() == [1, 2, 1]
+    assert acc.count.tolist() == [2, 1, 2]
+    assert acc.cat_nulls.tolist() == [1]
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_empty_batch_is_a_no_op():
+    acc = Accumulator.from_reference(LAYOUT)
+    acc.add_batch(np.empty((0, 3)), {"color": []})
+    acc.add_batch([], {"color": []})
+    assert acc.rows == 0 and acc.hist.sum() == 0
+    stats = acc.to_stats()
+    assert stats["f0"]["count"] == 0 and "mean" not in stats["f0"]
+
+
+def test_all_nan_column_is_counted_as_nulls():
+    x = np.column_stack([np.full(4, np.nan), np.ones(4), np.ones(4)])
+    stats = Accumulator.from_reference(LAYOUT).add_batch(x, {"color": ["red"] * 4}).to_stats()
+    assert stats["f0"]["count"] == 0 and stats["f0"]["nulls"] == 4
+    assert sum(stats["f0"]["hist"][0]) == 0 and "mean" not in stats["f0"]
+    assert stats["f1"]["count"] == 4
+
+
+def test_wrong_column_count_names_the_expected_columns():
+    acc = Accumulator.from_reference(LAYOUT)
+    with pytest.raises(ValueError, match=r"2 columns, the reference has 3: \['f0', 'f1', 'f2'\]"):
+        acc.add_batch(np.ones((5, 2)), {"color": ["red"] * 5})
+    with pytest.raises(ValueError, match="must be 2-D"):
+        acc.add_batch(np.ones(3), {"color": ["red"] * 3})
+    with pytest.raises(ValueError, match=r"lacks categorical reference columns \['color'\]"):
+        acc.add_batch(np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"lacks reference columns \['f2'\]"):
+        acc.add_batch(pa.record_batch([pa.array([1.0])] * 3, names=["f0", "f1", "color"]))
+    with pytest.raises(ValueError, match="column 'color' has 4 values, the batch has 5 rows"):
+        acc.add_batch(np.ones((5, 3)), {"color": ["red"] * 4})
+    assert acc.rows == 0 and acc.hist.sum() == 0  # nothing half-counted
+
+
+def test_non_numeric_value_in_a_numeric_column_names_the_column():
+    acc = Accumulator.from_reference(LAYOUT)
+    rows = np.array([[1.0, 2.0, 3.0], [4.0, "abc", 6.0]], dtype=object)
+    with pytest.raises(ValueError, match=r"column 'f1' is numeric in the reference but row 1 holds 'abc'"):
+        acc.add_batch(rows, {"color": ["red", "red"]})
+    batch = pa.record_batch(
+        [pa.array([1.0]), pa.array(["x"]), pa.array([1.0]), pa.array(["red"])],
+        names=["f0", "f1", "f2", "color"],
+    )
+    with pytest.raises(ValueError, match="column 'f1' is numeric in the reference but the batch has Arrow type string"):
+        acc.add_batch(batch)
+    ok = np.array([[1, None, 2.5]], dtype=object)  # None is a null, ints are numbers
+    acc.add_batch(ok, {"color": ["red"]})
+    assert acc.nulls.tolist() == [0, 1, 0]
+
+
+def test_malformed_reference_names_the_column():
+    with pytest.raises(ValueError, match="column 'g'"):
+        Layout.from_feature_stats({"g": {"count": 1, "hist": [[1, 1], [0.0, 1.0]]}})
+    with pytest.raises(ValueError, match="column 'c'.*duplicates"):
+        Layout.from_feature_stats({"c": {"categories": ["a", "a"], "category_counts": [1, 1]}})
+
+
+def test_columns_without_histogram_are_not_monitored():
+    ref = {"t": {"count": 3, "nulls": 0}, **_uneven_reference()}
+    layout = Layout.from_feature_stats(ref)
+    assert layout.numeric == ("u", "v") and layout.categorical == ()
+    # unpadded MLRun histograms are padded, as MLRun's pad_hist does
+    assert layout.edges[1].tolist() == [-MAX, 0.0, 0.5, 1.0, MAX]
+
+
+def test_training_maximum_moves_to_the_padded_bin_as_in_mlrun():
+    x = np.array([0.0, 0.5, 1.0, 1.0])
+    fs = feature_stats(pd.DataFrame({"x": x}))
+    ref_counts = fs["x"]["hist"][0]
+    assert (ref_counts[-2], ref_counts[-1]) == (2, 0)  # reference: max in the last inner bin
+    window = Accumulator.from_reference(fs).add_batch(x[:, None]).histogram("x")
+    assert (window[-2], window[-1]) == (0, 2)  # window: on the padded edges, in the outer bin
+    np.testing.assert_array_equal(window, np.histogram(x, bins=fs["x"]["hist"][1])[0])

@@ -1,0 +1,255 @@
+"""The default application's logic: MLRun's numbers, statuses, and what it reports."""
+
+import dataclasses
+import json
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import cityblock, euclidean
+from scipy.special import rel_entr
+
+from udfs.accumulator import Accumulator
+from udfs.histogram_drift import (
+    DriftClassifier,
+    ResultKind,
+    ResultStatus,
+    drift_from_accumulator,
+    histogram_drift,
+)
+from udfs.reference import feature_stats
+
+MAX = sys.float_info.max
+
+
+def _independent(p_counts, p_n, q_counts, q_n):
+    """TVD, Hellinger, KLD of one column, computed with scipy (not with udfs.drift)."""
+    p = np.asarray(p_counts, float) / p_n
+    q = np.asarray(q_counts, float) / q_n
+    t = cityblock(p, q) / 2
+    h = euclidean(np.sqrt(p), np.sqrt(q)) / math.sqrt(2)
+    k = rel_entr(p, np.where(q == 0, 1e-4, q)).sum() + rel_entr(q, np.where(p == 0, 1e-4, p)).sum()
+    return t, h, k
+
+
+# ------------------------------------------------------------------ classifier
+
+
+@pytest.mark.parametrize(("potential", "detected"), [(0.4, 0.2), (0.0, 0.5), (0.7, 1.0), (-1, 2), (0.5, 0.5)])
+def test_invalid_thresholds_are_refused(potential, detected):
+    with pytest.raises(ValueError, match="0 < potential < detected < 1"):
+        DriftClassifier(potential=potential, detected=detected)
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [(0, 0), (0.2, 0), (0.4999, 0), (0.5, 1), (0.6, 1), (0.6999, 1), (0.7, 2), (1, 2)],
+)
+def test_status_thresholds(value, status):
+    assert DriftClassifier().status(value) == status
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, float("nan")])
+def test_values_outside_the_unit_interval_are_refused(value):
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        DriftClassifier().status(value)
+
+
+# ------------------------------------------------------------------ MLRun's numbers
+
+
+def test_mlrun_application_fixture_gives_mlrun_expected_status():
+    # The fixture of MLRun's own test of HistogramDataDriftApplication, which expects
+    # potential detection (its timestamp and ticker columns have no reference).
+    sample = {
+        "timestamp": {"count": 12, "min": "2024-03-11 09:31:39"},
+        "ticker": {"count": 12, "unique": 1, "top": "AAPL", "freq": 12},
+        "f1": {"count": 12, "hist": [[2, 3, 0, 3, 1, 3], [-10, -5, 0, 5, 10, 15, 20]]},
+        "f2": {"count": 12, "hist": [[0, 6, 0, 2, 1, 3], [66, 67, 68, 69, 70, 71, 72]]},
+        "l": {"count": 12, "hist": [[10, 0, 0, 0, 0, 2], [0.0, 0.16, 0.33, 0.5, 0.67, 0.83, 1.0]]},
+    }
+    reference = {
+        "f1": {"count": 100, "hist": [[0, 0, 0, 30, 70, 0], [-10, -5, 0, 5, 10, 15, 20]]},
+        "f2": {"count": 100, "hist": [[0, 45, 5, 15, 35, 0], [66, 67, 68, 69, 70, 71, 72]]},
+        "l": {"count": 100, "hist": [[30, 0, 0, 0, 0, 70], [0.0, 0.16, 0.33, 0.5, 0.67, 0.83, 1.0]]},
+    }
+    report = histogram_drift(reference, sample)
+    assert report.status == ResultStatus.POTENTIAL_DETECTION
+    assert report.kind == ResultKind.DATA_DRIFT and report.name == "general_drift"
+    assert set(report.missing_in_reference) == {"timestamp", "ticker"}
+    per_col = [_independent(sample[c]["hist"][0], 12, reference[c]["hist"][0], 100) for c in ("f1", "f2", "l")]
+    t_mean, h_mean, k_mean = np.mean(per_col, axis=0)
+    assert report.metrics["tvd_mean"] == pytest.approx(t_mean, abs=1e-12)
+    assert report.metrics["hellinger_mean"] == pytest.approx(h_mean, abs=1e-7)
+    assert report.metrics["kld_mean"] == pytest.approx(k_mean, rel=1e-12)
+    assert report.general_drift == pytest.approx((t_mean + h_mean) / 2, abs=1e-7)
+
+
+def test_one_column_by_hand():
+    edges = [-MAX, 0.0, 1.0, 2.0, MAX]
+    reference = {"x": {"count": 100, "hist": [[0, 50, 50, 0], edges]}}
+    window = {"x": {"count": 10, "hist": [[0, 10, 0, 0], edges]}}
+    report = histogram_drift(reference, window)
+    col = report.columns[0]
+    assert col.tvd == pytest.approx(0.5)
+    assert col.hellinger == pytest.approx(math.sqrt(1 - math.sqrt(0.5)))
+    assert col.kld == pytest.approx(0.5 * math.log(1e4))  # ln 2 + .5 ln .5 + .5 ln 5000
+    assert report.general_drift == pytest.approx((0.5 + math.sqrt(1 - math.sqrt(0.5))) / 2)
+    assert report.status == ResultStatus.POTENTIAL_DETECTION  # 0.52...
+    assert col.status == ResultStatus.POTENTIAL_DETECTION
+    assert (col.window_count, col.reference_count) == (10, 100)
+
+
+def test_probabilities_divide_by_count_not_by_the_histogram_sum():
+    # MLRun's sample_df_stats can hold infinities in count but not in hist: we divide by count
+    edges = [-MAX, 0.0, 1.0, MAX]
+    reference = {"x": {"count": 4, "hist": [[0, 2, 2], edges]}}
+    window = {"x": {"count": 4, "hist": [[0, 1, 1], edges]}}
+    col = histogram_drift(reference, window).columns[0]
+    assert col.tvd == pytest.approx(0.5 * (0.25 + 0.25))
+
+
+def test_identical_and_disjoint_windows():
+    edges = [-MAX, 0.0, 1.0, 2.0, MAX]
+    reference = {"x": {"count": 10, "hist": [[0, 5, 5, 0], edges]}}
+    same = histogram_drift(reference, reference)
+    assert same.general_drift == 0.0 and same.status == ResultStatus.NO_DETECTION
+    disjoint = histogram_drift(reference, {"x": {"count": 3, "hist": [[0, 0, 0, 3], edges]}})
+    assert disjoint.general_drift == pytest.approx(1.0)
+    assert disjoint.status == ResultStatus.DETECTED
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def training():
+    rng = np.random.default_rng(11)
+    n = 5_000
+    return pd.DataFrame(
+        {
+            "a": rng.normal(0, 1, n),
+            "b": rng.exponential(2, n),
+            "c": rng.choice(["x", "y", "z"], n, p=[0.6, 0.3, 0.1]),
+        }
+    )
+
+
+def _window(frame, fs):
+    acc = Accumulator.from_reference(fs)
+    acc.add_batch(frame[list(acc.numeric_columns)].to_numpy(), {"c": frame["c"].to_numpy()})
+    return acc
+
+
+def test_window_like_training_is_not_drift_and_shifted_window_is(training):
+    fs = feature_stats(training)
+    rng = np.random.default_rng(12)
+    n = 2_000
+    similar = pd.DataFrame(
+        {"a": rng.normal(0, 1, n), "b": rng.exponential(2, n), "c": rng.choice(["x", "y", "z"], n, p=[0.6, 0.3, 0.1])}
+    )
+    shifted = pd.DataFrame(
+        {"a": rng.normal(4, 1, n), "b": rng.exponential(20, n), "c": rng.choice(["z", "new"], n)}
+    )
+    calm = drift_from_accumulator(fs, _window(similar, fs))
+    assert calm.status == ResultStatus.NO_DETECTION and calm.general_drift < 0.1
+    alarm = drift_from_accumulator(fs, _window(shifted, fs))
+    assert alarm.status == ResultStatus.DETECTED
+    assert {c.name for c in alarm.columns} == {"a", "b", "c"}
+
+
+def test_accumulator_path_equals_mlruns_way_of_computing_window_stats(training):
+    """MLRun: np.histogram(window column, bins=padded reference edges), count = non-null count."""
+    fs = feature_stats(training)
+    rng = np.random.default_rng(13)
+    window = pd.DataFrame({"a": rng.normal(0.5, 1.2, 800), "b": rng.exponential(3, 800), "c": ["x"] * 800})
+    mlrun_window = {
+        name: {"count": int(window[name].count()),
+               "hist": [np.histogram(window[name], bins=fs[name]["hist"][1])[0].tolist(), fs[name]["hist"][1]]}
+        for name in ("a", "b")
+    }
+    ours = drift_from_accumulator(fs, _window(window, fs), include_categorical=False)
+    mlrun = histogram_drift(fs, mlrun_window)
+    assert ours.metrics == mlrun.metrics
+    assert ours.general_drift == mlrun.general_drift
+    assert ours.skipped == (("c", "categorical, excluded by include_categorical=False"),)
+
+
+def test_categorical_columns_take_part_and_unseen_values_go_to_other(training):
+    fs = feature_stats(training[["c"]])
+    acc = Accumulator.from_reference(fs).add_batch(None, {"c": ["new"] * 50 + ["x"] * 50})
+    report = drift_from_accumulator(fs, acc)
+    (col,) = report.columns
+    assert col.kind == "categorical"
+    ref = fs["c"]
+    ref_counts = [*ref["category_counts"], ref["other_count"]]
+    win_counts = [50 if cat == "x" else 0 for cat in ref["categories"]] + [50]
+    t, h, k = _independent(win_counts, 100, ref_counts, ref["count"])
+    assert (col.tvd, col.kld) == (pytest.approx(t), pytest.approx(k))
+    assert col.hellinger == pytest.approx(h, abs=1e-7)
+    # window categories given by name, in another order and with names the reference lacks
+    window = {"c": {"count": 100, "categories": ["new", "x"], "category_counts": [50, 50], "other_count": 0}}
+    assert histogram_drift(fs, window).columns[0].tvd == pytest.approx(t)
+
+
+# ------------------------------------------------------------------ what cannot be compared
+
+
+def test_missing_columns_are_reported_not_raised(training):
+    fs = feature_stats(training)
+    window = _window(training.iloc[:100], fs).to_stats()
+    del window["b"]
+    window["extra"] = {"count": 3, "hist": [[1, 2], [0.0, 1.0, 2.0]]}
+    report = histogram_drift(fs, window)
+    assert report.missing_in_window == ("b",)
+    assert report.missing_in_reference == ("extra",)
+    assert [c.name for c in report.columns] == ["a", "c"]
+
+
+def test_all_nan_window_column_is_skipped_with_its_null_count(training):
+    fs = feature_stats(training)
+    window = training.iloc[:10].copy()
+    window["a"] = np.nan
+    report = drift_from_accumulator(fs, _window(window, fs))
+    assert report.skipped == (("a", "no non-null values in the window (10 nulls)"),)
+    assert [c.name for c in report.columns] == ["b", "c"]
+
+
+def test_empty_window_gives_no_value_and_irrelevant_status(training):
+    fs = feature_stats(training)
+    report = drift_from_accumulator(fs, Accumulator.from_reference(fs))
+    assert report.general_drift is None and report.status == ResultStatus.IRRELEVANT
+    assert report.metrics == {"tvd_mean": None, "hellinger_mean": None, "kld_mean": None}
+    assert {name for name, _ in report.skipped} == {"a", "b", "c"}
+
+
+def test_unmonitored_and_mismatched_columns_are_skipped():
+    edges = [-MAX, 0.0, 1.0, MAX]
+    reference = {
+        "t": {"count": 5, "nulls": 0},
+        "x": {"count": 2, "hist": [[0, 1, 1], edges]},
+        "y": {"count": 2, "hist": [[0, 1, 1], edges]},
+    }
+    window = {
+        "t": {"count": 5},
+        "x": {"count": 2, "hist": [[0, 2, 0], [-MAX, 0.0, 0.5, MAX]]},
+        "y": {"count": 2, "hist": [[0, 2, 0], edges]},
+    }
+    report = histogram_drift(reference, window)
+    reasons = dict(report.skipped)
+    assert reasons["t"].startswith("no histogram in the reference")
+    assert reasons["x"] == "window histogram is not on the reference edges"
+    assert [c.name for c in report.columns] == ["y"]
+
+
+def test_report_is_frozen_and_json_ready(training):
+    fs = feature_stats(training)
+    report = drift_from_accumulator(fs, _window(training.iloc[:500], fs))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.general_drift = 0.0
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["name"] == "general_drift" and data["kind"] == 0
+    assert set(data["columns"]) == {"a", "b", "c"}
+    assert data["metrics"].keys() == {"tvd_mean", "hellinger_mean", "kld_mean"}

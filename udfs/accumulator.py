@@ -1,0 +1,638 @@
+"""Window accumulator: counts rows on the reference bins; mergeable; compact bytes.
+
+A window's statistics are kept as integer counts on the *reference* edges plus a few
+mergeable moments per column, so that two windows (or two partial windows) merge by
+addition and the state is a handful of numpy arrays.
+
+Conventions (every one is tested against ``np.histogram``):
+
+* A numeric value x falls in bin i of its column when ``e_i <= x < e_i+1``; the last bin is
+  closed (``e_n-1 <= x <= e_n``). For finite values this is exactly
+  ``np.histogram(x, bins=padded_reference_edges)``.
+* -inf is counted in the first (padded) bin and +inf in the last: they are the values the
+  padded bins ``(-inf, min)`` and ``(max, +inf)`` stand for. ``np.histogram`` drops them,
+  which would make a window's probabilities sum to less than one. They are also counted in
+  ``infs`` and left out of mean, std, min and max.
+* NaN (and Arrow null) is a null: counted in ``nulls``, never binned. ``count`` is the
+  number of non-null values, infinities included (as ``pandas.describe``), so
+  ``hist.sum() == count`` per column.
+* Categorical values are matched as strings against the reference categories; values not
+  among them, including categories first seen in production, go to the ``other`` bucket.
+* Moments are merged with Chan et al.'s parallel formula (:func:`merge_moments`).
+* A value equal to the training maximum falls in the padded last bin here, while the
+  reference counted it in its last inner bin: the reference is ``np.histogram(x, bins=20)``
+  padded afterwards, and on the padded edges only the outermost bin is closed. MLRun counts
+  windows the same way (``np.histogram`` on the padded edges); we keep its numbers.
+
+State in bytes (:meth:`Accumulator.to_bytes`), all little-endian::
+
+    header  "<4s B 3x 8s Q I I I I"  (40 bytes)
+            magic b"SDAC", version 1, layout fingerprint (8 bytes of BLAKE2b over column
+            names, edges and categories), rows, C (numeric columns), B (numeric bins in
+            all), K (categorical columns), L (category bins in all, "other" included)
+    int64   count[C], nulls[C], infs[C], hist[B], cat_count[K], cat_nulls[K], cat_hist[L]
+    float64 mean[C], m2[C], min[C], max[C]
+
+For 20 numeric columns of 22 bins that is 40 + 8 * (60 + 440) + 8 * 80 = 4,680 bytes. The
+layout (names, edges, categories) is not in the bytes: it comes from the reference
+``feature_stats``, which the operator holds anyway; the fingerprint makes ``from_bytes``
+refuse state written for another reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udfs.reference import (
+    arrow_to_float64,
+    as_string_array,
+    is_categorical_stats,
+    is_numeric_stats,
+    is_numeric_type,
+    reference_hist,
+)
+
+CHUNK_ROWS = 2048
+"""Rows processed at once: keeps the working arrays of a 20-column chunk in L2 cache."""
+
+_MAGIC = b"SDAC"
+_VERSION = 1
+_HEADER = struct.Struct("<4sB3x8sQIIII")
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """What a reference fixes for all of its windows: columns, bin edges, categories.
+
+    Build it once per reference with :meth:`from_feature_stats` and reuse it: accumulators
+    of the same layout share it. ``fingerprint`` identifies it in serialised state.
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    edges: tuple[np.ndarray, ...]
+    categories: tuple[tuple[str, ...], ...]
+    fingerprint: bytes
+    # derived arrays for the vectorised binning (see bin_index)
+    bin_start: np.ndarray  # (C,) first flat bin of each column
+    last_bin: np.ndarray  # (C, 1) float, bins - 1 per column
+    scale: np.ndarray  # (C, 1) guess = floor(x * scale - shift)
+    shift: np.ndarray  # (C, 1)
+    left: np.ndarray  # (B,) lower edge of each flat bin, NaN for each column's first bin
+    right: np.ndarray  # (B,) upper edge of each flat bin, NaN for each column's last bin
+    cat_start: np.ndarray  # (K + 1,) first flat bin of each categorical column
+    value_sets: tuple[pa.Array, ...]
+
+    @property
+    def n_bins(self) -> int:
+        """Numeric bins over all columns."""
+        return int(self.left.size)
+
+    @property
+    def n_cat_bins(self) -> int:
+        """Category bins over all categorical columns, ``other`` included."""
+        return int(self.cat_start[-1])
+
+    @classmethod
+    def from_feature_stats(cls, feature_stats: Mapping[str, Mapping[str, Any]]) -> Layout:
+        """Return the layout of ``feature_stats``, in its column order.
+
+        Columns with a ``hist`` are numeric (an unpadded histogram is padded as MLRun's
+        ``pad_hist`` does), columns with ``categories`` categorical; others (no values in
+        training, unsupported types) are not monitored. Raises ValueError naming the column
+        when a histogram or category list is malformed.
+        """
+        numeric, edges, categorical, categories = [], [], [], []
+        for name, stats in feature_stats.items():
+            if not isinstance(stats, Mapping):
+                raise ValueError(f"column {name!r}: statistics must be a dict, got {stats!r:.80}")
+            if is_numeric_stats(stats):
+                _, e = reference_hist(name, stats)
+                numeric.append(name)
+                edges.append(e)
+            elif is_categorical_stats(stats):
+                cats = stats["categories"]
+                if not isinstance(cats, (list, tuple)) or not all(isinstance(c, str) for c in cats):
+                    raise ValueError(f"column {name!r}: 'categories' must be a list of strings")
+                if len(set(cats)) != len(cats):
+                    raise ValueError(f"column {name!r}: 'categories' has duplicates")
+                categorical.append(name)
+                categories.append(tuple(cats))
+        return cls._build(tuple(numeric), tuple(edges), tuple(categorical), tuple(categories))
+
+    @classmethod
+    def _build(cls, numeric, edges, categorical, categories) -> Layout:
+        nb = np.array([e.size - 1 for e in edges], dtype=np.intp)
+        bin_start = np.concatenate([[0], np.cumsum(nb)]).astype(np.intp)
+        left = np.concatenate([e[:-1] for e in edges]) if edges else np.empty(0)
+        right = np.concatenate([e[1:] for e in edges]) if edges else np.empty(0)
+        left[bin_start[:-1]] = np.nan  # nothing falls left of the first bin (-inf included)
+        right[bin_start[1:] - 1] = np.nan  # nor right of the last (the closed bin, +inf)
+        scale = np.zeros(len(edges))
+        shift = np.full(len(edges), -1.0)
+        with np.errstate(all="ignore"):
+            for j, e in enumerate(edges):
+                lo, hi, inner = e[1], e[-2], e.size - 3
+                s = inner / (hi - lo) if hi > lo else 0.0
+                if np.isfinite(s) and np.isfinite(lo * s):
+                    scale[j], shift[j] = s, lo * s - 1.0
+        cat_sizes = np.array([len(c) + 1 for c in categories], dtype=np.intp)
+        cat_start = np.concatenate([[0], np.cumsum(cat_sizes)]).astype(np.intp)
+        h = hashlib.blake2b(digest_size=8)
+        for name, e in zip(numeric, edges):
+            h.update(b"N" + name.encode() + b"\0" + e.astype("<f8").tobytes())
+        for name, cats in zip(categorical, categories):
+            h.update(b"C" + name.encode() + b"\0" + "\0".join(cats).encode() + b"\1")
+        return cls(
+            numeric=numeric,
+            categorical=categorical,
+            edges=edges,
+            categories=categories,
+            fingerprint=h.digest(),
+            bin_start=bin_start[:-1],
+            last_bin=(nb - 1).astype(np.float64)[:, None],
+            scale=scale[:, None],
+            shift=shift[:, None],
+            left=left,
+            right=right,
+            cat_start=cat_start,
+            value_sets=tuple(pa.array(c, type=pa.string()) for c in categories),
+        )
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def bin_index(xt: np.ndarray, layout: Layout) -> np.ndarray:
+    """Return the flat bin of every value of ``xt`` (C columns × n values, float64).
+
+    Bin of x in column j: the i with ``e_j,i <= x < e_j,i+1`` (last bin closed; -inf in the
+    first bin, +inf in the last), plus the column's offset ``bin_start[j]`` so that one
+    ``np.bincount`` counts all columns at once. NaN gets an arbitrary bin of its column:
+    mask it out before counting.
+
+    All columns in one pass, no loop per column: a guess from the equal-width inner bins,
+    ``floor((x - e_1) * (n - 2) / (e_n-1 - e_1)) + 1`` clipped to [0, n - 1], then corrected
+    against the actual edges (one step for equal-width edges, more only for the values that
+    still need it when the reference edges are uneven).
+    """
+    g = xt * layout.scale
+    g -= layout.shift
+    np.floor(g, out=g)
+    np.fmax(g, 0.0, out=g)  # fmax/fmin also turn a NaN guess into bin 0
+    np.fmin(g, layout.last_bin, out=g)
+    k = g.astype(np.intp)
+    k += layout.bin_start[:, None]
+    left, right = layout.left, layout.right
+    dec = xt < left[k]
+    inc = xt >= right[k]
+    k -= dec
+    k += inc
+    moved = dec
+    moved |= inc
+    if moved.any():
+        flat_k = k.reshape(-1)
+        idx = np.flatnonzero(moved)
+        flat_x = xt.reshape(-1)
+        while idx.size:
+            kk, xx = flat_k[idx], flat_x[idx]
+            d = xx < left[kk]
+            i = xx >= right[kk]
+            step = i.astype(np.intp) - d
+            flat_k[idx] = kk + step
+            idx = idx[step != 0]
+    return k
+
+
+def merge_moments(
+    n_a: np.ndarray,
+    mean_a: np.ndarray,
+    m2_a: np.ndarray,
+    n_b: np.ndarray,
+    mean_b: np.ndarray,
+    m2_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge two sets of (count, mean, M2) per column (Chan, Golub & LeVeque, 1979).
+
+    .. math::
+
+        n = n_a + n_b,\\quad
+        \\bar x = \\frac{n_a \\bar x_a + n_b \\bar x_b}{n},\\quad
+        M_2 = M_{2,a} + M_{2,b} + \\delta^2 \\frac{n_a n_b}{n},\\quad \\delta = \\bar x_b - \\bar x_a
+
+    where :math:`M_2 = \\sum (x - \\bar x)^2`, so the sample variance is :math:`M_2 / (n - 1)`.
+    The form is symmetric: swapping a and b gives bit-identical results. Columns with
+    n = 0 get mean 0 and M2 0.
+    """
+    n = n_a + n_b
+    safe = np.where(n > 0, n, 1).astype(np.float64)
+    delta = mean_b - mean_a
+    mean = (n_a * mean_a + n_b * mean_b) / safe
+    m2 = (m2_a + m2_b) + delta * delta * (n_a * n_b / safe)
+    return n, np.where(n > 0, mean, 0.0), np.where(n > 0, m2, 0.0)
+
+
+def _batch_moments(xt: np.ndarray, fin: np.ndarray | None):
+    """(n, mean, M2, min, max) per column of finite values; fin None means all finite."""
+    m = xt.shape[1]
+    if fin is None:
+        n = np.full(xt.shape[0], m, dtype=np.int64)
+        mean = xt.sum(axis=1) / m
+        d = xt - mean[:, None]
+        return n, mean, np.einsum("ij,ij->i", d, d), xt.min(axis=1), xt.max(axis=1)
+    n = fin.sum(axis=1)
+    z = np.where(fin, xt, 0.0)
+    mean = z.sum(axis=1) / np.maximum(n, 1)
+    d = np.where(fin, xt - mean[:, None], 0.0)
+    m2 = np.einsum("ij,ij->i", d, d)
+    mn = np.where(fin, xt, np.inf).min(axis=1)
+    mx = np.where(fin, xt, -np.inf).max(axis=1)
+    return n, mean, m2, mn, mx
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _numeric_matrix(batch: Any, layout: Layout) -> np.ndarray:
+    """Return a rows × columns batch as float64, or raise ValueError naming the column."""
+    names = layout.numeric
+    try:
+        a = np.asarray(batch)
+    except ValueError as exc:  # ragged rows
+        raise ValueError(f"numeric batch is not a rectangular rows × columns array: {exc}") from None
+    if a.size == 0 and (a.ndim == 1 or (a.ndim == 2 and a.shape[0] == 0)):
+        return np.empty((0, len(names)))
+    if a.ndim != 2:
+        raise ValueError(
+            f"numeric batch must be 2-D (rows × {len(names)} columns {list(names)}), "
+            f"got shape {a.shape}"
+        )
+    if a.shape[1] != len(names):
+        raise ValueError(
+            f"numeric batch has {a.shape[1]} columns, the reference has {len(names)}: "
+            f"{list(names)} (in this order)"
+        )
+    if a.dtype.kind in "fiub":
+        return a.astype(np.float64, copy=False)
+    out = np.empty(a.shape, dtype=np.float64)
+    for j, name in enumerate(names):
+        out[:, j] = _numeric_column(a[:, j], name)
+    return out
+
+
+def _numeric_column(values: Any, name: str) -> np.ndarray:
+    """Return one column as float64 (None/NaN as NaN) or raise ValueError naming it."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        t = values.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if not (is_numeric_type(t) or pa.types.is_null(t)):
+            raise ValueError(
+                f"column {name!r} is numeric in the reference but the batch has Arrow type {t}"
+            )
+        return arrow_to_float64(values)
+    a = np.asarray(values)
+    if a.ndim != 1:
+        raise ValueError(f"column {name!r}: expected 1-D values, got shape {a.shape}")
+    if a.dtype.kind in "fiub":
+        return a.astype(np.float64, copy=False)
+    for row, v in enumerate(a.tolist()):
+        if v is not None and not isinstance(v, (int, float, bool, np.number, np.bool_)):
+            raise ValueError(
+                f"column {name!r} is numeric in the reference but row {row} holds {v!r}"
+            )
+    return np.array([np.nan if v is None else v for v in a.tolist()], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- accumulator
+
+
+class Accumulator:
+    """Counts of one window (or part of one) on a reference's bins; mergeable by addition.
+
+    The one mutable object of the module: :meth:`add_batch` updates it in place;
+    :meth:`merge` and ``+`` return a new accumulator.
+    """
+
+    __slots__ = (
+        "layout", "rows", "count", "nulls", "infs", "mean", "m2", "min", "max", "hist",
+        "cat_count", "cat_nulls", "cat_hist",
+    )
+
+    def __init__(self, layout: Layout):
+        c, k = len(layout.numeric), len(layout.categorical)
+        self.layout = layout
+        self.rows = 0
+        self.count = np.zeros(c, dtype=np.int64)  # non-null values, infinities included
+        self.nulls = np.zeros(c, dtype=np.int64)
+        self.infs = np.zeros(c, dtype=np.int64)
+        self.mean = np.zeros(c)  # of the finite values
+        self.m2 = np.zeros(c)
+        self.min = np.full(c, np.inf)
+        self.max = np.full(c, -np.inf)
+        self.hist = np.zeros(layout.n_bins, dtype=np.int64)
+        self.cat_count = np.zeros(k, dtype=np.int64)
+        self.cat_nulls = np.zeros(k, dtype=np.int64)
+        self.cat_hist = np.zeros(layout.n_cat_bins, dtype=np.int64)
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def from_reference(cls, reference: Layout | Mapping[str, Mapping[str, Any]]) -> Accumulator:
+        """Return an empty accumulator for a ``Layout`` or a reference ``feature_stats``."""
+        layout = reference if isinstance(reference, Layout) else Layout.from_feature_stats(reference)
+        return cls(layout)
+
+    @property
+    def numeric_columns(self) -> tuple[str, ...]:
+        """Numeric columns, in the order a 2-D batch must have them."""
+        return self.layout.numeric
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        return self.layout.categorical
+
+    # ----------------------------------------------------------------- counting
+
+    def add_batch(
+        self,
+        numeric: Any = None,
+        categorical: Mapping[str, Any] | None = None,
+    ) -> Accumulator:
+        """Count a batch of rows; returns ``self``.
+
+        :param numeric: a 2-D array (rows × ``numeric_columns``, in that order), or a mapping
+            name → 1-D values, or an Arrow ``RecordBatch``/``Table`` holding the numeric *and*
+            categorical columns by name (extra columns are ignored).
+        :param categorical: mapping name → 1-D values (strings; None/NaN are nulls), one per
+            ``categorical_columns``. Extra names are ignored.
+
+        Raises ValueError naming the column for a missing column, a wrong column count, rows
+        of different lengths, or a non-numeric value in a numeric column. An empty batch is
+        a no-op.
+        """
+        rows, xt, x, cat_arrays = self._prepare(numeric, categorical)
+        if rows == 0:
+            return self
+        if xt is not None and xt.shape[0]:
+            for start in range(0, rows, CHUNK_ROWS):
+                self._add_columns(xt[:, start:start + CHUNK_ROWS])
+        elif x is not None and x.shape[1]:
+            for start in range(0, rows, CHUNK_ROWS):
+                self._add_columns(np.ascontiguousarray(x[start:start + CHUNK_ROWS].T))
+        for j, arr in enumerate(cat_arrays):
+            self._add_categorical(j, arr)
+        self.rows += rows
+        return self
+
+    def _prepare(self, numeric: Any, categorical: Mapping[str, Any] | None):
+        """Validate a batch: (rows, columns-major matrix or None, row-major matrix or None, categories)."""
+        layout = self.layout
+        xt = x = None
+        if isinstance(numeric, (pa.RecordBatch, pa.Table)):
+            if categorical is not None:
+                raise ValueError("pass categorical columns inside the RecordBatch, not beside it")
+            present = set(numeric.column_names)
+            missing = [c for c in (*layout.numeric, *layout.categorical) if c not in present]
+            if missing:
+                raise ValueError(f"batch lacks reference columns {missing}")
+            rows = numeric.num_rows
+            xt = self._columns_matrix([numeric.column(c) for c in layout.numeric], rows)
+            cats = {c: numeric.column(c) for c in layout.categorical}
+        else:
+            cats = dict(categorical or {})
+            missing = [c for c in layout.categorical if c not in cats]
+            if missing:
+                raise ValueError(f"batch lacks categorical reference columns {missing}")
+            if numeric is None:
+                if layout.numeric:
+                    raise ValueError(f"batch lacks the numeric reference columns {list(layout.numeric)}")
+                rows = len(cats[layout.categorical[0]]) if layout.categorical else 0
+            elif isinstance(numeric, Mapping):
+                missing = [c for c in layout.numeric if c not in numeric]
+                if missing:
+                    raise ValueError(f"batch lacks numeric reference columns {missing}")
+                cols = [numeric[c] for c in layout.numeric]
+                rows = len(cols[0]) if cols else (
+                    len(cats[layout.categorical[0]]) if layout.categorical else 0
+                )
+                xt = self._columns_matrix(cols, rows)
+            else:
+                x = _numeric_matrix(numeric, layout)
+                rows = x.shape[0]
+        cat_arrays = []
+        for name in layout.categorical:
+            arr = as_string_array(cats[name])
+            if len(arr) != rows:
+                raise ValueError(f"column {name!r} has {len(arr)} values, the batch has {rows} rows")
+            cat_arrays.append(arr)
+        return rows, xt, x, cat_arrays
+
+    def _columns_matrix(self, cols: Sequence[Any], rows: int) -> np.ndarray:
+        xt = np.empty((len(cols), rows))
+        for j, (name, col) in enumerate(zip(self.layout.numeric, cols)):
+            values = _numeric_column(col, name)
+            if values.size != rows:
+                raise ValueError(f"column {name!r} has {values.size} values, the batch has {rows} rows")
+            xt[j] = values
+        return xt
+
+    def _add_columns(self, xt: np.ndarray) -> None:
+        """Count C × m float64 values (one chunk of rows, column-major).
+
+        Values near ±MAX_FLOAT overflow the moments (their mean and std become non-finite
+        and ``to_stats`` leaves them out); counts, min and max stay exact. numpy's overflow
+        warnings are silenced here for that reason and because the bin guess may overflow.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._count_columns(xt)
+
+    def _count_columns(self, xt: np.ndarray) -> None:
+        layout = self.layout
+        m = xt.shape[1]
+        fin = np.isfinite(xt)
+        all_finite = bool(fin.all())
+        k = bin_index(xt, layout)
+        if all_finite:
+            self.hist += np.bincount(k.reshape(-1), minlength=layout.n_bins)
+            nulls_b = infs_b = 0
+            n_b, mean_b, m2_b, mn, mx = _batch_moments(xt, None)
+        else:
+            nan = np.isnan(xt)
+            nulls_b = nan.sum(axis=1)
+            infs_b = (~fin).sum(axis=1) - nulls_b
+            k[nan] = layout.n_bins  # one bin past the end, dropped below
+            self.hist += np.bincount(k.reshape(-1), minlength=layout.n_bins + 1)[: layout.n_bins]
+            n_b, mean_b, m2_b, mn, mx = _batch_moments(xt, fin)
+        n_a = self.count - self.infs
+        _, self.mean, self.m2 = merge_moments(n_a, self.mean, self.m2, n_b, mean_b, m2_b)
+        self.count += m - nulls_b
+        self.nulls += nulls_b
+        self.infs += infs_b
+        np.fmin(self.min, mn, out=self.min)
+        np.fmax(self.max, mx, out=self.max)
+
+    def _add_categorical(self, j: int, arr: pa.Array) -> None:
+        layout = self.layout
+        start, stop = layout.cat_start[j], layout.cat_start[j + 1]
+        other = stop - start - 1
+        idx = pc.index_in(arr, value_set=layout.value_sets[j])
+        idx = pc.fill_null(idx, other).to_numpy(zero_copy_only=False)
+        counts = np.bincount(idx, minlength=other + 1)
+        nulls = arr.null_count
+        counts[other] -= nulls  # nulls were filled into "other" too
+        self.cat_hist[start:stop] += counts
+        self.cat_count[j] += len(arr) - nulls
+        self.cat_nulls[j] += nulls
+
+    # ----------------------------------------------------------------- merging
+
+    def _check_same_layout(self, other: Accumulator) -> None:
+        if not isinstance(other, Accumulator):
+            raise TypeError(f"can only merge with an Accumulator, not {type(other).__name__}")
+        if other.layout.fingerprint != self.layout.fingerprint:
+            raise ValueError("cannot merge accumulators of different references (layouts differ)")
+
+    def merge(self, other: Accumulator) -> Accumulator:
+        """Return a new accumulator holding the rows of both: counts add, moments merge."""
+        self._check_same_layout(other)
+        out = Accumulator(self.layout)
+        out.rows = self.rows + other.rows
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, out.mean, out.m2 = merge_moments(
+                self.count - self.infs, self.mean, self.m2,
+                other.count - other.infs, other.mean, other.m2,
+            )
+        for attr in ("count", "nulls", "infs", "hist", "cat_count", "cat_nulls", "cat_hist"):
+            setattr(out, attr, getattr(self, attr) + getattr(other, attr))
+        out.min = np.fmin(self.min, other.min)
+        out.max = np.fmax(self.max, other.max)
+        return out
+
+    __add__ = merge
+
+    # ----------------------------------------------------------------- bytes
+
+    def to_bytes(self) -> bytes:
+        """Serialise the counts and moments (format in the module docstring)."""
+        layout = self.layout
+        header = _HEADER.pack(
+            _MAGIC, _VERSION, layout.fingerprint, self.rows,
+            len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins,
+        )
+        ints = np.concatenate(
+            [self.count, self.nulls, self.infs, self.hist, self.cat_count, self.cat_nulls, self.cat_hist]
+        ).astype("<i8", copy=False)
+        floats = np.concatenate([self.mean, self.m2, self.min, self.max]).astype("<f8", copy=False)
+        return header + ints.tobytes() + floats.tobytes()
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, reference: Layout | Mapping[str, Mapping[str, Any]]
+    ) -> Accumulator:
+        """Rebuild an accumulator from :meth:`to_bytes` output and its reference.
+
+        Raises ValueError when the bytes are not accumulator state, are truncated, or were
+        written for another reference (the layout fingerprint differs).
+        """
+        acc = cls.from_reference(reference)
+        layout = acc.layout
+        data = bytes(data)
+        if len(data) < _HEADER.size:
+            raise ValueError(f"accumulator state too short: {len(data)} bytes")
+        magic, version, fingerprint, rows, c, b, k, cb = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not accumulator state (bad magic bytes)")
+        if version != _VERSION:
+            raise ValueError(f"accumulator state version {version}, this code reads {_VERSION}")
+        if fingerprint != layout.fingerprint or (c, b, k, cb) != (
+            len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
+        ):
+            raise ValueError("accumulator state was written for another reference (fingerprint differs)")
+        n_int = 3 * c + b + 2 * k + cb
+        n_float = 4 * c
+        expected = _HEADER.size + 8 * (n_int + n_float)
+        if len(data) != expected:
+            raise ValueError(f"accumulator state has {len(data)} bytes, expected {expected}")
+        ints = np.frombuffer(data, dtype="<i8", count=n_int, offset=_HEADER.size).astype(np.int64)
+        floats = np.frombuffer(
+            data, dtype="<f8", count=n_float, offset=_HEADER.size + 8 * n_int
+        ).astype(np.float64)
+        acc.rows = rows
+        pos = 0
+        for attr, size in (
+            ("count", c), ("nulls", c), ("infs", c), ("hist", b),
+            ("cat_count", k), ("cat_nulls", k), ("cat_hist", cb),
+        ):
+            setattr(acc, attr, ints[pos:pos + size].copy())
+            pos += size
+        acc.mean, acc.m2, acc.min, acc.max = (floats[i * c:(i + 1) * c].copy() for i in range(4))
+        return acc
+
+    # ----------------------------------------------------------------- views
+
+    def histogram(self, name: str) -> np.ndarray:
+        """Return one column's counts: reference bins for numeric, categories + other for categorical."""
+        layout = self.layout
+        if name in layout.numeric:
+            j = layout.numeric.index(name)
+            start = layout.bin_start[j]
+            return self.hist[start:start + layout.edges[j].size - 1].copy()
+        if name in layout.categorical:
+            j = layout.categorical.index(name)
+            return self.cat_hist[layout.cat_start[j]:layout.cat_start[j + 1]].copy()
+        raise KeyError(f"column {name!r} is not monitored by this accumulator")
+
+    def to_stats(self) -> dict[str, dict[str, Any]]:
+        """Return the window's statistics in ``feature_stats`` form (MLRun's ``sample_df_stats``).
+
+        numeric: count, mean, std (ddof=1), min, max, hist = [counts, reference edges],
+        nulls, infs; mean/min/max left out without a finite value, std with fewer than two.
+        categorical: count, categories, category_counts, other_count, nulls. Quartiles and
+        top/freq/unique are not kept (not mergeable) and so not given.
+        """
+        layout = self.layout
+        out: dict[str, dict[str, Any]] = {}
+        for j, name in enumerate(layout.numeric):
+            n_fin = int(self.count[j] - self.infs[j])
+            s: dict[str, Any] = {"count": int(self.count[j])}
+            if n_fin > 0:
+                if np.isfinite(self.mean[j]):
+                    s["mean"] = float(self.mean[j])
+                if n_fin > 1:
+                    std = float(np.sqrt(self.m2[j] / (n_fin - 1)))
+                    if np.isfinite(std):
+                        s["std"] = std
+                s["min"] = float(self.min[j])
+                s["max"] = float(self.max[j])
+            s["hist"] = [self.histogram(name).tolist(), layout.edges[j].tolist()]
+            s["nulls"] = int(self.nulls[j])
+            s["infs"] = int(self.infs[j])
+            out[name] = s
+        for j, name in enumerate(layout.categorical):
+            counts = self.histogram(name).tolist()
+            out[name] = {
+                "count": int(self.cat_count[j]),
+                "categories": list(layout.categories[j]),
+                "category_counts": counts[:-1],
+                "other_count": counts[-1],
+                "nulls": int(self.cat_nulls[j]),
+            }
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"Accumulator(rows={self.rows}, numeric={len(self.layout.numeric)}, "
+            f"categorical={len(self.layout.categorical)})"
+        )

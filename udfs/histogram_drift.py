@@ -1,0 +1,320 @@
+"""The default application, ``histogram-data-drift``, as a pure function.
+
+Per monitored column, with p the window's and q the reference's probabilities (bin counts
+divided by the column's non-null ``count``, as MLRun's ``dict_to_histogram``):
+TVD, Hellinger and KLD (:mod:`udfs.drift`). Then::
+
+    tvd_mean, hellinger_mean, kld_mean   = means over the compared columns   (metrics)
+    general_drift = (tvd_mean + hellinger_mean) / 2                          (result, kind 0)
+    status        = 2 if general_drift >= detected (0.7)
+                    1 if general_drift >= potential (0.5)
+                    0 otherwise
+
+For numeric columns these are MLRun's numbers for the same histograms. Categorical columns
+(ours only: MLRun's application ignores them) take part with their category-count vectors,
+categories plus ``other``; ``include_categorical=False`` gives MLRun's numeric-only means.
+
+Nothing raises for a column that cannot be compared; the report lists it instead:
+
+* ``missing_in_window``: in the reference, not in the window statistics;
+* ``missing_in_reference``: in the window statistics, not in the reference (e.g. a timestamp);
+* ``skipped``: (column, reason) for a column present on both sides but not comparable:
+  no histogram in the reference (unsupported type, no values in training), no non-null value
+  in the window, histograms on different edges, categorical with ``include_categorical=False``.
+
+When no column can be compared the metrics and ``general_drift`` are None and the status is
+``IRRELEVANT`` (-1): there is no value to classify, and 0 ("no drift") would be a claim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from udfs.drift import ZERO_SCALING, hellinger, kld, tvd
+from udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
+
+APP_NAME = "histogram-data-drift"
+RESULT_NAME = "general_drift"
+METRIC_NAMES = ("tvd_mean", "hellinger_mean", "kld_mean")
+
+
+class ResultKind(IntEnum):
+    """Kinds of application results (MLRun's ``ResultKindApp``)."""
+
+    DATA_DRIFT = 0
+    CONCEPT_DRIFT = 1
+    MODEL_PERFORMANCE = 2
+    SYSTEM_PERFORMANCE = 3
+    MM_APP_ANOMALY = 4
+
+
+class ResultStatus(IntEnum):
+    """Statuses of application results (MLRun's ``ResultStatusApp``)."""
+
+    IRRELEVANT = -1
+    NO_DETECTION = 0
+    POTENTIAL_DETECTION = 1
+    DETECTED = 2
+
+
+@dataclass(frozen=True)
+class DriftClassifier:
+    """Thresholds from a drift value in [0, 1] to a status.
+
+    ``DETECTED`` at ``value >= detected``, ``POTENTIAL_DETECTION`` at ``value >= potential``,
+    else ``NO_DETECTION``. Requires ``0 < potential < detected < 1``.
+    """
+
+    potential: float = 0.5
+    detected: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not (0 < self.potential < self.detected < 1):
+            raise ValueError(
+                "drift thresholds must satisfy 0 < potential < detected < 1, got "
+                f"potential={self.potential!r}, detected={self.detected!r}"
+            )
+
+    def status(self, value: float) -> ResultStatus:
+        """Return the status of ``value``; ValueError if it is NaN or outside [0, 1]."""
+        if not (0 <= value <= 1):
+            raise ValueError(f"drift value must be in [0, 1], got {value!r}")
+        if value >= self.detected:
+            return ResultStatus.DETECTED
+        if value >= self.potential:
+            return ResultStatus.POTENTIAL_DETECTION
+        return ResultStatus.NO_DETECTION
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One compared column: its measures, its drift ``(tvd + hellinger) / 2`` and status."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    tvd: float
+    hellinger: float
+    kld: float
+    drift: float
+    status: ResultStatus
+    window_count: int
+    reference_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tvd": self.tvd,
+            "hellinger": self.hellinger,
+            "kld": self.kld,
+            "drift": self.drift,
+            "status": int(self.status),
+            "window_count": self.window_count,
+            "reference_count": self.reference_count,
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """What ``histogram-data-drift`` reports for one window.
+
+    ``general_drift`` is the result (name ``general_drift``, kind ``DATA_DRIFT``); ``metrics``
+    maps ``tvd_mean``, ``hellinger_mean``, ``kld_mean`` to their values; ``columns`` holds the
+    per-column details for the UI. See the module docstring for None values and the lists.
+    """
+
+    general_drift: float | None
+    status: ResultStatus
+    metrics: dict[str, float | None]
+    columns: tuple[ColumnDrift, ...]
+    missing_in_window: tuple[str, ...] = ()
+    missing_in_reference: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    kind: ResultKind = ResultKind.DATA_DRIFT
+    name: str = field(default=RESULT_NAME)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (plain ints, floats, strings, lists; None for "no value")."""
+        return {
+            "name": self.name,
+            "kind": int(self.kind),
+            "value": self.general_drift,
+            "status": int(self.status),
+            "metrics": dict(self.metrics),
+            "columns": {c.name: c.to_dict() for c in self.columns},
+            "missing_in_window": list(self.missing_in_window),
+            "missing_in_reference": list(self.missing_in_reference),
+            "skipped": {name: reason for name, reason in self.skipped},
+        }
+
+
+def _category_vector(ref: Mapping[str, Any], win: Mapping[str, Any]) -> np.ndarray | None:
+    """Window counts aligned on the reference categories + other; None if not categorical."""
+    if not is_categorical_stats(win):
+        return None
+    index = {c: i for i, c in enumerate(ref["categories"])}
+    out = np.zeros(len(index) + 1)
+    for cat, n in zip(win["categories"], win["category_counts"]):
+        out[index.get(cat, len(index))] += n
+    out[-1] += win.get("other_count", 0)
+    return out
+
+
+def _count(stats: Mapping[str, Any], counts: np.ndarray) -> float:
+    """The non-null count MLRun divides by: ``count``, or the counts' sum when it is absent."""
+    n = stats.get("count")
+    return float(counts.sum()) if n is None else float(n)
+
+
+def _hist_lists(name: str, stats: Mapping[str, Any]) -> tuple[list, list]:
+    """Padded (counts, edges) lists of a numeric entry; ValueError naming a malformed one."""
+    hist = stats["hist"]
+    if not isinstance(hist, (list, tuple)) or len(hist) != 2:
+        raise ValueError(f"column {name!r}: 'hist' must be [counts, edges], got {hist!r:.80}")
+    counts, edges = pad_hist(hist[0], hist[1])
+    if len(edges) != len(counts) + 1:
+        raise ValueError(
+            f"column {name!r}: 'hist' needs len(edges) == len(counts) + 1, "
+            f"got {len(counts)} counts and {len(edges)} edges"
+        )
+    return counts, edges
+
+
+def _pair_counts(name: str, ref: Mapping[str, Any], win: Mapping[str, Any]):
+    """(kind, window counts, reference counts) or (None, reason, None) when not comparable."""
+    if is_numeric_stats(ref):
+        ref_counts, ref_edges = _hist_lists(name, ref)
+        if not is_numeric_stats(win):
+            return None, "numeric in the reference, no histogram in the window", None
+        win_counts, win_edges = _hist_lists(name, win)
+        if win_edges != ref_edges:
+            return None, "window histogram is not on the reference edges", None
+        return (
+            "numeric",
+            np.asarray(win_counts, dtype=np.float64),
+            np.asarray(ref_counts, dtype=np.float64),
+        )
+    if is_categorical_stats(ref):
+        win_counts = _category_vector(ref, win)
+        if win_counts is None:
+            return None, "categorical in the reference, no category counts in the window", None
+        ref_counts = np.asarray([*ref["category_counts"], ref.get("other_count", 0)], dtype=np.float64)
+        return "categorical", win_counts, ref_counts
+    return None, "no histogram in the reference (unsupported type or no values in training)", None
+
+
+def histogram_drift(
+    feature_stats: Mapping[str, Mapping[str, Any]],
+    window_stats: Mapping[str, Mapping[str, Any]],
+    *,
+    classifier: DriftClassifier | None = None,
+    include_categorical: bool = True,
+    zero_scaling: float = ZERO_SCALING,
+) -> DriftReport:
+    """Compare a window with the reference, as MLRun's ``HistogramDataDriftApplication``.
+
+    :param feature_stats: the reference statistics (``udfs.reference.feature_stats`` or
+        MLRun's ``feature_stats``; unpadded histograms are padded as MLRun does).
+    :param window_stats:  the window's statistics in the same form, on the reference edges
+        (``Accumulator.to_stats()`` or MLRun's ``sample_df_stats``).
+    :param classifier:    thresholds; default potential 0.5, detected 0.7.
+    :param include_categorical: let categorical columns take part (False: MLRun's means).
+    :param zero_scaling:  KLD's replacement for a zero denominator (MLRun: 1e-4).
+    """
+    classifier = classifier or DriftClassifier()
+    names, kinds, win_rows, ref_rows, win_n, ref_n = [], [], [], [], [], []
+    missing_in_window, skipped = [], []
+    for name, ref in feature_stats.items():
+        if name not in window_stats:
+            missing_in_window.append(name)
+            continue
+        win = window_stats[name]
+        kind, win_counts, ref_counts = _pair_counts(name, ref, win)
+        if kind is None:
+            skipped.append((name, win_counts))
+            continue
+        if kind == "categorical" and not include_categorical:
+            skipped.append((name, "categorical, excluded by include_categorical=False"))
+            continue
+        n_ref, n_win = _count(ref, ref_counts), _count(win, win_counts)
+        if n_ref <= 0:
+            skipped.append((name, "no values in the reference"))
+            continue
+        if n_win <= 0:
+            nulls = win.get("nulls")
+            suffix = f" ({nulls} nulls)" if nulls else ""
+            skipped.append((name, f"no non-null values in the window{suffix}"))
+            continue
+        names.append(name)
+        kinds.append(kind)
+        win_rows.append(win_counts)
+        ref_rows.append(ref_counts)
+        win_n.append(n_win)
+        ref_n.append(n_ref)
+    missing_in_reference = tuple(n for n in window_stats if n not in feature_stats)
+
+    if not names:
+        return DriftReport(
+            general_drift=None,
+            status=ResultStatus.IRRELEVANT,
+            metrics={m: None for m in METRIC_NAMES},
+            columns=(),
+            missing_in_window=tuple(missing_in_window),
+            missing_in_reference=missing_in_reference,
+            skipped=tuple(skipped),
+        )
+
+    # one matrix per side, columns × bins, zero-padded to the widest histogram: a bin that
+    # is 0 on both sides adds nothing to TVD, Hellinger or KLD
+    width = max(r.size for r in win_rows)
+    p = np.zeros((len(names), width))
+    q = np.zeros((len(names), width))
+    for i, (w, r) in enumerate(zip(win_rows, ref_rows)):
+        p[i, : w.size] = w / win_n[i]
+        q[i, : r.size] = r / ref_n[i]
+    col_tvd = np.atleast_1d(tvd(p, q))
+    col_hel = np.atleast_1d(hellinger(p, q))
+    col_kld = np.atleast_1d(kld(p, q, zero_scaling))
+    col_drift = (col_tvd + col_hel) / 2
+
+    columns = tuple(
+        ColumnDrift(
+            name=name,
+            kind=kind,
+            tvd=float(col_tvd[i]),
+            hellinger=float(col_hel[i]),
+            kld=float(col_kld[i]),
+            drift=float(col_drift[i]),
+            status=classifier.status(min(max(float(col_drift[i]), 0.0), 1.0)),
+            window_count=int(win_n[i]),
+            reference_count=int(ref_n[i]),
+        )
+        for i, (name, kind) in enumerate(zip(names, kinds))
+    )
+    tvd_mean, hellinger_mean, kld_mean = (float(np.mean(v)) for v in (col_tvd, col_hel, col_kld))
+    general = (tvd_mean + hellinger_mean) / 2
+    # TVD and Hellinger are in [0, 1]; clip only the rounding of their sums
+    status = classifier.status(min(max(general, 0.0), 1.0)) if math.isfinite(general) else ResultStatus.IRRELEVANT
+    return DriftReport(
+        general_drift=general,
+        status=status,
+        metrics={"tvd_mean": tvd_mean, "hellinger_mean": hellinger_mean, "kld_mean": kld_mean},
+        columns=columns,
+        missing_in_window=tuple(missing_in_window),
+        missing_in_reference=missing_in_reference,
+        skipped=tuple(skipped),
+    )
+
+
+def drift_from_accumulator(
+    feature_stats: Mapping[str, Mapping[str, Any]],
+    accumulator: Any,
+    **kwargs: Any,
+) -> DriftReport:
+    """``histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)``."""
+    return histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)

@@ -1,0 +1,417 @@
+"""Reference statistics (``feature_stats``) of training data, in MLRun's format.
+
+``feature_stats(data)`` returns one entry per column, keyed by the normalised column name
+(see :mod:`udfs.naming`). The entry's form depends on the column's type:
+
+numeric (integers, floats, decimals, booleans as 0/1)::
+
+    {"count": 1000, "mean": 0.1, "std": 1.0, "min": -3.2, "25%": -0.6, "50%": 0.1,
+     "75%": 0.7, "max": 3.4,
+     "hist": [[c_0, c_1, ..., c_21], [e_0, e_1, ..., e_22]],
+     "nulls": 0, "infs": 0}
+
+    The inner 20 bins are equal-width over [min, max] (``np.histogram(x, bins=20)``, so the
+    edges are the ones MLRun computes for the same data); they are padded with one bin at each
+    end whose outer edges are ``-sys.float_info.max`` and ``+sys.float_info.max`` (MLRun's
+    ``pad_hist``), 22 bins and 23 edges in all. Bins are half open ``[e_i, e_i+1)`` except the
+    last, which is closed, exactly as ``np.histogram``.
+
+categorical (strings, dictionary-encoded strings)::
+
+    {"count": 1000, "unique": 3, "top": "red", "freq": 600,
+     "categories": ["red", "blue"], "category_counts": [600, 300], "other_count": 100,
+     "nulls": 0}
+
+    ``categories`` holds the ``max_categories`` most frequent values (ties broken by the
+    value, so the result is deterministic), ``other_count`` everything else. In a window,
+    values never seen in training land in the ``other`` bucket.
+
+Decisions where MLRun's behaviour is undefined or lossy (MLRun drops the histogram of a
+column with a NaN or an infinity, so the column silently leaves drift detection):
+
+* ``count`` is the number of non-null values, infinities included (as ``pandas.describe``).
+* NaN and nulls are not values: they are counted in ``nulls`` and take part in nothing else.
+* ±inf are counted in ``infs`` and in the outer padded bins (-inf in the first, +inf in the
+  last), so ``sum(hist counts) == count`` always holds. mean, std, min, max and quartiles
+  are computed over the finite values only.
+* ``std`` (ddof=1, as pandas) is left out when there are fewer than two finite values; mean,
+  min, quartiles, max and ``hist`` are left out when there is no finite value. A column
+  without ``hist`` (or ``categories``) is not monitored, and the drift report says so.
+* A constant column gets ``np.histogram``'s bins: 20 bins over [c - 0.5, c + 0.5]. When that
+  range or [min, max] cannot be split by numpy (|c| beyond 2**52, or max - min overflowing),
+  the edges are computed as ``min * (1 - i/20) + max * i/20`` on a slightly widened range.
+* Columns of other types (timestamps, binary, nested) and columns of Arrow type ``null``
+  get ``count`` and ``nulls`` only.
+* All numbers are Python ``int``/``float`` and finite: ``json.loads(json.dumps(stats))``
+  gives back an equal dict (``sys.float_info.max`` round-trips exactly through ``repr``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udfs.naming import normalize_names
+
+MAX_FLOAT = sys.float_info.max
+NUM_BINS = 20
+MAX_CATEGORIES = 20
+
+FeatureStats = dict[str, dict[str, Any]]
+
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
+
+
+# --------------------------------------------------------------------------- reading data
+
+
+def read_table(data: Any) -> pa.Table:
+    """Return training data as a ``pyarrow.Table``.
+
+    Accepts a ``pyarrow.Table`` or ``RecordBatch``, a pandas DataFrame (converted column by
+    column; a column of mixed Python objects becomes strings), or a path to a Parquet
+    (``.parquet``, ``.pq``, ``.parq``) or CSV (``.csv``, ``.csv.gz``, ``.csv.bz2``) file.
+    """
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        lower = path.lower()
+        if lower.endswith(_PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if lower.endswith(_CSV_SUFFIXES):
+            import pyarrow.csv as pacsv
+
+            return pacsv.read_csv(path)
+        raise ValueError(
+            f"cannot tell the format of {path!r}: name a .parquet/.pq/.parq or .csv file"
+        )
+    if hasattr(data, "columns") and hasattr(data, "dtypes") and hasattr(data, "iloc"):
+        return _table_from_pandas(data)
+    raise TypeError(
+        "training data must be a pandas DataFrame, a pyarrow Table or RecordBatch, or a path "
+        f"to a Parquet or CSV file, not {type(data).__name__}"
+    )
+
+
+def _table_from_pandas(df: Any) -> pa.Table:
+    names = [str(c) for c in df.columns]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"duplicate column names in the training data: {dup}")
+    arrays = []
+    for i in range(df.shape[1]):
+        series = df.iloc[:, i]
+        try:
+            arrays.append(pa.array(series, from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            arrays.append(pa.array(_to_str_list(series), type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+# --------------------------------------------------------------------------- type helpers
+
+
+def _is_null_value(v: Any) -> bool:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    return type(v).__name__ in ("NAType", "NaTType")  # pandas.NA, pandas.NaT
+
+
+def _to_str_list(values: Any) -> list[str | None]:
+    return [None if _is_null_value(v) else str(v) for v in values]
+
+
+def as_string_array(values: Any) -> pa.Array:
+    """Return categorical values as an Arrow ``string`` array; None and NaN become null.
+
+    Strings pass through; any other value is compared as ``str(value)`` (so ``True`` is
+    ``"True"`` and ``1`` is ``"1"``), whether it comes from Python, numpy or Arrow.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        if pa.types.is_string(values.type):
+            return values
+        if pa.types.is_large_string(values.type):
+            return values.cast(pa.string())
+        if pa.types.is_null(values.type):
+            return pa.nulls(len(values), pa.string())
+        return pa.array(_to_str_list(values.to_pylist()), type=pa.string())
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return pa.array(_to_str_list(values), type=pa.string())
+
+
+def is_numeric_type(t: pa.DataType) -> bool:
+    """True for Arrow types monitored as numbers: integers, floats, decimals, booleans."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_decimal(t)
+    )
+
+
+def is_string_type(t: pa.DataType) -> bool:
+    """True for Arrow types monitored as categories: (large) strings and string dictionaries."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def arrow_to_float64(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Return a numeric Arrow array as float64 numpy values, nulls as NaN."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not pa.types.is_float64(values.type):
+        values = values.cast(pa.float64())
+    if values.null_count:
+        values = pc.fill_null(values, np.nan)
+    return values.to_numpy(zero_copy_only=False)
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+def bin_edges(lo: float, hi: float, num_bins: int = NUM_BINS) -> np.ndarray:
+    """Return the ``num_bins + 1`` equal-width edges over [lo, hi], as ``np.histogram`` does.
+
+    ``np.histogram(x, bins=n)`` uses ``np.linspace(lo, hi, n + 1)`` and widens a constant
+    range to [lo - 0.5, hi + 0.5]. Where numpy fails (a range wider than the largest float,
+    or a constant so large that ±0.5 does not change it) the edges are
+    ``lo * (1 - i/n) + hi * i/n`` after widening a constant range by
+    ``max(0.5, n * spacing(|lo|))``: finite, non-decreasing, and ``lo``/``hi`` exact.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"bin range must be finite with lo <= hi, got [{lo}, {hi}]")
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    with np.errstate(over="ignore", invalid="ignore"):
+        edges = np.linspace(lo, hi, num_bins + 1)
+    if lo != hi and np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0):
+        return edges
+    if lo == hi:  # ±0.5 vanished in rounding
+        with np.errstate(over="ignore"):
+            widen = max(0.5, num_bins * float(np.spacing(abs(lo))))
+        lo, hi = max(lo - widen, -MAX_FLOAT), min(hi + widen, MAX_FLOAT)
+    t = np.arange(num_bins + 1, dtype=np.float64) / num_bins
+    edges = lo * (1.0 - t) + hi * t
+    edges[0], edges[-1] = lo, hi
+    return np.maximum.accumulate(edges)
+
+
+def _inner_hist(finite: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < hi and np.isfinite(hi - lo):
+        # numpy's equal-width path: the same linspace edges as bin_edges, and no sort
+        return np.histogram(finite, bins=num_bins, range=(lo, hi))
+    edges = bin_edges(lo, hi, num_bins)
+    counts, _ = np.histogram(finite, bins=edges)
+    return counts, edges
+
+
+def pad_hist(counts: Sequence[float], edges: Sequence[float]) -> tuple[list, list]:
+    """Return (counts, edges) with an empty bin added at each end, MLRun's ``pad_hist``.
+
+    The outer edges are ``-sys.float_info.max`` and ``+sys.float_info.max``. A histogram whose
+    edges already start and end there is returned unchanged. Nothing is modified in place.
+    """
+    counts, edges = list(counts), list(edges)
+    if edges and edges[0] == -MAX_FLOAT and edges[-1] == MAX_FLOAT:
+        return counts, edges
+    return [0, *counts, 0], [-MAX_FLOAT, *edges, MAX_FLOAT]
+
+
+def reference_hist(name: str, stats: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Return a numeric column's padded (counts, edges) as float64 arrays, validated.
+
+    Raises ValueError naming the column when the histogram is malformed: counts and edges of
+    inconsistent length, non-finite or decreasing edges, negative counts.
+    """
+    hist = stats.get("hist")
+    if not isinstance(hist, (list, tuple)) or len(hist) != 2:
+        raise ValueError(f"column {name!r}: 'hist' must be [counts, edges], got {hist!r:.80}")
+    counts, edges = pad_hist(hist[0], hist[1])
+    try:
+        counts_a = np.asarray(counts, dtype=np.float64)
+        edges_a = np.asarray(edges, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"column {name!r}: 'hist' holds non-numeric values ({exc})") from None
+    if counts_a.ndim != 1 or edges_a.ndim != 1 or edges_a.size != counts_a.size + 1:
+        raise ValueError(
+            f"column {name!r}: 'hist' needs len(edges) == len(counts) + 1, "
+            f"got {counts_a.size} counts and {edges_a.size} edges"
+        )
+    if not np.all(np.isfinite(edges_a)) or np.any(np.diff(edges_a) < 0):
+        raise ValueError(f"column {name!r}: 'hist' edges must be finite and non-decreasing")
+    if np.any(counts_a < 0) or not np.all(np.isfinite(counts_a)):
+        raise ValueError(f"column {name!r}: 'hist' counts must be finite and >= 0")
+    return counts_a, edges_a
+
+
+# --------------------------------------------------------------------------- column stats
+
+
+def _mean_std(finite: np.ndarray) -> tuple[float, float | None]:
+    """Mean and sample std (ddof=1) of finite values, scaled to avoid overflow."""
+    scale = float(np.max(np.abs(finite)))
+    if scale == 0.0:
+        return 0.0, (0.0 if finite.size > 1 else None)
+    if scale < 1e150 and scale > 1e-150:
+        scale = 1.0
+    scaled = finite / scale
+    mean = float(np.mean(scaled)) * scale
+    std = float(np.std(scaled, ddof=1)) * scale if finite.size > 1 else None
+    if std is not None and not math.isfinite(std):  # only when the spread exceeds MAX_FLOAT
+        std = None
+    return mean, std
+
+
+def _quartiles(finite: np.ndarray) -> np.ndarray:
+    """25th, 50th, 75th percentiles, linear interpolation (numpy's and pandas' default)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.percentile(finite, [25, 50, 75])
+    if np.all(np.isfinite(q)):
+        return q
+    # a - b overflowed (values near ±MAX_FLOAT): interpolate as a * (1 - t) + b * t
+    pos = np.array([0.25, 0.5, 0.75]) * (finite.size - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, finite.size - 1)
+    part = np.partition(finite, np.unique(np.concatenate([lo, hi])))
+    t = pos - lo
+    return part[lo] * (1 - t) + part[hi] * t
+
+
+def numeric_stats(values: Any, num_bins: int = NUM_BINS) -> dict[str, Any]:
+    """Return the statistics of one numeric column (NaN = null), in the module's format."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    nan = np.isnan(x)
+    nulls = int(nan.sum())
+    fin_mask = np.isfinite(x)
+    finite = x[fin_mask]
+    count = int(x.size - nulls)
+    neg_inf = int(np.sum(x == -np.inf))
+    pos_inf = int(np.sum(x == np.inf))
+    stats: dict[str, Any] = {"count": count}
+    if finite.size:
+        mean, std = _mean_std(finite)
+        stats["mean"] = mean
+        if std is not None:
+            stats["std"] = std
+        q25, q50, q75 = _quartiles(finite)
+        stats["min"] = float(finite.min())
+        stats["25%"], stats["50%"], stats["75%"] = float(q25), float(q50), float(q75)
+        stats["max"] = float(finite.max())
+        counts, edges = _inner_hist(finite, num_bins)
+        stats["hist"] = [
+            [neg_inf, *(int(c) for c in counts), pos_inf],
+            [-MAX_FLOAT, *(float(e) for e in edges), MAX_FLOAT],
+        ]
+    stats["nulls"] = nulls
+    stats["infs"] = neg_inf + pos_inf
+    return stats
+
+
+def categorical_stats(values: Any, max_categories: int = MAX_CATEGORIES) -> dict[str, Any]:
+    """Return the statistics of one categorical column (None/NaN = null), in the module's format."""
+    arr = as_string_array(values)
+    nulls = int(arr.null_count)
+    count = len(arr) - nulls
+    stats: dict[str, Any] = {"count": count}
+    if count:
+        vc = pc.value_counts(arr.drop_null())
+        names = vc.field("values").to_pylist()
+        freqs = vc.field("counts").to_pylist()
+        ranked = sorted(zip(freqs, names), key=lambda fn: (-fn[0], fn[1]))
+        top = ranked[:max_categories]
+        stats["unique"] = len(ranked)
+        stats["top"] = ranked[0][1]
+        stats["freq"] = int(ranked[0][0])
+        stats["categories"] = [n for _, n in top]
+        stats["category_counts"] = [int(f) for f, _ in top]
+        stats["other_count"] = int(count - sum(f for f, _ in top))
+    else:
+        stats["unique"] = 0
+    stats["nulls"] = nulls
+    return stats
+
+
+def column_stats(
+    values: pa.Array | pa.ChunkedArray,
+    *,
+    num_bins: int = NUM_BINS,
+    max_categories: int = MAX_CATEGORIES,
+) -> dict[str, Any]:
+    """Return the statistics of one Arrow column, dispatching on its type (module docstring)."""
+    t = values.type
+    if pa.types.is_dictionary(t) and is_numeric_type(t.value_type):
+        t = t.value_type
+    if is_numeric_type(t):
+        return numeric_stats(arrow_to_float64(values), num_bins)
+    if is_string_type(t):
+        return categorical_stats(values, max_categories)
+    nulls = len(values) if pa.types.is_null(t) else int(values.null_count)
+    return {"count": len(values) - nulls, "nulls": nulls}
+
+
+def feature_stats(
+    data: Any,
+    *,
+    num_bins: int = NUM_BINS,
+    max_categories: int = MAX_CATEGORIES,
+    columns: Sequence[str] | None = None,
+) -> FeatureStats:
+    """Return the reference statistics of training data, one entry per column.
+
+    :param data:           pandas DataFrame, pyarrow Table/RecordBatch, or a Parquet/CSV path.
+    :param num_bins:       inner equal-width bins per numeric column (MLRun: 20).
+    :param max_categories: categories kept per categorical column; the rest is ``other``.
+    :param columns:        names (as in ``data``) to keep, in this order; default all.
+    :returns:              ``{normalised name: stats}`` as described in the module docstring.
+    """
+    if not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+    if not isinstance(max_categories, int) or max_categories < 1:
+        raise ValueError(f"max_categories must be a positive integer, got {max_categories!r}")
+    table = read_table(data)
+    names = list(table.column_names)
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"columns not in the training data: {missing}; it has {names}")
+        names = list(columns)
+    normalised = normalize_names(names)
+    return {
+        norm: column_stats(
+            table.column(name), num_bins=num_bins, max_categories=max_categories
+        )
+        for norm, name in zip(normalised, names)
+    }
+
+
+def is_numeric_stats(stats: Mapping[str, Any]) -> bool:
+    """True when a ``feature_stats`` entry carries a numeric histogram."""
+    return "hist" in stats
+
+
+def is_categorical_stats(stats: Mapping[str, Any]) -> bool:
+    """True when a ``feature_stats`` entry carries category counts."""
+    return "categories" in stats and "category_counts" in stats
