@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["jobs", "operators", "udfs", "connectors"],
+    packages=["jobs", "operators", "udfs", "connectors", "connectors.tsdb"],
     install_requires=[
         "apache-flink>=2.2.0,<2.3",
         "numpy>=1.24,<2.3",

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)
+
+    from jobs import endpoints_cli
+
+    endpoints_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,46 @@
+"""Time-series stores of results, metrics, window predictions and errors.
+
+``open_tsdb(url)`` returns the implementation the URL names:
+
+* ``sqlite:///path/tsdb.sqlite`` → :class:`connectors.tsdb.sqlite.SqliteTSDB` (embedded default);
+* ``taosws://user:pass@host:6041[/database]`` → :class:`connectors.tsdb.tdengine.TDengineTSDB`
+  over WebSocket (taos-ws-py);
+* ``taos://user:pass@host:6030[/database]`` → the same over the native client (taospy).
+
+The interface is :class:`connectors.tsdb.base.TSDB`.
+"""
+
+from __future__ import annotations
+
+from connectors.settings import mask_password
+from connectors.tsdb.base import TSDB, TSDBError
+
+
+def open_tsdb(url: str, *, create_schema: bool = False) -> TSDB:
+    """The TSDB of ``url`` (see the module doc); with ``create_schema`` its tables are created.
+
+    A TDengine TSDB connects on first use, so opening one does not need the server to be up.
+    """
+    url = str(url)
+    if url.startswith("sqlite:///"):
+        from connectors.tsdb.sqlite import SqliteTSDB
+
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise ValueError("a SQLite TSDB needs a file path: sqlite:///path/to/tsdb.sqlite")
+        tsdb: TSDB = SqliteTSDB(path)
+    elif url.startswith(("taosws://", "taos://")):
+        from connectors.tsdb.tdengine import TDengineTSDB
+
+        tsdb = TDengineTSDB(url)
+    else:
+        raise ValueError(
+            f"unsupported TSDB {mask_password(url)!r}: use taosws://user:pass@host:6041, "
+            "taos://user:pass@host:6030 or sqlite:///path/to/tsdb.sqlite"
+        )
+    if create_schema:
+        tsdb.create_schema()
+    return tsdb
+
+
+__all__ = ["open_tsdb", "TSDB", "TSDBError"]

@@ -1,0 +1,506 @@
+"""The SQL store on real MariaDB and on SQLite: the same suite on both.
+
+Each MariaDB test gets a fresh database ``streamdrift_test_<random>`` (the ``streamdrift`` user may
+create ``streamdrift_*`` databases), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pymysql
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from connectors.sql_store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    NotFoundError,
+    SqlStore,
+    StoreError,
+    is_transient,
+    retrying,
+)
+from udfs.records import MetricRecord, PredictionRecord, ResultRecord
+from udfs.reference import feature_stats
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+W = dt.timedelta(minutes=10)
+HOSTILE = ["it's", 'say "hi"', "`tick`", "semi;colon", "'); DROP TABLE endpoints; --", "back\\slash",
+           "模型-ünïcødé-🚀", "100%_sure", "x", "x "]
+
+
+def _mysql_database(mysql):
+    name = f"streamdrift_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(mysql.url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    return admin, name, mysql.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.sqlite"
+        return
+    admin, name, db_url = _mysql_database(request.getfixturevalue("mysql"))
+    try:
+        yield db_url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture()
+def store(url):
+    s = SqlStore(url)
+    s.create_schema()
+    yield s
+    s.close()
+
+
+def endpoint(store: SqlStore, endpoint_id="ep-1", project="fraud", **kw):
+    kw.setdefault("model_name", "classifier")
+    kw.setdefault("feature_names", ["a", "b"])
+    kw.setdefault("feature_stats", {"a": {"count": 3, "mean": 0.5}, "b": {"count": 3, "top": "x"}})
+    return store.upsert_endpoint(endpoint_id, project=project, **kw)
+
+
+def window(n: int, endpoint_id="ep-1", rows=100, events=10, errors=1, project="fraud") -> PredictionRecord:
+    start = T0 + n * W
+    return PredictionRecord(project, endpoint_id, start, start + W, rows, events, errors, rows - errors,
+                            100.0, 90.0, 200.0, 300.0, start + dt.timedelta(seconds=5),
+                            start + W - dt.timedelta(microseconds=3))
+
+
+def result(n: int, value: float, endpoint_id="ep-1", name="general_drift", app="histogram-data-drift", status=0):
+    return ResultRecord("fraud", endpoint_id, app, name, 0, status, value, T0 + n * W, T0 + (n + 1) * W,
+                        {"n": n, "tvd": [value, 1 / 3]})
+
+
+def metric(n: int, value: float, endpoint_id="ep-1", name="tvd_mean"):
+    return MetricRecord("fraud", endpoint_id, "histogram-data-drift", name, value, T0 + n * W, T0 + (n + 1) * W)
+
+
+def count(store: SqlStore, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar()
+
+
+# --------------------------------------------------------------------------------- schema
+
+
+def test_schema_is_created_and_upgraded_step_by_step(url):
+    with SqlStore(url) as s:
+        assert s.schema_version() == 0
+        assert s.create_schema(target_version=1) == 1
+        tables = set(sa.inspect(s.engine).get_table_names())
+        assert {"endpoints", "endpoint_windows", "latest_results", "latest_metrics", "schema_version"} <= tables
+        assert "applications" not in tables and "alert_configs" not in tables
+        endpoint(s)  # data written at version 1 ...
+        assert s.create_schema() == SCHEMA_VERSION == MIGRATIONS[-1].version
+        assert s.get_endpoint("ep-1").model_name == "classifier"  # ... survives the upgrade
+        s.add_application("fraud", "my-app", "apps.mine:MyApp")
+        assert s.create_schema() == SCHEMA_VERSION  # idempotent
+        assert count(s, "schema_version") == 1
+
+
+def test_schema_created_by_several_processes_at_once(url):
+    stores = [SqlStore(url) for _ in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(len(stores)) as pool:
+        versions = list(pool.map(lambda s: s.create_schema(), stores))
+    assert versions == [SCHEMA_VERSION] * 4
+    endpoint(stores[0])
+    assert stores[3].get_endpoint("ep-1") is not None
+    for s in stores:
+        s.close()
+
+
+def test_a_newer_schema_is_refused(url):
+    with SqlStore(url) as s:
+        s.create_schema()
+        with s.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE schema_version SET version = 99"))
+        with pytest.raises(StoreError, match="schema version 99, newer"):
+            s.create_schema()
+
+
+def test_mariadb_columns_hold_megabytes_and_compare_exactly(mysql):
+    admin, name, db_url = _mysql_database(mysql)
+    try:
+        with SqlStore(db_url) as s:
+            s.create_schema()
+            with s.engine.connect() as conn:
+                types = dict(conn.execute(sa.text(
+                    "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME), DATA_TYPE FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = DATABASE()")).all())
+                collations = {r[0] for r in conn.execute(sa.text(
+                    "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"))}
+        assert types["endpoints.feature_stats"] == "longtext"
+        assert types["endpoints.reference_sample"] == "longblob"
+        assert types["latest_results.extra_data"] == "longtext"
+        assert types["endpoints.updated"] == "datetime"
+        assert collations == {"utf8mb4_nopad_bin"}
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+# --------------------------------------------------------------------------------- endpoints
+
+
+def test_2000_features_round_trip_exactly(store):
+    rng = np.random.default_rng(3)
+    data = {f"feature {i} (unit)": rng.standard_normal(300) * 10.0 ** rng.integers(-300, 300) for i in range(1_800)}
+    data.update({f"cat_{i}": rng.choice([f"v{j}" for j in range(30)], 300) for i in range(200)})
+    stats = feature_stats(pd.DataFrame(data))
+    assert len(stats) == 2_000
+    text = json.dumps(stats)
+    assert len(text) > 1_000_000  # far beyond MySQL TEXT (64 KB), where MLRun broke at ~200 features
+    sample = bytes(range(256)) * 20_000  # 5 MB of binary
+    endpoint(store, feature_names=list(stats), feature_stats=stats, reference_sample=sample)
+    got = store.get_endpoint("ep-1")
+    assert got.feature_stats == stats
+    assert json.dumps(got.feature_stats) == text  # same floats, same key order
+    assert got.feature_names == list(stats)
+    assert store.get_reference_sample("ep-1") == sample
+
+
+def test_upsert_endpoint_is_idempotent_and_keeps_counters(store):
+    first = endpoint(store, model_version="v1")
+    store.add_window_counters("ep-1", window(0))
+    second = endpoint(store, model_version="v1", feature_names=["a"], feature_stats={"a": {"count": 9}})
+    assert [e.endpoint_id for e in store.list_endpoints()] == ["ep-1"]
+    assert second.created == first.created and second.updated >= first.updated
+    assert second.feature_names == ["a"] and second.feature_stats == {"a": {"count": 9}}
+    assert second.rows_count == 100 and second.events_count == 10
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_ids_projects_and_models_round_trip(store, name):
+    endpoint(store, endpoint_id=name, project=name, model_name=name, function_name=name, function_tag=name,
+             model_version=name, feature_names=[name], feature_stats={name: {"top": name}})
+    got = store.get_endpoint(name)
+    assert (got.endpoint_id, got.project, got.model_name, got.function_name, got.function_tag, got.model_version) == \
+        (name, name, name, name, name, name)
+    assert got.feature_names == [name] and got.feature_stats == {name: {"top": name}}
+    assert [e.endpoint_id for e in store.list_endpoints(project=name)] == [name]
+    store.upsert_latest_results([dataclasses.replace(result(0, 0.5), endpoint_id=name, project=name)])
+    assert [r.project for r in store.latest_results(name)] == [name]
+    assert store.delete_endpoint(name) is True and store.get_endpoint(name) is None
+    assert count(store, "endpoints") == 0  # the table is still there
+
+
+def test_ids_differing_by_trailing_space_or_case_are_different_endpoints(store):
+    for eid in ("x", "x ", "X"):
+        endpoint(store, endpoint_id=eid, model_name=f"model of {eid!r}")
+    assert sorted(e.endpoint_id for e in store.list_endpoints()) == ["X", "x", "x "]
+    assert store.get_endpoint("x ").model_name == "model of 'x '"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(app="app'; --"), "application name"),
+    (dict(app="app`x"), "application name"),
+    (dict(name="drift score"), "result name"),
+    (dict(name="drift;"), "result name"),
+    (dict(name="漂移"), "result name"),
+])
+def test_invalid_application_and_result_names_are_refused(store, bad, message):
+    with pytest.raises(ValueError, match=message):
+        store.upsert_latest_results([result(0, 0.1), result(0, 0.2, **bad)])
+    assert store.latest_results("ep-1") == []
+
+
+def test_invalid_metric_name_is_refused(store):
+    with pytest.raises(ValueError, match="metric name 'tvd-mean'"):
+        store.upsert_latest_metrics([metric(0, 0.1, name="tvd-mean")])
+
+
+def test_delete_endpoint_removes_its_latest_results_metrics_and_windows(store):
+    endpoint(store)
+    endpoint(store, endpoint_id="other")
+    for eid in ("ep-1", "other"):
+        store.add_window_counters(eid, window(0, endpoint_id=eid))
+        store.upsert_latest_results([result(0, 0.3, endpoint_id=eid)])
+        store.upsert_latest_metrics([metric(0, 0.3, endpoint_id=eid)])
+    assert store.delete_endpoint("ep-1") is True
+    assert store.latest_results("ep-1") == [] and store.latest_metrics("ep-1") == []
+    assert store.window_counters("ep-1") == []
+    assert len(store.latest_results("other")) == 1 and len(store.window_counters("other")) == 1
+    assert store.delete_endpoint("ep-1") is False
+
+
+def test_endpoints_version_moves_on_definition_changes_only(store):
+    empty = store.endpoints_version()
+    assert empty == (0, None)
+    endpoint(store)
+    created = store.endpoints_version()
+    assert created[0] == 1 and created[1] is not None
+    store.add_window_counters("ep-1", window(0))
+    store.set_drift_status("ep-1", 2, 0.8)
+    assert store.endpoints_version() == created  # counters and drift do not trigger a reload
+    store.update_reference("ep-1", {"a": {"count": 1}})
+    updated = store.endpoints_version()
+    assert updated[0] == 1 and updated[1] > created[1]
+    changed = store.endpoints_changed_since(created[1])
+    assert [e.endpoint_id for e in changed] == ["ep-1"] and changed[0].feature_stats == {"a": {"count": 1}}
+    assert store.endpoints_changed_since(updated[1]) == []
+    store.delete_endpoint("ep-1")
+    assert store.endpoints_version()[0] == 0
+
+
+def test_update_reference_of_a_missing_endpoint(store):
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.update_reference("ghost", {})
+
+
+def test_drift_status_and_monitoring_mode(store):
+    endpoint(store)
+    assert store.set_drift_status("ep-1", 1, 0.55) is True
+    assert store.set_drift_status("ghost", 1, 0.55) is False
+    store.set_monitoring_mode("ep-1", "disabled")
+    got = store.get_endpoint("ep-1")
+    assert (got.drift_status, got.drift_measure, got.monitoring_mode) == (1, 0.55, "disabled")
+    with pytest.raises(ValueError, match="monitoring mode"):
+        store.set_monitoring_mode("ep-1", "paused")
+
+
+# --------------------------------------------------------------------------------- window counters
+
+
+def test_replayed_window_is_not_counted_twice(store):
+    endpoint(store)
+    store.add_window_counters("ep-1", window(0, rows=100, events=10, errors=1))
+    store.add_window_counters("ep-1", window(1, rows=50, events=5, errors=0), late=2)
+    totals = store.add_window_counters("ep-1", window(0, rows=100, events=10, errors=1))  # replay
+    got = store.get_endpoint("ep-1")
+    assert (got.rows_count, got.events_count, got.error_count, got.late_count) == (150, 15, 1, 2)
+    assert totals["rows_count"] == 150
+    assert got.first_request == T0 + dt.timedelta(seconds=5)
+    assert got.last_request == T0 + 2 * W - dt.timedelta(microseconds=3)
+    assert got.last_window_end == T0 + 2 * W
+    assert len(store.window_counters("ep-1")) == 2
+    # a corrected window (late data) replaces its counters
+    store.add_window_counters("ep-1", window(1, rows=60, events=6, errors=3), late=4)
+    got = store.get_endpoint("ep-1")
+    assert (got.rows_count, got.events_count, got.error_count, got.late_count) == (160, 16, 4, 4)
+
+
+def test_late_rows_add_up_and_survive_window_revisions(store):
+    endpoint(store)
+    store.add_window_counters("ep-1", window(0))
+    end_ms = int((T0 + W).timestamp() * 1000)
+    store.add_late_rows("ep-1", end_ms, 3)
+    store.add_late_rows("ep-1", T0 + W, 2)  # a datetime works too
+    assert store.get_endpoint("ep-1").late_count == 5
+    store.add_window_counters("ep-1", window(0, rows=120))  # a revision by data within the lateness
+    got = store.get_endpoint("ep-1")
+    assert (got.rows_count, got.late_count) == (120, 5)
+    store.add_late_rows("ep-1", T0 + 5 * W, 7)  # late rows of a window whose counters never came
+    got = store.get_endpoint("ep-1")
+    assert (got.rows_count, got.late_count, got.last_window_end) == (120, 12, T0 + 5 * W)
+    store.add_window_counters("ep-1", window(0), late=1)  # an explicit count replaces
+    assert store.get_endpoint("ep-1").late_count == 8
+
+
+def test_an_endpoint_reads_as_a_mapping(store):
+    ep = endpoint(store)
+    as_dict = dict(ep)
+    assert as_dict["endpoint_id"] == "ep-1" and as_dict["feature_stats"] == ep.feature_stats
+    assert isinstance(as_dict["created"], dt.datetime)
+    assert json.loads(json.dumps(ep.to_dict()))["created"] == ep.created.isoformat()
+
+
+def test_counters_before_registration_count_once_registered(store):
+    store.add_window_counters("ep-1", window(0))
+    assert store.get_endpoint("ep-1") is None
+    assert endpoint(store).rows_count == 100
+
+
+def test_counters_must_match_the_endpoint(store):
+    with pytest.raises(ValueError, match="'ep-2'"):
+        store.add_window_counters("ep-1", window(0, endpoint_id="ep-2"))
+
+
+# --------------------------------------------------------------------------------- latest results and metrics
+
+
+def test_latest_results_replay_once_and_never_go_back_in_time(store):
+    store.upsert_latest_results([result(1, 0.4)])
+    store.upsert_latest_results([result(1, 0.6, status=1)])  # the same window again, corrected
+    assert count(store, "latest_results") == 1
+    assert [(r.value, r.status) for r in store.latest_results("ep-1")] == [(0.6, 1)]
+    store.upsert_latest_results([result(0, 0.1)])  # an older window arrives late
+    assert [(r.value, r.end_infer_time) for r in store.latest_results("ep-1")] == [(0.6, T0 + 2 * W)]
+    store.upsert_latest_results([result(2, 0.9, status=2), result(2, 0.2, name="other")])
+    got = store.latest_results("ep-1")
+    assert [(r.result_name, r.value, r.status) for r in got] == [("general_drift", 0.9, 2), ("other", 0.2, 0)]
+    assert got[0] == result(2, 0.9, status=2)  # every field round-trips, extra_data included
+
+
+def test_latest_metrics_replay_once_and_never_go_back_in_time(store):
+    store.upsert_latest_metrics([metric(1, 0.4), metric(1, 0.5)])
+    assert count(store, "latest_metrics") == 1
+    assert [m.value for m in store.latest_metrics("ep-1")] == [0.5]
+    store.upsert_latest_metrics([metric(0, 0.1)])
+    assert [m.value for m in store.latest_metrics("ep-1")] == [0.5]
+    store.upsert_latest_metrics([metric(3, float("nan"))])
+    assert store.latest_metrics("ep-1") == [metric(3, None)]
+
+
+# --------------------------------------------------------------------------------- applications and alerts
+
+
+def test_applications_registry(store):
+    store.add_application("fraud", "histogram-data-drift", "udfs.histogram_drift:HistogramDataDrift")
+    store.add_application("fraud", "my_app", "apps.mine:MyApp", {"threshold": 0.3, "columns": ["a"]})
+    store.add_application("other", "my_app", "apps.other:App")
+    assert [a.name for a in store.list_applications("fraud")] == ["histogram-data-drift", "my_app"]
+    assert store.get_application("fraud", "my_app").params == {"threshold": 0.3, "columns": ["a"]}
+    store.set_application_enabled("fraud", "my_app", False)
+    assert [a.name for a in store.list_applications("fraud", enabled_only=True)] == ["histogram-data-drift"]
+    store.add_application("fraud", "my_app", "apps.mine:MyAppV2")  # redefine
+    assert store.get_application("fraud", "my_app").class_path == "apps.mine:MyAppV2"
+    assert store.remove_application("fraud", "my_app") is True
+    assert store.remove_application("fraud", "my_app") is False
+    assert [a.project for a in store.list_applications("other")] == ["other"]
+    with pytest.raises(ValueError, match="module:ClassName"):
+        store.add_application("fraud", "x", "not a class path")
+    with pytest.raises(ValueError, match="application name"):
+        store.add_application("fraud", "bad name", "a:B")
+    with pytest.raises(NotFoundError):
+        store.set_application_enabled("fraud", "ghost", True)
+
+
+def test_alert_configs_and_activations(store):
+    config = store.add_alert_config(
+        "fraud", "drift on ep-1", summary="Drift {{ value }} on {{ entity }}", severity="high",
+        entities={"kind": "model-endpoint-result", "ids": ["ep-1"]}, trigger_kinds=["data_drift_detected"],
+        criteria={"count": 2, "period": "30m"}, reset_policy="manual",
+        notifications=[{"kind": "webhook", "url": "http://hooks/x"}])
+    assert config.state == "inactive" and config.criteria == {"count": 2, "period": "30m"}
+    store.set_alert_state("fraud", "drift on ep-1", "active")
+    assert [(a.name, a.state) for a in store.list_alert_configs("fraud")] == [("drift on ep-1", "active")]
+    ids = [store.add_activation("fraud", "drift on ep-1", activated_at=T0 + i * W, entity="ep-1",
+                                event_kind="data_drift_detected", severity="high", summary=f"drift {i}",
+                                value=0.7 + i / 100, window_end=T0 + i * W, notified={"webhook": True})
+           for i in range(3)]
+    assert len(set(ids)) == 3
+    assert store.reset_activation(ids[0], T0 + 5 * W) is True
+    got = store.list_activations("fraud", "drift on ep-1")
+    assert [a.summary for a in got] == ["drift 0", "drift 1", "drift 2"]
+    assert got[0].reset_at == T0 + 5 * W and got[1].reset_at is None and got[2].value == pytest.approx(0.72)
+    assert [a.summary for a in store.list_activations("fraud", limit=2)] == ["drift 1", "drift 2"]
+    assert [a.summary for a in store.list_activations("fraud", since=T0 + 2 * W)] == ["drift 2"]
+    assert store.delete_alert_config("fraud", "drift on ep-1") is True
+    assert store.get_alert_config("fraud", "drift on ep-1") is None
+    assert len(store.list_activations("fraud")) == 3  # history stays
+
+
+# --------------------------------------------------------------------------------- errors and retries
+
+
+def _operational(code: int, text: str) -> OperationalError:
+    return OperationalError("SELECT 1", {}, pymysql.err.OperationalError(code, text))
+
+
+def test_retrying_backs_off_exponentially_then_succeeds():
+    calls, sleeps = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise _operational(2003, "Can't connect to MySQL server on '127.0.0.1'")
+        return "ok"
+
+    assert retrying(flaky, attempts=5, backoff=0.5, sleep=sleeps.append) == "ok"
+    assert len(calls) == 3 and sleeps == [0.5, 1.0]
+
+
+def test_retrying_gives_up_with_a_store_error():
+    sleeps = []
+
+    def down():
+        raise _operational(2013, "Lost connection to server during query")
+
+    with pytest.raises(StoreError, match="after 4 attempt.*Lost connection"):
+        retrying(down, attempts=4, backoff=1.0, max_backoff=1.5, sleep=sleeps.append)
+    assert sleeps == [1.0, 1.5, 1.5]
+
+
+def test_permanent_errors_are_not_retried():
+    assert not is_transient(_operational(1045, "Access denied for user 'x'"))
+    assert not is_transient(ValueError("bad input"))
+    assert is_transient(_operational(2006, "MySQL server has gone away"))
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise _operational(1045, "Access denied")
+
+    with pytest.raises(StoreError, match="Access denied"):
+        retrying(denied, attempts=5, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_unreachable_server_is_a_store_error_without_the_password():
+    with pytest.raises(StoreError) as info:
+        SqlStore("mysql+pymysql://streamdrift:Pa55-w0rd!@127.0.0.1:1/streamdrift", attempts=2,
+                 backoff=0.01).create_schema()
+    message = str(info.value)
+    assert "Pa55-w0rd!" not in message and "streamdrift:***@127.0.0.1:1" in message
+    assert "after 2 attempt" in message and "Can't connect" in message
+
+
+def test_wrong_password_fails_at_once_without_showing_it(mysql):
+    url = mysql.url.replace(f":{mysql.password}@", ":Wr0ng-secret@")
+    with pytest.raises(StoreError) as info:
+        SqlStore(url, attempts=5, backoff=5).list_endpoints()  # not retried: no 5 s wait
+    assert "Wr0ng-secret" not in str(info.value) and "Access denied" in str(info.value)
+
+
+def test_cli_masks_the_password(mysql, capsys):
+    import argparse
+
+    from jobs import endpoints_cli
+
+    parser = argparse.ArgumentParser()
+    endpoints_cli.register(parser.add_subparsers(dest="command"))
+    url = mysql.url.replace(f":{mysql.password}@", ":Wr0ng-secret@")
+    args = parser.parse_args(["endpoints", "list", "--endpoint-store-connection", url])
+    assert args.func(args) == endpoints_cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Wr0ng-secret" not in err and ":***@" in err and "Access denied" in err
+
+
+def test_a_killed_connection_is_replaced(mysql):
+    admin, name, db_url = _mysql_database(mysql)
+    try:
+        with SqlStore(db_url) as s:
+            s.create_schema()
+            endpoint(s)
+            with s.engine.connect() as conn:  # the pooled connection the store will reuse
+                victim = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
+            assert s.get_endpoint("ep-1").model_name == "classifier"  # pre-ping reconnects
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def test_repr_hides_the_password():
+    s = SqlStore("mysql+pymysql://streamdrift:hunter2@127.0.0.1:3307/streamdrift")
+    assert "hunter2" not in repr(s) and "hunter2" not in s.masked_url
+    s.close()

@@ -1,0 +1,195 @@
+"""The embedded TSDB (SQLite) end to end: what is written is what a query gives back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+
+import pytest
+
+from connectors.tsdb import TSDBError, open_tsdb
+from connectors.tsdb.base import from_micros, micros
+from connectors.tsdb.sqlite import SqliteTSDB
+from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+W = dt.timedelta(minutes=10)
+HOSTILE = ["it's", 'say "hi"', "`tick`", "a;b", "'); DROP TABLE app_results; --", "back\\slash", "模型-ü-🚀",
+           "trailing ", " leading", "%_"]
+
+
+@pytest.fixture()
+def tsdb(tmp_path):
+    db = open_tsdb(f"sqlite:///{tmp_path}/data/tsdb.sqlite", create_schema=True)
+    yield db
+    db.close()
+
+
+def res(endpoint="ep", app="histogram-data-drift", name="general_drift", window=0, value=0.5, status=0, kind=0,
+        extra=None, project="fraud"):
+    return ResultRecord(project, endpoint, app, name, kind, status, value, T0 + window * W, T0 + (window + 1) * W,
+                        extra or {})
+
+
+def met(endpoint="ep", app="histogram-data-drift", name="tvd_mean", window=0, value=0.1, project="fraud"):
+    return MetricRecord(project, endpoint, app, name, value, T0 + window * W, T0 + (window + 1) * W)
+
+
+def pred(endpoint="ep", window=0, count=100, project="fraud", errors=0):
+    start = T0 + window * W
+    return PredictionRecord(project, endpoint, start, start + W, count, count // 2, errors, count - errors,
+                            1234.5, 1000.0, 3000.0, 5000.0, start + dt.timedelta(seconds=1),
+                            start + W - dt.timedelta(microseconds=1))
+
+
+def count_rows(tsdb: SqliteTSDB, table: str) -> int:
+    with sqlite3.connect(tsdb.path) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_results_round_trip_with_filters(tsdb):
+    written = [res(e, name=n, window=w, value=w + i / 10, status=w % 3, extra={"w": w, "e": e})
+               for i, (e, n) in enumerate([("a", "general_drift"), ("b", "general_drift"), ("a", "other")])
+               for w in range(3)]
+    assert tsdb.write_results(written) == 9
+    by_time = sorted(written, key=lambda r: (r.end_infer_time, r.endpoint_id, r.application_name, r.result_name))
+    assert tsdb.query_results("fraud") == by_time
+    assert tsdb.query_results("fraud", endpoint_id="a") == [r for r in by_time if r.endpoint_id == "a"]
+    assert tsdb.query_results("fraud", result_name="other") == [r for r in by_time if r.result_name == "other"]
+    # the range is inclusive at both ends and applies to the window end
+    got = tsdb.query_results("fraud", start=T0 + 2 * W, end=T0 + 3 * W)
+    assert {r.end_infer_time for r in got} == {T0 + 2 * W, T0 + 3 * W} and len(got) == 6
+    assert tsdb.query_results("fraud", application_name="another-app") == []
+    assert tsdb.query_results("other-project") == []
+
+
+def test_metrics_predictions_errors_round_trip(tsdb):
+    metrics = [met(e, window=w, value=w / 7) for e in ("a", "b") for w in range(2)]
+    preds = [pred(e, window=w, count=10 * (w + 1), errors=w) for e in ("a", "b") for w in range(2)]
+    errors = [ErrorRecord("fraud", "a", "my-app", "mm-app-failed", "Traceback:\n  ZeroDivisionError", T0 + W)]
+    tsdb.write_metrics(metrics)
+    tsdb.write_predictions(preds)
+    tsdb.write_errors(errors)
+    assert tsdb.query_metrics("fraud") == sorted(metrics, key=lambda m: (m.end_infer_time, m.endpoint_id))
+    assert tsdb.query_predictions("fraud", endpoint_id="b") == [p for p in preds if p.endpoint_id == "b"]
+    assert tsdb.query_errors("fraud") == errors
+    assert tsdb.query_errors("fraud", error_type="other") == []
+
+
+def test_replayed_window_leaves_one_row_with_the_new_values(tsdb):
+    for value in (0.2, 0.8):  # the same window twice: a replay with a correction
+        tsdb.write_results([res(window=1, value=value, status=2 if value > 0.5 else 0)])
+        tsdb.write_metrics([met(window=1, value=value)])
+        tsdb.write_predictions([pred(window=1, count=int(value * 100))])
+        tsdb.write_errors([ErrorRecord("fraud", "ep", "app", "mm-app-failed", f"v={value}", T0 + W)])
+    for table in ("app_results", "metrics", "predictions", "errors"):
+        assert count_rows(tsdb, table) == 1, table
+    assert [(r.value, r.status) for r in tsdb.query_results("fraud")] == [(0.8, 2)]
+    assert [m.value for m in tsdb.query_metrics("fraud")] == [0.8]
+    assert [p.count for p in tsdb.query_predictions("fraud")] == [80]
+    assert [e.message for e in tsdb.query_errors("fraud")] == ["v=0.8"]
+
+
+def test_latest_status_is_the_newest_window_of_each_result(tsdb):
+    tsdb.write_results([res("a", window=2, value=0.9, status=2), res("a", window=0, value=0.1),
+                        res("a", name="other", window=1, value=0.3), res("b", window=0, value=0.4)])
+    tsdb.write_results([res("a", window=1, value=0.5)])  # an old window arrives late
+    assert [(r.endpoint_id, r.result_name, r.value, r.end_infer_time) for r in tsdb.latest_status("fraud")] == [
+        ("a", "general_drift", 0.9, T0 + 3 * W),
+        ("a", "other", 0.3, T0 + 2 * W),
+        ("b", "general_drift", 0.4, T0 + W),
+    ]
+    assert [r.endpoint_id for r in tsdb.latest_status("fraud", endpoint_id="b")] == ["b"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_endpoint_ids_and_projects_round_trip(tsdb, name):
+    tsdb.write_results([res(name, project=name, extra={"why": name})])
+    tsdb.write_metrics([met(name, project=name)])
+    tsdb.write_errors([ErrorRecord(name, name, "app", name, name, T0)])
+    assert [(r.project, r.endpoint_id, r.extra_data) for r in tsdb.query_results(name, endpoint_id=name)] == [
+        (name, name, {"why": name})]
+    assert [m.endpoint_id for m in tsdb.query_metrics(name)] == [name]
+    assert [(e.error_type, e.message) for e in tsdb.query_errors(name)] == [(name, name)]
+    assert count_rows(tsdb, "app_results") == 1  # the table survived
+
+
+@pytest.mark.parametrize("bad, field", [
+    (dict(name="general drift"), "result name"),
+    (dict(name="x'); DROP TABLE app_results; --"), "result name"),
+    (dict(name="drift-score"), "result name"),
+    (dict(app="app`name"), "application name"),
+    (dict(app="app;name"), "application name"),
+    (dict(app="ünï"), "application name"),
+    (dict(endpoint="tab\there"), "control characters"),
+])
+def test_invalid_names_are_refused_and_the_batch_is_not_written(tsdb, bad, field):
+    with pytest.raises(ValueError, match=field):
+        tsdb.write_results([res("good"), res(**bad)])
+    assert tsdb.query_results("fraud") == []
+
+
+def test_values_that_are_not_numbers_are_stored_as_none(tsdb):
+    tsdb.write_results([res("a", value=float("nan")), res("b", value=float("-inf")), res("c", value=None)])
+    assert [r.value for r in tsdb.query_results("fraud")] == [None, None, None]
+
+
+def test_oversized_extra_data_and_messages_are_bounded(tsdb):
+    extra = {"per_feature": {f"feature_{i}": i / 3 for i in range(2000)}}
+    tsdb.write_results([res(extra=extra)])
+    stored = tsdb.query_results("fraud")[0].extra_data
+    assert stored["truncated"] is True and stored["bytes"] > 16_000
+    tsdb.write_errors([ErrorRecord("fraud", "ep", "app", "failed", "x" * 5000 + "\x07", T0)])
+    message = tsdb.query_errors("fraud")[0].message
+    assert len(message) == 1000 and message.endswith("...")
+
+
+def test_times_keep_their_microseconds():
+    when = dt.datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert micros(when) == 1709251199_999_999
+    assert from_micros(micros(when)) == when
+    local = when.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    assert micros(local) == micros(when)
+
+
+def test_schema_is_idempotent_and_data_survives_a_reopen(tmp_path):
+    url = f"sqlite:///{tmp_path}/tsdb.sqlite"
+    with open_tsdb(url, create_schema=True) as first:
+        first.write_results([res()])
+    with open_tsdb(url, create_schema=True) as second:
+        assert second.query_results("fraud") == [res()]
+
+
+def test_writes_from_several_threads(tsdb):
+    def write(endpoint: str) -> None:
+        for w in range(20):
+            tsdb.write_results([res(endpoint, window=w)])
+
+    threads = [threading.Thread(target=write, args=(f"ep{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(tsdb.query_results("fraud")) == 80
+
+
+def test_closed_store_says_so(tmp_path):
+    db = SqliteTSDB(tmp_path / "t.sqlite")
+    db.create_schema()
+    db.close()
+    with pytest.raises(TSDBError, match="closed"):
+        db.query_results("fraud")
+
+
+def test_open_tsdb_refuses_unknown_urls():
+    with pytest.raises(ValueError, match="sqlite:///"):
+        open_tsdb("postgresql://u:pw@h/db")
+    with pytest.raises(ValueError, match="file path"):
+        open_tsdb("sqlite:///")
+
+
+def test_empty_writes_do_nothing(tsdb):
+    assert tsdb.write_results([]) == 0 and tsdb.write_predictions([]) == 0
+    assert tsdb.query_results("fraud") == [] and tsdb.query_predictions("fraud") == []
