@@ -15,11 +15,12 @@ def flink_jar_uris() -> list[str]:
     return [jar.as_uri() for jar in jars]
 
 
-def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None):
+def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, extra: dict | None = None):
     """A ``StreamExecutionEnvironment`` that can use the Kafka and Parquet connectors.
 
     The jars go to ``pipeline.jars`` (shipped with the job when it is submitted to a cluster); the
     Python workers run the interpreter of this process, so they see the same installed packages.
+    ``extra`` holds further Flink configuration keys (state backend, checkpoint directory, ...).
     """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -28,6 +29,8 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None):
     config.set_string("pipeline.jars", ";".join(flink_jar_uris()))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
+    for key, value in (extra or {}).items():
+        config.set_string(key, str(value))
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(parallelism)
     if checkpoint_interval_ms:

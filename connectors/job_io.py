@@ -1,0 +1,95 @@
+"""What the job's operators get from the outside world, as picklable callables built in ``jobs``:
+the endpoints (with their references), the enabled applications, and a writer to the stores."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from udfs.monitor import WindowOutput
+
+log = logging.getLogger("streamdrift.writer")
+
+
+def load_endpoints(store_url: str) -> list[dict[str, Any]]:
+    """Every endpoint record (endpoint_id, project, feature_names, output_names, feature_stats, ...)."""
+    from connectors.sql_store import SqlStore
+
+    store = SqlStore(store_url)
+    try:
+        return [dict(e) for e in store.list_endpoints()]
+    finally:
+        store.close()
+
+
+def load_applications(store_url: str, project: str) -> list:
+    """The applications enabled for ``project``: the built-in histogram drift app by default."""
+    from udfs.applications import HistogramDataDriftApplication
+
+    return [HistogramDataDriftApplication()]
+
+
+def _transient(exc: BaseException) -> bool:
+    """A store that is down or busy (worth waiting for), not a bad record or a bad setting."""
+    from connectors.sql_store import StoreError, is_transient
+    from connectors.tsdb.base import TSDBError
+
+    if isinstance(exc, StoreError):
+        return exc.original is not None and is_transient(exc.original)
+    return isinstance(exc, TSDBError) or is_transient(exc)
+
+
+class StoreWriter:
+    """Writes a window's records: results, metrics, predictions and errors to the TSDB; latest
+    results and metrics and the endpoint's window counters to the SQL store. Every write is an
+    idempotent upsert keyed by the window, so a replay or a correction leaves one row. A store
+    that is down is retried with exponential backoff (the job waits: nothing is dropped)."""
+
+    def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0):
+        from connectors.sql_store import SqlStore
+        from connectors.tsdb import open_tsdb
+
+        self.tsdb = open_tsdb(tsdb_url)
+        self.store = SqlStore(store_url)
+        self.max_backoff_s = max_backoff_s
+        self._retry(self.tsdb.create_schema)
+        self._retry(self.store.create_schema)
+
+    def _retry(self, fn, *args):
+        """Call ``fn(*args)``; while a store is unreachable, wait (0.5 s doubling up to
+        ``max_backoff_s``) and call again. Other errors are raised: the job fails and Flink
+        restarts it from its last checkpoint, which rewrites the same rows."""
+        delay = 0.5
+        while True:
+            try:
+                return fn(*args)
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                log.warning("store write failed (%s), retrying in %.1f s", type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+
+    def write(self, out: WindowOutput) -> None:
+        if out.revision < 0:  # rows later than the allowed lateness: only counted
+            self._retry(self.store.add_late_rows, out.endpoint_id, out.end_ms, out.late_rows)
+            return
+        if out.results:
+            self._retry(self.tsdb.write_results, list(out.results))
+            self._retry(self.store.upsert_latest_results, list(out.results))
+        if out.metrics:
+            self._retry(self.tsdb.write_metrics, list(out.metrics))
+            self._retry(self.store.upsert_latest_metrics, list(out.metrics))
+        if out.errors:
+            self._retry(self.tsdb.write_errors, list(out.errors))
+        if out.prediction is not None:
+            self._retry(self.tsdb.write_predictions, [out.prediction])
+            self._retry(self.store.add_window_counters, out.endpoint_id, out.prediction)
+
+    def close(self) -> None:
+        for part in (self.tsdb, self.store):
+            try:
+                part.close()
+            except Exception:
+                pass

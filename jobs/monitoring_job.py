@@ -1,0 +1,170 @@
+"""The monitoring job: the one graph of DESIGN.md, built from settings.
+
+    source (Kafka topic <project>.inference-events, or the embedded directory stream)
+      → ParseRecords (vectorised: parse, validate, pre-aggregate per endpoint and window)
+      → dead letters ─► <project>.dead-letters (Kafka) or <data_dir>/dead-letters (files)
+      → watermarks (bounded disorder) → key by endpoint → EndpointWindows (tumbling, lateness, idle close)
+      → RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+from connectors import job_io
+from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """Knobs of the job beyond the settings (defaults fit production; tests shrink them)."""
+
+    window_ms: int | None = None  # default: settings.base_period minutes
+    max_disorder_ms: int = 5_000  # watermark = max event time seen - this
+    allowed_lateness_ms: int | None = None  # default: one window
+    idle_grace_ms: int = 60_000  # an idle window closes base_period + this after its last event
+    sample_size: int = 1_000
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 10_000
+    bounded: bool = False  # stop at the end of what the source holds now (demo, tests, benchmarks)
+    arrow_batch_size: int = 10_000
+    bundle_time_ms: int = 1_000
+    state_backend: str = "hashmap"  # or "rocksdb" for large state
+    checkpoint_dir: str | None = None
+    group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
+    endpoint_refresh_seconds: float = 30.0
+
+
+def _window_ms(settings: Settings, options: JobOptions) -> int:
+    return options.window_ms or settings.base_period_ms
+
+
+@dataclasses.dataclass(frozen=True)
+class JobGraph:
+    env: object  # StreamExecutionEnvironment
+    summaries: object  # DataStream of one summary row per written window (collect, print or leave it)
+    dead_letters: object  # DataStream of dead-letter JSON strings (already sunk)
+
+
+def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
+    """The job graph on a new environment."""
+    from pyflink.common import Duration, Row, Types, WatermarkStrategy
+    from pyflink.common.watermark_strategy import TimestampAssigner
+    from pyflink.datastream import OutputTag
+    from pyflink.datastream.functions import ProcessFunction
+    from pyflink.table import StreamTableEnvironment
+    from pyflink.table.expressions import col
+    from pyflink.table.udf import udf
+
+    from jobs.flink_env import stream_env
+    from operators.monitor import SUMMARY_TYPE, RunApplications, WriteOutputs
+    from operators.parse import DEAD, RESULT_TYPE, ParseRecords
+    from operators.windows import OUTPUT_TYPE, EndpointWindows
+
+    window_ms = _window_ms(settings, options)
+    lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
+    extra = {"state.backend.type": options.state_backend, "restart-strategy.type": "exponential-delay"}
+    if options.checkpoint_dir:
+        extra["execution.checkpointing.dir"] = options.checkpoint_dir
+    env = stream_env(options.parallelism, options.checkpoint_interval_ms, extra)
+    t_env = StreamTableEnvironment.create(env)
+    conf = t_env.get_config()
+    conf.set("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
+    conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
+    conf.set("python.fn-execution.bundle.time", str(options.bundle_time_ms))
+    conf.set("pipeline.name", f"streamdrift-{settings.project}")
+
+    t_env.execute_sql(_source_ddl(settings, options))
+    load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
+    parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds),
+                result_type=RESULT_TYPE, func_type="pandas")
+    parsed = t_env.from_path("inference_events").select(col("payload")).map(parse).filter(col("kind").is_not_null)
+    records = t_env.to_data_stream(parsed)
+
+    dead_tag = OutputTag("dead-letters", Types.STRING())
+    partial_type = Types.ROW_NAMED(["endpoint_id", "window_start", "body"],
+                                   [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+
+    class EventTime(TimestampAssigner):
+        def extract_timestamp(self, value, record_timestamp):
+            return value.event_ms if value.event_ms is not None else record_timestamp
+
+    class SplitDeadLetters(ProcessFunction):
+        def process_element(self, value, ctx):
+            if value.kind == DEAD:
+                yield dead_tag, bytes(value.body).decode()
+            else:
+                yield Row(value.endpoint_id, value.window_start, value.body)
+
+    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(options.max_disorder_ms))
+                  .with_timestamp_assigner(EventTime())
+                  .with_idleness(Duration.of_millis(max(window_ms, 1000))))
+    split = (records.assign_timestamps_and_watermarks(watermarks).name("watermarks")
+             .process(SplitDeadLetters(), output_type=partial_type).name("split-dead-letters"))
+    dead_letters = split.get_side_output(dead_tag)
+    _dead_letter_sink(dead_letters, settings)
+
+    summaries = (split.key_by(lambda r: r[0], key_type=Types.STRING())
+                 .process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
+                          output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows")
+                 .map(RunApplications(load_endpoints, functools.partial(job_io.load_applications,
+                                                                        settings.endpoint_store_connection,
+                                                                        settings.project),
+                                      settings.project),
+                      output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
+                 .map(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
+                                                     settings.endpoint_store_connection)),
+                      output_type=SUMMARY_TYPE).name("writer"))
+    return JobGraph(env, summaries, dead_letters)
+
+
+def _source_ddl(settings: Settings, options: JobOptions) -> str:
+    topic = topic_names(settings.project)["events"]
+    if settings.stream_path.startswith("kafka://"):
+        bounded = ",\n  'scan.bounded.mode' = 'latest-offset'" if options.bounded else ""
+        group = options.group_id or f"streamdrift-{settings.project}"
+        return f"""
+CREATE TABLE inference_events (payload STRING) WITH (
+  'connector' = 'kafka',
+  'topic' = '{topic}',
+  'properties.bootstrap.servers' = '{kafka_bootstrap(settings.stream_path)}',
+  'properties.group.id' = '{group}',
+  'properties.max.partition.fetch.bytes' = '16777216',
+  'scan.startup.mode' = 'group-offsets',
+  'properties.auto.offset.reset' = 'earliest',
+  'format' = 'raw'{bounded}
+)"""
+    directory = file_stream_dir(settings.stream_path) / topic
+    os.makedirs(directory, exist_ok=True)
+    monitor = "" if options.bounded else ",\n  'source.monitor-interval' = '2s'"
+    return f"""
+CREATE TABLE inference_events (payload STRING) WITH (
+  'connector' = 'filesystem',
+  'path' = '{directory.as_uri()}',
+  'format' = 'raw'{monitor}
+)"""
+
+
+def _dead_letter_sink(stream, settings: Settings) -> None:
+    topic = topic_names(settings.project)["dead_letters"]
+    if settings.stream_path.startswith("kafka://"):
+        from pyflink.common.serialization import SimpleStringSchema
+        from pyflink.datastream.connectors.base import DeliveryGuarantee
+        from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+        sink = (KafkaSink.builder()
+                .set_bootstrap_servers(kafka_bootstrap(settings.stream_path))
+                .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(topic)
+                                       .set_value_serialization_schema(SimpleStringSchema()).build())
+                .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+                .build())
+        stream.sink_to(sink).name("dead-letters")
+    else:
+        from pyflink.common.serialization import Encoder
+        from pyflink.datastream.connectors.file_system import FileSink
+
+        directory = file_stream_dir(settings.stream_path) / topic
+        stream.sink_to(FileSink.for_row_format(directory.as_uri(), Encoder.simple_string_encoder()).build()) \
+            .name("dead-letters")

@@ -1,0 +1,107 @@
+"""The per-endpoint tumbling event-time window, with allowed lateness and an idle close.
+
+Keyed by endpoint. Input: partial aggregates (few per batch and endpoint); state: one merged
+aggregate per open window (bounded by columns × bins + sample size) and its revision.
+
+* event time: a window fires when the watermark passes its end;
+* idle close: when no partial arrives for a window during ``base_period + grace`` of processing
+  time, it fires anyway (the watermark does not move when traffic stops; MLRun loses that window);
+* lateness: partials up to ``allowed_lateness`` after the window fired update it and fire it again
+  with the next revision (the writer replaces the earlier result); later ones are counted and
+  emitted with revision -1 (the writer adds them to the endpoint's late count).
+"""
+
+from __future__ import annotations
+
+from pyflink.common import Row, Types
+from pyflink.datastream import TimeDomain
+from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor
+
+from udfs.catalog import EndpointCatalog
+from udfs.window import WindowAggregate
+
+LATE = -1
+
+OUTPUT_TYPE = Types.ROW_NAMED(
+    ["endpoint_id", "window_start", "window_end", "revision", "body"],
+    [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
+
+
+class EndpointWindows(KeyedProcessFunction):
+    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int):
+        self.load_endpoints = load_endpoints
+        self.window_ms = window_ms
+        self.lateness = allowed_lateness_ms
+        self.idle_ms = window_ms + idle_grace_ms
+
+    def open(self, runtime_context: RuntimeContext):
+        blob = Types.PRIMITIVE_ARRAY(Types.BYTE())
+        self.aggs = runtime_context.get_map_state(MapStateDescriptor("window-aggregates", Types.LONG(), blob))
+        self.revisions = runtime_context.get_map_state(MapStateDescriptor("window-revisions", Types.LONG(), Types.INT()))
+        self.touched = runtime_context.get_map_state(MapStateDescriptor("window-touched", Types.LONG(), Types.LONG()))
+        self.catalog = EndpointCatalog(self.load_endpoints)
+        group = runtime_context.get_metrics_group()
+        self.late_partials = group.counter("late_partials")
+        self.corrections = group.counter("corrections")
+        self.idle_closes = group.counter("idle_closes")
+
+    def _agg(self, data: bytes) -> WindowAggregate:
+        return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint)
+
+    def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
+        return Row(key, start, start + self.window_ms, revision, data)
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body
+        end = start + self.window_ms
+        timers = ctx.timer_service()
+        watermark = timers.current_watermark()
+        if end - 1 + self.lateness < watermark:
+            self.late_partials.inc()
+            yield self._emit(key, start, LATE, body)
+            return
+        old = self.aggs.get(start)
+        data = body if old is None else (self._agg(old) + self._agg(body)).to_bytes()
+        self.aggs.put(start, data)
+        now = timers.current_processing_time()
+        self.touched.put(start, now)
+        revision = self.revisions.get(start)
+        if revision is not None:  # already fired: a correction by late data
+            self.revisions.put(start, revision + 1)
+            self.corrections.inc()
+            yield self._emit(key, start, revision + 1, data)
+            return
+        timers.register_event_time_timer(end - 1)
+        timers.register_processing_time_timer(now + self.idle_ms)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        key = ctx.get_current_key()
+        timers = ctx.timer_service()
+        if ctx.time_domain() == TimeDomain.EVENT_TIME:
+            for start in list(self.aggs.keys()):
+                end = start + self.window_ms
+                if end - 1 + self.lateness <= timestamp:
+                    if self.revisions.get(start) is None:
+                        yield self._emit(key, start, 0, self.aggs.get(start))
+                    self._forget(start)
+                elif end - 1 <= timestamp and self.revisions.get(start) is None:
+                    self.revisions.put(start, 0)
+                    yield self._emit(key, start, 0, self.aggs.get(start))
+                    if self.lateness > 0:
+                        timers.register_event_time_timer(end - 1 + self.lateness)
+        else:  # processing time: close windows that went idle
+            for start in list(self.aggs.keys()):
+                touched = self.touched.get(start)
+                if self.revisions.get(start) is None and touched is not None and touched + self.idle_ms <= timestamp:
+                    self.revisions.put(start, 0)
+                    self.idle_closes.inc()
+                    yield self._emit(key, start, 0, self.aggs.get(start))
+                    if self.lateness > 0:
+                        timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
+
+    def _forget(self, start: int) -> None:
+        self.aggs.remove(start)
+        self.revisions.remove(start)
+        self.touched.remove(start)

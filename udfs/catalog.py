@@ -1,0 +1,72 @@
+"""The endpoints a running job knows: names of their columns and the layouts of their references.
+
+Pure cache logic; the records come from a ``load()`` callable (the SQL store in the job, a list in
+tests). ``refresh()`` reloads at most every ``refresh_seconds``; an endpoint not known yet makes the
+next lookup reload early (at most once per ``miss_seconds``) so a new reference is picked up fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from udfs.accumulator import Layout
+from udfs.events import NO_COLUMNS, Columns, row_columns
+
+
+class EndpointCatalog:
+    def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
+                 miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self.refresh_seconds = refresh_seconds
+        self.miss_seconds = miss_seconds
+        self._clock = clock
+        self._records: dict[str, Mapping[str, Any]] = {}
+        self._layouts: dict[str, Layout] = {}
+        self._by_fingerprint: dict[bytes, Layout] = {}
+        self._loaded_at = -float("inf")
+        self._missed_at = -float("inf")
+
+    def refresh(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._loaded_at < self.refresh_seconds:
+            return
+        records = {r["endpoint_id"]: r for r in self._load()}
+        layouts = {}
+        for endpoint_id, record in records.items():
+            stats = record.get("feature_stats") or {}
+            old = self._records.get(endpoint_id)
+            if old is not None and old.get("feature_stats") == stats and endpoint_id in self._layouts:
+                layouts[endpoint_id] = self._layouts[endpoint_id]
+            elif stats:
+                layouts[endpoint_id] = Layout.from_feature_stats(stats)
+        self._records, self._layouts = records, layouts
+        for layout in layouts.values():
+            self._by_fingerprint.setdefault(layout.fingerprint, layout)
+        self._loaded_at = now
+
+    def _known(self, endpoint_id: str) -> bool:
+        self.refresh()
+        if endpoint_id not in self._records and self._clock() - self._missed_at >= self.miss_seconds:
+            self._missed_at = self._clock()
+            self.refresh(force=True)
+        return endpoint_id in self._records
+
+    def record(self, endpoint_id: str) -> Mapping[str, Any] | None:
+        return self._records.get(endpoint_id) if self._known(endpoint_id) else None
+
+    def columns(self, endpoint_id: str) -> Columns:
+        record = self.record(endpoint_id)
+        return row_columns(record) if record is not None else NO_COLUMNS
+
+    def layout(self, endpoint_id: str) -> Layout | None:
+        return self._layouts.get(endpoint_id) if self._known(endpoint_id) else None
+
+    def layout_by_fingerprint(self, fingerprint: bytes) -> Layout | None:
+        """A layout seen since start (old references too, for state written before an update)."""
+        self.refresh()
+        if fingerprint not in self._by_fingerprint and self._clock() - self._missed_at >= self.miss_seconds:
+            self._missed_at = self._clock()
+            self.refresh(force=True)
+        return self._by_fingerprint.get(fingerprint)

@@ -1,0 +1,312 @@
+"""Decoding inference events: both shapes of DESIGN.md into rows, or a dead letter with its reason.
+
+Shapes (one JSON object per record):
+
+* native: ``endpoint_id``, ``timestamp`` (ISO 8601 or epoch ms), ``request_id``, ``inputs``,
+  ``outputs``, ``latency_us``, ``error``, ``labels``, ``metrics``;
+* MLRun serving: ``model``, ``version``, ``function_uri`` ("project/function:tag"), ``request``
+  {``id``, ``inputs``}, ``resp`` {``id``, ``outputs``}, ``when``, ``microsec``, ``error``. The
+  endpoint id is MLRun's (:func:`udfs.endpoint_id.endpoint_uid`).
+
+``inputs`` is one row (a list of values, or an object name → value) or a batch (a list of rows).
+``outputs`` is aligned with the rows: a value per row, a list per row, or an object port → per-row
+values. A row/output length mismatch is a dead letter, never a silent truncation.
+
+Rows come out as name → value dicts. Positional values are named by the endpoint's
+``feature_names`` / ``output_names`` when known (else ``f0, f1, ...`` and ``prediction``,
+``prediction_1`` ...). A nested numeric array (an image, an embedding) becomes derived columns
+``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see :func:`summarise_array`).
+
+A list of rows (every element a list or an object) is a batch; a list with any scalar in it is one
+row. So one row whose every value is an array must be sent as a batch of one: ``[[a, b]]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from udfs.endpoint_id import endpoint_uid
+
+MAX_EVENT_BYTES = 1 << 20
+"""A record larger than this (1 MiB) is a dead letter: it would stall the window stage."""
+
+DEAD_LETTER_PAYLOAD_BYTES = 64 << 10
+"""The original payload kept in a dead letter, at most (longer ones are truncated and say so)."""
+
+DERIVED = ("mean", "std", "min", "max", "norm")
+
+
+class EventError(ValueError):
+    """An event that cannot be monitored; the message is the dead letter's reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One inference event, decoded: rows of name → value, one per sample."""
+
+    endpoint_id: str
+    timestamp_ms: int
+    request_id: str | None
+    rows: tuple[dict[str, Any], ...]
+    error: bool
+    latency_us: float | None
+    shape: str  # "native" or "mlrun"
+    project: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    payload: str
+    reason: str
+    truncated: bool = False
+    size: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"reason": self.reason, "payload": self.payload, "truncated": self.truncated,
+                           "size_bytes": self.size})
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """What an endpoint's rows are called: its feature and output names (empty when unknown)."""
+
+    features: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+NO_COLUMNS = Columns()
+
+
+def dead_letter(payload: bytes | str, reason: str) -> DeadLetter:
+    raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else bytes(payload)
+    kept = raw[:DEAD_LETTER_PAYLOAD_BYTES]
+    return DeadLetter(kept.decode("utf-8", "replace"), reason, len(raw) > len(kept), len(raw))
+
+
+# --------------------------------------------------------------------------- time
+
+
+def parse_timestamp(value: Any, field: str = "timestamp") -> int:
+    """ISO 8601 (``T`` or space separator, any fraction, ``Z`` or an offset; naive = UTC) or epoch
+    milliseconds → epoch milliseconds."""
+    if isinstance(value, bool) or value is None:
+        raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise EventError(f"field {field!r} is not finite: {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            raise EventError(f"field {field!r} is not an ISO 8601 time: {value[:64]!r}") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return int(when.timestamp() * 1000)
+    raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, got {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def summarise_array(name: str, value: Sequence[Any]) -> dict[str, float]:
+    """A nested numeric array → ``{name.mean, name.std, name.min, name.max, name.norm}``.
+
+    std is the population std (ddof=0); norm is the L2 norm of all elements. An empty array
+    gives NaNs (nulls). A non-numeric element is an error naming the column.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise EventError(f"column {name!r} holds an array with non-numeric or ragged elements") from None
+    if arr.size == 0:
+        return {f"{name}.{d}": math.nan for d in DERIVED}
+    return {f"{name}.mean": float(arr.mean()), f"{name}.std": float(arr.std()), f"{name}.min": float(arr.min()),
+            f"{name}.max": float(arr.max()), f"{name}.norm": float(np.sqrt(np.dot(arr, arr)))}
+
+
+def _put(row: dict[str, Any], name: str, value: Any) -> None:
+    if isinstance(value, (list, tuple)):
+        row.update(summarise_array(name, value))
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        row[name] = value
+    else:
+        raise EventError(f"column {name!r} has a value of type {type(value).__name__}: "
+                         "use a number, a boolean, a string or a numeric array")
+
+
+def _is_row(value: Any) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def _input_rows(inputs: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``inputs`` → rows. One row: a list of scalars or an object; a batch: a list of rows."""
+    if isinstance(inputs, dict):
+        batch = [inputs]
+    elif isinstance(inputs, list):
+        if not inputs:
+            raise EventError("field 'inputs' is an empty list: no rows to monitor")
+        # all rows → a batch; otherwise one row (whose values may be nested arrays)
+        batch = inputs if all(_is_row(r) for r in inputs) else [inputs]
+    else:
+        raise EventError(f"field 'inputs' must be a row (list or object) or a list of rows, got {type(inputs).__name__}")
+    rows = []
+    for i, raw in enumerate(batch):
+        row: dict[str, Any] = {}
+        if isinstance(raw, dict):
+            for key, value in raw.items():
+                _put(row, str(key), value)
+        elif isinstance(raw, list):
+            if names and len(raw) != len(names):
+                raise EventError(f"row {i} of 'inputs' has {len(raw)} values, the endpoint has "
+                                 f"{len(names)} features {list(names)[:10]}")
+            for j, value in enumerate(raw):
+                _put(row, names[j] if names else f"f{j}", value)
+        else:
+            raise EventError(f"row {i} of 'inputs' must be a list or an object, got {type(raw).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _output_names(width: int, names: tuple[str, ...]) -> list[str]:
+    if names and len(names) == width:
+        return list(names)
+    return ["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)]
+
+
+def _port_columns(port: str, values: Any, n_rows: int, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per-row output columns of one port (or of the only output when ``port`` is empty)."""
+    if not isinstance(values, list):
+        values = [values]
+    if len(values) != n_rows:
+        where = f"output port {port!r}" if port else "field 'outputs'"
+        raise EventError(f"{where} has {len(values)} values, 'inputs' has {n_rows} rows")
+    out = []
+    for value in values:
+        cells: dict[str, Any] = {}
+        if isinstance(value, list) and value and not any(isinstance(v, list) for v in value):
+            cols = [f"{port}_{j}" for j in range(len(value))] if port else _output_names(len(value), names)
+            for name, v in zip(cols, value):
+                _put(cells, name, v)
+        else:
+            _put(cells, port or _output_names(1, names)[0], value)
+        out.append(cells)
+    return out
+
+
+def _attach_outputs(rows: list[dict[str, Any]], outputs: Any, names: tuple[str, ...]) -> None:
+    if outputs is None:
+        return
+    n = len(rows)
+    if isinstance(outputs, dict):
+        for port, values in outputs.items():
+            for row, cells in zip(rows, _port_columns(str(port), values, n, ())):
+                row.update(cells)
+        return
+    if n == 1 and isinstance(outputs, list) and len(outputs) != 1 and not any(isinstance(v, list) for v in outputs):
+        outputs = [outputs]  # one row, several output values
+    for row, cells in zip(rows, _port_columns("", outputs, n, names)):
+        row.update(cells)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _native(obj: dict[str, Any], columns_of) -> Event:
+    endpoint_id = obj.get("endpoint_id")
+    if not isinstance(endpoint_id, str) or not endpoint_id.strip():
+        raise EventError("field 'endpoint_id' must be a non-empty string")
+    if "timestamp" not in obj:
+        raise EventError("missing field 'timestamp' (ISO 8601 time or epoch milliseconds)")
+    return _event(endpoint_id, parse_timestamp(obj["timestamp"]), obj.get("request_id"), obj.get("inputs"),
+                  obj.get("outputs"), obj.get("error"), obj.get("latency_us"), "native", None, columns_of)
+
+
+def _mlrun(obj: dict[str, Any], columns_of) -> Event:
+    uri, model = obj.get("function_uri"), obj.get("model")
+    if not isinstance(uri, str) or "/" not in uri:
+        raise EventError("field 'function_uri' must look like 'project/function[:tag]'")
+    if not isinstance(model, str) or not model:
+        raise EventError("field 'model' must be a non-empty string")
+    project, _, function = uri.partition("/")
+    function, _, tag = function.partition(":")
+    tag = tag.split("@")[0]
+    version = obj.get("version")
+    if ":" in model and not version:
+        model, _, version = model.partition(":")
+    if not project or not function:
+        raise EventError(f"field 'function_uri' {uri[:100]!r} lacks a project or a function")
+    endpoint_id = endpoint_uid(project, function, tag or None, model, version or None)
+    if "when" not in obj:
+        raise EventError("missing field 'when' (the request time)")
+    request = obj.get("request") or {}
+    if not isinstance(request, dict):
+        raise EventError("field 'request' must be an object with 'inputs'")
+    resp = obj.get("resp")
+    error = obj.get("error")
+    if resp is not None and not isinstance(resp, dict):
+        raise EventError("field 'resp' must be an object with 'outputs'")
+    outputs = resp.get("outputs") if resp else None
+    if resp is None and not error:
+        raise EventError("an MLRun event without 'resp' must carry 'error'")
+    return _event(endpoint_id, parse_timestamp(obj["when"], "when"), request.get("id"), request.get("inputs"),
+                  outputs, error, obj.get("microsec"), "mlrun", project, columns_of)
+
+
+def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, project, columns_of) -> Event:
+    if inputs is None:
+        raise EventError("missing field 'inputs'" if shape == "native" else "missing field 'request.inputs'")
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))):
+        raise EventError(f"latency must be a number of microseconds, got {type(latency).__name__}")
+    cols: Columns = columns_of(endpoint_id)
+    rows = _input_rows(inputs, cols.features)
+    failed = bool(error)
+    if not failed:
+        _attach_outputs(rows, outputs, cols.outputs)
+    return Event(endpoint_id, ts, None if request_id is None else str(request_id), tuple(rows), failed,
+                 None if latency is None else float(latency), shape, project)
+
+
+def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
+           max_bytes: int = MAX_EVENT_BYTES) -> Event | DeadLetter:
+    """One Kafka record → an :class:`Event`, or a :class:`DeadLetter` saying what is wrong."""
+    size = len(payload)
+    if size > max_bytes:
+        return dead_letter(payload, f"record of {size} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return dead_letter(payload, f"malformed JSON: {exc}")
+    if not isinstance(obj, dict):
+        return dead_letter(payload, f"an event must be a JSON object, got {type(obj).__name__}")
+    try:
+        if "endpoint_id" in obj:
+            return _native(obj, columns_of)
+        if "function_uri" in obj or "model" in obj:
+            return _mlrun(obj, columns_of)
+        return dead_letter(payload, "unknown event format: neither 'endpoint_id' (native) nor "
+                                    "'function_uri' and 'model' (MLRun serving)")
+    except EventError as exc:
+        return dead_letter(payload, str(exc))
+    except RecursionError:
+        return dead_letter(payload, "event nested too deeply")
+
+
+def window_start(timestamp_ms: int, window_ms: int) -> int:
+    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's)."""
+    return timestamp_ms - (timestamp_ms % window_ms)
+
+
+def row_columns(columns: Mapping[str, Any]) -> Columns:
+    """An endpoint record's names → :class:`Columns`."""
+    return Columns(tuple(columns.get("feature_names") or ()), tuple(columns.get("output_names") or ()))
