@@ -9,7 +9,7 @@ SD     := $(VENV)/bin/streamdrift
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,demo]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 jars: .jars/.fetched
 
 demo: venv jars
-	$(SD) smoke
+	$(SD) demo
 
 # Starts Kafka, MariaDB and Flink, runs every test, always stops the services, fails on any failure.
 test: venv jars

@@ -23,6 +23,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2"],
+        "demo": ["scikit-learn>=1.4,<2"],
     },
     entry_points={"console_scripts": ["streamdrift=jobs.cli:main"]},
 )

@@ -53,6 +53,55 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs import monitoring_job
+
+    settings = _settings(args)
+    print(f"streamdrift: running the monitoring job with {json.dumps(settings.masked())}", file=sys.stderr)
+    monitoring_job.run(settings, monitoring_job.options_from_args(args), args.print_summaries)
+    return 0
+
+
+def job_archive() -> str:
+    """A zip of the project's packages, shipped with a submitted job (``-pyfs``)."""
+    import zipfile
+
+    root = local_services.PROJECT_ROOT
+    target = local_services.run_dir() / "streamdrift-job.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("udfs", "operators", "connectors", "jobs"):
+            for path in sorted((root / package).rglob("*.py")):
+                archive.write(path, path.relative_to(root).as_posix())
+    return str(target)
+
+
+def submit_command(args: argparse.Namespace, job_argv: list[str]) -> list[str]:
+    """The ``flink run`` command line that submits the monitoring job to a cluster."""
+    from connectors.local_services import flink_home
+
+    root = local_services.PROJECT_ROOT
+    cmd = [str(flink_home() / "bin" / "flink"), "run", "-m", args.jobmanager]
+    if args.detached:
+        cmd.append("-d")
+    cmd += ["-py", str(root / "jobs" / "monitoring_job.py"), "-pyfs", job_archive(),
+            "-pyexec", sys.executable, "-pyclientexec", sys.executable]
+    return cmd + job_argv
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    _settings(args)  # fail here, before anything is shipped, on a bad setting
+    cluster = local_services.Flink()
+    env = cluster.env() if (cluster.conf / "config.yaml").exists() else None
+    return subprocess.call(submit_command(args, args.job_argv), env=env)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobs import demo
+
+    return demo.main()
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from jobs import demo_smoke
 
@@ -75,6 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(p)
     p.set_defaults(func=cmd_settings)
 
+    from jobs.monitoring_job import add_job_flags
+
+    p = sub.add_parser("run", help="run the monitoring job on a local Flink (embedded defaults unless set)")
+    _add_settings_flags(p)
+    add_job_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit the monitoring job to a Flink cluster (flink run)",
+                       description="Flags after the submit flags are the job's: the same as `streamdrift run`.")
+    p.add_argument("--jobmanager", default="127.0.0.1:8081", help="REST address of the cluster (host:port)")
+    p.add_argument("--attached", dest="detached", action="store_false",
+                   help="wait for the job to finish (default: detached)")
+    p.set_defaults(func=cmd_submit, config=None, job_argv=[])
+
+    p = sub.add_parser("demo", help="train a model, stream inference events with drift, print per-window drift")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)
 
@@ -86,7 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "submit":
+        args.job_argv = rest
+        for name in SPECS:  # validate the job's settings before submitting
+            flag = "--" + name.replace("_", "-")
+            if flag in rest and rest.index(flag) + 1 < len(rest):
+                setattr(args, name, rest[rest.index(flag) + 1])
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
     except (SettingsError, local_services.ServiceError) as exc:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 
-from connectors import job_io
-from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
+if __package__ in (None, ""):  # run as a file by `flink run -py jobs/monitoring_job.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectors import job_io  # noqa: E402
+from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,3 +172,65 @@ def _dead_letter_sink(stream, settings: Settings) -> None:
         directory = file_stream_dir(settings.stream_path) / topic
         stream.sink_to(FileSink.for_row_format(directory.as_uri(), Encoder.simple_string_encoder()).build()) \
             .name("dead-letters")
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_job_flags(parser) -> None:
+    """Flags of ``streamdrift run`` / ``submit`` beyond the settings."""
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--bounded", action="store_true",
+                        help="stop at the end of what the stream holds now (else run until cancelled)")
+    parser.add_argument("--max-disorder-seconds", type=float, default=5.0,
+                        help="watermark bound: how far out of order events may arrive (default 5)")
+    parser.add_argument("--allowed-lateness-seconds", type=float, default=None,
+                        help="late events up to this correct a window's result (default: one base_period)")
+    parser.add_argument("--idle-grace-seconds", type=float, default=60.0,
+                        help="an idle endpoint's last window closes base_period + this after its last event")
+    parser.add_argument("--window-seconds", type=float, default=None,
+                        help="window length in seconds, overriding base_period (for tests and demos)")
+    parser.add_argument("--sample-size", type=int, default=1000, help="rows kept per window for applications")
+    parser.add_argument("--checkpoint-interval-seconds", type=float, default=10.0)
+    parser.add_argument("--checkpoint-dir", default=None, help="e.g. file:///var/lib/streamdrift/checkpoints")
+    parser.add_argument("--state-backend", choices=["hashmap", "rocksdb"], default="hashmap")
+    parser.add_argument("--arrow-batch-size", type=int, default=10_000)
+    parser.add_argument("--print", dest="print_summaries", action="store_true",
+                        help="print one summary line per written window")
+
+
+def options_from_args(args) -> JobOptions:
+    def ms(seconds):
+        return None if seconds is None else int(seconds * 1000)
+
+    return JobOptions(
+        window_ms=ms(args.window_seconds), max_disorder_ms=ms(args.max_disorder_seconds),
+        allowed_lateness_ms=ms(args.allowed_lateness_seconds), idle_grace_ms=ms(args.idle_grace_seconds),
+        sample_size=args.sample_size, parallelism=args.parallelism,
+        checkpoint_interval_ms=ms(args.checkpoint_interval_seconds), bounded=args.bounded,
+        arrow_batch_size=args.arrow_batch_size, state_backend=args.state_backend,
+        checkpoint_dir=args.checkpoint_dir)
+
+
+def run(settings: Settings, options: JobOptions, print_summaries: bool = False, job_name: str | None = None):
+    graph = build(settings, options)
+    if print_summaries:
+        graph.summaries.print()
+    return graph.env.execute(job_name or f"streamdrift-{settings.project}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``flink run -py jobs/monitoring_job.py`` (what ``streamdrift submit`` runs)."""
+    import argparse
+
+    from jobs.cli import _add_settings_flags, _settings
+
+    parser = argparse.ArgumentParser(prog="monitoring_job")
+    _add_settings_flags(parser)
+    add_job_flags(parser)
+    parser.add_argument("--job-name", default=None)
+    args = parser.parse_args(argv)
+    run(_settings(args), options_from_args(args), args.print_summaries, args.job_name)
+
+
+if __name__ == "__main__":
+    main()
