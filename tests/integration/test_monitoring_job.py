@@ -1,0 +1,236 @@
+"""The monitoring job on real Kafka and a real Flink (local mini cluster, and the standalone cluster).
+
+Results are checked against an offline computation with ``udfs`` on the same rows; dead letters
+are read back from their Kafka topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from connectors.endpoints import get_or_create_model_endpoint
+from connectors.settings import load_settings, topic_names
+from connectors.sql_store import SqlStore
+from connectors.tsdb import open_tsdb
+from jobs.monitoring_job import JobOptions, build
+from udfs.accumulator import Accumulator
+from udfs.histogram_drift import drift_from_accumulator
+
+WINDOW_MS = 60_000
+T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)  # a window boundary
+FEATURES = ["f_a", "f_b", "f_c"]
+
+
+@pytest.fixture()
+def project(kafka):
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in topic_names(name).values()])
+    admin.close()
+    return name
+
+
+def _settings(tmp_path, kafka, project, **extra):
+    return load_settings({"data_dir": str(tmp_path), "project": project, "stream_path": kafka.stream_path,
+                          "base_period": 1, **extra}, env={})
+
+
+def _produce(kafka, topic: str, records: list) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=16 << 20)
+    for record in records:
+        producer.send(topic, record if isinstance(record, bytes) else json.dumps(record).encode())
+    producer.flush()
+    producer.close()
+
+
+def _consume(kafka, topic: str, timeout_ms: int = 10_000) -> list[dict]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=timeout_ms, fetch_max_bytes=32 << 20,
+                             max_partition_fetch_bytes=32 << 20)
+    out = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    return out
+
+
+def _offline_drift(feature_stats, rows_by_window: dict[int, list[dict]]):
+    """The drift of each window computed with udfs alone, on the rows the test sent."""
+    out = {}
+    for start, rows in rows_by_window.items():
+        acc = Accumulator.from_reference(feature_stats)
+        names = acc.numeric_columns
+        acc.add_batch(np.array([[r.get(n, np.nan) for n in names] for r in rows], dtype=float))
+        out[start] = (len(rows), drift_from_accumulator(feature_stats, acc).general_drift)
+    return out
+
+
+def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, project):
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame(rng.normal(size=(2000, 3)), columns=FEATURES)
+    reference["score"] = rng.uniform(size=2000)
+    settings = _settings(tmp_path, kafka, project)
+    native = get_or_create_model_endpoint(project, "model-a", "serving", reference=reference,
+                                          feature_names=FEATURES, output_names=["score"],
+                                          store=settings.endpoint_store_connection)
+    mlrun = get_or_create_model_endpoint(project, "model-b", "serving-fn", reference=reference[FEATURES],
+                                         feature_names=FEATURES, model_version="v2", function_tag="prod",
+                                         store=settings.endpoint_store_connection)
+    # MLRun's id: sha1 of project_function_tag_model_version
+    assert mlrun.endpoint_id == hashlib.sha1(f"{project}_serving-fn_prod_model-b_v2".encode()).hexdigest()
+
+    records, expected_rows = [], {native.endpoint_id: {}, mlrun.endpoint_id: {}}
+
+    def expect(endpoint, ts, row):
+        expected_rows[endpoint].setdefault(ts - ts % WINDOW_MS, []).append(row)
+
+    for i in range(300):  # native: batches of 1-3 rows as lists, multi-port outputs; drift in window 2
+        ts = T0 + i * 400
+        shift = 3.0 if ts >= T0 + WINDOW_MS else 0.0
+        batch = (rng.normal(size=(1 + i % 3, 3)) + shift).round(6)
+        scores = rng.uniform(size=len(batch)).round(6)
+        records.append({"endpoint_id": native.endpoint_id, "timestamp": ts, "request_id": f"n{i}",
+                        "inputs": batch.tolist(), "outputs": {"score": scores.tolist()}, "latency_us": 500 + i})
+        for row, score in zip(batch, scores):
+            expect(native.endpoint_id, ts, {**dict(zip(FEATURES, row)), "score": score})
+    for i in range(120):  # MLRun serving events, rows as objects, ISO "when" with a space
+        ts = T0 + i * 1000
+        row = dict(zip(FEATURES, rng.normal(size=3).round(6)))
+        when = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        records.append({"model": "model-b", "version": "v2", "function_uri": f"{project}/serving-fn:prod",
+                        "when": when, "microsec": 800, "request": {"id": f"m{i}", "inputs": [row]},
+                        "resp": {"id": f"m{i}", "outputs": [1]}})
+        expect(mlrun.endpoint_id, ts, row)
+    records.append({"model": "model-b", "version": "v2", "function_uri": f"{project}/serving-fn:prod",
+                    "when": dt.datetime.fromtimestamp(T0 / 1000, dt.timezone.utc).isoformat(), "error": "boom",
+                    "request": {"id": "failed", "inputs": [[0, 0, 0]]}})
+    bad = [b"{not json", json.dumps({"endpoint_id": native.endpoint_id, "timestamp": T0,
+                                     "inputs": [[1, 2, 3], [4, 5, 6]], "outputs": [1]}).encode(),
+           json.dumps({"what": "is this"}).encode(),
+           json.dumps({"endpoint_id": native.endpoint_id, "timestamp": T0, "inputs": [["x", 1, 2]]}).encode(),
+           b'{"endpoint_id": "big", "timestamp": 0, "inputs": [[' + b"1," * (5 << 20) + b'1]]}']
+    _produce(kafka, topic_names(project)["events"], records + bad)
+
+    graph = build(settings, JobOptions(bounded=True, window_ms=WINDOW_MS, checkpoint_interval_ms=2_000,
+                                       parallelism=2))
+    graph.env.execute("it-known-events")
+
+    tsdb = open_tsdb(settings.tsdb_connection)
+    feature_stats = SqlStore(settings.endpoint_store_connection).get_endpoint(native.endpoint_id).feature_stats
+    for endpoint in (native.endpoint_id, mlrun.endpoint_id):
+        offline = _offline_drift(feature_stats if endpoint == native.endpoint_id else
+                                 SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint).feature_stats,
+                                 expected_rows[endpoint])
+        results = {int(r.start_infer_time.timestamp() * 1000): r for r in tsdb.query_results(project, endpoint)
+                   if r.result_name == "general_drift"}
+        rows = {int(p.start_infer_time.timestamp() * 1000): p.count for p in tsdb.query_predictions(project, endpoint)}
+        assert sorted(results) == sorted(offline), endpoint
+        for start, (n, drift) in offline.items():
+            assert rows[start] == n
+            assert results[start].value == pytest.approx(drift, rel=1e-9, abs=1e-12)
+    # the shift of 3 of the 4 monitored columns in the native endpoint's second window: potential drift
+    native_results = sorted(tsdb.query_results(project, native.endpoint_id), key=lambda r: r.start_infer_time)
+    assert native_results[0].status == 0 and native_results[1].status == 1
+    drifted = native_results[1].extra_data["columns"]
+    assert {name for name, c in drifted.items() if c["drift"] > 0.7} == set(FEATURES)
+    # the failed MLRun request is counted as an error of its window
+    predictions = tsdb.query_predictions(project, mlrun.endpoint_id)
+    assert sum(p.error_count for p in predictions) == 1
+
+    letters = _consume(kafka, topic_names(project)["dead_letters"])
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert len(letters) == len(bad), reasons
+    assert any(r.startswith("malformed JSON") for r in reasons)
+    assert any("has 2 values, 'inputs' has 2 rows" in r or "field 'outputs' has 1 values, 'inputs' has 2 rows" in r
+               for r in reasons)
+    assert any(r.startswith("unknown event format") for r in reasons)
+    assert any("'f_a' is numeric in the reference" in r for r in reasons)
+    big = next(letter for letter in letters if "exceeds the limit" in letter["reason"])
+    assert big["truncated"] and big["size_bytes"] > 10 << 20 and len(big["payload"]) < 100_000
+
+
+def test_idle_close_then_late_correction_leave_one_row(tmp_path, kafka, project):
+    rng = np.random.default_rng(2)
+    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-c", "serving", reference=reference,
+                                            store=settings.endpoint_store_connection)
+    window_ms = 4_000
+    now = int(time.time() * 1000)
+    start = now - now % window_ms
+    events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": start + i * 10, "request_id": f"r{i}",
+               "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(50)]
+    _produce(kafka, topic_names(project)["events"], events)
+
+    graph = build(settings, JobOptions(window_ms=window_ms, idle_grace_ms=2_000, max_disorder_ms=500,
+                                       allowed_lateness_ms=600_000, checkpoint_interval_ms=1_000))
+    client = graph.env.execute_async("it-idle-late")
+    tsdb = open_tsdb(settings.tsdb_connection)
+
+    def window_rows():
+        return [p for p in tsdb.query_predictions(project, endpoint.endpoint_id)
+                if int(p.start_infer_time.timestamp() * 1000) == start]
+
+    try:
+        # traffic stopped: no later event moves the watermark, yet the window closes by itself
+        _wait_for(lambda: window_rows() and window_rows()[0].count == 50, 90, "the idle window's result")
+        assert len(tsdb.query_results(project, endpoint.endpoint_id)) == 1
+        first = tsdb.query_results(project, endpoint.endpoint_id)[0].value
+
+        # a late event for the closed window corrects it: same row, new count and value
+        late = [{"endpoint_id": endpoint.endpoint_id, "timestamp": start + 1, "request_id": f"late{i}",
+                 "inputs": [[5.0, 5.0, 5.0]]} for i in range(10)]
+        _produce(kafka, topic_names(project)["events"], late)
+        _wait_for(lambda: window_rows() and window_rows()[0].count == 60, 60, "the corrected window")
+        results = tsdb.query_results(project, endpoint.endpoint_id)
+        assert len(results) == 1 and len(window_rows()) == 1
+        assert results[0].value > first
+        totals = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id)
+        assert totals["rows_count"] == 60
+    finally:
+        client.cancel().result()
+
+
+def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-d", "serving", reference=reference,
+                                            store=settings.endpoint_store_connection)
+    events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + i * 1000, "request_id": str(i),
+               "inputs": [rng.normal(size=3).tolist()]} for i in range(150)]
+    _produce(kafka, topic_names(project)["events"], events)
+    job_name = f"it-submit-{project}"
+    cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+           "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
+           "--base-period", "1", "--bounded", "--job-name", job_name]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = {job["name"]: job["state"] for job in flink.rest("/jobs/overview")["jobs"]}
+    assert jobs.get(job_name) == "FINISHED"
+    predictions = open_tsdb(settings.tsdb_connection).query_predictions(project, endpoint.endpoint_id)
+    assert sorted(p.count for p in predictions) == [30, 60, 60]  # 150 events from T0 + 0 s, one per second
+
+
+def _wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
