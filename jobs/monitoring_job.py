@@ -2,7 +2,8 @@
 
     source (Kafka topic <project>.inference-events, or the embedded directory stream)
       → ParseRecords (vectorised: parse, validate, pre-aggregate per endpoint and window)
-      → dead letters ─► <project>.dead-letters (Kafka) or <data_dir>/dead-letters (files)
+      → dead letters ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters (files)
+    source (a second read, JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour
       → watermarks (bounded disorder) → key by endpoint → EndpointWindows (tumbling, lateness, idle close)
       → RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
 """
@@ -17,7 +18,7 @@ import sys
 if __package__ in (None, ""):  # run as a file by `flink run -py jobs/monitoring_job.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectors import job_io  # noqa: E402
+from connectors import job_io, raw_rows  # noqa: E402
 from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names  # noqa: E402
 
 
@@ -80,7 +81,13 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     conf.set("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     conf.set("pipeline.name", f"streamdrift-{settings.project}")
 
+    conf.set("table.local-time-zone", "UTC")
     t_env.execute_sql(_source_ddl(settings, options))
+    # raw rows → Parquet: a JVM-only branch with its own read of the source (see connectors.raw_rows)
+    t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(raw_rows.insert_sql("inference_events"))
+    statements.attach_as_datastream()
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds),
                 result_type=RESULT_TYPE, func_type="pandas")

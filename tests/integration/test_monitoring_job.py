@@ -21,11 +21,13 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from connectors.endpoints import get_or_create_model_endpoint
+from connectors.raw_rows import read_window_rows
 from connectors.settings import load_settings, topic_names
 from connectors.sql_store import SqlStore
 from connectors.tsdb import open_tsdb
 from jobs.monitoring_job import JobOptions, build
 from udfs.accumulator import Accumulator
+from udfs.events import Columns
 from udfs.histogram_drift import drift_from_accumulator
 
 WINDOW_MS = 60_000
@@ -147,6 +149,21 @@ def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, pro
     predictions = tsdb.query_predictions(project, mlrun.endpoint_id)
     assert sum(p.error_count for p in predictions) == 1
 
+    # the raw rows are in Parquet, one per sample, as sent
+    for endpoint, columns in ((native.endpoint_id, Columns(tuple(FEATURES), ("score",))),
+                              (mlrun.endpoint_id, Columns(tuple(FEATURES), ()))):
+        for start, sent in expected_rows[endpoint].items():
+            frame = read_window_rows(settings.parquet_path, endpoint, _utc(start), _utc(start + WINDOW_MS),
+                                     lambda _: columns)
+            good = frame[~frame["error"] & frame["f_a"].map(lambda v: not isinstance(v, str))]
+            assert len(good) == len(sent)
+            np.testing.assert_allclose(good[FEATURES].to_numpy(float), [[r[f] for f in FEATURES] for r in sent])
+    # a record dead-lettered for a value that does not fit the reference is kept raw, as sent
+    first = read_window_rows(settings.parquet_path, native.endpoint_id, _utc(T0), _utc(T0 + WINDOW_MS))
+    assert first["f0"].tolist().count("x") == 1
+    failed = read_window_rows(settings.parquet_path, mlrun.endpoint_id, _utc(T0), _utc(T0 + WINDOW_MS))
+    assert failed["error"].sum() == 1 and failed.loc[failed["error"], "request_id"].tolist() == ["failed"]
+
     letters = _consume(kafka, topic_names(project)["dead_letters"])
     reasons = sorted(letter["reason"] for letter in letters)
     assert len(letters) == len(bad), reasons
@@ -220,6 +237,10 @@ def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     assert jobs.get(job_name) == "FINISHED"
     predictions = open_tsdb(settings.tsdb_connection).query_predictions(project, endpoint.endpoint_id)
     assert sorted(p.count for p in predictions) == [30, 60, 60]  # 150 events from T0 + 0 s, one per second
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
 
 
 def _wait_for(check, timeout: float, what: str) -> None:
