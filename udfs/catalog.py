@@ -3,6 +3,8 @@
 Pure cache logic; the records come from a ``load()`` callable (the SQL store in the job, a list in
 tests). ``refresh()`` reloads at most every ``refresh_seconds``; an endpoint not known yet makes the
 next lookup reload early (at most once per ``miss_seconds``) so a new reference is picked up fast.
+An endpoint whose ``feature_stats`` cannot be read has no layout (its rows are counted, not binned)
+and the reason in ``errors``; the other endpoints are not affected.
 """
 
 from __future__ import annotations
@@ -26,31 +28,39 @@ class EndpointCatalog:
         self._layouts: dict[str, Layout] = {}
         self._by_fingerprint: dict[bytes, Layout] = {}
         self._loaded_at = -float("inf")
-        self._missed_at = -float("inf")
+        self.errors: dict[str, str] = {}
+        """endpoint id → why its reference cannot be used (its rows are then only counted)."""
 
     def refresh(self, force: bool = False) -> None:
         now = self._clock()
         if not force and now - self._loaded_at < self.refresh_seconds:
             return
         records = {r["endpoint_id"]: r for r in self._load()}
-        layouts = {}
+        layouts, errors = {}, {}
         for endpoint_id, record in records.items():
             stats = record.get("feature_stats") or {}
             old = self._records.get(endpoint_id)
             if old is not None and old.get("feature_stats") == stats and endpoint_id in self._layouts:
                 layouts[endpoint_id] = self._layouts[endpoint_id]
             elif stats:
-                layouts[endpoint_id] = Layout.from_feature_stats(stats)
-        self._records, self._layouts = records, layouts
+                try:
+                    layouts[endpoint_id] = Layout.from_feature_stats(stats)
+                except ValueError as exc:  # one bad reference must not stop the others
+                    errors[endpoint_id] = f"feature_stats of endpoint {endpoint_id} not usable: {exc}"
+        self._records, self._layouts, self.errors = records, layouts, errors
         for layout in layouts.values():
             self._by_fingerprint.setdefault(layout.fingerprint, layout)
         self._loaded_at = now
 
+    def _reload_on_miss(self) -> None:
+        """Reload now unless the last load is less than ``miss_seconds`` old (it would not know more)."""
+        if self._clock() - self._loaded_at >= self.miss_seconds:
+            self.refresh(force=True)
+
     def _known(self, endpoint_id: str) -> bool:
         self.refresh()
-        if endpoint_id not in self._records and self._clock() - self._missed_at >= self.miss_seconds:
-            self._missed_at = self._clock()
-            self.refresh(force=True)
+        if endpoint_id not in self._records:
+            self._reload_on_miss()
         return endpoint_id in self._records
 
     def record(self, endpoint_id: str) -> Mapping[str, Any] | None:
@@ -66,7 +76,6 @@ class EndpointCatalog:
     def layout_by_fingerprint(self, fingerprint: bytes) -> Layout | None:
         """A layout seen since start (old references too, for state written before an update)."""
         self.refresh()
-        if fingerprint not in self._by_fingerprint and self._clock() - self._missed_at >= self.miss_seconds:
-            self._missed_at = self._clock()
-            self.refresh(force=True)
+        if fingerprint not in self._by_fingerprint:
+            self._reload_on_miss()
         return self._by_fingerprint.get(fingerprint)

@@ -13,9 +13,16 @@ Shapes (one JSON object per record):
 values. A row/output length mismatch is a dead letter, never a silent truncation.
 
 Rows come out as name → value dicts. Positional values are named by the endpoint's
-``feature_names`` / ``output_names`` when known (else ``f0, f1, ...`` and ``prediction``,
-``prediction_1`` ...). A nested numeric array (an image, an embedding) becomes derived columns
-``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see :func:`summarise_array`).
+``feature_names`` / ``output_names`` when known (else ``f0, f1, ...`` and ``prediction``, or
+``prediction_0, prediction_1, ...`` for several outputs per row; a port's list is ``<port>_0, ...``).
+Names are normalised as the reference's are (:func:`udfs.naming.normalize_name`:
+``"petal length (cm)"`` → ``"petal_length_cm"``); a name twice in one row (two keys that normalise
+alike, an output reusing an input's name) is a dead letter. A nested numeric array (an image, an
+embedding) becomes derived columns ``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see
+:func:`summarise_array`).
+
+A failed request (``error``) is an event counted as an error; its rows are not monitored, and
+missing or malformed inputs do not make it a dead letter.
 
 A list of rows (every element a list or an object) is a batch; a list with any scalar in it is one
 row. So one row whose every value is an array must be sent as a batch of one: ``[[a, b]]``.
@@ -33,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from udfs.endpoint_id import endpoint_uid
+from udfs.naming import normalize_name
 
 MAX_EVENT_BYTES = 1 << 20
 """A record larger than this (1 MiB) is a dead letter: it would stall the window stage."""
@@ -41,6 +49,10 @@ DEAD_LETTER_PAYLOAD_BYTES = 64 << 10
 """The original payload kept in a dead letter, at most (longer ones are truncated and say so)."""
 
 DERIVED = ("mean", "std", "min", "max", "norm")
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MIN_MS = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+_MAX_MS = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 class EventError(ValueError):
@@ -95,25 +107,37 @@ def dead_letter(payload: bytes | str, reason: str) -> DeadLetter:
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
     """ISO 8601 (``T`` or space separator, any fraction, ``Z`` or an offset; naive = UTC) or epoch
-    milliseconds → epoch milliseconds."""
+    milliseconds → epoch milliseconds (floor; exact, no float rounding of the fraction).
+
+    A time outside years 1–9999 is an error: it cannot be a request time and would fail later,
+    when the window is written."""
     if isinstance(value, bool) or value is None:
         raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, got {value!r}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise EventError(f"field {field!r} is not finite: {value!r}")
-        return int(value)
-    if isinstance(value, str):
+        ms = math.floor(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text.isdigit():
-            return int(text)
-        try:
-            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-        except ValueError:
-            raise EventError(f"field {field!r} is not an ISO 8601 time: {value[:64]!r}") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        return int(when.timestamp() * 1000)
-    raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, got {type(value).__name__}")
+            ms = int(text)
+        else:
+            try:
+                when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            except ValueError:
+                raise EventError(f"field {field!r} is not an ISO 8601 time: {value[:64]!r}") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            try:
+                ms = (when - _EPOCH) // dt.timedelta(milliseconds=1)
+            except OverflowError:
+                raise EventError(f"field {field!r} is out of range: {value[:64]!r}") from None
+    else:
+        raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, "
+                         f"got {type(value).__name__}")
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise EventError(f"field {field!r} is out of range (years 1-9999) as epoch milliseconds: {str(value)[:64]}")
+    return ms
 
 
 # --------------------------------------------------------------------------- values
@@ -123,23 +147,38 @@ def summarise_array(name: str, value: Sequence[Any]) -> dict[str, float]:
     """A nested numeric array → ``{name.mean, name.std, name.min, name.max, name.norm}``.
 
     std is the population std (ddof=0); norm is the L2 norm of all elements. An empty array
-    gives NaNs (nulls). A non-numeric element is an error naming the column.
+    gives NaNs (nulls). A non-numeric element (strings too, even "1.5"), a ragged array or a number
+    beyond the float64 range is an error naming the column.
     """
     try:
-        arr = np.asarray(value, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise EventError(f"column {name!r} holds an array with non-numeric or ragged elements") from None
+        raw = np.asarray(value)
+        if raw.dtype.kind in "USO" and (raw.dtype.kind != "O" or any(isinstance(v, str) for v in raw.flat)):
+            raise ValueError("strings")  # numpy would parse "1.5"; a numeric column never does
+        arr = raw.astype(np.float64).ravel()
+    except (TypeError, ValueError, OverflowError):
+        raise EventError(f"column {name!r} holds an array with non-numeric, ragged or out-of-range "
+                         "elements: use numbers (nested lists of equal length)") from None
     if arr.size == 0:
         return {f"{name}.{d}": math.nan for d in DERIVED}
     return {f"{name}.mean": float(arr.mean()), f"{name}.std": float(arr.std()), f"{name}.min": float(arr.min()),
             f"{name}.max": float(arr.max()), f"{name}.norm": float(np.sqrt(np.dot(arr, arr)))}
 
 
+def _merge(row: dict[str, Any], cells: Mapping[str, Any]) -> None:
+    """Add ``cells`` to ``row``; a name already there is an error (never a silent overwrite)."""
+    clash = next((name for name in cells if name in row), None)
+    if clash is not None:
+        raise EventError(f"column {clash!r} appears twice in one row (names are compared as the reference "
+                         "normalises them: no parentheses, '_' for spaces; outputs must not reuse input names)")
+    row.update(cells)
+
+
 def _put(row: dict[str, Any], name: str, value: Any) -> None:
+    name = normalize_name(name)
     if isinstance(value, (list, tuple)):
-        row.update(summarise_array(name, value))
+        _merge(row, summarise_array(name, value))
     elif value is None or isinstance(value, (bool, int, float, str)):
-        row[name] = value
+        _merge(row, {name: value})
     else:
         raise EventError(f"column {name!r} has a value of type {type(value).__name__}: "
                          "use a number, a boolean, a string or a numeric array")
@@ -188,6 +227,8 @@ def _port_columns(port: str, values: Any, n_rows: int, names: tuple[str, ...]) -
     """Per-row output columns of one port (or of the only output when ``port`` is empty)."""
     if not isinstance(values, list):
         values = [values]
+    elif n_rows == 1 and len(values) > 1 and not any(isinstance(v, list) for v in values):
+        values = [values]  # one row, several output values
     if len(values) != n_rows:
         where = f"output port {port!r}" if port else "field 'outputs'"
         raise EventError(f"{where} has {len(values)} values, 'inputs' has {n_rows} rows")
@@ -211,12 +252,10 @@ def _attach_outputs(rows: list[dict[str, Any]], outputs: Any, names: tuple[str, 
     if isinstance(outputs, dict):
         for port, values in outputs.items():
             for row, cells in zip(rows, _port_columns(str(port), values, n, ())):
-                row.update(cells)
+                _merge(row, cells)
         return
-    if n == 1 and isinstance(outputs, list) and len(outputs) != 1 and not any(isinstance(v, list) for v in outputs):
-        outputs = [outputs]  # one row, several output values
     for row, cells in zip(rows, _port_columns("", outputs, n, names)):
-        row.update(cells)
+        _merge(row, cells)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -238,10 +277,17 @@ def _mlrun(obj: dict[str, Any], columns_of) -> Event:
         raise EventError("field 'function_uri' must look like 'project/function[:tag]'")
     if not isinstance(model, str) or not model:
         raise EventError("field 'model' must be a non-empty string")
+    # as MLRun's parse_versioned_object_uri: project/function[:tag][@hash]; a tag keeps what follows
+    # it ("f:t@h" → tag "t@h"), a hash key counts only without a tag (EndpointUID: tag or hash_key)
     project, _, function = uri.partition("/")
     function, _, tag = function.partition(":")
-    tag = tag.split("@")[0]
+    function, _, hash_key = function.partition("@")
+    tag = tag or hash_key
     version = obj.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if version is not None and not isinstance(version, str):
+        raise EventError(f"field 'version' must be a string, got {type(version).__name__}")
     if ":" in model and not version:
         model, _, version = model.partition(":")
     if not project or not function:
@@ -249,11 +295,13 @@ def _mlrun(obj: dict[str, Any], columns_of) -> Event:
     endpoint_id = endpoint_uid(project, function, tag or None, model, version or None)
     if "when" not in obj:
         raise EventError("missing field 'when' (the request time)")
+    error = obj.get("error")
     request = obj.get("request") or {}
     if not isinstance(request, dict):
-        raise EventError("field 'request' must be an object with 'inputs'")
+        if not error:
+            raise EventError("field 'request' must be an object with 'inputs'")
+        request = {}  # a failed request is counted whatever it looked like
     resp = obj.get("resp")
-    error = obj.get("error")
     if resp is not None and not isinstance(resp, dict):
         raise EventError("field 'resp' must be an object with 'outputs'")
     outputs = resp.get("outputs") if resp else None
@@ -264,13 +312,24 @@ def _mlrun(obj: dict[str, Any], columns_of) -> Event:
 
 
 def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, project, columns_of) -> Event:
-    if inputs is None:
-        raise EventError("missing field 'inputs'" if shape == "native" else "missing field 'request.inputs'")
+    """The checks common to both shapes. A failed request (``error``) is counted as an error even
+    when its inputs are missing or malformed (a bad request is a common cause of failure): its
+    rows are then empty, and no rows of a failed request are monitored anyway."""
+    field = "latency_us" if shape == "native" else "microsec"
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))):
-        raise EventError(f"latency must be a number of microseconds, got {type(latency).__name__}")
-    cols: Columns = columns_of(endpoint_id)
-    rows = _input_rows(inputs, cols.features)
+        raise EventError(f"field {field!r} must be a number of microseconds, got {type(latency).__name__}")
+    if latency is not None and not (math.isfinite(latency) and latency >= 0):
+        raise EventError(f"field {field!r} must be a finite number of microseconds >= 0, got {latency!r}")
     failed = bool(error)
+    cols: Columns = columns_of(endpoint_id)
+    try:
+        if inputs is None:
+            raise EventError("missing field 'inputs'" if shape == "native" else "missing field 'request.inputs'")
+        rows = _input_rows(inputs, cols.features)
+    except EventError:
+        if not failed:
+            raise
+        rows = []
     if not failed:
         _attach_outputs(rows, outputs, cols.outputs)
     return Event(endpoint_id, ts, None if request_id is None else str(request_id), tuple(rows), failed,
@@ -280,13 +339,15 @@ def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, 
 def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
            max_bytes: int = MAX_EVENT_BYTES) -> Event | DeadLetter:
     """One Kafka record → an :class:`Event`, or a :class:`DeadLetter` saying what is wrong."""
-    size = len(payload)
+    size = len(payload.encode("utf-8", "replace")) if isinstance(payload, str) else len(payload)
     if size > max_bytes:
         return dead_letter(payload, f"record of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
         obj = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return dead_letter(payload, f"malformed JSON: {exc}")
+    except RecursionError:
+        return dead_letter(payload, "malformed JSON: nested too deeply")
     if not isinstance(obj, dict):
         return dead_letter(payload, f"an event must be a JSON object, got {type(obj).__name__}")
     try:

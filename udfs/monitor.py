@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from udfs.applications import ModelMonitoringApplicationBase, MonitoringContext, app_name, normalise_output
 from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord, utc_from_ms
-from udfs.window import WindowAggregate
+from udfs.window import Sample, WindowAggregate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +65,15 @@ def monitor_window(
     sample = agg.sample_frame()
     for app in apps:
         name = app_name(app)
+        # each app gets its own copies: the endpoint record is the catalog's cache, and what one
+        # app changes in place must reach neither the next app nor the next window
+        mine = copy.deepcopy(endpoint)
         context = MonitoringContext(
-            application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=endpoint,
-            start_infer_time=start, end_infer_time=end, feature_stats=feature_stats, sample_df_stats=stats,
-            sample_df=sample, feature_names=list(endpoint.get("feature_names") or []),
-            label_names=list(endpoint.get("label_names") or []), window=agg)
+            application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=mine,
+            start_infer_time=start, end_infer_time=end, feature_stats=mine["feature_stats"],
+            sample_df_stats=copy.deepcopy(stats), sample_df=sample.copy(),
+            feature_names=list(mine.get("feature_names") or []), label_names=list(mine.get("label_names") or []),
+            window=agg + WindowAggregate(sample=Sample.empty(0)))
         try:
             r, m = normalise_output(app.do_tracking(context), context)
         except Exception as exc:  # isolation: one app's failure is recorded, never fatal

@@ -14,9 +14,9 @@ State is bounded by columns × bins + sample size, never by the number of events
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,8 +34,12 @@ _HEAD = struct.Struct("<4sI")  # magic, length of the JSON header
 
 
 def _priority(request_id: str | None, timestamp_ms: int, row: int) -> int:
+    """A row's sampling priority: 64 bits of BLAKE2b over request id (or time) and row number.
+
+    A cryptographic hash, so the bottom k are a uniform sample whatever the ids look like
+    (a CRC is linear: sequential ids gave visibly non-random selections)."""
     key = f"{request_id if request_id is not None else timestamp_ms}:{row}".encode()
-    return zlib.crc32(key) << 32 | zlib.adler32(key)
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
 
 
 @dataclasses.dataclass
@@ -60,7 +64,10 @@ class Sample:
         self.rows = [all_rows[i] for i in keep]
 
     def merged(self, other: Sample) -> Sample:
-        out = Sample(max(self.k, other.k), self.priorities, list(self.rows))
+        """The bottom-k of both. k is the larger k of the sides that hold rows, so an empty
+        sample (whatever its k) is a neutral element: ``WindowAggregate() + agg`` keeps agg's k."""
+        ks = [s.k for s in (self, other) if s.rows] or [self.k, other.k]
+        out = Sample(max(ks), self.priorities, list(self.rows))
         out.offer(other.priorities, other.rows)
         return out
 
@@ -87,25 +94,26 @@ class WindowAggregate:
         """Count events of one endpoint and window. Rows are columns → values dicts.
 
         Raises ValueError naming the column when a value does not fit its reference column (the
-        caller turns the offending event into a dead letter; see :func:`count_rows`)."""
+        caller turns the offending event into a dead letter; see :func:`count_rows`); the
+        aggregate is then unchanged. Rows of failed events (``error``) are not counted."""
         events = list(events)
-        if self.sample.k != sample_size:
-            self.sample.k = sample_size
         rows: list[dict[str, Any]] = []
         priorities: list[int] = []
-        lat = []
+        for ev in events:
+            if not ev.error:
+                for i, row in enumerate(ev.rows):
+                    rows.append(row)
+                    priorities.append(_priority(ev.request_id, ev.timestamp_ms, i))
+        # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
+        counted = count_rows(rows, layout) if rows and layout is not None else None
+        lat = [ev.latency_us for ev in events if ev.latency_us is not None]
+        if self.sample.k != sample_size:
+            self.sample.k = sample_size
         for ev in events:
             self.events += 1
             self.first_ms = ev.timestamp_ms if self.first_ms is None else min(self.first_ms, ev.timestamp_ms)
             self.last_ms = ev.timestamp_ms if self.last_ms is None else max(self.last_ms, ev.timestamp_ms)
-            if ev.latency_us is not None:
-                lat.append(ev.latency_us)
-            if ev.error:
-                self.errors += 1
-                continue
-            for i, row in enumerate(ev.rows):
-                rows.append(row)
-                priorities.append(_priority(ev.request_id, ev.timestamp_ms, i))
+            self.errors += bool(ev.error)
         if lat:
             values = np.asarray(lat, dtype=np.float64)
             self.latency_count += values.size
@@ -114,10 +122,11 @@ class WindowAggregate:
                                              minlength=self.latency_hist.size)
         if not rows:
             return
-        if layout is not None:
-            if self.accumulator is None:
+        if counted is not None:
+            if self.accumulator is None or self.accumulator.layout.fingerprint != layout.fingerprint:
+                # first rows, or the reference changed: count on the newer one (as ``+`` does)
                 self.accumulator = Accumulator.from_reference(layout)
-            self.accumulator.add_batch(*count_rows(rows, layout))
+            self.accumulator.add_batch(*counted)
             known = set(layout.numeric) | set(layout.categorical)
         else:
             known = set()
@@ -145,11 +154,12 @@ class WindowAggregate:
         if a is not None and b is not None and a.layout.fingerprint != b.layout.fingerprint:
             # the reference changed inside the window: keep the counts made on the newer one
             # (the side that counted later rows), the others stay counted in rows/events
-            out.accumulator = b if (other.last_ms or 0) >= (self.last_ms or 0) else a
-        elif a is not None and b is not None:
+            a, b = (b, None) if (other.last_ms or 0) >= (self.last_ms or 0) else (a, None)
+        if a is not None and b is not None:
             out.accumulator = a + b
-        else:
-            out.accumulator = a if a is not None else b
+        elif a is not None or b is not None:
+            kept = a if a is not None else b
+            out.accumulator = kept + Accumulator(kept.layout)  # a copy: never share the operands' state
         return out
 
     # ----------------------------------------------------------------- views
@@ -264,9 +274,10 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
             raise ValueError(f"column {name!r} is numeric in the reference, got the string {text[:64]!r}")
         try:
             matrix[:, j] = np.asarray([np.nan if v is None else v for v in col], dtype=np.float64)
-        except (TypeError, ValueError):
-            bad = next(v for v in col if v is not None and not _is_number(v))
-            raise ValueError(f"column {name!r} is numeric in the reference, got {bad!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            bad = next((v for v in col if v is not None and not _is_number(v)), None)
+            raise ValueError(f"column {name!r} is numeric in the reference, got {str(bad)[:64]} "
+                             "(not a number within the float64 range)") from None
     categorical = {name: [None if row.get(name) is None else str(row.get(name)) for row in rows]
                    for name in layout.categorical}
     return matrix, categorical
@@ -278,11 +289,8 @@ def _is_number(value: Any) -> bool:
     try:
         float(value)
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
-
-
-
 
 
 # --------------------------------------------------------------------------- a batch of records
@@ -324,13 +332,13 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
         try:
             agg.add_events([ev for _, ev in items], layout, sample_size)
         except ValueError:
-            # one or more events do not fit the reference: count the others, dead-letter those
-            agg = WindowAggregate(sample=Sample.empty(sample_size))
+            # one or more events do not fit the reference (add_events left agg unchanged):
+            # dead-letter those, count the others
             kept = []
             for i, ev in items:
                 try:
-                    probe = WindowAggregate(sample=Sample.empty(0))
-                    probe.add_events([ev], layout, 0)
+                    if not ev.error and ev.rows:
+                        count_rows(ev.rows, layout)
                 except ValueError as exc:
                     dead.append((i, dead_letter(payloads[i], f"endpoint {endpoint_id}: {exc}")))
                 else:
