@@ -9,12 +9,16 @@ and the reason in ``errors``; the other endpoints are not affected.
 
 from __future__ import annotations
 
+import logging
+
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from udfs.accumulator import Layout
 from udfs.events import NO_COLUMNS, Columns, row_columns
+
+log = logging.getLogger("streamdrift.catalog")
 
 
 class EndpointCatalog:
@@ -35,7 +39,16 @@ class EndpointCatalog:
         now = self._clock()
         if not force and now - self._loaded_at < self.refresh_seconds:
             return
-        records = {r["endpoint_id"]: r for r in self._load()}
+        try:
+            records = {r["endpoint_id"]: r for r in self._load()}
+        except Exception as exc:
+            if self._loaded_at == -float("inf"):
+                raise  # nothing to go on: the job cannot start without its endpoints
+            # the store is unreachable: keep what we know and try again at the next refresh
+            log.warning("reloading the endpoints failed (%s); keeping the %d known ones",
+                        type(exc).__name__, len(self._records))
+            self._loaded_at = now
+            return
         layouts, errors = {}, {}
         for endpoint_id, record in records.items():
             stats = record.get("feature_stats") or {}

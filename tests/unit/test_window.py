@@ -493,3 +493,32 @@ def test_catalog_endpoint_with_a_broken_reference_does_not_stop_the_others():
     payloads = [_event("bad", T0, "1", [(0.0, 11.0, "red")]), _event("a", T0, "2", [(0.0, 11.0, "red")])]
     partials, dead = aggregate_batch(payloads, catalog, WINDOW_MS)
     assert not dead and {p.endpoint_id: p.aggregate.rows for p in partials} == {"bad": 1, "a": 1}
+
+
+def test_catalog_keeps_known_endpoints_while_the_store_is_down():
+    from udfs.catalog import EndpointCatalog
+
+    now = [0.0]
+    up = [True]
+
+    def load():
+        if not up[0]:
+            raise ConnectionError("store down")
+        return [{"endpoint_id": "e1", "feature_names": ["a"], "feature_stats": {}}]
+
+    catalog = EndpointCatalog(load, refresh_seconds=10, clock=lambda: now[0])
+    assert catalog.columns("e1").features == ("a",)
+    up[0] = False
+    now[0] = 100.0
+    assert catalog.columns("e1").features == ("a",)  # stale but known
+    assert catalog.record("e2") is None  # unknown stays unknown, no crash
+
+
+def test_catalog_first_load_failure_is_raised():
+    from udfs.catalog import EndpointCatalog
+
+    def load():
+        raise ConnectionError("store down")
+
+    with pytest.raises(ConnectionError):
+        EndpointCatalog(load).columns("e1")
