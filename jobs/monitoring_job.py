@@ -117,18 +117,26 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     dead_letters = split.get_side_output(dead_tag)
     _dead_letter_sink(dead_letters, settings)
 
-    summaries = (split.key_by(lambda r: r[0], key_type=Types.STRING())
-                 .process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
-                          output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows")
-                 .map(RunApplications(load_endpoints, functools.partial(job_io.load_applications,
-                                                                        settings.endpoint_store_connection,
-                                                                        settings.project),
-                                      settings.project),
-                      output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
-                 .map(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
-                                                     settings.endpoint_store_connection)),
-                      output_type=SUMMARY_TYPE).name("writer"))
+    load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
+    outputs = (split.key_by(lambda r: r[0], key_type=Types.STRING())
+               .process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
+                        output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows")
+               .map(RunApplications(load_endpoints, load_apps, settings.project),
+                    output_type=Types.PICKLED_BYTE_ARRAY()).name("applications"))
+    summaries = (outputs.map(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
+                                                            settings.endpoint_store_connection)),
+                             output_type=SUMMARY_TYPE).name("writer"))
+    _attach_alerts(outputs, settings)
     return JobGraph(env, summaries, dead_letters)
+
+
+def _attach_alerts(outputs, settings: Settings) -> None:
+    """Alert evaluation and notifications after the applications stage (jobs/alerts_wiring.py)."""
+    try:
+        from jobs.alerts_wiring import attach_alerts
+    except ImportError:
+        return
+    attach_alerts(outputs, settings)
 
 
 def _source_ddl(settings: Settings, options: JobOptions) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream.functions import MapFunction, RuntimeContext
@@ -12,6 +14,7 @@ from udfs.monitor import WindowOutput, monitor_window
 from udfs.window import WindowAggregate
 
 LATE = -1
+log = logging.getLogger("streamdrift.applications")
 
 SUMMARY_TYPE = Types.ROW_NAMED(
     ["endpoint_id", "window_start", "window_end", "revision", "rows", "general_drift", "status", "top_features"],
@@ -23,16 +26,29 @@ SUMMARY_TYPE = Types.ROW_NAMED(
 class RunApplications(MapFunction):
     """A closed window → :class:`udfs.monitor.WindowOutput` (every enabled application run on it)."""
 
-    def __init__(self, load_endpoints, load_apps, project: str):
+    def __init__(self, load_endpoints, load_apps, project: str, apps_refresh_seconds: float = 30.0):
         self.load_endpoints = load_endpoints
         self.load_apps = load_apps
         self.project = project
+        self.apps_refresh_seconds = apps_refresh_seconds
 
     def open(self, runtime_context: RuntimeContext):
         self.catalog = EndpointCatalog(self.load_endpoints)
         self.apps = list(self.load_apps())
+        self.apps_loaded = time.monotonic()
         group = runtime_context.get_metrics_group()
         self.app_failures = group.counter("app_failures")
+
+    def _applications(self) -> list:
+        """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
+        (a registry that cannot be read keeps the ones loaded before)."""
+        if time.monotonic() - self.apps_loaded >= self.apps_refresh_seconds:
+            self.apps_loaded = time.monotonic()
+            try:
+                self.apps = list(self.load_apps())
+            except Exception as exc:
+                log.warning("reloading the applications failed (%s); keeping %d", type(exc).__name__, len(self.apps))
+        return self.apps
 
     def map(self, value) -> WindowOutput:
         key, start, end, revision, body = value[0], value[1], value[2], value[3], value[4]
@@ -40,7 +56,8 @@ class RunApplications(MapFunction):
         if revision == LATE:
             record = self.catalog.record(key) or {}
             return WindowOutput(record.get("project") or self.project, key, start, end, LATE, agg.rows, None)
-        out = monitor_window(self.catalog.record(key), key, self.project, start, end, agg, self.apps, revision)
+        out = monitor_window(self.catalog.record(key), key, self.project, start, end, agg, self._applications(),
+                             revision)
         self.app_failures.inc(len(out.errors))
         return out
 
