@@ -184,6 +184,9 @@ def _put(row: dict[str, Any], name: str, value: Any) -> None:
                          "use a number, a boolean, a string or a numeric array")
 
 
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
 def _is_row(value: Any) -> bool:
     return isinstance(value, (list, dict))
 
@@ -209,8 +212,11 @@ def _input_rows(inputs: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
             if names and len(raw) != len(names):
                 raise EventError(f"row {i} of 'inputs' has {len(raw)} values, the endpoint has "
                                  f"{len(names)} features {list(names)[:10]}")
-            for j, value in enumerate(raw):
-                _put(row, names[j] if names else f"f{j}", value)
+            if names and all(type(v) in _PLAIN for v in raw):
+                row = dict(zip(names, raw))  # the common case: scalars named by the endpoint (normalised, unique)
+            else:
+                for j, value in enumerate(raw):
+                    _put(row, names[j] if names else f"f{j}", value)
         else:
             raise EventError(f"row {i} of 'inputs' must be a list or an object, got {type(raw).__name__}")
         rows.append(row)

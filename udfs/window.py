@@ -266,6 +266,14 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
     string, even "1.5") raises ValueError naming the column and the value. Booleans count as 0/1.
     """
     numeric = layout.numeric
+    values = [[row.get(name) for name in numeric] for row in rows]
+    if str not in {type(v) for r in values for v in r}:
+        try:  # one conversion for the whole batch (None → NaN, bools → 0/1)
+            matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(numeric))
+        except (TypeError, ValueError, OverflowError):
+            pass  # find the column and the value below
+        else:
+            return matrix, _categories(rows, layout)
     matrix = np.empty((len(rows), len(numeric)))
     for j, name in enumerate(numeric):
         col = [row.get(name) for row in rows]
@@ -278,9 +286,12 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
             bad = next((v for v in col if v is not None and not _is_number(v)), None)
             raise ValueError(f"column {name!r} is numeric in the reference, got {str(bad)[:64]} "
                              "(not a number within the float64 range)") from None
-    categorical = {name: [None if row.get(name) is None else str(row.get(name)) for row in rows]
-                   for name in layout.categorical}
-    return matrix, categorical
+    return matrix, _categories(rows, layout)
+
+
+def _categories(rows: Sequence[dict[str, Any]], layout: Layout) -> dict[str, list]:
+    return {name: [None if row.get(name) is None else str(row.get(name)) for row in rows]
+            for name in layout.categorical}
 
 
 def _is_number(value: Any) -> bool:
