@@ -1169,6 +1169,26 @@ class SqlStore:
         return self._run(f"resetting activation {activation_id}", lambda conn: conn.execute(
             sa.update(t).where(t.c.id == activation_id).values(reset_at=reset_at or _now())).rowcount > 0)
 
+    def find_activation(self, project: str, alert_name: str, entity: str,
+                        window_end: dt.datetime) -> AlertActivation | None:
+        """The activation of an alert for one entity and window end, if recorded (the alert stage's
+        dedupe: a replayed window does not notify twice). The oldest one if several."""
+        t = self._t["alert_activations"]
+        query = (sa.select(t).where(t.c.project == project, t.c.alert_name == alert_name, t.c.entity == str(entity),
+                                    t.c.window_end == window_end).order_by(t.c.id).limit(1))
+
+        def read(conn: sa.Connection) -> AlertActivation | None:
+            row = conn.execute(query).mappings().first()
+            return None if row is None else AlertActivation(**row)
+
+        return self._run(f"finding an activation of alert {alert_name!r}", read, write=False)
+
+    def set_activation_notified(self, activation_id: int, notified: Any) -> bool:
+        """Replace the ``notified`` JSON of an activation (what was sent, failed, suppressed)."""
+        t = self._t["alert_activations"]
+        return self._run(f"updating activation {activation_id}", lambda conn: conn.execute(
+            sa.update(t).where(t.c.id == activation_id).values(notified=notified)).rowcount > 0)
+
     def list_activations(self, project: str, alert_name: str | None = None, *,
                          since: dt.datetime | None = None, limit: int | None = None) -> list[AlertActivation]:
         """Activations of a project (or one alert), oldest first; ``limit`` keeps the newest ones."""

@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     from jobs import endpoints_cli
 
     endpoints_cli.register(sub)
+
+    from jobs import alerts_cli
+
+    alerts_cli.register(sub)
     return parser
 
 

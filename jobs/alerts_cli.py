@@ -1,0 +1,384 @@
+"""``streamdrift alerts``: add, list, show (with the activations), reset and delete alerts.
+
+    streamdrift alerts add drift-fraud --project fraud --endpoint EP_ID [--result general_drift] \\
+        --trigger data-drift-detected --trigger data-drift-suspected --count 3 --period 30m \\
+        --severity high --reset-policy manual --summary 'Model {{entity}} drifts: {{value}}' \\
+        --webhook https://ops.example.com/hook --slack https://hooks.slack.com/services/... --cooldown 1h
+    streamdrift alerts list [--json]
+    streamdrift alerts show NAME [--limit 50] [--json]
+    streamdrift alerts reset NAME
+    streamdrift alerts delete NAME
+
+The project is the ``project`` setting (``--project``); the store the ``endpoint_store_connection``
+setting. A running job picks up added, changed, reset and deleted alerts within its refresh period
+(30 s). Notification URLs are shown masked. Exit status: 0 done, 1 no such alert, 2 bad input or
+the store failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from jobs.endpoints_cli import EXIT_ERROR, EXIT_NOT_FOUND, _guard, format_table  # noqa: F401
+
+SUMMARY_EXAMPLE = "Model {{project}}/{{entity}}: {{kind}} (value {{value}}, window {{window_start}}..{{window_end}})"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``alerts`` command and its subcommands to a ``streamdrift`` parser."""
+    from jobs.cli import _add_settings_flags
+    from udfs.alerts import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
+
+    parser = subparsers.add_parser("alerts", help="alerts on monitoring results: add, list, show, reset, delete")
+    sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="{add,list,show,reset,delete}")
+
+    p = sub.add_parser("add", help="create or replace an alert (replacing resets it)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=f"Event kinds: {', '.join(EVENT_KINDS)}.\n"
+                                   f"Summary placeholders: {', '.join('{{' + x + '}}' for x in PLACEHOLDERS)}.")
+    _add_settings_flags(p)
+    p.add_argument("name", help="alert name (unique in the project)")
+    p.add_argument("--summary", default=None, help=f"message template (default: {SUMMARY_EXAMPLE!r})")
+    p.add_argument("--severity", choices=SEVERITIES, default="medium")
+    p.add_argument("--trigger", action="append", required=True, metavar="KIND",
+                   help="event kind that counts (repeat, or comma-separated), e.g. data-drift-detected")
+    p.add_argument("--endpoint", help="endpoint id the alert watches (default: every endpoint)")
+    p.add_argument("--app", help="with --endpoint: only results of this application")
+    p.add_argument("--result", help="with --endpoint: only this result name (e.g. general_drift)")
+    p.add_argument("--entity", action="append", metavar="PATTERN",
+                   help="entity pattern instead of --endpoint: '*', an endpoint id or "
+                        "'<endpoint_id>.<app>.result.<result_name>' (wildcards allowed; repeat for more)")
+    p.add_argument("--count", type=int, default=1, help="events needed to activate (default 1)")
+    p.add_argument("--period", help="...within this much event time, e.g. 30m, 1h, 1d (default: no limit)")
+    p.add_argument("--reset-policy", choices=RESET_POLICIES, default="auto",
+                   help="auto: ready again after each activation; manual: holds until `alerts reset`")
+    p.add_argument("--webhook", action="append", default=[], metavar="URL", help="POST the activation as JSON")
+    p.add_argument("--slack", action="append", default=[], metavar="URL", help="Slack incoming-webhook URL")
+    p.add_argument("--console", action="store_true", help="print activations on the job's standard output")
+    p.add_argument("--kafka", nargs="?", const="", default=None, metavar="TOPIC",
+                   help="publish activations to Kafka (default topic <project>.alerts on the job's Kafka)")
+    p.add_argument("--notification", action="append", default=[], metavar="JSON",
+                   help='a notification as JSON, e.g. \'{"kind": "webhook", "url": "...", "cooldown": "10m", '
+                        '"timeout": 5, "retries": 3}\'')
+    p.add_argument("--cooldown", help="cooldown of the --webhook/--slack/--console/--kafka notifications, e.g. 1h")
+    p.add_argument("--timeout", type=float, help="seconds per request of those notifications (default 5)")
+    p.add_argument("--retries", type=int, help="retries of those notifications (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("list", help="list the alerts of the project")
+    _add_settings_flags(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show an alert and its activations")
+    _add_settings_flags(p)
+    p.add_argument("name")
+    p.add_argument("--limit", type=int, default=50, help="newest activations shown (default 50)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("reset", help="reset an alert: a held (manual) alert counts and notifies again")
+    _add_settings_flags(p)
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser("delete", help="delete an alert (its activations stay as history)")
+    _add_settings_flags(p)
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_delete)
+    return parser
+
+
+# --------------------------------------------------------------------------------- commands
+
+
+def _store(args: argparse.Namespace):
+    from connectors.endpoints import open_store
+    from jobs.cli import _settings
+
+    return open_store(_settings(args).endpoint_store_connection)
+
+
+def _project(args: argparse.Namespace) -> str:
+    from jobs.cli import _settings
+
+    return _settings(args).project
+
+
+def _entities(args: argparse.Namespace) -> list[str]:
+    if args.entity and args.endpoint:
+        raise ValueError("give --endpoint (with --app/--result) or --entity patterns, not both")
+    if args.entity:
+        return args.entity
+    if args.endpoint:
+        if args.app or args.result:
+            return [f"{args.endpoint}.{args.app or '*'}.result.{args.result or '*'}"]
+        return [args.endpoint]
+    if args.app or args.result:
+        return [f"*.{args.app or '*'}.result.{args.result or '*'}"]
+    return ["*"]
+
+
+def _notifications(args: argparse.Namespace) -> list[dict[str, Any]]:
+    common: dict[str, Any] = {}
+    if args.cooldown:
+        common["cooldown"] = args.cooldown
+    if args.timeout is not None:
+        common["timeout"] = args.timeout
+    if args.retries is not None:
+        common["retries"] = args.retries
+    out = [{"kind": "webhook", "url": url, **common} for url in args.webhook]
+    out += [{"kind": "slack", "webhook": url, **common} for url in args.slack]
+    if args.console:
+        out.append({"kind": "console", **{k: v for k, v in common.items() if k == "cooldown"}})
+    if args.kafka is not None:
+        out.append({"kind": "kafka", **({"topic": args.kafka} if args.kafka else {}), **common})
+    for text in args.notification:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--notification is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        out.append(value)
+    return out
+
+
+def _spec(config) -> Any:
+    from udfs.alerts import AlertSpec
+
+    import dataclasses
+
+    return AlertSpec.from_config(config if isinstance(config, dict) else dataclasses.asdict(config))
+
+
+@_guard
+def cmd_add(args: argparse.Namespace) -> int:
+    from udfs.alerts import AlertSpec
+
+    project = _project(args)
+    triggers = [t.strip() for value in args.trigger for t in value.split(",") if t.strip()]
+    config = {"project": project, "name": args.name, "summary": args.summary or SUMMARY_EXAMPLE,
+              "severity": args.severity, "entities": _entities(args), "trigger_kinds": triggers,
+              "criteria": {"count": args.count, **({"period": args.period} if args.period else {})},
+              "reset_policy": args.reset_policy, "notifications": _notifications(args)}
+    spec = AlertSpec.from_config(config)  # every check before anything is written
+    if not spec.notifications:
+        print("streamdrift: note: the alert has no notifications; activations are only recorded", file=sys.stderr)
+    store = _store(args)
+    try:
+        saved = store.add_alert_config(project, spec.name, state="inactive", **spec.to_config())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(_config_dict(saved), indent=2))
+    else:
+        print(f"saved alert {saved.name!r} in project {project!r}")
+        _print_config(saved, [])
+    return 0
+
+
+@_guard
+def cmd_list(args: argparse.Namespace) -> int:
+    project = _project(args)
+    store = _store(args)
+    try:
+        configs = store.list_alert_configs(project)
+        activations = store.list_activations(project)
+    finally:
+        store.close()
+    by_alert: dict[str, list] = {}
+    for a in activations:
+        by_alert.setdefault(a.alert_name, []).append(a)
+    if args.json:
+        print(json.dumps([{**_config_dict(c), "state": _state(c, by_alert.get(c.name, [])),
+                           "activations": len(by_alert.get(c.name, []))} for c in configs], indent=2))
+        return 0
+    rows = []
+    for c in configs:
+        mine = by_alert.get(c.name, [])
+        try:
+            spec = _spec(c)
+            triggers, entities = ",".join(spec.trigger_kinds), ",".join(spec.entities)
+            criteria, notify = _criteria(spec), ",".join(_notify_label(n) for n in spec.notifications) or "-"
+        except ValueError as exc:
+            triggers = entities = criteria = notify = f"invalid: {exc}"[:60]
+        rows.append([c.name, c.severity, _state(c, mine), triggers, entities, criteria, c.reset_policy, notify,
+                     str(len(mine)), _time(mine[-1].activated_at) if mine else "-"])
+    print(format_table(["NAME", "SEVERITY", "STATE", "TRIGGERS", "ENTITIES", "CRITERIA", "RESET", "NOTIFY",
+                        "ACTIVATIONS", "LAST ACTIVATION"], rows))
+    return 0
+
+
+@_guard
+def cmd_show(args: argparse.Namespace) -> int:
+    from connectors.sql_store import NotFoundError
+
+    project = _project(args)
+    store = _store(args)
+    try:
+        config = store.get_alert_config(project, args.name)
+        activations = store.list_activations(project, args.name, limit=args.limit)
+    finally:
+        store.close()
+    if config is None:
+        raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
+    if args.json:
+        print(json.dumps({**_config_dict(config), "state": _state(config, activations),
+                          "activations": [_activation_dict(a) for a in activations]}, indent=2))
+        return 0
+    _print_config(config, activations)
+    print()
+    if not activations:
+        print("no activations")
+        return 0
+    rows = [[str(a.id), _time(a.activated_at), a.entity, a.event_kind, _num(a.value), _time(a.window_end),
+             _notified(a.notified), "-" if a.reset_at is None else _time(a.reset_at), a.summary]
+            for a in activations]
+    print(format_table(["ID", "ACTIVATED", "ENTITY", "EVENT", "VALUE", "WINDOW END", "NOTIFIED", "RESET",
+                        "SUMMARY"], rows))
+    return 0
+
+
+@_guard
+def cmd_reset(args: argparse.Namespace) -> int:
+    from connectors.sql_store import NotFoundError
+
+    project = _project(args)
+    store = _store(args)
+    try:
+        if store.get_alert_config(project, args.name) is None:
+            raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
+        store.set_alert_state(project, args.name, "inactive")  # advances `updated`: the job resets its state
+        open_ones = [a for a in store.list_activations(project, args.name) if a.reset_at is None]
+        for a in open_ones:
+            store.reset_activation(a.id)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"reset": args.name, "activations_reset": [a.id for a in open_ones]}))
+    else:
+        print(f"reset alert {args.name!r} ({len(open_ones)} open activation(s) closed); "
+              "a running job applies it within its refresh period")
+    return 0
+
+
+@_guard
+def cmd_delete(args: argparse.Namespace) -> int:
+    from connectors.sql_store import NotFoundError
+
+    project = _project(args)
+    store = _store(args)
+    try:
+        deleted = store.delete_alert_config(project, args.name)
+    finally:
+        store.close()
+    if not deleted:
+        raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
+    if args.json:
+        print(json.dumps({"deleted": args.name}))
+    else:
+        print(f"deleted alert {args.name!r} (its activations stay as history)")
+    return 0
+
+
+# --------------------------------------------------------------------------------- output
+
+
+def _time(value) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _state(config, activations) -> str:
+    """``active`` while a manual alert has an activation not reset yet; else ``inactive``."""
+    if config.reset_policy == "manual" and any(a.reset_at is None for a in activations):
+        return "active"
+    return "inactive"
+
+
+def _criteria(spec) -> str:
+    from udfs.alerts import format_period
+
+    return f"{spec.count} in {format_period(spec.period_ms)}" if spec.period_ms else f"{spec.count}"
+
+
+def _notify_label(target) -> str:
+    from udfs.alerts import format_period
+
+    cooldown = f"/{format_period(target.cooldown_ms)}" if target.cooldown_ms else ""
+    return target.kind + cooldown
+
+
+def _masked_notifications(config) -> list[Any]:
+    from connectors.notifications import mask_url, masked_config
+    from udfs.alerts import NotificationTarget
+
+    out = []
+    for n in config.notifications or []:
+        try:
+            out.append(masked_config(NotificationTarget.from_config(n)))
+        except ValueError:
+            out.append({k: (mask_url(v) if isinstance(v, str) and "://" in v else v)
+                        for k, v in (n.items() if isinstance(n, dict) else [])})
+    return out
+
+
+def _config_dict(config) -> dict[str, Any]:
+    return {"project": config.project, "name": config.name, "summary": config.summary,
+            "severity": config.severity, "entities": config.entities, "trigger_kinds": config.trigger_kinds,
+            "criteria": config.criteria, "reset_policy": config.reset_policy,
+            "notifications": _masked_notifications(config), "created": _time(config.created),
+            "updated": _time(config.updated)}
+
+
+def _activation_dict(a) -> dict[str, Any]:
+    return {"id": a.id, "activated_at": _time(a.activated_at), "entity": a.entity, "event_kind": a.event_kind,
+            "severity": a.severity, "summary": a.summary, "value": a.value, "window_end": _time(a.window_end),
+            "notified": a.notified, "reset_at": _time(a.reset_at) if a.reset_at else None}
+
+
+def _notified(entries) -> str:
+    """``webhook sent, slack failed(4), console suppressed``."""
+    if not entries:
+        return "-"
+    parts = []
+    for e in entries if isinstance(entries, list) else []:
+        status = e.get("status", "?")
+        if status == "failed":
+            status += f"({e.get('attempts', '?')})"
+        parts.append(f"{e.get('kind', e.get('id'))} {status}")
+    return ", ".join(parts) or "-"
+
+
+def _print_config(config, activations) -> None:
+    d = _config_dict(config)
+    fields = [("name", d["name"]), ("project", d["project"]), ("state", _state(config, activations)),
+              ("severity", d["severity"]), ("summary", d["summary"]), ("entities", ", ".join(d["entities"])),
+              ("triggers", ", ".join(d["trigger_kinds"])), ("criteria", json.dumps(d["criteria"])),
+              ("reset policy", d["reset_policy"])]
+    for i, n in enumerate(d["notifications"], 1):
+        fields.append((f"notification {i}", json.dumps(n)))
+    fields += [("created", d["created"]), ("updated", d["updated"])]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        print(f"{key.ljust(width)}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.alerts_cli ...``: the ``alerts`` command on its own."""
+    parser = argparse.ArgumentParser(prog="streamdrift")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Wiring of the alert stage after the applications stage (called by ``jobs.monitoring_job``).
+
+    outputs (WindowOutput) → ToAlertEvents → key by endpoint → EvaluateAlerts (keyed state)
+      → NotifyActivations (SQL store + webhook / Slack / console / Kafka in the background)
+
+The configurations come from the SQL store (``alert_configs`` of the job's project), reloaded every
+``refresh_seconds``; activations go to ``alert_activations``. ``streamdrift alerts reset`` advances
+a configuration's ``updated`` time, which the job reads at its next reload (see ``udfs.alerts``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from typing import Any
+
+from connectors.settings import Settings, kafka_bootstrap
+from udfs.alerts import Recorded
+
+_STORES: dict[str, Any] = {}  # one store per URL and worker process
+
+
+def _store(url: str):
+    store = _STORES.get(url)
+    if store is None:
+        from connectors.sql_store import SqlStore
+
+        store = SqlStore(url)
+        store.create_schema()
+        _STORES[url] = store
+    return store
+
+
+def load_alerts(store_url: str, project: str) -> list[dict[str, Any]]:
+    """The alert configurations of ``project`` as dicts (``AlertSpec.from_config`` takes them)."""
+    return [dataclasses.asdict(c) for c in _store(store_url).list_alert_configs(project)]
+
+
+def lookup_activation(store_url: str, project: str, alert_name: str, entity: str, window_end_ms: int) -> Recorded | None:
+    """The recorded activation of (alert, entity, window end), if any."""
+    window_end = dt.datetime.fromtimestamp(window_end_ms / 1000, tz=dt.timezone.utc)
+    found = _store(store_url).find_activation(project, alert_name, entity, window_end)
+    if found is None:
+        return None
+    return Recorded(found.id, found.reset_at is not None, found.notified)
+
+
+def open_dispatcher(store_url: str, bootstrap: str | None, sender_options: dict[str, Any] | None = None):
+    from connectors.notifications import AlertDispatcher
+
+    return AlertDispatcher.open(store_url, bootstrap, **(sender_options or {}))
+
+
+def attach_alerts(outputs, settings: Settings, refresh_seconds: float = 30.0,
+                  sender_options: dict[str, Any] | None = None):
+    """Add the alert stage to ``outputs`` (a DataStream of pickled ``WindowOutput``); returns the
+    DataStream of one JSON line per activation handled."""
+    from pyflink.common import Types
+
+    from operators.alerts import EvaluateAlerts, NotifyActivations, ToAlertEvents
+
+    url = settings.endpoint_store_connection
+    bootstrap = kafka_bootstrap(settings.stream_path) if settings.stream_path.startswith("kafka://") else None
+    events = outputs.flat_map(ToAlertEvents(), output_type=Types.PICKLED_BYTE_ARRAY()).name("alert-events")
+    activations = (events.key_by(lambda e: e.endpoint_id, key_type=Types.STRING())
+                   .process(EvaluateAlerts(functools.partial(load_alerts, url, settings.project),
+                                           functools.partial(lookup_activation, url), refresh_seconds),
+                            output_type=Types.PICKLED_BYTE_ARRAY()).name("alerts").uid("alerts"))
+    return (activations.map(NotifyActivations(functools.partial(open_dispatcher, url, bootstrap, sender_options)),
+                            output_type=Types.STRING()).name("notifications").uid("notifications"))
