@@ -24,6 +24,8 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2"],
         "demo": ["scikit-learn>=1.4,<2"],
+        # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
+        "evidently": ["evidently>=0.7.5,<0.8"],
     },
     entry_points={"console_scripts": ["streamdrift=jobs.cli:main"]},
 )

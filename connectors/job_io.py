@@ -24,10 +24,12 @@ def load_endpoints(store_url: str) -> list[dict[str, Any]]:
 
 
 def load_applications(store_url: str, project: str) -> list:
-    """The applications enabled for ``project``: the built-in histogram drift app by default."""
-    from udfs.applications import HistogramDataDriftApplication
+    """The applications enabled for ``project`` (:func:`connectors.app_registry.load_applications`):
+    the built-in histogram drift app unless registered disabled, then every enabled registered app;
+    one that cannot be imported or built stands in as an app reporting ``mm-app-failed``."""
+    from connectors import app_registry
 
-    return [HistogramDataDriftApplication()]
+    return app_registry.load_applications(store_url, project)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -144,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)
 
-    from jobs import endpoints_cli
+    from jobs import apps_cli, endpoints_cli
 
     endpoints_cli.register(sub)
+    apps_cli.register(sub)
 
     from jobs import alerts_cli
 

@@ -1,15 +1,49 @@
-"""Monitoring applications: MLRun's base class and result types, and the built-in drift app.
+"""Monitoring applications: MLRun's base class, result types and context, and the built-in drift app.
 
-An application gets a :class:`MonitoringContext` per endpoint and window and returns, from
-``do_tracking``, one result, a list of results and metrics, or a dict name → value (metrics).
+An application subclasses :class:`ModelMonitoringApplicationBase` and implements ``do_tracking``.
+It gets a :class:`MonitoringApplicationContext` per endpoint and closed window and returns one of:
+
+* a :class:`ModelMonitoringApplicationResult` (name, value, kind, status, extra_data);
+* a list (or tuple) of results and :class:`ModelMonitoringApplicationMetric` (name, value);
+* a dict name → number: metrics;
+* None or ``[]``: nothing this window.
+
+Names of results and metrics match ``[a-zA-Z_][a-zA-Z0-9_]*`` (at most 128 characters); a name
+twice among an application's results (or metrics) of one window is an error. Anything else
+(a string, a result with a text value, extra_data that JSON cannot hold...) is an ``mm-app-failed``
+error of that application and endpoint (:func:`udfs.monitor.monitor_window`), never a crash.
+
+MLRun users: an application written for ``mlrun.model_monitoring.applications`` runs here with
+its imports changed and nothing else::
+
+    # from mlrun.model_monitoring.applications import ModelMonitoringApplicationBase, \\
+    #     ModelMonitoringApplicationResult, MonitoringApplicationContext
+    # from mlrun.common.schemas.model_monitoring.constants import ResultKindApp, ResultStatusApp
+    from udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationResult,
+                                   MonitoringApplicationContext, ResultKindApp, ResultStatusApp)
+
+The context has MLRun's attributes (``application_name``, ``project_name``, ``endpoint_id``,
+``endpoint_name``, ``model_endpoint``, ``start_infer_time``/``end_infer_time`` as
+``pandas.Timestamp``, ``feature_stats``, ``sample_df_stats``, ``sample_df``, ``feature_names``,
+``label_names``, ``logger`` taking keyword arguments, ``dict_to_histogram``, ``log_artifact``).
+Not there: ``project`` (an MLRun project object), ``model`` (the model artifact), ``log_dataset``
+and ``log_model``. Ours beyond MLRun: ``window`` (the window aggregate), ``reference_sample_df``
+(the stored sample of the training rows) and ``artifact_path``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
-from collections.abc import Mapping
+import math
+import numbers
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from udfs.histogram_drift import DriftClassifier, drift_from_accumulator
@@ -21,61 +55,328 @@ from udfs.records import (
     validate_name,
 )
 
+__all__ = [
+    "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
+    "MonitoringApplicationContext", "MonitoringContext", "ResultKindApp", "ResultStatusApp",
+    "HistogramDataDriftApplication", "AppLogger", "app_name", "app_timeout", "normalise_output",
+    "DEFAULT_TIMEOUT_SECONDS", "HISTOGRAM_DATA_DRIFT",
+]
 
-@dataclasses.dataclass(frozen=True)
+NAME_LENGTH = 128
+DEFAULT_TIMEOUT_SECONDS = 60.0
+HISTOGRAM_DATA_DRIFT = "histogram-data-drift"
+APPLICATION_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
+
+
+def _check_name(name: Any, what: str) -> str:
+    validate_name(name, what)
+    if len(name) > NAME_LENGTH:
+        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long: at most {NAME_LENGTH}")
+    return name
+
+
+def _check_number(value: Any, what: str) -> float:
+    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a number, got {type(value).__name__} {value!r:.80}")
+    return float(value)
+
+
+@dataclasses.dataclass
 class ModelMonitoringApplicationResult:
+    """A result of an application (MLRun's): ``name`` ``[a-zA-Z_][a-zA-Z0-9_]*``, ``value`` a number,
+    ``kind`` a :class:`ResultKindApp`, ``status`` a :class:`ResultStatusApp` (ints of those values are
+    accepted), ``extra_data`` a JSON-able dict."""
+
     name: str
     value: float
     kind: ResultKindApp
     status: ResultStatusApp
-    extra_data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra_data: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        validate_name(self.name, "result name")
+        _check_name(self.name, "result name")
+        self.kind = _enum(ResultKindApp, self.kind, "kind")
+        self.status = _enum(ResultStatusApp, self.status, "status")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"result_name": self.name, "result_value": self.value, "result_kind": int(self.kind),
+                "result_status": int(self.status), "result_extra_data": json.dumps(self.extra_data, default=str)}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class ModelMonitoringApplicationMetric:
+    """A metric of an application (MLRun's): a name ``[a-zA-Z_][a-zA-Z0-9_]*`` and a number."""
+
     name: str
     value: float
 
     def __post_init__(self) -> None:
-        validate_name(self.name, "metric name")
+        _check_name(self.name, "metric name")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric_name": self.name, "metric_value": self.value}
 
 
-@dataclasses.dataclass
-class MonitoringContext:
-    """What an application sees of one endpoint's window (MLRun's ``MonitoringApplicationContext``)."""
+def _enum(cls, value: Any, what: str):
+    if isinstance(value, cls):
+        return value
+    try:
+        if isinstance(value, str):
+            return cls[value]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError
+        return cls(int(value))
+    except (KeyError, ValueError):
+        allowed = ", ".join(f"{m.name} ({m.value})" for m in cls)
+        raise ValueError(f"result {what} {value!r} is not one of {allowed}") from None
 
-    application_name: str
-    project_name: str
-    endpoint_id: str
-    model_endpoint: Mapping[str, Any]
-    start_infer_time: dt.datetime
-    end_infer_time: dt.datetime
-    feature_stats: Mapping[str, Any]
-    sample_df_stats: Mapping[str, Any]
-    sample_df: Any  # pandas DataFrame: the window's bounded uniform sample
-    feature_names: list[str]
-    label_names: list[str]
-    window: Any = None  # the udfs.window.WindowAggregate
-    logger: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("streamdrift.app"))
+
+class AppLogger:
+    """MLRun's application logger on top of :mod:`logging`: ``logger.info("msg", key=value, ...)``
+    logs ``msg {"key": value}``; with no keyword arguments it is a plain logger call."""
+
+    def __init__(self, logger: logging.Logger | str = "streamdrift.app", **context: Any):
+        self._logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self._context = context
+
+    def _log(self, level: int, message: Any, *args: Any, exc_info: Any = None, **kwargs: Any) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        if kwargs:
+            message = f"{message} {json.dumps(kwargs, default=str, sort_keys=True)}"
+        if self._context:
+            message = f"[{' '.join(f'{k}={v}' for k, v in self._context.items())}] {message}"
+        self._logger.log(level, message, *args, exc_info=exc_info)
+
+    def debug(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.DEBUG, message, *args, **kwargs)
+
+    def info(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.INFO, message, *args, **kwargs)
+
+    def warning(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.WARNING, message, *args, **kwargs)
+
+    warn = warning
+
+    def error(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.ERROR, message, *args, **kwargs)
+
+    def exception(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("exc_info", True)
+        self._log(logging.ERROR, message, *args, **kwargs)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return self._logger.isEnabledFor(level)
+
+
+class EndpointRecord(dict):
+    """The endpoint record given to an application: a dict of the SQL store's fields
+    (``endpoint_id``, ``project``, ``model_name``, ``feature_names``, ``feature_stats``, ...), also
+    readable the way MLRun's ``ModelEndpoint`` is: ``.metadata.uid``/``.name``/``.project``,
+    ``.spec.feature_names``/``.label_names``/``.feature_stats``/``.model_name``..., ``.status.*``."""
+
+    @property
+    def metadata(self) -> SimpleNamespace:
+        return SimpleNamespace(uid=self.get("endpoint_id"), name=self.get("model_name"),
+                               project=self.get("project"), created=self.get("created"),
+                               updated=self.get("updated"))
+
+    @property
+    def spec(self) -> SimpleNamespace:
+        return SimpleNamespace(
+            function_name=self.get("function_name"), function_tag=self.get("function_tag"),
+            model_name=self.get("model_name"), model_tag=self.get("model_version"),
+            feature_names=list(self.get("feature_names") or []), label_names=list(self.get("label_names") or []),
+            output_names=list(self.get("output_names") or []), feature_stats=self.get("feature_stats") or {})
+
+    @property
+    def status(self) -> SimpleNamespace:
+        return SimpleNamespace(
+            monitoring_mode=self.get("monitoring_mode"), first_request=self.get("first_request"),
+            last_request=self.get("last_request"), error_count=self.get("error_count"),
+            drift_status=self.get("drift_status"), drift_measure=self.get("drift_measure"))
+
+
+def _timestamp(value: dt.datetime):
+    import pandas as pd
+
+    return pd.Timestamp(value)
+
+
+class MonitoringApplicationContext:
+    """What an application sees of one endpoint's closed window (MLRun's ``MonitoringApplicationContext``).
+
+    Attributes: ``application_name``, ``project_name``, ``endpoint_id``, ``endpoint_name`` (the
+    model name), ``model_endpoint`` (:class:`EndpointRecord`), ``start_infer_time`` and
+    ``end_infer_time`` (UTC ``pandas.Timestamp``), ``feature_stats`` (the reference, MLRun's
+    format), ``feature_names``, ``label_names``, ``logger`` (:class:`AppLogger`) and, built on first
+    use: ``sample_df_stats`` (the window's statistics from all its rows, on the reference's bins),
+    ``sample_df`` (a bounded uniform sample of the window's rows, a pandas DataFrame), ``window``
+    (the :class:`udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
+    the training rows, or None). Each application gets its own copies: what it changes in place
+    reaches neither the other applications nor the next window.
+    """
+
+    def __init__(
+        self,
+        *,
+        application_name: str,
+        project_name: str,
+        endpoint_id: str,
+        model_endpoint: Mapping[str, Any] | None,
+        start_infer_time: dt.datetime,
+        end_infer_time: dt.datetime,
+        feature_stats: Mapping[str, Any] | None = None,
+        sample_df_stats: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        sample_df: Any = None,
+        feature_names: list[str] | None = None,
+        label_names: list[str] | None = None,
+        window: Any = None,
+        logger: AppLogger | logging.Logger | None = None,
+        reference_sample_loader: Callable[[str, Mapping[str, Any]], Any] | None = None,
+        artifacts_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.application_name = application_name
+        self.project_name = project_name
+        self.endpoint_id = endpoint_id
+        self.model_endpoint = EndpointRecord(model_endpoint or {})
+        self.endpoint_name = self.model_endpoint.get("model_name") or endpoint_id
+        self._start = start_infer_time
+        self._end = end_infer_time
+        self.start_infer_time = _timestamp(start_infer_time)
+        self.end_infer_time = _timestamp(end_infer_time)
+        self.feature_stats = feature_stats if feature_stats is not None else self.model_endpoint.get("feature_stats") or {}
+        self.feature_names = list(feature_names if feature_names is not None
+                                  else self.model_endpoint.get("feature_names") or [])
+        self.label_names = list(label_names if label_names is not None else self.model_endpoint.get("label_names") or [])
+        if logger is None:
+            logger = AppLogger("streamdrift.app", app=application_name, endpoint=endpoint_id)
+        elif isinstance(logger, logging.Logger):
+            logger = AppLogger(logger)
+        self.logger = logger
+        self.nuclio_logger = logger
+        self._sample_df_stats = sample_df_stats
+        self._sample_df = sample_df
+        self._window = window
+        self._reference_loader = reference_sample_loader
+        self._reference: Any = None
+        self._reference_loaded = False
+        self.artifacts_dir = None if artifacts_dir is None else Path(artifacts_dir)
+
+    # ----------------------------------------------------------------- lazy parts
 
     @staticmethod
-    def dict_to_histogram(stats: Mapping[str, Any]):
-        """``{feature: {"hist": [counts, edges]}}`` → pandas DataFrame of counts per feature (MLRun's)."""
+    def _resolve(value):
+        return value() if callable(value) else value
+
+    @property
+    def sample_df(self):
+        """A uniform sample of the window's rows (at most the job's ``sample_size``), a DataFrame."""
+        if self._sample_df is None or callable(self._sample_df):
+            import pandas as pd
+
+            value = self._resolve(self._sample_df)
+            self._sample_df = value if value is not None else pd.DataFrame()
+        return self._sample_df
+
+    @property
+    def sample_df_stats(self) -> Mapping[str, Any]:
+        """The window's statistics (all rows) in ``feature_stats`` form, on the reference's bins."""
+        if self._sample_df_stats is None or callable(self._sample_df_stats):
+            value = self._resolve(self._sample_df_stats)
+            self._sample_df_stats = value if value is not None else {}
+        return self._sample_df_stats
+
+    @property
+    def window(self):
+        """The window's aggregate (:class:`udfs.window.WindowAggregate`), or None."""
+        if callable(self._window):
+            self._window = self._window()
+        return self._window
+
+    @property
+    def reference_sample_df(self):
+        """The stored sample of the endpoint's training rows (at most 10,000, normalised column
+        names) as a pandas DataFrame; None when the endpoint has none or no loader was given."""
+        if not self._reference_loaded:
+            self._reference_loaded = True
+            if self._reference_loader is not None:
+                self._reference = self._reference_loader(self.endpoint_id, self.model_endpoint)
+        return self._reference
+
+    # ----------------------------------------------------------------- MLRun's helpers
+
+    @staticmethod
+    def dict_to_histogram(histogram_dict: Mapping[str, Any]):
+        """``{feature: {"hist": [counts, edges], "count": n}}`` → DataFrame of each feature's bin
+        probabilities (counts / count), as MLRun's."""
+        import numpy as np
         import pandas as pd
 
-        return pd.DataFrame({name: s["hist"][0] for name, s in stats.items() if "hist" in s})
+        return pd.DataFrame({name: np.asarray(s["hist"][0], dtype=float) / s["count"]
+                             for name, s in histogram_dict.items() if "hist" in s and s.get("count")})
+
+    def artifact_path(self, name: str | None = None, suffix: str = ".html") -> Path:
+        """``<artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>[-<name>]<suffix>``
+        (window end as ``20240101T001000Z``); its folder is created."""
+        if self.artifacts_dir is None:
+            raise RuntimeError("no artifacts directory: register the application with artifacts_dir "
+                               "(streamdrift apps add --artifacts-dir DIR) or give it to the context")
+        end = self._end.astimezone(dt.timezone.utc)
+        stamp = end.strftime("%Y%m%dT%H%M%S") + (f".{end.microsecond // 1000:03d}" if end.microsecond else "") + "Z"
+        stem = stamp if not name else f"{stamp}-{_file_part(name)}"
+        folder = self.artifacts_dir / _file_part(self.project_name) / _file_part(self.endpoint_id) / \
+            _file_part(self.application_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{stem}{suffix}"
+
+    def log_artifact(self, item: str, body: bytes | str | None = None, format: str | None = None,
+                     local_path: str | None = None, **kwargs: Any) -> str:
+        """Keep an artifact of this window as a file (MLRun's ``log_artifact``, local files only):
+        ``body`` (bytes or text), or the file at ``local_path``, is written to
+        :meth:`artifact_path` (``item`` in the name, ``format`` as the suffix). Returns the path."""
+        if body is None and local_path is None:
+            raise ValueError("log_artifact needs body or local_path")
+        suffix = "." + (format or (Path(local_path).suffix.lstrip(".") if local_path else "") or "bin")
+        path = self.artifact_path(item, suffix)
+        data = Path(local_path).read_bytes() if body is None else body
+        path.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+        return str(path)
+
+    def __repr__(self) -> str:
+        return (f"MonitoringApplicationContext(application_name={self.application_name!r}, "
+                f"endpoint_id={self.endpoint_id!r}, start={self.start_infer_time}, end={self.end_infer_time})")
+
+
+MonitoringContext = MonitoringApplicationContext  # the name this module used before
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(text)) or "_"
 
 
 class ModelMonitoringApplicationBase:
-    """Subclass and implement :meth:`do_tracking`. ``NAME`` defaults to the class name."""
+    """Subclass and implement :meth:`do_tracking` (MLRun's base class).
+
+    ``NAME`` is the application's name when it is run without a registration (the registry names
+    it by its registration); it defaults to the class name. ``timeout_seconds`` bounds one call
+    of ``do_tracking`` (default 60; :mod:`udfs.monitor`).
+    """
 
     NAME: str | None = None
+    timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS
+    kind = "monitoring_application"
 
-    def do_tracking(self, monitoring_context: MonitoringContext):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def do_tracking(self, monitoring_context: MonitoringApplicationContext):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement do_tracking(monitoring_context)")
+
+    def do(self, monitoring_context: MonitoringApplicationContext):
+        """MLRun's wrapper: ``(list of results and metrics, context)``."""
+        out = self.do_tracking(monitoring_context)
+        if isinstance(out, Mapping):
+            out = [ModelMonitoringApplicationMetric(k, v) for k, v in out.items()]
+        return (out if isinstance(out, list) else [out]), monitoring_context
 
 
 class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
@@ -83,15 +384,16 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
 
     Metrics ``tvd_mean``, ``hellinger_mean``, ``kld_mean``; result ``general_drift`` (data_drift)
     = (tvd_mean + hellinger_mean) / 2, status by thresholds potential 0.5 / detected 0.7.
+    Enabled in every project unless registered disabled (``streamdrift apps disable histogram-data-drift``).
     """
 
-    NAME = "histogram-data-drift"
+    NAME = HISTOGRAM_DATA_DRIFT
 
     def __init__(self, potential: float = 0.5, detected: float = 0.7, include_categorical: bool = True):
         self.classifier = DriftClassifier(potential, detected)
         self.include_categorical = include_categorical
 
-    def do_tracking(self, monitoring_context: MonitoringContext):
+    def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
         if window is None or window.accumulator is None or not monitoring_context.feature_stats:
             return []
@@ -109,31 +411,82 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         return out
 
 
-def app_name(app: ModelMonitoringApplicationBase) -> str:
-    return app.NAME or type(app).__name__
+def app_name(app: Any) -> str:
+    """The name an application's records carry: its ``NAME`` (the registry sets it to the
+    registration's name), else its class name."""
+    return getattr(app, "NAME", None) or type(app).__name__
 
 
-def normalise_output(output: Any, context: MonitoringContext) -> tuple[list[ResultRecord], list[MetricRecord]]:
+def app_timeout(app: Any) -> float | None:
+    """Seconds one ``do_tracking`` call may take (``timeout_seconds``; None or <= 0: no limit)."""
+    value = getattr(app, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    if value is None:
+        return None
+    value = float(value)
+    return value if value > 0 and math.isfinite(value) else None
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` as plain JSON types (numpy scalars and arrays, datetimes, paths, sets converted;
+    NaN and infinities become None); ValueError naming ``where`` for anything else."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, pandas series
+    if callable(tolist):
+        return _jsonable(tolist(), where)
+    raise ValueError(f"{where} holds a {type(value).__name__}, which JSON cannot hold")
+
+
+def normalise_output(output: Any, context: MonitoringApplicationContext) -> tuple[list[ResultRecord], list[MetricRecord]]:
     """An application's return value → result and metric records. Raises ValueError for garbage."""
+    name = context.application_name
     if output is None:
         items: list = []
     elif isinstance(output, Mapping):
-        items = [ModelMonitoringApplicationMetric(str(k), float(v)) for k, v in output.items()]
+        items = []
+        for k, v in output.items():
+            items.append(ModelMonitoringApplicationMetric(_check_name(k, "metric name"), _check_number(v, f"metric {k!r}")))
     elif isinstance(output, (list, tuple)):
         items = list(output)
     else:
         items = [output]
-    results, metrics = [], []
-    common = dict(project=context.project_name, endpoint_id=context.endpoint_id,
-                  application_name=context.application_name, start_infer_time=context.start_infer_time,
-                  end_infer_time=context.end_infer_time)
+    results: list[ResultRecord] = []
+    metrics: list[MetricRecord] = []
+    common = dict(project=context.project_name, endpoint_id=context.endpoint_id, application_name=name,
+                  start_infer_time=context._start, end_infer_time=context._end)
     for item in items:
         if isinstance(item, ModelMonitoringApplicationResult):
-            results.append(ResultRecord(result_name=item.name, kind=int(item.kind), status=int(item.status),
-                                        value=float(item.value), extra_data=dict(item.extra_data), **common))
+            where = f"result {item.name!r}"
+            _check_name(item.name, "result name")
+            kind = _enum(ResultKindApp, item.kind, "kind")
+            status = _enum(ResultStatusApp, item.status, "status")
+            if not isinstance(item.extra_data, Mapping):
+                raise ValueError(f"{where}: extra_data must be a dict, got {type(item.extra_data).__name__}")
+            results.append(ResultRecord(result_name=item.name, kind=int(kind), status=int(status),
+                                        value=_check_number(item.value, f"{where}: value"),
+                                        extra_data=_jsonable(dict(item.extra_data), f"{where}: extra_data"), **common))
         elif isinstance(item, ModelMonitoringApplicationMetric):
-            metrics.append(MetricRecord(metric_name=item.name, value=float(item.value), **common))
+            _check_name(item.name, "metric name")
+            metrics.append(MetricRecord(metric_name=item.name, value=_check_number(item.value, f"metric {item.name!r}"),
+                                        **common))
         else:
-            raise ValueError(f"application {context.application_name!r} returned {type(item).__name__}: "
+            raise ValueError(f"application {name!r} returned {type(item).__name__}: "
                              "return results, metrics, a list of them, or a dict of metric values")
+    for what, names in (("result", [r.result_name for r in results]), ("metric", [m.metric_name for m in metrics])):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"application {name!r} returned the {what} name(s) {twice} more than once")
     return results, metrics

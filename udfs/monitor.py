@@ -1,15 +1,45 @@
-"""One closed window of one endpoint → the records the writer stores (pure, no Flink, no I/O)."""
+"""One closed window of one endpoint → the records the writer stores (pure, no Flink, no I/O).
+
+Applications are isolated from the job and from each other (:func:`monitor_window`): one that
+raises, returns garbage, runs past its timeout, or is still stuck in an earlier call gives an
+``mm-app-failed`` error record for itself and the endpoint, and the others go on.
+
+Timeouts. Each ``do_tracking`` call runs on a worker thread of a small pool of daemon threads and
+is waited for at most the application's ``timeout_seconds`` (default 60, see
+:func:`udfs.applications.app_timeout`). Python cannot kill a thread: a call that times out keeps
+running in the background, and its eventual return value is thrown away. While it runs, that
+application (by name, in this process) is not called again: each later window reports
+``mm-app-failed`` "still running" for it instead, so a hung application holds one thread, never
+one per window. When the stuck call ends at last, the application runs again from the next
+window on. The threads are daemons, so a stuck call never keeps the Python worker from exiting.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from udfs.applications import ModelMonitoringApplicationBase, MonitoringContext, app_name, normalise_output
+from udfs.applications import (
+    ModelMonitoringApplicationBase,
+    MonitoringApplicationContext,
+    app_name,
+    app_timeout,
+    normalise_output,
+)
 from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord, utc_from_ms
 from udfs.window import Sample, WindowAggregate
+
+log = logging.getLogger("streamdrift.applications")
+
+APP_FAILED = "mm-app-failed"
+MAX_MESSAGE = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +69,141 @@ def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int
         last_request=None if agg.last_ms is None else utc_from_ms(agg.last_ms))
 
 
+# --------------------------------------------------------------------------- isolation
+
+
+class AppTimeout(Exception):
+    """A ``do_tracking`` call ran past its application's timeout."""
+
+
+class AppStillRunning(Exception):
+    """An application's earlier call, which timed out, has not returned yet."""
+
+
+class _Call:
+    """One ``do_tracking`` call handed to a worker thread."""
+
+    __slots__ = ("fn", "done", "value", "error", "started", "where")
+
+    def __init__(self, fn: Callable[[], Any], where: str):
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+        self.where = where
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - everything the app raises is its failure
+            self.error = exc
+        finally:
+            self.fn = None  # drop the context (and its data) as soon as the call ends
+            self.done.set()
+
+
+class _DaemonPool:
+    """Worker threads for application calls: daemon threads (a stuck call never blocks the
+    interpreter's exit, as ``concurrent.futures`` threads would), reused while idle, a new one
+    started when every existing one is busy (or stuck)."""
+
+    def __init__(self, idle_seconds: float = 60.0):
+        self._tasks: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+        self.idle_seconds = idle_seconds
+
+    def submit(self, call: _Call) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1
+        self._tasks.put(call)
+        if start:
+            threading.Thread(target=self._work, name=f"streamdrift-app-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                call = self._tasks.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # nobody has counted on this thread: leave
+                        self._idle -= 1
+                        self._threads -= 1
+                        return
+                continue  # a submit counted on us just now: its task is on the way
+            call.run()
+            with self._lock:
+                self._idle += 1
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+
+_POOL = _DaemonPool()
+_HUNG: dict[str, _Call] = {}  # application name → its call that timed out and has not returned
+_HUNG_LOCK = threading.Lock()
+
+
+def call_with_timeout(name: str, fn: Callable[[], Any], timeout: float | None, where: str = "") -> Any:
+    """``fn()`` on a pool thread, waited for at most ``timeout`` seconds (None: no limit).
+
+    Raises what ``fn`` raised, :class:`AppTimeout` when it runs too long (it goes on running; the
+    application ``name`` is then refused with :class:`AppStillRunning` until that call returns)."""
+    with _HUNG_LOCK:
+        stuck = _HUNG.get(name)
+        if stuck is not None:
+            if not stuck.done.is_set():
+                raise AppStillRunning(
+                    f"still running: its call for {stuck.where} timed out "
+                    f"{time.monotonic() - stuck.started:.0f} s ago and has not returned; not called again until it does")
+            del _HUNG[name]
+            log.warning("application %r: the call that timed out (%s) has returned at last; running it again",
+                        name, stuck.where)
+    call = _Call(fn, where)
+    _POOL.submit(call)
+    if not call.done.wait(timeout):
+        with _HUNG_LOCK:
+            _HUNG[name] = call
+        raise AppTimeout(f"timed out after {timeout:g} s (timeout_seconds); the call goes on in the background "
+                         "and the application is not called again until it returns")
+    if call.error is not None:
+        if not isinstance(call.error, Exception):  # SystemExit, KeyboardInterrupt... from an app
+            raise RuntimeError(f"{type(call.error).__name__}: {call.error}") from None
+        raise call.error
+    return call.value
+
+
+def hung_applications() -> dict[str, float]:
+    """Applications whose timed-out call has not returned yet → seconds since it started."""
+    now = time.monotonic()
+    with _HUNG_LOCK:
+        return {name: now - call.started for name, call in _HUNG.items() if not call.done.is_set()}
+
+
+def _record_name(name: str) -> str:
+    """An application name the stores accept, for the error record of an app whose name they refuse."""
+    if re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_-]{0,127}", name or ""):
+        return name
+    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name or "app")[:128]
+    return fixed if re.match(r"[a-zA-Z_]", fixed) else ("_" + fixed)[:128]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (AppTimeout, AppStillRunning)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- the window
+
+
 def monitor_window(
     endpoint: Mapping[str, Any] | None,
     endpoint_id: str,
@@ -48,10 +213,21 @@ def monitor_window(
     agg: WindowAggregate,
     apps: Sequence[ModelMonitoringApplicationBase],
     revision: int = 0,
+    *,
+    reference_sample_loader: Callable[[str, Mapping[str, Any]], Any] | None = None,
+    artifacts_dir: str | None = None,
 ) -> WindowOutput:
-    """Run every application on the window. An application that raises or returns garbage gives an
-    ``mm-app-failed`` error record for that app and endpoint; the others go on. Without a
-    reference (no endpoint record, or no feature_stats) only the prediction aggregate is produced."""
+    """Run every application on the window, one after the other, each within its timeout.
+
+    An application that raises, returns garbage, times out or is still stuck in an earlier call
+    gives an ``mm-app-failed`` error record (application name, endpoint, window end, the reason)
+    and the others go on. Without a reference (no endpoint record, or no feature_stats) only the
+    prediction aggregate is produced.
+
+    ``reference_sample_loader(endpoint_id, endpoint)`` and ``artifacts_dir`` reach the contexts
+    (``reference_sample_df``, ``artifact_path``); an application's own ``reference_sample_loader``
+    and ``artifacts_dir`` attributes (set by :mod:`connectors.app_registry`) take precedence.
+    """
     project = (endpoint or {}).get("project") or default_project
     prediction = prediction_record(project, endpoint_id, start_ms, end_ms, agg)
     feature_stats = (endpoint or {}).get("feature_stats") or {}
@@ -61,27 +237,45 @@ def monitor_window(
     results: list[ResultRecord] = []
     metrics: list[MetricRecord] = []
     errors: list[ErrorRecord] = []
-    stats = agg.accumulator.to_stats()
-    sample = agg.sample_frame()
+    shared: dict[str, Any] = {}
+
+    def stats():
+        if "stats" not in shared:
+            shared["stats"] = agg.accumulator.to_stats()
+        return copy.deepcopy(shared["stats"])
+
+    def sample():
+        if "sample" not in shared:
+            shared["sample"] = agg.sample_frame()
+        return shared["sample"].copy()
+
+    def window():
+        return agg + WindowAggregate(sample=Sample.empty(0))  # a copy
+
+    where = f"endpoint {endpoint_id} window {start.isoformat()}/{end.isoformat()}"
     for app in apps:
         name = app_name(app)
         # each app gets its own copies: the endpoint record is the catalog's cache, and what one
         # app changes in place must reach neither the next app nor the next window
-        mine = copy.deepcopy(endpoint)
-        context = MonitoringContext(
-            application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=mine,
-            start_infer_time=start, end_infer_time=end, feature_stats=mine["feature_stats"],
-            sample_df_stats=copy.deepcopy(stats), sample_df=sample.copy(),
-            feature_names=list(mine.get("feature_names") or []), label_names=list(mine.get("label_names") or []),
-            window=agg + WindowAggregate(sample=Sample.empty(0)))
+        mine = copy.deepcopy(dict(endpoint))
         try:
-            r, m = normalise_output(app.do_tracking(context), context)
+            context = MonitoringApplicationContext(
+                application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=mine,
+                start_infer_time=start, end_infer_time=end, feature_stats=mine["feature_stats"],
+                sample_df_stats=stats, sample_df=sample,
+                feature_names=list(mine.get("feature_names") or []), label_names=list(mine.get("label_names") or []),
+                window=window,
+                reference_sample_loader=getattr(app, "reference_sample_loader", None) or reference_sample_loader,
+                artifacts_dir=getattr(app, "artifacts_dir", None) or artifacts_dir)
+            output = call_with_timeout(name, lambda: app.do_tracking(context), app_timeout(app), where)
+            r, m = normalise_output(output, context)
         except Exception as exc:  # isolation: one app's failure is recorded, never fatal
-            errors.append(ErrorRecord(project, endpoint_id, name, "mm-app-failed",
-                                      f"{type(exc).__name__}: {exc}"[:2000], end))
+            message = _describe(exc)
+            log.warning("application %r failed on %s: %s", name, where, message[:500])
+            errors.append(ErrorRecord(project, endpoint_id, _record_name(name), APP_FAILED,
+                                      message[:MAX_MESSAGE], end))
             continue
         results += r
         metrics += m
     return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction,
                         tuple(results), tuple(metrics), tuple(errors))
-
