@@ -22,24 +22,24 @@ import json
 import sys
 from typing import Any
 
-from jobs.endpoints_cli import EXIT_ERROR, EXIT_NOT_FOUND, _guard, format_table  # noqa: F401
+from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone, settings_of, warn
 
 SUMMARY_EXAMPLE = "Model {{project}}/{{entity}}: {{kind}} (value {{value}}, window {{window_start}}..{{window_end}})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``alerts`` command and its subcommands to a ``streamdrift`` parser."""
-    from jobs.cli import _add_settings_flags
     from udfs.alerts import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
 
     parser = subparsers.add_parser("alerts", help="alerts on monitoring results: add, list, show, reset, delete")
     sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="{add,list,show,reset,delete}")
 
-    p = sub.add_parser("add", help="create or replace an alert (replacing resets it)",
+    p = add_subcommand(sub, "add", cmd_add, help="create or replace an alert (replacing resets it)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=f"Event kinds: {', '.join(EVENT_KINDS)}.\n"
                                    f"Summary placeholders: {', '.join('{{' + x + '}}' for x in PLACEHOLDERS)}.")
-    _add_settings_flags(p)
     p.add_argument("name", help="alert name (unique in the project)")
     p.add_argument("--summary", default=None, help=f"message template (default: {SUMMARY_EXAMPLE!r})")
     p.add_argument("--severity", choices=SEVERITIES, default="medium")
@@ -66,49 +66,22 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--cooldown", help="cooldown of the --webhook/--slack/--console/--kafka notifications, e.g. 1h")
     p.add_argument("--timeout", type=float, help="seconds per request of those notifications (default 5)")
     p.add_argument("--retries", type=int, help="retries of those notifications (default 3)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_add)
+    add_json_flag(p)
 
-    p = sub.add_parser("list", help="list the alerts of the project")
-    _add_settings_flags(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_list)
+    add_json_flag(add_subcommand(sub, "list", cmd_list, help="list the alerts of the project"))
 
-    p = sub.add_parser("show", help="show an alert and its activations")
-    _add_settings_flags(p)
+    p = add_subcommand(sub, "show", cmd_show, help="show an alert and its activations")
     p.add_argument("name")
     p.add_argument("--limit", type=int, default=50, help="newest activations shown (default 50)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_show)
+    add_json_flag(p)
 
-    p = sub.add_parser("reset", help="reset an alert: a held (manual) alert counts and notifies again")
-    _add_settings_flags(p)
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_reset)
-
-    p = sub.add_parser("delete", help="delete an alert (its activations stay as history)")
-    _add_settings_flags(p)
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_delete)
+    add_item_subcommands(sub, [
+        ("reset", cmd_reset, "reset an alert: a held (manual) alert counts and notifies again"),
+        ("delete", cmd_delete, "delete an alert (its activations stay as history)")])
     return parser
 
 
 # --------------------------------------------------------------------------------- commands
-
-
-def _store(args: argparse.Namespace):
-    from connectors.endpoints import open_store
-    from jobs.cli import _settings
-
-    return open_store(_settings(args).endpoint_store_connection)
-
-
-def _project(args: argparse.Namespace) -> str:
-    from jobs.cli import _settings
-
-    return _settings(args).project
 
 
 def _entities(args: argparse.Namespace) -> list[str]:
@@ -156,11 +129,11 @@ def _spec(config) -> Any:
     return AlertSpec.from_config(config if isinstance(config, dict) else dataclasses.asdict(config))
 
 
-@_guard
+@guard
 def cmd_add(args: argparse.Namespace) -> int:
     from udfs.alerts import AlertSpec
 
-    project = _project(args)
+    project = settings_of(args).project
     triggers = [t.strip() for value in args.trigger for t in value.split(",") if t.strip()]
     config = {"project": project, "name": args.name, "summary": args.summary or SUMMARY_EXAMPLE,
               "severity": args.severity, "entities": _entities(args), "trigger_kinds": triggers,
@@ -168,12 +141,9 @@ def cmd_add(args: argparse.Namespace) -> int:
               "reset_policy": args.reset_policy, "notifications": _notifications(args)}
     spec = AlertSpec.from_config(config)  # every check before anything is written
     if not spec.notifications:
-        print("streamdrift: note: the alert has no notifications; activations are only recorded", file=sys.stderr)
-    store = _store(args)
-    try:
+        warn("note: the alert has no notifications; activations are only recorded")
+    with open_store(args) as store:
         saved = store.add_alert_config(project, spec.name, state="inactive", **spec.to_config())
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(_config_dict(saved), indent=2))
     else:
@@ -182,15 +152,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_list(args: argparse.Namespace) -> int:
-    project = _project(args)
-    store = _store(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         configs = store.list_alert_configs(project)
         activations = store.list_activations(project)
-    finally:
-        store.close()
     by_alert: dict[str, list] = {}
     for a in activations:
         by_alert.setdefault(a.alert_name, []).append(a)
@@ -214,19 +181,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_show(args: argparse.Namespace) -> int:
-    from connectors.sql_store import NotFoundError
-
-    project = _project(args)
-    store = _store(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         config = store.get_alert_config(project, args.name)
         activations = store.list_activations(project, args.name, limit=args.limit)
-    finally:
-        store.close()
     if config is None:
-        raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
+        raise not_found(f"no alert {args.name!r} in project {project!r}")
     if args.json:
         print(json.dumps({**_config_dict(config), "state": _state(config, activations),
                           "activations": [_activation_dict(a) for a in activations]}, indent=2))
@@ -244,46 +206,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_reset(args: argparse.Namespace) -> int:
-    from connectors.sql_store import NotFoundError
-
-    project = _project(args)
-    store = _store(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         if store.get_alert_config(project, args.name) is None:
-            raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
+            raise not_found(f"no alert {args.name!r} in project {project!r}")
         store.set_alert_state(project, args.name, "inactive")  # advances `updated`: the job resets its state
         open_ones = [a for a in store.list_activations(project, args.name) if a.reset_at is None]
         for a in open_ones:
             store.reset_activation(a.id)
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps({"reset": args.name, "activations_reset": [a.id for a in open_ones]}))
-    else:
-        print(f"reset alert {args.name!r} ({len(open_ones)} open activation(s) closed); "
-              "a running job applies it within its refresh period")
-    return 0
+    return print_result(args, {"reset": args.name, "activations_reset": [a.id for a in open_ones]},
+                        f"reset alert {args.name!r} ({len(open_ones)} open activation(s) closed); "
+                        "a running job applies it within its refresh period")
 
 
-@_guard
+@guard
 def cmd_delete(args: argparse.Namespace) -> int:
-    from connectors.sql_store import NotFoundError
-
-    project = _project(args)
-    store = _store(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         deleted = store.delete_alert_config(project, args.name)
-    finally:
-        store.close()
     if not deleted:
-        raise NotFoundError(f"no alert {args.name!r} in project {project!r}")
-    if args.json:
-        print(json.dumps({"deleted": args.name}))
-    else:
-        print(f"deleted alert {args.name!r} (its activations stay as history)")
-    return 0
+        raise not_found(f"no alert {args.name!r} in project {project!r}")
+    return print_result(args, {"deleted": args.name}, f"deleted alert {args.name!r} (its activations stay as history)")
 
 
 # --------------------------------------------------------------------------------- output
@@ -367,17 +312,12 @@ def _print_config(config, activations) -> None:
     for i, n in enumerate(d["notifications"], 1):
         fields.append((f"notification {i}", json.dumps(n)))
     fields += [("created", d["created"]), ("updated", d["updated"])]
-    width = max(len(k) for k, _ in fields)
-    for key, value in fields:
-        print(f"{key.ljust(width)}  {value}")
+    print_fields(fields)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m jobs.alerts_cli ...``: the ``alerts`` command on its own."""
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

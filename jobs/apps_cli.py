@@ -26,20 +26,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_NOT_FOUND = 1
-EXIT_ERROR = 2
+from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from jobs.cli_common import print_result, project_and_store, run_alone
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``apps`` command and its subcommands to a ``streamdrift`` parser."""
-    from jobs.cli import _add_settings_flags  # here, not at the top: jobs.cli imports this module
-
     parser = subparsers.add_parser("apps", help="monitoring applications of a project: add, list, remove, "
                                                 "enable, disable")
     sub = parser.add_subparsers(dest="apps_command", required=True, metavar="{add,list,remove,enable,disable}")
 
-    p = sub.add_parser("add", help="register (or redefine) an application: module:Class and its parameters")
-    _add_settings_flags(p)  # --project is the application's project (setting 'project', default 'default')
+    # --project is the application's project (setting 'project', default 'default')
+    p = add_subcommand(sub, "add", cmd_add,
+                       help="register (or redefine) an application: module:Class and its parameters")
     p.add_argument("name", help="application name (letters, digits, '_' and '-'): the name of its results")
     p.add_argument("class_path", metavar="module:Class",
                    help="the application class; just Class when --path is the module's .py file")
@@ -55,60 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--disabled", action="store_true", help="register it disabled")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="do not import and build the application before registering it")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_add)
+    add_json_flag(p)
 
-    p = sub.add_parser("list", help="list the applications of a project (the built-in one included)")
-    _add_settings_flags(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_list)
+    add_json_flag(add_subcommand(sub, "list", cmd_list,
+                                 help="list the applications of a project (the built-in one included)"))
 
-    for action, text in (("remove", "delete a registration (the built-in one then runs with its defaults)"),
-                         ("enable", "enable an application"),
-                         ("disable", "disable an application (histogram-data-drift too)")):
-        p = sub.add_parser(action, help=text)
-        _add_settings_flags(p)
-        p.add_argument("name")
-        p.add_argument("--json", action="store_true", help="print JSON")
-        p.set_defaults(func={"remove": cmd_remove, "enable": cmd_enable, "disable": cmd_disable}[action])
+    add_item_subcommands(sub, [
+        ("remove", cmd_remove, "delete a registration (the built-in one then runs with its defaults)"),
+        ("enable", cmd_enable, "enable an application"),
+        ("disable", cmd_disable, "disable an application (histogram-data-drift too)")])
     return parser
 
 
 # --------------------------------------------------------------------------------- commands
 
 
-def _context(args: argparse.Namespace):
-    """(settings, store)"""
-    from connectors.endpoints import open_store
-    from jobs.cli import _settings
+def _load_errors() -> dict:
+    """:func:`guard`'s extra handler: an application that cannot be imported or built."""
+    from connectors.app_registry import AppLoadError
 
-    settings = _settings(args)
-    return settings, open_store(settings.endpoint_store_connection)
-
-
-def _guard(fn):
-    """Run a command; report a store, input, settings or loading error on stderr as one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        from connectors.app_registry import AppLoadError
-        from connectors.settings import SettingsError
-        from connectors.sql_store import NotFoundError, StoreError
-
-        try:
-            return fn(args)
-        except NotFoundError as exc:
-            print(f"streamdrift: {exc}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        except AppLoadError as exc:
-            print(f"streamdrift: application {args.name!r} cannot be loaded: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        except (StoreError, SettingsError, ValueError, TypeError, OSError) as exc:
-            print(f"streamdrift: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
-    return run
+    return {AppLoadError: lambda exc, args: f"application {args.name!r} cannot be loaded: {exc}"}
 
 
 def parse_params(params: str | None, pairs: list[str]) -> dict[str, Any]:
@@ -133,44 +99,36 @@ def parse_params(params: str | None, pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-@_guard
+@guard(extra=_load_errors)
 def cmd_add(args: argparse.Namespace) -> int:
     from connectors import app_registry
 
     class_path = args.class_path
     if ":" not in class_path and args.module_path and Path(args.module_path).suffix == ".py":
         class_path = f"{Path(args.module_path).stem}:{class_path}"
-    settings, store = _context(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         app = app_registry.register_application(
-            store, settings.project, args.name, class_path, parse_params(args.params, args.param),
+            store, project, args.name, class_path, parse_params(args.params, args.param),
             module_path=args.module_path, timeout_seconds=args.timeout_seconds, artifacts_dir=args.artifacts_dir,
             enabled=not args.disabled, check=args.check)
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps({"project": app.project, "name": app.name, "class_path": app.class_path,
-                          "params": app.params, "enabled": app.enabled}, indent=2))
-    else:
-        state = "enabled" if app.enabled else "disabled"
-        print(f"registered application {app.name} ({app.class_path}, {state}) in project {app.project}")
-    return 0
+    state = "enabled" if app.enabled else "disabled"
+    return print_result(args, {"project": app.project, "name": app.name, "class_path": app.class_path,
+                               "params": app.params, "enabled": app.enabled},
+                        f"registered application {app.name} ({app.class_path}, {state}) in project {app.project}",
+                        indent=2)
 
 
-@_guard
+@guard(extra=_load_errors)
 def cmd_list(args: argparse.Namespace) -> int:
     from connectors import app_registry
 
-    settings, store = _context(args)
-    try:
-        apps = app_registry.list_registered(store, settings.project)
-    finally:
-        store.close()
+    project, store = project_and_store(args)
+    with store:
+        apps = app_registry.list_registered(store, project)
     if args.json:
         print(json.dumps([a.to_dict() for a in apps], indent=2))
         return 0
-    from jobs.endpoints_cli import format_table
-
     rows = [[a.name, "yes" if a.enabled else "no", a.class_path + (" (built-in)" if a.builtin else ""),
              json.dumps(a.params, sort_keys=True) if a.params else "-", a.module_path or "-",
              f"{a.timeout_seconds:g}"] for a in apps]
@@ -181,54 +139,40 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _toggle(args: argparse.Namespace, enabled: bool) -> int:
     from connectors import app_registry
 
-    settings, store = _context(args)
-    try:
-        app_registry.set_enabled(store, settings.project, args.name, enabled)
-    finally:
-        store.close()
+    project, store = project_and_store(args)
+    with store:
+        app_registry.set_enabled(store, project, args.name, enabled)
     state = "enabled" if enabled else "disabled"
-    if args.json:
-        print(json.dumps({"project": settings.project, "name": args.name, "enabled": enabled}))
-    else:
-        print(f"{state} application {args.name} in project {settings.project}")
-    return 0
+    return print_result(args, {"project": project, "name": args.name, "enabled": enabled},
+                        f"{state} application {args.name} in project {project}")
 
 
-@_guard
+@guard(extra=_load_errors)
 def cmd_enable(args: argparse.Namespace) -> int:
     return _toggle(args, True)
 
 
-@_guard
+@guard(extra=_load_errors)
 def cmd_disable(args: argparse.Namespace) -> int:
     return _toggle(args, False)
 
 
-@_guard
+@guard(extra=_load_errors)
 def cmd_remove(args: argparse.Namespace) -> int:
     from connectors import app_registry
-    from connectors.sql_store import NotFoundError
 
-    settings, store = _context(args)
-    try:
-        removed = app_registry.remove_application(store, settings.project, args.name)
-    finally:
-        store.close()
+    project, store = project_and_store(args)
+    with store:
+        removed = app_registry.remove_application(store, project, args.name)
     if not removed:
-        raise NotFoundError(f"no application {args.name!r} registered in project {settings.project!r}")
-    if args.json:
-        print(json.dumps({"project": settings.project, "removed": args.name}))
-    else:
-        print(f"removed application {args.name} from project {settings.project}")
-    return 0
+        raise not_found(f"no application {args.name!r} registered in project {project!r}")
+    return print_result(args, {"project": project, "removed": args.name},
+                        f"removed application {args.name} from project {project}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m jobs.apps_cli ...``: the ``apps`` command on its own."""
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

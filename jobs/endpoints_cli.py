@@ -18,19 +18,18 @@ import json
 import sys
 from typing import Any
 
-EXIT_NOT_FOUND = 1
-EXIT_ERROR = 2
+from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``endpoints`` command and its subcommands to a ``streamdrift`` parser."""
-    from jobs.cli import _add_settings_flags  # here, not at the top: jobs.cli imports this module
-
     parser = subparsers.add_parser("endpoints", help="model endpoints: create from training data, list, show, delete")
     sub = parser.add_subparsers(dest="endpoints_command", required=True, metavar="{create,list,show,delete}")
 
-    p = sub.add_parser("create", help="register a model endpoint with its training data as reference")
-    _add_settings_flags(p)  # --project is the endpoint's project (setting 'project', default 'default')
+    # --project is the endpoint's project (setting 'project', default 'default')
+    p = add_subcommand(sub, "create", cmd_create, help="register a model endpoint with its training data as reference")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--function", required=True, help="serving function name")
     p.add_argument("--version", help="model version")
@@ -41,36 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--outputs", help="comma-separated output (prediction) columns of the reference")
     p.add_argument("--labels", help="comma-separated label (ground truth) columns of the reference")
     p.add_argument("--sample-size", type=int, default=10_000, help="rows of the reference sample kept (10000)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_create)
+    add_json_flag(p)
 
-    p = sub.add_parser("list", help="list model endpoints")
-    _add_settings_flags(p)  # --project filters; without it every project is listed
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_list)
+    # --project filters; without it every project is listed
+    add_json_flag(add_subcommand(sub, "list", cmd_list, help="list model endpoints"))
 
-    p = sub.add_parser("show", help="show one endpoint and its reference statistics")
-    _add_settings_flags(p)
+    p = add_subcommand(sub, "show", cmd_show, help="show one endpoint and its reference statistics")
     p.add_argument("endpoint_id", metavar="ID")
-    p.add_argument("--json", action="store_true", help="print JSON (with the full feature_stats)")
-    p.set_defaults(func=cmd_show)
+    add_json_flag(p, "print JSON (with the full feature_stats)")
 
-    p = sub.add_parser("delete", help="delete an endpoint with its counters and latest results")
-    _add_settings_flags(p)
-    p.add_argument("endpoint_id", metavar="ID")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_delete)
+    add_item_subcommands(sub, [("delete", cmd_delete, "delete an endpoint with its counters and latest results")],
+                         dest="endpoint_id", metavar="ID")
     return parser
 
 
 # --------------------------------------------------------------------------------- commands
-
-
-def _store(args: argparse.Namespace):
-    from connectors.endpoints import open_store
-    from jobs.cli import _settings
-
-    return open_store(_settings(args).endpoint_store_connection)
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -79,42 +63,17 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
-def _guard(fn):
-    """Run a command; report a store, input or settings error on stderr as one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        from connectors.settings import SettingsError
-        from connectors.sql_store import NotFoundError, StoreError
-
-        try:
-            return fn(args)
-        except NotFoundError as exc:
-            print(f"streamdrift: {exc}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        except (StoreError, SettingsError, ValueError, TypeError, OSError) as exc:
-            print(f"streamdrift: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
-    return run
-
-
-@_guard
+@guard
 def cmd_create(args: argparse.Namespace) -> int:
     from connectors.endpoints import get_or_create_model_endpoint
-    from jobs.cli import _settings
 
-    settings = _settings(args)
-    store = _store(args)
-    try:
+    project, store = project_and_store(args)
+    with store:
         endpoint = get_or_create_model_endpoint(
-            settings.project, args.model, args.function, reference=args.reference,
+            project, args.model, args.function, reference=args.reference,
             feature_names=_names(args.features), output_names=_names(args.outputs),
             label_names=_names(args.labels), model_version=args.version, function_tag=args.tag,
             store=store, sample_size=args.sample_size)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(endpoint.to_dict(with_stats=False), indent=2))
     else:
@@ -122,13 +81,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with open_store(args) as store:
         endpoints = store.list_endpoints(args.project, with_stats=False)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps([e.to_dict(with_stats=False) for e in endpoints], indent=2))
         return 0
@@ -140,17 +96,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_show(args: argparse.Namespace) -> int:
-    from connectors.sql_store import NotFoundError
-
-    store = _store(args)
-    try:
+    with open_store(args) as store:
         endpoint = store.get_endpoint(args.endpoint_id)
-    finally:
-        store.close()
     if endpoint is None:
-        raise NotFoundError(f"no model endpoint {args.endpoint_id!r}")
+        raise not_found(f"no model endpoint {args.endpoint_id!r}")
     if args.json:
         print(json.dumps(endpoint.to_dict(with_stats=True), indent=2))
         return 0
@@ -161,32 +112,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_delete(args: argparse.Namespace) -> int:
-    from connectors.sql_store import NotFoundError
-
-    store = _store(args)
-    try:
+    with open_store(args) as store:
         deleted = store.delete_endpoint(args.endpoint_id)
-    finally:
-        store.close()
     if not deleted:
-        raise NotFoundError(f"no model endpoint {args.endpoint_id!r}")
-    if args.json:
-        print(json.dumps({"deleted": args.endpoint_id}))
-    else:
-        print(f"deleted endpoint {args.endpoint_id}")
-    return 0
+        raise not_found(f"no model endpoint {args.endpoint_id!r}")
+    return print_result(args, {"deleted": args.endpoint_id}, f"deleted endpoint {args.endpoint_id}")
 
 
 # --------------------------------------------------------------------------------- output
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns separated by two spaces, a header line first."""
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *rows]]
-    return "\n".join(lines)
 
 
 def _time(value) -> str:
@@ -229,7 +164,7 @@ def feature_rows(endpoint) -> list[list[str]]:
 
 
 def _print_endpoint(e) -> None:
-    fields = [
+    print_fields([
         ("id", e.endpoint_id), ("project", e.project), ("model", e.model_name),
         ("version", e.model_version or "-"), ("function", e.function_name or "-"), ("tag", e.function_tag or "-"),
         ("features", len(e.feature_names)), ("outputs", ", ".join(e.output_names) or "-"),
@@ -240,18 +175,12 @@ def _print_endpoint(e) -> None:
         ("errors", e.error_count), ("late", e.late_count), ("first request", _time(e.first_request)),
         ("last request", _time(e.last_request)), ("drift", _drift(e.drift_status)),
         ("created", _time(e.created)), ("updated", _time(e.updated)),
-    ]
-    width = max(len(k) for k, _ in fields)
-    for key, value in fields:
-        print(f"{key.ljust(width)}  {value}")
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m jobs.endpoints_cli ...``: the ``endpoints`` command on its own."""
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":
