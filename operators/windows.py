@@ -1,7 +1,10 @@
 """The per-endpoint tumbling event-time window, with allowed lateness and an idle close.
 
 Keyed by endpoint. Input: partial aggregates (few per batch and endpoint); state: one merged
-aggregate per open window (bounded by columns × bins + sample size) and its revision.
+aggregate per open window (bounded by columns × bins + sample size) and its revision. Partials are
+appended as they come and merged into the window's aggregate every ``COMPACT_EVERY`` partials and
+when the window fires, so the large merged state is read and written once per ``COMPACT_EVERY``
+partials, not per partial.
 
 * event time: a window fires when the watermark passes its end;
 * idle close: when no partial arrives for a window during ``base_period + grace`` of processing
@@ -22,6 +25,7 @@ from udfs.catalog import EndpointCatalog
 from udfs.window import WindowAggregate
 
 LATE = -1
+COMPACT_EVERY = 16
 
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["endpoint_id", "window_start", "window_end", "revision", "body"],
@@ -41,6 +45,9 @@ class EndpointWindows(KeyedProcessFunction):
         self.aggs = runtime_context.get_map_state(MapStateDescriptor("window-aggregates", Types.LONG(), blob))
         self.revisions = runtime_context.get_map_state(MapStateDescriptor("window-revisions", Types.LONG(), Types.INT()))
         self.touched = runtime_context.get_map_state(MapStateDescriptor("window-touched", Types.LONG(), Types.LONG()))
+        self.pending = runtime_context.get_map_state(MapStateDescriptor("window-pending", Types.STRING(), blob))
+        self.n_pending = runtime_context.get_map_state(MapStateDescriptor("window-pending-count", Types.LONG(),
+                                                                          Types.INT()))
         self.catalog = EndpointCatalog(self.load_endpoints)
         group = runtime_context.get_metrics_group()
         self.late_partials = group.counter("late_partials")
@@ -49,6 +56,27 @@ class EndpointWindows(KeyedProcessFunction):
 
     def _agg(self, data: bytes) -> WindowAggregate:
         return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint)
+
+    def _compact(self, start: int, extra: bytes | None = None) -> bytes:
+        """Merge the window's aggregate, its pending partials and ``extra`` into one; store it."""
+        n = self.n_pending.get(start) or 0
+        parts = [self.aggs.get(start)] + [self.pending.get(f"{start}/{i}") for i in range(n)] + [extra]
+        parts = [p for p in parts if p is not None]
+        if len(parts) == 1:
+            data = parts[0]
+        else:
+            merged = self._agg(parts[0])
+            for part in parts[1:]:
+                merged = merged + self._agg(part)
+            data = merged.to_bytes()
+        self.aggs.put(start, data)
+        for i in range(n):
+            self.pending.remove(f"{start}/{i}")
+        self.n_pending.remove(start)
+        return data
+
+    def _windows(self) -> list[int]:
+        return sorted(set(self.aggs.keys()) | set(self.n_pending.keys()))
 
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
         return Row(key, start, start + self.window_ms, revision, data)
@@ -62,46 +90,56 @@ class EndpointWindows(KeyedProcessFunction):
             self.late_partials.inc()
             yield self._emit(key, start, LATE, body)
             return
-        old = self.aggs.get(start)
-        data = body if old is None else (self._agg(old) + self._agg(body)).to_bytes()
-        self.aggs.put(start, data)
         now = timers.current_processing_time()
+        first = self.touched.get(start) is None
         self.touched.put(start, now)
         revision = self.revisions.get(start)
         if revision is not None:  # already fired: a correction by late data
+            data = self._compact(start, body)
             self.revisions.put(start, revision + 1)
             self.corrections.inc()
             yield self._emit(key, start, revision + 1, data)
             return
-        timers.register_event_time_timer(end - 1)
-        timers.register_processing_time_timer(now + self.idle_ms)
+        n = self.n_pending.get(start) or 0
+        if n + 1 >= COMPACT_EVERY:
+            self._compact(start, body)
+        else:
+            self.pending.put(f"{start}/{n}", body)
+            self.n_pending.put(start, n + 1)
+        if first:
+            timers.register_event_time_timer(end - 1)
+        # rounded up to the second: one timer per endpoint and second, not one per partial
+        timers.register_processing_time_timer((now + self.idle_ms) // 1000 * 1000 + 1000)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
         timers = ctx.timer_service()
         if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            for start in list(self.aggs.keys()):
+            for start in self._windows():
                 end = start + self.window_ms
                 if end - 1 + self.lateness <= timestamp:
                     if self.revisions.get(start) is None:
-                        yield self._emit(key, start, 0, self.aggs.get(start))
+                        yield self._emit(key, start, 0, self._compact(start))
                     self._forget(start)
                 elif end - 1 <= timestamp and self.revisions.get(start) is None:
                     self.revisions.put(start, 0)
-                    yield self._emit(key, start, 0, self.aggs.get(start))
+                    yield self._emit(key, start, 0, self._compact(start))
                     if self.lateness > 0:
                         timers.register_event_time_timer(end - 1 + self.lateness)
         else:  # processing time: close windows that went idle
-            for start in list(self.aggs.keys()):
+            for start in self._windows():
                 touched = self.touched.get(start)
                 if self.revisions.get(start) is None and touched is not None and touched + self.idle_ms <= timestamp:
                     self.revisions.put(start, 0)
                     self.idle_closes.inc()
-                    yield self._emit(key, start, 0, self.aggs.get(start))
+                    yield self._emit(key, start, 0, self._compact(start))
                     if self.lateness > 0:
                         timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
 
     def _forget(self, start: int) -> None:
+        for i in range(self.n_pending.get(start) or 0):
+            self.pending.remove(f"{start}/{i}")
+        self.n_pending.remove(start)
         self.aggs.remove(start)
         self.revisions.remove(start)
         self.touched.remove(start)

@@ -191,7 +191,7 @@ class WindowAggregate:
     def to_bytes(self) -> bytes:
         """``SDWA`` + JSON header + accumulator bytes + latency histogram + sample (npy/JSON)."""
         acc = self.accumulator.to_bytes() if self.accumulator is not None else b""
-        sample = json.dumps(self.sample.rows, separators=(",", ":"), default=_json_default).encode()
+        sample = encode_rows(self.sample.rows)
         pri = self.sample.priorities.astype("<u8").tobytes()
         lat_nz = np.flatnonzero(self.latency_hist)
         lat = np.stack([lat_nz, self.latency_hist[lat_nz]]).astype("<i8").tobytes()
@@ -226,7 +226,7 @@ class WindowAggregate:
         agg = cls(rows=head["rows"], events=head["events"], errors=head["errors"], first_ms=head["first"],
                   last_ms=head["last"], latency_count=head["lc"], latency_sum=head["ls"], latency_hist=hist,
                   unknown_columns=head["unknown"],
-                  sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), json.loads(sample_b)))
+                  sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), decode_rows(sample_b)))
         if acc_b:
             layout = _find_layout(acc_b[8:16], layouts)
             if layout is None:
@@ -243,6 +243,46 @@ def _find_layout(fingerprint: bytes, layouts) -> Layout | None:
     if callable(layouts):
         return layouts(fingerprint)
     return layouts.get(fingerprint)
+
+
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})
+_ROWS_HEAD = struct.Struct("<II")  # rows, length of the JSON part
+
+
+def encode_rows(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Rows (name → value) → compact bytes, column by column: the columns holding only numbers
+    (or nothing) as one float64 matrix, the others (strings, booleans, ...) as JSON lists.
+    A number comes back as a float; a missing or None number as NaN."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    values = [[row.get(name) for name in names] for row in rows]
+    kinds = [{type(r[j]) for r in values} for j in range(len(names))] if values else []
+    numeric = [j for j, k in enumerate(kinds) if k <= _PLAIN_NUMBERS]
+    try:
+        matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
+    except OverflowError:  # an integer beyond float64 stays exact in the JSON part
+        numeric = [j for j in numeric if all(v is None or abs(v) < 1e300 for v in (r[j] for r in values))]
+        matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
+    numeric_set = set(numeric)
+    other = {names[j]: [r[j] for r in values] for j in range(len(names)) if j not in numeric_set}
+    head = json.dumps({"numeric": [names[j] for j in numeric], "other": other}, separators=(",", ":"),
+                      default=_json_default).encode()
+    return _ROWS_HEAD.pack(len(rows), len(head)) + head + matrix.astype("<f8").tobytes()
+
+
+def decode_rows(data: bytes) -> list[dict[str, Any]]:
+    """The rows of :func:`encode_rows`."""
+    if not data:
+        return []
+    n, size = _ROWS_HEAD.unpack_from(data)
+    head = json.loads(data[_ROWS_HEAD.size:_ROWS_HEAD.size + size])
+    names = head["numeric"]
+    matrix = np.frombuffer(data, "<f8", count=n * len(names), offset=_ROWS_HEAD.size + size).reshape(n, len(names))
+    rows = [dict(zip(names, r)) for r in matrix.tolist()] if names else [{} for _ in range(n)]
+    for name, column in head["other"].items():
+        for row, value in zip(rows, column):
+            if value is not None:
+                row[name] = value
+    return rows
 
 
 def _opt(f, a, b):
