@@ -20,6 +20,7 @@ setup(
         "pymysql>=1.1,<2",
         "SQLAlchemy>=2.0,<3",
         "PyYAML>=6,<7",
+        "orjson>=3.9,<4",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2"],

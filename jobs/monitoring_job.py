@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import os
 import sys
+from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file by `flink run -py jobs/monitoring_job.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,7 +38,7 @@ class JobOptions:
     arrow_batch_size: int = 10_000
     bundle_time_ms: int = 1_000
     state_backend: str = "hashmap"  # or "rocksdb" for large state
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | None = None  # default: <data_dir>/checkpoints
     group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
     endpoint_refresh_seconds: float = 30.0
 
@@ -70,9 +71,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     window_ms = _window_ms(settings, options)
     lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
-    extra = {"state.backend.type": options.state_backend, "restart-strategy.type": "exponential-delay"}
-    if options.checkpoint_dir:
-        extra["execution.checkpointing.dir"] = options.checkpoint_dir
+    extra = {"state.backend.type": options.state_backend, "restart-strategy.type": "exponential-delay",
+             # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
+             "execution.checkpointing.dir": options.checkpoint_dir
+             or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
     env = stream_env(options.parallelism, options.checkpoint_interval_ms, extra)
     t_env = StreamTableEnvironment.create(env)
     conf = t_env.get_config()

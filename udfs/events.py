@@ -40,6 +40,11 @@ from typing import Any
 import numpy as np
 
 from udfs.endpoint_id import endpoint_uid
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a declared dependency; the standard library works too
+    _orjson = None
 from udfs.naming import normalize_name
 
 MAX_EVENT_BYTES = 1 << 20
@@ -103,6 +108,18 @@ def dead_letter(payload: bytes | str, reason: str) -> DeadLetter:
 
 
 # --------------------------------------------------------------------------- time
+
+
+def _loads(payload: bytes | str) -> Any:
+    """JSON → Python: orjson (4× faster) when it accepts the text, else the standard library,
+    which also reads what orjson refuses (NaN and Infinity literals, integers beyond 64 bits) and
+    gives the error message of a malformed record."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(payload)
+        except (_orjson.JSONDecodeError, TypeError):
+            pass
+    return json.loads(payload)
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
@@ -349,7 +366,7 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
     if size > max_bytes:
         return dead_letter(payload, f"record of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        obj = json.loads(payload)
+        obj = _loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return dead_letter(payload, f"malformed JSON: {exc}")
     except RecursionError:
