@@ -86,9 +86,11 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     conf.set("table.local-time-zone", "UTC")
     t_env.execute_sql(_source_ddl(settings, options))
     # raw rows → Parquet: a JVM-only branch with its own read of the source (see connectors.raw_rows)
+    t_env.execute_sql(_source_ddl(settings, options, raw_rows.SOURCE_TABLE, raw_rows.SOURCE_COLUMNS,
+                                  raw_rows.SOURCE_FORMAT, "-raw-rows"))
     t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
     statements = t_env.create_statement_set()
-    statements.add_insert_sql(raw_rows.insert_sql("inference_events"))
+    statements.add_insert_sql(raw_rows.insert_sql())
     statements.attach_as_datastream()
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds),
@@ -141,13 +143,16 @@ def _attach_alerts(outputs, settings: Settings) -> None:
     attach_alerts(outputs, settings)
 
 
-def _source_ddl(settings: Settings, options: JobOptions) -> str:
+def _source_ddl(settings: Settings, options: JobOptions, table: str = "inference_events",
+                columns: str = "payload STRING", fmt: str = "'format' = 'raw'", group_suffix: str = "") -> str:
+    """A table over the events topic (or the directory stream): by default one ``payload`` column
+    holding each record as it is (``raw`` format); the raw-rows branch reads it as JSON instead."""
     topic = topic_names(settings.project)["events"]
     if settings.stream_path.startswith("kafka://"):
         bounded = ",\n  'scan.bounded.mode' = 'latest-offset'" if options.bounded else ""
-        group = options.group_id or f"streamdrift-{settings.project}"
+        group = (options.group_id or f"streamdrift-{settings.project}") + group_suffix
         return f"""
-CREATE TABLE inference_events (payload STRING) WITH (
+CREATE TABLE {table} ({columns}) WITH (
   'connector' = 'kafka',
   'topic' = '{topic}',
   'properties.bootstrap.servers' = '{kafka_bootstrap(settings.stream_path)}',
@@ -155,16 +160,16 @@ CREATE TABLE inference_events (payload STRING) WITH (
   'properties.max.partition.fetch.bytes' = '16777216',
   'scan.startup.mode' = 'group-offsets',
   'properties.auto.offset.reset' = 'earliest',
-  'format' = 'raw'{bounded}
+  {fmt}{bounded}
 )"""
     directory = file_stream_dir(settings.stream_path) / topic
     os.makedirs(directory, exist_ok=True)
     monitor = "" if options.bounded else ",\n  'source.monitor-interval' = '2s'"
     return f"""
-CREATE TABLE inference_events (payload STRING) WITH (
+CREATE TABLE {table} ({columns}) WITH (
   'connector' = 'filesystem',
   'path' = '{directory.as_uri()}',
-  'format' = 'raw'{monitor}
+  {fmt}{monitor}
 )"""
 
 
