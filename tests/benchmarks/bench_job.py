@@ -383,8 +383,10 @@ def child(spec: dict) -> dict:
         if spec["kind"] == "rawrows":
             from connectors import raw_rows
 
+            t_env.execute_sql(_source_ddl(settings, options, raw_rows.SOURCE_TABLE, raw_rows.SOURCE_COLUMNS,
+                                          raw_rows.SOURCE_FORMAT, "-raw-rows"))
             t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
-            insert = raw_rows.insert_sql("inference_events")
+            insert = raw_rows.insert_sql()
         else:
             t_env.execute_sql("CREATE TABLE sink (payload STRING) WITH ('connector' = 'blackhole')")
             insert = "INSERT INTO sink SELECT payload FROM inference_events"
