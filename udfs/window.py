@@ -17,7 +17,10 @@ import dataclasses
 import hashlib
 import json
 import struct
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -42,33 +45,52 @@ def _priority(request_id: str | None, timestamp_ms: int, row: int) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
 
 
-@dataclasses.dataclass
 class Sample:
-    """Bottom-k rows by priority: a uniform sample that merges by keeping the k smallest."""
+    """Bottom-k rows by priority: a uniform sample that merges by keeping the k smallest.
 
-    k: int
-    priorities: np.ndarray  # uint64, sorted ascending
-    rows: list[dict[str, Any]]
+    The rows are held column-wise (:class:`RowBlock`): offering and merging select rows with
+    numpy, and the state's bytes are the block's. ``rows`` gives them as name → value dicts (as
+    :func:`decode_rows` does: numbers as floats, a missing number as NaN)."""
+
+    def __init__(self, k: int, priorities: np.ndarray, rows: Sequence[dict[str, Any]] | None = None,
+                 block: RowBlock | None = None):
+        self.k = k
+        self.priorities = np.asarray(priorities, dtype=np.uint64)
+        self.block = block if block is not None else RowBlock.from_rows(rows or [])
+        self._rows: tuple[RowBlock, list[dict[str, Any]]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Sample(k={self.k}, rows={self.block.n}, columns={self.block.names})"
 
     @classmethod
     def empty(cls, k: int) -> Sample:
-        return cls(k, np.zeros(0, dtype=np.uint64), [])
+        return cls(k, np.zeros(0, dtype=np.uint64), block=RowBlock.empty())
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None or self._rows[0] is not self.block:
+            self._rows = (self.block, self.block.to_rows())
+        return self._rows[1]
 
     def offer(self, priorities: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
         if self.k <= 0 or not rows:
             return
-        pri = np.concatenate([self.priorities, np.asarray(priorities, dtype=np.uint64)])
-        all_rows = self.rows + list(rows)
+        self._offer(np.asarray(priorities, dtype=np.uint64), RowBlock.from_rows(rows))
+
+    def _offer(self, priorities: np.ndarray, block: RowBlock) -> None:
+        if self.k <= 0 or not block.n:
+            return
+        pri = np.concatenate([self.priorities, priorities])
         keep = np.argsort(pri, kind="stable")[: self.k]
         self.priorities = pri[keep]
-        self.rows = [all_rows[i] for i in keep]
+        self.block = RowBlock.concat(self.block, block).take(keep)
 
     def merged(self, other: Sample) -> Sample:
         """The bottom-k of both. k is the larger k of the sides that hold rows, so an empty
         sample (whatever its k) is a neutral element: ``WindowAggregate() + agg`` keeps agg's k."""
-        ks = [s.k for s in (self, other) if s.rows] or [self.k, other.k]
-        out = Sample(max(ks), self.priorities, list(self.rows))
-        out.offer(other.priorities, other.rows)
+        ks = [s.k for s in (self, other) if s.block.n] or [self.k, other.k]
+        out = Sample(max(ks), self.priorities, block=self.block)
+        out._offer(other.priorities, other.block)
         return out
 
 
@@ -130,10 +152,10 @@ class WindowAggregate:
             known = set(layout.numeric) | set(layout.categorical)
         else:
             known = set()
-        for row in rows:
-            for name in row:
+        for names, count in Counter(map(tuple, rows)).items():  # rows mostly share their names
+            for name in names:
                 if name not in known:
-                    self.unknown_columns[name] = self.unknown_columns.get(name, 0) + 1
+                    self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
         self.rows += len(rows)
         self.sample.offer(priorities, rows)
 
@@ -182,16 +204,14 @@ class WindowAggregate:
 
     def sample_frame(self):
         """The sample as a pandas DataFrame (columns as in the events)."""
-        import pandas as pd
-
-        return pd.DataFrame.from_records(self.sample.rows)
+        return self.sample.block.to_frame()
 
     # ----------------------------------------------------------------- bytes
 
     def to_bytes(self) -> bytes:
         """``SDWA`` + JSON header + accumulator bytes + latency histogram + sample (npy/JSON)."""
         acc = self.accumulator.to_bytes() if self.accumulator is not None else b""
-        sample = encode_rows(self.sample.rows)
+        sample = self.sample.block.to_bytes()
         pri = self.sample.priorities.astype("<u8").tobytes()
         lat_nz = np.flatnonzero(self.latency_hist)
         lat = np.stack([lat_nz, self.latency_hist[lat_nz]]).astype("<i8").tobytes()
@@ -226,7 +246,7 @@ class WindowAggregate:
         agg = cls(rows=head["rows"], events=head["events"], errors=head["errors"], first_ms=head["first"],
                   last_ms=head["last"], latency_count=head["lc"], latency_sum=head["ls"], latency_hist=hist,
                   unknown_columns=head["unknown"],
-                  sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), decode_rows(sample_b)))
+                  sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), block=RowBlock.from_bytes(sample_b)))
         if acc_b:
             layout = _find_layout(acc_b[8:16], layouts)
             if layout is None:
@@ -246,43 +266,132 @@ def _find_layout(fingerprint: bytes, layouts) -> Layout | None:
 
 
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
+_NUMBERS = frozenset({int, float})
+
+
+def _take(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """Each row's values of ``names`` (None where missing), one sequence per row."""
+    if len(names) > 1:
+        try:
+            return list(map(itemgetter(*names), rows))  # every row has every name: one C call per row
+        except KeyError:
+            pass
+    return [[row.get(name) for name in names] for row in rows]
 _ROWS_HEAD = struct.Struct("<II")  # rows, length of the JSON part
 
 
-def encode_rows(rows: Sequence[dict[str, Any]]) -> bytes:
-    """Rows (name → value) → compact bytes, column by column: the columns holding only numbers
-    (or nothing) as one float64 matrix, the others (strings, booleans, ...) as JSON lists.
+@dataclasses.dataclass
+class RowBlock:
+    """Rows (name → value) column by column: the columns holding only numbers (or nothing) as one
+    float64 matrix, the others (strings, booleans, ...) as lists (None where a row lacks the value).
     A number comes back as a float; a missing or None number as NaN."""
-    names = list(dict.fromkeys(name for row in rows for name in row))
-    values = [[row.get(name) for name in names] for row in rows]
-    kinds = [{type(r[j]) for r in values} for j in range(len(names))] if values else []
-    numeric = [j for j, k in enumerate(kinds) if k <= _PLAIN_NUMBERS]
-    try:
-        matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
-    except OverflowError:  # an integer beyond float64 stays exact in the JSON part
-        numeric = [j for j in numeric if all(v is None or abs(v) < 1e300 for v in (r[j] for r in values))]
-        matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
-    numeric_set = set(numeric)
-    other = {names[j]: [r[j] for r in values] for j in range(len(names)) if j not in numeric_set}
-    head = json.dumps({"numeric": [names[j] for j in numeric], "other": other}, separators=(",", ":"),
-                      default=_json_default).encode()
-    return _ROWS_HEAD.pack(len(rows), len(head)) + head + matrix.astype("<f8").tobytes()
+
+    n: int
+    names: list[str]  # every column, in the order the rows first name them
+    numeric: list[str]  # the matrix's columns
+    matrix: np.ndarray  # n x len(numeric), float64
+    other: dict[str, list[Any]]
+
+    @classmethod
+    def empty(cls) -> RowBlock:
+        return cls(0, [], [], np.zeros((0, 0)), {})
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]]) -> RowBlock:
+        names = list(dict.fromkeys(name for names in dict.fromkeys(map(tuple, rows)) for name in names))
+        values = _take(rows, names)
+        if _NUMBERS.issuperset(map(type, chain.from_iterable(values))):  # the common case, checked in C
+            kinds = [{float}] * len(names)
+        else:
+            kinds = [{type(r[j]) for r in values} for j in range(len(names))] if values else []
+        numeric = [j for j, k in enumerate(kinds) if k <= _PLAIN_NUMBERS]
+        try:
+            cells = values if len(numeric) == len(names) else [[r[j] for j in numeric] for r in values]
+            matrix = np.array(cells, dtype=np.float64).reshape(len(rows), len(numeric))
+        except OverflowError:  # an integer beyond float64 stays exact in the other columns
+            numeric = [j for j in numeric if all(v is None or abs(v) < 1e300 for v in (r[j] for r in values))]
+            matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
+        numeric_set = set(numeric)
+        other = {names[j]: [r[j] for r in values] for j in range(len(names)) if j not in numeric_set}
+        return cls(len(rows), names, [names[j] for j in numeric], matrix, other)
+
+    def to_bytes(self) -> bytes:
+        head = json.dumps({"numeric": self.numeric, "other": self.other, "names": self.names},
+                          separators=(",", ":"), default=_json_default).encode()
+        return _ROWS_HEAD.pack(self.n, len(head)) + head + self.matrix.astype("<f8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RowBlock:
+        if not data:
+            return cls.empty()
+        n, size = _ROWS_HEAD.unpack_from(data)
+        head = json.loads(data[_ROWS_HEAD.size:_ROWS_HEAD.size + size])
+        numeric, other = head["numeric"], head["other"]
+        matrix = np.frombuffer(data, "<f8", count=n * len(numeric),
+                               offset=_ROWS_HEAD.size + size).reshape(n, len(numeric)).copy()
+        return cls(n, head.get("names") or numeric + list(other), numeric, matrix, other)
+
+    def _column(self, name: str) -> list[Any]:
+        if name in self.other:
+            return self.other[name]
+        if name in self.numeric:
+            return self.matrix[:, self.numeric.index(name)].tolist()
+        return [None] * self.n
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        if not self.other:
+            order = [self.numeric.index(name) for name in self.names]
+            return [dict(zip(self.names, r)) for r in self.matrix[:, order].tolist()]
+        columns = [self._column(name) for name in self.names]
+        return [{k: v for k, v in zip(self.names, r) if v is not None} for r in zip(*columns)]
+
+    def to_frame(self):
+        """The rows as a pandas DataFrame (a missing number NaN, a missing other value None)."""
+        import pandas as pd
+
+        data = {name: self.other[name] if name in self.other else self.matrix[:, self.numeric.index(name)]
+                for name in self.names}
+        return pd.DataFrame(data, index=pd.RangeIndex(self.n), columns=self.names)
+
+    def take(self, index: np.ndarray) -> RowBlock:
+        """The rows at ``index``, in its order."""
+        idx = index.tolist()
+        return RowBlock(len(idx), self.names, self.numeric, self.matrix[index],
+                        {name: [col[i] for i in idx] for name, col in self.other.items()})
+
+    @staticmethod
+    def concat(a: RowBlock, b: RowBlock) -> RowBlock:
+        """The rows of ``a`` then those of ``b`` (a column only one side has is missing on the other;
+        a column that is not numeric on one side is not numeric)."""
+        if not b.n:
+            return a
+        if not a.n:
+            return b
+        if a.names == b.names and a.numeric == b.numeric:
+            return RowBlock(a.n + b.n, a.names, a.numeric, np.concatenate([a.matrix, b.matrix]),
+                            {name: a.other[name] + b.other[name] for name in a.other})
+        names = list(dict.fromkeys(a.names + b.names))
+        numeric = [name for name in names if name not in a.other and name not in b.other]
+
+        def part(block: RowBlock) -> np.ndarray:
+            out = np.full((block.n, len(numeric)), np.nan)
+            for j, name in enumerate(numeric):
+                if name in block.numeric:
+                    out[:, j] = block.matrix[:, block.numeric.index(name)]
+            return out
+
+        other = {name: a._column(name) + b._column(name) for name in names if name not in set(numeric)}
+        return RowBlock(a.n + b.n, names, numeric, np.concatenate([part(a), part(b)]), other)
+
+
+def encode_rows(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Rows (name → value) → compact bytes, column by column (see :class:`RowBlock`)."""
+    return RowBlock.from_rows(rows).to_bytes()
 
 
 def decode_rows(data: bytes) -> list[dict[str, Any]]:
     """The rows of :func:`encode_rows`."""
-    if not data:
-        return []
-    n, size = _ROWS_HEAD.unpack_from(data)
-    head = json.loads(data[_ROWS_HEAD.size:_ROWS_HEAD.size + size])
-    names = head["numeric"]
-    matrix = np.frombuffer(data, "<f8", count=n * len(names), offset=_ROWS_HEAD.size + size).reshape(n, len(names))
-    rows = [dict(zip(names, r)) for r in matrix.tolist()] if names else [{} for _ in range(n)]
-    for name, column in head["other"].items():
-        for row, value in zip(rows, column):
-            if value is not None:
-                row[name] = value
-    return rows
+    return RowBlock.from_bytes(data).to_rows()
 
 
 def _opt(f, a, b):
@@ -306,8 +415,8 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
     string, even "1.5") raises ValueError naming the column and the value. Booleans count as 0/1.
     """
     numeric = layout.numeric
-    values = [[row.get(name) for name in numeric] for row in rows]
-    if str not in {type(v) for r in values for v in r}:
+    values = _take(rows, numeric)
+    if str not in set(map(type, chain.from_iterable(values))):
         try:  # one conversion for the whole batch (None → NaN, bools → 0/1)
             matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(numeric))
         except (TypeError, ValueError, OverflowError):
@@ -358,6 +467,16 @@ class Partial:
     index: int  # a record of the batch that belongs to this partial (the first one)
 
 
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What :func:`aggregate_records` makes of a batch of records."""
+
+    partials: list[Partial]
+    dead: list[tuple[int, Any]]  # (record index, DeadLetter)
+    endpoint_ids: list[str | None]  # per record: its endpoint (None for a dead letter)
+    timestamps_ms: list[int | None]  # per record: its event time (None for a dead letter)
+
+
 def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
                     sample_size: int = DEFAULT_SAMPLE_SIZE):
     """Decode a batch of records and aggregate them per (endpoint, window).
@@ -366,8 +485,18 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
     Returns ``(partials, dead)`` where ``dead`` is a list of ``(record index, DeadLetter)``: a
     record that cannot be decoded, or whose values do not fit the endpoint's reference columns.
     """
+    batch = aggregate_records(payloads, catalog, window_ms, sample_size)
+    return batch.partials, batch.dead
+
+
+def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
+                      sample_size: int = DEFAULT_SAMPLE_SIZE) -> Batch:
+    """:func:`aggregate_batch`, plus each good record's endpoint and event time (for its raw row)."""
     from udfs.events import DeadLetter, decode, dead_letter, window_start
 
+    n = len(payloads)
+    endpoint_ids: list[str | None] = [None] * n
+    timestamps: list[int | None] = [None] * n
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     dead: list[tuple[int, DeadLetter]] = []
     for i, payload in enumerate(payloads):
@@ -396,6 +525,8 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
                     kept.append((i, ev))
             agg.add_events([ev for _, ev in kept], layout, sample_size)
             items = kept
+        for i, ev in items:
+            endpoint_ids[i], timestamps[i] = endpoint_id, ev.timestamp_ms
         if items:
             partials.append(Partial(endpoint_id, start, max(ev.timestamp_ms for _, ev in items), agg, items[0][0]))
-    return partials, dead
+    return Batch(partials, dead, endpoint_ids, timestamps)

@@ -365,7 +365,7 @@ def test_sample_is_uniform_and_bounded(id_format):
     n, k = 20_000, 1_000
     agg = WindowAggregate()
     agg.add_events(_events_with_ids([id_format.format(i) for i in range(n)]), None, sample_size=k)
-    picked = np.array([r["i"] for r in agg.sample.rows])
+    picked = np.array([r["i"] for r in agg.sample.rows]).astype(int)  # sampled numbers are floats
     assert len(picked) == k and len(set(picked.tolist())) == k
     # neither clumped nor suspiciously regular: a random sample passes both sides of the test
     for counts in (np.histogram(picked, bins=10, range=(0, n))[0], np.bincount(picked % 10, minlength=10),
@@ -408,6 +408,28 @@ def test_sample_is_deterministic_whatever_the_split_and_merge_order():
         merged = aggregate(cuts, rng.permutation(7).tolist())
         assert merged.sample.rows == whole.sample.rows
         assert merged.rows == whole.rows == 6_000
+
+
+def test_sample_merges_parts_whose_columns_differ():
+    """Partials of one window may name different columns (a new output, a feature that became a
+    string): the merged sample keeps every column, a missing number NaN, a missing other absent."""
+    def event(rid, row):
+        return Event("e", T0, rid, (row,), False, None, "native")
+
+    a, b = WindowAggregate(), WindowAggregate()
+    a.add_events([event("a1", {"x": 1, "y": 2.5}), event("a2", {"x": 3, "y": None})], None, sample_size=10)
+    b.add_events([event("b1", {"x": 4, "label": "cat", "flag": True})], None, sample_size=10)
+    rows = {r["x"]: r for r in (a + b).sample.rows}
+    assert set(rows) == {1.0, 3.0, 4.0}
+    assert rows[1.0]["y"] == 2.5 and np.isnan(rows[3.0]["y"]) and np.isnan(rows[4.0]["y"])
+    assert rows[4.0]["label"] == "cat" and rows[4.0]["flag"] is True
+    assert "label" not in rows[1.0] and "flag" not in rows[3.0]
+    frame = (a + b).sample_frame()
+    assert list(frame.columns) == ["x", "y", "label", "flag"] and len(frame) == 3
+    assert frame["x"].dtype == np.float64 and frame["label"].tolist().count("cat") == 1
+    back = WindowAggregate.from_bytes((a + b).to_bytes())
+    assert back.sample.rows[0].keys() == (a + b).sample.rows[0].keys()
+    assert [r["x"] for r in back.sample.rows] == [r["x"] for r in (a + b).sample.rows]
 
 
 # --------------------------------------------------------------------------- catalog
