@@ -1,11 +1,14 @@
 """The monitoring job: the one graph of DESIGN.md, built from settings.
 
     source (Kafka topic <project>.inference-events, or the embedded directory stream)
-      → ParseRecords (vectorised: parse, validate, pre-aggregate per endpoint and window)
-      → dead letters ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters (files)
-    source (a second read, JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour
-      → watermarks (bounded disorder) → key by endpoint → EndpointWindows (tumbling, lateness, idle close)
-      → RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
+      → ParseRecords (vectorised: parse, validate, pre-aggregate per endpoint and window; the
+        records stay in the JVM, Python returns each one's endpoint, event time and kind)
+      → watermarks (bounded disorder, on every record's event time; JVM)
+      ├─ good records (JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour, late flag
+      └─ partials and dead letters
+           → dead letters ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters (files)
+           → key by endpoint → EndpointWindows (tumbling, lateness, idle close)
+           → RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
 """
 
 from __future__ import annotations
@@ -56,22 +59,24 @@ class JobGraph:
 
 def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     """The job graph on a new environment."""
-    from pyflink.common import Duration, Row, Types, WatermarkStrategy
-    from pyflink.common.watermark_strategy import TimestampAssigner
+    from pyflink.common import Row, Types
     from pyflink.datastream import OutputTag
     from pyflink.datastream.functions import ProcessFunction
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.table import DataTypes, Schema, StreamTableEnvironment
     from pyflink.table.expressions import col
     from pyflink.table.udf import udf
 
     from jobs.flink_env import stream_env
     from operators.monitor import SUMMARY_TYPE, RunApplications, WriteOutputs
-    from operators.parse import DEAD, RESULT_TYPE, ParseRecords
+    from operators.parse import DEAD, RECORD, RESULT_TYPE, ParseRecords
     from operators.windows import OUTPUT_TYPE, EndpointWindows
 
     window_ms = _window_ms(settings, options)
     lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
     extra = {"state.backend.type": options.state_backend, "restart-strategy.type": "exponential-delay",
+             # records are not copied between chained JVM operators (the Table runtime's operators
+             # do not keep references to their input; the Python ones get serialised bytes)
+             "pipeline.object-reuse": "true",
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
@@ -82,42 +87,53 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
     conf.set("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     conf.set("pipeline.name", f"streamdrift-{settings.project}")
-
     conf.set("table.local-time-zone", "UTC")
+    # a subtask without records (fewer partitions than subtasks, a quiet partition) does not hold
+    # the watermark back for longer than a window
+    conf.set("table.exec.source.idle-timeout", f"{max(window_ms, 1000)} ms")
     t_env.execute_sql(_source_ddl(settings, options))
-    # raw rows → Parquet: a JVM-only branch with its own read of the source (see connectors.raw_rows)
-    t_env.execute_sql(_source_ddl(settings, options, raw_rows.SOURCE_TABLE, raw_rows.SOURCE_COLUMNS,
-                                  raw_rows.SOURCE_FORMAT, "-raw-rows"))
-    t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
-    statements = t_env.create_statement_set()
-    statements.add_insert_sql(raw_rows.insert_sql())
-    statements.attach_as_datastream()
+
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds),
                 result_type=RESULT_TYPE, func_type="pandas")
-    parsed = t_env.from_path("inference_events").select(col("payload")).map(parse).filter(col("kind").is_not_null)
-    records = t_env.to_data_stream(parsed)
+    fields = [f.name for f in RESULT_TYPE.fields]
+    # the payload is forwarded by the JVM beside the function's result (one trip to Python)
+    parsed = (t_env.from_path("inference_events").select(col("payload"), parse(col("payload")).alias("r"))
+              .select(col("payload"), *[col("r").get(name).alias(name) for name in fields]))
+    # event time and watermarks on every record, in the JVM; both branches below see the same ones
+    schema = (Schema.new_builder()
+              .column("payload", DataTypes.BYTES()).column("kind", DataTypes.STRING())
+              .column("endpoint_id", DataTypes.STRING()).column("window_start", DataTypes.BIGINT())
+              .column("event_ms", DataTypes.BIGINT()).column("body", DataTypes.BYTES())
+              .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_ms, 3)")
+              .watermark("rowtime", f"rowtime - INTERVAL '{options.max_disorder_ms / 1000:.3f}' SECOND")
+              .build())
+    events = t_env.from_data_stream(t_env.to_data_stream(parsed), schema)
+    t_env.create_temporary_view("parsed_events", events)
+
+    # raw rows → Parquet: JVM only
+    t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(raw_rows.insert_sql("parsed_events", window_ms, lateness))
+    statements.attach_as_datastream()
 
     dead_tag = OutputTag("dead-letters", Types.STRING())
-    partial_type = Types.ROW_NAMED(["endpoint_id", "window_start", "body"],
-                                   [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-
-    class EventTime(TimestampAssigner):
-        def extract_timestamp(self, value, record_timestamp):
-            return value.event_ms if value.event_ms is not None else record_timestamp
+    partial_type = Types.ROW_NAMED(["endpoint_id", "window_start", "body", "late"],
+                                   [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
+                                    Types.BOOLEAN()])
 
     class SplitDeadLetters(ProcessFunction):
         def process_element(self, value, ctx):
             if value.kind == DEAD:
                 yield dead_tag, bytes(value.body).decode()
             else:
-                yield Row(value.endpoint_id, value.window_start, value.body)
+                yield Row(value.endpoint_id, value.window_start, value.body, value.late)
 
-    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(options.max_disorder_ms))
-                  .with_timestamp_assigner(EventTime())
-                  .with_idleness(Duration.of_millis(max(window_ms, 1000))))
-    split = (records.assign_timestamps_and_watermarks(watermarks).name("watermarks")
-             .process(SplitDeadLetters(), output_type=partial_type).name("split-dead-letters"))
+    # a partial is late as the raw row of the record carrying it is (same watermark, same rule)
+    records = t_env.to_data_stream(t_env.sql_query(
+        f"SELECT {', '.join(fields)}, {raw_rows.late_sql(window_ms, lateness)} AS late "
+        f"FROM parsed_events WHERE kind <> '{RECORD}'"))
+    split = records.process(SplitDeadLetters(), output_type=partial_type).name("split-dead-letters")
     dead_letters = split.get_side_output(dead_tag)
     _dead_letter_sink(dead_letters, settings)
 
@@ -144,9 +160,10 @@ def _attach_alerts(outputs, settings: Settings) -> None:
 
 
 def _source_ddl(settings: Settings, options: JobOptions, table: str = "inference_events",
-                columns: str = "payload STRING", fmt: str = "'format' = 'raw'", group_suffix: str = "") -> str:
-    """A table over the events topic (or the directory stream): by default one ``payload`` column
-    holding each record as it is (``raw`` format); the raw-rows branch reads it as JSON instead."""
+                columns: str = "payload BYTES", fmt: str = "'format' = 'raw'", group_suffix: str = "") -> str:
+    """A table over the events topic (or the directory stream): one ``payload`` column holding each
+    record's bytes as they are (``raw`` format; bytes, not a string: no UTF-8 decoding in the JVM,
+    and Python's JSON parser reads bytes)."""
     topic = topic_names(settings.project)["events"]
     if settings.stream_path.startswith("kafka://"):
         bounded = ",\n  'scan.bounded.mode' = 'latest-offset'" if options.bounded else ""

@@ -2,8 +2,10 @@
 
 A vectorised (pandas) function on the Table API: Flink hands it up to
 ``python.fn-execution.arrow.batch.size`` records at once, so Python touches records in batches. It
-returns one row per input record; most rows are empty. A record that starts a partial aggregate
-of an (endpoint, window) carries it (kind ``P``); a dead letter carries its reason (kind ``D``).
+returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
+the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
+and for the watermark); the record that starts a partial aggregate of an (endpoint, window) also
+carries it (kind ``P``, the others ``R``); a dead letter carries its reason (kind ``D``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from udfs.catalog import EndpointCatalog
-from udfs.window import aggregate_batch
+from udfs.window import aggregate_records
 
-PARTIAL, DEAD = "P", "D"
+PARTIAL, RECORD, DEAD = "P", "R", "D"
 
 RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("endpoint_id", DataTypes.STRING()),
     DataTypes.FIELD("window_start", DataTypes.BIGINT()),
-    DataTypes.FIELD("event_ms", DataTypes.BIGINT()),
+    DataTypes.FIELD("event_ms", DataTypes.BIGINT()),  # a dead letter's is 0 (it never holds the watermark back)
     DataTypes.FIELD("body", DataTypes.BYTES()),
 ])
 
@@ -39,22 +41,23 @@ class ParseRecords(ScalarFunction):
         self.dead_letters = group.counter("dead_letters")
         self.partials = group.counter("partials")
 
-    def eval(self, batch):
-        """``batch``: a DataFrame with the column ``payload`` (Table.map hands whole rows)."""
+    def eval(self, payloads):
+        """``payloads``: the batch's ``payload`` column (a pandas Series of bytes)."""
+        import numpy as np
         import pandas as pd
 
-        values = batch.iloc[:, 0].tolist()
+        values = payloads.tolist()
         n = len(values)
-        kind, endpoint, start, ts, body = [None] * n, [None] * n, [None] * n, [None] * n, [None] * n
-        partials, dead = aggregate_batch(values, self.catalog, self.window_ms, self.sample_size)
-        for p in partials:
-            i = p.index
-            kind[i], endpoint[i], start[i], ts[i], body[i] = (
-                PARTIAL, p.endpoint_id, p.window_start, p.max_timestamp_ms, p.aggregate.to_bytes())
-        for i, letter in dead:
+        batch = aggregate_records(values, self.catalog, self.window_ms, self.sample_size)
+        kind, body = [RECORD] * n, [None] * n
+        ts = np.array([0 if t is None else t for t in batch.timestamps_ms], dtype=np.int64)
+        start = ts - ts % self.window_ms
+        for p in batch.partials:
+            kind[p.index], body[p.index] = PARTIAL, p.aggregate.to_bytes()
+        for i, letter in batch.dead:
             kind[i], body[i] = DEAD, letter.to_json().encode()
         self.records.inc(n)
-        self.partials.inc(len(partials))
-        self.dead_letters.inc(len(dead))
-        return pd.DataFrame({"kind": kind, "endpoint_id": endpoint, "window_start": start, "event_ms": ts,
-                             "body": body})
+        self.partials.inc(len(batch.partials))
+        self.dead_letters.inc(len(batch.dead))
+        return pd.DataFrame({"kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": start,
+                             "event_ms": ts, "body": body})

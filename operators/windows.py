@@ -11,7 +11,9 @@ partials, not per partial.
   time, it fires anyway (the watermark does not move when traffic stops; MLRun loses that window);
 * lateness: partials up to ``allowed_lateness`` after the window fired update it and fire it again
   with the next revision (the writer replaces the earlier result); later ones are counted and
-  emitted with revision -1 (the writer adds them to the endpoint's late count).
+  emitted with revision -1 (the writer adds them to the endpoint's late count). A partial is later
+  still when its ``late`` flag says so (the watermark where its records were read had passed:
+  the rule of the late flag in Parquet) or when this operator's watermark has passed.
 """
 
 from __future__ import annotations
@@ -82,11 +84,12 @@ class EndpointWindows(KeyedProcessFunction):
         return Row(key, start, start + self.window_ms, revision, data)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body
+        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late]
+        flagged = len(value) > 3 and bool(value[3])  # late by the watermark where it was read
         end = start + self.window_ms
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
-        if end - 1 + self.lateness < watermark:
+        if flagged or end - 1 + self.lateness < watermark:
             self.late_partials.inc()
             yield self._emit(key, start, LATE, body)
             return

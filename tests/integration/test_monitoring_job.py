@@ -49,10 +49,11 @@ def _settings(tmp_path, kafka, project, **extra):
                           "base_period": 1, **extra}, env={})
 
 
-def _produce(kafka, topic: str, records: list) -> None:
+def _produce(kafka, topic: str, records: list, partition: int | None = None) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=16 << 20)
     for record in records:
-        producer.send(topic, record if isinstance(record, bytes) else json.dumps(record).encode())
+        producer.send(topic, record if isinstance(record, bytes) else json.dumps(record).encode(),
+                      partition=partition)
     producer.flush()
     producer.close()
 
@@ -158,9 +159,10 @@ def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, pro
             good = frame[~frame["error"] & frame["f_a"].map(lambda v: not isinstance(v, str))]
             assert len(good) == len(sent)
             np.testing.assert_allclose(good[FEATURES].to_numpy(float), [[r[f] for f in FEATURES] for r in sent])
-    # a record dead-lettered for a value that does not fit the reference is kept raw, as sent
+            assert not good["late"].any()
+    # a dead letter (here: a value that does not fit the reference) is on its topic, not in Parquet
     first = read_window_rows(settings.parquet_path, native.endpoint_id, _utc(T0), _utc(T0 + WINDOW_MS))
-    assert first["f0"].tolist().count("x") == 1
+    assert len(first) == len(expected_rows[native.endpoint_id][T0]) and "x" not in first["f0"].tolist()
     failed = read_window_rows(settings.parquet_path, mlrun.endpoint_id, _utc(T0), _utc(T0 + WINDOW_MS))
     assert failed["error"].sum() == 1 and failed.loc[failed["error"], "request_id"].tolist() == ["failed"]
 
@@ -214,6 +216,51 @@ def test_idle_close_then_late_correction_leave_one_row(tmp_path, kafka, project)
         assert results[0].value > first
         totals = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id)
         assert totals["rows_count"] == 60
+    finally:
+        client.cancel().result()
+
+
+def test_events_beyond_the_allowed_lateness_are_counted_and_flagged_late_in_parquet(tmp_path, kafka, project):
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-e", "serving", reference=reference,
+                                            feature_names=FEATURES, store=settings.endpoint_store_connection)
+    window_ms = 2_000
+    old = T0  # a window long closed once the later events move the watermark
+
+    def events(start, n, prefix):
+        return [{"endpoint_id": endpoint.endpoint_id, "timestamp": start + i * 10, "request_id": f"{prefix}{i}",
+                 "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(n)]
+
+    topic = topic_names(project)["events"]
+    # one partition: the job reads them in this order (the on-time ones before the watermark moves)
+    _produce(kafka, topic, events(old, 30, "on-time") + events(old + 10 * window_ms, 20, "later"), partition=0)
+    graph = build(settings, JobOptions(window_ms=window_ms, max_disorder_ms=200, allowed_lateness_ms=0,
+                                       idle_grace_ms=1_000, checkpoint_interval_ms=1_000))
+    client = graph.env.execute_async("it-late")
+    tsdb = open_tsdb(settings.tsdb_connection)
+    store = SqlStore(settings.endpoint_store_connection)
+
+    def counted(start):
+        return sum(p.count for p in tsdb.query_predictions(project, endpoint.endpoint_id)
+                   if int(p.start_infer_time.timestamp() * 1000) == start)
+
+    def parquet_rows():
+        return read_window_rows(settings.parquet_path, endpoint.endpoint_id, _utc(old), _utc(old + window_ms),
+                                lambda _: Columns(tuple(FEATURES), ()))
+
+    try:
+        _wait_for(lambda: counted(old) == 30, 90, "the old window's result")
+        # the watermark is now past the old window's end (+ no lateness): these events are too late
+        _produce(kafka, topic, events(old + 5, 12, "too-late"), partition=0)
+        _wait_for(lambda: store.get_endpoint(endpoint.endpoint_id)["late_count"] == 12, 60,
+                  "the late events counted")
+        _wait_for(lambda: len(parquet_rows()) == 42, 60, "the late rows in Parquet")
+        frame = parquet_rows()
+        assert sorted(frame.loc[frame["late"], "request_id"]) == sorted(f"too-late{i}" for i in range(12))
+        assert not frame.loc[frame["request_id"].str.startswith("on-time"), "late"].any()
+        assert counted(old) == 30  # the window's result is not changed by them
     finally:
         client.cancel().result()
 
