@@ -20,7 +20,8 @@ What it does, in one run:
    30 s to files) on an empty topic, on the loaded topic (``--repeats`` times, each with its own
    consumer group, TSDB and Parquet directory) and on the empty topic again; then the same for two
    pure-JVM baselines over the same topic: ``consume`` (the job's Kafka source DDL into a
-   ``blackhole`` sink) and ``rawrows`` (the job's raw-rows branch alone: source → Parquet);
+   ``blackhole`` sink) and ``pyfloor`` (the same source through a pandas function that does nothing
+   but return a number per record, into a ``blackhole``: what PyFlink's Arrow path costs by itself);
 4. samples every 0.5 s, from ``/proc``, the RSS (VmRSS, VmHWM) and CPU time of the JVM, of the
    Python worker processes and of the client; stamps the wall time at which each window summary
    is emitted, and the time the first batch of records reaches Python (the parse function's first
@@ -368,7 +369,7 @@ def child(spec: dict) -> dict:
         t0 = time.time()
         result = graph.env.execute(f"bench-{spec['name']}")
         t1 = time.time()
-    else:  # JVM only: "consume" (source → blackhole) or "rawrows" (the job's raw rows branch alone)
+    else:  # "consume" (source → blackhole, JVM only) or "pyfloor" (source → a no-op pandas function → blackhole)
         from pyflink.table import StreamTableEnvironment
 
         from jobs.flink_env import stream_env
@@ -380,15 +381,22 @@ def child(spec: dict) -> dict:
         t_env.get_config().set("pipeline.name", f"bench-{spec['name']}")
         t_env.get_config().set("table.local-time-zone", "UTC")
         t_env.execute_sql(_source_ddl(settings, options))
-        if spec["kind"] == "rawrows":
-            from connectors import raw_rows
+        if spec["kind"] == "pyfloor":
+            from pyflink.table import DataTypes
+            from pyflink.table.udf import udf
 
-            t_env.execute_sql(_source_ddl(settings, options, raw_rows.SOURCE_TABLE, raw_rows.SOURCE_COLUMNS,
-                                          raw_rows.SOURCE_FORMAT, "-raw-rows"))
-            t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
-            insert = raw_rows.insert_sql()
+            def noop(payloads):  # one number per record, nothing else (nested: pickled by value)
+                import pandas as pd
+
+                return pd.Series(0, index=payloads.index, dtype="int64")
+
+            for key in ("python.fn-execution.arrow.batch.size", "python.fn-execution.bundle.size"):
+                t_env.get_config().set(key, str(options.arrow_batch_size))
+            t_env.create_temporary_function("noop", udf(noop, result_type=DataTypes.BIGINT(), func_type="pandas"))
+            t_env.execute_sql("CREATE TABLE sink (payload BYTES, n BIGINT) WITH ('connector' = 'blackhole')")
+            insert = "INSERT INTO sink SELECT payload, noop(payload) FROM inference_events"
         else:
-            t_env.execute_sql("CREATE TABLE sink (payload STRING) WITH ('connector' = 'blackhole')")
+            t_env.execute_sql("CREATE TABLE sink (payload BYTES) WITH ('connector' = 'blackhole')")
             insert = "INSERT INTO sink SELECT payload FROM inference_events"
         t0 = time.time()
         table_result = t_env.execute_sql(insert)
@@ -573,8 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jvm-args", default="", help="JVM options of the job's JVM, e.g. '-Xmx1g' "
                         "(PyFlink's JVM_ARGS; default: none, so the heap may grow to 1/4 of RAM)")
     parser.add_argument("--skip-consume", action="store_true", help="do not run the consume-only job")
-    parser.add_argument("--skip-raw-rows", action="store_true",
-                        help="do not run the raw-rows-only job (the job's JVM branch: source → Parquet)")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="do not run the pyfloor job (source → a pandas function doing nothing → blackhole)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -636,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                     "worker_mode": args.worker_mode, "jvm_args": args.jvm_args}
 
         kinds = (["monitor"] + ([] if args.skip_consume else ["consume"])
-                 + ([] if args.skip_raw_rows else ["rawrows"]))
+                 + ([] if args.skip_floor else ["pyfloor"]))
         results: dict[str, dict] = {}
         for kind in kinds:
             empties, runs = [], []
@@ -719,8 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         if rates.get("monitor") and rates.get("consume"):
             summary += (f"; consume-only {_fmt(rates['consume'], ',.0f')} events/s; monitoring / consume-only "
                         f"(both exec-empty) = {rates['monitor'] / rates['consume']:.2f}")
-        if rates.get("rawrows"):
-            summary += f"; raw-rows branch alone {_fmt(rates['rawrows'], ',.0f')} events/s"
+        if rates.get("pyfloor"):
+            summary += f"; PyFlink's Arrow path alone (no-op function) {_fmt(rates['pyfloor'], ',.0f')} events/s"
         print(summary + f"; naive per-record numpy state (DESIGN.md): ~{NAIVE_EVENTS_PER_S:,} events/s")
         for r in results["monitor"]["runs"]:
             ok = "OK" if r["rows_in_tsdb"] == args.events else "MISMATCH"
