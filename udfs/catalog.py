@@ -30,6 +30,7 @@ class EndpointCatalog:
         self._clock = clock
         self._records: dict[str, Mapping[str, Any]] = {}
         self._layouts: dict[str, Layout] = {}
+        self._columns: dict[str, Columns] = {}
         self._by_fingerprint: dict[bytes, Layout] = {}
         self._loaded_at = -float("inf")
         self.errors: dict[str, str] = {}
@@ -61,6 +62,7 @@ class EndpointCatalog:
                 except ValueError as exc:  # one bad reference must not stop the others
                     errors[endpoint_id] = f"feature_stats of endpoint {endpoint_id} not usable: {exc}"
         self._records, self._layouts, self.errors = records, layouts, errors
+        self._columns = {endpoint_id: row_columns(record) for endpoint_id, record in records.items()}
         for layout in layouts.values():
             self._by_fingerprint.setdefault(layout.fingerprint, layout)
         self._loaded_at = now
@@ -80,8 +82,8 @@ class EndpointCatalog:
         return self._records.get(endpoint_id) if self._known(endpoint_id) else None
 
     def columns(self, endpoint_id: str) -> Columns:
-        record = self.record(endpoint_id)
-        return row_columns(record) if record is not None else NO_COLUMNS
+        """Asked once per record: the names are made once per load."""
+        return self._columns.get(endpoint_id, NO_COLUMNS) if self._known(endpoint_id) else NO_COLUMNS
 
     def layout(self, endpoint_id: str) -> Layout | None:
         return self._layouts.get(endpoint_id) if self._known(endpoint_id) else None
