@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from connectors.local_services import jars_dir
@@ -25,6 +26,8 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
+    use_parallel_gc()
+
     config = Configuration()
     config.set_string("pipeline.jars", ";".join(flink_jar_uris()))
     config.set_string("python.executable", sys.executable)
@@ -36,3 +39,14 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     if checkpoint_interval_ms:
         env.enable_checkpointing(checkpoint_interval_ms)
     return env
+
+
+def use_parallel_gc() -> None:
+    """Run a local job's JVM (PyFlink's gateway, started at the first environment of this process)
+    with the parallel garbage collector, unless ``JVM_ARGS`` already names a collector. The job
+    allocates short-lived records at a high rate: G1's concurrent marking cost a quarter of the
+    JVM's CPU in the job benchmark. The standalone cluster's task managers get the same option
+    from ``flink-conf/config.yaml``."""
+    args = os.environ.get("JVM_ARGS", "")
+    if not any(a.startswith("-XX:+Use") and a.endswith("GC") for a in args.split()):
+        os.environ["JVM_ARGS"] = f"{args} -XX:+UseParallelGC".strip()

@@ -276,7 +276,9 @@ def _attach_outputs(rows: list[dict[str, Any]], outputs: Any, names: tuple[str, 
         # the common case: one scalar per row (what _port_columns does, without a dict per value)
         name = normalize_name(_output_names(1, names)[0])
         for row, value in zip(rows, outputs):
-            _merge(row, {name: value})
+            if name in row:
+                _merge(row, {name: value})  # raises: the name is taken
+            row[name] = value
         return
     if isinstance(outputs, dict):
         for port, values in outputs.items():

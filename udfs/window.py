@@ -126,16 +126,18 @@ class WindowAggregate:
                 for i, row in enumerate(ev.rows):
                     rows.append(row)
                     priorities.append(_priority(ev.request_id, ev.timestamp_ms, i))
+        block = RowBlock.from_rows(rows)  # the rows column-wise, once: for the counts and the sample
         # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
-        counted = count_rows(rows, layout) if rows and layout is not None else None
+        counted = _count_block(block, rows, layout) if rows and layout is not None else None
         lat = [ev.latency_us for ev in events if ev.latency_us is not None]
         if self.sample.k != sample_size:
             self.sample.k = sample_size
-        for ev in events:
-            self.events += 1
-            self.first_ms = ev.timestamp_ms if self.first_ms is None else min(self.first_ms, ev.timestamp_ms)
-            self.last_ms = ev.timestamp_ms if self.last_ms is None else max(self.last_ms, ev.timestamp_ms)
-            self.errors += bool(ev.error)
+        if events:
+            times = [ev.timestamp_ms for ev in events]
+            self.events += len(events)
+            self.first_ms = min(times) if self.first_ms is None else min(self.first_ms, min(times))
+            self.last_ms = max(times) if self.last_ms is None else max(self.last_ms, max(times))
+            self.errors += sum(1 for ev in events if ev.error)
         if lat:
             values = np.asarray(lat, dtype=np.float64)
             self.latency_count += values.size
@@ -157,7 +159,7 @@ class WindowAggregate:
                 if name not in known:
                     self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
         self.rows += len(rows)
-        self.sample.offer(priorities, rows)
+        self.sample._offer(np.asarray(priorities, dtype=np.uint64), block)
 
     # ----------------------------------------------------------------- merging
 
@@ -436,6 +438,15 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
             raise ValueError(f"column {name!r} is numeric in the reference, got {str(bad)[:64]} "
                              "(not a number within the float64 range)") from None
     return matrix, _categories(rows, layout)
+
+
+def _count_block(block: RowBlock, rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
+    """:func:`count_rows` from the rows' block when it holds every numeric column of the reference
+    as numbers (the common case: no second pass over the rows), else :func:`count_rows`."""
+    where = {name: j for j, name in enumerate(block.numeric)}
+    if all(name in where for name in layout.numeric):
+        return block.matrix[:, [where[name] for name in layout.numeric]], _categories(rows, layout)
+    return count_rows(rows, layout)
 
 
 def _categories(rows: Sequence[dict[str, Any]], layout: Layout) -> dict[str, list]:
