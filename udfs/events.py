@@ -302,6 +302,49 @@ def _native(obj: dict[str, Any], columns_of) -> Event:
                   obj.get("outputs"), obj.get("error"), obj.get("latency_us"), "native", None, columns_of)
 
 
+_MAX_EXACT = 2 ** 53
+
+
+def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
+    """The common native event (epoch-ms time, rows of plain values named by the endpoint's
+    features, one plain output per row, no error), checked and decoded in one place: what
+    :func:`_native` makes of it, in a third of the time. None when anything is unusual: the
+    general path then decides, with its error messages."""
+    endpoint_id, ts, inputs = obj.get("endpoint_id"), obj.get("timestamp"), obj.get("inputs")
+    if (type(endpoint_id) is not str or type(ts) is not int or type(inputs) is not list or not inputs
+            or obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or not endpoint_id.strip()):
+        return None
+    latency = obj.get("latency_us")
+    if latency is not None:
+        kind = type(latency)
+        if not ((kind is float and 0.0 <= latency < math.inf) or (kind is int and 0 <= latency <= _MAX_EXACT)):
+            return None
+    names = columns_of(endpoint_id).features
+    width = len(names)
+    if not width:
+        return None
+    if type(inputs[0]) is list:  # a batch of rows (every element must then be a row of scalars)
+        if not all(type(r) is list and len(r) == width and _PLAIN.issuperset(map(type, r)) for r in inputs):
+            return None
+        rows = [dict(zip(names, r)) for r in inputs]
+    elif len(inputs) == width and _PLAIN.issuperset(map(type, inputs)):  # one row
+        rows = [dict(zip(names, inputs))]
+    else:
+        return None
+    outputs = obj.get("outputs")
+    if outputs is not None:
+        if type(outputs) is not list or len(outputs) != len(rows) or not _PLAIN.issuperset(map(type, outputs)):
+            return None
+        name = normalize_name(_output_names(1, columns_of(endpoint_id).outputs)[0])
+        if name in rows[0]:
+            return None
+        for row, value in zip(rows, outputs):
+            row[name] = value
+    request_id = obj.get("request_id")
+    return Event(endpoint_id, ts, None if request_id is None else str(request_id), tuple(rows), False,
+                 None if latency is None else float(latency), "native", None)
+
+
 def _mlrun(obj: dict[str, Any], columns_of) -> Event:
     uri, model = obj.get("function_uri"), obj.get("model")
     if not isinstance(uri, str) or "/" not in uri:
@@ -383,7 +426,7 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
         return dead_letter(payload, f"an event must be a JSON object, got {type(obj).__name__}")
     try:
         if "endpoint_id" in obj:
-            return _native(obj, columns_of)
+            return _fast_native(obj, columns_of) or _native(obj, columns_of)
         if "function_uri" in obj or "model" in obj:
             return _mlrun(obj, columns_of)
         return dead_letter(payload, "unknown event format: neither 'endpoint_id' (native) nor "

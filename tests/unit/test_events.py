@@ -16,6 +16,7 @@ import pytest
 from udfs.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     MAX_EVENT_BYTES,
+    NO_COLUMNS,
     Columns,
     DeadLetter,
     Event,
@@ -408,3 +409,67 @@ def test_a_truncated_multibyte_payload_is_still_valid_text():
 def test_native_error_event_counts_as_error():
     ev = ok(native(inputs=[1, 2], error="timeout", latency_us=30_000_000))
     assert ev.error is True and ev.latency_us == 30_000_000.0
+
+
+def test_the_fast_path_decodes_exactly_as_the_general_path(monkeypatch):
+    """Common native events take a fast path; whatever it accepts must decode exactly as the general
+    path does, and whatever is unusual (or wrong) must fall through to it: 4,000 random events."""
+    import random
+
+    from udfs import events as events_module
+
+    rng = random.Random(7)
+    t0 = 1_700_000_000_000
+    known = Columns(("a", "b", "c"), ("score",))
+    clash = Columns(("a", "b", "score"), ("score",))
+
+    def value():
+        return rng.choice([1, 2.5, -0.0, None, True, "x", 10 ** 30, [1, 2], {"k": 1}])
+
+    def row(width=3):
+        return [value() if rng.random() < 0.1 else rng.random() for _ in range(width + rng.choice([0, 0, 0, 1, -1]))]
+
+    def clean():
+        n = rng.choice([1, 2, 3])
+        inputs = [[rng.random() for _ in range(3)] for _ in range(n)] if rng.random() < 0.7 else [1, 2.5, 3]
+        n = len(inputs) if isinstance(inputs[0], list) else 1
+        return {"endpoint_id": "ep", "timestamp": t0 + rng.randrange(10 ** 6), "inputs": inputs,
+                "outputs": [rng.random() for _ in range(n)], "request_id": f"r{rng.randrange(100)}",
+                "latency_us": rng.choice([None, 12, 3.5])}
+
+    def event():
+        if rng.random() < 0.4:
+            return clean()
+        n = rng.choice([1, 1, 2, 3])
+        inputs = rng.choice([[row() for _ in range(n)], row(), [], "nope", None, [row(), 5]])
+        if isinstance(inputs, list) and inputs and isinstance(inputs[0], list):
+            n = len(inputs)
+        else:
+            n = 1
+        obj = {"endpoint_id": rng.choice(["ep", "ep", "ep", " ", 5, "unknown"]),
+               "timestamp": rng.choice([t0, t0, 1.5e12, "2024-01-01T00:00:00Z", -10 ** 20, True, None]),
+               "inputs": inputs,
+               "outputs": rng.choice([[rng.random() for _ in range(n)], [1] * (n + 1), None, 3, {"p": [1] * n},
+                                      [[1, 2]] * n]),
+               "request_id": rng.choice(["r1", 7, None]),
+               "latency_us": rng.choice([None, 12, 3.5, -1, float("nan"), True, "9", 10 ** 400]),
+               "error": rng.choice([None, None, None, False, 0, "", "boom"])}
+        return {k: v for k, v in obj.items() if rng.random() > 0.05}
+
+    general = events_module._native
+    fast_taken = 0
+    for i in range(4000):
+        payload = json.dumps(event())
+        columns_of = (lambda e: known if e == "ep" else NO_COLUMNS) if i % 5 else (lambda e: clash)
+        try:
+            fast = decode(payload, columns_of)
+        except OverflowError:  # a latency beyond float: both paths raise it alike (not a fast-path concern)
+            continue
+        monkeypatch.setattr(events_module, "_fast_native", lambda obj, cols: None)
+        slow = decode(payload, columns_of)
+        monkeypatch.undo()
+        assert fast == slow, payload
+        fast_taken += events_module._fast_native(json.loads(payload), columns_of) is not None \
+            if "endpoint_id" in json.loads(payload) else 0
+    assert general is events_module._native
+    assert fast_taken > 200  # the test did exercise the fast path
