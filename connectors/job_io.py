@@ -77,17 +77,10 @@ class StoreWriter:
         if out.revision < 0:  # rows later than the allowed lateness: only counted
             self._retry(self.store.add_late_rows, out.endpoint_id, out.end_ms, out.late_rows)
             return
-        if out.results:
-            self._retry(self.tsdb.write_results, list(out.results))
-            self._retry(self.store.upsert_latest_results, list(out.results))
-        if out.metrics:
-            self._retry(self.tsdb.write_metrics, list(out.metrics))
-            self._retry(self.store.upsert_latest_metrics, list(out.metrics))
-        if out.errors:
-            self._retry(self.tsdb.write_errors, list(out.errors))
-        if out.prediction is not None:
-            self._retry(self.tsdb.write_predictions, [out.prediction])
-            self._retry(self.store.add_window_counters, out.endpoint_id, out.prediction)
+        # one transaction per store (where the store has them)
+        predictions = [out.prediction] if out.prediction is not None else []
+        self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions)
+        self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction)
 
     def close(self) -> None:
         for part in (self.tsdb, self.store):

@@ -874,18 +874,8 @@ class SqlStore:
 
     # ------------------------------------------------------------------ window counters
 
-    def add_window_counters(self, endpoint_id: str, prediction: PredictionRecord,
-                            late: int | None = None) -> dict[str, Any]:
-        """Record one window's serving counters and refresh the endpoint's totals from all windows.
-
-        Keyed by (endpoint_id, window end): writing the same window again replaces its counters
-        rather than adding them, so a replay or a late-data revision never double-counts. ``late``
-        sets the window's late-row count; None keeps what :meth:`add_late_rows` recorded. The
-        endpoint's ``rows_count``, ``events_count``, ``error_count``, ``late_count`` are the sums
-        over its windows, ``first_request``/``last_request`` the min/max, ``last_window_end`` the
-        newest window end; all in the same transaction. Returns those totals. Counters of an
-        endpoint that is not registered yet are kept and counted when it is.
-        """
+    def _window_counters_writer(self, endpoint_id: str, prediction: PredictionRecord, late: int | None = None):
+        """The write of :meth:`add_window_counters`, to run in a transaction (checked now)."""
         _check_id(endpoint_id, "endpoint id")
         if prediction.endpoint_id != endpoint_id:
             raise ValueError(f"the prediction record is for endpoint {prediction.endpoint_id!r}, not {endpoint_id!r}")
@@ -907,7 +897,37 @@ class SqlStore:
             self._upsert(conn, self._t["endpoint_windows"], [row], update)
             return self._refresh_totals(conn, endpoint_id)
 
-        return self._run(f"adding window counters of {endpoint_id!r}", write)
+        return write
+
+    def add_window_counters(self, endpoint_id: str, prediction: PredictionRecord,
+                            late: int | None = None) -> dict[str, Any]:
+        """Record one window's serving counters and refresh the endpoint's totals from all windows.
+
+        Keyed by (endpoint_id, window end): writing the same window again replaces its counters
+        rather than adding them, so a replay or a late-data revision never double-counts. ``late``
+        sets the window's late-row count; None keeps what :meth:`add_late_rows` recorded. The
+        endpoint's ``rows_count``, ``events_count``, ``error_count``, ``late_count`` are the sums
+        over its windows, ``first_request``/``last_request`` the min/max, ``last_window_end`` the
+        newest window end; all in the same transaction. Returns those totals. Counters of an
+        endpoint that is not registered yet are kept and counted when it is.
+        """
+        return self._run(f"adding window counters of {endpoint_id!r}",
+                         self._window_counters_writer(endpoint_id, prediction, late))
+
+    def record_window(self, results: Iterable[ResultRecord], metrics: Iterable[MetricRecord],
+                      prediction: PredictionRecord | None) -> None:
+        """What the job writes per window, in one transaction: the latest results and metrics
+        (:meth:`upsert_latest_results`, :meth:`upsert_latest_metrics`) and the window's counters
+        (:meth:`add_window_counters`, when ``prediction`` is given)."""
+        steps = [self._latest_writer("latest_results", results), self._latest_writer("latest_metrics", metrics)]
+        if prediction is not None:
+            steps.append(self._window_counters_writer(prediction.endpoint_id, prediction))
+
+        def write(conn: sa.Connection) -> None:
+            for step in steps:
+                step(conn)
+
+        self._run("recording a window", write)
 
     def add_late_rows(self, endpoint_id: str, window_end: dt.datetime | int, late_rows: int) -> dict[str, Any]:
         """Add rows that came after the window's allowed lateness to its late count (``window_end``
@@ -967,40 +987,44 @@ class SqlStore:
     def upsert_latest_results(self, results: Iterable[ResultRecord]) -> int:
         """Keep each result as the latest of its (endpoint, application, name) unless a later window
         is already stored. Returns the number of records given."""
-        now = _now()
-        rows = []
-        for r in results:
-            rows.append({
-                "endpoint_id": _check_id(r.endpoint_id, "endpoint id"),
-                "application_name": validate_application_name(r.application_name),
-                "result_name": _check_name(r.result_name, "result name"),
-                "project": _check_id(r.project, "project"),
-                "kind": int(r.kind), "status": int(r.status), "value": _finite(r.value),
-                "extra_data": dict(r.extra_data or {}),
-                "start_infer_time": r.start_infer_time, "end_infer_time": r.end_infer_time, "updated": now,
-            })
-        update = ["project", "kind", "status", "value", "extra_data", "start_infer_time", "end_infer_time", "updated"]
-        self._run("writing latest results", lambda conn: self._upsert(
-            conn, self._t["latest_results"], rows, update, newer_only="end_infer_time"))
-        return len(rows)
+        results = list(results)
+        self._run("writing latest results", self._latest_writer("latest_results", results))
+        return len(results)
 
     def upsert_latest_metrics(self, metrics: Iterable[MetricRecord]) -> int:
         """As :meth:`upsert_latest_results`, for metrics."""
+        metrics = list(metrics)
+        self._run("writing latest metrics", self._latest_writer("latest_metrics", metrics))
+        return len(metrics)
+
+    def _latest_writer(self, table: str, records: Iterable[ResultRecord] | Iterable[MetricRecord]):
+        """The upsert of :meth:`upsert_latest_results` (``latest_results``) or of
+        :meth:`upsert_latest_metrics` (``latest_metrics``), to run in a transaction (checked now)."""
         now = _now()
         rows = []
-        for m in metrics:
-            rows.append({
-                "endpoint_id": _check_id(m.endpoint_id, "endpoint id"),
-                "application_name": validate_application_name(m.application_name),
-                "metric_name": _check_name(m.metric_name, "metric name"),
-                "project": _check_id(m.project, "project"),
-                "value": _finite(m.value),
-                "start_infer_time": m.start_infer_time, "end_infer_time": m.end_infer_time, "updated": now,
-            })
+        for r in records:
+            row = {
+                "endpoint_id": _check_id(r.endpoint_id, "endpoint id"),
+                "application_name": validate_application_name(r.application_name),
+                "project": _check_id(r.project, "project"),
+                "value": _finite(r.value),
+                "start_infer_time": r.start_infer_time, "end_infer_time": r.end_infer_time, "updated": now,
+            }
+            if table == "latest_results":
+                row.update(result_name=_check_name(r.result_name, "result name"), kind=int(r.kind),
+                           status=int(r.status), extra_data=dict(r.extra_data or {}))
+            else:
+                row.update(metric_name=_check_name(r.metric_name, "metric name"))
+            rows.append(row)
         update = ["project", "value", "start_infer_time", "end_infer_time", "updated"]
-        self._run("writing latest metrics", lambda conn: self._upsert(
-            conn, self._t["latest_metrics"], rows, update, newer_only="end_infer_time"))
-        return len(rows)
+        if table == "latest_results":
+            update += ["kind", "status", "extra_data"]
+
+        def write(conn: sa.Connection) -> None:
+            if rows:
+                self._upsert(conn, self._t[table], rows, update, newer_only="end_infer_time")
+
+        return write
 
     def latest_results(self, endpoint_id: str) -> list[ResultRecord]:
         """The latest result of each (application, name) of an endpoint, sorted by both."""

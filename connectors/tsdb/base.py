@@ -266,6 +266,15 @@ class TSDB(abc.ABC):
     @abc.abstractmethod
     def write_errors(self, records: Sequence[ErrorRecord]) -> int: ...
 
+    def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
+                     errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord]) -> None:
+        """What the job writes per window; one write per kind here (a store with transactions
+        makes it one)."""
+        for write, records in ((self.write_results, results), (self.write_metrics, metrics),
+                               (self.write_errors, errors), (self.write_predictions, predictions)):
+            if records:
+                write(records)
+
     @abc.abstractmethod
     def query_results(
         self,

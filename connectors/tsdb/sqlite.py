@@ -150,30 +150,54 @@ class SqliteTSDB(TSDB):
             self._transaction(what, lambda conn: conn.executemany(sql, rows))
         return len(rows)
 
-    def write_results(self, records: Sequence[ResultRecord]) -> int:
-        rows = []
-        for r in map(check_result, records):
-            rows.append((micros(r.end_infer_time), micros(r.start_infer_time), r.value, r.status,
-                         extra_data_json(r.extra_data), r.project, r.endpoint_id, r.application_name,
-                         r.result_name, r.kind))
-        return self._write("writing results", _UPSERT_RESULT, rows)
+    @staticmethod
+    def _result_rows(records: Sequence[ResultRecord]) -> list[tuple]:
+        return [(micros(r.end_infer_time), micros(r.start_infer_time), r.value, r.status,
+                 extra_data_json(r.extra_data), r.project, r.endpoint_id, r.application_name, r.result_name, r.kind)
+                for r in map(check_result, records)]
 
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        rows = [(micros(m.end_infer_time), micros(m.start_infer_time), m.value, m.project, m.endpoint_id,
+    @staticmethod
+    def _metric_rows(records: Sequence[MetricRecord]) -> list[tuple]:
+        return [(micros(m.end_infer_time), micros(m.start_infer_time), m.value, m.project, m.endpoint_id,
                  m.application_name, m.metric_name) for m in map(check_metric, records)]
-        return self._write("writing metrics", _UPSERT_METRIC, rows)
 
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        rows = [(micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
+    @staticmethod
+    def _prediction_rows(records: Sequence[PredictionRecord]) -> list[tuple]:
+        return [(micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
                  p.latency_count, p.latency_mean_us, p.latency_p50_us, p.latency_p95_us, p.latency_p99_us,
                  _opt_micros(p.first_request), _opt_micros(p.last_request), p.project, p.endpoint_id)
                 for p in map(check_prediction, records)]
-        return self._write("writing predictions", _UPSERT_PREDICTION, rows)
+
+    @staticmethod
+    def _error_rows(records: Sequence[ErrorRecord]) -> list[tuple]:
+        return [(micros(e.time), e.message, e.project, e.endpoint_id, e.application_name, e.error_type)
+                for e in map(check_error, records)]
+
+    def write_results(self, records: Sequence[ResultRecord]) -> int:
+        return self._write("writing results", _UPSERT_RESULT, self._result_rows(records))
+
+    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
+        return self._write("writing metrics", _UPSERT_METRIC, self._metric_rows(records))
+
+    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
+        return self._write("writing predictions", _UPSERT_PREDICTION, self._prediction_rows(records))
 
     def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        rows = [(micros(e.time), e.message, e.project, e.endpoint_id, e.application_name, e.error_type)
-                for e in map(check_error, records)]
-        return self._write("writing errors", _UPSERT_ERROR, rows)
+        return self._write("writing errors", _UPSERT_ERROR, self._error_rows(records))
+
+    def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
+                     errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord]) -> None:
+        """The four kinds in one transaction (every record checked first: nothing is written when
+        one is invalid)."""
+        writes = [(_UPSERT_RESULT, self._result_rows(results)), (_UPSERT_METRIC, self._metric_rows(metrics)),
+                  (_UPSERT_ERROR, self._error_rows(errors)), (_UPSERT_PREDICTION, self._prediction_rows(predictions))]
+
+        def write(conn: sqlite3.Connection) -> None:
+            for sql, rows in writes:
+                if rows:
+                    conn.executemany(sql, rows)
+
+        self._transaction("writing a window", write)
 
     # ------------------------------------------------------------------ queries
 

@@ -584,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--windows", type=int, default=10, help="one-minute windows the event time spans")
     parser.add_argument("--sample-size", type=int, default=1_000, help="JobOptions.sample_size")
+    parser.add_argument("--arrow-batch-size", type=int, default=None,
+                        help="JobOptions.arrow_batch_size (records per batch handed to Python; default the job's)")
     parser.add_argument("--profile-events", type=int, default=10_000)
     parser.add_argument("--cprofile", action="store_true", help="print cProfile's top functions of aggregate_batch")
     parser.add_argument("--worker-mode", choices=["process", "loopback"], default="process",
@@ -651,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             # which the window state passes here (see the README); the job then fails and restarts forever
             options = {"parallelism": args.parallelism, "bounded": True, "checkpoint_interval_ms": 30_000,
                        "sample_size": args.sample_size, "group_id": group,
+                       **({"arrow_batch_size": args.arrow_batch_size} if args.arrow_batch_size else {}),
                        "checkpoint_dir": (tmp / "checkpoints" / name).as_uri()}
             return {"kind": kind, "name": name, "settings": dataclasses.asdict(s), "options": options,
                     "worker_mode": args.worker_mode, "jvm_args": args.jvm_args}

@@ -504,3 +504,23 @@ def test_repr_hides_the_password():
     s = SqlStore("mysql+pymysql://streamdrift:hunter2@127.0.0.1:3307/streamdrift")
     assert "hunter2" not in repr(s) and "hunter2" not in s.masked_url
     s.close()
+
+
+def test_a_window_recorded_at_once_equals_its_writes_one_by_one(store):
+    endpoint(store)
+    endpoint(store, "ep-2")
+    store.record_window([result(0, 0.4)], [metric(0, 0.2)], window(0, rows=100, events=10, errors=1))
+    store.upsert_latest_results([result(0, 0.4, endpoint_id="ep-2")])
+    store.upsert_latest_metrics([metric(0, 0.2, endpoint_id="ep-2")])
+    store.add_window_counters("ep-2", window(0, endpoint_id="ep-2", rows=100, events=10, errors=1))
+    one, two = store.get_endpoint("ep-1"), store.get_endpoint("ep-2")
+    assert (one.rows_count, one.events_count, one.error_count) == (two.rows_count, two.events_count,
+                                                                   two.error_count) == (100, 10, 1)
+    assert [(r.result_name, r.value) for r in store.latest_results("ep-1")] == [("general_drift", 0.4)]
+    assert [r.value for r in store.latest_results("ep-1")] == [r.value for r in store.latest_results("ep-2")]
+    assert [m.value for m in store.latest_metrics("ep-1")] == [m.value for m in store.latest_metrics("ep-2")] == [0.2]
+    store.record_window([result(0, 0.4)], [metric(0, 0.2)], window(0, rows=100, events=10, errors=1))  # replay
+    assert store.get_endpoint("ep-1").rows_count == 100
+    # an older window does not turn the latest result back
+    store.record_window([result(-1, 0.9)], [], None)
+    assert [r.value for r in store.latest_results("ep-1")] == [0.4]

@@ -193,3 +193,24 @@ def test_open_tsdb_refuses_unknown_urls():
 def test_empty_writes_do_nothing(tsdb):
     assert tsdb.write_results([]) == 0 and tsdb.write_predictions([]) == 0
     assert tsdb.query_results("fraud") == [] and tsdb.query_predictions("fraud") == []
+
+
+def test_a_window_written_at_once_reads_as_written_kind_by_kind(tsdb, tmp_path):
+    results, metrics = [res("a", window=1, value=0.75)], [met("a", window=1, value=0.25)]
+    errors = [ErrorRecord("fraud", "a", "my-app", "mm-app-failed", "boom", T0 + W)]
+    predictions = [pred("a", window=1, count=30)]
+    tsdb.write_window(results, metrics, errors, predictions)
+    apart = SqliteTSDB(str(tmp_path / "apart.sqlite"))
+    apart.create_schema()
+    apart.write_results(results), apart.write_metrics(metrics), apart.write_errors(errors)
+    apart.write_predictions(predictions)
+    for query in ("query_results", "query_metrics", "query_errors", "query_predictions"):
+        assert getattr(tsdb, query)("fraud") == getattr(apart, query)("fraud") != []
+    tsdb.write_window(results, metrics, errors, predictions)  # a replay: one row of each
+    assert [count_rows(tsdb, t) for t in ("app_results", "metrics", "errors", "predictions")] == [1, 1, 1, 1]
+
+
+def test_a_window_with_one_invalid_record_writes_nothing(tsdb):
+    with pytest.raises(ValueError):
+        tsdb.write_window([res("a", window=2)], [met("a", window=2, name="bad name!")], [], [pred("a", window=2)])
+    assert tsdb.query_results("fraud") == [] and tsdb.query_predictions("fraud") == []
