@@ -12,13 +12,24 @@ from udfs.monitor import WindowOutput
 log = logging.getLogger("streamdrift.writer")
 
 
+_loaded: dict[str, tuple[Any, list]] = {}  # store url → (endpoints_version, endpoints) of this process
+
+
 def load_endpoints(store_url: str) -> list[dict[str, Any]]:
-    """Every endpoint record (endpoint_id, project, feature_names, output_names, feature_stats, ...)."""
+    """Every endpoint record (endpoint_id, project, feature_names, output_names, feature_stats, ...).
+
+    The operators of a worker process reload every 30 s; the records (with their references) are
+    read again only when :meth:`~connectors.sql_store.SqlStore.endpoints_version` has moved (an
+    endpoint created, deleted or changed), else the ones this process read last are given again."""
     from connectors.sql_store import SqlStore
 
     store = SqlStore(store_url)
     try:
-        return [dict(e) for e in store.list_endpoints()]
+        version = store.endpoints_version()  # before the records: a change meanwhile reloads next time
+        known = _loaded.get(store_url)
+        if known is None or known[0] != version:
+            known = _loaded[store_url] = (version, store.list_endpoints())
+        return [dict(e) for e in known[1]]
     finally:
         store.close()
 

@@ -185,6 +185,32 @@ def test_update_reference_replaces_the_statistics_and_is_noticed_by_pollers(stor
         api.update_reference("nope", training, store=store)
 
 
+def test_the_jobs_loader_sees_every_change_and_rereads_the_references_only_then(store, training, tmp_path,
+                                                                                 monkeypatch):
+    from connectors import job_io
+    from udfs.records import PredictionRecord
+
+    url = f"sqlite:///{tmp_path}/store.sqlite"
+    reads = []
+    listing = SqlStore.list_endpoints
+    monkeypatch.setattr(SqlStore, "list_endpoints", lambda self, *a, **kw: reads.append(1) or listing(self, *a, **kw))
+    ep = api.get_or_create_model_endpoint("fraud", "clf", "serving", reference=training, store=store)
+    assert [e["endpoint_id"] for e in job_io.load_endpoints(url)] == [ep.endpoint_id]
+    when = pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime()
+    store.add_window_counters(ep.endpoint_id, PredictionRecord("fraud", ep.endpoint_id, when, when, 5, 5, 0, 0,
+                                                               None, None, None, None, None, None))
+    assert job_io.load_endpoints(url)[0]["feature_stats"] == ep.feature_stats
+    assert len(reads) == 1  # counters moved, definitions did not: nothing read again
+    shifted = training.assign(**{"petal length (cm)": training["petal length (cm)"] + 10})
+    api.update_reference(ep.endpoint_id, shifted, store=store)
+    (changed,) = job_io.load_endpoints(url)
+    assert changed["feature_stats"]["petal_length_cm"]["mean"] == pytest.approx(
+        ep.feature_stats["petal_length_cm"]["mean"] + 10)
+    other = api.get_or_create_model_endpoint("fraud", "other", "serving", reference=training, store=store)
+    assert {e["endpoint_id"] for e in job_io.load_endpoints(url)} == {ep.endpoint_id, other.endpoint_id}
+    assert len(reads) == 3
+
+
 def test_list_get_and_delete(store, training):
     a = api.get_or_create_model_endpoint("alpha", "m", "f", reference=training, store=store)
     b = api.get_or_create_model_endpoint("beta", "m", "f", reference=training, store=store)
