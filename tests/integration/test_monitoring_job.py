@@ -265,6 +265,33 @@ def test_events_beyond_the_allowed_lateness_are_counted_and_flagged_late_in_parq
         client.cancel().result()
 
 
+def test_a_subtask_without_partitions_does_not_hold_the_windows_back(tmp_path, kafka, project):
+    """Parallelism 2, every event in one of the two partitions: the other subtask reads nothing, is
+    marked idle after a window, and the windows still close on the watermark (long before the idle
+    close, set here to ten minutes)."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-f", "serving", reference=reference,
+                                            feature_names=FEATURES, store=settings.endpoint_store_connection)
+    window_ms = 2_000
+    events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + i * 100, "request_id": f"r{i}",
+               "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(100)]  # 5 windows
+    _produce(kafka, topic_names(project)["events"], events, partition=0)
+    graph = build(settings, JobOptions(window_ms=window_ms, max_disorder_ms=100, idle_grace_ms=600_000,
+                                       checkpoint_interval_ms=1_000, parallelism=2))
+    client = graph.env.execute_async("it-idle-subtask")
+    tsdb = open_tsdb(settings.tsdb_connection)
+    try:
+        # the first four windows are behind the watermark (the fifth holds the newest events)
+        _wait_for(lambda: len(tsdb.query_predictions(project, endpoint.endpoint_id)) >= 4, 90,
+                  "windows closed by the watermark")
+        counts = sorted((p.start_infer_time, p.count) for p in tsdb.query_predictions(project, endpoint.endpoint_id))
+        assert [c for _, c in counts[:4]] == [20, 20, 20, 20]
+    finally:
+        client.cancel().result()
+
+
 def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     rng = np.random.default_rng(3)
     reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
