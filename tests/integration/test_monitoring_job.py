@@ -220,12 +220,18 @@ def test_idle_close_then_late_correction_leave_one_row(tmp_path, kafka, project)
         client.cancel().result()
 
 
-def test_events_beyond_the_allowed_lateness_are_counted_and_flagged_late_in_parquet(tmp_path, kafka, project):
-    rng = np.random.default_rng(4)
+def _named_endpoint(tmp_path, kafka, project, model: str, seed: int):
+    """(rng, settings, endpoint): an endpoint with FEATURES named, reference of 1,000 normal rows."""
+    rng = np.random.default_rng(seed)
     reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
     settings = _settings(tmp_path, kafka, project)
-    endpoint = get_or_create_model_endpoint(project, "model-e", "serving", reference=reference,
+    endpoint = get_or_create_model_endpoint(project, model, "serving", reference=reference,
                                             feature_names=FEATURES, store=settings.endpoint_store_connection)
+    return rng, settings, endpoint
+
+
+def test_events_beyond_the_allowed_lateness_are_counted_and_flagged_late_in_parquet(tmp_path, kafka, project):
+    rng, settings, endpoint = _named_endpoint(tmp_path, kafka, project, "model-e", seed=4)
     window_ms = 2_000
     old = T0  # a window long closed once the later events move the watermark
 
@@ -269,11 +275,7 @@ def test_a_subtask_without_partitions_does_not_hold_the_windows_back(tmp_path, k
     """Parallelism 2, every event in one of the two partitions: the other subtask reads nothing, is
     marked idle after a window, and the windows still close on the watermark (long before the idle
     close, set here to ten minutes)."""
-    rng = np.random.default_rng(5)
-    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
-    settings = _settings(tmp_path, kafka, project)
-    endpoint = get_or_create_model_endpoint(project, "model-f", "serving", reference=reference,
-                                            feature_names=FEATURES, store=settings.endpoint_store_connection)
+    rng, settings, endpoint = _named_endpoint(tmp_path, kafka, project, "model-f", seed=5)
     window_ms = 2_000
     events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + i * 100, "request_id": f"r{i}",
                "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(100)]  # 5 windows
