@@ -47,17 +47,17 @@ CREATE TABLE {TABLE} (
 
 
 def late_sql(window_ms: int, allowed_lateness_ms: int) -> str:
-    """SQL: the record (columns event_ms and the rowtime attribute ``rowtime``) came after its window
-    closed for good: the watermark, where the record is read, had passed the window's end plus the
-    allowed lateness. The window stage takes the flag of the record that carries a partial for the
-    whole partial, so a row flagged late here is exactly a row counted late there."""
-    closed = f"event_ms - MOD(event_ms, {int(window_ms)}) + {int(window_ms) - 1 + int(allowed_lateness_ms)}"
+    """SQL: the record (columns window_start and the rowtime attribute ``rowtime``) came after its
+    window closed for good: the watermark, where the record is read, had passed the window's end
+    plus the allowed lateness. The window stage takes the flag of the record that carries a partial
+    for the whole partial, so a row flagged late here is exactly a row counted late there."""
+    closed = f"window_start + {int(window_ms) - 1 + int(allowed_lateness_ms)}"
     return f"COALESCE(TO_TIMESTAMP_LTZ({closed}, 3) < CURRENT_WATERMARK(rowtime), FALSE)"
 
 
 def insert_sql(source: str, window_ms: int, allowed_lateness_ms: int) -> str:
-    """Every good record of the view ``source`` (columns payload, kind, endpoint_id, event_ms and the
-    rowtime attribute ``rowtime``), with its late flag (:func:`late_sql`)."""
+    """Every good record of the view ``source`` (columns payload, kind, endpoint_id, window_start,
+    event_ms and the rowtime attribute ``rowtime``), with its late flag (:func:`late_sql`)."""
     return f"""
 INSERT INTO {TABLE}
 SELECT event_ms, {late_sql(window_ms, allowed_lateness_ms)} AS late,

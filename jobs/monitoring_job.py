@@ -101,11 +101,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     parsed = (t_env.from_path("inference_events").select(col("payload"), parse(col("payload")).alias("r"))
               .select(col("payload"), *[col("r").get(name).alias(name) for name in fields]))
     # event time and watermarks on every record, in the JVM; both branches below see the same ones
-    schema = (Schema.new_builder()
-              .column("payload", DataTypes.BYTES()).column("kind", DataTypes.STRING())
-              .column("endpoint_id", DataTypes.STRING()).column("window_start", DataTypes.BIGINT())
-              .column("event_ms", DataTypes.BIGINT()).column("body", DataTypes.BYTES())
-              .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_ms, 3)")
+    schema = Schema.new_builder().column("payload", DataTypes.BYTES())
+    for field in RESULT_TYPE.fields:
+        schema = schema.column(field.name, field.data_type)
+    schema = (schema.column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_ms, 3)")
               .watermark("rowtime", f"rowtime - INTERVAL '{options.max_disorder_ms / 1000:.3f}' SECOND")
               .build())
     events = t_env.from_data_stream(t_env.to_data_stream(parsed), schema)
@@ -159,17 +158,16 @@ def _attach_alerts(outputs, settings: Settings) -> None:
     attach_alerts(outputs, settings)
 
 
-def _source_ddl(settings: Settings, options: JobOptions, table: str = "inference_events",
-                columns: str = "payload BYTES", fmt: str = "'format' = 'raw'", group_suffix: str = "") -> str:
-    """A table over the events topic (or the directory stream): one ``payload`` column holding each
-    record's bytes as they are (``raw`` format; bytes, not a string: no UTF-8 decoding in the JVM,
-    and Python's JSON parser reads bytes)."""
+def _source_ddl(settings: Settings, options: JobOptions) -> str:
+    """The table ``inference_events`` over the events topic (or the directory stream): one ``payload``
+    column holding each record's bytes as they are (``raw`` format; bytes, not a string: no UTF-8
+    decoding in the JVM, and Python's JSON parser reads bytes)."""
     topic = topic_names(settings.project)["events"]
     if settings.stream_path.startswith("kafka://"):
         bounded = ",\n  'scan.bounded.mode' = 'latest-offset'" if options.bounded else ""
-        group = (options.group_id or f"streamdrift-{settings.project}") + group_suffix
+        group = options.group_id or f"streamdrift-{settings.project}"
         return f"""
-CREATE TABLE {table} ({columns}) WITH (
+CREATE TABLE inference_events (payload BYTES) WITH (
   'connector' = 'kafka',
   'topic' = '{topic}',
   'properties.bootstrap.servers' = '{kafka_bootstrap(settings.stream_path)}',
@@ -177,16 +175,16 @@ CREATE TABLE {table} ({columns}) WITH (
   'properties.max.partition.fetch.bytes' = '16777216',
   'scan.startup.mode' = 'group-offsets',
   'properties.auto.offset.reset' = 'earliest',
-  {fmt}{bounded}
+  'format' = 'raw'{bounded}
 )"""
     directory = file_stream_dir(settings.stream_path) / topic
     os.makedirs(directory, exist_ok=True)
     monitor = "" if options.bounded else ",\n  'source.monitor-interval' = '2s'"
     return f"""
-CREATE TABLE {table} ({columns}) WITH (
+CREATE TABLE inference_events (payload BYTES) WITH (
   'connector' = 'filesystem',
   'path' = '{directory.as_uri()}',
-  {fmt}{monitor}
+  'format' = 'raw'{monitor}
 )"""
 
 
