@@ -72,12 +72,9 @@ class Sample:
             self._rows = (self.block, self.block.to_rows())
         return self._rows[1]
 
-    def offer(self, priorities: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
-        if self.k <= 0 or not rows:
-            return
-        self._offer(np.asarray(priorities, dtype=np.uint64), RowBlock.from_rows(rows))
-
-    def _offer(self, priorities: np.ndarray, block: RowBlock) -> None:
+    def offer(self, priorities: np.ndarray, block: RowBlock) -> None:
+        """Keep the k rows of lowest priority among the sample's and ``block``'s (uint64 priorities,
+        one per row of ``block``)."""
         if self.k <= 0 or not block.n:
             return
         pri = np.concatenate([self.priorities, priorities])
@@ -90,7 +87,7 @@ class Sample:
         sample (whatever its k) is a neutral element: ``WindowAggregate() + agg`` keeps agg's k."""
         ks = [s.k for s in (self, other) if s.block.n] or [self.k, other.k]
         out = Sample(max(ks), self.priorities, block=self.block)
-        out._offer(other.priorities, other.block)
+        out.offer(other.priorities, other.block)
         return out
 
 
@@ -159,7 +156,7 @@ class WindowAggregate:
                 if name not in known:
                     self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
         self.rows += len(rows)
-        self.sample._offer(np.asarray(priorities, dtype=np.uint64), block)
+        self.sample.offer(np.asarray(priorities, dtype=np.uint64), block)
 
     # ----------------------------------------------------------------- merging
 
