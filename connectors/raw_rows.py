@@ -8,10 +8,16 @@ branch costs no second read and no second JSON parse. Dead letters are not here:
 dead-letter topic with their reason. Layout::
 
     <parquet_path>/endpoint_id=<id>/hour=<yyyy-MM-dd-HH>/part-*.parquet
-        event_ms BIGINT   the event's time (epoch ms, UTC)
-        late BOOLEAN      the event came after its window closed for good (beyond the allowed lateness):
-                          its rows are in no window result, it is counted in the endpoint's late count
-        payload STRING    the event's JSON, exactly as it was sent
+        event_ms BIGINT     the event's time (epoch ms, UTC)
+        request_id STRING   the request id (MLRun events: request.id), if any
+        latency_us DOUBLE   latency_us (MLRun events: microsec), if any
+        error BOOLEAN       a failed request
+        late BOOLEAN        the event came after its window closed for good (beyond the allowed lateness):
+                            its rows are in no window result, it is counted in the endpoint's late count
+        payload STRING      the event's JSON, exactly as it was sent (its features and outputs)
+
+The features and outputs stay in the payload: one sink has one schema for every endpoint, and
+Python writing one column per feature would cost the job its throughput.
 
 :func:`read_window_rows` turns them back into one row per sample with one column per feature and
 output (decoded exactly as the job decodes them), plus timestamp, request id, latency, error, late.
@@ -25,7 +31,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 TABLE = "raw_rows"
-COLUMNS = ("event_ms", "late", "payload")
+COLUMNS = ("event_ms", "request_id", "latency_us", "error", "late", "payload")
 
 
 def sink_ddl(parquet_path: str) -> str:
@@ -33,6 +39,9 @@ def sink_ddl(parquet_path: str) -> str:
     return f"""
 CREATE TABLE {TABLE} (
   event_ms BIGINT,
+  request_id STRING,
+  latency_us DOUBLE,
+  error BOOLEAN,
   late BOOLEAN,
   payload STRING,
   endpoint_id STRING,
@@ -57,10 +66,11 @@ def late_sql(window_ms: int, allowed_lateness_ms: int) -> str:
 
 def insert_sql(source: str, window_ms: int, allowed_lateness_ms: int) -> str:
     """Every good record of the view ``source`` (columns payload, kind, endpoint_id, window_start,
-    event_ms and the rowtime attribute ``rowtime``), with its late flag (:func:`late_sql`)."""
+    event_ms, request_id, latency_us, error and the rowtime attribute ``rowtime``), with its late
+    flag (:func:`late_sql`)."""
     return f"""
 INSERT INTO {TABLE}
-SELECT event_ms, {late_sql(window_ms, allowed_lateness_ms)} AS late,
+SELECT event_ms, request_id, latency_us, error, {late_sql(window_ms, allowed_lateness_ms)} AS late,
        CAST(payload AS STRING) AS payload, endpoint_id,
        DATE_FORMAT(TO_TIMESTAMP_LTZ(event_ms, 3), 'yyyy-MM-dd-HH') AS `hour`
 FROM {source}
@@ -95,7 +105,7 @@ def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, en
              if not f.name.startswith((".", "_"))]
     if not files:
         return pd.DataFrame(columns=["timestamp", "request_id", "latency_us", "error", "late"])
-    records = pq.ParquetDataset(files).read(columns=list(COLUMNS)).to_pylist()
+    records = pq.ParquetDataset(files).read(columns=["event_ms", "late", "payload"]).to_pylist()
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     columns_of = columns_of or (lambda _: NO_COLUMNS)
     out = []

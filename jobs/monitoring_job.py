@@ -130,7 +130,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     # a partial is late as the raw row of the record carrying it is (same watermark, same rule)
     records = t_env.to_data_stream(t_env.sql_query(
-        f"SELECT {', '.join(fields)}, {raw_rows.late_sql(window_ms, lateness)} AS late "
+        f"SELECT kind, endpoint_id, window_start, body, {raw_rows.late_sql(window_ms, lateness)} AS late "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     split = records.process(SplitDeadLetters(), output_type=partial_type).name("split-dead-letters")
     dead_letters = split.get_side_output(dead_tag)

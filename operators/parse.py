@@ -4,7 +4,7 @@ A vectorised (pandas) function on the Table API: Flink hands it up to
 ``python.fn-execution.arrow.batch.size`` records at once, so Python touches records in batches. It
 returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
 the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
-and for the watermark); the record that starts a partial aggregate of an (endpoint, window) also
+and for the watermark), its request id, latency and error (raw-row columns); the record that starts a partial aggregate of an (endpoint, window) also
 carries it (kind ``P``, the others ``R``); a dead letter carries its reason (kind ``D``).
 """
 
@@ -23,6 +23,9 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("endpoint_id", DataTypes.STRING()),
     DataTypes.FIELD("window_start", DataTypes.BIGINT()),
     DataTypes.FIELD("event_ms", DataTypes.BIGINT()),  # a dead letter's is 0 (it never holds the watermark back)
+    DataTypes.FIELD("request_id", DataTypes.STRING()),  # the raw row's columns beside the payload
+    DataTypes.FIELD("latency_us", DataTypes.DOUBLE()),
+    DataTypes.FIELD("error", DataTypes.BOOLEAN()),
     DataTypes.FIELD("body", DataTypes.BYTES()),
 ])
 
@@ -60,7 +63,8 @@ class ParseRecords(ScalarFunction):
         n = len(values)
         batch = aggregate_records(values, self.catalog, self.window_ms, self.sample_size)
         kind, body = [RECORD] * n, [None] * n
-        ts = np.array([0 if t is None else t for t in batch.timestamps_ms], dtype=np.int64)
+        events = batch.events
+        ts = np.array([0 if e is None else e.timestamp_ms for e in events], dtype=np.int64)
         start = ts - ts % self.window_ms
         for p in batch.partials:
             kind[p.index], body[p.index] = PARTIAL, p.aggregate.to_bytes()
@@ -69,5 +73,10 @@ class ParseRecords(ScalarFunction):
         self.records.inc(n)
         self.partials.inc(len(batch.partials))
         self.dead_letters.inc(len(batch.dead))
-        return pd.DataFrame({"kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": start,
-                             "event_ms": ts, "body": body})
+        return pd.DataFrame({
+            "kind": kind, "endpoint_id": [None if e is None else e.endpoint_id for e in events],
+            "window_start": start, "event_ms": ts,
+            "request_id": [None if e is None else e.request_id for e in events],
+            "latency_us": np.array([np.nan if e is None or e.latency_us is None else e.latency_us for e in events]),
+            "error": [None if e is None else e.error for e in events],
+            "body": body})

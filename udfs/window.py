@@ -481,8 +481,7 @@ class Batch:
 
     partials: list[Partial]
     dead: list[tuple[int, Any]]  # (record index, DeadLetter)
-    endpoint_ids: list[str | None]  # per record: its endpoint (None for a dead letter)
-    timestamps_ms: list[int | None]  # per record: its event time (None for a dead letter)
+    events: list[Event | None]  # per record: the decoded event (None for a dead letter)
 
 
 def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
@@ -499,12 +498,11 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
 
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
                       sample_size: int = DEFAULT_SAMPLE_SIZE) -> Batch:
-    """:func:`aggregate_batch`, plus each good record's endpoint and event time (for its raw row)."""
+    """:func:`aggregate_batch`, plus each good record's decoded event (for its raw row)."""
     from udfs.events import DeadLetter, decode, dead_letter, window_start
 
     n = len(payloads)
-    endpoint_ids: list[str | None] = [None] * n
-    timestamps: list[int | None] = [None] * n
+    decoded: list[Event | None] = [None] * n
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     dead: list[tuple[int, DeadLetter]] = []
     for i, payload in enumerate(payloads):
@@ -534,7 +532,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
             agg.add_events([ev for _, ev in kept], layout, sample_size)
             items = kept
         for i, ev in items:
-            endpoint_ids[i], timestamps[i] = endpoint_id, ev.timestamp_ms
+            decoded[i] = ev
         if items:
             partials.append(Partial(endpoint_id, start, max(ev.timestamp_ms for _, ev in items), agg, items[0][0]))
-    return Batch(partials, dead, endpoint_ids, timestamps)
+    return Batch(partials, dead, decoded)

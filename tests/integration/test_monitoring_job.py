@@ -160,6 +160,17 @@ def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, pro
             assert len(good) == len(sent)
             np.testing.assert_allclose(good[FEATURES].to_numpy(float), [[r[f] for f in FEATURES] for r in sent])
             assert not good["late"].any()
+    # what a user reading the Parquet files directly sees: the request's columns beside the payload
+    import pyarrow.parquet as pq
+
+    files = [f for f in (tmp_path / "parquet").glob(f"endpoint_id={native.endpoint_id}/hour=*/part-*")]
+    table = pd.concat([pq.read_table(f).to_pandas() for f in files])
+    assert list(table.columns) == ["event_ms", "request_id", "latency_us", "error", "late", "payload"]
+    sent = {r["request_id"]: (r["timestamp"], float(r["latency_us"])) for r in records
+            if r.get("endpoint_id") == native.endpoint_id}
+    assert dict(zip(table["request_id"], zip(table["event_ms"], table["latency_us"]))) == sent
+    assert not table["error"].any() and not table["late"].any()
+    assert json.loads(table.loc[table["request_id"] == "n7", "payload"].iloc[0]) == records[7]
     # a dead letter (here: a value that does not fit the reference) is on its topic, not in Parquet
     first = read_window_rows(settings.parquet_path, native.endpoint_id, _utc(T0), _utc(T0 + WINDOW_MS))
     assert len(first) == len(expected_rows[native.endpoint_id][T0]) and "x" not in first["f0"].tolist()
