@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -64,14 +65,52 @@ class EventError(ValueError):
     """An event that cannot be monitored; the message is the dead letter's reason."""
 
 
+class PositionalRows(Sequence):
+    """The fast path's rows: one list of values per row under one tuple of column names, so the
+    window stage can count them without a dict per row. Reads as the tuple of name → value dicts
+    the general path makes (made on first use) and compares equal to it."""
+
+    __slots__ = ("names", "values", "_dicts")
+
+    def __init__(self, names: tuple[str, ...], values: list[list[Any]]):
+        self.names = names
+        self.values = values
+        self._dicts: tuple[dict[str, Any], ...] | None = None
+
+    def _rows(self) -> tuple[dict[str, Any], ...]:
+        if self._dicts is None:
+            self._dicts = tuple(dict(zip(self.names, v)) for v in self.values)
+        return self._dicts
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index):
+        return self._rows()[index]
+
+    def __iter__(self):
+        return iter(self._rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self._rows() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # rows are dicts: not hashable either way
+
+    def __repr__(self) -> str:
+        return repr(self._rows())
+
+
 class Event(NamedTuple):
     """One inference event, decoded: rows of name → value, one per sample (a named tuple: made
-    once per record, it costs a fifth of a frozen dataclass)."""
+    once per record, it costs a fifth of a frozen dataclass). ``rows`` is a tuple of dicts, or
+    :class:`PositionalRows` (which reads as one)."""
 
     endpoint_id: str
     timestamp_ms: int
     request_id: str | None
-    rows: tuple[dict[str, Any], ...]
+    rows: Sequence[dict[str, Any]]
     error: bool
     latency_us: float | None
     shape: str  # "native" or "mlrun"
@@ -96,6 +135,13 @@ class Columns:
 
     features: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def with_one_output(self) -> tuple[str, ...] | None:
+        """The names of a row of features followed by one output value (as :func:`decode` names
+        it), or None when that output's name is a feature's (such a row is a dead letter)."""
+        name = normalize_name(_output_names(1, self.outputs)[0])
+        return None if name in self.features else (*self.features, name)
 
 
 NO_COLUMNS = Columns()
@@ -319,30 +365,35 @@ def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
         kind = type(latency)
         if not ((kind is float and 0.0 <= latency < math.inf) or (kind is int and 0 <= latency <= _MAX_EXACT)):
             return None
-    names = columns_of(endpoint_id).features
+    columns = columns_of(endpoint_id)
+    names = columns.features
     width = len(names)
     if not width:
         return None
     if type(inputs[0]) is list:  # a batch of rows (every element must then be a row of scalars)
-        if not all(type(r) is list and len(r) == width and _PLAIN.issuperset(map(type, r)) for r in inputs):
+        if len(inputs) == 1:
+            first = inputs[0]
+            if len(first) != width or not _PLAIN.issuperset(map(type, first)):
+                return None
+        elif not all(type(r) is list and len(r) == width and _PLAIN.issuperset(map(type, r)) for r in inputs):
             return None
-        rows = [dict(zip(names, r)) for r in inputs]
+        values = inputs
     elif len(inputs) == width and _PLAIN.issuperset(map(type, inputs)):  # one row
-        rows = [dict(zip(names, inputs))]
+        values = [inputs]
     else:
         return None
     outputs = obj.get("outputs")
     if outputs is not None:
-        if type(outputs) is not list or len(outputs) != len(rows) or not _PLAIN.issuperset(map(type, outputs)):
+        if type(outputs) is not list or len(outputs) != len(values) or not _PLAIN.issuperset(map(type, outputs)):
             return None
-        name = normalize_name(_output_names(1, columns_of(endpoint_id).outputs)[0])
-        if name in rows[0]:
+        names = columns.with_one_output
+        if names is None:
             return None
-        for row, value in zip(rows, outputs):
-            row[name] = value
+        for row, value in zip(values, outputs):  # the lists are this record's own (just parsed)
+            row.append(value)
     request_id = obj.get("request_id")
-    return Event(endpoint_id, ts, None if request_id is None else str(request_id), tuple(rows), False,
-                 None if latency is None else float(latency), "native", None)
+    return Event(endpoint_id, ts, None if request_id is None else str(request_id), PositionalRows(names, values),
+                 False, None if latency is None else float(latency), "native", None)
 
 
 def _mlrun(obj: dict[str, Any], columns_of) -> Event:

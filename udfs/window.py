@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from udfs.accumulator import Accumulator, Layout
-from udfs.events import Event
+from udfs.events import Event, PositionalRows
 
 LATENCY_EDGES = np.geomspace(1.0, 1e10, 601)
 """Latency bins in microseconds: 1 µs to ~3 h, 600 log-spaced bins (ratio 1.039 per bin)."""
@@ -116,16 +116,12 @@ class WindowAggregate:
         caller turns the offending event into a dead letter; see :func:`count_rows`); the
         aggregate is then unchanged. Rows of failed events (``error``) are not counted."""
         events = list(events)
-        rows: list[dict[str, Any]] = []
-        priorities: list[int] = []
-        for ev in events:
-            if not ev.error:
-                for i, row in enumerate(ev.rows):
-                    rows.append(row)
-                    priorities.append(_priority(ev.request_id, ev.timestamp_ms, i))
-        block = RowBlock.from_rows(rows)  # the rows column-wise, once: for the counts and the sample
+        counted = [ev for ev in events if not ev.error and ev.rows]
+        names, values, rows = _gather_rows(counted)
+        priorities = [_priority(ev.request_id, ev.timestamp_ms, i) for ev in counted for i in range(len(ev.rows))]
+        block = RowBlock.from_values(names, values)  # the rows column-wise, once: for the counts and the sample
         # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
-        counted = _count_block(block, rows, layout) if rows and layout is not None else None
+        counts = _count_block(block, names, values, rows, layout) if values and layout is not None else None
         lat = [ev.latency_us for ev in events if ev.latency_us is not None]
         if self.sample.k != sample_size:
             self.sample.k = sample_size
@@ -136,26 +132,28 @@ class WindowAggregate:
             self.last_ms = max(times) if self.last_ms is None else max(self.last_ms, max(times))
             self.errors += sum(1 for ev in events if ev.error)
         if lat:
-            values = np.asarray(lat, dtype=np.float64)
-            self.latency_count += values.size
-            self.latency_sum += float(values.sum())
-            self.latency_hist += np.bincount(np.searchsorted(LATENCY_EDGES, values, side="right"),
+            micros = np.asarray(lat, dtype=np.float64)
+            self.latency_count += micros.size
+            self.latency_sum += float(micros.sum())
+            self.latency_hist += np.bincount(np.searchsorted(LATENCY_EDGES, micros, side="right"),
                                              minlength=self.latency_hist.size)
-        if not rows:
+        if not values:
             return
-        if counted is not None:
+        if counts is not None:
             if self.accumulator is None or self.accumulator.layout.fingerprint != layout.fingerprint:
                 # first rows, or the reference changed: count on the newer one (as ``+`` does)
                 self.accumulator = Accumulator.from_reference(layout)
-            self.accumulator.add_batch(*counted)
+            self.accumulator.add_batch(*counts)
             known = set(layout.numeric) | set(layout.categorical)
         else:
             known = set()
-        for names, count in Counter(map(tuple, rows)).items():  # rows mostly share their names
-            for name in names:
+        # rows mostly share their names (positional rows all have all of them)
+        by_names = Counter(map(tuple, rows)).items() if rows is not None else [(names, len(values))]
+        for row_names, count in by_names:
+            for name in row_names:
                 if name not in known:
                     self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
-        self.rows += len(rows)
+        self.rows += len(values)
         self.sample.offer(np.asarray(priorities, dtype=np.uint64), block)
 
     # ----------------------------------------------------------------- merging
@@ -268,6 +266,24 @@ _PLAIN_NUMBERS = frozenset({int, float, type(None)})
 _NUMBERS = frozenset({int, float})
 
 
+def _names_of(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Every name the rows use, in the order they first name them."""
+    return list(dict.fromkeys(name for names in dict.fromkeys(map(tuple, rows)) for name in names))
+
+
+def _gather_rows(events: Sequence[Event]) -> tuple[list[str], list[Sequence[Any]], list[dict[str, Any]] | None]:
+    """The events' rows as (names, one value sequence per row in that order, the rows as dicts or
+    None). Positional rows (the decode fast path's) under the same names are taken as they are:
+    no dict is made or taken apart."""
+    if events and all(type(ev.rows) is PositionalRows for ev in events):
+        names = events[0].rows.names
+        if all(ev.rows.names == names for ev in events):
+            return list(names), [v for ev in events for v in ev.rows.values], None
+    rows = [row for ev in events for row in ev.rows]
+    names = _names_of(rows)
+    return names, _take(rows, names), rows
+
+
 def _take(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
     """Each row's values of ``names`` (None where missing), one sequence per row."""
     if len(names) > 1:
@@ -297,8 +313,13 @@ class RowBlock:
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict[str, Any]]) -> RowBlock:
-        names = list(dict.fromkeys(name for names in dict.fromkeys(map(tuple, rows)) for name in names))
-        values = _take(rows, names)
+        names = _names_of(rows)
+        return cls.from_values(names, _take(rows, names))
+
+    @classmethod
+    def from_values(cls, names: Sequence[str], values: Sequence[Sequence[Any]]) -> RowBlock:
+        """Rows given as value sequences in the order of ``names`` (None where a row lacks one)."""
+        names = list(names)
         if _NUMBERS.issuperset(map(type, chain.from_iterable(values))):  # the common case, checked in C
             kinds = [{float}] * len(names)
         else:
@@ -306,13 +327,13 @@ class RowBlock:
         numeric = [j for j, k in enumerate(kinds) if k <= _PLAIN_NUMBERS]
         try:
             cells = values if len(numeric) == len(names) else [[r[j] for j in numeric] for r in values]
-            matrix = np.array(cells, dtype=np.float64).reshape(len(rows), len(numeric))
+            matrix = np.array(cells, dtype=np.float64).reshape(len(values), len(numeric))
         except OverflowError:  # an integer beyond float64 stays exact in the other columns
             numeric = [j for j in numeric if all(v is None or abs(v) < 1e300 for v in (r[j] for r in values))]
-            matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(rows), len(numeric))
+            matrix = np.array([[r[j] for j in numeric] for r in values], dtype=np.float64).reshape(len(values), len(numeric))
         numeric_set = set(numeric)
         other = {names[j]: [r[j] for r in values] for j in range(len(names)) if j not in numeric_set}
-        return cls(len(rows), names, [names[j] for j in numeric], matrix, other)
+        return cls(len(values), names, [names[j] for j in numeric], matrix, other)
 
     def to_bytes(self) -> bytes:
         head = json.dumps({"numeric": self.numeric, "other": self.other, "names": self.names},
@@ -437,12 +458,22 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
     return matrix, _categories(rows, layout)
 
 
-def _count_block(block: RowBlock, rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
+def _count_block(block: RowBlock, names: Sequence[str], values: Sequence[Sequence[Any]],
+                 rows: Sequence[dict[str, Any]] | None, layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
     """:func:`count_rows` from the rows' block when it holds every numeric column of the reference
-    as numbers (the common case: no second pass over the rows), else :func:`count_rows`."""
+    as numbers (the common case: no second pass over the rows), else :func:`count_rows` (on the
+    rows as dicts: ``rows``, or made from ``names`` and ``values``)."""
     where = {name: j for j, name in enumerate(block.numeric)}
     if all(name in where for name in layout.numeric):
-        return block.matrix[:, [where[name] for name in layout.numeric]], _categories(rows, layout)
+        position = {name: j for j, name in enumerate(names)}
+        categories = {}
+        for name in layout.categorical:
+            j = position.get(name)
+            categories[name] = ([None] * len(values) if j is None
+                                else [None if r[j] is None else str(r[j]) for r in values])
+        return block.matrix[:, [where[name] for name in layout.numeric]], categories
+    if rows is None:
+        rows = [dict(zip(names, r)) for r in values]
     return count_rows(rows, layout)
 
 

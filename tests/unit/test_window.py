@@ -141,6 +141,32 @@ def test_batch_of_two_endpoints_two_windows_and_bad_records():
         assert json.loads(payloads[p.index])["endpoint_id"] == endpoint
 
 
+def test_rows_as_lists_count_exactly_as_the_same_rows_as_objects():
+    """The decode fast path hands rows over as value lists (no dict per row); the window's
+    aggregate (counts, categories, unknown columns, sample) must be the one the same rows give as
+    name → value objects, also when both kinds meet in one batch."""
+    rng = np.random.default_rng(3)
+    catalog = _catalog(_endpoint("a"))
+    events = [(T0 + i, f"r{i}", _rows(rng, int(rng.integers(1, 4)))) for i in range(40)]
+
+    def as_objects(ts, request_id, rows):
+        return json.dumps({"endpoint_id": "a", "timestamp": ts, "request_id": request_id,
+                           "inputs": [dict(zip(("x", "y", "color"), r)) for r in rows],
+                           "outputs": {"score": [0.5] * len(rows)}})
+
+    lists = [_event("a", *e) for e in events]
+    objects = [as_objects(*e) for e in events]
+    mixed = [lists[i] if i % 3 else objects[i] for i in range(len(events))]
+    assert type(decode(lists[0]).rows).__name__ == "PositionalRows"  # the fast path is what is compared
+    assert type(decode(objects[0]).rows) is tuple
+    blobs = []
+    for payloads in (lists, objects, mixed):
+        (partial,), dead = aggregate_batch(payloads, catalog, WINDOW_MS, sample_size=50)
+        assert dead == [] and partial.aggregate.rows == sum(len(rows) for _, _, rows in events)
+        blobs.append(partial.aggregate.to_bytes())
+    assert blobs[0] == blobs[1] == blobs[2]
+
+
 def test_a_non_numeric_value_dead_letters_only_its_event():
     rng = np.random.default_rng(1)
     good = [_rows(rng, 3) for _ in range(4)]
