@@ -8,13 +8,14 @@ branch costs no second read and no second JSON parse. Dead letters are not here:
 dead-letter topic with their reason. Layout::
 
     <parquet_path>/endpoint_id=<id>/hour=<yyyy-MM-dd-HH>/part-*.parquet
-        event_ms BIGINT     the event's time (epoch ms, UTC)
-        request_id STRING   the request id (MLRun events: request.id), if any
-        latency_us DOUBLE   latency_us (MLRun events: microsec), if any
-        error BOOLEAN       a failed request
-        late BOOLEAN        the event came after its window closed for good (beyond the allowed lateness):
-                            its rows are in no window result, it is counted in the endpoint's late count
-        payload STRING      the event's JSON, exactly as it was sent (its features and outputs)
+        event_ms BIGINT NOT NULL    the event's time (epoch ms, UTC)
+        request_id STRING           the request id (MLRun events: request.id), if any
+        latency_us DOUBLE           latency_us (MLRun events: microsec), if any
+        error BOOLEAN NOT NULL      a failed request
+        late BOOLEAN NOT NULL       the event came after its window closed for good (beyond the allowed
+                                    lateness): its rows are in no window result, it is counted in the
+                                    endpoint's late count
+        payload STRING NOT NULL     the event's JSON, exactly as it was sent (its features and outputs)
 
 The features and outputs stay in the payload: one sink has one schema for every endpoint, and
 Python writing one column per feature would cost the job its throughput.
@@ -38,12 +39,12 @@ def sink_ddl(parquet_path: str) -> str:
     uri = Path(parquet_path).resolve().as_uri() if "://" not in parquet_path else parquet_path
     return f"""
 CREATE TABLE {TABLE} (
-  event_ms BIGINT,
+  event_ms BIGINT NOT NULL,
   request_id STRING,
   latency_us DOUBLE,
-  error BOOLEAN,
-  late BOOLEAN,
-  payload STRING,
+  error BOOLEAN NOT NULL,
+  late BOOLEAN NOT NULL,
+  payload STRING NOT NULL,
   endpoint_id STRING,
   `hour` STRING
 ) PARTITIONED BY (endpoint_id, `hour`) WITH (
@@ -67,11 +68,14 @@ def late_sql(window_ms: int, allowed_lateness_ms: int) -> str:
 def insert_sql(source: str, window_ms: int, allowed_lateness_ms: int) -> str:
     """Every good record of the view ``source`` (columns payload, kind, endpoint_id, window_start,
     event_ms, request_id, latency_us, error and the rowtime attribute ``rowtime``), with its late
-    flag (:func:`late_sql`)."""
+    flag (:func:`late_sql`). A good record always has its time, error flag and payload; the
+    COALESCEs only tell the planner so: those columns are then required in Parquet, which writes
+    no null markers for them (encoding the markers of six nullable columns was 7 % of the reading
+    thread's profile; the gain is within the job benchmark's noise)."""
     return f"""
 INSERT INTO {TABLE}
-SELECT event_ms, request_id, latency_us, error, {late_sql(window_ms, allowed_lateness_ms)} AS late,
-       CAST(payload AS STRING) AS payload, endpoint_id,
+SELECT COALESCE(event_ms, 0) AS event_ms, request_id, latency_us, COALESCE(error, FALSE) AS error,
+       {late_sql(window_ms, allowed_lateness_ms)} AS late, CAST(COALESCE(payload, x'') AS STRING) AS payload, endpoint_id,
        DATE_FORMAT(TO_TIMESTAMP_LTZ(event_ms, 3), 'yyyy-MM-dd-HH') AS `hour`
 FROM {source}
 WHERE kind <> 'D'"""

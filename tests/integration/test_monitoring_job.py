@@ -166,6 +166,8 @@ def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, pro
     files = [f for f in (tmp_path / "parquet").glob(f"endpoint_id={native.endpoint_id}/hour=*/part-*")]
     table = pd.concat([pq.read_table(f).to_pandas() for f in files])
     assert list(table.columns) == ["event_ms", "request_id", "latency_us", "error", "late", "payload"]
+    # what a good record always has is a required column (only request id and latency may be missing)
+    assert [f.name for f in pq.read_schema(files[0]) if f.nullable] == ["request_id", "latency_us"]
     sent = {r["request_id"]: (r["timestamp"], float(r["latency_us"])) for r in records
             if r.get("endpoint_id") == native.endpoint_id}
     assert dict(zip(table["request_id"], zip(table["event_ms"], table["latency_us"]))) == sent
