@@ -67,10 +67,7 @@ class EndpointWindows(KeyedProcessFunction):
         if len(parts) == 1:
             data = parts[0]
         else:
-            merged = self._agg(parts[0])
-            for part in parts[1:]:
-                merged = merged + self._agg(part)
-            data = merged.to_bytes()
+            data = WindowAggregate.merge_all([self._agg(part) for part in parts]).to_bytes()
         self.aggs.put(start, data)
         for i in range(n):
             self.pending.remove(f"{start}/{i}")

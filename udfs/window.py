@@ -82,6 +82,18 @@ class Sample:
         self.priorities = pri[keep]
         self.block = RowBlock.concat(self.block, block).take(keep)
 
+    @classmethod
+    def merge_all(cls, samples: Sequence[Sample]) -> Sample:
+        """The bottom-k of all, selected once (what folding :meth:`merged` gives, in one sort)."""
+        ks = [s.k for s in samples if s.block.n] or [s.k for s in samples]
+        full = [s for s in samples if s.block.n]
+        if len(full) <= 1:
+            out = full[0] if full else samples[0]
+            return cls(max(ks), out.priorities, block=out.block)
+        pri = np.concatenate([s.priorities for s in full])
+        keep = np.argsort(pri, kind="stable")[: max(ks)]
+        return cls(max(ks), pri[keep], block=RowBlock.concat_all([s.block for s in full]).take(keep))
+
     def merged(self, other: Sample) -> Sample:
         """The bottom-k of both. k is the larger k of the sides that hold rows, so an empty
         sample (whatever its k) is a neutral element: ``WindowAggregate() + agg`` keeps agg's k."""
@@ -179,6 +191,21 @@ class WindowAggregate:
         elif a is not None or b is not None:
             kept = a if a is not None else b
             out.accumulator = kept + Accumulator(kept.layout)  # a copy: never share the operands' state
+        return out
+
+    @classmethod
+    def merge_all(cls, parts: Sequence[WindowAggregate]) -> WindowAggregate:
+        """``parts[0] + parts[1] + ...``, with the sample selected once instead of once per ``+``
+        (the window stage merges a window's partials this way)."""
+        if len(parts) == 1:
+            return parts[0] + WindowAggregate(sample=Sample.empty(parts[0].sample.k))
+        out = parts[0]
+        samples = [parts[0].sample]
+        for part in parts[1:]:
+            samples.append(part.sample)
+            # everything but the sample, as ``+`` does it (the samples are left empty here)
+            out = dataclasses.replace(out, sample=Sample.empty(0)) + dataclasses.replace(part, sample=Sample.empty(0))
+        out.sample = Sample.merge_all(samples)
         return out
 
     # ----------------------------------------------------------------- views
@@ -378,6 +405,20 @@ class RowBlock:
         idx = index.tolist()
         return RowBlock(len(idx), self.names, self.numeric, self.matrix[index],
                         {name: [col[i] for i in idx] for name, col in self.other.items()})
+
+    @staticmethod
+    def concat_all(blocks: Sequence[RowBlock]) -> RowBlock:
+        """The rows of every block in order (one copy when their columns agree, else pairwise)."""
+        blocks = [b for b in blocks if b.n] or list(blocks[:1]) or [RowBlock.empty()]
+        first = blocks[0]
+        if all(b.names == first.names and b.numeric == first.numeric for b in blocks):
+            return RowBlock(sum(b.n for b in blocks), first.names, first.numeric,
+                            np.concatenate([b.matrix for b in blocks]),
+                            {name: [v for b in blocks for v in b.other[name]] for name in first.other})
+        out = first
+        for block in blocks[1:]:
+            out = RowBlock.concat(out, block)
+        return out
 
     @staticmethod
     def concat(a: RowBlock, b: RowBlock) -> RowBlock:

@@ -436,6 +436,32 @@ def test_sample_is_deterministic_whatever_the_split_and_merge_order():
         assert merged.rows == whole.rows == 6_000
 
 
+def test_merging_many_parts_at_once_equals_adding_them_one_by_one():
+    """The window stage merges a window's pending partials in one pass (one sample selection):
+    the result must be what adding them one by one gives, also when their columns differ and the
+    reference changes between them."""
+    rng = np.random.default_rng(11)
+    catalog = _catalog(_endpoint("a"))
+    parts = []
+    for i in range(9):
+        if i == 6:  # the reference changes: later partials count on the new one
+            catalog = _catalog(_endpoint("a", REF_B))
+        rows = _rows(rng, 30, shift=0.1 * i)
+        payloads = [_event("a", T0 + 1000 * i + j, f"m{i}-{j}", [r]) for j, r in enumerate(rows)]
+        (partial,), _ = aggregate_batch(payloads, catalog, WINDOW_MS, sample_size=40)
+        parts.append(partial.aggregate)
+    odd = WindowAggregate()  # a part whose rows name other columns (a string feature, a new one)
+    odd.add_events([Event("a", T0 + 5, "odd", ({"x": 0.5, "label": "cat"},), False, 9.0, "native")], None, 40)
+    parts.insert(3, odd)
+    one_by_one = parts[0]
+    for part in parts[1:]:
+        one_by_one = one_by_one + part
+    at_once = WindowAggregate.merge_all(parts)
+    assert at_once.to_bytes() == one_by_one.to_bytes()
+    assert at_once.rows == 9 * 30 + 1 and len(at_once.sample.rows) == 40
+    assert parts[0].rows == 30  # the parts are left as they were
+
+
 def test_sample_merges_parts_whose_columns_differ():
     """Partials of one window may name different columns (a new output, a feature that became a
     string): the merged sample keeps every column, a missing number NaN, a missing other absent."""
