@@ -228,6 +228,29 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+JVM_THREAD_GROUPS = (("JIT compiler", ("C1 CompilerThre", "C2 CompilerThre")), ("GC", ("GC Thread", "VM Thread", "G1 ")))
+"""JVM threads by name (``/proc/<pid>/task/*/comm``) whose CPU the benchmark reports apart."""
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """thread id → (name, utime + stime in seconds) of ``pid``'s live threads."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        head, _, rest = stat.rpartition(")")
+        fields = rest.split()
+        out[int(tid)] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / _TICK)
+    return out
+
+
 def _rss(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in bytes; (0, 0) when the process is gone."""
     rss = hwm = 0
@@ -260,6 +283,8 @@ class MemorySampler(threading.Thread):
         self.client_peak = 0
         self.cpu: dict[int, tuple[str, float]] = {}  # pid → (kind, last CPU seconds seen)
         self.series: list[tuple[float, float, float]] = []  # (wall time, JVM CPU s, Python workers' CPU s)
+        self.jvm_threads: dict[tuple[int, int], tuple[str, float]] = {}  # (pid, tid) → (group, last CPU s)
+        self.jvm_series: list[tuple[float, dict[str, float]]] = []  # (wall time, CPU s per JVM thread group)
 
     def sample(self) -> None:
         py_sum = 0
@@ -275,6 +300,10 @@ class MemorySampler(threading.Thread):
                 self.jvm_peak = max(self.jvm_peak, hwm)
                 if cpu is not None:
                     self.cpu[pid] = ("jvm", cpu)
+                # kept per thread as last seen: a compiler thread that ends keeps what it spent
+                for tid, (name, secs) in _thread_cpu(pid).items():
+                    group = next((g for g, prefixes in JVM_THREAD_GROUPS if name.startswith(prefixes)), "other")
+                    self.jvm_threads[pid, tid] = (group, secs)
             elif comm.startswith("python"):
                 if pid not in self.cmdlines:
                     try:
@@ -291,8 +320,14 @@ class MemorySampler(threading.Thread):
                 py_sum += rss
                 self.py_one_peak = max(self.py_one_peak, hwm)
         self.py_sum_peak = max(self.py_sum_peak, py_sum)
-        self.series.append((time.time(), sum(c for k, c in self.cpu.values() if k == "jvm"),
+        now = time.time()
+        self.series.append((now, sum(c for k, c in self.cpu.values() if k == "jvm"),
                             sum(c for k, c in self.cpu.values() if k == "python")))
+        groups = {g: 0.0 for g, _ in JVM_THREAD_GROUPS}
+        for group, secs in self.jvm_threads.values():
+            if group in groups:
+                groups[group] += secs
+        self.jvm_series.append((now, groups))
 
     def cpu_between(self, t0: float, t1: float) -> tuple[float, float] | None:
         """CPU seconds (JVM, Python workers) spent between wall times t0 and t1 (nearest samples)."""
@@ -300,6 +335,13 @@ class MemorySampler(threading.Thread):
         if len(inside) < 2:
             return None
         return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
+
+    def jvm_groups_between(self, t0: float, t1: float) -> dict[str, float] | None:
+        """CPU seconds of the JVM's thread groups (:data:`JVM_THREAD_GROUPS`) between t0 and t1."""
+        inside = [s for s in self.jvm_series if t0 <= s[0] <= t1]
+        if len(inside) < 2:
+            return None
+        return {g: inside[-1][1][g] - inside[0][1][g] for g in inside[0][1]}
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -455,8 +497,9 @@ def run_child(spec: dict, workdir: Path) -> dict:
         by_window.setdefault(int(w[1]), []).append(float(w[0]) - res["start"])
     loads = sorted(float(line) for f in stamp_dir.glob("load-*") for line in f.read_text().split())
     steady = sampler.cpu_between(loads[0], stamps[-1]) if loads and stamps else None
+    steady_jvm = sampler.jvm_groups_between(loads[0], stamps[-1]) if loads and stamps else None
     res.update(windows_written=len(stamps), first_record_s=(loads[0] - res["start"]) if loads else None,
-               steady_cpu=steady,
+               steady_cpu=steady, steady_jvm_groups=steady_jvm,
                first_window_s=(stamps[0] - res["start"]) if stamps else None,
                last_window_s=(stamps[-1] - res["start"]) if stamps else None,
                jvm_peak=sampler.jvm_peak, py_sum_peak=sampler.py_sum_peak, py_one_peak=sampler.py_one_peak,
@@ -734,6 +777,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  monitor, first record to last window only (start-up left out): JVM {jvm_s:.0f} s "
                   f"({jvm_s * per:.1f} µs/event), Python workers {py_s:.0f} s ({py_s * per:.1f} µs/event); "
                   f"50,000 events/s on 2 cores leaves 40 µs/event for both")
+            if run0.get("steady_jvm_groups"):
+                print("  of the JVM's, by thread: " + ", ".join(
+                    f"{group} {secs:.1f} s ({secs * per:.1f} µs/event)" for group, secs in run0["steady_jvm_groups"].items())
+                    + f", the rest {jvm_s - sum(run0['steady_jvm_groups'].values()):.1f} s "
+                    "(reading, Arrow hand-over, Parquet, Flink's operators)")
         if run0.get("window_times") and run0.get("first_record_s") is not None:
             print("Windows written (monitoring job, first repeat; s after the first record; event-time window: "
                   "first-last write, windows):")
