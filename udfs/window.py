@@ -14,7 +14,7 @@ State is bounded by columns × bins + sample size, never by the number of events
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+from hashlib import blake2b
 import json
 import struct
 from collections import Counter
@@ -36,13 +36,16 @@ _MAGIC = b"SDWA"
 _HEAD = struct.Struct("<4sI")  # magic, length of the JSON header
 
 
-def _priority(request_id: str | None, timestamp_ms: int, row: int) -> int:
-    """A row's sampling priority: 64 bits of BLAKE2b over request id (or time) and row number.
+def _priorities(events: Sequence[Event], sizes: Sequence[int]) -> np.ndarray:
+    """The sampling priority of every row of ``events`` (``sizes``: their numbers of rows), in
+    order: 64 bits of BLAKE2b over the request id (or the time) and the row number.
 
     A cryptographic hash, so the bottom k are a uniform sample whatever the ids look like
     (a CRC is linear: sequential ids gave visibly non-random selections)."""
-    key = f"{request_id if request_id is not None else timestamp_ms}:{row}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+    digests = [blake2b(f"{ev.request_id if ev.request_id is not None else ev.timestamp_ms}:{i}".encode(),
+                       digest_size=8).digest()
+               for ev, n in zip(events, sizes) for i in range(n)]
+    return np.frombuffer(b"".join(digests), "<u8").astype(np.uint64)
 
 
 class Sample:
@@ -129,8 +132,8 @@ class WindowAggregate:
         aggregate is then unchanged. Rows of failed events (``error``) are not counted."""
         events = list(events)
         counted = [ev for ev in events if not ev.error and ev.rows]
-        names, values, rows = _gather_rows(counted)
-        priorities = [_priority(ev.request_id, ev.timestamp_ms, i) for ev in counted for i in range(len(ev.rows))]
+        names, values, rows, sizes = _gather_rows(counted)
+        priorities = _priorities(counted, sizes)
         block = RowBlock.from_values(names, values)  # the rows column-wise, once: for the counts and the sample
         # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
         counts = _count_block(block, names, values, rows, layout) if values and layout is not None else None
@@ -166,7 +169,7 @@ class WindowAggregate:
                 if name not in known:
                     self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
         self.rows += len(values)
-        self.sample.offer(np.asarray(priorities, dtype=np.uint64), block)
+        self.sample.offer(priorities, block)
 
     # ----------------------------------------------------------------- merging
 
@@ -298,17 +301,20 @@ def _names_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(name for names in dict.fromkeys(map(tuple, rows)) for name in names))
 
 
-def _gather_rows(events: Sequence[Event]) -> tuple[list[str], list[Sequence[Any]], list[dict[str, Any]] | None]:
+def _gather_rows(events: Sequence[Event]) -> tuple[list[str], list[Sequence[Any]], list[dict[str, Any]] | None,
+                                                   list[int]]:
     """The events' rows as (names, one value sequence per row in that order, the rows as dicts or
-    None). Positional rows (the decode fast path's) under the same names are taken as they are:
-    no dict is made or taken apart."""
+    None, each event's number of rows). Positional rows (the decode fast path's) under the same
+    names are taken as they are: no dict is made or taken apart."""
     if events and all(type(ev.rows) is PositionalRows for ev in events):
         names = events[0].rows.names
         if all(ev.rows.names == names for ev in events):
-            return list(names), [v for ev in events for v in ev.rows.values], None
-    rows = [row for ev in events for row in ev.rows]
+            parts = [ev.rows.values for ev in events]
+            return list(names), [v for part in parts for v in part], None, list(map(len, parts))
+    parts = [tuple(ev.rows) for ev in events]
+    rows = [row for part in parts for row in part]
     names = _names_of(rows)
-    return names, _take(rows, names), rows
+    return names, _take(rows, names), rows, list(map(len, parts))
 
 
 def _take(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:

@@ -407,6 +407,23 @@ def test_sample_of_batch_rows_is_uniform_over_rows():
     assert 0.001 < chisquare(np.histogram(picked, bins=10, range=(0, 20_000))[0]).pvalue < 0.999
 
 
+def test_sample_priorities_are_blake2b_of_request_id_and_row():
+    """The sample keeps the rows of lowest priority, a row's priority being the first 8 bytes
+    (little-endian) of BLAKE2b over "<request id or time>:<row number>": stable across versions
+    and restarts, so state written before an upgrade merges with what comes after."""
+    import hashlib
+
+    events = [Event("e", T0 + 7, "req-1", ({"x": 1.0}, {"x": 2.0}), False, None, "native"),
+              Event("e", T0 + 9, None, ({"x": 3.0},), False, None, "native")]
+    agg = WindowAggregate()
+    agg.add_events(events, None, sample_size=10)
+    keys = ["req-1:0", "req-1:1", f"{T0 + 9}:0"]
+    expected = {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little"): x
+                for k, x in zip(keys, (1.0, 2.0, 3.0))}
+    assert sorted(agg.sample.priorities.tolist()) == sorted(expected)
+    assert [r["x"] for r in agg.sample.rows] == [expected[p] for p in agg.sample.priorities.tolist()]
+
+
 def test_sample_smaller_than_k_keeps_every_row():
     agg = WindowAggregate()
     agg.add_events(_events_with_ids(["a", "b", "c"], rows_per_event=2), None, sample_size=100)
