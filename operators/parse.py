@@ -14,6 +14,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from udfs.catalog import EndpointCatalog
+from udfs.columnar import ColumnarReader
 from udfs.window import aggregate_records
 
 PARTIAL, RECORD, DEAD = "P", "R", "D"
@@ -49,6 +50,7 @@ class ParseRecords(ScalarFunction):
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
+        self.reader = ColumnarReader()
         group = function_context.get_metric_group()
         self.records = group.counter("records")
         self.dead_letters = group.counter("dead_letters")
@@ -56,16 +58,13 @@ class ParseRecords(ScalarFunction):
 
     def eval(self, payloads):
         """``payloads``: the batch's ``payload`` column (a pandas Series of bytes)."""
-        import numpy as np
         import pandas as pd
 
         values = payloads.tolist()
         n = len(values)
-        batch = aggregate_records(values, self.catalog, self.window_ms, self.sample_size)
+        batch = aggregate_records(values, self.catalog, self.window_ms, self.sample_size, self.reader)
         kind, body = [RECORD] * n, [None] * n
-        events = batch.events
-        ts = np.array([0 if e is None else e.timestamp_ms for e in events], dtype=np.int64)
-        start = ts - ts % self.window_ms
+        ts = batch.timestamps
         for p in batch.partials:
             kind[p.index], body[p.index] = PARTIAL, p.aggregate.to_bytes()
         for i, letter in batch.dead:
@@ -74,9 +73,6 @@ class ParseRecords(ScalarFunction):
         self.partials.inc(len(batch.partials))
         self.dead_letters.inc(len(batch.dead))
         return pd.DataFrame({
-            "kind": kind, "endpoint_id": [None if e is None else e.endpoint_id for e in events],
-            "window_start": start, "event_ms": ts,
-            "request_id": [None if e is None else e.request_id for e in events],
-            "latency_us": np.array([np.nan if e is None or e.latency_us is None else e.latency_us for e in events]),
-            "error": [None if e is None else e.error for e in events],
-            "body": body})
+            "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": ts - ts % self.window_ms,
+            "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
+            "error": batch.errors, "body": body})

@@ -138,21 +138,40 @@ class WindowAggregate:
         # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
         counts = _count_block(block, names, values, rows, layout) if values and layout is not None else None
         lat = [ev.latency_us for ev in events if ev.latency_us is not None]
+        times = [ev.timestamp_ms for ev in events]
+        # rows mostly share their names (positional rows all have all of them)
+        by_names = Counter(map(tuple, rows)).items() if rows is not None else [(names, len(values))]
+        self._count(len(events), min(times) if times else None, max(times) if times else None,
+                    sum(1 for ev in events if ev.error), lat, block, by_names, counts, priorities, layout, sample_size)
+
+    def add_block(self, block: RowBlock, priorities: np.ndarray, first_ms: int, last_ms: int, events: int,
+                  latencies: np.ndarray, layout: Layout | None, sample_size: int = DEFAULT_SAMPLE_SIZE) -> None:
+        """Count ``events`` events of one endpoint and window given column-wise (the columnar reader's):
+        none failed, every row has every column of ``block``, ``priorities`` are their rows' (as
+        :func:`_priorities` makes them), ``latencies`` those of the events that have one. The same
+        counts as :meth:`add_events` of those events."""
+        counts = (_count_block(block, block.names, None, None, layout)
+                  if block.n and layout is not None else None)
+        self._count(events, first_ms, last_ms, 0, latencies, block, [(block.names, block.n)], counts,
+                    priorities, layout, sample_size)
+
+    def _count(self, events: int, first_ms: int | None, last_ms: int | None, errors: int, lat: Sequence[float],
+               block: RowBlock, by_names, counts, priorities: np.ndarray, layout: Layout | None,
+               sample_size: int) -> None:
         if self.sample.k != sample_size:
             self.sample.k = sample_size
         if events:
-            times = [ev.timestamp_ms for ev in events]
-            self.events += len(events)
-            self.first_ms = min(times) if self.first_ms is None else min(self.first_ms, min(times))
-            self.last_ms = max(times) if self.last_ms is None else max(self.last_ms, max(times))
-            self.errors += sum(1 for ev in events if ev.error)
-        if lat:
+            self.events += events
+            self.first_ms = first_ms if self.first_ms is None else min(self.first_ms, first_ms)
+            self.last_ms = last_ms if self.last_ms is None else max(self.last_ms, last_ms)
+            self.errors += errors
+        if len(lat):
             micros = np.asarray(lat, dtype=np.float64)
             self.latency_count += micros.size
             self.latency_sum += float(micros.sum())
             self.latency_hist += np.bincount(np.searchsorted(LATENCY_EDGES, micros, side="right"),
                                              minlength=self.latency_hist.size)
-        if not values:
+        if not block.n:
             return
         if counts is not None:
             if self.accumulator is None or self.accumulator.layout.fingerprint != layout.fingerprint:
@@ -162,13 +181,11 @@ class WindowAggregate:
             known = set(layout.numeric) | set(layout.categorical)
         else:
             known = set()
-        # rows mostly share their names (positional rows all have all of them)
-        by_names = Counter(map(tuple, rows)).items() if rows is not None else [(names, len(values))]
         for row_names, count in by_names:
             for name in row_names:
                 if name not in known:
                     self.unknown_columns[name] = self.unknown_columns.get(name, 0) + count
-        self.rows += len(values)
+        self.rows += block.n
         self.sample.offer(priorities, block)
 
     # ----------------------------------------------------------------- merging
@@ -509,18 +526,21 @@ def _count_block(block: RowBlock, names: Sequence[str], values: Sequence[Sequenc
                  rows: Sequence[dict[str, Any]] | None, layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
     """:func:`count_rows` from the rows' block when it holds every numeric column of the reference
     as numbers (the common case: no second pass over the rows), else :func:`count_rows` (on the
-    rows as dicts: ``rows``, or made from ``names`` and ``values``)."""
+    rows as dicts: ``rows``, or made from ``names`` and ``values``, or from the block when both
+    are None)."""
     where = {name: j for j, name in enumerate(block.numeric)}
     if all(name in where for name in layout.numeric):
         position = {name: j for j, name in enumerate(names)}
         categories = {}
+        if layout.categorical and values is None:
+            values = [[row.get(name) for name in names] for row in block.to_rows()]
         for name in layout.categorical:
             j = position.get(name)
             categories[name] = ([None] * len(values) if j is None
                                 else [None if r[j] is None else str(r[j]) for r in values])
         return block.matrix[:, [where[name] for name in layout.numeric]], categories
     if rows is None:
-        rows = [dict(zip(names, r)) for r in values]
+        rows = block.to_rows() if values is None else [dict(zip(names, r)) for r in values]
     return count_rows(rows, layout)
 
 
@@ -555,11 +575,16 @@ class Partial:
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """What :func:`aggregate_records` makes of a batch of records."""
+    """What :func:`aggregate_records` makes of a batch of records: the partials, the dead letters,
+    and per record the columns of its raw row (None, 0 or NaN for a dead letter)."""
 
     partials: list[Partial]
     dead: list[tuple[int, Any]]  # (record index, DeadLetter)
-    events: list[Event | None]  # per record: the decoded event (None for a dead letter)
+    endpoint_ids: list[str | None]
+    timestamps: np.ndarray  # int64 epoch ms
+    request_ids: list[str | None]
+    latency_us: np.ndarray  # float64, NaN where the event has none
+    errors: list[bool | None]
 
 
 def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
@@ -575,21 +600,46 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
 
 
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
-                      sample_size: int = DEFAULT_SAMPLE_SIZE) -> Batch:
-    """:func:`aggregate_batch`, plus each good record's decoded event (for its raw row)."""
+                      sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True) -> Batch:
+    """:func:`aggregate_batch`, plus each good record's raw-row columns.
+
+    ``reader``: a :class:`udfs.columnar.ColumnarReader` (kept across batches: it remembers what
+    worked), True for a new one, False for none. The records it reads column-wise are
+    aggregated there; every other record is decoded one by one here. Either way a record ends
+    in the same counts (a batch may then carry two partials of one endpoint and window, which
+    merge by addition)."""
     from udfs.events import DeadLetter, decode, dead_letter, window_start
 
     n = len(payloads)
-    decoded: list[Event | None] = [None] * n
+    endpoint_ids: list[str | None] = [None] * n
+    request_ids: list[str | None] = [None] * n
+    errors: list[bool | None] = [None] * n
+    timestamps = np.zeros(n, dtype=np.int64)
+    latency = np.full(n, np.nan)
+    partials: list[Partial] = []
+    rest: Iterable[int] = range(n)
+    if reader is True:
+        from udfs.columnar import ColumnarReader
+
+        reader = ColumnarReader()
+    part = reader.aggregate(payloads, catalog, window_ms, sample_size) if reader else None
+    if part is not None and part.index.size:
+        partials.extend(part.partials)
+        timestamps[part.index] = part.timestamps
+        latency[part.index] = part.latency_us
+        for i, endpoint_id, request_id in zip(part.index.tolist(), part.endpoint_ids, part.request_ids):
+            endpoint_ids[i], request_ids[i], errors[i] = endpoint_id, request_id, False
+        left = np.ones(n, dtype=bool)
+        left[part.index] = False
+        rest = np.flatnonzero(left).tolist()
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     dead: list[tuple[int, DeadLetter]] = []
-    for i, payload in enumerate(payloads):
-        out = decode(payload, catalog.columns)
+    for i in rest:
+        out = decode(payloads[i], catalog.columns)
         if isinstance(out, DeadLetter):
             dead.append((i, out))
         else:
             groups.setdefault((out.endpoint_id, window_start(out.timestamp_ms, window_ms)), []).append((i, out))
-    partials = []
     for (endpoint_id, start), items in groups.items():
         layout = catalog.layout(endpoint_id)
         agg = WindowAggregate(sample=Sample.empty(sample_size))
@@ -610,7 +660,25 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
             agg.add_events([ev for _, ev in kept], layout, sample_size)
             items = kept
         for i, ev in items:
-            decoded[i] = ev
+            endpoint_ids[i], request_ids[i], errors[i] = ev.endpoint_id, ev.request_id, ev.error
+            timestamps[i] = ev.timestamp_ms
+            if ev.latency_us is not None:
+                latency[i] = ev.latency_us
         if items:
             partials.append(Partial(endpoint_id, start, max(ev.timestamp_ms for _, ev in items), agg, items[0][0]))
-    return Batch(partials, dead, decoded)
+    if part is not None and part.index.size:
+        partials = _one_per_window(partials)
+    return Batch(partials, dead, endpoint_ids, timestamps, request_ids, latency, errors)
+
+
+def _one_per_window(partials: list[Partial]) -> list[Partial]:
+    """Partials of the same endpoint and window (read by both paths) merged into one."""
+    by_key: dict[tuple[str, int], list[Partial]] = {}
+    for p in partials:
+        by_key.setdefault((p.endpoint_id, p.window_start), []).append(p)
+    if len(by_key) == len(partials):
+        return partials
+    return [parts[0] if len(parts) == 1 else
+            Partial(key[0], key[1], max(p.max_timestamp_ms for p in parts),
+                    WindowAggregate.merge_all([p.aggregate for p in parts]), min(p.index for p in parts))
+            for key, parts in by_key.items()]

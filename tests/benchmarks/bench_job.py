@@ -29,7 +29,7 @@ What it does, in one run:
 5. checks that the rows counted in the TSDB ``predictions`` of all windows equal the events produced;
 6. measures offline (no Flink) where the per-record Python time goes: JSON decoding, event decoding,
    aggregation, partial serialisation and the window-state merge, per event, on ``--profile-events``
-   serialised events; ``--cprofile`` adds the top functions of ``aggregate_batch``.
+   serialised events; ``--cprofile`` adds the top functions of ``aggregate_records``.
 
 Python workers run as processes, one per slot, as on a cluster (``--worker-mode process``); PyFlink's
 local default, ``loopback``, runs every Python function inside the client process under one GIL.
@@ -519,7 +519,8 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
     from connectors import job_io
     from udfs.catalog import EndpointCatalog
     from udfs.events import decode
-    from udfs.window import Sample, WindowAggregate, aggregate_batch
+    from udfs.columnar import ColumnarReader
+    from udfs.window import Sample, WindowAggregate, aggregate_records
 
     records = job_io.load_endpoints(settings.endpoint_store_connection)
     catalog = EndpointCatalog(lambda: records)
@@ -545,9 +546,14 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
         pass
     t_decode, _ = best(lambda: [decode(p, catalog.columns) for p in payloads])
     rows.append(("events.decode (JSON + checks + row dicts)", t_decode))
-    t_batch, (partials, dead) = best(lambda: aggregate_batch(payloads, catalog, window_ms, sample_size))
-    rows.append(("aggregate_batch (decode + group + count + sample)", t_batch))
-    rows.append(("  of which aggregation (aggregate_batch - decode)", t_batch - t_decode))
+    t_records, _ = best(lambda: aggregate_records(payloads, catalog, window_ms, sample_size, reader=False))
+    rows.append(("aggregate_records record by record (decode + group + count + sample)", t_records))
+    rows.append(("  of which aggregation (that - decode)", t_records - t_decode))
+    t_read, _ = best(lambda: ColumnarReader()._read(b"\n".join(payloads), n))
+    rows.append(("pyarrow JSON reader on the joined batch", t_read))
+    t_batch, batch = best(lambda: aggregate_records(payloads, catalog, window_ms, sample_size, reader=ColumnarReader()))
+    partials = batch.partials
+    rows.append(("aggregate_records column-wise (what the job does: read + group + count + sample)", t_batch))
     t_bytes, bodies = best(lambda: [p.aggregate.to_bytes() for p in partials])
     rows.append((f"partials .to_bytes ({len(partials)} partials, {sum(map(len, bodies)) / n:.0f} B/event)", t_bytes))
 
@@ -568,16 +574,17 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
     t_merge, _ = best(merge_all)
     rows.append((f"window merge per partial, state of {len(state) / 1024:.0f} KiB (from_bytes x2 + add + to_bytes)",
                  t_merge))
-    rows.append(("Python path per event (aggregate_batch + to_bytes + merge)", t_batch + t_bytes + t_merge))
+    rows.append(("Python path per event (column-wise aggregate_records + to_bytes + merge)",
+                 t_batch + t_bytes + t_merge))
     if cprofile:
         import cProfile
         import pstats
 
         prof = cProfile.Profile()
         prof.enable()
-        aggregate_batch(payloads, catalog, window_ms, sample_size)
+        aggregate_records(payloads, catalog, window_ms, sample_size, reader=ColumnarReader())
         prof.disable()
-        print(f"\ncProfile of aggregate_batch on {n:,} events (top 15 by own time):")
+        print(f"\ncProfile of aggregate_records on {n:,} events (top 15 by own time):")
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
     return [(name, seconds / n * 1e6) for name, seconds in rows], len(partials), len(state)
 
@@ -630,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrow-batch-size", type=int, default=None,
                         help="JobOptions.arrow_batch_size (records per batch handed to Python; default the job's)")
     parser.add_argument("--profile-events", type=int, default=10_000)
-    parser.add_argument("--cprofile", action="store_true", help="print cProfile's top functions of aggregate_batch")
+    parser.add_argument("--cprofile", action="store_true", help="print cProfile's top functions of aggregate_records")
     parser.add_argument("--worker-mode", choices=["process", "loopback"], default="process",
                         help="Python workers: one process per slot, as on a cluster (default), or PyFlink's "
                              "local default 'loopback' (every Python function runs in the client process, "

@@ -1,0 +1,258 @@
+"""A batch of records read column-wise: the common native event without a Python object per value.
+
+The per-record path (:func:`udfs.events.decode`, then :meth:`WindowAggregate.add_events`) makes a
+dict, a list and a float object per value of every record, and numpy then takes them apart
+again. Here pyarrow's JSON reader reads the whole batch into columns (numbers straight into
+float64 buffers) and the counting works on those.
+
+It reads what the decode fast path reads and nothing else: a native event (``endpoint_id``, an
+epoch-ms ``timestamp``, ``inputs`` as rows of numbers named by the endpoint's features, at most one
+number per row in ``outputs``, no ``error``, an optional ``request_id`` string and ``latency_us``),
+for an endpoint whose reference has no categorical column. Every other record of the batch (a
+dead letter, an error event, an MLRun event, string values, ...) is left to the per-record path,
+and a batch the reader cannot read as a whole (one malformed record, a field of another type)
+goes there entirely; after such a batch the reader rests a few batches, so a stream it cannot
+read costs little. The counts are the same either way (a test checks it on random batches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Sequence
+from hashlib import blake2b
+
+import numpy as np
+
+from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES
+from udfs.window import Partial, RowBlock, Sample, WindowAggregate
+
+_MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
+_SCHEMAS = ("rows", "row")  # inputs as a list of rows, or as one row
+
+
+def _schema(inputs: str):
+    import pyarrow as pa
+
+    row = pa.list_(pa.float64())
+    return pa.schema([("endpoint_id", pa.string()), ("timestamp", pa.int64()), ("request_id", pa.string()),
+                      ("inputs", pa.list_(row) if inputs == "rows" else row), ("outputs", pa.list_(pa.float64())),
+                      ("latency_us", pa.float64()), ("error", pa.bool_())])
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnarPart:
+    """The records of a batch read column-wise: their indices in the batch, raw-row columns, partials."""
+
+    index: np.ndarray
+    endpoint_ids: list[str]
+    timestamps: np.ndarray
+    request_ids: list[str | None]
+    latency_us: np.ndarray  # NaN where the event has none
+    partials: list[Partial]
+
+
+def _as_bytes(p) -> bytes | None:
+    if isinstance(p, str):
+        try:
+            return p.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the per-record path says what is wrong
+            return None
+    return bytes(p) if isinstance(p, (bytes, bytearray, memoryview)) else None
+
+
+def _candidate(p) -> bool:
+    """One JSON object on one line, within the size limit, not nested deeper than both paths read alike."""
+    return (type(p) is bytes and p[:1] == b"{" and p[-1:] == b"}" and len(p) <= MAX_EVENT_BYTES
+            and b"\n" not in p and b"\r" not in p
+            and (len(p) <= _MAX_DEPTH or p.count(b"[") + p.count(b"{") <= _MAX_DEPTH))
+
+
+class ColumnarReader:
+    """Reads batches column-wise; keep one per operator: it remembers the inputs shape that worked
+    and rests after a batch it could not read (1, 2, 4, ... up to ``max_rest`` batches)."""
+
+    def __init__(self, max_rest: int = 64):
+        self.schemas = list(_SCHEMAS)
+        self.rest = 0
+        self.next_rest = 1
+        self.max_rest = max_rest
+        self.read_batches = 0
+        self.unread_batches = 0
+
+    def _read(self, data: bytes, rows: int):
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        try:  # the reader lets some invalid UTF-8 through (encoded surrogates; in fields it skips)
+            data.decode()
+        except UnicodeDecodeError:
+            return None
+        options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 20))
+        for k, inputs in enumerate(self.schemas):
+            try:
+                table = pj.read_json(io.BytesIO(data), read_options=options,
+                                     parse_options=pj.ParseOptions(explicit_schema=_schema(inputs),
+                                                                   unexpected_field_behavior="ignore"))
+            except (pa.ArrowException, ValueError):  # ValueError: invalid UTF-8 in a string
+                continue
+            if table.num_rows != rows:
+                return None
+            table = table.combine_chunks()
+            if k:
+                self.schemas.insert(0, self.schemas.pop(k))
+            return table, inputs
+        return None
+
+    def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int, sample_size: int) -> ColumnarPart | None:
+        """The partials of the records read here, or None when none were."""
+        if self.rest:
+            self.rest -= 1
+            return None
+        if not all(type(p) is bytes for p in payloads):
+            payloads = [_as_bytes(p) for p in payloads]
+        index = [i for i, p in enumerate(payloads) if _candidate(p)]
+        got = self._read(b"\n".join([payloads[i] for i in index]), len(index)) if index else None
+        if got is None:
+            self.unread_batches += 1
+            self.rest, self.next_rest = self.next_rest, min(self.next_rest * 2, self.max_rest)
+            return None
+        self.read_batches += 1
+        self.next_rest = 1
+        return _aggregate(np.asarray(index, dtype=np.int64), *got, catalog, window_ms, sample_size)
+
+
+def _null_mask(array) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.is_null(array).to_numpy(zero_copy_only=False)
+
+
+def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, sample_size: int) -> ColumnarPart:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    m = table.num_rows
+    # endpoints: the checks of the decode fast path, once per endpoint of the batch
+    encoded = table.column("endpoint_id").chunk(0).dictionary_encode()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    names_of, layout_of = [], []
+    width = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)  # last: a null id (never read here)
+    with_output = np.zeros(width.size, dtype=bool)
+    for j, endpoint_id in enumerate(encoded.dictionary.to_pylist()):
+        columns = catalog.columns(endpoint_id) if endpoint_id.strip() else None
+        layout = catalog.layout(endpoint_id) if columns is not None and columns.features else None
+        usable = columns is not None and bool(columns.features) and not (layout is not None and layout.categorical)
+        names_of.append(columns.features if usable else ())
+        layout_of.append(layout)
+        width[j] = len(columns.features) if usable else -1
+        with_output[j] = usable and columns.with_one_output is not None
+    codes[codes < 0] = width.size - 1
+    width[-1] = -1
+    ok = width[codes] > 0
+
+    ts_col = table.column("timestamp").chunk(0)
+    ok &= ~_null_mask(ts_col)
+    ts = pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ok &= (ts >= _MIN_MS) & (ts <= _MAX_MS)
+    error = table.column("error").chunk(0)
+    ok &= ~pc.fill_null(error, False).to_numpy(zero_copy_only=False).astype(bool)
+    lat_col = table.column("latency_us").chunk(0)
+    lat_null = _null_mask(lat_col)
+    lat = pc.fill_null(lat_col, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        ok &= lat_null | ((lat >= 0) & (lat < np.inf))
+
+    # rows: each record's number of rows, each row's values
+    in_col = table.column("inputs").chunk(0)
+    ok &= ~_null_mask(in_col)
+    if inputs == "rows":
+        n_rows = pc.fill_null(pc.list_value_length(in_col), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = in_col.flatten()  # one list per row, records in order (null records contribute none)
+        row_len = pc.fill_null(pc.list_value_length(rows), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        n_rows = (~_null_mask(in_col)).astype(np.int64)
+        rows = in_col
+        row_len = pc.fill_null(pc.list_value_length(rows), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        row_len = row_len[n_rows > 0]
+        rows = rows.filter(pc.invert(pc.is_null(rows)))
+    ok &= n_rows > 0
+    record_of_row = np.repeat(np.arange(m), n_rows)
+    values = rows.flatten()
+    value_row = pc.list_parent_indices(rows).to_numpy(zero_copy_only=False)
+    flat = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    row_start = np.searchsorted(value_row, np.arange(row_len.size))
+    bad_row = row_len != width[codes[record_of_row]]
+    if bad_row.any():
+        ok &= np.bincount(record_of_row[bad_row], minlength=m) == 0
+
+    out_col = table.column("outputs").chunk(0)
+    has_out = ~_null_mask(out_col)
+    out_len = pc.fill_null(pc.list_value_length(out_col), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ok &= ~has_out | ((out_len == n_rows) & with_output[codes])
+    out_flat = pc.fill_null(out_col.flatten(), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    out_start = np.concatenate(([0], np.cumsum(out_len)[:-1]))
+
+    # groups: (endpoint, window, with outputs or not), in the order of their first record
+    good = np.flatnonzero(ok)
+    starts = ts - ts % window_ms
+    request_col = table.column("request_id").chunk(0)
+    request_ids = request_col.to_numpy(zero_copy_only=False)  # str or None
+    partials = []
+    if good.size:
+        _, windows = np.unique(starts[good], return_inverse=True)
+        key = (codes[good] * good.size + windows.reshape(-1)) * 2 + has_out[good]
+        _, first, group = np.unique(key, return_index=True, return_inverse=True)
+        group = group.reshape(-1)
+        by_group = np.argsort(group, kind="stable")  # records of each group together, in batch order
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(group))))
+        # the sampling priority of every row as the per-record path makes it (BLAKE2b of
+        # "<request id or time>:<row>"), rows in batch order
+        counts_all = n_rows[good]
+        good_list = good.tolist()
+        ids_bytes = pc.cast(request_col, pa.binary()).to_numpy(zero_copy_only=False).tolist()
+        ts_list = ts.tolist()
+        bases = [ids_bytes[r] if ids_bytes[r] is not None else b"%d" % ts_list[r] for r in good_list]
+        if int(counts_all.max()) == 1:
+            keys = [base + b":0" for base in bases]
+        else:
+            keys = [base + b":%d" % k for base, c in zip(bases, counts_all.tolist()) for k in range(c)]
+        priorities_all = np.frombuffer(b"".join([blake2b(key, digest_size=8).digest() for key in keys]),
+                                       "<u8").astype(np.uint64)
+        prio_first = np.zeros(m, dtype=np.int64)
+        prio_first[good] = np.concatenate(([0], np.cumsum(counts_all)[:-1]))
+        row_first = np.concatenate(([0], np.cumsum(n_rows)[:-1]))
+        ids_list = encoded.dictionary.to_pylist()
+        for g in np.argsort(first, kind="stable").tolist():
+            recs = good[by_group[bounds[g]:bounds[g + 1]]]
+            j = int(codes[recs[0]])
+            names = list(names_of[j])
+            counts = n_rows[recs]
+            within = _ranges(counts)
+            row_idx = np.repeat(row_first[recs], counts) + within
+            matrix = flat[row_start[row_idx][:, None] + np.arange(len(names))]
+            if has_out[recs[0]]:
+                out = out_flat[np.repeat(out_start[recs], counts) + within]
+                matrix = np.concatenate([matrix, out[:, None]], axis=1)
+                names = list(catalog.columns(ids_list[j]).with_one_output)
+            priorities = priorities_all[np.repeat(prio_first[recs], counts) + within]
+            agg = WindowAggregate(sample=Sample.empty(sample_size))
+            times = ts[recs]
+            last = int(times.max())
+            agg.add_block(RowBlock(len(row_idx), names, list(names), matrix, {}), priorities, int(times.min()),
+                          last, len(recs), lat[recs][~lat_null[recs]], layout_of[j], sample_size)
+            partials.append(Partial(ids_list[j], int(starts[recs[0]]), last, agg, int(index[recs[0]])))
+    endpoint_ids = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False).tolist() + [None],
+                              dtype=object)[codes[good]].tolist()
+    latency = lat[good]
+    latency[lat_null[good]] = np.nan
+    return ColumnarPart(index[good], endpoint_ids, ts[good], request_ids[good].tolist(), latency, partials)
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for every c of ``counts``, concatenated."""
+    total = int(counts.sum())
+    if total == counts.size:
+        return np.zeros(total, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(total) - np.repeat(ends - counts, counts)
