@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -580,6 +581,7 @@ class SqlStore:
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
         self.tables = build_tables(sa.MetaData())
         self._t = self.tables
+        self._upserts: dict[tuple, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -613,6 +615,13 @@ class SqlStore:
         """
         if not rows:
             return
+        key = (table.name, tuple(update), newer_only)
+        stmt = self._upserts.get(key)
+        if stmt is None:  # built once: building the statement cost as much as running it (SQLite)
+            stmt = self._upserts[key] = self._upsert_statement(table, update, newer_only)
+        conn.execute(stmt, rows)
+
+    def _upsert_statement(self, table: sa.Table, update: Sequence[str], newer_only: str | None):
         keys = [c.name for c in table.primary_key.columns]
         if self.backend == "mysql":
             stmt = mysql_dialect.insert(table)
@@ -629,7 +638,7 @@ class SqlStore:
             where = None if newer_only is None else stmt.excluded[newer_only] >= table.c[newer_only]
             stmt = stmt.on_conflict_do_update(
                 index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where)
-        conn.execute(stmt, rows)
+        return stmt
 
     # ------------------------------------------------------------------ schema
 
@@ -954,9 +963,12 @@ class SqlStore:
 
         return self._run(f"adding late rows of {endpoint_id!r}", write)
 
-    def _refresh_totals(self, conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
-        w = self._t["endpoint_windows"]
-        sums = conn.execute(sa.select(
+    @functools.cached_property
+    def _totals_statements(self) -> tuple[sa.Select, sa.Update]:
+        """The endpoint's totals over its windows, and their update (built once; ``eid`` binds the endpoint)."""
+        w, t = self._t["endpoint_windows"], self._t["endpoints"]
+        eid = sa.bindparam("eid")
+        select = sa.select(
             sa.func.coalesce(sa.func.sum(w.c.rows_count), 0),
             sa.func.coalesce(sa.func.sum(w.c.events_count), 0),
             sa.func.coalesce(sa.func.sum(w.c.error_count), 0),
@@ -964,15 +976,19 @@ class SqlStore:
             sa.func.min(w.c.first_request),
             sa.func.max(w.c.last_request),
             sa.func.max(w.c.window_end),
-        ).where(w.c.endpoint_id == endpoint_id)).one()
+        ).where(w.c.endpoint_id == eid)
+        return select, sa.update(t).where(t.c.endpoint_id == eid)
+
+    def _refresh_totals(self, conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
+        select, update = self._totals_statements
+        sums = conn.execute(select, {"eid": endpoint_id}).one()
         as_time = UTCDateTime().process_result_value
         totals = {
             "rows_count": int(sums[0]), "events_count": int(sums[1]), "error_count": int(sums[2]),
             "late_count": int(sums[3]), "first_request": as_time(sums[4], None),
             "last_request": as_time(sums[5], None), "last_window_end": as_time(sums[6], None),
         }
-        t = self._t["endpoints"]
-        conn.execute(sa.update(t).where(t.c.endpoint_id == endpoint_id).values(**totals))
+        conn.execute(update, {"eid": endpoint_id, **totals})
         return totals
 
     def window_counters(self, endpoint_id: str) -> list[dict[str, Any]]:
