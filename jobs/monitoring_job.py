@@ -5,10 +5,10 @@
         records stay in the JVM, Python returns each one's endpoint, event time and kind)
       → watermarks (bounded disorder, on every record's event time; JVM)
       ├─ good records (JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour, late flag
-      └─ partials and dead letters
-           → dead letters ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters (files)
-           → key by endpoint → EndpointWindows (tumbling, lateness, idle close)
-           → RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
+      └─ partials and dead letters, keyed by endpoint (JVM)
+           → EndpointWindows (tumbling, lateness, idle close)
+               ├─ dead letters (side output) ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters
+               └─ RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
 """
 
 from __future__ import annotations
@@ -59,9 +59,7 @@ class JobGraph:
 
 def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     """The job graph on a new environment."""
-    from pyflink.common import Row, Types
-    from pyflink.datastream import OutputTag
-    from pyflink.datastream.functions import ProcessFunction
+    from pyflink.common import Types
     from pyflink.table import DataTypes, Schema, StreamTableEnvironment
     from pyflink.table.expressions import col
     from pyflink.table.udf import udf
@@ -69,7 +67,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from jobs.flink_env import stream_env
     from operators.monitor import SUMMARY_TYPE, RunApplications, WriteOutputs
     from operators.parse import DEAD, RECORD, RESULT_TYPE, ParseRecords
-    from operators.windows import OUTPUT_TYPE, EndpointWindows
+    from operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
+    from operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
     window_ms = _window_ms(settings, options)
     lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
@@ -114,32 +113,21 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     statements.add_insert_sql(raw_rows.insert_sql("parsed_events", window_ms, lateness))
     statements.attach_as_datastream()
 
-    dead_tag = OutputTag("dead-letters", Types.STRING())
-    partial_type = Types.ROW_NAMED(["endpoint_id", "window_start", "body", "late"],
-                                   [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
-                                    Types.BOOLEAN()])
-
-    class SplitDeadLetters(ProcessFunction):
-        def process_element(self, value, ctx):
-            if value.kind == DEAD:
-                yield dead_tag, bytes(value.body).decode()
-            else:
-                yield Row(value.endpoint_id, value.window_start, value.body, value.late)
-
-    # a partial is late as the raw row of the record carrying it is (same watermark, same rule)
+    # partials and dead letters, keyed by endpoint in the JVM: no Python step to split or key them
+    # (a partial carries its rows' sample: every pass between JVM and Python costs its bytes)
     records = t_env.to_data_stream(t_env.sql_query(
-        f"SELECT kind, endpoint_id, window_start, body, {raw_rows.late_sql(window_ms, lateness)} AS late "
+        f"SELECT COALESCE(endpoint_id, '') AS k, ROW(endpoint_id, window_start, body, "
+        f"{raw_rows.late_sql(window_ms, lateness)}, kind = '{DEAD}') AS v "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
-    split = records.process(SplitDeadLetters(), output_type=partial_type).name("split-dead-letters")
-    dead_letters = split.get_side_output(dead_tag)
+    keyed = _keyed_by_first_field(records, WINDOW_INPUT_TYPE)
+    windows = (keyed.process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
+                             output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
+    dead_letters = windows.get_side_output(DEAD_LETTERS)
     _dead_letter_sink(dead_letters, settings)
 
     load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
-    outputs = (split.key_by(lambda r: r[0], key_type=Types.STRING())
-               .process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
-                        output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows")
-               .map(RunApplications(load_endpoints, load_apps, settings.project),
-                    output_type=Types.PICKLED_BYTE_ARRAY()).name("applications"))
+    outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
+                          output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
     summaries = (outputs.map(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
                                                             settings.endpoint_store_connection)),
                              output_type=SUMMARY_TYPE).name("writer"))
@@ -160,6 +148,21 @@ def _with_schema(t_env, table, schema):
     internal = table._j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data)
     j_tenv = t_env._j_tenv
     return Table(j_tenv.fromDataStream(j_tenv.toDataStream(table._j_table, internal), schema._j_schema), t_env)
+
+
+def _keyed_by_first_field(stream, value_type):
+    """``stream`` (rows of a string key and a row of ``value_type``, from the Table API) keyed by its
+    first field in the JVM, as PyFlink's ``key_by`` keys what its Python key selector returns,
+    without that Python step. The rows' type is declared as the plain row type that PyFlink's keyed
+    Python operators read (the Table API's own type of the same rows is not one)."""
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    j_stream = stream._j_data_stream
+    j_stream.getTransformation().setOutputType(Types.ROW([Types.STRING(), value_type]).get_java_type_info())
+    j_keyed = j_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, stream)
 
 
 def _attach_alerts(outputs, settings: Settings) -> None:

@@ -1,6 +1,7 @@
 """The per-endpoint tumbling event-time window, with allowed lateness and an idle close.
 
-Keyed by endpoint. Input: partial aggregates (few per batch and endpoint); state: one merged
+Keyed by endpoint. Input: partial aggregates (few per batch and endpoint), and the dead letters,
+which go to the side output :data:`DEAD_LETTERS` (they come keyed by the empty string); state: one merged
 aggregate per open window (bounded by columns × bins + sample size) and its revision. Partials are
 appended as they come and merged into the window's aggregate every ``COMPACT_EVERY`` partials and
 when the window fires, so the large merged state is read and written once per ``COMPACT_EVERY``
@@ -19,7 +20,7 @@ partials, not per partial.
 from __future__ import annotations
 
 from pyflink.common import Row, Types
-from pyflink.datastream import TimeDomain
+from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
@@ -28,6 +29,15 @@ from udfs.window import WindowAggregate
 
 LATE = -1
 COMPACT_EVERY = 16
+
+DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
+"""Side output: the dead letters (their JSON) that come in beside the partials (flag ``dead``)."""
+
+INPUT_TYPE = Types.ROW_NAMED(
+    ["endpoint_id", "window_start", "body", "late", "dead"],
+    [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.BOOLEAN(), Types.BOOLEAN()],
+)
+"""A partial (body: its aggregate) or, with ``dead``, a dead letter (body: its JSON)."""
 
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["endpoint_id", "window_start", "window_end", "revision", "body"],
@@ -81,7 +91,10 @@ class EndpointWindows(KeyedProcessFunction):
         return Row(key, start, start + self.window_ms, revision, data)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late]
+        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead]]
+        if len(value) > 4 and value[4]:
+            yield DEAD_LETTERS, bytes(body).decode()
+            return
         flagged = len(value) > 3 and bool(value[3])  # late by the watermark where it was read
         end = start + self.window_ms
         timers = ctx.timer_service()
