@@ -541,7 +541,7 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
         import orjson
 
         t_orjson, _ = best(lambda: [orjson.loads(p) for p in payloads])
-        rows.append(("orjson.loads (what the job uses)", t_orjson))
+        rows.append(("orjson.loads (what the per-record path uses)", t_orjson))
     except ImportError:
         pass
     t_decode, _ = best(lambda: [decode(p, catalog.columns) for p in payloads])
