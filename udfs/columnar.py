@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
-from hashlib import blake2b
 
 import numpy as np
 
 from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES
-from udfs.window import Partial, RowBlock, Sample, WindowAggregate
+from udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
 _SCHEMAS = ("rows", "row")  # inputs as a list of rows, or as one row
@@ -206,19 +205,10 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
         group = group.reshape(-1)
         by_group = np.argsort(group, kind="stable")  # records of each group together, in batch order
         bounds = np.concatenate(([0], np.cumsum(np.bincount(group))))
-        # the sampling priority of every row as the per-record path makes it (BLAKE2b of
-        # "<request id or time>:<row>"), rows in batch order
+        # the sampling priority of every row as the per-record path makes it, rows in batch order
         counts_all = n_rows[good]
-        good_list = good.tolist()
-        ids_bytes = pc.cast(request_col, pa.binary()).to_numpy(zero_copy_only=False).tolist()
-        ts_list = ts.tolist()
-        bases = [ids_bytes[r] if ids_bytes[r] is not None else b"%d" % ts_list[r] for r in good_list]
-        if int(counts_all.max()) == 1:
-            keys = [base + b":0" for base in bases]
-        else:
-            keys = [base + b":%d" % k for base, c in zip(bases, counts_all.tolist()) for k in range(c)]
-        priorities_all = np.frombuffer(b"".join([blake2b(key, digest_size=8).digest() for key in keys]),
-                                       "<u8").astype(np.uint64)
+        ids_bytes = pc.cast(request_col, pa.binary()).to_numpy(zero_copy_only=False)
+        priorities_all = row_priorities(ids_bytes[good].tolist(), ts[good], counts_all)
         prio_first = np.zeros(m, dtype=np.int64)
         prio_first[good] = np.concatenate(([0], np.cumsum(counts_all)[:-1]))
         row_first = np.concatenate(([0], np.cumsum(n_rows)[:-1]))

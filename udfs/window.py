@@ -6,7 +6,7 @@
 * latency: count, sum and a fixed log-spaced histogram, from which p50/p95/p99 are read with a
   relative error below 4 % (:data:`LATENCY_EDGES`);
 * a bounded uniform sample of the rows (bottom-k by a hash of request id and row number, so it is
-  mergeable and a replay picks the same rows).
+  mergeable and a replay picks the same rows; :func:`row_priorities`).
 
 State is bounded by columns × bins + sample size, never by the number of events.
 """
@@ -14,7 +14,6 @@ State is bounded by columns × bins + sample size, never by the number of events
 from __future__ import annotations
 
 import dataclasses
-from hashlib import blake2b
 import json
 import struct
 from collections import Counter
@@ -36,16 +35,79 @@ _MAGIC = b"SDWA"
 _HEAD = struct.Struct("<4sI")  # magic, length of the JSON header
 
 
-def _priorities(events: Sequence[Event], sizes: Sequence[int]) -> np.ndarray:
-    """The sampling priority of every row of ``events`` (``sizes``: their numbers of rows), in
-    order: 64 bits of BLAKE2b over the request id (or the time) and the row number.
+_M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SEED_ID, _SEED_TIME = np.uint64(0x5D5D_1D00_0000_0001), np.uint64(0x5D5D_7100_0000_0002)
+_S33 = np.uint64(33)
+_LONG_KEY = 64  # ids longer than this (bytes) are hashed one by one, not in the batch's matrix
 
-    A cryptographic hash, so the bottom k are a uniform sample whatever the ids look like
-    (a CRC is linear: sequential ids gave visibly non-random selections)."""
-    digests = [blake2b(f"{ev.request_id if ev.request_id is not None else ev.timestamp_ms}:{i}".encode(),
-                       digest_size=8).digest()
-               for ev, n in zip(events, sizes) for i in range(n)]
-    return np.frombuffer(b"".join(digests), "<u8").astype(np.uint64)
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser (a bijection; every input bit flips every output bit with
+    probability about 1/2), on uint64 arrays (arithmetic modulo 2**64)."""
+    h = h ^ (h >> _S33)
+    h = h * _M1
+    h ^= h >> _S33
+    h = h * _M2
+    h ^= h >> _S33
+    return h
+
+
+def _id_hashes(ids: list[bytes]) -> np.ndarray:
+    """One 64-bit hash per id: the finaliser over its length, then over each of its 8-byte
+    little-endian words in turn (the last one padded with zero bytes)."""
+    n = len(ids)
+    lengths = np.fromiter(map(len, ids), np.int64, n)
+    words = (lengths + 7) // 8
+    h = _fmix(lengths.astype(np.uint64) ^ _SEED_ID)
+    short = lengths <= _LONG_KEY
+    if short.any():
+        width = max(8, int(words[short].max()) * 8)
+        packed = np.array([k for k, s in zip(ids, short.tolist()) if s] if not short.all() else ids, dtype=f"S{width}")
+        matrix = packed.view("<u8").reshape(len(packed), width // 8)
+        hs, ws = h[short], words[short]
+        for j in range(width // 8):  # word j mixes in only where the id has one: same hash at any width
+            hs = np.where(ws > j, _fmix(hs ^ matrix[:, j]), hs)
+        h[short] = hs
+    for i in np.flatnonzero(~short).tolist():
+        key = ids[i] + b"\0" * (-len(ids[i]) % 8)
+        hi = h[i:i + 1]
+        for w in np.frombuffer(key, "<u8"):
+            hi = _fmix(hi ^ w)
+        h[i] = hi[0]
+    return h
+
+
+def row_priorities(ids: Sequence[bytes | None], times: Sequence[int] | np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """The sampling priority (uint64) of every row of a list of events, in order: event ``i`` has
+    request id ``ids[i]`` (UTF-8 bytes, or None), time ``times[i]`` (epoch ms) and ``sizes[i]``
+    rows. Row ``r`` of an event whose id hashes to ``h`` gets ``fmix(h + (r + 1) * 0x9E3779B97F4A7C15)``
+    (SplitMix64's sequence from ``h``), where ``h`` is :func:`_id_hashes` of the id, or, without
+    an id, ``fmix(time ^ seed)``.
+
+    Deterministic (a replay picks the same rows) and uniform whatever the ids look like
+    (sequential ids included: every bit of the id changes about half the bits of the priority);
+    vectorised: no Python work per row."""
+    n = len(ids)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    h = np.empty(n, dtype=np.uint64)
+    has_id = np.fromiter((k is not None for k in ids), bool, n)
+    if not has_id.all():
+        h[~has_id] = _fmix(np.asarray(times, dtype=np.int64)[~has_id].astype(np.uint64) ^ _SEED_TIME)
+    if has_id.any():
+        h[has_id] = _id_hashes([k for k in ids if k is not None] if not has_id.all() else list(ids))
+    total = int(sizes.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.uint64)
+    first = np.cumsum(sizes) - sizes
+    within = np.arange(total, dtype=np.int64) - np.repeat(first, sizes)
+    return _fmix(np.repeat(h, sizes) + (within + 1).astype(np.uint64) * _GOLDEN)
+
+
+def _priorities(events: Sequence[Event], sizes: Sequence[int]) -> np.ndarray:
+    """:func:`row_priorities` of ``events`` (``sizes``: their numbers of rows)."""
+    return row_priorities([None if ev.request_id is None else str(ev.request_id).encode() for ev in events],
+                          [ev.timestamp_ms for ev in events], sizes)
 
 
 class Sample:

@@ -18,7 +18,7 @@ from udfs.catalog import EndpointCatalog
 from udfs.events import Columns, DeadLetter, Event
 from udfs.events import decode as _decode
 from udfs.reference import feature_stats
-from udfs.window import LATENCY_EDGES, WindowAggregate, aggregate_batch, count_rows
+from udfs.window import LATENCY_EDGES, WindowAggregate, aggregate_batch, count_rows, row_priorities
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a window start
@@ -407,21 +407,46 @@ def test_sample_of_batch_rows_is_uniform_over_rows():
     assert 0.001 < chisquare(np.histogram(picked, bins=10, range=(0, 20_000))[0]).pvalue < 0.999
 
 
-def test_sample_priorities_are_blake2b_of_request_id_and_row():
-    """The sample keeps the rows of lowest priority, a row's priority being the first 8 bytes
-    (little-endian) of BLAKE2b over "<request id or time>:<row number>": stable across versions
-    and restarts, so state written before an upgrade merges with what comes after."""
-    import hashlib
+def _reference_priority(request_id: str | None, time_ms: int, row: int) -> int:
+    """The documented formula of ``row_priorities``, one row at a time on Python integers."""
+    mask = (1 << 64) - 1
 
-    events = [Event("e", T0 + 7, "req-1", ({"x": 1.0}, {"x": 2.0}), False, None, "native"),
-              Event("e", T0 + 9, None, ({"x": 3.0},), False, None, "native")]
+    def fmix(h):
+        h ^= h >> 33
+        h = (h * 0xFF51AFD7ED558CCD) & mask
+        h ^= h >> 33
+        h = (h * 0xC4CEB9FE1A85EC53) & mask
+        return h ^ (h >> 33)
+
+    if request_id is None:
+        h = fmix(time_ms ^ 0x5D5D710000000002)
+    else:
+        key = request_id.encode()
+        h = fmix(len(key) ^ 0x5D5D1D0000000001)
+        key += b"\0" * (-len(key) % 8)
+        for i in range(0, len(key), 8):
+            h = fmix(h ^ int.from_bytes(key[i:i + 8], "little"))
+    return fmix((h + (row + 1) * 0x9E3779B97F4A7C15) & mask)
+
+
+def test_sample_priorities_follow_the_documented_formula():
+    """The sample keeps the rows of lowest priority; a row's priority is a 64-bit hash of the
+    request id (or, without one, the time) and the row number: stable across versions and
+    restarts. Ids of every length (the long ones are hashed apart from the batch's matrix) give the
+    same priority whatever else is in the batch."""
+    ids = ["req-1", None, "", "12345678", "123456789", "é" * 32, "x" * 64, "y" * 65, "z" * 300, "req-1\0"]
+    events = [Event("e", T0 + 7 + i, rid, tuple({"x": float(10 * i + r)} for r in range(1 + i % 3)), False, None,
+                    "native") for i, rid in enumerate(ids)]
+    expected = {_reference_priority(ev.request_id, ev.timestamp_ms, r): row["x"]
+                for ev in events for r, row in enumerate(ev.rows)}
+    assert len(expected) == sum(len(ev.rows) for ev in events)  # no two rows alike
     agg = WindowAggregate()
-    agg.add_events(events, None, sample_size=10)
-    keys = ["req-1:0", "req-1:1", f"{T0 + 9}:0"]
-    expected = {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little"): x
-                for k, x in zip(keys, (1.0, 2.0, 3.0))}
+    agg.add_events(events, None, sample_size=100)
     assert sorted(agg.sample.priorities.tolist()) == sorted(expected)
     assert [r["x"] for r in agg.sample.rows] == [expected[p] for p in agg.sample.priorities.tolist()]
+    alone = [int(p) for ev in events for p in row_priorities(
+        [None if ev.request_id is None else ev.request_id.encode()], [ev.timestamp_ms], [len(ev.rows)])]
+    assert sorted(alone) == sorted(expected)
 
 
 def test_sample_smaller_than_k_keeps_every_row():
