@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from udfs.catalog import EndpointCatalog
-from udfs.columnar import ColumnarReader
+from udfs.columnar import ColumnarReader, _candidate, _candidates
+from udfs.events import MAX_EVENT_BYTES
 from udfs.reference import feature_stats
 from udfs.window import aggregate_records
 
@@ -191,6 +192,24 @@ def test_random_batches_count_the_same_read_column_wise_or_record_by_record():
         assert columnar.timestamps.tolist() == plain.timestamps.tolist()
         np.testing.assert_array_equal(columnar.latency_us, plain.latency_us)
     assert read > 80 and fell_back > 10  # both ways were taken
+
+
+def test_the_whole_batch_test_of_candidates_agrees_with_the_per_record_one():
+    """Which records the reader takes is decided on the joined batch; a record with a newline or a
+    carriage return inside, one that is not an object, empty, too large or too deeply nested is
+    left out exactly as the per-record test leaves it out."""
+    rng = random.Random(5)
+    specials = [b"", b"{", b"}", b"{}", b" {}", b"{} ", b'{"a":\r1}', b'{"a":\n1}', b"\n", b"\r",
+                b'{"x":"' + b"y" * (MAX_EVENT_BYTES - 7) + b'"}', b'{"x":"' + b"y" * (MAX_EVENT_BYTES - 8) + b'"}',
+                b'{"x":' + b"[" * 499 + b"]" * 499 + b"}", b'{"x":' + b"[" * 500 + b"]" * 500 + b"}"]
+    for seed in range(200):
+        payloads = _batch(rng, seed)
+        for _ in range(rng.choice([0, 0, 1, 3])):
+            payloads.insert(rng.randrange(len(payloads) + 1), rng.choice(specials))
+        index, joined = _candidates(payloads)
+        expected = [i for i, p in enumerate(payloads) if _candidate(p)]
+        assert index.tolist() == expected
+        assert joined == b"\n".join(payloads[i] for i in expected)
 
 
 def test_a_clean_batch_is_read_column_wise_and_gives_the_same_bytes():
