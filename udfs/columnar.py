@@ -131,9 +131,11 @@ class ColumnarReader:
         if self.rest:
             self.rest -= 1
             return None
-        if not all(type(p) is bytes for p in payloads):
+        clean = all(type(p) is bytes for p in payloads)
+        if not clean:
             payloads = [_as_bytes(p) for p in payloads]
-        if all(type(p) is bytes for p in payloads):
+            clean = all(p is not None for p in payloads)
+        if clean:
             index, data = _candidates(payloads)
         else:
             index = np.asarray([i for i, p in enumerate(payloads) if _candidate(p)], dtype=np.int64)

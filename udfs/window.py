@@ -689,8 +689,11 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
         partials.extend(part.partials)
         timestamps[part.index] = part.timestamps
         latency[part.index] = part.latency_us
-        for i, endpoint_id, request_id in zip(part.index.tolist(), part.endpoint_ids, part.request_ids):
-            endpoint_ids[i], request_ids[i], errors[i] = endpoint_id, request_id, False
+        if part.index.size == n:  # the whole batch, in order
+            endpoint_ids, request_ids, errors = list(part.endpoint_ids), list(part.request_ids), [False] * n
+        else:
+            for i, endpoint_id, request_id in zip(part.index.tolist(), part.endpoint_ids, part.request_ids):
+                endpoint_ids[i], request_ids[i], errors[i] = endpoint_id, request_id, False
         left = np.ones(n, dtype=bool)
         left[part.index] = False
         rest = np.flatnonzero(left).tolist()
