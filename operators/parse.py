@@ -13,6 +13,7 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
+from connectors.raw_rows import hour_partitions
 from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
 from udfs.window import aggregate_records
@@ -28,6 +29,7 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("latency_us", DataTypes.DOUBLE()),
     DataTypes.FIELD("error", DataTypes.BOOLEAN()),
     DataTypes.FIELD("body", DataTypes.BYTES()),
+    DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
 ])
 
 
@@ -75,4 +77,4 @@ class ParseRecords(ScalarFunction):
         return pd.DataFrame({
             "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": ts - ts % self.window_ms,
             "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
-            "error": batch.errors, "body": body})
+            "error": batch.errors, "body": body, "hour": hour_partitions(ts)})
