@@ -38,7 +38,7 @@ class JobOptions:
     parallelism: int = 1
     checkpoint_interval_ms: int = 10_000
     bounded: bool = False  # stop at the end of what the source holds now (demo, tests, benchmarks)
-    arrow_batch_size: int = 10_000
+    arrow_batch_size: int = 20_000  # records per batch handed to Python (and per bundle)
     bundle_time_ms: int = 1_000
     state_backend: str = "hashmap"  # or "rocksdb" for large state
     checkpoint_dir: str | None = None  # default: <data_dir>/checkpoints
@@ -246,7 +246,8 @@ def add_job_flags(parser) -> None:
     parser.add_argument("--checkpoint-interval-seconds", type=float, default=10.0)
     parser.add_argument("--checkpoint-dir", default=None, help="e.g. file:///var/lib/streamdrift/checkpoints")
     parser.add_argument("--state-backend", choices=["hashmap", "rocksdb"], default="hashmap")
-    parser.add_argument("--arrow-batch-size", type=int, default=10_000)
+    parser.add_argument("--arrow-batch-size", type=int, default=20_000,
+                        help="records per batch handed to the parse function (default 20,000)")
     parser.add_argument("--print", dest="print_summaries", action="store_true",
                         help="print one summary line per written window")
 
