@@ -50,14 +50,32 @@ def _transient(exc: BaseException) -> bool:
 
     if isinstance(exc, StoreError):
         return exc.original is not None and is_transient(exc.original)
-    return isinstance(exc, TSDBError) or is_transient(exc)
+    if isinstance(exc, TSDBError):
+        return getattr(exc, "transient", True)
+    return is_transient(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """The error's own message (a store's message included), passwords masked, at most 1,000 characters."""
+    from connectors.settings import mask_password
+
+    text = mask_password(f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= 1000 else text[:997] + "..."
+
+
+class WindowNotWritten(RuntimeError):
+    """A store refused a window for good (not an outage: retrying cannot help); the message is the store's."""
 
 
 class StoreWriter:
     """Writes a window's records: results, metrics, predictions and errors to the TSDB; latest
     results and metrics and the endpoint's window counters to the SQL store. Every write is an
-    idempotent upsert keyed by the window, so a replay or a correction leaves one row. A store
-    that is down is retried with exponential backoff (the job waits: nothing is dropped)."""
+    idempotent upsert keyed by the window, so a replay or a correction leaves one row.
+
+    A store that is down or busy is retried with exponential backoff for as long as it takes (the
+    job waits: nothing is dropped). Any other error is permanent for that window: :meth:`write`
+    raises :class:`WindowNotWritten` with the store's message, and the caller sets the window aside
+    (a dead letter that ``streamdrift dead-letters replay`` writes once the cause is fixed)."""
 
     def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0):
         from connectors.sql_store import SqlStore
@@ -66,13 +84,13 @@ class StoreWriter:
         self.tsdb = open_tsdb(tsdb_url)
         self.store = SqlStore(store_url)
         self.max_backoff_s = max_backoff_s
+        self.retries = 0
         self._retry(self.tsdb.create_schema)
         self._retry(self.store.create_schema)
 
     def _retry(self, fn, *args):
         """Call ``fn(*args)``; while a store is unreachable, wait (0.5 s doubling up to
-        ``max_backoff_s``) and call again. Other errors are raised: the job fails and Flink
-        restarts it from its last checkpoint, which rewrites the same rows."""
+        ``max_backoff_s``) and call again. Other errors are raised."""
         delay = 0.5
         while True:
             try:
@@ -80,18 +98,31 @@ class StoreWriter:
             except Exception as exc:
                 if not _transient(exc):
                     raise
-                log.warning("store write failed (%s), retrying in %.1f s", type(exc).__name__, delay)
+                self.retries += 1
+                log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
     def write(self, out: WindowOutput) -> None:
-        if out.revision < 0:  # rows later than the allowed lateness: only counted
-            self._retry(self.store.add_late_rows, out.endpoint_id, out.end_ms, out.late_rows)
-            return
-        # one transaction per store (where the store has them)
-        predictions = [out.prediction] if out.prediction is not None else []
-        self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions)
-        self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction)
+        """Write the window's records; :class:`WindowNotWritten` when a store refuses them for good."""
+        try:
+            if out.revision < 0:  # rows later than the allowed lateness: only counted
+                self._retry(self.store.add_late_rows, out.endpoint_id, out.end_ms, out.late_rows)
+                return
+            # one transaction per store (where the store has them)
+            predictions = [out.prediction] if out.prediction is not None else []
+            self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions)
+            self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction)
+        except Exception as exc:  # permanent: transient errors were retried above
+            raise WindowNotWritten(describe(exc)) from exc
+
+    def record_problem(self, out: WindowOutput, kind: str, message: str) -> None:
+        """Show the problem on the endpoint's record (best effort: the SQL store may be what failed)."""
+        try:
+            self.store.record_problem(out.project, out.endpoint_id, kind, message)
+        except Exception as exc:  # noqa: BLE001 - the dead letter already holds the window
+            log.warning("could not record the problem of endpoint %s in the SQL store: %s", out.endpoint_id,
+                        describe(exc))
 
     def close(self) -> None:
         for part in (self.tsdb, self.store):

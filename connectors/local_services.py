@@ -334,7 +334,10 @@ class Flink:
         # the cluster runs Python functions: PyFlink ships flink-python in opt/, the cluster needs it in lib/
         shutil.rmtree(self.lib, ignore_errors=True)
         self.lib.mkdir(parents=True)
-        for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python*.jar")]:
+        # and the connector jars (Kafka, Parquet): loaded once by Flink's own class loader, not again by
+        # each job's (a job's class loader is made anew at every restart: its classes filled metaspace)
+        for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python*.jar"),
+                    *(jars_dir() / "flink").glob("*.jar")]:
             (self.lib / jar.name).symlink_to(jar)
         local = {
             "rest.port": self.port,
@@ -345,7 +348,6 @@ class Flink:
             "env.log.dir": str(self.log_dir),
             "io.tmp.dirs": str(self.home / "tmp"),
             "state.checkpoints.dir": (self.home / "checkpoints").as_uri(),
-            "pipeline.jars": ";".join(p.as_uri() for p in sorted((jars_dir() / "flink").glob("*.jar"))),
         }
         (self.home / "tmp").mkdir(exist_ok=True)
         lines = [(template / "config.yaml").read_text().rstrip(), "", "# written by streamdrift services"]

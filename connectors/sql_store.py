@@ -333,6 +333,17 @@ def build_tables(metadata: sa.MetaData, collation: str | None = None) -> dict[st
         sa.Index("ix_alert_activations_project_alert", "project", "alert_name", "activated_at"),
         **mysql_kw,
     )
+    t["endpoint_problems"] = sa.Table(
+        "endpoint_problems", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        sa.Column("kind", sa.String(64), primary_key=True),
+        _id_column("project", nullable=False),
+        sa.Column("message", LongText, nullable=False),
+        sa.Column("occurrences", sa.BigInteger, nullable=False),
+        sa.Column("first_seen", UTCDateTime, nullable=False),
+        sa.Column("last_seen", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
     return t
 
 
@@ -354,6 +365,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("endpoints", "endpoint_windows", "latest_results", "latest_metrics")),
     Migration(2, "monitoring applications registry", ("applications",)),
     Migration(3, "alert configurations and activations", ("alert_configs", "alert_activations")),
+    Migration(4, "the last problem of each kind per endpoint (a store that refused a window, ...)",
+              ("endpoint_problems",)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -851,7 +864,7 @@ class SqlStore:
         """
 
         def write(conn: sa.Connection) -> bool:
-            for name in ("latest_results", "latest_metrics", "endpoint_windows"):
+            for name in ("latest_results", "latest_metrics", "endpoint_windows", "endpoint_problems"):
                 t = self._t[name]
                 conn.execute(sa.delete(t).where(t.c.endpoint_id == endpoint_id))
             t = self._t["endpoints"]
@@ -990,6 +1003,42 @@ class SqlStore:
         }
         conn.execute(update, {"eid": endpoint_id, **totals})
         return totals
+
+    # ------------------------------------------------------------------ problems
+
+    def record_problem(self, project: str, endpoint_id: str, kind: str, message: str) -> None:
+        """Note that ``kind`` of problem happened to an endpoint (e.g. ``store-write-failed``):
+        its message and time replace the last ones, its occurrences grow by one."""
+        _check_id(project, "project")
+        _check_id(endpoint_id, "endpoint id")
+        t, now = self._t["endpoint_problems"], _now()
+        message = mask_password(str(message))[:4000]
+
+        def write(conn: sa.Connection) -> None:
+            done = conn.execute(sa.update(t).where(t.c.endpoint_id == endpoint_id, t.c.kind == kind)
+                                .values(message=message, last_seen=now, occurrences=t.c.occurrences + 1))
+            if done.rowcount == 0:
+                conn.execute(sa.insert(t).values(endpoint_id=endpoint_id, kind=kind, project=project,
+                                                 message=message, occurrences=1, first_seen=now, last_seen=now))
+
+        self._run(f"recording a problem of {endpoint_id!r}", write)
+
+    def problems(self, endpoint_id: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
+        """The problems recorded (:meth:`record_problem`), newest first: dicts of endpoint_id, kind,
+        project, message, occurrences, first_seen, last_seen."""
+        t = self._t["endpoint_problems"]
+        query = sa.select(t).order_by(t.c.last_seen.desc())
+        if endpoint_id is not None:
+            query = query.where(t.c.endpoint_id == endpoint_id)
+        if project is not None:
+            query = query.where(t.c.project == project)
+        return self._run("reading problems", lambda conn: [dict(r) for r in conn.execute(query).mappings()])
+
+    def clear_problem(self, endpoint_id: str, kind: str) -> bool:
+        """Forget a problem (fixed); True when there was one."""
+        t = self._t["endpoint_problems"]
+        return self._run(f"clearing a problem of {endpoint_id!r}", lambda conn: conn.execute(
+            sa.delete(t).where(t.c.endpoint_id == endpoint_id, t.c.kind == kind)).rowcount > 0)
 
     def window_counters(self, endpoint_id: str) -> list[dict[str, Any]]:
         """The stored counters of each window of an endpoint, oldest first."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from connectors import local_services
-from connectors.settings import SPECS, SettingsError, load_settings
+from connectors.settings import ENV_PREFIX, SPECS, SettingsError, load_settings
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     print(f"streamdrift: running the monitoring job with {json.dumps(settings.masked())}", file=sys.stderr)
-    monitoring_job.run(settings, monitoring_job.options_from_args(args), args.print_summaries)
+    try:
+        monitoring_job.run(settings, monitoring_job.options_from_args(args), args.print_summaries)
+    except Exception as exc:  # noqa: BLE001 - the job failed for good: say why in one line
+        print(f"streamdrift: the monitoring job failed: {monitoring_job.failure_reason(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -89,11 +93,35 @@ def submit_command(args: argparse.Namespace, job_argv: list[str]) -> list[str]:
     return cmd + job_argv
 
 
+def _settings_file(settings) -> str:
+    """The settings in a YAML file only its owner can read (0600), for the job's entry point: no
+    password in a process's arguments, in Flink's client log or in the environment it inherits."""
+    import dataclasses
+    import os
+    import tempfile
+
+    import yaml
+
+    folder = local_services.run_dir() / "submit"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="settings-", suffix=".yaml", dir=folder)
+    with os.fdopen(fd, "w") as f:  # mkstemp creates the file with mode 0600
+        yaml.safe_dump(dataclasses.asdict(settings), f)
+    return path
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
-    _settings(args)  # fail here, before anything is shipped, on a bad setting
+    import os
+
+    settings = _settings(args)  # fail here, before anything is shipped, on a bad setting
+    path = _settings_file(settings)
     cluster = local_services.Flink()
-    env = cluster.env() if (cluster.conf / "config.yaml").exists() else None
-    return subprocess.call(submit_command(args, args.job_argv), env=env)
+    env = cluster.env() if (cluster.conf / "config.yaml").exists() else dict(os.environ)
+    env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)}  # resolved into the file
+    try:
+        return subprocess.call(submit_command(args, ["--config", path, *args.job_argv]), env=env)
+    finally:
+        os.unlink(path)  # the job's entry point read it before the job was submitted
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -149,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints_cli.register(sub)
     apps_cli.register(sub)
 
-    from jobs import alerts_cli
+    from jobs import alerts_cli, dead_letters_cli
 
     alerts_cli.register(sub)
+    dead_letters_cli.register(sub)
     return parser
 
 
@@ -159,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "submit":
-        args.job_argv = rest
-        for name in SPECS:  # validate the job's settings before submitting
-            flag = "--" + name.replace("_", "-")
-            if flag in rest and rest.index(flag) + 1 < len(rest):
-                setattr(args, name, rest[rest.index(flag) + 1])
+        # the settings flags among the job's are read here (and shipped in a file, see cmd_submit)
+        settings_parser = argparse.ArgumentParser(add_help=False)
+        _add_settings_flags(settings_parser)
+        given, args.job_argv = settings_parser.parse_known_args(rest)
+        for name, value in vars(given).items():
+            setattr(args, name, value)
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -100,12 +100,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         endpoint = store.get_endpoint(args.endpoint_id)
+        problems = store.problems(args.endpoint_id) if endpoint is not None else []
     if endpoint is None:
         raise not_found(f"no model endpoint {args.endpoint_id!r}")
     if args.json:
-        print(json.dumps(endpoint.to_dict(with_stats=True), indent=2))
+        print(json.dumps({**endpoint.to_dict(with_stats=True),
+                          "problems": [{k: _time(v) if k in ("first_seen", "last_seen") else v for k, v in p.items()}
+                                       for p in problems]}, indent=2))
         return 0
     _print_endpoint(endpoint)
+    for p in problems:
+        print(f"problem  {p['kind']} ({p['occurrences']}x, last {_time(p['last_seen'])}): {p['message']}")
     print()
     print(format_table(["COLUMN", "ROLE", "TYPE", "COUNT", "NULLS", "MEAN / TOP", "MIN", "MAX"],
                        feature_rows(endpoint)))

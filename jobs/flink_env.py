@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from connectors.local_services import jars_dir
 
@@ -14,6 +15,18 @@ def flink_jar_uris() -> list[str]:
     if not jars:
         raise RuntimeError(f"no Flink connector jars in {jars_dir() / 'flink'}: run `make jars` first")
     return [jar.as_uri() for jar in jars]
+
+
+def connectors_in_flink_lib() -> bool:
+    """True when the Flink distribution this process submits with (``flink run``: ``FLINK_LIB_DIR``)
+    holds the connector jars: its cluster then has them in Flink's own class loader (the local
+    standalone cluster does, see ``connectors.local_services``), and the job does not ship them
+    again (a job's own copies are loaded anew at every restart)."""
+    lib = os.environ.get("FLINK_LIB_DIR")
+    if not lib:
+        return False
+    names = {path.name for path in Path(lib).glob("*.jar")}
+    return bool(names) and all(uri.rsplit("/", 1)[-1] in names for uri in flink_jar_uris())
 
 
 def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, extra: dict | None = None):
@@ -29,7 +42,8 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     use_job_jvm_options()
 
     config = Configuration()
-    config.set_string("pipeline.jars", ";".join(flink_jar_uris()))
+    if not connectors_in_flink_lib():
+        config.set_string("pipeline.jars", ";".join(flink_jar_uris()))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     for key, value in (extra or {}).items():

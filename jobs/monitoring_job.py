@@ -38,12 +38,18 @@ class JobOptions:
     parallelism: int = 1
     checkpoint_interval_ms: int = 10_000
     bounded: bool = False  # stop at the end of what the source holds now (demo, tests, benchmarks)
-    arrow_batch_size: int = 20_000  # records per batch handed to Python (and per bundle)
+    arrow_batch_size: int = 20_000  # records per batch handed to Python (and per bundle), at most
+    batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
     bundle_time_ms: int = 1_000
     state_backend: str = "hashmap"  # or "rocksdb" for large state
     checkpoint_dir: str | None = None  # default: <data_dir>/checkpoints
     group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
     endpoint_refresh_seconds: float = 30.0
+    restart_max_failures: int = 10  # restarts allowed within restart_interval_s before the job fails
+    restart_interval_s: int = 600
+    restart_delay_s: int = 10
+    max_clock_skew_ms: int = 300_000  # an event further ahead of the job's clock is a dead letter
+    max_event_age_ms: int = 36_500 * 86_400_000  # an older event is a dead letter (the TSDB would refuse it)
 
 
 def _window_ms(settings: Settings, options: JobOptions) -> int:
@@ -60,19 +66,28 @@ class JobGraph:
 def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     """The job graph on a new environment."""
     from pyflink.common import Types
-    from pyflink.table import DataTypes, Schema, StreamTableEnvironment
-    from pyflink.table.expressions import col
+    from pyflink.table import Schema, StreamTableEnvironment
+    from pyflink.table.expressions import call_sql, col
     from pyflink.table.udf import udf
 
+    from udfs.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES
+
     from jobs.flink_env import stream_env
-    from operators.monitor import SUMMARY_TYPE, RunApplications, WriteOutputs
-    from operators.parse import DEAD, RECORD, RESULT_TYPE, ParseRecords
+    from operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
+    from operators.parse import DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
     from operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
     from operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
     window_ms = _window_ms(settings, options)
     lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
-    extra = {"state.backend.type": options.state_backend, "restart-strategy.type": "exponential-delay",
+    extra = {"state.backend.type": options.state_backend,
+             # bounded: a fault that comes back at every restart ends as a FAILED job with its
+             # reason, not as endless restarts; an outage of the broker or a store never restarts
+             # the job (the source reconnects, the writer waits), so it does not count here
+             "restart-strategy.type": "failure-rate",
+             "restart-strategy.failure-rate.max-failures-per-interval": str(options.restart_max_failures),
+             "restart-strategy.failure-rate.failure-rate-interval": f"{options.restart_interval_s} s",
+             "restart-strategy.failure-rate.delay": f"{options.restart_delay_s} s",
              # records are not copied between chained JVM operators (the Table runtime's operators
              # do not keep references to their input; the Python ones get serialised bytes)
              "pipeline.object-reuse": "true",
@@ -93,18 +108,36 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     t_env.execute_sql(_source_ddl(settings, options))
 
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
-    parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds),
+    parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds,
+                             options.max_clock_skew_ms, options.max_event_age_ms),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
-    # the payload is forwarded by the JVM beside the function's result (one trip to Python)
-    parsed = (t_env.from_path("inference_events").select(col("payload"), parse(col("payload")).alias("r"))
-              .select(col("payload"), *[col("r").get(name).alias(name) for name in fields]))
+    # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
+    source = _through_stream(t_env, t_env.sql_query(
+        "SELECT payload, CHAR_LENGTH(DECODE(payload, 'ISO-8859-1')) AS size FROM inference_events"))
+    # records are parsed in tiers by size, each with its own number of records per Arrow batch, so a
+    # batch handed to Python is bounded in bytes as well as in records; a record over the size limit
+    # (a dead letter) crosses to Python as its first bytes only
+    head = (f"CASE WHEN size > {MAX_EVENT_BYTES} THEN ENCODE(SUBSTRING(DECODE(payload, 'ISO-8859-1') "
+            f"FROM 1 FOR {DEAD_LETTER_PAYLOAD_BYTES}), 'ISO-8859-1') ELSE payload END")
+    tiers = []
+    for low, high, batch in parse_tiers(options.arrow_batch_size, options.batch_bytes):
+        conf.set("python.fn-execution.arrow.batch.size", str(batch))
+        conf.set("python.fn-execution.bundle.size", str(batch))
+        where = f"size > {low}" + ("" if high is None else f" AND size <= {high}")
+        tier = (source.where(call_sql(where)).select(call_sql(head).alias("payload"), col("size"))
+                # the payload is forwarded by the JVM beside the function's result (one trip to Python)
+                .select(col("payload"), parse(col("payload"), col("size")).alias("r"))
+                .select(col("payload"), *[col("r").get(name).alias(name) for name in fields]))
+        tiers.append(_internal_stream(t_env, tier))  # translated now: with this tier's batch size
+    conf.set("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
+    conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
     # event time and watermarks on every record, in the JVM; both branches below see the same ones
     watermarked = (Schema.new_builder()
                    .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_ms, 3)")
                    .watermark("rowtime", f"rowtime - INTERVAL '{options.max_disorder_ms / 1000:.3f}' SECOND")
                    .build())
-    events = _with_schema(t_env, parsed, watermarked)
+    events = _from_internal_stream(t_env, _union(tiers), watermarked)
     t_env.create_temporary_view("parsed_events", events)
 
     # raw rows → Parquet: JVM only
@@ -122,32 +155,59 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     keyed = _keyed_by_first_field(records, WINDOW_INPUT_TYPE)
     windows = (keyed.process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
                              output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
-    dead_letters = windows.get_side_output(DEAD_LETTERS)
-    _dead_letter_sink(dead_letters, settings)
-
     load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
     outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
-    summaries = (outputs.map(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
-                                                            settings.endpoint_store_connection)),
-                             output_type=SUMMARY_TYPE).name("writer"))
+    summaries = (outputs.process(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
+                                                                settings.endpoint_store_connection)),
+                                 output_type=SUMMARY_TYPE).name("writer"))
+    # records that cannot be monitored and windows a store refused for good: one dead-letter stream
+    dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
+    _dead_letter_sink(dead_letters, settings)
     _attach_alerts(outputs, settings)
     return JobGraph(env, summaries, dead_letters)
 
 
-def _with_schema(t_env, table, schema):
-    """``table`` with the computed columns and watermark of ``schema`` (its physical columns are
-    the table's). SQL puts watermarks only on a source, so the table passes through a DataStream
-    and back. The DataStream holds Flink's internal rows: ``to_data_stream``/``from_data_stream``
-    would convert every field of every record to a Java object and back (strings decoded, then
-    encoded again when copied or written: with that, ~15 % of the reading thread in a JFR profile)."""
+def _internal_stream(t_env, table):
+    """``table`` as a Java DataStream of Flink's internal rows, translated now (with the table
+    configuration of this moment). ``to_data_stream`` would convert every field of every record to
+    a Java object and back (strings decoded, then encoded again: ~15 % of the reading thread in a
+    JFR profile)."""
     from pyflink.java_gateway import get_gateway
-    from pyflink.table import Table
 
     row_data = get_gateway().jvm.org.apache.flink.table.data.RowData._java_lang_class
     internal = table._j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data)
+    return t_env._j_tenv.toDataStream(table._j_table, internal)
+
+
+def _from_internal_stream(t_env, j_stream, schema=None):
+    """The table of a Java DataStream of internal rows (:func:`_internal_stream`), with the
+    computed columns and watermark of ``schema`` when given (its physical columns are the
+    stream's). SQL puts watermarks only on a source: this is how a table gets them later."""
+    from pyflink.table import Table
+
     j_tenv = t_env._j_tenv
-    return Table(j_tenv.fromDataStream(j_tenv.toDataStream(table._j_table, internal), schema._j_schema), t_env)
+    return Table(j_tenv.fromDataStream(j_stream) if schema is None else j_tenv.fromDataStream(j_stream, schema._j_schema),
+                 t_env)
+
+
+def _union(j_streams: list):
+    """The union of Java DataStreams (Java's varargs ``union`` takes an array)."""
+    from pyflink.java_gateway import get_gateway
+
+    if len(j_streams) == 1:
+        return j_streams[0]
+    gateway = get_gateway()
+    others = gateway.new_array(gateway.jvm.org.apache.flink.streaming.api.datastream.DataStream, len(j_streams) - 1)
+    for i, stream in enumerate(j_streams[1:]):
+        others[i] = stream
+    return j_streams[0].union(others)
+
+
+def _through_stream(t_env, table):
+    """``table`` through a DataStream and back: the tables made from it share its one source
+    (every table translated on its own from a source table would read that source again)."""
+    return _from_internal_stream(t_env, _internal_stream(t_env, table))
 
 
 def _keyed_by_first_field(stream, value_type):
@@ -211,11 +271,16 @@ def _dead_letter_sink(stream, settings: Settings) -> None:
         from pyflink.datastream.connectors.base import DeliveryGuarantee
         from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+        # exactly once: written in Kafka transactions committed with each checkpoint (a replay after
+        # a restart writes no second copy for consumers that read committed records only)
         sink = (KafkaSink.builder()
                 .set_bootstrap_servers(kafka_bootstrap(settings.stream_path))
                 .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(topic)
                                        .set_value_serialization_schema(SimpleStringSchema()).build())
-                .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+                .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                .set_transactional_id_prefix(f"streamdrift-{settings.project}-dead-letters")
+                # within the broker's transaction.max.timeout.ms (15 min by default)
+                .set_property("transaction.timeout.ms", "600000")
                 .build())
         stream.sink_to(sink).name("dead-letters")
     else:
@@ -248,6 +313,13 @@ def add_job_flags(parser) -> None:
     parser.add_argument("--state-backend", choices=["hashmap", "rocksdb"], default="hashmap")
     parser.add_argument("--arrow-batch-size", type=int, default=20_000,
                         help="records per batch handed to the parse function (default 20,000)")
+    parser.add_argument("--max-clock-skew-seconds", type=float, default=300.0,
+                        help="an event further ahead of the job's clock is a dead letter (default 300)")
+    parser.add_argument("--max-event-age-days", type=float, default=36_500.0,
+                        help="an older event is a dead letter (default 36,500; keep it within the TSDB's KEEP)")
+    parser.add_argument("--restart-max-failures", type=int, default=10,
+                        help="failures within 10 minutes after which the job stops as FAILED (default 10)")
+    parser.add_argument("--restart-delay-seconds", type=int, default=10, help="wait before a restart (default 10)")
     parser.add_argument("--print", dest="print_summaries", action="store_true",
                         help="print one summary line per written window")
 
@@ -262,7 +334,26 @@ def options_from_args(args) -> JobOptions:
         sample_size=args.sample_size, parallelism=args.parallelism,
         checkpoint_interval_ms=ms(args.checkpoint_interval_seconds), bounded=args.bounded,
         arrow_batch_size=args.arrow_batch_size, state_backend=args.state_backend,
-        checkpoint_dir=args.checkpoint_dir)
+        checkpoint_dir=args.checkpoint_dir, max_clock_skew_ms=ms(args.max_clock_skew_seconds),
+        max_event_age_ms=int(args.max_event_age_days * 86_400_000), restart_max_failures=args.restart_max_failures,
+        restart_delay_s=args.restart_delay_seconds)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The root cause of a failed job, in one line (passwords masked): the innermost Java
+    exception of a Py4J error, else the exception itself."""
+    from connectors.settings import mask_password
+
+    java = getattr(exc, "java_exception", None)
+    text = f"{type(exc).__name__}: {exc}"
+    if java is not None:
+        chain = [java]
+        while chain[-1].getCause() is not None and len(chain) < 50:
+            chain.append(chain[-1].getCause())
+        text = str(chain[-1].toString())
+        if any("Recovery is suppressed" in str(c.getMessage()) for c in chain):
+            text += " (the restart strategy gave up after repeated failures)"
+    return mask_password(text.splitlines()[0] if text else type(exc).__name__)[:2000]
 
 
 def run(settings: Settings, options: JobOptions, print_summaries: bool = False, job_name: str | None = None):

@@ -7,10 +7,11 @@ import logging
 import time
 
 from pyflink.common import Row, Types
-from pyflink.datastream.functions import MapFunction, RuntimeContext
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import MapFunction, ProcessFunction, RuntimeContext
 
 from udfs.catalog import EndpointCatalog
-from udfs.monitor import WindowOutput, monitor_window
+from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
 from udfs.window import WindowAggregate
 
 LATE = -1
@@ -38,6 +39,7 @@ class RunApplications(MapFunction):
         self.apps_loaded = time.monotonic()
         group = runtime_context.get_metrics_group()
         self.app_failures = group.counter("app_failures")
+        self.window_failures = group.counter("window_failures")
 
     def _applications(self) -> list:
         """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
@@ -52,18 +54,31 @@ class RunApplications(MapFunction):
 
     def map(self, value) -> WindowOutput:
         key, start, end, revision, body = value[0], value[1], value[2], value[3], value[4]
-        agg = WindowAggregate.from_bytes(body, self.catalog.layout_by_fingerprint)
-        if revision == LATE:
-            record = self.catalog.record(key) or {}
-            return WindowOutput(record.get("project") or self.project, key, start, end, LATE, agg.rows, None)
-        out = monitor_window(self.catalog.record(key), key, self.project, start, end, agg, self._applications(),
-                             revision)
+        record = None
+        try:
+            record = self.catalog.record(key)
+            agg = WindowAggregate.from_bytes(body, self.catalog.layout_by_fingerprint)
+            if revision == LATE:
+                return WindowOutput((record or {}).get("project") or self.project, key, start, end, LATE, agg.rows,
+                                    None)
+            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision)
+        except Exception as exc:  # noqa: BLE001 - one window's fault: an error record, the job goes on
+            log.exception("window %s/%s of endpoint %s failed", start, end, key)
+            self.window_failures.inc()
+            return window_failed((record or {}).get("project") or self.project, key, start, end, revision, exc)
         self.app_failures.inc(len(out.errors))
         return out
 
 
-class WriteOutputs(MapFunction):
-    """Writes a window's records to the stores (idempotently); returns a one-line summary row."""
+WRITE_FAILURES = OutputTag("write-failures", Types.STRING())
+"""Side output of :class:`WriteOutputs`: dead letters of windows a store refused for good."""
+
+
+class WriteOutputs(ProcessFunction):
+    """Writes a window's records to the stores (idempotently); returns a one-line summary row. A
+    window a store refuses for good (not an outage, which is waited out) goes to the side output
+    :data:`WRITE_FAILURES` as a dead letter with the store's message; the endpoint's record shows
+    the problem, and the job goes on."""
 
     def __init__(self, open_writer):
         self.open_writer = open_writer
@@ -72,12 +87,24 @@ class WriteOutputs(MapFunction):
         self.writer = self.open_writer()
         group = runtime_context.get_metrics_group()
         self.windows_written = group.counter("windows_written")
+        self.windows_refused = group.counter("windows_refused_by_store")
+        group.gauge("store_retries", lambda: self.writer.retries)
 
     def close(self):
         self.writer.close()
 
-    def map(self, out: WindowOutput) -> Row:
-        self.writer.write(out)
+    def process_element(self, out: WindowOutput, ctx):
+        from connectors.job_io import WindowNotWritten
+
+        try:
+            self.writer.write(out)
+        except WindowNotWritten as exc:
+            self.windows_refused.inc()
+            message = f"a store refused the window's records: {exc}"
+            log.error("endpoint %s window %s-%s: %s", out.endpoint_id, out.start_ms, out.end_ms, message)
+            self.writer.record_problem(out, "store-write-failed", message)
+            yield WRITE_FAILURES, window_dead_letter(out, message)
+            return
         self.windows_written.inc()
         drift = next((r for r in out.results if r.result_name == "general_drift"), None)
         top = ""
@@ -86,5 +113,5 @@ class WriteOutputs(MapFunction):
             worst = sorted(columns, key=lambda name: -columns[name]["drift"])[:3]
             top = json.dumps({name: round(columns[name]["drift"], 3) for name in worst})
         rows = out.prediction.count if out.prediction is not None else out.late_rows
-        return Row(out.endpoint_id, out.start_ms, out.end_ms, out.revision, rows,
+        yield Row(out.endpoint_id, out.start_ms, out.end_ms, out.revision, rows,
                    None if drift is None else drift.value, None if drift is None else drift.status, top)

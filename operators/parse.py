@@ -16,9 +16,30 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 from connectors.raw_rows import hour_partitions
 from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
-from udfs.window import aggregate_records
+from udfs.contract import TimeBounds
+from udfs.events import MAX_EVENT_BYTES
+from udfs.window import aggregate_isolated
 
 PARTIAL, RECORD, DEAD = "P", "R", "D"
+
+
+def parse_tiers(batch_records: int, batch_bytes: int, max_record_bytes: int = MAX_EVENT_BYTES):
+    """Tiers of record sizes for the parse stage, ``[(low, high, records per batch), ...]``: a record
+    of ``size`` bytes belongs to the tier with ``low < size <= high`` (``high`` None: no bound).
+
+    Records of at most ``batch_bytes / batch_records`` bytes go in batches of ``batch_records``;
+    larger ones in batches of ``batch_bytes / max_record_bytes`` (a record over
+    ``max_record_bytes`` is a dead letter and crosses to Python as its first bytes only). So a
+    batch handed to Python holds at most ``batch_bytes`` bytes of records, whatever their sizes.
+
+    >>> parse_tiers(20_000, 64 << 20)
+    [(-1, 3355, 20000), (3355, None, 64)]
+    """
+    small = batch_bytes // batch_records
+    large_batch = max(1, batch_bytes // max_record_bytes)
+    if small >= max_record_bytes or large_batch >= batch_records:
+        return [(-1, None, batch_records)]
+    return [(-1, small, batch_records), (small, None, large_batch)]
 
 RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
@@ -34,11 +55,14 @@ RESULT_TYPE = DataTypes.ROW([
 
 
 class ParseRecords(ScalarFunction):
-    def __init__(self, load_endpoints, window_ms: int, sample_size: int, refresh_seconds: float = 30.0):
+    def __init__(self, load_endpoints, window_ms: int, sample_size: int, refresh_seconds: float = 30.0,
+                 max_future_ms: int = 300_000, max_age_ms: int = 36_500 * 86_400_000):
         self.load_endpoints = load_endpoints
         self.window_ms = window_ms
         self.sample_size = sample_size
         self.refresh_seconds = refresh_seconds
+        self.max_future_ms = max_future_ms
+        self.max_age_ms = max_age_ms
 
     def open(self, function_context: FunctionContext):
         import gc
@@ -58,13 +82,18 @@ class ParseRecords(ScalarFunction):
         self.dead_letters = group.counter("dead_letters")
         self.partials = group.counter("partials")
 
-    def eval(self, payloads):
-        """``payloads``: the batch's ``payload`` column (a pandas Series of bytes)."""
+    def eval(self, payloads, sizes=None):
+        """``payloads``: the batch's ``payload`` column (a pandas Series of bytes); ``sizes``: each
+        record's size in bytes (a record over the limit comes as its first bytes only)."""
+        import time
+
         import pandas as pd
 
         values = payloads.tolist()
         n = len(values)
-        batch = aggregate_records(values, self.catalog, self.window_ms, self.sample_size, self.reader)
+        bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
+        batch = aggregate_isolated(values, self.catalog, self.window_ms, self.sample_size, self.reader, bounds,
+                                   None if sizes is None else sizes.to_numpy())
         kind, body = [RECORD] * n, [None] * n
         ts = batch.timestamps
         for p in batch.partials:

@@ -19,6 +19,9 @@ partials, not per partial.
 
 from __future__ import annotations
 
+import json
+import logging
+
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
@@ -29,6 +32,7 @@ from udfs.window import WindowAggregate
 
 LATE = -1
 COMPACT_EVERY = 16
+log = logging.getLogger("streamdrift.windows")
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 """Side output: the dead letters (their JSON) that come in beside the partials (flag ``dead``)."""
@@ -65,9 +69,18 @@ class EndpointWindows(KeyedProcessFunction):
         self.late_partials = group.counter("late_partials")
         self.corrections = group.counter("corrections")
         self.idle_closes = group.counter("idle_closes")
+        self.window_failures = group.counter("window_failures")
 
     def _agg(self, data: bytes) -> WindowAggregate:
-        return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint)
+        return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint, unknown_reference="drop")
+
+    def _failed(self, key: str, start: int, what: str, exc: Exception):
+        """One window's fault: its state is dropped and a dead letter says why (the job goes on)."""
+        log.exception("endpoint %s window %s: %s failed", key, start, what)
+        self.window_failures.inc()
+        self._forget(start)
+        return DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": key, "window_start_ms": start,
+                                         "reason": f"the window stage failed ({what}): {type(exc).__name__}: {exc}"})
 
     def _compact(self, start: int, extra: bytes | None = None) -> bytes:
         """Merge the window's aggregate, its pending partials and ``extra`` into one; store it."""
@@ -95,7 +108,13 @@ class EndpointWindows(KeyedProcessFunction):
         if len(value) > 4 and value[4]:
             yield DEAD_LETTERS, bytes(body).decode()
             return
-        flagged = len(value) > 3 and bool(value[3])  # late by the watermark where it was read
+        try:
+            yield from self._partial(key, start, body, len(value) > 3 and bool(value[3]), ctx)
+        except Exception as exc:  # noqa: BLE001
+            yield self._failed(key, start, "adding a partial", exc)
+
+    def _partial(self, key: str, start: int, body: bytes, flagged: bool, ctx):
+        """A partial of window ``start``; ``flagged``: late by the watermark where it was read."""
         end = start + self.window_ms
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
@@ -126,28 +145,38 @@ class EndpointWindows(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
-        timers = ctx.timer_service()
-        if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            for start in self._windows():
-                end = start + self.window_ms
-                if end - 1 + self.lateness <= timestamp:
-                    if self.revisions.get(start) is None:
-                        yield self._emit(key, start, 0, self._compact(start))
-                    self._forget(start)
-                elif end - 1 <= timestamp and self.revisions.get(start) is None:
-                    self.revisions.put(start, 0)
-                    yield self._emit(key, start, 0, self._compact(start))
-                    if self.lateness > 0:
-                        timers.register_event_time_timer(end - 1 + self.lateness)
-        else:  # processing time: close windows that went idle
-            for start in self._windows():
-                touched = self.touched.get(start)
-                if self.revisions.get(start) is None and touched is not None and touched + self.idle_ms <= timestamp:
-                    self.revisions.put(start, 0)
-                    self.idle_closes.inc()
-                    yield self._emit(key, start, 0, self._compact(start))
-                    if self.lateness > 0:
-                        timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
+        event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
+        for start in self._windows():
+            try:
+                out = self._on_timer(key, start, timestamp, event_time, ctx.timer_service())
+            except Exception as exc:  # noqa: BLE001
+                out = self._failed(key, start, "firing the window", exc)
+            if out is not None:
+                yield out
+
+    def _on_timer(self, key: str, start: int, timestamp: int, event_time: bool, timers):
+        """What a timer at ``timestamp`` does to window ``start``: its output row, or None."""
+        end = start + self.window_ms
+        if event_time:
+            if end - 1 + self.lateness <= timestamp:
+                out = self._emit(key, start, 0, self._compact(start)) if self.revisions.get(start) is None else None
+                self._forget(start)
+                return out
+            if end - 1 <= timestamp and self.revisions.get(start) is None:
+                self.revisions.put(start, 0)
+                if self.lateness > 0:
+                    timers.register_event_time_timer(end - 1 + self.lateness)
+                return self._emit(key, start, 0, self._compact(start))
+            return None
+        # processing time: close a window that went idle
+        touched = self.touched.get(start)
+        if self.revisions.get(start) is None and touched is not None and touched + self.idle_ms <= timestamp:
+            self.revisions.put(start, 0)
+            self.idle_closes.inc()
+            if self.lateness > 0:
+                timers.register_event_time_timer(end - 1 + self.lateness)
+            return self._emit(key, start, 0, self._compact(start))
+        return None
 
     def _forget(self, start: int) -> None:
         for i in range(self.n_pending.get(start) or 0):

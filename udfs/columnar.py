@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from udfs.contract import TimeBounds, endpoint_id_problem
 from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES
 from udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
@@ -126,8 +127,10 @@ class ColumnarReader:
             return table, inputs
         return None
 
-    def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int, sample_size: int) -> ColumnarPart | None:
-        """The partials of the records read here, or None when none were."""
+    def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int, sample_size: int,
+                  bounds: TimeBounds | None = None) -> ColumnarPart | None:
+        """The partials of the records read here, or None when none were. A record whose time is
+        outside ``bounds`` is left to the per-record path (which says why it is refused)."""
         if self.rest:
             self.rest -= 1
             return None
@@ -147,7 +150,7 @@ class ColumnarReader:
             return None
         self.read_batches += 1
         self.next_rest = 1
-        return _aggregate(index, *got, catalog, window_ms, sample_size)
+        return _aggregate(index, *got, catalog, window_ms, sample_size, bounds)
 
 
 def _null_mask(array) -> np.ndarray:
@@ -156,7 +159,8 @@ def _null_mask(array) -> np.ndarray:
     return pc.is_null(array).to_numpy(zero_copy_only=False)
 
 
-def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, sample_size: int) -> ColumnarPart:
+def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, sample_size: int,
+               bounds: TimeBounds | None) -> ColumnarPart:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -168,7 +172,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     width = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)  # last: a null id (never read here)
     with_output = np.zeros(width.size, dtype=bool)
     for j, endpoint_id in enumerate(encoded.dictionary.to_pylist()):
-        columns = catalog.columns(endpoint_id) if endpoint_id.strip() else None
+        columns = catalog.columns(endpoint_id) if endpoint_id_problem(endpoint_id) is None else None
         layout = catalog.layout(endpoint_id) if columns is not None and columns.features else None
         usable = columns is not None and bool(columns.features) and not (layout is not None and layout.categorical)
         names_of.append(columns.features if usable else ())
@@ -182,7 +186,8 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     ts_col = table.column("timestamp").chunk(0)
     ok &= ~_null_mask(ts_col)
     ts = pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    ok &= (ts >= _MIN_MS) & (ts <= _MAX_MS)
+    lo, hi = (_MIN_MS, _MAX_MS) if bounds is None else (max(_MIN_MS, bounds.oldest_ms), min(_MAX_MS, bounds.newest_ms))
+    ok &= (ts >= lo) & (ts <= hi)
     error = table.column("error").chunk(0)
     ok &= ~pc.fill_null(error, False).to_numpy(zero_copy_only=False).astype(bool)
     lat_col = table.column("latency_us").chunk(0)
@@ -233,7 +238,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
         _, first, group = np.unique(key, return_index=True, return_inverse=True)
         group = group.reshape(-1)
         by_group = np.argsort(group, kind="stable")  # records of each group together, in batch order
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(group))))
+        group_ends = np.concatenate(([0], np.cumsum(np.bincount(group))))
         # the sampling priority of every row as the per-record path makes it, rows in batch order
         counts_all = n_rows[good]
         ids_bytes = pc.cast(request_col, pa.binary()).to_numpy(zero_copy_only=False)
@@ -243,7 +248,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
         row_first = np.concatenate(([0], np.cumsum(n_rows)[:-1]))
         ids_list = encoded.dictionary.to_pylist()
         for g in np.argsort(first, kind="stable").tolist():
-            recs = good[by_group[bounds[g]:bounds[g + 1]]]
+            recs = good[by_group[group_ends[g]:group_ends[g + 1]]]
             j = int(codes[recs[0]])
             names = list(names_of[j])
             counts = n_rows[recs]

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
 from udfs.endpoint_id import endpoint_uid
 
 try:
@@ -125,8 +126,8 @@ class DeadLetter:
     size: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"reason": self.reason, "payload": self.payload, "truncated": self.truncated,
-                           "size_bytes": self.size})
+        return json.dumps({"kind": "record", "reason": self.reason, "payload": self.payload,
+                           "truncated": self.truncated, "size_bytes": self.size})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,10 +148,13 @@ class Columns:
 NO_COLUMNS = Columns()
 
 
-def dead_letter(payload: bytes | str, reason: str) -> DeadLetter:
+def dead_letter(payload: bytes | str, reason: str, size: int | None = None) -> DeadLetter:
+    """The dead letter of a record: its first :data:`DEAD_LETTER_PAYLOAD_BYTES` bytes and the
+    reason. ``size``: the record's size when ``payload`` is only its first bytes."""
     raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else bytes(payload)
     kept = raw[:DEAD_LETTER_PAYLOAD_BYTES]
-    return DeadLetter(kept.decode("utf-8", "replace"), reason, len(raw) > len(kept), len(raw))
+    size = len(raw) if size is None else size
+    return DeadLetter(kept.decode("utf-8", "replace"), reason, size > len(kept), size)
 
 
 # --------------------------------------------------------------------------- time
@@ -162,10 +166,14 @@ def _loads(payload: bytes | str) -> Any:
     gives the error message of a malformed record."""
     if _orjson is not None:
         try:
-            return _orjson.loads(payload)
+            return _orjson.loads(payload)  # valid Unicode only: it refuses lone surrogates
         except (_orjson.JSONDecodeError, TypeError):
             pass
-    return json.loads(payload)
+    obj = json.loads(payload)
+    problem = structure_problem(obj)
+    if problem is not None:
+        raise EventError(problem)
+    return obj
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
@@ -338,10 +346,15 @@ def _attach_outputs(rows: list[dict[str, Any]], outputs: Any, names: tuple[str, 
 # --------------------------------------------------------------------------- shapes
 
 
+def _check_endpoint_id(endpoint_id: Any) -> str:
+    problem = endpoint_id_problem(endpoint_id)
+    if problem is not None:
+        raise EventError(f"field 'endpoint_id' {problem}")
+    return endpoint_id
+
+
 def _native(obj: dict[str, Any], columns_of) -> Event:
-    endpoint_id = obj.get("endpoint_id")
-    if not isinstance(endpoint_id, str) or not endpoint_id.strip():
-        raise EventError("field 'endpoint_id' must be a non-empty string")
+    endpoint_id = _check_endpoint_id(obj.get("endpoint_id"))
     if "timestamp" not in obj:
         raise EventError("missing field 'timestamp' (ISO 8601 time or epoch milliseconds)")
     return _event(endpoint_id, parse_timestamp(obj["timestamp"]), obj.get("request_id"), obj.get("inputs"),
@@ -358,7 +371,7 @@ def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
     general path then decides, with its error messages."""
     endpoint_id, ts, inputs = obj.get("endpoint_id"), obj.get("timestamp"), obj.get("inputs")
     if (type(endpoint_id) is not str or type(ts) is not int or type(inputs) is not list or not inputs
-            or obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or not endpoint_id.strip()):
+            or obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or endpoint_id_problem(endpoint_id) is not None):
         return None
     latency = obj.get("latency_us")
     if latency is not None:
@@ -462,13 +475,18 @@ def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, 
 
 
 def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
-           max_bytes: int = MAX_EVENT_BYTES) -> Event | DeadLetter:
-    """One Kafka record → an :class:`Event`, or a :class:`DeadLetter` saying what is wrong."""
+           max_bytes: int = MAX_EVENT_BYTES, bounds: TimeBounds | None = None) -> Event | DeadLetter:
+    """One Kafka record → an :class:`Event`, or a :class:`DeadLetter` saying what is wrong.
+
+    ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`); None accepts any
+    time Python can represent."""
     size = len(payload.encode("utf-8", "replace")) if isinstance(payload, str) else len(payload)
     if size > max_bytes:
         return dead_letter(payload, f"record of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
         obj = _loads(payload)
+    except EventError as exc:
+        return dead_letter(payload, str(exc))
     except (ValueError, UnicodeDecodeError) as exc:
         return dead_letter(payload, f"malformed JSON: {exc}")
     except RecursionError:
@@ -477,11 +495,18 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
         return dead_letter(payload, f"an event must be a JSON object, got {type(obj).__name__}")
     try:
         if "endpoint_id" in obj:
-            return _fast_native(obj, columns_of) or _native(obj, columns_of)
-        if "function_uri" in obj or "model" in obj:
-            return _mlrun(obj, columns_of)
-        return dead_letter(payload, "unknown event format: neither 'endpoint_id' (native) nor "
-                                    "'function_uri' and 'model' (MLRun serving)")
+            event = _fast_native(obj, columns_of) or _native(obj, columns_of)
+        elif "function_uri" in obj or "model" in obj:
+            event = _mlrun(obj, columns_of)
+        else:
+            return dead_letter(payload, "unknown event format: neither 'endpoint_id' (native) nor "
+                                        "'function_uri' and 'model' (MLRun serving)")
+        if bounds is not None:
+            problem = bounds.problem(event.timestamp_ms)
+            if problem is not None:
+                field = "timestamp" if event.shape == "native" else "when"
+                return dead_letter(payload, f"field {field!r} {problem}")
+        return event
     except EventError as exc:
         return dead_letter(payload, str(exc))
     except RecursionError:

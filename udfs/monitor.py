@@ -33,7 +33,15 @@ from udfs.applications import (
     app_timeout,
     normalise_output,
 )
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord, utc_from_ms
+from udfs.records import (
+    ErrorRecord,
+    MetricRecord,
+    PredictionRecord,
+    ResultRecord,
+    record_from_json,
+    record_to_json,
+    utc_from_ms,
+)
 from udfs.window import Sample, WindowAggregate
 
 log = logging.getLogger("streamdrift.applications")
@@ -58,6 +66,39 @@ class WindowOutput:
     errors: tuple[ErrorRecord, ...] = ()
 
 
+def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
+    """``out`` as a JSON-ready dict (records by :func:`udfs.records.record_to_json`): what a dead
+    letter of the writer carries, so that the window can be written later as it would have been."""
+    data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+    data["prediction"] = None if out.prediction is None else record_to_json(out.prediction)
+    for name in ("results", "metrics", "errors"):
+        data[name] = [record_to_json(r) for r in getattr(out, name)]
+    return data
+
+
+def window_output_from_json(data: Mapping[str, Any]) -> WindowOutput:
+    """The :class:`WindowOutput` of :func:`window_output_to_json`."""
+    fields = dict(data)
+    fields["prediction"] = None if data.get("prediction") is None else record_from_json(data["prediction"])
+    for name in ("results", "metrics", "errors"):
+        fields[name] = tuple(record_from_json(r) for r in data.get(name) or ())
+    return WindowOutput(**{f.name: fields[f.name] for f in dataclasses.fields(WindowOutput) if f.name in fields})
+
+
+WINDOW_OUTPUT = "window-output"
+"""The ``kind`` of a dead letter that holds a window's records a store refused."""
+
+
+def window_dead_letter(out: WindowOutput, reason: str) -> str:
+    """The dead letter (JSON) of a window whose records a store refused for good: the reason, the
+    window, and everything it would have written (``streamdrift dead-letters replay`` writes it)."""
+    import json
+
+    return json.dumps({"kind": WINDOW_OUTPUT, "reason": reason, "endpoint_id": out.endpoint_id,
+                       "window_start_ms": out.start_ms, "window_end_ms": out.end_ms,
+                       "output": window_output_to_json(out)}, default=str)
+
+
 def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int, agg: WindowAggregate) -> PredictionRecord:
     return PredictionRecord(
         project=project, endpoint_id=endpoint_id, start_infer_time=utc_from_ms(start_ms),
@@ -67,6 +108,20 @@ def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int
         latency_p99_us=agg.latency_quantile(0.99),
         first_request=None if agg.first_ms is None else utc_from_ms(agg.first_ms),
         last_request=None if agg.last_ms is None else utc_from_ms(agg.last_ms))
+
+
+WINDOW_FAILED = "mm-window-failed"
+JOB_APPLICATION = "streamdrift"
+"""The application name of errors of the job itself (not of a monitoring application)."""
+
+
+def window_failed(project: str, endpoint_id: str, start_ms: int, end_ms: int, revision: int,
+                  exc: BaseException) -> WindowOutput:
+    """The output of a window whose processing raised: one ``mm-window-failed`` error record with
+    the exception, so the window is visible (and alertable) instead of stopping the job."""
+    message = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+    error = ErrorRecord(project, endpoint_id, JOB_APPLICATION, WINDOW_FAILED, message, utc_from_ms(end_ms))
+    return WindowOutput(project, endpoint_id, start_ms, end_ms, max(revision, 0), 0, None, errors=(error,))
 
 
 # --------------------------------------------------------------------------- isolation

@@ -108,3 +108,33 @@ class ErrorRecord:
     error_type: str
     message: str
     time: dt.datetime
+
+
+def record_to_json(record: Any) -> dict[str, Any]:
+    """A record (any dataclass of this module) as a JSON-ready dict: its fields, times as ISO 8601
+    strings, and ``"type"``, its class name (see :func:`record_from_json`)."""
+    out: dict[str, Any] = {"type": type(record).__name__}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return out
+
+
+def record_from_json(data: dict[str, Any]) -> Any:
+    """The record :func:`record_to_json` made ``data`` of; ValueError for an unknown type."""
+    import typing
+
+    cls = _RECORD_TYPES.get(data.get("type"))
+    if cls is None:
+        raise ValueError(f"not a record of streamdrift: type {data.get('type')!r}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        if value is not None and "datetime" in str(hints[f.name]):
+            value = dt.datetime.fromisoformat(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+_RECORD_TYPES = {cls.__name__: cls for cls in (ResultRecord, MetricRecord, PredictionRecord, ErrorRecord)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ LATENCY_EDGES = np.geomspace(1.0, 1e10, 601)
 """Latency bins in microseconds: 1 µs to ~3 h, 600 log-spaced bins (ratio 1.039 per bin)."""
 
 DEFAULT_SAMPLE_SIZE = 1000
+log = logging.getLogger("streamdrift.parse")
 _MAGIC = b"SDWA"
 _HEAD = struct.Struct("<4sI")  # magic, length of the JSON header
 
@@ -330,10 +332,12 @@ class WindowAggregate:
         return b"".join([_HEAD.pack(_MAGIC, len(head)), head, acc, lat, pri, sample])
 
     @classmethod
-    def from_bytes(cls, data: bytes, layouts=None) -> WindowAggregate:
+    def from_bytes(cls, data: bytes, layouts=None, unknown_reference: str = "raise") -> WindowAggregate:
         """Rebuild from :meth:`to_bytes`. ``layouts``: the endpoint's reference ``Layout``, a mapping
-        fingerprint → layout, or a callable fingerprint → layout (or None). Raises ValueError
-        when the state holds counts for a reference that is not given."""
+        fingerprint → layout, or a callable fingerprint → layout (or None). When the state holds
+        counts for a reference that is not given, raises ValueError, or with
+        ``unknown_reference="drop"`` leaves those counts out (the rows stay counted in ``rows``
+        and ``events``, as when the reference changes within a window)."""
         magic, n = _HEAD.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("not window aggregate state (bad magic bytes)")
@@ -355,9 +359,13 @@ class WindowAggregate:
                   sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), block=RowBlock.from_bytes(sample_b)))
         if acc_b:
             layout = _find_layout(acc_b[8:16], layouts)
-            if layout is None:
+            if layout is not None:
+                agg.accumulator = Accumulator.from_bytes(acc_b, layout)
+            elif unknown_reference == "raise":
                 raise ValueError("window state holds counts for a reference that is not known")
-            agg.accumulator = Accumulator.from_bytes(acc_b, layout)
+            else:
+                log.warning("window state holds bin counts for a reference no longer known: its rows are "
+                            "counted, their bins left out")
         return agg
 
 
@@ -662,8 +670,13 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
 
 
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
-                      sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True) -> Batch:
+                      sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None) -> Batch:
     """:func:`aggregate_batch`, plus each good record's raw-row columns.
+
+    ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`; None: any time
+    Python represents); a record outside them is a dead letter saying so. ``sizes``: each record's
+    size in bytes, when ``payloads`` may hold only the first bytes of a record over the size limit
+    (:data:`udfs.events.MAX_EVENT_BYTES`): such a record is a dead letter with its true size.
 
     ``reader``: a :class:`udfs.columnar.ColumnarReader` (kept across batches: it remembers what
     worked), True for a new one, False for none. The records it reads column-wise are
@@ -673,6 +686,17 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
     from udfs.events import DeadLetter, decode, dead_letter, window_start
 
     n = len(payloads)
+    oversize: list[tuple[int, DeadLetter]] = []
+    if sizes is not None:
+        from udfs.events import MAX_EVENT_BYTES
+
+        big = np.flatnonzero(np.asarray(sizes) > MAX_EVENT_BYTES).tolist()
+        if big:
+            oversize = [(i, dead_letter(payloads[i], f"record of {int(sizes[i])} bytes exceeds the limit of "
+                                                     f"{MAX_EVENT_BYTES} bytes", int(sizes[i]))) for i in big]
+            payloads = list(payloads)
+            for i in big:
+                payloads[i] = b""  # never parsed: read by no path
     endpoint_ids: list[str | None] = [None] * n
     request_ids: list[str | None] = [None] * n
     errors: list[bool | None] = [None] * n
@@ -684,7 +708,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
         from udfs.columnar import ColumnarReader
 
         reader = ColumnarReader()
-    part = reader.aggregate(payloads, catalog, window_ms, sample_size) if reader else None
+    part = reader.aggregate(payloads, catalog, window_ms, sample_size, bounds) if reader else None
     if part is not None and part.index.size:
         partials.extend(part.partials)
         timestamps[part.index] = part.timestamps
@@ -698,9 +722,12 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
         left[part.index] = False
         rest = np.flatnonzero(left).tolist()
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
-    dead: list[tuple[int, DeadLetter]] = []
+    dead: list[tuple[int, DeadLetter]] = list(oversize)
+    skip = {i for i, _ in oversize}
     for i in rest:
-        out = decode(payloads[i], catalog.columns)
+        if i in skip:
+            continue
+        out = decode(payloads[i], catalog.columns, bounds=bounds)
         if isinstance(out, DeadLetter):
             dead.append((i, out))
         else:
@@ -747,3 +774,29 @@ def _one_per_window(partials: list[Partial]) -> list[Partial]:
             Partial(key[0], key[1], max(p.max_timestamp_ms for p in parts),
                     WindowAggregate.merge_all([p.aggregate for p in parts]), min(p.index for p in parts))
             for key, parts in by_key.items()]
+
+
+def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
+                       sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None) -> Batch:
+    """:func:`aggregate_records`, where no record can fail the batch: when the batch raises (a
+    fault of ours that some record triggers), each record is aggregated alone, and one that still
+    raises becomes a dead letter carrying the exception (the others are counted as usual)."""
+    try:
+        return aggregate_records(payloads, catalog, window_ms, sample_size, reader, bounds, sizes)
+    except Exception:  # noqa: BLE001 - isolate the record that causes it, below
+        log.exception("a batch of %d records failed as a whole; aggregating them one by one", len(payloads))
+    from udfs.events import dead_letter
+
+    parts = []
+    for i, payload in enumerate(payloads):
+        try:
+            parts.append(aggregate_records([payload], catalog, window_ms, sample_size, False, bounds,
+                                           None if sizes is None else sizes[i:i + 1]))
+        except Exception as exc:  # noqa: BLE001 - this record's own failure: a dead letter with the reason
+            letter = dead_letter(payload, f"the parse stage failed on this record: {type(exc).__name__}: {exc}")
+            parts.append(Batch([], [(0, letter)], [None], np.zeros(1, np.int64), [None], np.full(1, np.nan), [None]))
+    partials = [dataclasses.replace(p, index=i) for i, b in enumerate(parts) for p in b.partials]
+    return Batch(_one_per_window(partials), [(i, letter) for i, b in enumerate(parts) for _, letter in b.dead],
+                 [b.endpoint_ids[0] for b in parts], np.concatenate([b.timestamps for b in parts]),
+                 [b.request_ids[0] for b in parts], np.concatenate([b.latency_us for b in parts]),
+                 [b.errors[0] for b in parts])

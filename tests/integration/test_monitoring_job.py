@@ -12,20 +12,18 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 
 import numpy as np
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from connectors.endpoints import get_or_create_model_endpoint
 from connectors.raw_rows import read_window_rows
-from connectors.settings import load_settings, topic_names
+from connectors.settings import topic_names
 from connectors.sql_store import SqlStore
 from connectors.tsdb import open_tsdb
 from jobs.monitoring_job import JobOptions, build
+from tests.integration.jobkit import consume, job_settings, new_project, produce, utc, wait_for
 from udfs.accumulator import Accumulator
 from udfs.events import Columns
 from udfs.histogram_drift import drift_from_accumulator
@@ -37,34 +35,14 @@ FEATURES = ["f_a", "f_b", "f_c"]
 
 @pytest.fixture()
 def project(kafka):
-    name = f"it-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in topic_names(name).values()])
-    admin.close()
-    return name
+    return new_project(kafka)
 
 
 def _settings(tmp_path, kafka, project, **extra):
-    return load_settings({"data_dir": str(tmp_path), "project": project, "stream_path": kafka.stream_path,
-                          "base_period": 1, **extra}, env={})
+    return job_settings(tmp_path, kafka, project, **extra)
 
 
-def _produce(kafka, topic: str, records: list, partition: int | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=16 << 20)
-    for record in records:
-        producer.send(topic, record if isinstance(record, bytes) else json.dumps(record).encode(),
-                      partition=partition)
-    producer.flush()
-    producer.close()
-
-
-def _consume(kafka, topic: str, timeout_ms: int = 10_000) -> list[dict]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=timeout_ms, fetch_max_bytes=32 << 20,
-                             max_partition_fetch_bytes=32 << 20)
-    out = [json.loads(m.value) for m in consumer]
-    consumer.close()
-    return out
+_produce, _consume, _utc, _wait_for = produce, consume, utc, wait_for
 
 
 def _offline_drift(feature_stats, rows_by_window: dict[int, list[dict]]):
@@ -331,21 +309,3 @@ def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     assert jobs.get(job_name) == "FINISHED"
     predictions = open_tsdb(settings.tsdb_connection).query_predictions(project, endpoint.endpoint_id)
     assert sorted(p.count for p in predictions) == [30, 60, 60]  # 150 events from T0 + 0 s, one per second
-
-
-def _utc(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-
-
-def _wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-

@@ -18,6 +18,7 @@ from connectors.settings import load_settings, topic_names
 from connectors.sql_store import SqlStore
 from connectors.tsdb import open_tsdb
 from jobs.monitoring_job import JobOptions, build
+from tests.integration.jobkit import wait_for as _wait_for
 
 WINDOW_MS = 3_000
 
@@ -44,18 +45,6 @@ def _send(kafka, topic, endpoint_id, start_ms, n, rng):
                                          "inputs": [rng.normal(size=2).tolist()]}).encode())
     producer.flush()
     producer.close()
-
-
-def _wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_mariadb_stopped_mid_run_loses_nothing(tmp_path, kafka, mysql, database):
