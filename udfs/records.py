@@ -1,5 +1,6 @@
 """The records that leave the monitoring stage: results, metrics, per-window prediction aggregates,
-errors, and the endpoint record. Frozen dataclasses; the stores in ``connectors`` persist them.
+errors, per-feature drift, and the endpoint record. Frozen dataclasses; the stores in
+``connectors`` persist them.
 
 A window is identified by ``(endpoint_id, start_infer_time, end_infer_time)``; results and metrics
 are keyed by ``(endpoint_id, application_name, name, end_infer_time)``, so writing the same window
@@ -108,3 +109,31 @@ class ErrorRecord:
     error_type: str
     message: str
     time: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDriftRecord:
+    """One feature's drift in one window, as an application measured it (the TSDB's
+    ``feature_drift`` rows; :func:`udfs.histogram_drift.feature_drift_records` makes them from
+    ``histogram-data-drift``'s result).
+
+    ``tvd``, ``hellinger``, ``kld``: the window's histogram against the reference's
+    (:mod:`udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
+    multiple-testing correction) and ``effect_size`` are None when no test ran.
+    ``window_count`` (n) and ``reference_count`` (N): the non-null values compared on each side.
+    """
+
+    project: str
+    endpoint_id: str
+    application_name: str
+    feature_name: str
+    start_infer_time: dt.datetime
+    end_infer_time: dt.datetime
+    tvd: float | None
+    hellinger: float | None
+    kld: float | None
+    p_value: float | None = None
+    rejected: bool | None = None
+    effect_size: float | None = None
+    window_count: int | None = None
+    reference_count: int | None = None
