@@ -53,6 +53,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -76,6 +77,7 @@ TEXT_TAG_CHARS = 255  # project, endpoint_id, error_type
 NAME_CHARS = 128  # application, result and metric names
 MAX_EXTRA_DATA_BYTES = 16_000
 MAX_MESSAGE_CHARS = 1_000
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
 
 #: The fields that name a series, per table (see the module doc): one rule for both stores.
 SERIES_KEYS: dict[str, tuple[str, ...]] = {
@@ -143,7 +145,7 @@ def check_text(value: Any, what: str, max_chars: int = TEXT_TAG_CHARS) -> str:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > max_chars:
         raise ValueError(f"{what} {value[:40]!r}... is {len(value)} characters long: at most {max_chars}")
-    bad = [c for c in value if unicodedata.category(c) == "Cc"]
+    bad = _CONTROL.findall(value)
     if bad:
         raise ValueError(f"{what} {value!r} contains control characters {sorted(set(bad))!r}: remove them")
     return value
@@ -202,8 +204,10 @@ def compact_extra_data(extra: dict[str, Any] | None, max_bytes: int = MAX_EXTRA_
     ``"per_feature": {"table": "feature_drift", "columns": <n>}`` if that fits; else None (it
     needs an artifact)."""
     extra = dict(extra or {})
-    if len(_json(extra)) <= max_bytes:
-        return extra
+    return extra if len(_json(extra)) <= max_bytes else _without_feature_columns(extra, max_bytes)
+
+
+def _without_feature_columns(extra: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
     columns = per_feature_columns(extra)
     if columns is None:
         return None
@@ -219,7 +223,7 @@ def extra_data_json(extra: dict[str, Any] | None, where: str = "result") -> str:
     text = _json(extra)
     if len(text) <= MAX_EXTRA_DATA_BYTES:
         return text
-    compact = compact_extra_data(extra)
+    compact = _without_feature_columns(dict(extra or {}), MAX_EXTRA_DATA_BYTES)
     if compact is not None:
         return _json(compact)
     log.warning("extra_data of %s is %d bytes, more than the TSDB keeps (%d) and no artifacts directory was "
@@ -234,7 +238,7 @@ def bound_extra_data(r: ResultRecord, artifacts_dir: str | None = None) -> Resul
     text = _json(r.extra_data)
     if len(text) <= MAX_EXTRA_DATA_BYTES:
         return r
-    compact = compact_extra_data(r.extra_data)
+    compact = _without_feature_columns(dict(r.extra_data or {}), MAX_EXTRA_DATA_BYTES)
     if compact is not None:
         return dataclasses.replace(r, extra_data=compact)
     if artifacts_dir is None:
@@ -314,10 +318,13 @@ def check_feature_drift(f: FeatureDriftRecord) -> FeatureDriftRecord:
     _check_window(f, where)
     if f.rejected is not None and not isinstance(f.rejected, bool):
         raise ValueError(f"{where}: rejected must be True, False or None, got {f.rejected!r}")
-    return dataclasses.replace(
-        f, tvd=_finite(f.tvd), hellinger=_finite(f.hellinger), kld=_finite(f.kld), p_value=_finite(f.p_value),
-        effect_size=_finite(f.effect_size), window_count=_whole(f.window_count, "window_count", where),
-        reference_count=_whole(f.reference_count, "reference_count", where))
+    stored = {"tvd": _finite(f.tvd), "hellinger": _finite(f.hellinger), "kld": _finite(f.kld),
+              "p_value": _finite(f.p_value), "effect_size": _finite(f.effect_size),
+              "window_count": _whole(f.window_count, "window_count", where),
+              "reference_count": _whole(f.reference_count, "reference_count", where)}
+    if all(getattr(f, k) is v or (type(getattr(f, k)) is float and getattr(f, k) == v) for k, v in stored.items()):
+        return f  # already as stored (the common case: 2,000 features a window)
+    return dataclasses.replace(f, **stored)
 
 
 def check_record(record: Any) -> Any:

@@ -206,50 +206,54 @@ class SqliteTSDB(TSDB):
             self._transaction(what, lambda conn: conn.executemany(sql, rows))
         return len(rows)
 
+    # the rows of records already checked (check_* of connectors.tsdb.base)
+
     @staticmethod
     def _result_rows(records: Sequence[ResultRecord]) -> list[tuple]:
         return [(micros(r.end_infer_time), micros(r.start_infer_time), r.value, r.status,
                  extra_data_json(r.extra_data), r.project, r.endpoint_id, r.application_name, r.result_name, r.kind)
-                for r in map(check_result, records)]
+                for r in records]
 
     @staticmethod
     def _metric_rows(records: Sequence[MetricRecord]) -> list[tuple]:
         return [(micros(m.end_infer_time), micros(m.start_infer_time), m.value, m.project, m.endpoint_id,
-                 m.application_name, m.metric_name) for m in map(check_metric, records)]
+                 m.application_name, m.metric_name) for m in records]
 
     @staticmethod
     def _prediction_rows(records: Sequence[PredictionRecord]) -> list[tuple]:
         return [(micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
                  p.latency_count, p.latency_mean_us, p.latency_p50_us, p.latency_p95_us, p.latency_p99_us,
                  _opt_micros(p.first_request), _opt_micros(p.last_request), p.project, p.endpoint_id)
-                for p in map(check_prediction, records)]
+                for p in records]
 
     @staticmethod
     def _error_rows(records: Sequence[ErrorRecord]) -> list[tuple]:
         return [(micros(e.time), e.message, e.project, e.endpoint_id, e.application_name, e.error_type)
-                for e in map(check_error, records)]
+                for e in records]
 
     @staticmethod
     def _feature_drift_rows(records: Sequence[FeatureDriftRecord]) -> list[tuple]:
         return [(micros(f.end_infer_time), micros(f.start_infer_time), f.tvd, f.hellinger, f.kld, f.p_value,
                  None if f.rejected is None else int(f.rejected), f.effect_size, f.window_count, f.reference_count,
                  f.project, f.endpoint_id, f.application_name, f.feature_name)
-                for f in map(check_feature_drift, records)]
+                for f in records]
 
     def write_results(self, records: Sequence[ResultRecord]) -> int:
         return self._write("writing results", _UPSERT_RESULT, self._result_rows(self.bounded_results(records)))
 
     def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        return self._write("writing metrics", _UPSERT_METRIC, self._metric_rows(records))
+        return self._write("writing metrics", _UPSERT_METRIC, self._metric_rows(list(map(check_metric, records))))
 
     def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        return self._write("writing predictions", _UPSERT_PREDICTION, self._prediction_rows(records))
+        return self._write("writing predictions", _UPSERT_PREDICTION,
+                           self._prediction_rows(list(map(check_prediction, records))))
 
     def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        return self._write("writing errors", _UPSERT_ERROR, self._error_rows(records))
+        return self._write("writing errors", _UPSERT_ERROR, self._error_rows(list(map(check_error, records))))
 
     def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
-        return self._write("writing feature drift", _UPSERT_FEATURE_DRIFT, self._feature_drift_rows(records))
+        return self._write("writing feature drift", _UPSERT_FEATURE_DRIFT,
+                           self._feature_drift_rows(list(map(check_feature_drift, records))))
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                      errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],

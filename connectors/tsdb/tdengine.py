@@ -436,17 +436,22 @@ def insert_feature_drift_sql(database: str, records: Sequence[FeatureDriftRecord
     return insert_sql(database, FEATURE_DRIFT, (_feature_drift_row(check_feature_drift(f)) for f in records), **kw)
 
 
+def _window_groups(results, metrics, errors, predictions, feature_drift) -> list:
+    """The ``(supertable, rows)`` of records already checked."""
+    return [(APP_RESULTS, map(_result_row, results)), (METRICS, map(_metric_row, metrics)),
+            (ERRORS, map(_error_row, errors)), (PREDICTIONS, map(_prediction_row, predictions)),
+            (FEATURE_DRIFT, map(_feature_drift_row, feature_drift))]
+
+
 def insert_window_sql(database: str, results: Sequence[ResultRecord] = (), metrics: Sequence[MetricRecord] = (),
                       errors: Sequence[ErrorRecord] = (), predictions: Sequence[PredictionRecord] = (),
                       feature_drift: Sequence[FeatureDriftRecord] = (), **kw) -> list[str]:
     """The statements of :meth:`TDengineTSDB.write_window`: every record checked first (a
     ValueError before any statement is built), then all kinds packed together."""
-    groups = [(APP_RESULTS, [_result_row(check_result(r)) for r in results]),
-              (METRICS, [_metric_row(check_metric(m)) for m in metrics]),
-              (ERRORS, [_error_row(check_error(e)) for e in errors]),
-              (PREDICTIONS, [_prediction_row(check_prediction(p)) for p in predictions]),
-              (FEATURE_DRIFT, [_feature_drift_row(check_feature_drift(f)) for f in feature_drift])]
-    return insert_statements(database, groups, **kw)
+    checked = ([check_result(r) for r in results], [check_metric(m) for m in metrics],
+               [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
+               [check_feature_drift(f) for f in feature_drift])
+    return insert_statements(database, _window_groups(*checked), **kw)
 
 
 # --------------------------------------------------------------------------------- queries
@@ -832,9 +837,9 @@ class TDengineTSDB(TSDB):
         return count
 
     def write_results(self, records: Sequence[ResultRecord]) -> int:
-        results = self.bounded_results(records)
-        return self._insert("writing results", insert_results_sql(
-            self.database, results, max_bytes=self.max_statement_bytes), len(records))
+        rows = map(_result_row, self.bounded_results(records))  # checked there
+        return self._insert("writing results", insert_sql(
+            self.database, APP_RESULTS, rows, max_bytes=self.max_statement_bytes), len(records))
 
     def write_metrics(self, records: Sequence[MetricRecord]) -> int:
         return self._insert("writing metrics", insert_metrics_sql(
@@ -858,9 +863,8 @@ class TDengineTSDB(TSDB):
         """Every record checked (nothing sent when one is invalid), then all kinds packed into
         multi-table INSERT statements (TDengine has no transactions: after a failure the
         statements already run stay; writing the same records again is idempotent)."""
-        statements = insert_window_sql(self.database, *self.checked_window(results, metrics, errors, predictions,
-                                                                           feature_drift),
-                                       max_bytes=self.max_statement_bytes)
+        checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
+        statements = insert_statements(self.database, _window_groups(*checked), max_bytes=self.max_statement_bytes)
         self._execute(statements, "writing windows")
 
     def query_results(self, project, endpoint_id=None, start=None, end=None, application_name=None,

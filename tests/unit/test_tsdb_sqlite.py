@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -390,3 +391,19 @@ def test_a_batch_of_100_windows_round_trips_in_one_transaction(tsdb):
     with pytest.raises(ValueError, match="feature name"):  # one bad record: none of the batch is written
         tsdb.write_window(later, [], [], [], [dataclasses.replace(features[0], feature_name="")])
     assert len(tsdb.query_results("fraud")) == 300
+
+
+def test_a_general_drift_too_big_even_without_its_columns_goes_to_an_artifact(tsdb, tmp_path):
+    from connectors.artifacts import load_extra_data
+
+    general = _wide_drift_result(20)
+    extra = dict(general.extra_data, skipped={f"text_{i}": "no histogram in the reference" for i in range(1000)})
+    general = dataclasses.replace(general, extra_data=extra)
+    tsdb.artifacts_dir = str(tmp_path / "artifacts")
+    tsdb.write_results([general])
+    (row,) = tsdb.query_results("fraud")
+    assert row.extra_data["truncated"] is True and load_extra_data(row.extra_data) == extra
+    Path(row.extra_data["artifact"]).unlink()
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        load_extra_data(row.extra_data)
+    assert load_extra_data({"a": 1}) == {"a": 1}  # a row that holds its value whole
