@@ -260,7 +260,8 @@ def clean_message(message: Any) -> str:
 
 
 def check_result(r: ResultRecord) -> ResultRecord:
-    """The record as it will be stored (value NaN→None, extra_data bounded); ValueError if invalid."""
+    """The record as it will be stored (value NaN→None, extra_data as JSON keeps it; bounded when
+    written, :func:`bound_extra_data`); ValueError if invalid."""
     where = f"result {getattr(r, 'result_name', '?')!r} of endpoint {getattr(r, 'endpoint_id', '?')!r}"
     _check_series(r, where)
     _check_name(r.result_name, "result name", where)

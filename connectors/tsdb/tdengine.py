@@ -753,8 +753,7 @@ class TDengineTSDB(TSDB):
     @property
     def connection(self) -> Connection:
         if self._conn is None:
-            self._conn = connect(self.url, self.connect_retries) if self.connect_retries is not None \
-                else connect(self.url)
+            self._conn = connect(self.url, self.connect_retries)
         return self._conn
 
     def _failed(self, what: str, exc: Exception, sql: str) -> TSDBError:

@@ -415,7 +415,7 @@ def test_a_failed_connection_is_replaced_on_the_next_call_mock(monkeypatch):
 
     opened = [Broken(), FakeConnection()]
     second = opened[1]
-    monkeypatch.setattr(td, "connect", lambda url: opened.pop(0))
+    monkeypatch.setattr(td, "connect", lambda url, retries=None: opened.pop(0))
     tsdb = TDengineTSDB("taosws://root:taosdata@127.0.0.1:6041")
     with pytest.raises(TSDBError, match="WebSocket closed"):
         tsdb.write_results([result()])
