@@ -2,7 +2,7 @@
 from a real file, the TDengine WebSocket client's from a real refused connection. No TDengine server
 runs here, so the server's own errors are constructed from the clients' real exception types with
 the server's messages (those tests say ``mock`` in their names). PyMySQL's errors come from a real
-MariaDB in tests/integration/test_store_errors.py."""
+MariaDB in tests/integration/test_mariadb_errors.py."""
 
 from __future__ import annotations
 
