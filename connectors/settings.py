@@ -22,6 +22,12 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "STREAMDRIFT_"
 _MASK = "***"
+#: TDengine's KEEP for the database streamdrift creates: days of history it accepts and keeps.
+#: TDengine allows 1 to 365,000 days, at least 3 x DURATION (default 10 days); its own default,
+#: 3,650, refuses a replay of events older than ten years.
+DEFAULT_TSDB_KEEP_DAYS = 36_500
+MIN_TSDB_KEEP_DAYS = 30
+MAX_TSDB_KEEP_DAYS = 365_000
 
 
 class SettingsError(ValueError):
@@ -31,11 +37,16 @@ class SettingsError(ValueError):
 def mask_password(value: str) -> str:
     """Return ``value`` with the password of a URL (``scheme://user:pass@host``) replaced by ``***``.
 
-    Also masks ``password=...`` query parameters. Anything that is not a URL comes back unchanged.
+    The password is everything between ``user:`` and the last ``@`` before the next white space,
+    so one containing an unencoded ``@`` is masked whole (what follows that ``@`` up to the
+    address's last ``@`` is masked with it). Also masks ``password=...`` query parameters.
+    Anything that is not a URL comes back unchanged.
     """
     text = str(value)
     text = re.sub(r"(?i)((?:password|passwd|pwd)=)[^&;\s]*", r"\1" + _MASK, text)
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1" + _MASK + "@", text)
+    # the password runs to the LAST '@' of the address: one written with an unencoded '@'
+    # ('p@ss') is masked whole, never cut at its own '@'
+    return re.sub(r"(://[^:/@\s]*:)\S*@", r"\1" + _MASK + "@", text)
 
 
 def _fail(name: str, value: Any, problem: str, example: str) -> SettingsError:
@@ -76,6 +87,14 @@ def _check_tsdb(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme in ("taosws", "taos"):
         _host_port(name, value, example, parts)
+        from connectors.tsdb.tdengine import check_database_name
+
+        database = parts.path.strip("/")
+        if database:
+            try:
+                check_database_name(database)
+            except ValueError as exc:
+                raise _fail(name, value, str(exc), "taosws://root:taosdata@127.0.0.1:6041/streamdrift") from None
         return value
     if parts.scheme == "sqlite":
         if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
@@ -116,6 +135,18 @@ def _check_base_period(name: str, value: Any) -> int:
     return int(minutes)
 
 
+def _check_keep_days(name: str, value: Any) -> int:
+    example = str(DEFAULT_TSDB_KEEP_DAYS)
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        raise _fail(name, value, "not a number of days", example) from None
+    if days != int(days) or not MIN_TSDB_KEEP_DAYS <= days <= MAX_TSDB_KEEP_DAYS:
+        raise _fail(name, value, f"must be a whole number of days from {MIN_TSDB_KEEP_DAYS} to "
+                                 f"{MAX_TSDB_KEEP_DAYS} (TDengine's KEEP range at its default DURATION)", example)
+    return int(days)
+
+
 def _check_project(name: str, value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", str(value)):
         raise _fail(name, value, "lowercase letters, digits and '-', at most 63 characters", "my-project")
@@ -146,6 +177,9 @@ SPECS: dict[str, _Spec] = {
         "SQLAlchemy URL: mysql+pymysql://user:pass@host:port/db or sqlite:///path"),
     "parquet_path": _Spec(_check_path, lambda d: str((d / "parquet").resolve()), "directory of raw-row Parquet files"),
     "base_period": _Spec(_check_base_period, lambda d: 10, "window length in minutes"),
+    "tsdb_keep_days": _Spec(
+        _check_keep_days, lambda d: DEFAULT_TSDB_KEEP_DAYS,
+        "TDengine only: days of history the TSDB database keeps and accepts (KEEP), 30-365000"),
 }
 
 
@@ -160,6 +194,7 @@ class Settings:
     parquet_path: str
     base_period: int
     data_dir: str
+    tsdb_keep_days: int = DEFAULT_TSDB_KEEP_DAYS
 
     def __repr__(self) -> str:  # never print a password
         fields = ", ".join(
@@ -256,5 +291,5 @@ def topic_names(project: str) -> dict[str, str]:
 
 __all__ = [
     "Settings", "SettingsError", "SPECS", "load_settings", "mask_password", "kafka_bootstrap",
-    "file_stream_dir", "topic_names",
+    "file_stream_dir", "topic_names", "DEFAULT_TSDB_KEEP_DAYS", "MIN_TSDB_KEEP_DAYS", "MAX_TSDB_KEEP_DAYS",
 ]

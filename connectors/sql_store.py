@@ -34,9 +34,10 @@ Choices worth knowing:
 * ``endpoints.updated`` changes when an endpoint's definition or reference changes, not when its
   counters move: :meth:`SqlStore.endpoints_version` is a cheap way for the job to notice new or
   changed references.
-* Errors from the database are raised as :class:`StoreError` whose message never holds a password.
-  Transient ones (a lost connection, a server restarting) are retried with exponential backoff
-  (:func:`retrying`) before that.
+* Errors from the database are raised as :class:`StoreError` whose message never holds a password
+  and whose ``transient`` says whether waiting may heal it (:func:`connectors.errors.is_transient`).
+  Transient ones (a lost connection, a server restarting, a lock) are retried with exponential
+  backoff (:func:`retrying`) before that.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from connectors.errors import StoreFailure, is_transient
 from connectors.settings import mask_password
 from udfs.records import MetricRecord, PredictionRecord, ResultRecord, validate_name
 
@@ -75,11 +77,15 @@ APPLICATION_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_-]*"
 
 
 
-class StoreError(RuntimeError):
-    """The SQL store failed; the message says what and where, with any password masked."""
+class StoreError(StoreFailure):
+    """The SQL store failed; the message says what and where, with any password masked.
 
-    def __init__(self, message: str, original: BaseException | None = None):
-        super().__init__(mask_password(message))
+    ``transient`` (:mod:`connectors.errors`) is that of ``original`` unless given."""
+
+    def __init__(self, message: str, original: BaseException | None = None, *, transient: bool | None = None):
+        if transient is None:
+            transient = original is not None and is_transient(original)
+        super().__init__(mask_password(message), transient=transient)
         self.original = original  # kept for debugging, never printed with the message
 
 
@@ -467,26 +473,6 @@ class AlertActivation:
 
 
 # --------------------------------------------------------------------------------- retries
-
-
-#: MySQL errors raised as OperationalError that no retry can fix: access denied, unknown database
-_PERMANENT_MYSQL_CODES = frozenset({1044, 1045, 1049, 1698})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors that may pass on their own: a lost or refused connection, a server going
-    away, a lock or deadlock timeout. Wrong credentials, an unknown database or a missing table
-    are not (SQLite reports a missing table as an OperationalError too)."""
-    if isinstance(exc, DisconnectionError) or getattr(exc, "connection_invalidated", False):
-        return True
-    if not isinstance(exc, (OperationalError, InterfaceError)):
-        return False
-    orig = getattr(exc, "orig", None)
-    if type(orig).__module__.startswith("sqlite3"):
-        text = str(orig).lower()
-        return "locked" in text or "busy" in text
-    code = orig.args[0] if orig is not None and getattr(orig, "args", None) else None
-    return code not in _PERMANENT_MYSQL_CODES
 
 
 def retrying(
@@ -896,28 +882,33 @@ class SqlStore:
 
     # ------------------------------------------------------------------ window counters
 
-    def _window_counters_writer(self, endpoint_id: str, prediction: PredictionRecord, late: int | None = None):
-        """The write of :meth:`add_window_counters`, to run in a transaction (checked now)."""
-        _check_id(endpoint_id, "endpoint id")
-        if prediction.endpoint_id != endpoint_id:
-            raise ValueError(f"the prediction record is for endpoint {prediction.endpoint_id!r}, not {endpoint_id!r}")
-        row = {
-            "endpoint_id": endpoint_id,
-            "window_end": prediction.end_infer_time,
-            "window_start": prediction.start_infer_time,
-            "rows_count": int(prediction.count),
-            "events_count": int(prediction.events),
-            "error_count": int(prediction.error_count),
-            "late_count": 0 if late is None else int(late),
-            "first_request": prediction.first_request,
-            "last_request": prediction.last_request,
-            "updated": _now(),
-        }
-        update = [c for c in row if c not in ("endpoint_id", "window_end") and (late is not None or c != "late_count")]
+    def _window_counters_writer(self, predictions: Sequence[PredictionRecord], late: int | None = None):
+        """The write of :meth:`add_window_counters` for the windows of ``predictions`` (any
+        endpoints), to run in a transaction (checked now): one multi-row upsert, then each
+        endpoint's totals refreshed once."""
+        now = _now()
+        rows: dict[tuple[str, dt.datetime], dict[str, Any]] = {}  # the last given of a window wins
+        for prediction in predictions:
+            endpoint_id = _check_id(prediction.endpoint_id, "endpoint id")
+            rows[(endpoint_id, prediction.end_infer_time)] = {
+                "endpoint_id": endpoint_id,
+                "window_end": prediction.end_infer_time,
+                "window_start": prediction.start_infer_time,
+                "rows_count": int(prediction.count),
+                "events_count": int(prediction.events),
+                "error_count": int(prediction.error_count),
+                "late_count": 0 if late is None else int(late),
+                "first_request": prediction.first_request,
+                "last_request": prediction.last_request,
+                "updated": now,
+            }
+        update = ["window_start", "rows_count", "events_count", "error_count", "first_request", "last_request",
+                  "updated"] + (["late_count"] if late is not None else [])
+        endpoints = list(dict.fromkeys(endpoint_id for endpoint_id, _ in rows))
 
-        def write(conn: sa.Connection) -> dict[str, Any]:
-            self._upsert(conn, self._t["endpoint_windows"], [row], update)
-            return self._refresh_totals(conn, endpoint_id)
+        def write(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+            self._upsert(conn, self._t["endpoint_windows"], list(rows.values()), update)
+            return {endpoint_id: self._refresh_totals(conn, endpoint_id) for endpoint_id in endpoints}
 
         return write
 
@@ -933,17 +924,31 @@ class SqlStore:
         newest window end; all in the same transaction. Returns those totals. Counters of an
         endpoint that is not registered yet are kept and counted when it is.
         """
-        return self._run(f"adding window counters of {endpoint_id!r}",
-                         self._window_counters_writer(endpoint_id, prediction, late))
+        _check_id(endpoint_id, "endpoint id")
+        if prediction.endpoint_id != endpoint_id:
+            raise ValueError(f"the prediction record is for endpoint {prediction.endpoint_id!r}, not {endpoint_id!r}")
+        write = self._window_counters_writer([prediction], late)
+        return self._run(f"adding window counters of {endpoint_id!r}", lambda conn: write(conn)[endpoint_id])
 
     def record_window(self, results: Iterable[ResultRecord], metrics: Iterable[MetricRecord],
-                      prediction: PredictionRecord | None) -> None:
-        """What the job writes per window, in one transaction: the latest results and metrics
-        (:meth:`upsert_latest_results`, :meth:`upsert_latest_metrics`) and the window's counters
-        (:meth:`add_window_counters`, when ``prediction`` is given)."""
+                      prediction: PredictionRecord | Iterable[PredictionRecord] | None) -> None:
+        """What the job writes per window, or per batch of windows, in one transaction: the
+        latest results and metrics (:meth:`upsert_latest_results`, :meth:`upsert_latest_metrics`)
+        and the windows' counters (:meth:`add_window_counters`).
+
+        ``results``, ``metrics`` and ``prediction`` (one record, several, or None) may hold the
+        records of many windows and endpoints: each table gets one multi-row upsert (PyMySQL
+        sends it as one ``INSERT ... VALUES (...), (...)``), the newest window of a series wins
+        whatever the order, and each endpoint's totals are refreshed once."""
+        if prediction is None:
+            predictions: list[PredictionRecord] = []
+        elif isinstance(prediction, PredictionRecord):
+            predictions = [prediction]
+        else:
+            predictions = list(prediction)
         steps = [self._latest_writer("latest_results", results), self._latest_writer("latest_metrics", metrics)]
-        if prediction is not None:
-            steps.append(self._window_counters_writer(prediction.endpoint_id, prediction))
+        if predictions:
+            steps.append(self._window_counters_writer(predictions))
 
         def write(conn: sa.Connection) -> None:
             for step in steps:
@@ -1084,6 +1089,13 @@ class SqlStore:
         update = ["project", "value", "start_infer_time", "end_infer_time", "updated"]
         if table == "latest_results":
             update += ["kind", "status", "extra_data"]
+        name = "result_name" if table == "latest_results" else "metric_name"
+        newest: dict[tuple, dict[str, Any]] = {}  # per key the newest window; of equal ones the last given
+        for row in rows:
+            key = (row["endpoint_id"], row["application_name"], row[name])
+            if key not in newest or row["end_infer_time"] >= newest[key]["end_infer_time"]:
+                newest[key] = row
+        rows = list(newest.values())
 
         def write(conn: sa.Connection) -> None:
             if rows:

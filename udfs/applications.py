@@ -56,7 +56,7 @@ from udfs.records import (
 )
 
 __all__ = [
-    "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
+    "artifact_file", "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
     "MonitoringApplicationContext", "MonitoringContext", "ResultKindApp", "ResultStatusApp",
     "HistogramDataDriftApplication", "AppLogger", "app_name", "app_timeout", "normalise_output",
     "DEFAULT_TIMEOUT_SECONDS", "HISTOGRAM_DATA_DRIFT",
@@ -319,17 +319,14 @@ class MonitoringApplicationContext:
 
     def artifact_path(self, name: str | None = None, suffix: str = ".html") -> Path:
         """``<artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>[-<name>]<suffix>``
-        (window end as ``20240101T001000Z``); its folder is created."""
+        (:func:`artifact_file`); its folder is created."""
         if self.artifacts_dir is None:
             raise RuntimeError("no artifacts directory: register the application with artifacts_dir "
                                "(streamdrift apps add --artifacts-dir DIR) or give it to the context")
-        end = self._end.astimezone(dt.timezone.utc)
-        stamp = end.strftime("%Y%m%dT%H%M%S") + (f".{end.microsecond // 1000:03d}" if end.microsecond else "") + "Z"
-        stem = stamp if not name else f"{stamp}-{_file_part(name)}"
-        folder = self.artifacts_dir / _file_part(self.project_name) / _file_part(self.endpoint_id) / \
-            _file_part(self.application_name)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{stem}{suffix}"
+        path = artifact_file(self.artifacts_dir, self.project_name, self.endpoint_id, self.application_name,
+                             self._end, name, suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def log_artifact(self, item: str, body: bytes | str | None = None, format: str | None = None,
                      local_path: str | None = None, **kwargs: Any) -> str:
@@ -354,6 +351,19 @@ MonitoringContext = MonitoringApplicationContext  # the name this module used be
 
 def _file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(text)) or "_"
+
+
+def artifact_file(artifacts_dir: str | os.PathLike, project: str, endpoint_id: str, application_name: str,
+                  end_infer_time: dt.datetime, name: str | None = None, suffix: str = ".html") -> Path:
+    """Where a window's artifact lives (pure: nothing is created):
+    ``<artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>[-<name>]<suffix>``, the
+    window end as ``20240101T001000Z`` (``.123`` milliseconds when it has some) and every part
+    outside ``[A-Za-z0-9._-]`` as ``_``."""
+    end = end_infer_time.astimezone(dt.timezone.utc)
+    stamp = end.strftime("%Y%m%dT%H%M%S") + (f".{end.microsecond // 1000:03d}" if end.microsecond else "") + "Z"
+    stem = stamp if not name else f"{stamp}-{_file_part(name)}"
+    return (Path(artifacts_dir) / _file_part(project) / _file_part(endpoint_id) / _file_part(application_name)
+            / f"{stem}{suffix}")
 
 
 class ModelMonitoringApplicationBase:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from udfs.drift import ZERO_SCALING, hellinger, kld, tvd
+from udfs.records import FeatureDriftRecord, ResultRecord
 from udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
 
 APP_NAME = "histogram-data-drift"
@@ -318,3 +319,53 @@ def drift_from_accumulator(
 ) -> DriftReport:
     """``histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)``."""
     return histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)
+
+
+_MEASURES = ("tvd", "hellinger", "kld")
+
+
+def per_feature_columns(extra_data: Mapping[str, Any] | None) -> Mapping[str, Mapping[str, Any]] | None:
+    """``extra_data["columns"]`` when it is per-feature drift (name → a dict with ``tvd``,
+    ``hellinger`` and ``kld``, as :meth:`DriftReport.to_dict` writes it), else None."""
+    columns = (extra_data or {}).get("columns") if isinstance(extra_data, Mapping) else None
+    if not isinstance(columns, Mapping) or not columns:
+        return None
+    if not all(isinstance(c, Mapping) and all(m in c for m in _MEASURES) for c in columns.values()):
+        return None
+    return columns
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or isinstance(value, bool) else float(value)
+
+
+def _whole(value: Any) -> int | None:
+    return None if value is None or isinstance(value, bool) else int(value)
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def feature_drift_records(result: ResultRecord) -> list[FeatureDriftRecord]:
+    """One :class:`~udfs.records.FeatureDriftRecord` per column of a result whose ``extra_data``
+    holds per-feature drift (:func:`per_feature_columns`; ``histogram-data-drift``'s
+    ``general_drift``), in the columns' order; ``[]`` for any other result.
+
+    Read per column: ``tvd``, ``hellinger``, ``kld``, ``window_count`` (n), ``reference_count``
+    (N), and, when the per-feature test filled them, ``p_value``, ``rejected``, ``effect_size``.
+    Pure: the window, endpoint and application are the result's.
+    """
+    columns = per_feature_columns(result.extra_data)
+    if columns is None:
+        return []
+    return [
+        FeatureDriftRecord(
+            project=result.project, endpoint_id=result.endpoint_id, application_name=result.application_name,
+            feature_name=str(name), start_infer_time=result.start_infer_time, end_infer_time=result.end_infer_time,
+            tvd=_number(c["tvd"]), hellinger=_number(c["hellinger"]), kld=_number(c["kld"]),
+            p_value=_number(c.get("p_value")), rejected=_flag(c.get("rejected")), effect_size=_number(c.get("effect_size")),
+            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count")),
+        )
+        for name, c in columns.items()
+    ]

@@ -1,5 +1,6 @@
 """The records that leave the monitoring stage: results, metrics, per-window prediction aggregates,
-errors, and the endpoint record. Frozen dataclasses; the stores in ``connectors`` persist them.
+errors, per-feature drift, and the endpoint record. Frozen dataclasses; the stores in
+``connectors`` persist them.
 
 A window is identified by ``(endpoint_id, start_infer_time, end_infer_time)``; results and metrics
 are keyed by ``(endpoint_id, application_name, name, end_infer_time)``, so writing the same window
@@ -110,6 +111,34 @@ class ErrorRecord:
     time: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureDriftRecord:
+    """One feature's drift in one window, as an application measured it (the TSDB's
+    ``feature_drift`` rows; :func:`udfs.histogram_drift.feature_drift_records` makes them from
+    ``histogram-data-drift``'s result).
+
+    ``tvd``, ``hellinger``, ``kld``: the window's histogram against the reference's
+    (:mod:`udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
+    multiple-testing correction) and ``effect_size`` are None when no test ran.
+    ``window_count`` (n) and ``reference_count`` (N): the non-null values compared on each side.
+    """
+
+    project: str
+    endpoint_id: str
+    application_name: str
+    feature_name: str
+    start_infer_time: dt.datetime
+    end_infer_time: dt.datetime
+    tvd: float | None
+    hellinger: float | None
+    kld: float | None
+    p_value: float | None = None
+    rejected: bool | None = None
+    effect_size: float | None = None
+    window_count: int | None = None
+    reference_count: int | None = None
+
+
 def record_to_json(record: Any) -> dict[str, Any]:
     """A record (any dataclass of this module) as a JSON-ready dict: its fields, times as ISO 8601
     strings, and ``"type"``, its class name (see :func:`record_from_json`)."""
@@ -137,4 +166,5 @@ def record_from_json(data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_RECORD_TYPES = {cls.__name__: cls for cls in (ResultRecord, MetricRecord, PredictionRecord, ErrorRecord)}
+_RECORD_TYPES = {cls.__name__: cls for cls in (ResultRecord, MetricRecord, PredictionRecord, ErrorRecord,
+                                                 FeatureDriftRecord)}

@@ -4,21 +4,21 @@ Two implementations share it: TDengine (:mod:`connectors.tsdb.tdengine`, the pro
 and SQLite (:mod:`connectors.tsdb.sqlite`, the embedded default). The same records go in and the
 same records come out of both; what they accept is checked here, once.
 
-Keys. A row is identified by what names its series plus its time:
+Keys. A row is identified by what names its series plus its time (:data:`SERIES_KEYS`,
+:data:`TIME_COLUMNS`; the one rule both stores follow: TDengine hashes the series into its
+subtable name, SQLite has it as the table's UNIQUE key):
 
-================  ==========================================================  ====================
-table             series                                                      time
-================  ==========================================================  ====================
-``app_results``   endpoint_id, application_name, result_name                  end_infer_time
-``metrics``       endpoint_id, application_name, metric_name                  end_infer_time
-``predictions``   endpoint_id                                                 end_infer_time
-``errors``        endpoint_id, application_name, error_type                   time
-================  ==========================================================  ====================
+=================  ==================================================================  ==============
+table              series                                                              time
+=================  ==================================================================  ==============
+``app_results``    project, endpoint_id, application_name, result_name, result_kind   end_infer_time
+``metrics``        project, endpoint_id, application_name, metric_name                end_infer_time
+``predictions``    project, endpoint_id                                                end_infer_time
+``errors``         project, endpoint_id, application_name, error_type                 time
+``feature_drift``  project, endpoint_id, application_name, feature_name               end_infer_time
+=================  ==================================================================  ==============
 
-so writing a window again (a replay, a late-data correction) replaces its row. The project is
-stored with every row and filters queries, but is not part of the key: endpoint ids are unique
-across projects (they hash the project in). A result's ``kind`` is set by the first row of its
-series.
+so writing a window again (a replay, a late-data correction) replaces its row.
 
 Accepted values (:func:`check_record`), so that no name can break a statement or a table:
 
@@ -28,11 +28,18 @@ Accepted values (:func:`check_record`), so that no name can break a statement or
 * project, endpoint id and error type: any text of 1 to 255 characters without control
   characters; quotes, backticks, semicolons and Unicode are stored and read back as given.
 * values: floats; NaN and infinities are stored as NULL (None).
-* ``extra_data``: a JSON object of at most :data:`MAX_EXTRA_DATA_BYTES` bytes once serialised;
-  a bigger one is replaced by ``{"truncated": true, "bytes": <its size>}`` and a warning is
-  logged (the latest result in the SQL store keeps it whole).
+* ``extra_data``: a JSON object of at most :data:`MAX_EXTRA_DATA_BYTES` bytes once serialised
+  (:func:`bound_extra_data`). A bigger one that holds per-feature drift (``"columns"`` of
+  ``{"tvd", "hellinger", "kld", ...}``, as ``histogram-data-drift``'s ``general_drift``) is kept
+  without those columns, which are the ``feature_drift`` rows, and says so:
+  ``"per_feature": {"table": "feature_drift", "columns": <n>}``. Anything else too big goes whole
+  to a JSON file under the TSDB's ``artifacts_dir`` (:func:`connectors.artifacts.write_extra_data`)
+  and the row keeps ``{"truncated": true, "bytes": <size>, "artifact": "<path>"}``; without an
+  ``artifacts_dir`` the row keeps ``{"truncated": true, "bytes": <size>}`` and a warning is
+  logged (the latest result in the SQL store keeps it whole either way).
 * error messages: at most :data:`MAX_MESSAGE_CHARS` characters (longer ones are cut, ending with
   ``...``); control characters other than newline and tab become U+FFFD.
+* feature names: any text of 1 to 255 characters without control characters.
 
 Time ranges of queries are inclusive at both ends and apply to the row's time (the window end).
 Query results are sorted by time, then endpoint, application and name.
@@ -46,12 +53,22 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from connectors.errors import StoreFailure
 from connectors.sql_store import APPLICATION_NAME_PATTERN, validate_application_name
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord, validate_name
+from udfs.histogram_drift import per_feature_columns
+from udfs.records import (
+    ErrorRecord,
+    FeatureDriftRecord,
+    MetricRecord,
+    PredictionRecord,
+    ResultRecord,
+    validate_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +77,36 @@ TEXT_TAG_CHARS = 255  # project, endpoint_id, error_type
 NAME_CHARS = 128  # application, result and metric names
 MAX_EXTRA_DATA_BYTES = 16_000
 MAX_MESSAGE_CHARS = 1_000
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
+
+#: The fields that name a series, per table (see the module doc): one rule for both stores.
+SERIES_KEYS: dict[str, tuple[str, ...]] = {
+    "app_results": ("project", "endpoint_id", "application_name", "result_name", "result_kind"),
+    "metrics": ("project", "endpoint_id", "application_name", "metric_name"),
+    "predictions": ("project", "endpoint_id"),
+    "errors": ("project", "endpoint_id", "application_name", "error_type"),
+    "feature_drift": ("project", "endpoint_id", "application_name", "feature_name"),
+}
+#: The time column of each table's rows: with the series, a row's key.
+TIME_COLUMNS: dict[str, str] = {
+    "app_results": "end_infer_time", "metrics": "end_infer_time", "predictions": "end_infer_time",
+    "errors": "time", "feature_drift": "end_infer_time",
+}
 
 __all__ = [
     "TSDB", "TSDBError", "check_result", "check_metric", "check_prediction", "check_error",
-    "check_text", "check_record", "check_filters", "sort_metrics", "sort_predictions", "sort_errors", "extra_data_json", "clean_message", "micros", "from_micros",
-    "sort_results", "APPLICATION_NAME_PATTERN", "MAX_EXTRA_DATA_BYTES", "MAX_MESSAGE_CHARS",
+    "check_feature_drift", "check_text", "check_record", "check_filters", "sort_metrics", "sort_predictions",
+    "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
+    "clean_message", "micros", "from_micros", "sort_results", "APPLICATION_NAME_PATTERN", "MAX_EXTRA_DATA_BYTES",
+    "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS",
 ]
 
 
-class TSDBError(RuntimeError):
-    """The TSDB failed; the message says what and where, with any password masked."""
+class TSDBError(StoreFailure):
+    """The TSDB failed; the message says what and where, with the server's own message and any
+    password masked. ``transient`` (:func:`connectors.errors.is_transient`) says whether waiting
+    may heal it: True for a refused, lost or timed-out connection or a locked database, False for
+    an error the same statement would meet again."""
 
 
 # --------------------------------------------------------------------------------- time
@@ -108,7 +145,7 @@ def check_text(value: Any, what: str, max_chars: int = TEXT_TAG_CHARS) -> str:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > max_chars:
         raise ValueError(f"{what} {value[:40]!r}... is {len(value)} characters long: at most {max_chars}")
-    bad = [c for c in value if unicodedata.category(c) == "Cc"]
+    bad = _CONTROL.findall(value)
     if bad:
         raise ValueError(f"{what} {value!r} contains control characters {sorted(set(bad))!r}: remove them")
     return value
@@ -144,14 +181,74 @@ def _check_time(value: Any, what: str, record: str) -> dt.datetime:
     return value
 
 
+def _check_series(record: Any, where: str, *, application: bool = True) -> None:
+    """The project, endpoint id and (``application``) application name every record carries."""
+    check_text(record.project, "project")
+    check_text(record.endpoint_id, "endpoint id")
+    if application:
+        _check_app(record.application_name, where)
+
+
+def _check_window(record: Any, where: str) -> None:
+    _check_time(record.start_infer_time, "start_infer_time", where)
+    _check_time(record.end_infer_time, "end_infer_time", where)
+
+
+def _json(extra: Any) -> str:
+    return json.dumps(extra or {}, separators=(",", ":"), ensure_ascii=True, sort_keys=True, default=str)
+
+
+def compact_extra_data(extra: dict[str, Any] | None, max_bytes: int = MAX_EXTRA_DATA_BYTES) -> dict[str, Any] | None:
+    """``extra`` when its JSON fits ``max_bytes``; else, when it holds per-feature drift
+    (:func:`udfs.histogram_drift.per_feature_columns`), ``extra`` without ``"columns"`` plus
+    ``"per_feature": {"table": "feature_drift", "columns": <n>}`` if that fits; else None (it
+    needs an artifact)."""
+    extra = dict(extra or {})
+    return extra if len(_json(extra)) <= max_bytes else _without_feature_columns(extra, max_bytes)
+
+
+def _without_feature_columns(extra: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    columns = per_feature_columns(extra)
+    if columns is None:
+        return None
+    compact = {k: v for k, v in extra.items() if k != "columns"}
+    compact["per_feature"] = {"table": "feature_drift", "columns": len(columns)}
+    return compact if len(_json(compact)) <= max_bytes else None
+
+
 def extra_data_json(extra: dict[str, Any] | None, where: str = "result") -> str:
-    """``extra_data`` as ASCII JSON of at most :data:`MAX_EXTRA_DATA_BYTES` bytes (see module doc)."""
-    text = json.dumps(extra or {}, separators=(",", ":"), ensure_ascii=True, sort_keys=True, default=str)
-    if len(text) > MAX_EXTRA_DATA_BYTES:
-        log.warning("extra_data of %s is %d bytes, more than the TSDB keeps (%d): stored as truncated",
-                    where, len(text), MAX_EXTRA_DATA_BYTES)
-        text = json.dumps({"truncated": True, "bytes": len(text)}, separators=(",", ":"))
-    return text
+    """``extra_data`` as ASCII JSON of at most :data:`MAX_EXTRA_DATA_BYTES` bytes: as it is, or
+    compacted (:func:`compact_extra_data`), or, when neither fits and no artifact was written
+    (:func:`bound_extra_data`), ``{"truncated": true, "bytes": <size>}`` with a warning."""
+    text = _json(extra)
+    if len(text) <= MAX_EXTRA_DATA_BYTES:
+        return text
+    compact = _without_feature_columns(dict(extra or {}), MAX_EXTRA_DATA_BYTES)
+    if compact is not None:
+        return _json(compact)
+    log.warning("extra_data of %s is %d bytes, more than the TSDB keeps (%d) and no artifacts directory was "
+                "given: stored as truncated", where, len(text), MAX_EXTRA_DATA_BYTES)
+    return _json({"truncated": True, "bytes": len(text)})
+
+
+def bound_extra_data(r: ResultRecord, artifacts_dir: str | None = None) -> ResultRecord:
+    """The result with an ``extra_data`` the TSDB can keep (see the module doc): as it is,
+    compacted, or, with ``artifacts_dir``, replaced by a reference to the artifact file holding the
+    whole value (written here; :mod:`connectors.artifacts`)."""
+    text = _json(r.extra_data)
+    if len(text) <= MAX_EXTRA_DATA_BYTES:
+        return r
+    compact = _without_feature_columns(dict(r.extra_data or {}), MAX_EXTRA_DATA_BYTES)
+    if compact is not None:
+        return dataclasses.replace(r, extra_data=compact)
+    if artifacts_dir is None:
+        return r  # extra_data_json stores the truncation marker and says so
+    from connectors.artifacts import write_extra_data
+
+    path = write_extra_data(artifacts_dir, r, text)
+    log.info("extra_data of result %r of %r (%s, endpoint %r) is %d bytes: kept whole in %s", r.result_name,
+             r.application_name, r.end_infer_time, r.endpoint_id, len(text), path)
+    return dataclasses.replace(r, extra_data={"truncated": True, "bytes": len(text), "artifact": str(path)})
 
 
 def clean_message(message: Any) -> str:
@@ -163,35 +260,30 @@ def clean_message(message: Any) -> str:
 
 
 def check_result(r: ResultRecord) -> ResultRecord:
-    """The record as it will be stored (value NaN→None, extra_data bounded); ValueError if invalid."""
+    """The record as it will be stored (value NaN→None, extra_data as JSON keeps it; bounded when
+    written, :func:`bound_extra_data`); ValueError if invalid."""
     where = f"result {getattr(r, 'result_name', '?')!r} of endpoint {getattr(r, 'endpoint_id', '?')!r}"
-    check_text(r.project, "project")
-    check_text(r.endpoint_id, "endpoint id")
-    _check_app(r.application_name, where)
+    _check_series(r, where)
     _check_name(r.result_name, "result name", where)
-    _check_time(r.start_infer_time, "start_infer_time", where)
-    _check_time(r.end_infer_time, "end_infer_time", where)
-    extra = json.loads(extra_data_json(r.extra_data, where))
+    _check_window(r, where)
+    if r.extra_data is not None and not isinstance(r.extra_data, Mapping):
+        raise ValueError(f"{where}: extra_data must be a dict, got {type(r.extra_data).__name__}")
+    extra = json.loads(_json(dict(r.extra_data or {})))  # what JSON keeps (tuples as lists, objects as text)
     return dataclasses.replace(r, kind=int(r.kind), status=int(r.status), value=_finite(r.value), extra_data=extra)
 
 
 def check_metric(m: MetricRecord) -> MetricRecord:
     where = f"metric {getattr(m, 'metric_name', '?')!r} of endpoint {getattr(m, 'endpoint_id', '?')!r}"
-    check_text(m.project, "project")
-    check_text(m.endpoint_id, "endpoint id")
-    _check_app(m.application_name, where)
+    _check_series(m, where)
     _check_name(m.metric_name, "metric name", where)
-    _check_time(m.start_infer_time, "start_infer_time", where)
-    _check_time(m.end_infer_time, "end_infer_time", where)
+    _check_window(m, where)
     return dataclasses.replace(m, value=_finite(m.value))
 
 
 def check_prediction(p: PredictionRecord) -> PredictionRecord:
     where = f"predictions of endpoint {getattr(p, 'endpoint_id', '?')!r}"
-    check_text(p.project, "project")
-    check_text(p.endpoint_id, "endpoint id")
-    _check_time(p.start_infer_time, "start_infer_time", where)
-    _check_time(p.end_infer_time, "end_infer_time", where)
+    _check_series(p, where, application=False)
+    _check_window(p, where)
     for name in ("count", "events", "error_count", "latency_count"):
         value = getattr(p, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -205,18 +297,42 @@ def check_prediction(p: PredictionRecord) -> PredictionRecord:
 
 def check_error(e: ErrorRecord) -> ErrorRecord:
     where = f"error of endpoint {getattr(e, 'endpoint_id', '?')!r}"
-    check_text(e.project, "project")
-    check_text(e.endpoint_id, "endpoint id")
-    _check_app(e.application_name, where)
+    _check_series(e, where)
     check_text(e.error_type, "error type")
     _check_time(e.time, "time", where)
     return dataclasses.replace(e, message=clean_message(e.message))
 
 
+def _whole(value: Any, what: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: {what} must be a whole number >= 0 or None, got {value!r}")
+    return value
+
+
+def check_feature_drift(f: FeatureDriftRecord) -> FeatureDriftRecord:
+    """The record as it will be stored (measures NaN→None); ValueError if invalid."""
+    where = f"feature drift of {getattr(f, 'feature_name', '?')!r} of endpoint {getattr(f, 'endpoint_id', '?')!r}"
+    _check_series(f, where)
+    check_text(f.feature_name, "feature name")
+    _check_window(f, where)
+    if f.rejected is not None and not isinstance(f.rejected, bool):
+        raise ValueError(f"{where}: rejected must be True, False or None, got {f.rejected!r}")
+    stored = {"tvd": _finite(f.tvd), "hellinger": _finite(f.hellinger), "kld": _finite(f.kld),
+              "p_value": _finite(f.p_value), "effect_size": _finite(f.effect_size),
+              "window_count": _whole(f.window_count, "window_count", where),
+              "reference_count": _whole(f.reference_count, "reference_count", where)}
+    if all(getattr(f, k) is v or (type(getattr(f, k)) is float and getattr(f, k) == v) for k, v in stored.items()):
+        return f  # already as stored (the common case: 2,000 features a window)
+    return dataclasses.replace(f, **stored)
+
+
 def check_record(record: Any) -> Any:
     """Dispatch to the check of the record's type."""
     for cls, check in ((ResultRecord, check_result), (MetricRecord, check_metric),
-                       (PredictionRecord, check_prediction), (ErrorRecord, check_error)):
+                       (PredictionRecord, check_prediction), (ErrorRecord, check_error),
+                       (FeatureDriftRecord, check_feature_drift)):
         if isinstance(record, cls):
             return check(record)
     raise TypeError(f"not a TSDB record: {type(record).__name__}")
@@ -238,17 +354,27 @@ def sort_errors(records: Iterable[ErrorRecord]) -> list[ErrorRecord]:
     return sorted(records, key=lambda r: (r.time, r.endpoint_id, r.application_name, r.error_type))
 
 
+def sort_feature_drift(records: Iterable[FeatureDriftRecord]) -> list[FeatureDriftRecord]:
+    return sorted(records, key=lambda r: (r.end_infer_time, r.endpoint_id, r.application_name, r.feature_name))
+
+
 # --------------------------------------------------------------------------------- the interface
 
 
 class TSDB(abc.ABC):
-    """Where results, metrics, window predictions and errors are kept over time.
+    """Where results, metrics, window predictions, errors and per-feature drift are kept over time.
 
     ``write_*`` take records of one kind and return how many were written; they check every
     record first (:func:`check_record`) and write nothing when one is invalid. ``query_*`` return
     records of a project, optionally narrowed to an endpoint, a time range (inclusive, on the
-    row's time) and an application and name, sorted by time.
+    row's time) and an application and name, sorted by time. Errors are :class:`TSDBError`
+    (``transient`` set) or, for an invalid record or filter, ValueError.
+
+    ``artifacts_dir``: where an ``extra_data`` too big for a row is kept whole (see the module
+    doc); None keeps only a truncation marker.
     """
+
+    artifacts_dir: str | None = None
 
     @abc.abstractmethod
     def create_schema(self) -> None:
@@ -266,14 +392,32 @@ class TSDB(abc.ABC):
     @abc.abstractmethod
     def write_errors(self, records: Sequence[ErrorRecord]) -> int: ...
 
+    @abc.abstractmethod
+    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int: ...
+
+    @abc.abstractmethod
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
-                     errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord]) -> None:
-        """What the job writes per window; one write per kind here (a store with transactions
-        makes it one)."""
-        for write, records in ((self.write_results, results), (self.write_metrics, metrics),
-                               (self.write_errors, errors), (self.write_predictions, predictions)):
-            if records:
-                write(records)
+                     errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
+                     feature_drift: Sequence[FeatureDriftRecord] = ()) -> None:
+        """What the job writes per window, or per batch of windows: the records of any number of
+        windows and endpoints, every one checked before anything is written, then written
+        together (one transaction on SQLite; on TDengine, which has none, multi-table INSERT
+        statements each under the server's statement size)."""
+
+    def bounded_results(self, records: Sequence[ResultRecord]) -> list[ResultRecord]:
+        """Every result checked, then with an ``extra_data`` the store keeps (:func:`bound_extra_data`)."""
+        checked = [check_result(r) for r in records]
+        return [bound_extra_data(r, self.artifacts_dir) for r in checked]
+
+    def checked_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
+                       errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
+                       feature_drift: Sequence[FeatureDriftRecord]) -> tuple[list, list, list, list, list]:
+        """The records of :meth:`write_window` as stored: all checked (ValueError before anything,
+        an artifact file included, is written), then the results' ``extra_data`` bounded."""
+        checked = ([check_result(r) for r in results], [check_metric(m) for m in metrics],
+                   [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
+                   [check_feature_drift(f) for f in feature_drift])
+        return ([bound_extra_data(r, self.artifacts_dir) for r in checked[0]], *checked[1:])
 
     @abc.abstractmethod
     def query_results(
@@ -318,6 +462,12 @@ class TSDB(abc.ABC):
     ) -> list[ErrorRecord]: ...
 
     @abc.abstractmethod
+    def query_feature_drift(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                            end: dt.datetime | None = None, application_name: str | None = None,
+                            feature_name: str | None = None) -> list[FeatureDriftRecord]:
+        """Per-feature drift rows of a project, sorted by window end, endpoint, application, feature."""
+
+    @abc.abstractmethod
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:
         """The newest result of every (endpoint, application, result name) of a project."""
 
@@ -329,8 +479,6 @@ class TSDB(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # ------------------------------------------------------------------ shared helpers
 
 
 
@@ -353,7 +501,7 @@ def check_filters(
     if application_name is not None:
         _check_app(application_name, "query")
     if name is not None:
-        if name_what == "error type":
+        if name_what in ("error type", "feature name"):
             check_text(name, name_what)
         else:
             _check_name(name, name_what, "query")

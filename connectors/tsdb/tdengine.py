@@ -4,8 +4,9 @@ same on both.
 
 Layout (column and tag names follow MLRun's TDengine schema where it has one):
 
-``CREATE DATABASE IF NOT EXISTS <db> PRECISION 'us'`` (default database ``streamdrift``), and in it
-the supertables
+``CREATE DATABASE IF NOT EXISTS <db> PRECISION 'us' KEEP <days>`` (default database
+``streamdrift``; KEEP from the ``tsdb_keep_days`` setting, default 36,500 days, so replays of old
+events are accepted), and in it the supertables
 
 =================  =====================================================  ============================
 supertable         columns (the first one is the row's timestamp key)     tags
@@ -23,15 +24,32 @@ supertable         columns (the first one is the row's timestamp key)     tags
 ``errors``         time, model_error                                      project, endpoint_id,
                                                                           application_name,
                                                                           error_type
+``feature_drift``  end_infer_time, start_infer_time, tvd, hellinger,      project, endpoint_id,
+                   kld, p_value, rejected, effect_size, window_count,     application_name,
+                   reference_count                                        feature_name
 =================  =====================================================  ============================
 
-One subtable per series (see :mod:`connectors.tsdb.base` for the keys). Its name is a prefix and
-the SHA-1 of the series' identity (``res_<40 hex>``): no name given by a user ever becomes an
-identifier, so none can inject SQL, and a long or Unicode name cannot make an invalid table name.
-In TDengine a row is keyed by (subtable, timestamp), so writing a window again overwrites it.
-Tag and text values are single-quoted string literals with ``\\``, ``'``, newline, carriage return
-and tab escaped; every value was checked first (:func:`connectors.tsdb.base.check_record`).
-Timestamps are written and compared as integers: microseconds since the epoch.
+One subtable per series (:data:`connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
+Its name is a prefix and the SHA-1 of the series' identity (``res_<40 hex>``): no name given by a
+user ever becomes an identifier, so none can inject SQL, and a long or Unicode name cannot make an
+invalid table name. In TDengine a row is keyed by (subtable, timestamp), so writing a window again
+overwrites it. Tag and text values are single-quoted string literals with ``\\``, ``'``, newline,
+carriage return and tab escaped; every value was checked first
+(:func:`connectors.tsdb.base.check_record`). Timestamps are written and compared as integers:
+microseconds since the epoch.
+
+TDengine's limits, checked here rather than met at write time:
+
+* statements: at most :data:`MAX_STATEMENT_BYTES` bytes of UTF-8 (the server's ``maxSQLLength``
+  is 1 MiB by default and counts bytes, so non-Latin text counts 2-4 per character);
+* the database name: a plain identifier of at most 64 characters that is not one of TDengine's
+  reserved words (:data:`KEYWORDS`): such a name is refused when the URL is read
+  (:func:`check_database_name`), not quoted, so the database stays usable from the ``taos`` shell
+  and other tools without backquotes;
+* an existing database must have microsecond precision: :meth:`TDengineTSDB.create_schema`
+  refuses another one with what to do; a KEEP shorter than ``keep_days`` is raised to it;
+* rows older than the database's KEEP are refused by the server ("Timestamp data out of range"):
+  a permanent error (:mod:`connectors.errors`) whose message names KEEP.
 
 Statement building (the ``*_sql`` functions) is pure and separate from execution, so tests can
 assert on the exact statements; :class:`TDengineTSDB` executes them on a connection.
@@ -43,16 +61,20 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from connectors.settings import mask_password
+from connectors.errors import is_transient, tdengine_code
+from connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
 from connectors.tsdb.base import (
+    SERIES_KEYS,
     TSDB,
     TSDBError,
     check_error,
+    check_feature_drift,
     check_filters,
     check_metric,
     check_prediction,
@@ -61,16 +83,63 @@ from connectors.tsdb.base import (
     from_micros,
     micros,
     sort_errors,
+    sort_feature_drift,
     sort_metrics,
     sort_predictions,
     sort_results,
 )
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord
+from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "streamdrift"
-MAX_STATEMENT_CHARS = 512_000  # TDengine's maxSQLLength defaults to 1 MB; stay well below
+#: TDengine's ``maxSQLLength`` defaults to 1,048,576 bytes; stay ~5 % below it.
+MAX_STATEMENT_BYTES = 1_000_000
 MAX_ROWS_PER_STATEMENT = 5_000
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+#: TDengine's reserved keywords (every 3.x release up to 3.4, from its "Reserved Keywords" page),
+#: upper case. None may name a database unquoted.
+KEYWORDS = frozenset("""
+ABORT ACCOUNT ACCOUNTS ADD AFTER AGGREGATE ALIAS ALIVE ALL ALLOW_DATETIME ALLOW_TOKEN_NUM ALTER ANALYZE AND
+ANODE ANODES ANOMALY_WINDOW ANTI APPS ARBGROUPS ARROW AS ASC ASOF ASYNC AT_ONCE ATTACH AUTO ASSIGN ALGR_NAME
+ALGR_TYPE BALANCE BEFORE BEGIN BETWEEN BIGINT BIN BINARY BITAND BITNOT BITOR BLOB BLOCKS BNODE BNODES BOOL
+BOTH BUFFER BUFSIZE BWLIMIT BY CACHE CACHEMODEL CACHESIZE CALC_NOTIFY_ONLY CALL_PER_SESSION CASE CAST CHANGE
+CHANGEPASS CHILD CLIENT_VERSION CLUSTER COLON COLS COLUMN COMMA COMMENT COMP COMPACT COMPACTS
+COMPACT_INTERVAL COMPACT_TIME_OFFSET COMPACT_TIME_RANGE COMPOSITE COMPRESS CONCAT CONFLICT
+CONNECT_IDLE_TIME CONNECT_TIME CONNECTION CONNECTIONS CONNS CONSUMER CONSUMERS CONTAINS
+CONTINUOUS_WINDOW_CLOSE COPY COUNT COUNT_WINDOW CREATE CREATEDB CURRENT_USER SCAN SCANS DATABASE DATABASES
+DBS DB_KEY DECIMAL DEFAULT DEFERRED DELETE DELETE_MARK DELETE_OUTPUT_TABLE DELETE_RECALC DELIMITERS DESC
+DESCRIBE DETACH DISK_INFO DISTINCT DISTRIBUTED DIVIDE DNODE DNODES DOT DOUBLE DROP DURATION EACH ELSE ENCODE
+ENABLE ENCRYPT_ALGR ENCRYPT_ALGORITHM ENCRYPT_ALGORITHMS ENCRYPT_KEY ENCRYPT_STATUS ENCRYPTIONS END EQ
+EVENT_TYPE EVENT_WINDOW EVERY EXCEPT EXISTS EXPIRED EXPIRED_TIME EXPLAIN EXTRA_INFO FAIL
+FAILED_LOGIN_ATTEMPTS FHIGH FILE FILL FILL_HISTORY FILL_HISTORY_FIRST FIRST FLOAT FLOW FLUSH FOR FORCE
+FORCE_OUTPUT FORCE_WINDOW_CLOSE FROM FROWTS FULL FUNCTION FUNCTIONS GE GEOMETRY GLOB GRANT GRANTS GROUP GT
+HAVING HEX HOST ID IF IGNORE IGNORE_DISORDER IGNORE_NODATA_TRIGGER ILLEGAL IMMEDIATE IMPORT IN
+INACTIVE_ACCOUNT_TIME INDEX INDEXES INITIALLY INNER INSERT INSTANCES INSTEAD INT INTEGER INTERSECT INTERVAL
+INTO IPTOKEN IROWTS IROWTS_ORIGIN IS IS_IMPORT ISFILLED ISNULL IS_AUDIT JLIMIT JOIN JSON KEEP
+KEEP_TIME_OFFSET KEY KILL LANGUAGE LAST LAST_ROW LE LEADER LEADING LEFT LEVEL LICENCES LIKE LIMIT LINEAR LOCK
+LOCAL LOGS LOW_LATENCY_CALC LP LSHIFT LT MACHINES MATCH MAX_DELAY MAXROWS MEDIUMBLOB MERGE META META_ONLY
+MINROWS MINUS MNODE MNODES MODIFY MODULES MOUNT MOUNTS NEAR NCHAR NE NEXT NMATCH NONE NORMAL NOT
+NOT_ALLOW_DATETIME NOT_ALLOW_HOST NOTIFY NOTIFY_HISTORY NOTIFY_OPTIONS NOTNULL NOW NULL NULL_F NULLS OF
+OFFSET ON ONLY ON_FAILURE ON_FAILURE_PAUSE OPTIONS OR ORDER OUTER OUTPUT_SUBTABLE OUTPUTTYPE OSSL_ALGR_NAME
+PAGES PAGESIZE PARTITION PASS PASSWORD_LIFE_TIME PASSWORD_REUSE_TIME PASSWORD_REUSE_MAX PASSWORD_LOCK_TIME
+PASSWORD_GRACE_TIME PAUSE PERIOD PI PLUS PORT POSITION PPS PRE_FILTER PRECISION PREV PRIMARY PRIVILEGE
+PRIVILEGES PROVIDER QDURATION QEND QNODE QNODES QSTART QTAGS QTIME QUERIES QUERY QUESTION RAISE RAND RANGE
+RATIO READ RECALCULATE RECURSIVE REGEXP REDISTRIBUTE RELOAD REM RENAME REPLACE REPLICA REPLICAS RESET
+RESTORE RESTRICT RESUME RETENTION RETENTIONS REVOKE RIGHT ROLLUP ROW ROWTS RP RSHIFT ROLE ROLES RSMA RSMAS
+S3MIGRATE SCHEMALESS SCORES SELECT SEMI SERVER_STATUS SERVER_VERSION SESSION SESSION_PER_USER SET SHOW
+SINGLE_STABLE SLASH SLIDING SLIMIT SMA SMALLINT SMIGRATE SNODE SNODES SOFFSET SPLIT SS_CHUNKPAGES SS_COMPACT
+SS_KEEPLOCAL SSMIGRATE SSMIGRATES STABLE STABLES STAR START STATE STATE_WINDOW STATEMENT STOP STORAGE STREAM
+STREAMS STRICT STRING STT_TRIGGER SUBSCRIBE SUBSCRIPTIONS SUBSTR SUBSTRING SUBTABLE SVR_KEY SYSINFO SYSTEM
+TABLE TABLE_PREFIX TABLE_SUFFIX TABLES TAG TAGS TBNAME THEN TIMES TIMESTAMP TIMEZONE TINYINT TO TODAY TOKEN
+TOKENS TOPIC TOPICS TOTP_SECRET TRAILING TRANSACTION TRANSACTIONS TRIGGER TRIM TRUE_FOR TSDB_PAGESIZE TSERIES
+TSMA TSMAS TTL UNION UNSAFE UNLOCK UNSIGNED UNTREATED UPDATE USE USER USERS USING VALUE VALUE_F VALUES
+VARBINARY VARCHAR VARIABLE VTABLE VTABLES VARIABLES VERBOSE VGROUP VGROUPS VIEW VIEWS VIRTUAL VNODE
+VNODE_PER_CALL VNODES WAL WAL_FSYNC_PERIOD WAL_LEVEL WAL_RETENTION_PERIOD WAL_RETENTION_SIZE WAL_ROLL_PERIOD
+WAL_SEGMENT_SIZE WATERMARK WDURATION WEND WHEN WHERE WINDOW WINDOW_CLOSE WINDOW_OFFSET WINDOW_OPEN WITH
+WRITE WSTART _C0 _IROWTS _QDURATION _QEND _QSTART _ROWTS _WDURATION _WEND _WSTART TRUE FALSE
+""".split())
 
 
 # --------------------------------------------------------------------------------- literals
@@ -81,6 +150,18 @@ def identifier(name: str, what: str = "identifier") -> str:
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"{what} {name!r} is invalid: use letters, digits and '_', not starting with a digit, "
                          "at most 64 characters")
+    return name
+
+
+def check_database_name(name: str, what: str = "database name") -> str:
+    """Return ``name`` if TDengine takes it unquoted as a database name: a plain identifier
+    (:func:`identifier`) that is not a reserved keyword (:data:`KEYWORDS`, in any case), else
+    raise ValueError saying which rule it breaks and what to do."""
+    identifier(name, what)
+    if name.upper() in KEYWORDS:
+        raise ValueError(f"{what} {name!r} is a TDengine reserved keyword, which TDengine refuses as a "
+                         f"database name unless every statement quotes it: choose another name, e.g. "
+                         f"{(name + '_db').lower()!r}")
     return name
 
 
@@ -121,7 +202,12 @@ class SuperTable:
     prefix: str  # of subtable names
     columns: tuple[tuple[str, str], ...]  # (name, type); the first is the timestamp key
     tags: tuple[tuple[str, str], ...]
-    identity: tuple[str, ...]  # tags that name a series (hashed into the subtable name)
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """The tags that name a series (hashed into the subtable name): the table's
+        :data:`~connectors.tsdb.base.SERIES_KEYS`."""
+        return SERIES_KEYS[self.name]
 
     @property
     def column_names(self) -> list[str]:
@@ -138,14 +224,12 @@ APP_RESULTS = SuperTable(
              ("result_status", "INT"), ("result_extra_data", "VARCHAR(16000)")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
           ("result_name", "VARCHAR(128)"), ("result_kind", "INT")),
-    identity=("endpoint_id", "application_name", "result_name"),
 )
 METRICS = SuperTable(
     "metrics", "met",
     columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("metric_value", "DOUBLE")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
           ("metric_name", "VARCHAR(128)")),
-    identity=("endpoint_id", "application_name", "metric_name"),
 )
 PREDICTIONS = SuperTable(
     "predictions", "pred",
@@ -154,16 +238,22 @@ PREDICTIONS = SuperTable(
              ("latency_mean_us", "DOUBLE"), ("latency_p50_us", "DOUBLE"), ("latency_p95_us", "DOUBLE"),
              ("latency_p99_us", "DOUBLE"), ("first_request", "TIMESTAMP"), ("last_request", "TIMESTAMP")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)")),
-    identity=("endpoint_id",),
 )
 ERRORS = SuperTable(
     "errors", "err",
     columns=(("time", "TIMESTAMP"), ("model_error", "NCHAR(1000)")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
           ("error_type", "NCHAR(255)")),
-    identity=("endpoint_id", "application_name", "error_type"),
 )
-SUPERTABLES = (APP_RESULTS, METRICS, PREDICTIONS, ERRORS)
+FEATURE_DRIFT = SuperTable(
+    "feature_drift", "fd",
+    columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("tvd", "DOUBLE"),
+             ("hellinger", "DOUBLE"), ("kld", "DOUBLE"), ("p_value", "DOUBLE"), ("rejected", "BOOL"),
+             ("effect_size", "DOUBLE"), ("window_count", "BIGINT"), ("reference_count", "BIGINT")),
+    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
+          ("feature_name", "NCHAR(255)")),
+)
+SUPERTABLES = (APP_RESULTS, METRICS, PREDICTIONS, ERRORS, FEATURE_DRIFT)
 
 
 def subtable_name(stable: SuperTable, tags: dict[str, Any]) -> str:
@@ -174,20 +264,53 @@ def subtable_name(stable: SuperTable, tags: dict[str, Any]) -> str:
     return f"{stable.prefix}_{digest}"
 
 
-def create_database_sql(database: str) -> str:
-    return f"CREATE DATABASE IF NOT EXISTS {identifier(database, 'database name')} PRECISION 'us'"
+def create_database_sql(database: str, keep_days: int = DEFAULT_TSDB_KEEP_DAYS) -> str:
+    """``CREATE DATABASE IF NOT EXISTS <db> PRECISION 'us' KEEP <days>``."""
+    return (f"CREATE DATABASE IF NOT EXISTS {check_database_name(database)} PRECISION 'us' "
+            f"KEEP {_keep(keep_days)}")
+
+
+def _keep(days: Any) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365_000:
+        raise ValueError(f"KEEP must be a whole number of days from 1 to 365000 (TDengine's range), got {days!r}")
+    return days
+
+
+def database_options_sql(database: str) -> str:
+    """The precision and KEEP of the database (``information_schema.ins_databases``; TDengine
+    keeps unquoted names in lower case)."""
+    return ("SELECT `name`, `precision`, `keep` FROM information_schema.ins_databases "
+            f"WHERE `name` = {quote(check_database_name(database).lower())}")
+
+
+def alter_keep_sql(database: str, keep_days: int) -> str:
+    return f"ALTER DATABASE {check_database_name(database)} KEEP {_keep(keep_days)}"
+
+
+def keep_days_of(text: Any) -> int:
+    """Days of a KEEP as ``ins_databases`` shows it: ``"36500d,36500d,36500d"``,
+    ``"5256000m,..."``, ``"3650"``; the longest of the tiers (what the community edition keeps)."""
+    days = []
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*([mhd]?)\s*", part)
+        if not match:
+            raise ValueError(f"cannot read the KEEP {text!r} of a TDengine database")
+        value, unit = int(match.group(1)), match.group(2) or "d"
+        days.append(value // {"m": 1440, "h": 24, "d": 1}[unit])
+    return max(days)
 
 
 def create_stable_sql(database: str, stable: SuperTable) -> str:
-    db = identifier(database, "database name")
+    db = check_database_name(database)
     columns = ", ".join(f"{c} {t}" for c, t in stable.columns)
     tags = ", ".join(f"{c} {t}" for c, t in stable.tags)
     return f"CREATE STABLE IF NOT EXISTS {db}.{stable.name} ({columns}) TAGS ({tags})"
 
 
-def schema_sql(database: str) -> list[str]:
-    """Every statement :meth:`TDengineTSDB.create_schema` runs, in order."""
-    return [create_database_sql(database), *(create_stable_sql(database, s) for s in SUPERTABLES)]
+def schema_sql(database: str, keep_days: int = DEFAULT_TSDB_KEEP_DAYS) -> list[str]:
+    """The statements that create the database and its supertables, in order (between them
+    :meth:`TDengineTSDB.create_schema` checks the database's options)."""
+    return [create_database_sql(database, keep_days), *(create_stable_sql(database, s) for s in SUPERTABLES)]
 
 
 # --------------------------------------------------------------------------------- inserts
@@ -223,55 +346,74 @@ def _error_row(e: ErrorRecord) -> tuple[dict[str, Any], list[Any]]:
     return tags, [micros(e.time), e.message]
 
 
-def insert_sql(
+def _feature_drift_row(f: FeatureDriftRecord) -> tuple[dict[str, Any], list[Any]]:
+    tags = {"project": f.project, "endpoint_id": f.endpoint_id, "application_name": f.application_name,
+            "feature_name": f.feature_name}
+    return tags, [micros(f.end_infer_time), micros(f.start_infer_time), f.tvd, f.hellinger, f.kld, f.p_value,
+                  f.rejected, f.effect_size, f.window_count, f.reference_count]
+
+
+_INSERT = "INSERT INTO"
+
+
+def insert_statements(
     database: str,
-    stable: SuperTable,
-    rows: Iterable[tuple[dict[str, Any], list[Any]]],
+    groups: Iterable[tuple[SuperTable, Iterable[tuple[dict[str, Any], list[Any]]]]],
     *,
-    max_chars: int = MAX_STATEMENT_CHARS,
+    max_bytes: int = MAX_STATEMENT_BYTES,
     max_rows: int = MAX_ROWS_PER_STATEMENT,
 ) -> list[str]:
-    """Batched ``INSERT`` statements for ``(tags, values)`` rows (values in ``stable.columns`` order).
+    """Batched ``INSERT`` statements for ``(tags, values)`` rows of one or more supertables
+    (values in ``stable.columns`` order).
 
     One statement holds many ``<db>.<subtable> USING <db>.<stable> (tags) TAGS (...) (columns)
-    VALUES (...) (...)`` clauses, one per subtable, and stays under ``max_chars`` characters and
-    ``max_rows`` rows (a single row longer than ``max_chars`` still gets its own statement). A
-    subtable is created by its first insert. When the same (subtable, timestamp) comes twice, the
-    last one is kept, as TDengine itself would.
+    VALUES (...) (...)`` clauses, one per subtable, of any supertables, and stays under
+    ``max_bytes`` bytes of UTF-8 (what TDengine's ``maxSQLLength`` counts) and ``max_rows`` rows;
+    a single row longer than ``max_bytes`` still gets its own statement. A subtable is created by
+    its first insert. When the same (subtable, timestamp) comes twice, the last one is kept, as
+    TDengine itself would.
     """
-    db = identifier(database, "database name")
-    tag_list = ", ".join(stable.tag_names)
-    column_list = ", ".join(stable.column_names)
-    by_table: dict[str, tuple[dict[str, Any], dict[int, list[Any]]]] = {}
-    for tags, values in rows:
-        name = subtable_name(stable, tags)
-        entry = by_table.setdefault(name, (tags, {}))
-        entry[1][values[0]] = values  # keyed by timestamp: the last write of a window wins
+    db = check_database_name(database)
     statements: list[str] = []
     clauses: list[str] = []  # of the statement being built
-    prefix = "INSERT INTO"
-    size, n_rows = len(prefix), 0  # the statement's length so far and its rows
-    for name, (tags, by_time) in by_table.items():
-        head = (f"{db}.{name} USING {db}.{stable.name} ({tag_list}) "
-                f"TAGS ({', '.join(literal(tags[t]) for t in stable.tag_names)}) ({column_list}) VALUES")
-        current: list[str] = []  # value tuples of this subtable's clause
-        clause_len = len(head)
-        for values in by_time.values():
-            tup = "(" + ", ".join(literal(v) for v in values) + ")"
-            too_big = size + 1 + clause_len + 1 + len(tup) > max_chars or n_rows + 1 > max_rows
-            if too_big and (current or clauses):
-                if current:
-                    clauses.append(f"{head} {' '.join(current)}")
-                statements.append(" ".join([prefix, *clauses]))
-                clauses, current, clause_len, size, n_rows = [], [], len(head), len(prefix), 0
-            current.append(tup)
-            clause_len += 1 + len(tup)
-            n_rows += 1
-        clauses.append(f"{head} {' '.join(current)}")
-        size += 1 + clause_len
+    prefix_bytes = len(_INSERT)
+    size, n_rows = prefix_bytes, 0  # the statement's bytes so far and its rows
+    for stable, rows in groups:
+        tag_list = ", ".join(stable.tag_names)
+        column_list = ", ".join(stable.column_names)
+        by_table: dict[str, tuple[dict[str, Any], dict[int, list[Any]]]] = {}
+        for tags, values in rows:
+            entry = by_table.setdefault(subtable_name(stable, tags), (tags, {}))
+            entry[1][values[0]] = values  # keyed by timestamp: the last write of a window wins
+        for name, (tags, by_time) in by_table.items():
+            head = (f"{db}.{name} USING {db}.{stable.name} ({tag_list}) "
+                    f"TAGS ({', '.join(literal(tags[t]) for t in stable.tag_names)}) ({column_list}) VALUES")
+            head_bytes = len(head.encode("utf-8"))
+            current: list[str] = []  # value tuples of this subtable's clause
+            clause_bytes = head_bytes
+            for values in by_time.values():
+                tup = "(" + ", ".join(literal(v) for v in values) + ")"
+                tup_bytes = len(tup.encode("utf-8"))
+                too_big = size + 1 + clause_bytes + 1 + tup_bytes > max_bytes or n_rows + 1 > max_rows
+                if too_big and (current or clauses):
+                    if current:
+                        clauses.append(f"{head} {' '.join(current)}")
+                    statements.append(" ".join([_INSERT, *clauses]))
+                    clauses, current, clause_bytes, size, n_rows = [], [], head_bytes, prefix_bytes, 0
+                current.append(tup)
+                clause_bytes += 1 + tup_bytes
+                n_rows += 1
+            clauses.append(f"{head} {' '.join(current)}")
+            size += 1 + clause_bytes
     if clauses:
-        statements.append(" ".join([prefix, *clauses]))
+        statements.append(" ".join([_INSERT, *clauses]))
     return statements
+
+
+def insert_sql(database: str, stable: SuperTable, rows: Iterable[tuple[dict[str, Any], list[Any]]],
+               **kw: Any) -> list[str]:
+    """:func:`insert_statements` for the rows of one supertable."""
+    return insert_statements(database, [(stable, rows)], **kw)
 
 
 def insert_results_sql(database: str, records: Sequence[ResultRecord], **kw) -> list[str]:
@@ -288,6 +430,28 @@ def insert_predictions_sql(database: str, records: Sequence[PredictionRecord], *
 
 def insert_errors_sql(database: str, records: Sequence[ErrorRecord], **kw) -> list[str]:
     return insert_sql(database, ERRORS, (_error_row(check_error(e)) for e in records), **kw)
+
+
+def insert_feature_drift_sql(database: str, records: Sequence[FeatureDriftRecord], **kw) -> list[str]:
+    return insert_sql(database, FEATURE_DRIFT, (_feature_drift_row(check_feature_drift(f)) for f in records), **kw)
+
+
+def _window_groups(results, metrics, errors, predictions, feature_drift) -> list:
+    """The ``(supertable, rows)`` of records already checked."""
+    return [(APP_RESULTS, map(_result_row, results)), (METRICS, map(_metric_row, metrics)),
+            (ERRORS, map(_error_row, errors)), (PREDICTIONS, map(_prediction_row, predictions)),
+            (FEATURE_DRIFT, map(_feature_drift_row, feature_drift))]
+
+
+def insert_window_sql(database: str, results: Sequence[ResultRecord] = (), metrics: Sequence[MetricRecord] = (),
+                      errors: Sequence[ErrorRecord] = (), predictions: Sequence[PredictionRecord] = (),
+                      feature_drift: Sequence[FeatureDriftRecord] = (), **kw) -> list[str]:
+    """The statements of :meth:`TDengineTSDB.write_window`: every record checked first (a
+    ValueError before any statement is built), then all kinds packed together."""
+    checked = ([check_result(r) for r in results], [check_metric(m) for m in metrics],
+               [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
+               [check_feature_drift(f) for f in feature_drift])
+    return insert_statements(database, _window_groups(*checked), **kw)
 
 
 # --------------------------------------------------------------------------------- queries
@@ -311,54 +475,60 @@ PREDICTION_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS B
                      "error_count, latency_count, latency_mean_us, latency_p50_us, latency_p95_us, latency_p99_us, "
                      "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), project, endpoint_id")
 ERROR_SELECT = "CAST(time AS BIGINT), model_error, project, endpoint_id, application_name, error_type"
+FEATURE_DRIFT_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, "
+                        "p_value, rejected, effect_size, window_count, reference_count, project, endpoint_id, "
+                        "application_name, feature_name")
+
+
+def _select_sql(database: str, stable: SuperTable, select: str, project: str, endpoint_id: str | None,
+                start: dt.datetime | None, end: dt.datetime | None, application_name: str | None = None,
+                name_tag: str | None = None, name: str | None = None) -> str:
+    """``SELECT <select> FROM <db>.<stable>`` of a project, narrowed by the filters that are not
+    None (the time range on the supertable's timestamp column, inclusive)."""
+    check_filters(project, endpoint_id, start, end, application_name, name, (name_tag or "name").replace("_", " "))
+    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
+                    ("application_name", "=", application_name), (name_tag, "=", name),
+                    *_time_conditions(stable.column_names[0], start, end)])
+    return f"SELECT {select} FROM {check_database_name(database)}.{stable.name}{where}"
 
 
 def query_results_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                       end: dt.datetime | None = None, application_name: str | None = None,
                       result_name: str | None = None) -> str:
-    check_filters(project, endpoint_id, start, end, application_name, result_name, "result name")
-    db = identifier(database, "database name")
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
-                    ("application_name", "=", application_name), ("result_name", "=", result_name),
-                    *_time_conditions("end_infer_time", start, end)])
-    return f"SELECT {RESULT_SELECT} FROM {db}.{APP_RESULTS.name}{where}"
+    return _select_sql(database, APP_RESULTS, RESULT_SELECT, project, endpoint_id, start, end, application_name,
+                       "result_name", result_name)
 
 
 def query_metrics_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                       end: dt.datetime | None = None, application_name: str | None = None,
                       metric_name: str | None = None) -> str:
-    check_filters(project, endpoint_id, start, end, application_name, metric_name, "metric name")
-    db = identifier(database, "database name")
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
-                    ("application_name", "=", application_name), ("metric_name", "=", metric_name),
-                    *_time_conditions("end_infer_time", start, end)])
-    return f"SELECT {METRIC_SELECT} FROM {db}.{METRICS.name}{where}"
+    return _select_sql(database, METRICS, METRIC_SELECT, project, endpoint_id, start, end, application_name,
+                       "metric_name", metric_name)
 
 
 def query_predictions_sql(database: str, project: str, endpoint_id: str | None = None,
                           start: dt.datetime | None = None, end: dt.datetime | None = None) -> str:
-    check_filters(project, endpoint_id, start, end)
-    db = identifier(database, "database name")
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
-                    *_time_conditions("end_infer_time", start, end)])
-    return f"SELECT {PREDICTION_SELECT} FROM {db}.{PREDICTIONS.name}{where}"
+    return _select_sql(database, PREDICTIONS, PREDICTION_SELECT, project, endpoint_id, start, end)
 
 
 def query_errors_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                      end: dt.datetime | None = None, application_name: str | None = None,
                      error_type: str | None = None) -> str:
-    check_filters(project, endpoint_id, start, end, application_name, error_type, "error type")
-    db = identifier(database, "database name")
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
-                    ("application_name", "=", application_name), ("error_type", "=", error_type),
-                    *_time_conditions("time", start, end)])
-    return f"SELECT {ERROR_SELECT} FROM {db}.{ERRORS.name}{where}"
+    return _select_sql(database, ERRORS, ERROR_SELECT, project, endpoint_id, start, end, application_name,
+                       "error_type", error_type)
+
+
+def query_feature_drift_sql(database: str, project: str, endpoint_id: str | None = None,
+                            start: dt.datetime | None = None, end: dt.datetime | None = None,
+                            application_name: str | None = None, feature_name: str | None = None) -> str:
+    return _select_sql(database, FEATURE_DRIFT, FEATURE_DRIFT_SELECT, project, endpoint_id, start, end,
+                       application_name, "feature_name", feature_name)
 
 
 def latest_status_sql(database: str, project: str, endpoint_id: str | None = None) -> str:
     """The newest row of every result series of a project: ``LAST_ROW`` grouped by the series tags."""
     check_filters(project, endpoint_id)
-    db = identifier(database, "database name")
+    db = check_database_name(database)
     where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id)])
     return ("SELECT LAST_ROW(end_infer_time), LAST_ROW(start_infer_time), LAST_ROW(result_value), "
             "LAST_ROW(result_status), LAST_ROW(result_extra_data), project, endpoint_id, application_name, "
@@ -416,6 +586,21 @@ def error_from_row(row: Sequence[Any]) -> ErrorRecord:
     )
 
 
+def _whole(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def feature_drift_from_row(row: Sequence[Any]) -> FeatureDriftRecord:
+    (end, start, tvd, hel, kld, p_value, rejected, effect, n, big_n, project, endpoint_id, app, feature) = row
+    return FeatureDriftRecord(
+        project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
+        feature_name=_text(feature), start_infer_time=from_micros(start), end_infer_time=from_micros(end),
+        tvd=_float(tvd), hellinger=_float(hel), kld=_float(kld), p_value=_float(p_value),
+        rejected=None if rejected is None else bool(rejected), effect_size=_float(effect),
+        window_count=_whole(n), reference_count=_whole(big_n),
+    )
+
+
 # --------------------------------------------------------------------------------- connections
 
 
@@ -451,7 +636,7 @@ class TDengineURL:
         if not parts.hostname:
             raise ValueError(f"TDengine URL {masked!r} has no host")
         database = parts.path.strip("/") or DEFAULT_DATABASE
-        identifier(database, f"database name in {masked!r}")
+        check_database_name(database, f"database name in {masked!r}")
         return cls(
             scheme=parts.scheme, host=parts.hostname, port=port or (6041 if parts.scheme == "taosws" else 6030),
             user=unquote(parts.username or "root"), password=unquote(parts.password or "taosdata"),
@@ -462,10 +647,11 @@ class TDengineURL:
 class _TaosWsConnection:
     """taos-ws-py (``taosws``): TDengine's WebSocket connector, through taosAdapter."""
 
-    def __init__(self, url: TDengineURL):
+    def __init__(self, url: TDengineURL, retries: int | None = None):
         import taosws
 
-        self._conn = taosws.connect(user=url.user, password=url.password, host=url.host, port=url.port)
+        options = {} if retries is None else {"conn_retries": str(int(retries))}
+        self._conn = taosws.connect(user=url.user, password=url.password, host=url.host, port=url.port, **options)
 
     def execute(self, sql: str) -> Any:
         return self._conn.execute(sql)
@@ -499,21 +685,33 @@ class _TaosNativeConnection:
         self._conn.close()
 
 
-def connect(url: str) -> Connection:
-    """Open a connection for a ``taosws://`` or ``taos://`` URL (errors never show the password)."""
+def connect(url: str, retries: int | None = None) -> Connection:
+    """Open a connection for a ``taosws://`` or ``taos://`` URL (errors never show the password).
+
+    ``retries``: how often the WebSocket client tries again before it reports a refused
+    connection (None: the client's default, several over ~7 s)."""
     parsed = TDengineURL.parse(url)
     try:
         if parsed.scheme == "taosws":
-            return _TaosWsConnection(parsed)
+            return _TaosWsConnection(parsed, retries)
         return _TaosNativeConnection(parsed)
     except TSDBError:
         raise
     except Exception as exc:  # noqa: BLE001 - the connectors raise their own types
         raise TSDBError(f"cannot connect to TDengine at {mask_password(url)}: "
-                        f"{mask_password(f'{type(exc).__name__}: {exc}')}") from None
+                        f"{mask_password(f'{type(exc).__name__}: {exc}')}", transient=is_transient(exc)) from None
 
 
 # --------------------------------------------------------------------------------- the TSDB
+
+
+#: Hints added to the server's message for permanent errors whose cause is ours to explain.
+_HINTS = {
+    0x0219: "statements are cut at {max_bytes} bytes; this server's maxSQLLength is lower: raise it "
+            "(taos.cfg) or open the TSDB with a smaller max_statement_bytes",
+    0x060B: "TDengine refuses rows older than the database's KEEP ({keep}) or too far in the future: "
+            "a replay of older events needs a longer KEEP (setting tsdb_keep_days; ALTER DATABASE {db} KEEP <days>)",
+}
 
 
 class TDengineTSDB(TSDB):
@@ -523,17 +721,30 @@ class TDengineTSDB(TSDB):
                        defaults to ``streamdrift``.
     :param connection: an open connection to use instead (it must offer ``execute``, ``query``
                        and ``close``); the URL then only names the database.
+    :param keep_days:  KEEP of the database it creates (and the least it accepts of an existing
+                       one, raised with ``ALTER DATABASE`` when shorter); the ``tsdb_keep_days`` setting.
+    :param max_statement_bytes: the longest statement sent, in UTF-8 bytes.
+    :param artifacts_dir: where an ``extra_data`` too big for a row is kept whole (see
+                       :mod:`connectors.tsdb.base`).
+    :param connect_retries: the WebSocket client's own retries of a refused connection (None:
+                       its default); the writer retries transient errors itself.
     """
 
     def __init__(self, url: str | None = None, *, connection: Connection | None = None,
-                 database: str | None = None, max_statement_chars: int = MAX_STATEMENT_CHARS):
+                 database: str | None = None, max_statement_bytes: int = MAX_STATEMENT_BYTES,
+                 keep_days: int = DEFAULT_TSDB_KEEP_DAYS, artifacts_dir: str | None = None,
+                 connect_retries: int | None = None):
         if url is None and connection is None:
             raise ValueError("give a taosws:// or taos:// URL, or a connection")
         self.url = url
         self.masked_url = mask_password(url) if url else "<connection>"
         parsed_db = TDengineURL.parse(url).database if url else DEFAULT_DATABASE
-        self.database = identifier(parsed_db if database is None else database, "database name")
-        self.max_statement_chars = max_statement_chars
+        self.database = check_database_name(parsed_db if database is None else database)
+        self.max_statement_bytes = max_statement_bytes
+        self.keep_days = _keep(keep_days)
+        self.database_keep_days: int | None = None  # read by create_schema
+        self.artifacts_dir = None if artifacts_dir is None else str(artifacts_dir)
+        self.connect_retries = connect_retries
         self._conn = connection
 
     def __repr__(self) -> str:
@@ -542,21 +753,28 @@ class TDengineTSDB(TSDB):
     @property
     def connection(self) -> Connection:
         if self._conn is None:
-            self._conn = connect(self.url)
+            self._conn = connect(self.url, self.connect_retries)
         return self._conn
 
     def _failed(self, what: str, exc: Exception, sql: str) -> TSDBError:
-        """The error to raise; a connection of our own is dropped, so the next call (a retry by
-        the writer) opens a fresh one instead of reusing a broken one."""
+        """The error to raise: the server's message (password masked), the statement's start,
+        a hint for a known cause, and ``transient`` from :func:`connectors.errors.is_transient`.
+        A connection of our own is dropped, so the next call (a retry by the writer) opens a fresh
+        one instead of reusing a broken one."""
         if self.url is not None and self._conn is not None:
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - it is broken already
                 pass
             self._conn = None
+        hint = _HINTS.get(tdengine_code(exc) or -1, "")
+        if hint:
+            keep = f"{self.database_keep_days} days" if self.database_keep_days else f"tsdb_keep_days {self.keep_days}"
+            hint = " (" + hint.format(max_bytes=self.max_statement_bytes, keep=keep, db=self.database) + ")"
         return TSDBError(f"{what} failed on TDengine {self.masked_url}: "
-                         f"{mask_password(f'{type(exc).__name__}: {exc}')} "
-                         f"(statement: {sql[:200]}{'...' if len(sql) > 200 else ''})")
+                         f"{mask_password(f'{type(exc).__name__}: {exc}')}{hint} "
+                         f"(statement: {mask_password(sql[:200])}{'...' if len(sql) > 200 else ''})",
+                         transient=is_transient(exc))
 
     def _execute(self, statements: Iterable[str], what: str) -> None:
         for sql in statements:
@@ -576,27 +794,77 @@ class TDengineTSDB(TSDB):
             raise self._failed(what, exc, sql) from None
 
     def create_schema(self) -> None:
-        self._execute(schema_sql(self.database), "creating the schema")
+        """Create the database (precision 'us', KEEP ``keep_days``) and its supertables if missing.
+
+        An existing database of another precision is refused (:class:`TSDBError`, permanent,
+        saying what to do); one whose KEEP is shorter than ``keep_days`` gets ``ALTER DATABASE
+        ... KEEP``, or, if that is refused, a warning (older rows will then be refused)."""
+        create_db, *stables = schema_sql(self.database, self.keep_days)
+        self._execute([create_db], "creating the database")
+        self._check_database()
+        self._execute(stables, "creating the supertables")
+
+    def _check_database(self) -> None:
+        rows = self._query(database_options_sql(self.database), "reading the database's options")
+        if not rows:
+            log.warning("TDengine %s: database %r is not listed in information_schema.ins_databases; its "
+                        "precision and KEEP cannot be checked", self.masked_url, self.database)
+            return
+        _, precision, keep = (_text(v) for v in rows[0][:3])
+        if str(precision).strip().lower() != "us":
+            raise TSDBError(
+                f"TDengine database {self.database!r} on {self.masked_url} has precision {precision!r}, but "
+                "streamdrift writes microsecond timestamps (PRECISION 'us'): every write would fail with "
+                "'Timestamp data out of range'. TDengine cannot change a database's precision: name another "
+                f"database in the URL (taosws://user:pass@host:6041/streamdrift_us; streamdrift creates it), "
+                f"or DROP DATABASE {self.database} if its data is not needed", transient=False)
+        self.database_keep_days = keep_days_of(keep)
+        if self.database_keep_days < self.keep_days:
+            try:
+                self._execute([alter_keep_sql(self.database, self.keep_days)], "raising the database's KEEP")
+            except TSDBError as exc:
+                log.warning("TDengine database %r keeps %d days, fewer than tsdb_keep_days %d, and its KEEP "
+                            "cannot be raised (%s): rows older than %d days will be refused", self.database,
+                            self.database_keep_days, self.keep_days, exc, self.database_keep_days)
+                return
+            log.info("TDengine database %r: KEEP raised from %d to %d days", self.database,
+                     self.database_keep_days, self.keep_days)
+            self.database_keep_days = self.keep_days
+
+    def _insert(self, what: str, statements: list[str], count: int) -> int:
+        self._execute(statements, what)
+        return count
 
     def write_results(self, records: Sequence[ResultRecord]) -> int:
-        statements = insert_results_sql(self.database, records, max_chars=self.max_statement_chars)
-        self._execute(statements, "writing results")
-        return len(records)
+        rows = map(_result_row, self.bounded_results(records))  # checked there
+        return self._insert("writing results", insert_sql(
+            self.database, APP_RESULTS, rows, max_bytes=self.max_statement_bytes), len(records))
 
     def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        statements = insert_metrics_sql(self.database, records, max_chars=self.max_statement_chars)
-        self._execute(statements, "writing metrics")
-        return len(records)
+        return self._insert("writing metrics", insert_metrics_sql(
+            self.database, records, max_bytes=self.max_statement_bytes), len(records))
 
     def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        statements = insert_predictions_sql(self.database, records, max_chars=self.max_statement_chars)
-        self._execute(statements, "writing predictions")
-        return len(records)
+        return self._insert("writing predictions", insert_predictions_sql(
+            self.database, records, max_bytes=self.max_statement_bytes), len(records))
 
     def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        statements = insert_errors_sql(self.database, records, max_chars=self.max_statement_chars)
-        self._execute(statements, "writing errors")
-        return len(records)
+        return self._insert("writing errors", insert_errors_sql(
+            self.database, records, max_bytes=self.max_statement_bytes), len(records))
+
+    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
+        return self._insert("writing feature drift", insert_feature_drift_sql(
+            self.database, records, max_bytes=self.max_statement_bytes), len(records))
+
+    def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
+                     errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
+                     feature_drift: Sequence[FeatureDriftRecord] = ()) -> None:
+        """Every record checked (nothing sent when one is invalid), then all kinds packed into
+        multi-table INSERT statements (TDengine has no transactions: after a failure the
+        statements already run stay; writing the same records again is idempotent)."""
+        checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
+        statements = insert_statements(self.database, _window_groups(*checked), max_bytes=self.max_statement_bytes)
+        self._execute(statements, "writing windows")
 
     def query_results(self, project, endpoint_id=None, start=None, end=None, application_name=None,
                       result_name=None) -> list[ResultRecord]:
@@ -617,6 +885,11 @@ class TDengineTSDB(TSDB):
         sql = query_errors_sql(self.database, project, endpoint_id, start, end, application_name, error_type)
         return sort_errors(error_from_row(r) for r in self._query(sql, "querying errors"))
 
+    def query_feature_drift(self, project, endpoint_id=None, start=None, end=None, application_name=None,
+                            feature_name=None) -> list[FeatureDriftRecord]:
+        sql = query_feature_drift_sql(self.database, project, endpoint_id, start, end, application_name, feature_name)
+        return sort_feature_drift(feature_drift_from_row(r) for r in self._query(sql, "querying feature drift"))
+
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:
         sql = latest_status_sql(self.database, project, endpoint_id)
         rows = self._query(sql, "querying the latest status")
@@ -631,9 +904,11 @@ class TDengineTSDB(TSDB):
 
 __all__ = [
     "TDengineTSDB", "TDengineURL", "SuperTable", "SUPERTABLES", "APP_RESULTS", "METRICS", "PREDICTIONS", "ERRORS",
-    "connect", "quote", "literal", "identifier", "subtable_name", "create_database_sql", "create_stable_sql",
-    "schema_sql", "insert_sql", "insert_results_sql", "insert_metrics_sql", "insert_predictions_sql",
-    "insert_errors_sql", "query_results_sql", "query_metrics_sql", "query_predictions_sql", "query_errors_sql",
-    "latest_status_sql", "result_from_row", "metric_from_row", "prediction_from_row", "error_from_row",
-    "DEFAULT_DATABASE",
+    "FEATURE_DRIFT", "KEYWORDS", "MAX_STATEMENT_BYTES", "MAX_ROWS_PER_STATEMENT", "connect", "quote", "literal",
+    "identifier", "check_database_name", "subtable_name", "create_database_sql", "create_stable_sql",
+    "database_options_sql", "alter_keep_sql", "keep_days_of", "schema_sql", "insert_statements", "insert_sql",
+    "insert_results_sql", "insert_metrics_sql", "insert_predictions_sql", "insert_errors_sql",
+    "insert_feature_drift_sql", "insert_window_sql", "query_results_sql", "query_metrics_sql",
+    "query_predictions_sql", "query_errors_sql", "query_feature_drift_sql", "latest_status_sql", "result_from_row",
+    "metric_from_row", "prediction_from_row", "error_from_row", "feature_drift_from_row", "DEFAULT_DATABASE",
 ]

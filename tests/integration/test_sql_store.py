@@ -524,3 +524,69 @@ def test_a_window_recorded_at_once_equals_its_writes_one_by_one(store):
     # an older window does not turn the latest result back
     store.record_window([result(-1, 0.9)], [], None)
     assert [r.value for r in store.latest_results("ep-1")] == [0.4]
+
+
+def test_a_batch_of_100_windows_recorded_at_once(store):
+    """The writer's batch: the records of 100 windows of three endpoints, given in shuffled order,
+    in one call; the stored latest values and totals computed here from the inputs."""
+    rng = np.random.default_rng(3)
+    endpoints = ["ep-1", "ep-2", "ep-3"]
+    for e in endpoints[:2]:  # ep-3 is not registered yet: its counters wait for it
+        endpoint(store, e)
+    windows = [(e, n) for n in range(100) for e in endpoints]
+    values = {w: float(rng.uniform()) for w in windows}
+    rows = {w: int(rng.integers(1, 1000)) for w in windows}
+    order = rng.permutation(len(windows))
+    shuffled = [windows[i] for i in order]
+    store.record_window([result(n, values[(e, n)], endpoint_id=e) for e, n in shuffled],
+                        [metric(n, values[(e, n)] / 2, endpoint_id=e) for e, n in shuffled],
+                        [window(n, endpoint_id=e, rows=rows[(e, n)], events=n + 1, errors=n % 2)
+                         for e, n in shuffled])
+    for e in endpoints[:2]:
+        got = store.get_endpoint(e)
+        assert got.rows_count == sum(rows[(e, n)] for n in range(100))
+        assert got.events_count == sum(n + 1 for n in range(100)) and got.error_count == 50
+        assert got.last_window_end == T0 + 100 * W
+        # (the value columns are FLOAT on MySQL: single precision)
+        assert [(r.value, r.end_infer_time) for r in store.latest_results(e)] == [
+            (pytest.approx(values[(e, 99)], rel=1e-6), T0 + 100 * W)]
+        assert [m.value for m in store.latest_metrics(e)] == [pytest.approx(values[(e, 99)] / 2, rel=1e-6)]
+        assert len(store.window_counters(e)) == 100
+    assert len(store.window_counters("ep-3")) == 100
+    endpoint(store, "ep-3")
+    assert store.get_endpoint("ep-3").rows_count == sum(rows[("ep-3", n)] for n in range(100))
+    # the same batch again (a replay) counts nothing twice
+    store.record_window([], [], [window(n, endpoint_id=e, rows=rows[(e, n)], events=n + 1, errors=n % 2)
+                                 for e, n in windows])
+    assert store.get_endpoint("ep-1").rows_count == sum(rows[("ep-1", n)] for n in range(100))
+
+
+def test_a_batch_is_one_multi_row_statement_per_table_on_mariadb(mysql):
+    """What reaches the server: one INSERT ... VALUES (...), (...) per table, not one per window."""
+    admin, name, url = _mysql_database(mysql)
+    store = SqlStore(url)
+    store.create_schema()
+    endpoint(store)
+    sent: list[str] = []
+    import pymysql.cursors
+
+    original = pymysql.cursors.Cursor._query
+
+    def record(cursor, q):
+        sent.append(q if isinstance(q, str) else q.decode("utf-8", "replace"))
+        return original(cursor, q)
+
+    pymysql.cursors.Cursor._query = record
+    try:
+        store.record_window([result(n, 0.1) for n in range(100)], [metric(n, 0.2) for n in range(100)],
+                            [window(n) for n in range(100)])
+    finally:
+        pymysql.cursors.Cursor._query = original
+    inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT")]
+    store.close()
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+    assert len(inserts) == 3  # endpoint_windows, latest_results, latest_metrics
+    windows_insert = next(q for q in inserts if "endpoint_windows" in q)
+    assert windows_insert.count("),(") + windows_insert.count("), (") == 99  # 100 rows in one statement

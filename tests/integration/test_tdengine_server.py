@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
+from connectors.tsdb import TSDBError
 from connectors.tsdb.tdengine import TDengineTSDB
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord
+from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 URL = os.environ.get("TDENGINE_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="TDENGINE_URL is not set: no TDengine server to test against")
@@ -74,3 +75,83 @@ def test_hostile_names_round_trip(tsdb, name):
     tsdb.write_results([res(name, project=name, extra={"why": name})])
     assert [(r.project, r.endpoint_id, r.extra_data) for r in tsdb.query_results(name, endpoint_id=name)] == [
         (name, name, {"why": name})]
+
+
+# ----------------------------------------------------------------------------------- TDengine's limits
+
+
+@pytest.fixture()
+def scratch_database():
+    """A database name of this run, dropped afterwards (for tests that create it themselves)."""
+    name = f"streamdrift_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    cleanup = TDengineTSDB(URL, database=name)
+    cleanup.connection.execute(f"DROP DATABASE IF EXISTS {name}")
+    cleanup.close()
+
+
+def test_cjk_messages_split_in_bytes_are_accepted(tsdb):
+    cjk = "模型漂移监控数据错误信息"
+    errors = [ErrorRecord("cjk", f"ep-{i % 20}", "app", "mm-app-failed", f"{i:03d}" + (cjk * 100)[:997],
+                          T0 + dt.timedelta(minutes=i)) for i in range(400)]
+    tsdb.write_errors(errors)  # 1.2 MB of UTF-8: more than one statement
+    assert sorted(e.message for e in tsdb.query_errors("cjk")) == sorted(e.message for e in errors)
+
+
+def test_a_database_of_another_precision_is_refused_at_start(scratch_database):
+    setup = TDengineTSDB(URL, database=scratch_database)
+    setup.connection.execute(f"CREATE DATABASE {scratch_database} PRECISION 'ms'")
+    with pytest.raises(TSDBError, match=f"'{scratch_database}'.*precision 'ms'") as info:
+        setup.create_schema()
+    assert not info.value.transient
+    setup.close()
+
+
+def test_old_events_are_kept_and_rows_older_than_keep_are_a_permanent_error(tsdb, scratch_database):
+    replay = [res("replay", w, project="replay") for w in range(3)]
+    replay = [ResultRecord(r.project, r.endpoint_id, r.application_name, r.result_name, r.kind, r.status, r.value,
+                           r.start_infer_time.replace(year=2015), r.end_infer_time.replace(year=2015), r.extra_data)
+              for r in replay]
+    tsdb.write_results(replay)  # ten years and more ago: within the default KEEP of 36,500 days
+    assert [r.end_infer_time.year for r in tsdb.query_results("replay")] == [2015] * 3
+    short = TDengineTSDB(URL, database=scratch_database, keep_days=30)
+    short.create_schema()
+    with pytest.raises(TSDBError, match="KEEP") as info:
+        short.write_results(replay)
+    assert not info.value.transient
+    short.close()
+
+
+def test_a_shorter_keep_of_an_existing_database_is_raised(scratch_database):
+    setup = TDengineTSDB(URL, database=scratch_database, keep_days=36500)
+    setup.connection.execute(f"CREATE DATABASE {scratch_database} PRECISION 'us' KEEP 3650")
+    setup.create_schema()
+    assert setup.database_keep_days == 36500
+    setup.close()
+
+
+def test_series_include_project_and_kind(tsdb):
+    base = res("series", project="series-a")
+    other_kind = ResultRecord(**{**base.__dict__, "kind": 1, "value": 0.9})
+    other_project = ResultRecord(**{**base.__dict__, "project": "series-b"})
+    tsdb.write_results([base, other_kind, other_project])
+    assert sorted((r.kind, r.value) for r in tsdb.query_results("series-a")) == [(0, 0.5), (1, 0.9)]
+    assert len(tsdb.query_results("series-b")) == 1
+
+
+def test_two_thousand_features_round_trip(tsdb):
+    features = [FeatureDriftRecord("wide", "ep", "histogram-data-drift", f"特征_{i:04d}", T0, T0 + W,
+                                   i / 4000, i / 5000, i / 100, None if i % 2 else i / 2000,
+                                   None if i % 2 else i % 4 == 0, None, 100 + i, 10_000) for i in range(2000)]
+    tsdb.write_feature_drift(features)
+    assert tsdb.query_feature_drift("wide") == features  # sorted by feature name, as written
+
+
+def test_a_batch_of_100_windows_round_trips(tsdb):
+    results = [res(f"batch-{w % 3}", w, value=w / 100, project="batch") for w in range(100)]
+    metrics = [MetricRecord("batch", f"batch-{w % 3}", "histogram-data-drift", "tvd_mean", w / 7, T0 + w * W,
+                            T0 + (w + 1) * W) for w in range(100)]
+    tsdb.write_window(results, metrics, [], [], [])
+    key = lambda r: (r.end_infer_time, r.endpoint_id)  # noqa: E731
+    assert tsdb.query_results("batch") == sorted(results, key=key)
+    assert tsdb.query_metrics("batch") == sorted(metrics, key=key)

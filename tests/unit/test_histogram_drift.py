@@ -253,3 +253,55 @@ def test_report_is_frozen_and_json_ready(training):
     assert data["name"] == "general_drift" and data["kind"] == 0
     assert set(data["columns"]) == {"a", "b", "c"}
     assert data["metrics"].keys() == {"tvd_mean", "hellinger_mean", "kld_mean"}
+
+
+# ------------------------------------------------------------------ per-feature rows
+
+
+def _general_drift(extra):
+    import datetime as dt
+
+    from udfs.records import ResultRecord
+
+    utc = dt.timezone.utc
+    return ResultRecord("shop", "ep", "histogram-data-drift", "general_drift", 0, 1, 0.52,
+                        dt.datetime(2024, 1, 1, tzinfo=utc), dt.datetime(2024, 1, 1, 0, 10, tzinfo=utc), extra)
+
+
+def test_feature_drift_records_from_the_general_drift_result_by_hand():
+    from udfs.histogram_drift import feature_drift_records
+
+    edges = [-MAX, 0.0, 1.0, 2.0, MAX]
+    reference = {"x": {"count": 100, "hist": [[0, 50, 50, 0], edges]},
+                 "y": {"count": 40, "hist": [[0, 10, 30, 0], edges]},
+                 "ts": {"count": 40}}  # no histogram: skipped, so no row
+    window = {"x": {"count": 10, "hist": [[0, 10, 0, 0], edges]},
+              "y": {"count": 20, "hist": [[0, 5, 15, 0], edges]}, "ts": {"count": 20}}
+    result = _general_drift(json.loads(json.dumps(histogram_drift(reference, window).to_dict())))
+    rows = feature_drift_records(result)
+    assert [r.feature_name for r in rows] == ["x", "y"]
+    x, y = rows
+    assert (x.tvd, x.hellinger, x.kld) == pytest.approx((0.5, math.sqrt(1 - math.sqrt(0.5)), 0.5 * math.log(1e4)))
+    assert (y.tvd, y.hellinger, y.kld) == (0.0, 0.0, 0.0)  # same proportions, 1:3
+    assert (x.window_count, x.reference_count, y.window_count, y.reference_count) == (10, 100, 20, 40)
+    assert (x.p_value, x.rejected, x.effect_size) == (None, None, None)  # no per-feature test ran
+    assert {(r.project, r.endpoint_id, r.application_name, r.start_infer_time, r.end_infer_time) for r in rows} == {
+        (result.project, result.endpoint_id, result.application_name, result.start_infer_time,
+         result.end_infer_time)}
+
+
+def test_feature_drift_records_take_the_per_feature_test_when_present():
+    from udfs.histogram_drift import feature_drift_records
+
+    extra = {"columns": {"age": {"tvd": 0.1, "hellinger": 0.2, "kld": 0.3, "window_count": 7, "reference_count": 9,
+                                 "p_value": 1e-5, "rejected": True, "effect_size": 0.8}}}
+    (row,) = feature_drift_records(_general_drift(extra))
+    assert (row.p_value, row.rejected, row.effect_size, row.window_count) == (1e-5, True, 0.8, 7)
+
+
+@pytest.mark.parametrize("extra", [{}, {"columns": {}}, {"columns": {"a": {"tvd": 0.1}}}, {"columns": [1, 2]},
+                                   {"truncated": True, "bytes": 40_000}])
+def test_results_without_per_feature_drift_give_no_rows(extra):
+    from udfs.histogram_drift import feature_drift_records
+
+    assert feature_drift_records(_general_drift(extra)) == []

@@ -133,3 +133,23 @@ def test_mask_and_bootstrap_helpers():
     assert mask_password("mysql+pymysql://u:pw@h:1/db") == "mysql+pymysql://u:***@h:1/db"
     assert mask_password("file:///no/password") == "file:///no/password"
     assert kafka_bootstrap("kafka://a:1,b:2") == "a:1,b:2"
+
+
+def test_tsdb_keep_days_default_and_forms(tmp_path):
+    assert load(cli={"data_dir": str(tmp_path)}).tsdb_keep_days == 36_500  # 100 years: a 2015 replay fits
+    assert load(env={"STREAMDRIFT_TSDB_KEEP_DAYS": "3650"}).tsdb_keep_days == 3650
+    config = tmp_path / "s.yaml"
+    config.write_text("tsdb_keep_days: 365000\n")
+    assert load(config_file=config).tsdb_keep_days == 365_000
+    for bad in ("29", "365001", "ten years", "100.5", "-1"):
+        with pytest.raises(SettingsError, match="tsdb_keep_days.*30 to 365000|tsdb_keep_days.*number of days"):
+            load(cli={"tsdb_keep_days": bad})
+
+
+@pytest.mark.parametrize("database", ["order", "VALUES", "select", "1db", "my-db"])
+def test_a_tsdb_database_name_tdengine_cannot_take_stops_the_start(database):
+    url = f"taosws://root:{SECRET}@tdengine:6041/{database}"
+    with pytest.raises(SettingsError) as info:
+        load(cli={"tsdb_connection": url})
+    assert "tsdb_connection" in str(info.value) and database in str(info.value)
+    assert SECRET not in str(info.value)

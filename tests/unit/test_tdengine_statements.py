@@ -14,7 +14,7 @@ import pytest
 from connectors.tsdb import TSDBError, open_tsdb
 from connectors.tsdb import tdengine as td
 from connectors.tsdb.tdengine import TDengineTSDB
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord
+from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, 0, 0, tzinfo=UTC)  # 1704067200 s since the epoch
@@ -84,7 +84,8 @@ def split_sql(sql: str) -> tuple[list[str], list[str]]:
     return code, strings
 
 
-def sha1_name(prefix: str, *identity: str) -> str:
+def sha1_name(prefix: str, *identity) -> str:
+    """The subtable name of a series: the prefix and the SHA-1 of [supertable, *series fields] as JSON."""
     return prefix + "_" + hashlib.sha1(json.dumps(list(identity), ensure_ascii=False).encode()).hexdigest()
 
 
@@ -100,7 +101,8 @@ def test_schema_statements_mock():
     conn = FakeConnection()
     TDengineTSDB(connection=conn).create_schema()
     assert conn.statements == [
-        "CREATE DATABASE IF NOT EXISTS streamdrift PRECISION 'us'",
+        "CREATE DATABASE IF NOT EXISTS streamdrift PRECISION 'us' KEEP 36500",
+        "SELECT `name`, `precision`, `keep` FROM information_schema.ins_databases WHERE `name` = 'streamdrift'",
         "CREATE STABLE IF NOT EXISTS streamdrift.app_results (end_infer_time TIMESTAMP, start_infer_time TIMESTAMP, "
         "result_value DOUBLE, result_status INT, result_extra_data VARCHAR(16000)) TAGS (project NCHAR(255), "
         "endpoint_id NCHAR(255), application_name VARCHAR(128), result_name VARCHAR(128), result_kind INT)",
@@ -113,14 +115,19 @@ def test_schema_statements_mock():
         "last_request TIMESTAMP) TAGS (project NCHAR(255), endpoint_id NCHAR(255))",
         "CREATE STABLE IF NOT EXISTS streamdrift.errors (time TIMESTAMP, model_error NCHAR(1000)) "
         "TAGS (project NCHAR(255), endpoint_id NCHAR(255), application_name VARCHAR(128), error_type NCHAR(255))",
+        "CREATE STABLE IF NOT EXISTS streamdrift.feature_drift (end_infer_time TIMESTAMP, start_infer_time TIMESTAMP, "
+        "tvd DOUBLE, hellinger DOUBLE, kld DOUBLE, p_value DOUBLE, rejected BOOL, effect_size DOUBLE, "
+        "window_count BIGINT, reference_count BIGINT) TAGS (project NCHAR(255), endpoint_id NCHAR(255), "
+        "application_name VARCHAR(128), feature_name NCHAR(255))",
     ]
 
 
 def test_database_comes_from_the_url_path_mock():
     conn = FakeConnection()
     TDengineTSDB("taosws://root:taosdata@tdengine:6041/monitoring", connection=conn).create_schema()
-    assert conn.statements[0] == "CREATE DATABASE IF NOT EXISTS monitoring PRECISION 'us'"
-    assert all(" monitoring." in s for s in conn.statements[1:])
+    assert conn.statements[0] == "CREATE DATABASE IF NOT EXISTS monitoring PRECISION 'us' KEEP 36500"
+    assert conn.statements[1].endswith("WHERE `name` = 'monitoring'")
+    assert all(" monitoring." in s for s in conn.statements[2:])
 
 
 @pytest.mark.parametrize("database", ["a;b", "db`", "1db", "mon-itoring", "x" * 65, ""])
@@ -135,7 +142,7 @@ def test_invalid_database_name_refused_mock(database):
 def test_result_insert_exact_mock():
     conn = FakeConnection()
     TDengineTSDB(connection=conn).write_results([result(extra={"tvd_mean": 0.5})])
-    table = sha1_name("res", "app_results", "ep-1", "histogram-data-drift", "general_drift")
+    table = sha1_name("res", "app_results", "fraud", "ep-1", "histogram-data-drift", "general_drift", 0)
     assert conn.statements == [
         f"INSERT INTO streamdrift.{table} USING streamdrift.app_results "
         "(project, endpoint_id, application_name, result_name, result_kind) "
@@ -153,16 +160,16 @@ def test_metric_prediction_error_inserts_exact_mock():
                                              9000.25, T0 + dt.timedelta(microseconds=7), None)])
     tsdb.write_errors([ErrorRecord("fraud", "ep-1", "my-app", "mm-app-failed", "ZeroDivisionError: x\ny", T1)])
     assert conn.statements == [
-        f"INSERT INTO streamdrift.{sha1_name('met', 'metrics', 'ep-1', 'histogram-data-drift', 'tvd_mean')} "
+        f"INSERT INTO streamdrift.{sha1_name('met', 'metrics', 'fraud', 'ep-1', 'histogram-data-drift', 'tvd_mean')} "
         "USING streamdrift.metrics (project, endpoint_id, application_name, metric_name) "
         "TAGS ('fraud', 'ep-1', 'histogram-data-drift', 'tvd_mean') "
         f"(end_infer_time, start_infer_time, metric_value) VALUES ({T1_US}, {T0_US}, 0.125)",
-        f"INSERT INTO streamdrift.{sha1_name('pred', 'predictions', 'ep-1')} "
+        f"INSERT INTO streamdrift.{sha1_name('pred', 'predictions', 'fraud', 'ep-1')} "
         "USING streamdrift.predictions (project, endpoint_id) TAGS ('fraud', 'ep-1') "
         "(end_infer_time, start_infer_time, row_count, event_count, error_count, latency_count, latency_mean_us, "
         "latency_p50_us, latency_p95_us, latency_p99_us, first_request, last_request) "
         f"VALUES ({T1_US}, {T0_US}, 120, 40, 3, 37, 1500.5, 1200.0, 4000.0, 9000.25, {T0_US + 7}, NULL)",
-        f"INSERT INTO streamdrift.{sha1_name('err', 'errors', 'ep-1', 'my-app', 'mm-app-failed')} "
+        f"INSERT INTO streamdrift.{sha1_name('err', 'errors', 'fraud', 'ep-1', 'my-app', 'mm-app-failed')} "
         "USING streamdrift.errors (project, endpoint_id, application_name, error_type) "
         "TAGS ('fraud', 'ep-1', 'my-app', 'mm-app-failed') "
         f"(time, model_error) VALUES ({T1_US}, 'ZeroDivisionError: x\\ny')",
@@ -190,9 +197,9 @@ def test_replayed_window_in_one_batch_is_written_once_with_the_last_value_mock()
 def test_batches_stay_under_the_size_limit_and_keep_every_row_mock():
     records = [result(f"endpoint-{i % 7}", name=f"r{i % 3}", start=T0 + dt.timedelta(minutes=i),
                       end=T0 + dt.timedelta(minutes=i + 1), value=i / 10) for i in range(400)]
-    statements = td.insert_results_sql("streamdrift", records, max_chars=3000)
+    statements = td.insert_results_sql("streamdrift", records, max_bytes=3000)
     assert len(statements) > 1
-    assert all(s.startswith("INSERT INTO streamdrift.res_") and len(s) <= 3000 for s in statements)
+    assert all(s.startswith("INSERT INTO streamdrift.res_") and len(s.encode()) <= 3000 for s in statements)
     rows = [m for s in statements for m in re.findall(r"VALUES \((\d+)|\) \((\d+)", s)]
     assert len(rows) == 400  # every (subtable, window) exactly once
 
@@ -242,8 +249,10 @@ def test_hostile_endpoint_ids_stay_inside_their_string_literal_mock(endpoint_id)
 
 
 def test_same_names_with_different_splits_get_different_subtables_mock():
-    a = td.subtable_name(td.APP_RESULTS, {"endpoint_id": "e", "application_name": "a_b", "result_name": "c"})
-    b = td.subtable_name(td.APP_RESULTS, {"endpoint_id": "e", "application_name": "a", "result_name": "b_c"})
+    a = td.subtable_name(td.APP_RESULTS, {"project": "p", "endpoint_id": "e", "application_name": "a_b",
+                                          "result_name": "c", "result_kind": 0})
+    b = td.subtable_name(td.APP_RESULTS, {"project": "p", "endpoint_id": "e", "application_name": "a",
+                                          "result_name": "b_c", "result_kind": 0})
     assert a != b
 
 
@@ -406,7 +415,7 @@ def test_a_failed_connection_is_replaced_on_the_next_call_mock(monkeypatch):
 
     opened = [Broken(), FakeConnection()]
     second = opened[1]
-    monkeypatch.setattr(td, "connect", lambda url: opened.pop(0))
+    monkeypatch.setattr(td, "connect", lambda url, retries=None: opened.pop(0))
     tsdb = TDengineTSDB("taosws://root:taosdata@127.0.0.1:6041")
     with pytest.raises(TSDBError, match="WebSocket closed"):
         tsdb.write_results([result()])
@@ -419,3 +428,225 @@ def test_close_closes_the_connection_mock():
     tsdb = TDengineTSDB(connection=conn)
     tsdb.close()
     assert conn.closed
+
+
+# ----------------------------------------------------------------------------------- TDengine's limits
+
+CJK = "模型漂移监控数据错误信息"  # 3 bytes a character in UTF-8
+
+
+def _values_of(statements: list[str]) -> list[list[str]]:
+    """The decoded string literals of each statement."""
+    return [split_sql(s)[1] for s in statements]
+
+
+def test_statements_are_cut_in_utf8_bytes_not_characters_mock():
+    messages = [f"{i:03d}" + (CJK * 100)[:997] for i in range(400)]  # 1,000 characters each, distinct
+    records = [ErrorRecord("fraud", f"ep-{i % 20}", "my-app", "mm-app-failed", m, T0 + dt.timedelta(minutes=i))
+               for i, m in enumerate(messages)]
+    message_bytes = sum(len(m.encode()) for m in messages)
+    assert sum(len(m) for m in messages) < td.MAX_STATEMENT_BYTES < message_bytes  # fits in characters, not bytes
+    statements = td.insert_errors_sql("streamdrift", records)
+    sizes = [len(s.encode("utf-8")) for s in statements]
+    assert max(sizes) <= td.MAX_STATEMENT_BYTES < 1024 * 1024  # under the server's 1 MiB, with a margin
+    assert len(statements) >= -(-message_bytes // td.MAX_STATEMENT_BYTES)
+    written = [v for strings in _values_of(statements) for v in strings if CJK in v]
+    assert sorted(written) == messages  # every record once, whole
+
+
+def test_a_tdengine_tsdb_sends_statements_under_its_byte_limit_mock():
+    conn = FakeConnection()
+    errors = [ErrorRecord("fraud", "ep", "app", "e", "é" * 999, T0 + dt.timedelta(seconds=i)) for i in range(50)]
+    TDengineTSDB(connection=conn, max_statement_bytes=20_000).write_errors(errors)
+    assert len(conn.statements) > 1 and all(len(s.encode()) <= 20_000 for s in conn.statements)
+    assert sum(s.count("'" + "é" * 999 + "'") for s in conn.statements) == 50
+
+
+@pytest.mark.parametrize("database", ["order", "values", "ORDER", "Values", "select", "database", "stream", "keep"])
+def test_keyword_database_names_are_refused_where_the_url_is_read_mock(database):
+    url = f"taosws://root:taosdata@127.0.0.1:6041/{database}"
+    for make in (lambda: TDengineTSDB(url), lambda: open_tsdb(url),
+                 lambda: TDengineTSDB(connection=FakeConnection(), database=database)):
+        with pytest.raises(ValueError, match=f"'{database}' is a TDengine reserved keyword.*choose another name"):
+            make()
+
+
+def test_keyword_database_names_are_refused_by_the_settings():
+    from connectors.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="tsdb_connection.*reserved keyword"):
+        load_settings({"tsdb_connection": "taosws://root:secret@127.0.0.1:6041/values"}, env={})
+    ok = load_settings({"tsdb_connection": "taosws://root:secret@127.0.0.1:6041/order_db"}, env={})
+    assert ok.tsdb_connection.endswith("/order_db")
+
+
+class DatabaseAnswers(FakeConnection):
+    """A connection whose server reports ``options`` for the database (name, precision, keep)."""
+
+    def __init__(self, options: tuple):
+        super().__init__([options])
+
+
+def test_an_existing_database_of_another_precision_is_refused_with_what_to_do_mock():
+    conn = DatabaseAnswers(("streamdrift", "ms", "3650d,3650d,3650d"))
+    with pytest.raises(TSDBError) as info:
+        TDengineTSDB(connection=conn).create_schema()
+    message = str(info.value)
+    assert not info.value.transient
+    assert "'streamdrift'" in message and "precision 'ms'" in message and "PRECISION 'us'" in message
+    assert "DROP DATABASE streamdrift" in message and "name another database" in message
+    assert not any(s.startswith("CREATE STABLE") for s in conn.statements)  # nothing built on it
+
+
+def test_keep_is_set_explicitly_and_configurable_mock():
+    conn = FakeConnection()
+    TDengineTSDB(connection=conn).create_schema()
+    assert conn.statements[0].endswith("PRECISION 'us' KEEP 36500")
+    conn = FakeConnection()
+    TDengineTSDB(connection=conn, keep_days=500).create_schema()
+    assert conn.statements[0].endswith("KEEP 500")
+    assert open_tsdb("taosws://root:taosdata@127.0.0.1:6041", keep_days=40).keep_days == 40
+    for bad in (0, 365_001, 1.5, "10"):
+        with pytest.raises(ValueError, match="KEEP"):
+            TDengineTSDB(connection=FakeConnection(), keep_days=bad)
+
+
+def test_a_shorter_keep_of_an_existing_database_is_raised_mock():
+    conn = DatabaseAnswers(("streamdrift", "us", "3650d,3650d,3650d"))  # made by TDengine's default
+    tsdb = TDengineTSDB(connection=conn)
+    tsdb.create_schema()
+    assert "ALTER DATABASE streamdrift KEEP 36500" in conn.statements
+    assert tsdb.database_keep_days == 36500
+    conn = DatabaseAnswers(("streamdrift", "us", "52560000m,52560000m,52560000m"))  # 36,500 days in minutes
+    TDengineTSDB(connection=conn).create_schema()
+    assert not any(s.startswith("ALTER") for s in conn.statements)
+
+
+@pytest.mark.parametrize("text, days", [("3650d,3650d,3650d", 3650), ("5256000m,5256000m,5256000m", 3650),
+                                        ("36500", 36500), ("240h", 10), ("10d,100d,3650d", 3650)])
+def test_keep_as_the_server_shows_it(text, days):
+    assert td.keep_days_of(text) == days
+
+
+def test_a_row_older_than_keep_is_a_permanent_error_naming_keep_mock():
+    import taosws
+
+    class RefusesOldRows(FakeConnection):
+        def execute(self, sql):
+            if sql.startswith("INSERT"):
+                raise taosws.QueryError("[0x060B] Timestamp data out of range")
+            return super().execute(sql)
+
+    tsdb = TDengineTSDB(connection=RefusesOldRows([("streamdrift", "us", "36500d,36500d,36500d")]))
+    tsdb.create_schema()
+    old = result(start=dt.datetime(1915, 1, 1, tzinfo=UTC), end=dt.datetime(1915, 1, 1, 0, 10, tzinfo=UTC))
+    with pytest.raises(TSDBError) as info:
+        tsdb.write_results([old])
+    assert not info.value.transient
+    assert "Timestamp data out of range" in str(info.value) and "KEEP (36500 days)" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------- one series rule
+
+
+def test_series_are_told_apart_by_project_and_kind_as_in_sqlite_mock(tmp_path):
+    from connectors.tsdb.sqlite import SqliteTSDB
+
+    base = result()
+    variants = [base, result(project="other"), result(kind=1), result(project="other", kind=2),
+                result(value=0.1)]  # the last one is the first's series again: it replaces its row
+    statements = td.insert_results_sql("streamdrift", variants)
+    tables = set(re.findall(r"streamdrift\.(res_[0-9a-f]{40}) USING", " ".join(statements)))
+    sqlite = SqliteTSDB(tmp_path / "t.sqlite")
+    sqlite.create_schema()
+    sqlite.write_results(variants)
+    stored = sqlite.query_results("fraud") + sqlite.query_results("other")
+    assert len(tables) == len(stored) == 4
+    assert [r.value for r in sqlite.query_results("fraud") if r.kind == 0] == [0.1]
+    for stable in td.SUPERTABLES:  # every tag names the series: a tag can never disagree with a subtable
+        assert set(stable.identity) == set(stable.tag_names)
+
+
+# ----------------------------------------------------------------------------------- feature drift
+
+
+def feature(name: str, i: int = 0, project="fraud", endpoint_id="ep-1", app="histogram-data-drift",
+            end=T1) -> FeatureDriftRecord:
+    return FeatureDriftRecord(project, endpoint_id, app, name, end - dt.timedelta(minutes=10), end,
+                              tvd=i / 4000, hellinger=i / 3000, kld=i / 100, p_value=None if i % 3 else i / 2000,
+                              rejected=None if i % 3 else bool(i % 2), effect_size=None if i % 3 else -i / 7,
+                              window_count=100 + i, reference_count=10_000)
+
+
+def test_feature_drift_insert_exact_mock():
+    conn = FakeConnection()
+    TDengineTSDB(connection=conn).write_feature_drift([feature("age", 4), feature("income", 6)])
+    age = sha1_name("fd", "feature_drift", "fraud", "ep-1", "histogram-data-drift", "age")
+    income = sha1_name("fd", "feature_drift", "fraud", "ep-1", "histogram-data-drift", "income")
+    columns = ("(end_infer_time, start_infer_time, tvd, hellinger, kld, p_value, rejected, effect_size, "
+               "window_count, reference_count)")
+    tags = "(project, endpoint_id, application_name, feature_name)"
+    assert conn.statements == [
+        f"INSERT INTO streamdrift.{age} USING streamdrift.feature_drift {tags} "
+        f"TAGS ('fraud', 'ep-1', 'histogram-data-drift', 'age') {columns} "
+        f"VALUES ({T1_US}, {T0_US}, 0.001, {4 / 3000!r}, 0.04, NULL, NULL, NULL, 104, 10000) "
+        f"streamdrift.{income} USING streamdrift.feature_drift {tags} "
+        f"TAGS ('fraud', 'ep-1', 'histogram-data-drift', 'income') {columns} "
+        f"VALUES ({T1_US}, {T0_US}, 0.0015, 0.002, 0.06, 0.003, false, {-6 / 7!r}, 106, 10000)"
+    ]
+
+
+def test_two_thousand_features_of_one_window_split_in_bytes_mock():
+    names = [f"{CJK}_{i:04d}_{'特征' * 20}" for i in range(2000)]  # ~180 bytes of tags each
+    records = [feature(n, i) for i, n in enumerate(names)]
+    statements = td.insert_feature_drift_sql("streamdrift", records)
+    assert len(statements) >= 2 and all(len(s.encode()) <= td.MAX_STATEMENT_BYTES for s in statements)
+    written = [v for strings in _values_of(statements) for v in strings if v.startswith(CJK)]
+    assert sorted(written) == sorted(names)  # every feature exactly once
+
+
+def test_feature_drift_query_and_rows_decoded_mock():
+    row = (T1_US, T0_US, 0.25, 0.5, 1.5, 0.01, True, 0.3, 120, 5000, "fraud", "ep-1", "histogram-data-drift",
+           "年龄")
+    empty = (T1_US, T0_US, None, None, None, None, None, None, None, None, "fraud", "ep-1", "app", "x")
+    conn = FakeConnection([row, empty])
+    got = TDengineTSDB(connection=conn).query_feature_drift("fraud", "ep-1", start=T0, end=T1,
+                                                            feature_name="年龄")
+    assert conn.statements == [
+        "SELECT CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, p_value, "
+        "rejected, effect_size, window_count, reference_count, project, endpoint_id, application_name, feature_name "
+        "FROM streamdrift.feature_drift WHERE project = 'fraud' AND endpoint_id = 'ep-1' AND feature_name = '年龄' "
+        f"AND end_infer_time >= {T0_US} AND end_infer_time <= {T1_US}"]
+    assert got == [
+        FeatureDriftRecord("fraud", "ep-1", "app", "x", T0, T1, None, None, None),
+        FeatureDriftRecord("fraud", "ep-1", "histogram-data-drift", "年龄", T0, T1, 0.25, 0.5, 1.5, 0.01, True, 0.3,
+                           120, 5000),
+    ]
+
+
+# ----------------------------------------------------------------------------------- many windows at once
+
+
+def test_a_batch_of_windows_goes_in_few_multi_table_statements_mock():
+    windows = range(100)
+    ends = [T1 + dt.timedelta(minutes=10 * w) for w in windows]
+    results = [result(f"ep-{w % 4}", start=e - dt.timedelta(minutes=10), end=e, value=w / 100)
+               for w, e in zip(windows, ends)]
+    metrics = [MetricRecord("fraud", f"ep-{w % 4}", "histogram-data-drift", "tvd_mean", w / 7,
+                            e - dt.timedelta(minutes=10), e) for w, e in zip(windows, ends)]
+    features = [feature(f"f{k}", k, endpoint_id=f"ep-{w % 4}", end=e) for w, e in zip(windows, ends)
+                for k in range(5)]
+    conn = FakeConnection()
+    TDengineTSDB(connection=conn).write_window(results, metrics, [], [], features)
+    assert len(conn.statements) == 1  # 700 rows of three supertables, one statement
+    sql = conn.statements[0]
+    assert sql.count("USING streamdrift.app_results") == 4 and sql.count("USING streamdrift.metrics") == 4
+    assert sql.count("USING streamdrift.feature_drift") == 20  # 4 endpoints x 5 features
+    assert len(re.findall(r"\((\d{16}), (\d{16}),", sql)) == 100 + 100 + 500  # every row once
+
+
+def test_a_batch_with_one_invalid_record_sends_nothing_mock():
+    conn = FakeConnection()
+    with pytest.raises(ValueError, match="feature name"):
+        TDengineTSDB(connection=conn).write_window([result()], [], [], [], [feature("ok"), feature("bad\nname")])
+    assert conn.statements == []

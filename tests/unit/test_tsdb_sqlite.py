@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import sqlite3
 import threading
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from connectors.tsdb import TSDBError, open_tsdb
 from connectors.tsdb.base import from_micros, micros
 from connectors.tsdb.sqlite import SqliteTSDB
-from udfs.records import ErrorRecord, MetricRecord, PredictionRecord, ResultRecord
+from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -214,3 +219,191 @@ def test_a_window_with_one_invalid_record_writes_nothing(tsdb):
     with pytest.raises(ValueError):
         tsdb.write_window([res("a", window=2)], [met("a", window=2, name="bad name!")], [], [pred("a", window=2)])
     assert tsdb.query_results("fraud") == [] and tsdb.query_predictions("fraud") == []
+
+
+# ----------------------------------------------------------------------------------- feature drift
+
+
+def feat(name, window=0, endpoint="ep", i=0, app="histogram-data-drift", project="fraud"):
+    rng = np.random.default_rng(i)
+    tested = i % 2 == 0
+    return FeatureDriftRecord(project, endpoint, app, name, T0 + window * W, T0 + (window + 1) * W,
+                              tvd=float(rng.uniform()), hellinger=float(rng.uniform()), kld=float(rng.exponential()),
+                              p_value=float(rng.uniform()) if tested else None,
+                              rejected=bool(rng.uniform() < 0.5) if tested else None,
+                              effect_size=float(rng.normal()) if tested else None,
+                              window_count=int(rng.integers(0, 10_000)), reference_count=50_000)
+
+
+def test_two_thousand_features_of_a_window_round_trip(tsdb):
+    names = [f"feature_{i}" for i in range(1990)] + ["年龄", "it's", "a;b", "x.mean", "prediction_0",
+                                                        "trailing ", "`tick`", "'); DROP TABLE feature_drift; --",
+                                                        "模型-ü-🚀", "N/A"]
+    written = [feat(n, i=i) for i, n in enumerate(names)]
+    assert tsdb.write_feature_drift(written) == 2000
+    assert tsdb.query_feature_drift("fraud") == sorted(written, key=lambda f: f.feature_name)
+    assert tsdb.query_feature_drift("fraud", feature_name="年龄") == [written[1990]]
+    assert tsdb.query_feature_drift("fraud", application_name="other-app") == []
+    assert tsdb.query_feature_drift("fraud", start=T0 + 2 * W) == []
+    tsdb.write_feature_drift([dataclasses.replace(written[0], tvd=0.0)])  # a replay replaces the row
+    assert count_rows(tsdb, "feature_drift") == 2000
+    assert tsdb.query_feature_drift("fraud", feature_name="feature_0")[0].tvd == 0.0
+
+
+def test_invalid_feature_rows_are_refused(tsdb):
+    for bad, what in [(dict(feature_name=""), "feature name"), (dict(feature_name="a\nb"), "control characters"),
+                      (dict(window_count=-1), "window_count"), (dict(rejected="yes"), "rejected")]:
+        with pytest.raises(ValueError, match=what):
+            tsdb.write_feature_drift([feat("ok"), dataclasses.replace(feat("x"), **bad)])
+    assert tsdb.query_feature_drift("fraud") == []
+
+
+def _wide_drift_result(n_features: int) -> ResultRecord:
+    """``histogram-data-drift``'s general_drift on an endpoint of ``n_features`` numeric features."""
+    from udfs.accumulator import Accumulator
+    from udfs.histogram_drift import drift_from_accumulator
+    from udfs.reference import feature_stats
+
+    rng = np.random.default_rng(5)
+    names = [f"sensor_{i:03d}" for i in range(n_features)]
+    training = pd.DataFrame(rng.normal(0, 1, (2_000, n_features)), columns=names)
+    fs = feature_stats(training)
+    acc = Accumulator.from_reference(fs)
+    acc.add_batch(rng.normal(0.3, 1, (500, n_features)))
+    report = drift_from_accumulator(fs, acc)
+    return ResultRecord("fraud", "wide", "histogram-data-drift", "general_drift", 0, int(report.status),
+                        report.general_drift, T0, T0 + W, json.loads(json.dumps(report.to_dict())))
+
+
+def test_a_wide_general_drift_row_points_to_its_feature_rows(tsdb, tmp_path):
+    from udfs.histogram_drift import feature_drift_records
+
+    general = _wide_drift_result(200)
+    size = len(json.dumps(general.extra_data, separators=(",", ":"), sort_keys=True))
+    assert size > 16_000  # what used to become {"truncated": true}
+    features = feature_drift_records(general)
+    tsdb.artifacts_dir = str(tmp_path / "artifacts")
+    tsdb.write_window([general], [], [], [], features)
+    (row,) = tsdb.query_results("fraud", endpoint_id="wide")
+    assert "columns" not in row.extra_data and "truncated" not in row.extra_data
+    assert row.extra_data["per_feature"] == {"table": "feature_drift", "columns": 200}
+    kept = {k: v for k, v in general.extra_data.items() if k != "columns"}
+    assert {k: v for k, v in row.extra_data.items() if k != "per_feature"} == kept
+    assert (row.value, row.status) == (general.value, general.status)
+    stored = tsdb.query_feature_drift("fraud", endpoint_id="wide")
+    assert len(stored) == 200
+    for f in stored:  # the per-feature detail the row no longer carries
+        column = general.extra_data["columns"][f.feature_name]
+        assert (f.tvd, f.hellinger, f.kld, f.window_count, f.reference_count) == (
+            column["tvd"], column["hellinger"], column["kld"], column["window_count"], column["reference_count"])
+    assert not (tmp_path / "artifacts").exists()  # nothing needed an artifact
+
+
+def test_a_user_apps_big_extra_data_goes_whole_to_an_artifact(tsdb, tmp_path, caplog):
+    from connectors.artifacts import load_extra_data
+
+    extra = {"per_customer": {f"customer-{i}": [i, i / 3, "señal"] for i in range(1500)}}
+    text = json.dumps(extra, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    big = res("ep", app="fraud-rules", name="segments", extra=extra)
+    tsdb.artifacts_dir = str(tmp_path / "artifacts")
+    tsdb.write_results([big])
+    (row,) = tsdb.query_results("fraud")
+    expected = tmp_path / "artifacts" / "fraud" / "ep" / "fraud-rules" / "20240301T121000Z-segments-extra_data.json"
+    assert row.extra_data == {"truncated": True, "bytes": len(text), "artifact": str(expected)}
+    assert expected.read_text() == text and load_extra_data(row.extra_data) == extra
+    tsdb.write_results([big])  # a replay writes the same file again, not a second one
+    assert [p.name for p in expected.parent.iterdir()] == [expected.name]
+    tsdb.artifacts_dir = None
+    with caplog.at_level("WARNING"):
+        tsdb.write_results([res("ep2", app="fraud-rules", name="segments", extra=extra)])
+    assert tsdb.query_results("fraud", endpoint_id="ep2")[0].extra_data == {"truncated": True, "bytes": len(text)}
+    assert "no artifacts directory" in caplog.text
+
+
+# ----------------------------------------------------------------------------------- the series key
+
+
+OLD_LAYOUT = [  # the tables as an earlier streamdrift made them: project and kind outside the key
+    """CREATE TABLE app_results (project TEXT NOT NULL, endpoint_id TEXT NOT NULL, application_name TEXT NOT NULL,
+        result_name TEXT NOT NULL, result_kind INTEGER NOT NULL, end_infer_time INTEGER NOT NULL,
+        start_infer_time INTEGER NOT NULL, result_value REAL, result_status INTEGER NOT NULL,
+        result_extra_data TEXT NOT NULL, UNIQUE (endpoint_id, application_name, result_name, end_infer_time))""",
+    "CREATE INDEX app_results_by_project_time ON app_results (project, end_infer_time)",
+    """CREATE TABLE metrics (project TEXT NOT NULL, endpoint_id TEXT NOT NULL, application_name TEXT NOT NULL,
+        metric_name TEXT NOT NULL, end_infer_time INTEGER NOT NULL, start_infer_time INTEGER NOT NULL,
+        metric_value REAL, UNIQUE (endpoint_id, application_name, metric_name, end_infer_time))""",
+]
+
+
+def test_a_file_with_the_old_key_is_rebuilt_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        for sql in OLD_LAYOUT:
+            conn.execute(sql)
+        conn.execute("INSERT INTO app_results VALUES ('fraud', 'ep', 'app', 'r', 0, 2, 1, 0.5, 0, '{\"a\":1}')")
+        conn.execute("INSERT INTO metrics VALUES ('fraud', 'ep', 'app', 'm', 2, 1, 0.25)")
+    tsdb = SqliteTSDB(path)
+    tsdb.create_schema()
+    tsdb.create_schema()  # idempotent
+    assert [(r.endpoint_id, r.value, r.extra_data) for r in tsdb.query_results("fraud")] == [("ep", 0.5, {"a": 1})]
+    assert [m.value for m in tsdb.query_metrics("fraud")] == [0.25]
+    # the same endpoint, application, name and time in another project or of another kind is its own row now
+    other = ResultRecord("other", "ep", "app", "r", 0, 0, 0.9, from_micros(1), from_micros(2), {})
+    tsdb.write_results([other, dataclasses.replace(other, project="fraud", kind=1)])
+    assert count_rows(tsdb, "app_results") == 3
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    assert tables == {"app_results", "metrics", "predictions", "errors", "feature_drift"}
+    assert "app_results_by_project_time" in indexes
+    tsdb.close()
+
+
+def test_both_stores_key_rows_by_the_same_fields(tsdb):
+    from connectors.tsdb.base import SERIES_KEYS, TIME_COLUMNS
+
+    with sqlite3.connect(tsdb.path) as conn:
+        for table, series in SERIES_KEYS.items():
+            keys = [[r[2] for r in conn.execute(f"PRAGMA index_info({name})")]
+                    for _, name, unique, *_ in conn.execute(f"PRAGMA index_list({table})") if unique]
+            assert keys == [[*series, TIME_COLUMNS[table]]], table
+
+
+# ----------------------------------------------------------------------------------- many windows at once
+
+
+def test_a_batch_of_100_windows_round_trips_in_one_transaction(tsdb):
+    windows = [(e, w) for w in range(100) for e in ("a", "b", "c")]
+    results = [res(e, window=w, value=w / 100, status=w % 3, extra={"w": w}) for e, w in windows]
+    metrics = [met(e, window=w, value=w / 7) for e, w in windows]
+    predictions = [pred(e, window=w, count=w + 1) for e, w in windows]
+    errors = [ErrorRecord("fraud", e, "my-app", "mm-app-failed", f"w{w}", T0 + (w + 1) * W) for e, w in windows[::10]]
+    features = [feat(f"f{k}", window=w, endpoint=e, i=k + w) for e, w in windows for k in range(3)]
+    tsdb.write_window(results, metrics, errors, predictions, features)
+    key = lambda r: (r.end_infer_time, r.endpoint_id)  # noqa: E731
+    assert tsdb.query_results("fraud") == sorted(results, key=key)
+    assert tsdb.query_metrics("fraud") == sorted(metrics, key=key)
+    assert tsdb.query_predictions("fraud") == sorted(predictions, key=key)
+    assert tsdb.query_errors("fraud") == sorted(errors, key=lambda e: (e.time, e.endpoint_id))
+    assert tsdb.query_feature_drift("fraud") == sorted(features, key=lambda f: (f.end_infer_time, f.endpoint_id,
+                                                                                f.feature_name))
+    later = [res(e, window=w + 100) for e, w in windows]
+    with pytest.raises(ValueError, match="feature name"):  # one bad record: none of the batch is written
+        tsdb.write_window(later, [], [], [], [dataclasses.replace(features[0], feature_name="")])
+    assert len(tsdb.query_results("fraud")) == 300
+
+
+def test_a_general_drift_too_big_even_without_its_columns_goes_to_an_artifact(tsdb, tmp_path):
+    from connectors.artifacts import load_extra_data
+
+    general = _wide_drift_result(20)
+    extra = dict(general.extra_data, skipped={f"text_{i}": "no histogram in the reference" for i in range(1000)})
+    general = dataclasses.replace(general, extra_data=extra)
+    tsdb.artifacts_dir = str(tmp_path / "artifacts")
+    tsdb.write_results([general])
+    (row,) = tsdb.query_results("fraud")
+    assert row.extra_data["truncated"] is True and load_extra_data(row.extra_data) == extra
+    Path(row.extra_data["artifact"]).unlink()
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        load_extra_data(row.extra_data)
+    assert load_extra_data({"a": 1}) == {"a": 1}  # a row that holds its value whole
