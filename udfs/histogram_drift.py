@@ -348,7 +348,8 @@ class FeatureDriftReport:
     ``IRRELEVANT`` when no column could be tested (then ``value`` is None); ``columns``: per
     tested column a flat dict ``p_value``, ``rejected`` (at alpha), ``n`` (window non-null rows),
     ``N`` (reference rows), ``effect`` (reference σ, ≥ 0) and, for numeric columns, ``shift``
-    (signed, reference σ); ``drifted``: the rejected columns, smallest p-value first.
+    (signed, reference σ); ``drifted``: the rejected columns, smallest p-value first (then the
+    largest effect: strong drifts' p-values underflow to 0).
     """
 
     value: float | None
@@ -408,7 +409,8 @@ def feature_drift_from_accumulator(
                                  alpha_detected=alpha_detected, min_effect=min_effect, columns=wanted)
     status = int(verdict.status)
     per_column = verdict.columns()
-    drifted = sorted((n for n, c in per_column.items() if c["rejected"]), key=lambda n: per_column[n]["p_value"])
+    drifted = sorted((n for n, c in per_column.items() if c["rejected"]),
+                     key=lambda n: (per_column[n]["p_value"], -per_column[n]["effect"]))
     return FeatureDriftReport(
         value=None if status < 0 else float(verdict.value),
         status=ResultStatus(status),

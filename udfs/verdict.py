@@ -67,6 +67,7 @@ All functions take a leading "windows" axis: counts of shape (B,) or (W, B).
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import math
 import threading
@@ -78,7 +79,7 @@ import numpy as np
 from scipy.special import chndtr, erfc, ndtr, ndtri
 
 from udfs.accumulator import Accumulator, Layout
-from udfs.reference import is_categorical_stats, is_numeric_stats, reference_hist
+from udfs.reference import is_categorical_stats, pad_hist
 
 ALPHA = 0.01
 """FDR level of ``potential`` (status 1): the false-alarm rate of a window without drift."""
@@ -122,6 +123,11 @@ class ReferenceCounts:
     key: bytes
     padded: bool = False
 
+    @functools.cached_property
+    def rank_bins(self) -> RankBins:
+        """The numeric bins as the rank test counts them (built once per reference)."""
+        return RankBins.of(self)
+
     @property
     def column_of_bin(self) -> np.ndarray:
         """(B,) the column of each flat bin."""
@@ -138,47 +144,70 @@ class ReferenceCounts:
         """From one count vector per column (numeric columns first, then categorical); ``padded``:
         the numeric histograms have MLRun's outer bins.
 
-        Raises ValueError for negative or non-finite counts or ``n_numeric`` out of range.
+        Raises ValueError for empty, negative or non-finite counts or ``n_numeric`` out of range.
         """
         arrays = [np.asarray(c, dtype=np.float64).reshape(-1) for c in counts]
         if len(arrays) != len(names) or not 0 <= n_numeric <= len(names):
             raise ValueError(f"{len(names)} names, {len(arrays)} count vectors, n_numeric={n_numeric}: "
                              "give one count vector per name, numeric columns first")
-        if any(a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0) for a in arrays):
-            raise ValueError("reference counts must be non-empty, finite and >= 0")
         flat = np.concatenate(arrays) if arrays else np.empty(0)
-        widths = np.array([a.size for a in arrays], dtype=np.intp)
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp) if arrays else widths
-        total = np.array([a.sum() for a in arrays])
+        return cls._build(tuple(names), flat, np.array([a.size for a in arrays], dtype=np.intp), n_numeric,
+                          key, padded)
+
+    @classmethod
+    def _build(cls, names: tuple[str, ...], flat: np.ndarray, widths: np.ndarray, n_numeric: int, key: bytes,
+               padded: bool) -> ReferenceCounts:
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp) if widths.size else widths
+        bad = ~np.isfinite(flat) | (flat < 0)
+        if widths.size and (np.any(widths == 0) or bad.any()):
+            col = int(np.argmax(np.logical_or.reduceat(bad, starts) | (widths == 0))) if flat.size else 0
+            raise ValueError(f"column {names[col]!r}: reference counts must be non-empty, finite and >= 0")
+        total = np.add.reduceat(flat, starts) if widths.size else np.zeros(0)
         digest = hashlib.blake2b(key + flat.tobytes() + widths.astype("<i8").tobytes()
                                  + f"{n_numeric} {padded}".encode(), digest_size=16).digest()
-        return cls(tuple(names), n_numeric, flat, starts, widths, total, digest, padded)
+        return cls(names, n_numeric, flat, starts, widths, total, digest, padded)
 
     @classmethod
     def from_layout(cls, layout: Layout, feature_stats: Mapping[str, Mapping[str, Any]]) -> ReferenceCounts:
         """The counts of ``feature_stats`` on ``layout``'s bins (an accumulator's layout).
 
         A column whose statistics are missing or not on the layout's edges (categories) gets
-        zero counts, so N = 0 and it is not tested. Raises ValueError for a malformed ``hist``.
+        zero counts, so N = 0 and it is not tested. Raises ValueError naming the column for
+        negative or non-finite counts. One pass of Python over the columns, the checks in numpy.
         """
-        counts: list[np.ndarray] = []
-        for name, edges in zip(layout.numeric, layout.edges):
+        counts: list[float] = []
+        edges: list[float] = []
+        widths = [e.size - 1 for e in layout.edges] + [len(c) + 1 for c in layout.categories]
+        for name, width in zip(layout.numeric, widths):
             stats = feature_stats.get(name)
-            c = np.zeros(edges.size - 1)
-            if isinstance(stats, Mapping) and is_numeric_stats(stats):
-                ref_counts, ref_edges = reference_hist(name, stats)
-                if ref_edges.shape == edges.shape and np.array_equal(ref_edges, edges):
-                    c = ref_counts
-            counts.append(c)
+            hist = stats.get("hist") if isinstance(stats, Mapping) else None
+            if isinstance(hist, (list, tuple)) and len(hist) == 2:
+                c, e = pad_hist(hist[0], hist[1])
+                if len(c) == width and len(e) == width + 1:
+                    counts += c
+                    edges += e
+                    continue
+            counts += [0.0] * width
+            edges += [math.nan] * (width + 1)  # never equal: the column gets zero counts
         for name, cats in zip(layout.categorical, layout.categories):
             stats = feature_stats.get(name)
-            c = np.zeros(len(cats) + 1)
-            if (isinstance(stats, Mapping) and is_categorical_stats(stats)
-                    and tuple(stats["categories"]) == tuple(cats)):
-                c = np.asarray([*stats["category_counts"], stats.get("other_count", 0)], dtype=np.float64)
-            counts.append(c)
-        return cls.from_counts((*layout.numeric, *layout.categorical), counts, len(layout.numeric),
-                               key=layout.fingerprint, padded=True)
+            if (isinstance(stats, Mapping) and is_categorical_stats(stats) and tuple(stats["categories"]) == cats
+                    and len(stats["category_counts"]) == len(cats)):
+                counts += [*stats["category_counts"], stats.get("other_count", 0)]
+            else:
+                counts += [0.0] * (len(cats) + 1)
+        try:
+            flat = np.asarray(counts, dtype=np.float64)
+            edge_values = np.asarray(edges, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"reference counts or edges hold non-numeric values ({exc})") from None
+        if layout.numeric:  # a numeric column whose edges are not the layout's is not tested
+            same = edge_values == np.concatenate(layout.edges)
+            edge_starts = np.concatenate([[0], np.cumsum([e.size for e in layout.edges])[:-1]])
+            keep = np.logical_and.reduceat(same, edge_starts)
+            flat[: layout.n_bins] *= np.repeat(keep, widths[: len(layout.numeric)])
+        return cls._build((*layout.numeric, *layout.categorical), flat, np.array(widths, dtype=np.intp),
+                          len(layout.numeric), layout.fingerprint, True)
 
 
 def window_counts(accumulator: Accumulator) -> np.ndarray:
@@ -419,33 +448,50 @@ def chi2_pvalue(x2: np.ndarray, df: np.ndarray, n: np.ndarray, mm: MergeMap, ref
     return np.where((df > 0) & (n > 0), np.clip(p, 0.0, 1.0), 1.0)
 
 
-def _fold_outer(x: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """A copy of ``x`` (..., B) with each column's first and last bin added to its neighbour."""
-    last = starts + widths - 1
-    x = x.copy()
-    x[..., starts + 1] += x[..., starts]
-    x[..., last - 1] += x[..., last]
-    x[..., starts] = 0.0
-    x[..., last] = 0.0
-    return x
+@dataclass(frozen=True, eq=False)
+class RankBins:
+    """The numeric columns' ordered bins as the rank test counts them: ``fold`` (None, or
+    ``np.add.reduceat`` starts that add each padding bin to its inner neighbour), ``ref`` the
+    reference counts so folded, ``starts`` each column's first folded bin."""
+
+    fold: np.ndarray | None
+    ref: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, reference: ReferenceCounts) -> RankBins:
+        k = reference.n_numeric
+        starts, widths = reference.starts[:k], reference.widths[:k]
+        counts = reference.counts[: reference.numeric_bins]
+        if not reference.padded:
+            return cls(None, counts, starts)
+        # per column: [first, first + 1], first + 2, ..., [last - 1, last] (one group for 3 bins)
+        joined = np.zeros(counts.size, dtype=bool)
+        joined[starts + 1] = True
+        joined[starts + widths - 1] = True
+        fold = np.flatnonzero(~joined)
+        folded = np.maximum(widths - 2, 1)
+        return cls(fold, np.add.reduceat(counts, fold) if k else counts,
+                   np.concatenate([[0], np.cumsum(folded)[:-1]]).astype(np.intp) if k else starts)
 
 
 def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
     """Binned Wilcoxon–Mann–Whitney over the numeric columns' ordered bins: (S − E, V), each
-    (..., C_numeric), with mid-ranks and the exact tie correction (module docstring)."""
+    (..., C_numeric), with mid-ranks and the exact tie correction (module docstring).
+
+    One cumulative sum runs over all columns; the rows before a column shift each of its window
+    rows' ranks by the same amount, so S = Σ_j w_j (C_j − (c_j − 1)/2) − n · (rows before)."""
     k = reference.n_numeric
-    b = reference.numeric_bins
-    starts, widths = reference.starts[:k], reference.widths[:k]
-    wn, rn = w[..., :b], reference.counts[:b]
-    if reference.padded:  # outer bins counted with their inner neighbours (module docstring)
-        wn, rn = _fold_outer(wn, starts, widths), _fold_outer(rn, starts, widths)
-    c = wn + rn
+    rb = reference.rank_bins
+    wn = w[..., : reference.numeric_bins]
+    if rb.fold is not None:  # padding bins counted with their inner neighbours (module docstring)
+        wn = np.add.reduceat(wn, rb.fold, axis=-1)
+    c = wn + rb.ref
     cs = np.cumsum(c, axis=-1)
-    before = np.concatenate([np.zeros(cs.shape[:-1] + (1,)), cs[..., starts[1:] - 1]], axis=-1)
-    mid = cs - np.repeat(before, widths, axis=-1) - (c - 1) / 2
-    s = np.add.reduceat(wn * mid, starts, axis=-1)
-    ties = np.add.reduceat(c * (c * c - 1), starts, axis=-1)
     nn, big_n = n[..., :k], reference.total[:k]
+    before = (cs - c)[..., rb.starts]
+    s = np.add.reduceat(wn * (cs - (c - 1) / 2), rb.starts, axis=-1) - nn * before
+    ties = np.add.reduceat(c * (c * c - 1), rb.starts, axis=-1)
     m = nn + big_n
     with np.errstate(divide="ignore", invalid="ignore"):
         v = nn * big_n / 12 * (m + 1 - np.where(m > 1, ties / (m * (m - 1)), 0.0))
@@ -477,6 +523,26 @@ class ColumnTests:
     total: np.ndarray
 
 
+def _chi2_tests(reference: ReferenceCounts, w: np.ndarray, n: np.ndarray, maps: MergeMaps, floor: np.ndarray):
+    """(X², df, p_χ²) of windows (..., B), each with the merge map of its columns' n buckets."""
+    buckets = n_bucket(n)
+    # an untested column's bucket is irrelevant: give it its window's largest, not a map of its own
+    buckets = np.where(n > 0, buckets, buckets.max(axis=-1, keepdims=True)).reshape(-1, n.shape[-1])
+    if (buckets == buckets[0]).all():  # usually: one map for all windows
+        mm = maps.get(reference, buckets[0])
+        x2, df = chi2_two_sample(w, n, mm, reference)
+        return x2, df, chi2_pvalue(x2, df, n, mm, reference, floor)
+    flat_w, flat_n = w.reshape(-1, w.shape[-1]), n.reshape(buckets.shape)
+    x2, df, p = (np.empty(buckets.shape) for _ in range(3))
+    uniq, which = np.unique(buckets, axis=0, return_inverse=True)
+    for i, b in enumerate(uniq):
+        rows = which.reshape(-1) == i
+        mm = maps.get(reference, b)
+        x2[rows], df[rows] = chi2_two_sample(flat_w[rows], flat_n[rows], mm, reference)
+        p[rows] = chi2_pvalue(x2[rows], df[rows], flat_n[rows], mm, reference, floor)
+    return x2.reshape(n.shape), df.reshape(n.shape), p.reshape(n.shape)
+
+
 def column_tests(reference: ReferenceCounts, counts, maps: MergeMaps | None = None, *,
                  min_effect: float = 0.0, columns: np.ndarray | None = None) -> ColumnTests:
     """The per-column tests of windows ``counts`` (..., B) (the flat axis of ``reference``).
@@ -497,26 +563,7 @@ def column_tests(reference: ReferenceCounts, counts, maps: MergeMaps | None = No
     wanted = np.ones(big_n.shape, dtype=bool) if columns is None else np.asarray(columns, dtype=bool)
     tested = (n > 0) & (big_n > 0) & wanted
 
-    lead = w.shape[:-1]
-    buckets = n_bucket(n).reshape(-1, len(reference.names))
-    # an untested column's bucket is irrelevant: give it its window's largest, not a map of its own
-    buckets = np.where(n.reshape(buckets.shape) > 0, buckets, buckets.max(axis=-1, keepdims=True))
-    p = np.ones(n.shape)
-    x2 = np.zeros(n.shape)
-    df = np.zeros(n.shape)
-    flat_w, flat_n = w.reshape(-1, w.shape[-1]), n.reshape(-1, n.shape[-1])
-    p_flat, x2_flat, df_flat = p.reshape(flat_n.shape), x2.reshape(flat_n.shape), df.reshape(flat_n.shape)
-    if (buckets == buckets[:1]).all():  # usually: one map for all windows
-        uniq, which = buckets[:1], np.zeros(buckets.shape[0], dtype=np.intp)
-    else:
-        uniq, which = np.unique(buckets, axis=0, return_inverse=True)
-    for i, b in enumerate(uniq):  # windows with the same buckets share a map
-        rows = np.flatnonzero(which.reshape(-1) == i) if len(uniq) > 1 else slice(None)
-        mm = maps.get(reference, b)
-        xi, di = chi2_two_sample(flat_w[rows], flat_n[rows], mm, reference)
-        x2_flat[rows], df_flat[rows] = xi, di
-        p_flat[rows] = chi2_pvalue(xi, di, flat_n[rows], mm, reference, floor)
-
+    x2, df, p = _chi2_tests(reference, w, n, maps, floor)
     n_eff = n * big_n / np.maximum(n + big_n, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         effect = np.where(n_eff > 0, np.sqrt(np.maximum(x2 - df, 0.0) / n_eff), 0.0)
@@ -542,10 +589,8 @@ def column_tests(reference: ReferenceCounts, counts, maps: MergeMaps | None = No
 def _bh_sorted(p: np.ndarray, tested: np.ndarray):
     """(sorted tested p-values with inf for untested, rank of each entry, m per row)."""
     ps = np.where(tested, p, np.inf)
-    order = np.argsort(ps, axis=-1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(p.shape[-1]), order.shape), axis=-1)
-    return np.take_along_axis(ps, order, axis=-1), rank, tested.sum(axis=-1, keepdims=True)
+    rank = np.argsort(np.argsort(ps, axis=-1, kind="stable"), axis=-1)
+    return np.sort(ps, axis=-1), rank, tested.sum(axis=-1, keepdims=True)
 
 
 def _bh_reject(sorted_p: np.ndarray, rank: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
