@@ -525,6 +525,8 @@ class ColumnTests:
 
 def _chi2_tests(reference: ReferenceCounts, w: np.ndarray, n: np.ndarray, maps: MergeMaps, floor: np.ndarray):
     """(X², df, p_χ²) of windows (..., B), each with the merge map of its columns' n buckets."""
+    if n.shape[-1] == 0:
+        return np.zeros(n.shape), np.zeros(n.shape), np.ones(n.shape)
     buckets = n_bucket(n)
     # an untested column's bucket is irrelevant: give it its window's largest, not a map of its own
     buckets = np.where(n > 0, buckets, buckets.max(axis=-1, keepdims=True)).reshape(-1, n.shape[-1])
@@ -594,6 +596,8 @@ def _bh_sorted(p: np.ndarray, tested: np.ndarray):
 
 
 def _bh_reject(sorted_p: np.ndarray, rank: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    if sorted_p.shape[-1] == 0:
+        return np.zeros(sorted_p.shape, dtype=bool)
     ok = sorted_p <= alpha * np.arange(1, sorted_p.shape[-1] + 1) / np.maximum(m, 1)
     k = np.where(ok.any(axis=-1), sorted_p.shape[-1] - np.argmax(ok[..., ::-1], axis=-1), 0)
     return rank < k[..., None]

@@ -275,7 +275,7 @@ def twenty():
     return _reference(_reference_frame())
 
 
-def test_six_merged_parts_through_bytes_give_the_verdict_of_one_accumulator():
+def _mixed_window():
     rng = np.random.default_rng(2)
     ref_df = _reference_frame(5000, 5)
     ref_df["color"] = rng.choice(["red", "green", "blue"], 5000)
@@ -283,19 +283,33 @@ def test_six_merged_parts_through_bytes_give_the_verdict_of_one_accumulator():
     x = rng.normal(size=(600, 5)) + np.array([0, 0.4, 0, 0, 0])
     x[rng.random(x.shape) < 0.05] = np.nan
     colors = rng.choice(["red", "green", "blue", "violet"], 600)
+    return layout, ref, x, colors
+
+
+MIXED = _mixed_window()
+
+
+@FAST
+@given(st.lists(st.integers(0, 600), min_size=5, max_size=5))
+def test_six_merged_parts_through_bytes_give_the_verdict_of_one_accumulator(cuts):
+    layout, ref, x, colors = MIXED
     whole = Accumulator(layout).add_batch(x, {"color": colors})
-    cuts = [0, 37, 100, 101, 350, 500, 600]
-    parts = [Accumulator(layout).add_batch(x[a:b], {"color": colors[a:b]}) for a, b in zip(cuts[:-1], cuts[1:])]
-    merged = parts[0]
+    bounds = [0, *sorted(cuts), 600]
+    parts = [Accumulator(layout).add_batch(x[a:b], {"color": colors[a:b]}) for a, b in zip(bounds[:-1], bounds[1:])]
+    merged = Accumulator.from_bytes(parts[0].to_bytes(), layout)
     for part in parts[1:]:
         merged = merged + Accumulator.from_bytes(part.to_bytes(), layout)
-    merged = Accumulator.from_bytes(merged.to_bytes(), layout)
     one, six = feature_verdict(ref, window_counts(whole)), feature_verdict(ref, window_counts(merged))
     assert np.array_equal(one.tests.p_value, six.tests.p_value)
-    assert one.columns() == six.columns() and int(one.status) == int(six.status)
-    # n is the window's non-null count per column, N the reference's rows
-    assert [c["n"] for c in one.columns().values()] == [*np.sum(~np.isnan(x), axis=0).tolist(), 600]
-    assert {c["N"] for c in one.columns().values()} == {5000}
+    assert one.columns() == six.columns() and int(one.status) == int(six.status) == 2
+
+
+def test_n_is_the_windows_non_null_count_and_big_n_the_references_rows():
+    layout, ref, x, colors = MIXED
+    columns = feature_verdict(ref, window_counts(Accumulator(layout).add_batch(x, {"color": colors}))).columns()
+    assert [c["n"] for c in columns.values()] == [*np.sum(~np.isnan(x), axis=0).tolist(), 600]
+    assert {c["N"] for c in columns.values()} == {5000}
+    assert [name for name, c in columns.items() if c["rejected"]] == ["f01", "color"]  # the shift, violet
 
 
 def test_in_distribution_windows_of_1_2_and_5_rows_rarely_flag(twenty):
@@ -358,6 +372,8 @@ def test_a_column_without_values_is_not_tested_and_not_counted():
     assert list(v.columns()) == ["f00", "f02"] and v.value == pytest.approx(1 / 2)
     empty = feature_verdict(ref, np.zeros(ref.counts.size))
     assert int(empty.status) == -1 and np.isnan(empty.value) and empty.columns() == {}
+    nothing = feature_verdict(ReferenceCounts.from_counts([], [], 0), np.zeros(0))
+    assert int(nothing.status) == -1 and nothing.columns() == {}
 
 
 def test_bad_input_is_refused_with_the_reason():
