@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SD     := $(VENV)/bin/streamdrift
 
-.PHONY: demo test venv jars services-up services-down unit integration bench clean
+.PHONY: demo test venv jars services-up services-down unit integration bench bench-verdict clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ unit: venv
 # Benchmarks print tables; the statistics one runs beside Evidently in its own .venv-bench/
 bench: venv
 	bash tests/benchmarks/run_stats_bench.sh
+
+# The drift verdict (feature_drift): false alarms, power and cost beside MLRun's rule (~30 s)
+bench-verdict: venv
+	$(PY) -m tests.benchmarks.bench_verdict
 
 services-up: venv jars
 	$(SD) services up

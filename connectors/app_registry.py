@@ -17,7 +17,8 @@ Every other parameter is a keyword argument of the class: the loader builds ``Cl
 
 The built-in ``histogram-data-drift`` application runs in every project without a registration;
 registering that name disabled (``streamdrift apps disable histogram-data-drift``) turns it off,
-registering it with parameters (``potential``, ``detected``, ``include_categorical``) tunes it.
+registering it with parameters (``potential``, ``detected``, ``include_categorical``; for
+``feature_drift`` ``alpha``, ``alpha_detected``, ``min_effect``) tunes it.
 
 :func:`load_applications` is what the job calls (at start and every 30 s). An application whose
 module cannot be imported or whose class cannot be built does not stop the job: it is logged

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from connectors.errors import is_transient
 from udfs.monitor import WindowOutput
 
 log = logging.getLogger("streamdrift.writer")
@@ -43,18 +44,6 @@ def load_applications(store_url: str, project: str) -> list:
     return app_registry.load_applications(store_url, project)
 
 
-def _transient(exc: BaseException) -> bool:
-    """A store that is down or busy (worth waiting for), not a bad record or a bad setting."""
-    from connectors.sql_store import StoreError, is_transient
-    from connectors.tsdb.base import TSDBError
-
-    if isinstance(exc, StoreError):
-        return exc.original is not None and is_transient(exc.original)
-    if isinstance(exc, TSDBError):
-        return getattr(exc, "transient", True)
-    return is_transient(exc)
-
-
 def describe(exc: BaseException) -> str:
     """The error's own message (a store's message included), passwords masked, at most 1,000 characters."""
     from connectors.settings import mask_password
@@ -77,11 +66,12 @@ class StoreWriter:
     raises :class:`WindowNotWritten` with the store's message, and the caller sets the window aside
     (a dead letter that ``streamdrift dead-letters replay`` writes once the cause is fixed)."""
 
-    def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0):
+    def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0, keep_days: int | None = None):
+        from connectors.app_registry import default_artifacts_dir
         from connectors.sql_store import SqlStore
         from connectors.tsdb import open_tsdb
 
-        self.tsdb = open_tsdb(tsdb_url)
+        self.tsdb = open_tsdb(tsdb_url, keep_days=keep_days, artifacts_dir=default_artifacts_dir(store_url))
         self.store = SqlStore(store_url)
         self.max_backoff_s = max_backoff_s
         self.retries = 0
@@ -96,7 +86,7 @@ class StoreWriter:
             try:
                 return fn(*args)
             except Exception as exc:
-                if not _transient(exc):
+                if not is_transient(exc):
                     raise
                 self.retries += 1
                 log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
@@ -111,7 +101,8 @@ class StoreWriter:
                 return
             # one transaction per store (where the store has them)
             predictions = [out.prediction] if out.prediction is not None else []
-            self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions)
+            self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions,
+                        list(out.feature_drift))
             self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction)
         except Exception as exc:  # permanent: transient errors were retried above
             raise WindowNotWritten(describe(exc)) from exc

@@ -5,7 +5,8 @@
 3. writes inference events for eight one-minute windows to the embedded directory stream, with
    drift injected into 20 features from the fifth window on, plus a few bad records;
 4. runs the monitoring job (bounded: it stops at the end of the stream) on a local Flink;
-5. prints one line per window from the stores: rows, general_drift, status, most drifted features.
+5. prints one line per window from the stores: rows, MLRun's general_drift and its status, feature_drift
+   (share of features drifted) and its status, the drifted features.
 
 Everything lands in ``.streamdrift-demo/`` (TSDB and store in SQLite, dead letters as files).
 """
@@ -84,18 +85,23 @@ def main(data_dir: str = ".streamdrift-demo") -> int:
     run(settings, JobOptions(bounded=True, checkpoint_interval_ms=5_000))
 
     tsdb = open_tsdb(settings.tsdb_connection)
-    results = sorted(tsdb.query_results("demo", endpoint.endpoint_id), key=lambda r: r.start_infer_time)
+    results = sorted(tsdb.query_results("demo", endpoint.endpoint_id, result_name="general_drift"),
+                     key=lambda r: r.start_infer_time)
+    verdicts = {r.start_infer_time: r for r in tsdb.query_results("demo", endpoint.endpoint_id,
+                                                                   result_name="feature_drift")}
     rows = {p.start_infer_time: p.count for p in tsdb.query_predictions("demo", endpoint.endpoint_id)}
-    print(f"\n{'endpoint':10} {'window (UTC)':13} {'rows':>5} {'general_drift':>13}  {'status':16} most drifted")
+    print(f"\n{'endpoint':10} {'window (UTC)':13} {'rows':>5} {'general_drift':>13}  {'status':16} "
+          f"{'feature_drift':>13}  {'status':16} drifted features (smallest p first)")
     for r in results:
-        columns = r.extra_data.get("columns", {})
-        worst = sorted(columns, key=lambda c: -columns[c]["drift"])[:3]
+        verdict = verdicts.get(r.start_infer_time)
+        drifted = verdict.extra_data.get("drifted", []) if verdict else []
+        named = ", ".join(drifted[:3]) + (f" +{len(drifted) - 3} more" if len(drifted) > 3 else "")
         print(f"{r.endpoint_id[:8]:10} {r.start_infer_time:%H:%M}-{r.end_infer_time:%H:%M}  "
               f"{rows.get(r.start_infer_time, 0):>5} {r.value:13.3f}  {STATUS[r.status]:16} "
-              + ", ".join(f"{c} {columns[c]['drift']:.2f}" for c in worst))
+              + (f"{verdict.value:13.3f}  {STATUS[verdict.status]:16} {named}" if verdict else f"{'-':>13}"))
     dead = sorted((Path(data_dir) / "stream" / topic_names("demo")["dead_letters"]).rglob("part-*"))
     reasons = [json.loads(line)["reason"] for f in dead for line in f.read_text().splitlines() if line]
     print(f"\n{len(reasons)} dead letters: " + "; ".join(reasons))
     print(f"results in {settings.tsdb_connection}, endpoint in {settings.endpoint_store_connection}; "
           f"demo took {time.monotonic() - began:.0f} s")
-    return 0 if len(results) == WINDOWS else 1
+    return 0 if len(results) == len(verdicts) == WINDOWS else 1

@@ -49,7 +49,6 @@ class JobOptions:
     restart_interval_s: int = 600
     restart_delay_s: int = 10
     max_clock_skew_ms: int = 300_000  # an event further ahead of the job's clock is a dead letter
-    max_event_age_ms: int = 36_500 * 86_400_000  # an older event is a dead letter (the TSDB would refuse it)
 
 
 def _window_ms(settings: Settings, options: JobOptions) -> int:
@@ -109,7 +108,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds,
-                             options.max_clock_skew_ms, options.max_event_age_ms),
+                             # an event older than the TSDB keeps would be refused when its window is written
+                             options.max_clock_skew_ms, settings.tsdb_keep_days * 86_400_000),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
     # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
@@ -159,7 +159,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
     summaries = (outputs.process(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
-                                                                settings.endpoint_store_connection)),
+                                                                settings.endpoint_store_connection,
+                                                                keep_days=settings.tsdb_keep_days)),
                                  output_type=SUMMARY_TYPE).name("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
@@ -315,8 +316,6 @@ def add_job_flags(parser) -> None:
                         help="records per batch handed to the parse function (default 20,000)")
     parser.add_argument("--max-clock-skew-seconds", type=float, default=300.0,
                         help="an event further ahead of the job's clock is a dead letter (default 300)")
-    parser.add_argument("--max-event-age-days", type=float, default=36_500.0,
-                        help="an older event is a dead letter (default 36,500; keep it within the TSDB's KEEP)")
     parser.add_argument("--restart-max-failures", type=int, default=10,
                         help="failures within 10 minutes after which the job stops as FAILED (default 10)")
     parser.add_argument("--restart-delay-seconds", type=int, default=10, help="wait before a restart (default 10)")
@@ -335,7 +334,7 @@ def options_from_args(args) -> JobOptions:
         checkpoint_interval_ms=ms(args.checkpoint_interval_seconds), bounded=args.bounded,
         arrow_batch_size=args.arrow_batch_size, state_backend=args.state_backend,
         checkpoint_dir=args.checkpoint_dir, max_clock_skew_ms=ms(args.max_clock_skew_seconds),
-        max_event_age_ms=int(args.max_event_age_days * 86_400_000), restart_max_failures=args.restart_max_failures,
+        restart_max_failures=args.restart_max_failures,
         restart_delay_s=args.restart_delay_seconds)
 
 

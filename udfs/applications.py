@@ -46,7 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from udfs.histogram_drift import DriftClassifier, drift_from_accumulator
+from udfs.histogram_drift import DriftClassifier, drift_from_accumulator, feature_drift_from_accumulator
 from udfs.records import (
     MetricRecord,
     ResultKindApp,
@@ -54,6 +54,7 @@ from udfs.records import (
     ResultStatusApp,
     validate_name,
 )
+from udfs.verdict import MergeMaps, check_parameters
 
 __all__ = [
     "artifact_file", "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
@@ -393,15 +394,23 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     """The default application: per-column TVD, Hellinger and KLD against the reference histograms.
 
     Metrics ``tvd_mean``, ``hellinger_mean``, ``kld_mean``; result ``general_drift`` (data_drift)
-    = (tvd_mean + hellinger_mean) / 2, status by thresholds potential 0.5 / detected 0.7.
+    = (tvd_mean + hellinger_mean) / 2, status by thresholds potential 0.5 / detected 0.7 (MLRun's);
+    result ``feature_drift`` (data_drift): per column a test of the window's counts against the
+    reference's, Benjamini–Hochberg over the columns, potential at FDR ``alpha`` (1 %), detected at
+    ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`udfs.verdict`);
+    ``min_effect`` (reference σ) raises the smallest drift it flags.
     Enabled in every project unless registered disabled (``streamdrift apps disable histogram-data-drift``).
     """
 
     NAME = HISTOGRAM_DATA_DRIFT
 
-    def __init__(self, potential: float = 0.5, detected: float = 0.7, include_categorical: bool = True):
+    def __init__(self, potential: float = 0.5, detected: float = 0.7, include_categorical: bool = True,
+                 alpha: float = 0.01, alpha_detected: float = 0.001, min_effect: float = 0.0):
         self.classifier = DriftClassifier(potential, detected)
         self.include_categorical = include_categorical
+        check_parameters(alpha, alpha_detected, min_effect)
+        self.alpha, self.alpha_detected, self.min_effect = float(alpha), float(alpha_detected), float(min_effect)
+        self.merge_maps = MergeMaps()  # kept between windows: maps depend on the reference and n's bucket
 
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
@@ -416,6 +425,13 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         out: list = [ModelMonitoringApplicationResult(
             "general_drift", report.general_drift, ResultKindApp.data_drift, ResultStatusApp(int(report.status)),
             extra_data=details)]
+        verdict = feature_drift_from_accumulator(
+            monitoring_context.feature_stats, window.accumulator, columns=[c.name for c in report.columns],
+            maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect)
+        if verdict.value is not None:
+            out.append(ModelMonitoringApplicationResult(
+                verdict.name, verdict.value, ResultKindApp.data_drift, ResultStatusApp(int(verdict.status)),
+                extra_data=verdict.to_dict()))
         out += [ModelMonitoringApplicationMetric(name, value) for name, value in report.metrics.items()
                 if value is not None]
         return out

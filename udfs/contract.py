@@ -134,7 +134,7 @@ class TimeBounds:
                     f"{_duration(self.max_future_ms)} allowed, --max-clock-skew-seconds): check the producer's clock")
         if ms < self.oldest_ms:
             return (f"is {_duration(self.now_ms - ms)} old, older than the {_duration(self.max_age_ms)} "
-                    "the stores keep (--max-event-age-days)")
+                    "the stores keep (setting tsdb_keep_days)")
         return None
 
 

@@ -24,24 +24,36 @@ Nothing raises for a column that cannot be compared; the report lists it instead
 
 When no column can be compared the metrics and ``general_drift`` are None and the status is
 ``IRRELEVANT`` (-1): there is no value to classify, and 0 ("no drift") would be a claim.
+
+Beside MLRun's result the application reports ``feature_drift`` (kind ``DATA_DRIFT``,
+:func:`feature_drift_from_accumulator`): per compared column a two-sample test of the window's
+bin counts against the reference's, combined over columns with Benjamini–Hochberg
+(:mod:`udfs.verdict`)::
+
+    status = 2 if some column is rejected at FDR alpha_detected (0.1 %)
+             1 if some column is rejected at FDR alpha (1 %)
+             0 otherwise
+    value  = share of the compared columns rejected at alpha
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
+from udfs import verdict as vd
 from udfs.drift import ZERO_SCALING, hellinger, kld, tvd
 from udfs.records import FeatureDriftRecord, ResultRecord
 from udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
 
 APP_NAME = "histogram-data-drift"
 RESULT_NAME = "general_drift"
+FEATURE_DRIFT_NAME = vd.RESULT_NAME
 METRIC_NAMES = ("tvd_mean", "hellinger_mean", "kld_mean")
 
 
@@ -347,25 +359,128 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-def feature_drift_records(result: ResultRecord) -> list[FeatureDriftRecord]:
+def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = None) -> list[FeatureDriftRecord]:
     """One :class:`~udfs.records.FeatureDriftRecord` per column of a result whose ``extra_data``
     holds per-feature drift (:func:`per_feature_columns`; ``histogram-data-drift``'s
     ``general_drift``), in the columns' order; ``[]`` for any other result.
 
     Read per column: ``tvd``, ``hellinger``, ``kld``, ``window_count`` (n), ``reference_count``
-    (N), and, when the per-feature test filled them, ``p_value``, ``rejected``, ``effect_size``.
-    Pure: the window, endpoint and application are the result's.
+    (N), and the per-feature test's ``p_value``, ``rejected``, ``effect_size``: from ``verdict``
+    (the same window's ``feature_drift`` result: its ``p_value``, ``rejected``, ``effect``) when
+    given, else where the result itself holds them. Pure: the window, endpoint and application
+    are the result's.
     """
     columns = per_feature_columns(result.extra_data)
     if columns is None:
         return []
-    return [
-        FeatureDriftRecord(
+    tested = (verdict.extra_data or {}).get("columns") or {} if verdict is not None else {}
+    rows = []
+    for name, c in columns.items():
+        t = tested.get(name)
+        if isinstance(t, Mapping):
+            c = {**c, "p_value": t.get("p_value"), "rejected": t.get("rejected"), "effect_size": t.get("effect")}
+        rows.append(FeatureDriftRecord(
             project=result.project, endpoint_id=result.endpoint_id, application_name=result.application_name,
             feature_name=str(name), start_infer_time=result.start_infer_time, end_infer_time=result.end_infer_time,
             tvd=_number(c["tvd"]), hellinger=_number(c["hellinger"]), kld=_number(c["kld"]),
             p_value=_number(c.get("p_value")), rejected=_flag(c.get("rejected")), effect_size=_number(c.get("effect_size")),
-            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count")),
-        )
-        for name, c in columns.items()
-    ]
+            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count"))))
+    return rows
+
+
+def window_feature_drift(results: Sequence[ResultRecord]) -> list[FeatureDriftRecord]:
+    """The per-feature rows of one window's results: :func:`feature_drift_records` of
+    ``histogram-data-drift``'s ``general_drift`` with the same application's ``feature_drift``."""
+    by_name = {r.result_name: r for r in results if r.application_name == APP_NAME}
+    general = by_name.get(RESULT_NAME)
+    return [] if general is None else feature_drift_records(general, by_name.get(FEATURE_DRIFT_NAME))
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def _significant(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits: what the stored per-column numbers need."""
+    return float(f"{x:.{digits}g}")
+
+
+@dataclass(frozen=True)
+class FeatureDriftReport:
+    """What ``feature_drift`` reports for one window (see :mod:`udfs.verdict`).
+
+    ``value``: share of the tested columns rejected at ``alpha``; ``status``: 2 / 1 / 0, or
+    ``IRRELEVANT`` when no column could be tested (then ``value`` is None); ``columns``: per
+    tested column a flat dict ``p_value``, ``rejected`` (at alpha), ``n`` (window non-null rows),
+    ``N`` (reference rows), ``effect`` (reference σ, ≥ 0) and, for numeric columns, ``shift``
+    (signed, reference σ); ``drifted``: the rejected columns, smallest p-value first (then the
+    largest effect: strong drifts' p-values underflow to 0).
+    """
+
+    value: float | None
+    status: ResultStatus
+    columns: dict[str, dict[str, float | int | bool]]
+    drifted: tuple[str, ...]
+    alpha: float
+    alpha_detected: float
+    min_effect: float
+    kind: ResultKind = ResultKind.DATA_DRIFT
+    name: str = field(default=FEATURE_DRIFT_NAME)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; p-values, effects and shifts to 4 significant digits (it is stored)."""
+        columns = {
+            name: {k: (_significant(v) if isinstance(v, float) else v) for k, v in c.items()}
+            for name, c in self.columns.items()
+        }
+        return {
+            "name": self.name,
+            "kind": int(self.kind),
+            "value": self.value,
+            "status": int(self.status),
+            "columns": columns,
+            "drifted": list(self.drifted),
+            "alpha": self.alpha,
+            "alpha_detected": self.alpha_detected,
+            "min_effect": self.min_effect,
+        }
+
+
+def feature_drift_from_accumulator(
+    feature_stats: Mapping[str, Mapping[str, Any]],
+    accumulator: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    maps: vd.MergeMaps | None = None,
+    alpha: float = vd.ALPHA,
+    alpha_detected: float = vd.ALPHA_DETECTED,
+    min_effect: float = 0.0,
+) -> FeatureDriftReport:
+    """The verdict of a window's counts (an :class:`udfs.accumulator.Accumulator`) against the
+    reference ``feature_stats``.
+
+    :param columns: the columns to test (default: every column of the accumulator with values
+        on both sides); the application passes the columns ``general_drift`` compared.
+    :param maps: a :class:`udfs.verdict.MergeMaps` kept between windows (the merge maps depend
+        on the reference and the bucket of n only).
+    :param alpha, alpha_detected: FDR levels of potential and detected.
+    :param min_effect: the smallest drift worth a flag, in reference standard deviations
+        (default 0: the floor is the reference's own noise, 3 / √N).
+    Raises ValueError for bad levels or ``min_effect`` (see :func:`udfs.verdict.feature_verdict`).
+    """
+    reference = vd.ReferenceCounts.from_layout(accumulator.layout, feature_stats)
+    wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
+    verdict = vd.feature_verdict(reference, vd.window_counts(accumulator), maps, alpha=alpha,
+                                 alpha_detected=alpha_detected, min_effect=min_effect, columns=wanted)
+    status = int(verdict.status)
+    per_column = verdict.columns()
+    drifted = sorted((n for n, c in per_column.items() if c["rejected"]),
+                     key=lambda n: (per_column[n]["p_value"], -per_column[n]["effect"]))
+    return FeatureDriftReport(
+        value=None if status < 0 else float(verdict.value),
+        status=ResultStatus(status),
+        columns=per_column,
+        drifted=tuple(drifted),
+        alpha=alpha,
+        alpha_detected=alpha_detected,
+        min_effect=float(min_effect),
+    )

@@ -33,8 +33,10 @@ from udfs.applications import (
     app_timeout,
     normalise_output,
 )
+from udfs.histogram_drift import window_feature_drift
 from udfs.records import (
     ErrorRecord,
+    FeatureDriftRecord,
     MetricRecord,
     PredictionRecord,
     ResultRecord,
@@ -64,6 +66,10 @@ class WindowOutput:
     results: tuple[ResultRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
     errors: tuple[ErrorRecord, ...] = ()
+    feature_drift: tuple[FeatureDriftRecord, ...] = ()  # per-feature rows of the default application
+
+
+_RECORD_FIELDS = ("results", "metrics", "errors", "feature_drift")
 
 
 def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
@@ -71,7 +77,7 @@ def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
     letter of the writer carries, so that the window can be written later as it would have been."""
     data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     data["prediction"] = None if out.prediction is None else record_to_json(out.prediction)
-    for name in ("results", "metrics", "errors"):
+    for name in _RECORD_FIELDS:
         data[name] = [record_to_json(r) for r in getattr(out, name)]
     return data
 
@@ -80,7 +86,7 @@ def window_output_from_json(data: Mapping[str, Any]) -> WindowOutput:
     """The :class:`WindowOutput` of :func:`window_output_to_json`."""
     fields = dict(data)
     fields["prediction"] = None if data.get("prediction") is None else record_from_json(data["prediction"])
-    for name in ("results", "metrics", "errors"):
+    for name in _RECORD_FIELDS:
         fields[name] = tuple(record_from_json(r) for r in data.get(name) or ())
     return WindowOutput(**{f.name: fields[f.name] for f in dataclasses.fields(WindowOutput) if f.name in fields})
 
@@ -333,4 +339,4 @@ def monitor_window(
         results += r
         metrics += m
     return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction,
-                        tuple(results), tuple(metrics), tuple(errors))
+                        tuple(results), tuple(metrics), tuple(errors), tuple(window_feature_drift(results)))

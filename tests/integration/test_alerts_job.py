@@ -110,7 +110,9 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
     fast = {"timeout": 1.0, "retries": 1, "backoff": 0.1}
     store.add_alert_config(
         project, "drift-any", summary="{{endpoint_id}} drifts: {{kind}} {{value}} until {{window_end}}",
-        severity="high", entities=[endpoint.endpoint_id], trigger_kinds=["data-drift-detected", "data-drift-suspected"],
+        # general_drift's result: the default application's feature_drift raises data-drift events too
+        severity="high", entities=[f"{endpoint.endpoint_id}.histogram-data-drift.result.general_drift"],
+        trigger_kinds=["data-drift-detected", "data-drift-suspected"],
         criteria={"count": 1}, reset_policy="auto",
         notifications=[{"kind": "webhook", "url": receivers["hook"].url, **fast},
                        {"kind": "slack", "webhook": receivers["slack"].url, **fast},
@@ -140,7 +142,8 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
     run(f"{project}-first")
     # notifications go out in the background: wait until no activation has one pending
     _wait_until_sent(store, project, ("drift-any", "drift-twice"))
-    results = sorted(open_tsdb(settings.tsdb_connection).query_results(project, endpoint.endpoint_id),
+    results = sorted(open_tsdb(settings.tsdb_connection).query_results(project, endpoint.endpoint_id,
+                                                                       result_name="general_drift"),
                      key=lambda r: r.end_infer_time)
     assert [r.status >= 1 for r in results] == [False, True, True, False, True]
     drifted = [r for r in results if r.status >= 1]

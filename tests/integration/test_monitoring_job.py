@@ -120,7 +120,8 @@ def test_known_events_give_offline_results_and_dead_letters(tmp_path, kafka, pro
             assert rows[start] == n
             assert results[start].value == pytest.approx(drift, rel=1e-9, abs=1e-12)
     # the shift of 3 of the 4 monitored columns in the native endpoint's second window: potential drift
-    native_results = sorted(tsdb.query_results(project, native.endpoint_id), key=lambda r: r.start_infer_time)
+    native_results = sorted(tsdb.query_results(project, native.endpoint_id, result_name="general_drift"),
+                            key=lambda r: r.start_infer_time)
     assert native_results[0].status == 0 and native_results[1].status == 1
     drifted = native_results[1].extra_data["columns"]
     assert {name for name, c in drifted.items() if c["drift"] > 0.7} == set(FEATURES)
@@ -196,21 +197,77 @@ def test_idle_close_then_late_correction_leave_one_row(tmp_path, kafka, project)
     try:
         # traffic stopped: no later event moves the watermark, yet the window closes by itself
         _wait_for(lambda: window_rows() and window_rows()[0].count == 50, 90, "the idle window's result")
-        assert len(tsdb.query_results(project, endpoint.endpoint_id)) == 1
-        first = tsdb.query_results(project, endpoint.endpoint_id)[0].value
+        assert len(tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")) == 1
+        first = tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")[0].value
 
         # a late event for the closed window corrects it: same row, new count and value
         late = [{"endpoint_id": endpoint.endpoint_id, "timestamp": start + 1, "request_id": f"late{i}",
                  "inputs": [[5.0, 5.0, 5.0]]} for i in range(10)]
         _produce(kafka, topic_names(project)["events"], late)
         _wait_for(lambda: window_rows() and window_rows()[0].count == 60, 60, "the corrected window")
-        results = tsdb.query_results(project, endpoint.endpoint_id)
+        results = tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")
         assert len(results) == 1 and len(window_rows()) == 1
         assert results[0].value > first
         totals = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id)
         assert totals["rows_count"] == 60
     finally:
         client.cancel().result()
+
+
+def _mlrun_general_drift(feature_stats, names, rows: np.ndarray) -> float:
+    """MLRun's general_drift of a window, with numpy alone: np.histogram of the rows on the padded
+    reference edges, p = window counts / rows, q = reference counts / count; the mean over the
+    columns of (TVD + Hellinger) / 2."""
+    per_column = []
+    for j, name in enumerate(names):
+        counts, edges = feature_stats[name]["hist"]
+        p = np.histogram(rows[:, j], bins=np.asarray(edges))[0] / len(rows)
+        q = np.asarray(counts) / feature_stats[name]["count"]
+        tvd = np.abs(p - q).sum() / 2
+        hellinger = np.sqrt(max(1 - np.sqrt(p * q).sum(), 0))
+        per_column.append((tvd + hellinger) / 2)
+    return float(np.mean(per_column))
+
+
+def test_feature_drift_flags_a_half_sigma_shift_of_three_of_twenty_features(tmp_path, kafka, project):
+    rng = np.random.default_rng(16)
+    names = [f"x{i:02d}" for i in range(20)]
+    shifted = ["x03", "x07", "x15"]
+    reference = pd.DataFrame(rng.normal(size=(5000, 20)), columns=names)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-v", "serving", reference=reference,
+                                            feature_names=names, store=settings.endpoint_store_connection)
+    # five windows of 400 rows (100 requests of 4 rows); from the third on, +0.5 sigma on three features
+    shift = np.isin(names, shifted) * 0.5
+    records, rows = [], {}
+    for w in range(5):
+        start = T0 + w * WINDOW_MS
+        batch = (rng.normal(size=(400, 20)) + (shift if w >= 2 else 0)).round(6)
+        rows[start] = batch
+        records += [{"endpoint_id": endpoint.endpoint_id, "timestamp": start + i * 500, "request_id": f"{w}-{i}",
+                     "inputs": batch[4 * i:4 * i + 4].tolist()} for i in range(100)]
+    _produce(kafka, topic_names(project)["events"], records, partition=0)
+
+    build(settings, JobOptions(bounded=True, window_ms=WINDOW_MS, checkpoint_interval_ms=2_000,
+                               parallelism=2)).env.execute("it-feature-drift")
+
+    results = open_tsdb(settings.tsdb_connection).query_results(project, endpoint.endpoint_id)
+    by_name = {name: {int(r.start_infer_time.timestamp() * 1000): r for r in results if r.result_name == name}
+               for name in ("general_drift", "feature_drift")}
+    assert sorted(by_name["feature_drift"]) == sorted(by_name["general_drift"]) == sorted(rows)
+    feature_stats = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id).feature_stats
+    for w, start in enumerate(sorted(rows)):
+        verdict = by_name["feature_drift"][start]
+        columns = verdict.extra_data["columns"]
+        rejected = sorted(name for name, c in columns.items() if c["rejected"])
+        assert (verdict.status >= 1) == (w >= 2), (w, rejected)
+        assert rejected == (shifted if w >= 2 else []), w
+        assert verdict.value == pytest.approx(len(rejected) / 20) and verdict.kind == 0
+        assert {c["n"] for c in columns.values()} == {400} and {c["N"] for c in columns.values()} == {5000}
+        general = by_name["general_drift"][start]
+        assert general.value == pytest.approx(_mlrun_general_drift(feature_stats, names, rows[start]),
+                                              rel=1e-9, abs=1e-12)
+        assert general.status == 0  # MLRun's rule sees none of it: a mean over 20 columns stays low
 
 
 def _named_endpoint(tmp_path, kafka, project, model: str, seed: int):

@@ -83,8 +83,8 @@ def test_mariadb_stopped_mid_run_loses_nothing(tmp_path, kafka, mysql, database)
         counts = sorted(p.count for p in tsdb.query_predictions(project, endpoint.endpoint_id))
         assert counts == [20, 30, 40]
         latest = store.latest_results(endpoint.endpoint_id)
-        assert [r.end_infer_time.timestamp() * 1000 for r in latest] == [third + WINDOW_MS]
-        assert len(tsdb.query_results(project, endpoint.endpoint_id)) == 3
+        assert [r.end_infer_time.timestamp() * 1000 for r in latest] == [third + WINDOW_MS] * 2  # both results
+        assert len(tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")) == 3
     finally:
         if not mysql.status().up:
             mysql.start()

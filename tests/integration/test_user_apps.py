@@ -150,11 +150,16 @@ def test_a_users_mlrun_style_app_runs_in_the_job_beside_failing_ones(tmp_path, k
     assert [r.status for r in mine] == [0, 2]
     metrics = tsdb.query_metrics(project, endpoint.endpoint_id, application_name="mean-shift")
     assert sorted(m.value for m in metrics) == [120.0, 120.0]
-    builtin = tsdb.query_results(project, endpoint.endpoint_id, application_name="histogram-data-drift")
+    builtin = tsdb.query_results(project, endpoint.endpoint_id, application_name="histogram-data-drift",
+                                 result_name="general_drift")
     assert len(builtin) == 2
+    verdict = tsdb.query_results(project, endpoint.endpoint_id, application_name="histogram-data-drift",
+                                 result_name="feature_drift")
+    assert len(verdict) == 2
     latest = SqlStore(settings.endpoint_store_connection).latest_results(endpoint.endpoint_id)
     assert {(r.application_name, r.result_name, r.status) for r in latest} == {
-        ("mean-shift", "mean_shift", 2), ("histogram-data-drift", "general_drift", builtin[-1].status)}
+        ("mean-shift", "mean_shift", 2), ("histogram-data-drift", "general_drift", builtin[-1].status),
+        ("histogram-data-drift", "feature_drift", verdict[-1].status)}
 
     errors = tsdb.query_errors(project, endpoint.endpoint_id, error_type="mm-app-failed")
     by_app: dict[str, list[str]] = {}

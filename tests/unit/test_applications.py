@@ -42,6 +42,9 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 UTC = dt.timezone.utc
 COLORS = ["red", "green", "blue"]
 
+# the built-in application's results, in the order it returns them
+BUILTIN_RESULTS = [("histogram-data-drift", "general_drift"), ("histogram-data-drift", "feature_drift")]
+
 
 def _training(n=3_000, seed=0):
     rng = np.random.default_rng(seed)
@@ -188,7 +191,7 @@ def test_garbage_is_mm_app_failed_with_the_reason_and_others_go_on(garbage, reas
     (error,) = out.errors
     assert (error.application_name, error.error_type, error.endpoint_id) == ("sloppy", "mm-app-failed", "ep")
     assert reason in error.message
-    assert [r.application_name for r in out.results] == ["histogram-data-drift"]
+    assert [(r.application_name, r.result_name) for r in out.results] == BUILTIN_RESULTS
 
 
 def test_an_app_with_a_name_the_stores_refuse_is_reported_under_a_valid_name():
@@ -247,14 +250,14 @@ def test_a_hanging_app_times_out_is_not_called_again_while_stuck_then_runs_again
         (error,) = first.errors
         assert error.application_name == name and error.error_type == "mm-app-failed"
         assert "timed out after 1 s" in error.message
-        assert [r.application_name for r in first.results] == ["histogram-data-drift"]
+        assert [(r.application_name, r.result_name) for r in first.results] == BUILTIN_RESULTS
         assert name in hung_applications()
 
         started = time.monotonic()
         second = _run([hangs, HistogramDataDriftApplication()])  # the first call still hangs
         assert time.monotonic() - started < 2.0
         assert "still running" in second.errors[0].message and len(calls) == 1
-        assert [r.application_name for r in second.results] == ["histogram-data-drift"]
+        assert [(r.application_name, r.result_name) for r in second.results] == BUILTIN_RESULTS
     finally:
         release.set()
     deadline = time.monotonic() + 5
@@ -328,8 +331,9 @@ def test_the_builtin_app_takes_registered_parameters(store_url):
     app_registry.register_application(store_url, "shop", "histogram-data-drift", app_registry.BUILTIN_CLASS,
                                       {"potential": 0.01, "detected": 0.02})
     (app,) = app_registry.load_applications(store_url, "shop")
-    (result,) = _run([app]).results
+    result, verdict = _run([app]).results
     assert result.value < 0.5 and result.status == ResultStatusApp.detected  # thresholds from the registration
+    assert verdict.result_name == "feature_drift"
 
 
 def test_a_user_module_by_path_is_loaded_kept_between_reloads_and_runs(store_url, tmp_path):
@@ -395,7 +399,7 @@ def test_broken_registrations_are_reported_per_window_and_the_job_goes_on(store_
     assert "max_unseen must be in (0, 1]" in errors["bad-params"]
     assert "does not exist" in errors["missing-path"]
     assert all(e.error_type == "mm-app-failed" for e in out.errors)
-    assert [r.application_name for r in out.results] == ["histogram-data-drift"]
+    assert [(r.application_name, r.result_name) for r in out.results] == BUILTIN_RESULTS
 
     # fixed on disk: the next reload imports it
     time.sleep(0.01)

@@ -12,11 +12,13 @@ from scipy.spatial.distance import cityblock, euclidean
 from scipy.special import rel_entr
 
 from udfs.accumulator import Accumulator
+from udfs.applications import HistogramDataDriftApplication
 from udfs.histogram_drift import (
     DriftClassifier,
     ResultKind,
     ResultStatus,
     drift_from_accumulator,
+    feature_drift_from_accumulator,
     histogram_drift,
 )
 from udfs.reference import feature_stats
@@ -305,3 +307,66 @@ def test_results_without_per_feature_drift_give_no_rows(extra):
     from udfs.histogram_drift import feature_drift_records
 
     assert feature_drift_records(_general_drift(extra)) == []
+
+
+# ------------------------------------------------------------------ the verdict beside MLRun's numbers
+
+
+def test_feature_drift_tests_the_compared_columns_and_names_the_drifted_one(training):
+    fs = feature_stats(training)
+    rng = np.random.default_rng(13)
+    n = 1_500
+    window = pd.DataFrame({"a": rng.normal(0.5, 1, n), "b": rng.exponential(2, n),
+                           "c": rng.choice(["x", "y", "z"], n, p=[0.6, 0.3, 0.1])})
+    window.loc[window.index[:40], "b"] = np.nan
+    acc = _window(window, fs)
+    general = drift_from_accumulator(fs, acc)
+    report = feature_drift_from_accumulator(fs, acc, columns=[c.name for c in general.columns])
+    assert report.status == ResultStatus.DETECTED and report.drifted == ("a",)
+    assert report.value == pytest.approx(1 / 3)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["name"] == "feature_drift" and data["kind"] == 0 and data["status"] == 2
+    columns = data["columns"]
+    assert set(columns) == {"a", "b", "c"}
+    # per column a flat dict of numbers and bools; shift only for numeric columns
+    assert set(columns["a"]) == set(columns["b"]) == {"p_value", "rejected", "n", "N", "effect", "shift"}
+    assert set(columns["c"]) == {"p_value", "rejected", "n", "N", "effect"}
+    assert all(isinstance(v, (int, float, bool)) for c in columns.values() for v in c.values())
+    assert [columns[k]["rejected"] for k in "abc"] == [True, False, False]
+    assert {k: columns[k]["n"] for k in "abc"} == {"a": n, "b": int(window["b"].notna().sum()), "c": n}
+    assert {k: columns[k]["N"] for k in "abc"} == {"a": 5_000, "b": 5_000, "c": 5_000}
+    assert columns["a"]["p_value"] < 1e-6 and columns["a"]["shift"] == pytest.approx(0.5, abs=0.1)
+    # MLRun's numbers are the same with or without the verdict beside them
+    assert general.to_dict() == histogram_drift(fs, acc.to_stats()).to_dict()
+
+
+def test_feature_drift_leaves_out_what_general_drift_leaves_out(training):
+    fs = feature_stats(training)
+    acc = _window(training.iloc[:300], fs)
+    general = drift_from_accumulator(fs, acc, include_categorical=False)
+    report = feature_drift_from_accumulator(fs, acc, columns=[c.name for c in general.columns])
+    assert set(report.columns) == {"a", "b"} and report.status == ResultStatus.NO_DETECTION
+    empty = feature_drift_from_accumulator(fs, Accumulator.from_reference(fs))
+    assert empty.value is None and empty.status == ResultStatus.IRRELEVANT and empty.columns == {}
+
+
+def test_stored_numbers_keep_four_significant_digits(training):
+    fs = feature_stats(training)
+    acc = _window(training.sample(700, random_state=3).assign(a=lambda f: f["a"] + 0.3), fs)
+    report = feature_drift_from_accumulator(fs, acc)
+    stored = report.to_dict()["columns"]
+    for name, c in report.columns.items():
+        for key in ("p_value", "effect"):
+            assert stored[name][key] == pytest.approx(c[key], rel=5e-4)
+            digits = np.format_float_positional(stored[name][key], trim="-").replace(".", "").strip("0")
+            assert len(digits) <= 4
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"alpha": 0.001, "alpha_detected": 0.01}, "0 < alpha_detected <= alpha < 1"),
+    ({"alpha": 1.0}, "0 < alpha_detected <= alpha < 1"),
+    ({"min_effect": -0.1}, "min_effect"),
+])
+def test_the_application_refuses_bad_verdict_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        HistogramDataDriftApplication(**params)

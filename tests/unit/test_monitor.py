@@ -103,8 +103,9 @@ def test_default_app_gives_the_drift_of_the_histograms(shift):
     out = _run(agg, [HistogramDataDriftApplication()])
     tvd, hel, kld = _expected_drift(rows)
     general = (tvd + hel) / 2
-    (result,) = out.results
+    result, verdict = out.results
     assert result.application_name == "histogram-data-drift" and result.result_name == "general_drift"
+    assert verdict.application_name == "histogram-data-drift" and verdict.result_name == "feature_drift"
     assert result.value == pytest.approx(general, rel=1e-9)
     assert result.kind == ResultKindApp.data_drift == 0 and result.status == _status(general)
     assert result.project == "shop" and result.endpoint_id == "ep"
@@ -154,7 +155,7 @@ def test_a_failing_app_is_recorded_and_the_others_go_on():
     assert "RuntimeError" in error.message and "model registry unreachable" in error.message
     assert error.endpoint_id == "ep" and error.project == "shop"
     tvd, hel, _ = _expected_drift(rows)
-    assert [r.result_name for r in out.results] == ["general_drift"]
+    assert [r.result_name for r in out.results] == ["general_drift", "feature_drift"]
     assert out.results[0].value == pytest.approx((tvd + hel) / 2, rel=1e-9)
     assert {m.metric_name for m in out.metrics} == {"tvd_mean", "hellinger_mean", "kld_mean", "sample_rows",
                                                      "window_rows"}
@@ -214,7 +215,7 @@ def test_an_app_returning_results_and_metrics():
 def test_garbage_from_an_app_is_mm_app_failed(garbage):
     out = _run(_window(0.0)[0], [Returns(garbage), HistogramDataDriftApplication()])
     assert [(e.application_name, e.error_type) for e in out.errors] == [("Returns", "mm-app-failed")]
-    assert [r.result_name for r in out.results] == ["general_drift"]
+    assert [r.result_name for r in out.results] == ["general_drift", "feature_drift"]
     assert {m.application_name for m in out.metrics} == {"histogram-data-drift"}
 
 

@@ -1,0 +1,681 @@
+"""The drift verdict: per column a two-sample test of the window's bin counts against the
+reference's, combined over columns with Benjamini–Hochberg.
+
+MLRun's ``general_drift`` averages distances and compares the mean with fixed thresholds, so
+it flags almost every window of a few rows and misses a large shift of a few columns. Here a
+window is flagged when its counts are unlikely under "the window and the reference come from
+distributions closer than the reference's own sampling noise", whatever the window's size.
+Only counts are used (the window's bin counts on the reference's padded edges, and the
+reference's ``hist``/category counts), so the verdict is exact after any merge of window state.
+
+Per column, with window counts w_j (total n) and reference counts r_j (total N) on the same
+bins, c_j = w_j + r_j, M = n + N and n_eff = n N / (n + N):
+
+**Merged bins** (:func:`numeric_merge_starts`, :func:`category_groups`). Numeric bins are merged
+left to right into contiguous groups until a group holds at least
+``T = m N / min(n_lo, N)`` reference rows (m = ``min_expected`` = 10: an expected count of 10
+in the smaller sample); a last group short of T joins the one before. Categories holding fewer
+than T reference rows are pooled with ``other``; a pool still short of T joins the smallest
+kept category. ``n_lo`` is the lower end of n's bucket, 2^(floor(8 log2 n) / 8) (eight buckets
+per doubling, :func:`n_bucket`), so a map depends on the reference and the bucket only and is
+cached (:class:`MergeMaps`).
+
+**Pearson's two-sample χ²** on the G groups (homogeneity of a 2 × G table)::
+
+    X² = Σ_g (w_g N − r_g n)² / (n N (w_g + r_g)),   df = G − 1
+
+with Satterthwaite's correction for small expected counts: X²/a ~ χ²(df/a), a = Var / (2 df),
+where Var = 2 df + (Σ_g 1/q_g − G² − 2G + 2) / min(n, N) is the exact null variance of Pearson's
+statistic for min(n, N) draws over cells of probabilities q_g = r_g / N (Haldane 1937;
+Satterthwaite 1946).
+
+**Binned Wilcoxon–Mann–Whitney** (numeric columns, the ordered bins), mid-ranks and the exact
+tie correction (Lehmann, *Nonparametrics*, 1975, §1.4). On a padded histogram the outer bins are
+counted with their inner neighbours (the reference has no row there, and a window row equal to
+the training maximum may be counted in the upper padding bin: a 0/1 column would otherwise drift
+on identical data)::
+
+    S = Σ_j w_j (C_j − (c_j − 1)/2),  C_j = Σ_{i≤j} c_i,   E = n (M + 1) / 2
+    V = n N / 12 · (M + 1 − Σ_j (c_j³ − c_j) / (M (M − 1)))
+    z = (|S − E| − θ n N) / √V,   p_rank = erfc(z / √2)
+
+**Effect floor.** The null hypothesis is "drift ≤ d", d = max(3 / √N, ``min_effect``) in
+reference standard deviations (3/√N: three standard errors of the reference's own mean; without
+it a reference that is an unlucky sample keeps every large window flagged). A location shift of
+d σ has χ² divergence ≈ d², so p_χ² = 1 − F_{χ²'}(X²/a; df/a, λ₀) with the non-central χ² of
+λ₀ = n_eff d²; for the rank test θ = Φ(d / √2) − 1/2, the Mann–Whitney effect P(X_w > X_r) − 1/2
+of a d σ shift of a normal.
+
+**p-value per column**: numeric p = min(1, 2 min(p_χ², p_rank)) (Bonferroni over the two
+tests), categorical p = p_χ². **Over columns**: Benjamini–Hochberg (1995) over the tested
+columns; potential (1) when a column is rejected at FDR ``alpha`` (1 %), detected (2) at
+``alpha_detected`` (0.1 %). With no drift anywhere BH's family-wise error equals its FDR, so a
+window without drift is flagged with probability ≤ alpha. ``value`` = share of tested columns
+rejected at alpha.
+
+Effect sizes reported per column: ``effect`` = √(max(X² − df, 0) / n_eff) on the merged bins
+before the correction (≈ |shift| in σ for a location shift, Cohen's w for categories), and for
+numeric columns ``shift`` = √2 Φ⁻¹(U / (n N)), U = S − n (n + 1)/2, the signed shift of a normal
+with the window's Mann–Whitney probability.
+
+The guarantee assumes the rows of a window are independent draws: bursty traffic (one client
+sending the same row many times) has a smaller effective n and alarms more often.
+
+All functions take a leading "windows" axis: counts of shape (B,) or (W, B).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import chndtr, erfc, ndtr, ndtri
+
+from udfs.accumulator import Accumulator, Layout
+from udfs.reference import is_categorical_stats, pad_hist
+
+ALPHA = 0.01
+"""FDR level of ``potential`` (status 1): the false-alarm rate of a window without drift."""
+
+ALPHA_DETECTED = 0.001
+"""FDR level of ``detected`` (status 2)."""
+
+MIN_EXPECTED = 10.0
+"""Reference rows per merged group, in the smaller sample's scale (m of the merging rule)."""
+
+BUCKETS_PER_DOUBLING = 8
+"""Buckets of n per doubling: merge maps are cached per bucket."""
+
+NOISE_SIGMAS = 3.0
+"""The effect floor in standard errors of the reference mean: d = 3 / √N σ."""
+
+RESULT_NAME = "feature_drift"
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceCounts:
+    """A reference's counts on one flat axis: numeric bins, then category bins.
+
+    ``names`` (C,): numeric columns first (the first ``n_numeric``), then categorical, in the
+    order of their :class:`udfs.accumulator.Layout`; ``counts`` (B,) float64; ``starts`` (C,)
+    first flat bin of each column; ``widths`` (C,) bins per column (categories + ``other`` for a
+    categorical column); ``total`` (C,) N, the counts' sum per column (0: not testable);
+    ``key``: identifies layout and counts, for caches; ``padded``: numeric histograms carry
+    MLRun's empty outer bins (what :meth:`from_layout` gives).
+    """
+
+    names: tuple[str, ...]
+    n_numeric: int
+    counts: np.ndarray
+    starts: np.ndarray
+    widths: np.ndarray
+    total: np.ndarray
+    key: bytes
+    padded: bool = False
+
+    @functools.cached_property
+    def rank_bins(self) -> RankBins:
+        """The numeric bins as the rank test counts them (built once per reference)."""
+        return RankBins.of(self)
+
+    @property
+    def column_of_bin(self) -> np.ndarray:
+        """(B,) the column of each flat bin."""
+        return np.repeat(np.arange(len(self.names)), self.widths)
+
+    @property
+    def numeric_bins(self) -> int:
+        """Flat bins of the numeric columns (they come first)."""
+        return int(self.widths[: self.n_numeric].sum())
+
+    @classmethod
+    def from_counts(cls, names: Sequence[str], counts: Sequence[Sequence[float]], n_numeric: int,
+                    key: bytes = b"", padded: bool = False) -> ReferenceCounts:
+        """From one count vector per column (numeric columns first, then categorical); ``padded``:
+        the numeric histograms have MLRun's outer bins.
+
+        Raises ValueError for empty, negative or non-finite counts or ``n_numeric`` out of range.
+        """
+        arrays = [np.asarray(c, dtype=np.float64).reshape(-1) for c in counts]
+        if len(arrays) != len(names) or not 0 <= n_numeric <= len(names):
+            raise ValueError(f"{len(names)} names, {len(arrays)} count vectors, n_numeric={n_numeric}: "
+                             "give one count vector per name, numeric columns first")
+        flat = np.concatenate(arrays) if arrays else np.empty(0)
+        return cls._build(tuple(names), flat, np.array([a.size for a in arrays], dtype=np.intp), n_numeric,
+                          key, padded)
+
+    @classmethod
+    def _build(cls, names: tuple[str, ...], flat: np.ndarray, widths: np.ndarray, n_numeric: int, key: bytes,
+               padded: bool) -> ReferenceCounts:
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp) if widths.size else widths
+        bad = ~np.isfinite(flat) | (flat < 0)
+        if widths.size and (np.any(widths == 0) or bad.any()):
+            col = int(np.argmax(np.logical_or.reduceat(bad, starts) | (widths == 0))) if flat.size else 0
+            raise ValueError(f"column {names[col]!r}: reference counts must be non-empty, finite and >= 0")
+        total = np.add.reduceat(flat, starts) if widths.size else np.zeros(0)
+        digest = hashlib.blake2b(key + flat.tobytes() + widths.astype("<i8").tobytes()
+                                 + f"{n_numeric} {padded}".encode(), digest_size=16).digest()
+        return cls(names, n_numeric, flat, starts, widths, total, digest, padded)
+
+    @classmethod
+    def from_layout(cls, layout: Layout, feature_stats: Mapping[str, Mapping[str, Any]]) -> ReferenceCounts:
+        """The counts of ``feature_stats`` on ``layout``'s bins (an accumulator's layout).
+
+        A column whose statistics are missing or not on the layout's edges (categories) gets
+        zero counts, so N = 0 and it is not tested. Raises ValueError naming the column for
+        negative or non-finite counts. One pass of Python over the columns, the checks in numpy.
+        """
+        counts: list[float] = []
+        edges: list[float] = []
+        widths = [e.size - 1 for e in layout.edges] + [len(c) + 1 for c in layout.categories]
+        for name, width in zip(layout.numeric, widths):
+            stats = feature_stats.get(name)
+            hist = stats.get("hist") if isinstance(stats, Mapping) else None
+            if isinstance(hist, (list, tuple)) and len(hist) == 2:
+                c, e = pad_hist(hist[0], hist[1])
+                if len(c) == width and len(e) == width + 1:
+                    counts += c
+                    edges += e
+                    continue
+            counts += [0.0] * width
+            edges += [math.nan] * (width + 1)  # never equal: the column gets zero counts
+        for name, cats in zip(layout.categorical, layout.categories):
+            stats = feature_stats.get(name)
+            if (isinstance(stats, Mapping) and is_categorical_stats(stats) and tuple(stats["categories"]) == cats
+                    and len(stats["category_counts"]) == len(cats)):
+                counts += [*stats["category_counts"], stats.get("other_count", 0)]
+            else:
+                counts += [0.0] * (len(cats) + 1)
+        try:
+            flat = np.asarray(counts, dtype=np.float64)
+            edge_values = np.asarray(edges, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"reference counts or edges hold non-numeric values ({exc})") from None
+        if layout.numeric:  # a numeric column whose edges are not the layout's is not tested
+            same = edge_values == np.concatenate(layout.edges)
+            edge_starts = np.concatenate([[0], np.cumsum([e.size for e in layout.edges])[:-1]])
+            keep = np.logical_and.reduceat(same, edge_starts)
+            flat[: layout.n_bins] *= np.repeat(keep, widths[: len(layout.numeric)])
+        return cls._build((*layout.numeric, *layout.categorical), flat, np.array(widths, dtype=np.intp),
+                          len(layout.numeric), layout.fingerprint, True)
+
+
+def window_counts(accumulator: Accumulator) -> np.ndarray:
+    """(B,) float64: an accumulator's counts on the flat axis of :meth:`ReferenceCounts.from_layout`
+    (numeric ``hist``, then ``cat_hist``): mergeable state only, no rows."""
+    return np.concatenate([accumulator.hist, accumulator.cat_hist]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- merge maps
+
+
+def n_bucket(n, per_doubling: int = BUCKETS_PER_DOUBLING) -> np.ndarray:
+    """Lower end of n's bucket, elementwise: ``floor(2^(floor(k log2 n) / k))``, k = per_doubling;
+    1 for n < 1. int64, the shape of ``n``."""
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.floor(per_doubling * np.log2(np.maximum(n, 1.0)) + 1e-9) / per_doubling
+    return np.maximum(np.floor(np.exp2(e)), 1).astype(np.int64)
+
+
+def _padded(reference: ReferenceCounts, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(len(cols), max width) matrix of the columns' reference counts, zero-padded, and the
+    boolean mask of real bins."""
+    widths = reference.widths[cols]
+    width = int(widths.max()) if cols.size else 0
+    real = np.arange(width) < widths[:, None]
+    idx = np.where(real, reference.starts[cols, None] + np.arange(width), 0)
+    return np.where(real, reference.counts[idx], 0.0), real
+
+
+def numeric_merge_starts(r: np.ndarray, widths: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Group starts of contiguous bins, greedily left to right (one loop over bins, vectorised
+    over columns).
+
+    :param r: (C, W) reference counts, zero-padded past each column's width.
+    :param widths: (C,) real bins per column.
+    :param threshold: (C,) T: a group closes once it holds >= T reference rows; a last group
+        holding fewer joins the one before.
+    :returns: (C, W) bool, True where a group starts (always at bin 0; never in the padding).
+    """
+    c, w = r.shape
+    start = np.zeros((c, w), dtype=bool)
+    if w == 0:
+        return start
+    start[:, 0] = True
+    rows = np.arange(c)
+    acc = np.zeros(c)
+    last = np.zeros(c, dtype=np.intp)
+    for j in range(w - 1):
+        acc += r[:, j]
+        cut = (acc >= threshold) & (j < widths - 1)
+        start[cut, j + 1] = True
+        last[cut] = j + 1
+        acc[cut] = 0.0
+    acc += r[:, w - 1]
+    short = (last > 0) & (acc < threshold)
+    start[rows[short], last[short]] = False
+    return start
+
+
+def category_groups(r: np.ndarray, widths: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Categories kept or pooled with ``other`` (the last real bin of each column).
+
+    A category is kept when it holds >= T reference rows; the others are pooled with ``other``;
+    a pool holding fewer than T joins the smallest kept category.
+
+    :param r: (K, W) reference counts, zero-padded past each column's width.
+    :returns: (order, start), both (K, W): ``order[k]`` the column's bins with the kept ones
+        first (in their order), then the pool, then the padding; ``start[k]`` True where a
+        group starts in that order.
+    """
+    k, w = r.shape
+    pos = np.arange(w)
+    real = pos < widths[:, None]
+    kept = (r >= threshold[:, None]) & (pos < widths[:, None] - 1)
+    pooled = real & ~kept
+    short = (np.where(pooled, r, 0.0).sum(axis=1) < threshold) & kept.any(axis=1)
+    smallest = np.argmin(np.where(kept, r, np.inf), axis=1)
+    rows = np.flatnonzero(short)
+    kept[rows, smallest[rows]] = False
+    pooled[rows, smallest[rows]] = True
+    order = np.argsort(np.where(real, pooled * w + pos, 2 * w + pos), axis=1, kind="stable")
+    in_pool = np.take_along_axis(pooled, order, axis=1)
+    start = ~in_pool
+    start[:, 0] = True
+    start[:, 1:] |= in_pool[:, 1:] & ~in_pool[:, :-1]
+    return order, start
+
+
+@dataclass(frozen=True, eq=False)
+class MergeMap:
+    """Merged groups of all columns on the flat axis.
+
+    ``order`` (B,): flat bins regrouped so each group is contiguous (identity within numeric
+    columns); ``is_start`` (B,): True where a group starts in that order; derived: ``starts``
+    (G,), ``column`` (G,) the column of each group, ``first`` (C,) its first group, ``groups``
+    (C,) groups per column, ``ref`` (G,) reference rows per group, ``inv_q`` (C,) Σ_g N / r_g.
+    """
+
+    order: np.ndarray
+    is_start: np.ndarray
+    starts: np.ndarray
+    column: np.ndarray
+    first: np.ndarray
+    groups: np.ndarray
+    ref: np.ndarray
+    inv_q: np.ndarray
+
+    @classmethod
+    def derive(cls, reference: ReferenceCounts, order: np.ndarray, is_start: np.ndarray) -> MergeMap:
+        starts = np.flatnonzero(is_start)
+        column = reference.column_of_bin[order[starts]]
+        n_cols = len(reference.names)
+        first = np.searchsorted(column, np.arange(n_cols))
+        groups = np.diff(np.append(first, starts.size)).astype(np.float64)
+        ref = np.add.reduceat(reference.counts[order], starts) if starts.size else np.empty(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(ref > 0, reference.total[column] / ref, 0.0)
+        inv_q = np.bincount(column, weights=inv, minlength=n_cols)
+        return cls(order, is_start, starts, column, first, groups, ref, inv_q)
+
+
+def merge_map(reference: ReferenceCounts, n_lo: np.ndarray, min_expected: float = MIN_EXPECTED) -> MergeMap:
+    """The merged groups of every column for windows whose columns' n buckets are ``n_lo`` (C,)
+    (see the module docstring: T = m N / min(n_lo, N))."""
+    n_cols = len(reference.names)
+    n_lo = np.broadcast_to(np.asarray(n_lo, dtype=np.float64), (n_cols,))
+    threshold = min_expected * reference.total / np.maximum(np.minimum(n_lo, reference.total), 1.0)
+    order = np.arange(reference.counts.size)
+    is_start = np.zeros(reference.counts.size, dtype=bool)
+    num = np.arange(reference.n_numeric)
+    if num.size:
+        r, real = _padded(reference, num)
+        is_start[: reference.numeric_bins] = numeric_merge_starts(r, reference.widths[num], threshold[num])[real]
+    cat = np.arange(reference.n_numeric, n_cols)
+    if cat.size:
+        r, real = _padded(reference, cat)
+        o, s = category_groups(r, reference.widths[cat], threshold[cat])
+        flat = reference.starts[cat, None] + o
+        order[reference.numeric_bins:] = flat[real]
+        is_start[reference.numeric_bins:] = s[real]
+    return MergeMap.derive(reference, order, is_start)
+
+
+class MergeMaps:
+    """A bounded cache of merge maps, keyed by the reference's ``key`` and the columns' n buckets.
+
+    Thread-safe. Holds maps of at most ``max_bins`` flat bins in all (~25 bytes each; least
+    recently used dropped first).
+    """
+
+    def __init__(self, max_bins: int = 2_000_000, min_expected: float = MIN_EXPECTED):
+        self.max_bins = max_bins
+        self.min_expected = min_expected
+        self._maps: collections.OrderedDict[tuple, MergeMap] = collections.OrderedDict()
+        self._bins = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def __getstate__(self) -> dict:  # a copy starts empty (the lock cannot be pickled)
+        return {"max_bins": self.max_bins, "min_expected": self.min_expected}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def get(self, reference: ReferenceCounts, n_lo: np.ndarray) -> MergeMap:
+        """The map for buckets ``n_lo`` (C,); a mix of buckets is assembled from one map per bucket."""
+        n_lo = np.asarray(n_lo, dtype=np.int64)
+        uniform = bool(n_lo.size == 0 or n_lo.min() == n_lo.max())
+        key = (reference.key, int(n_lo.flat[0]) if n_lo.size else 1) if uniform else (reference.key, n_lo.tobytes())
+        with self._lock:
+            hit = self._maps.get(key)
+            if hit is not None:
+                self._maps.move_to_end(key)
+                return hit
+        if uniform:
+            m = merge_map(reference, key[1], self.min_expected)
+        else:
+            parts = {int(b): self.get(reference, np.full(n_lo.shape, b)) for b in np.unique(n_lo)}
+            bin_bucket = n_lo[reference.column_of_bin]
+            order = np.empty(reference.counts.size, dtype=np.intp)
+            is_start = np.empty(reference.counts.size, dtype=bool)
+            for b, part in parts.items():  # order permutes within a column: take each column whole
+                sel = bin_bucket == b
+                order[sel] = part.order[sel]
+                is_start[sel] = part.is_start[sel]
+            m = MergeMap.derive(reference, order, is_start)
+        with self._lock:
+            if key not in self._maps:
+                self._maps[key] = m
+                self._bins += m.order.size
+            while self._bins > self.max_bins and len(self._maps) > 1:
+                self._bins -= self._maps.popitem(last=False)[1].order.size
+        return m
+
+
+# --------------------------------------------------------------------------- tests per column
+
+
+def effect_floor(total: np.ndarray, min_effect: float = 0.0) -> np.ndarray:
+    """d = max(3 / √N, min_effect), in reference standard deviations, per column (N > 0)."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(NOISE_SIGMAS / np.sqrt(total), float(min_effect))
+
+
+def chi2_two_sample(w: np.ndarray, n: np.ndarray, mm: MergeMap, reference: ReferenceCounts):
+    """Pearson's two-sample χ² on the merged groups: (X², df), each (..., C).
+
+    X² = Σ_g (w_g N − r_g n)² / (n N (w_g + r_g)), df = G − 1; a group empty on both sides adds 0.
+    """
+    wg = np.add.reduceat(w[..., mm.order], mm.starts, axis=-1)
+    ng = n[..., mm.column]
+    big_n = reference.total[mm.column]
+    tot = wg + mm.ref
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = wg * big_n - mm.ref * ng
+        term = np.where(tot > 0, d * d / (tot * ng * big_n), 0.0)
+    return np.add.reduceat(term, mm.first, axis=-1), mm.groups - 1.0
+
+
+def chi2_pvalue(x2: np.ndarray, df: np.ndarray, n: np.ndarray, mm: MergeMap, reference: ReferenceCounts,
+                floor: np.ndarray) -> np.ndarray:
+    """P(X² ≥ x2) under "drift ≤ floor": Satterthwaite-scaled non-central χ² (module docstring).
+
+    p = 1 − F_{χ²'}(X²/a; df/a, λ₀), a = (2 df + max(Σ 1/q_g − G² − 2G + 2, 0) / min(n, N)) / (2 df),
+    λ₀ = n N / (n + N) · floor². 1 where df = 0 (one group: nothing to compare).
+    """
+    big_n = reference.total
+    g = mm.groups
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_s = np.minimum(n, big_n)
+        var = 2 * df + np.maximum(mm.inv_q - g * g - 2 * g + 2, 0.0) / n_s
+        a = np.where(df > 0, var / (2 * df), 1.0)
+        lam = n * big_n / (n + big_n) * floor * floor
+        p = 1.0 - chndtr(x2 / a, np.maximum(df, 1e-12) / a, np.where(n > 0, lam, 0.0))
+    return np.where((df > 0) & (n > 0), np.clip(p, 0.0, 1.0), 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class RankBins:
+    """The numeric columns' ordered bins as the rank test counts them: ``fold`` (None, or
+    ``np.add.reduceat`` starts that add each padding bin to its inner neighbour), ``ref`` the
+    reference counts so folded, ``starts`` each column's first folded bin."""
+
+    fold: np.ndarray | None
+    ref: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, reference: ReferenceCounts) -> RankBins:
+        k = reference.n_numeric
+        starts, widths = reference.starts[:k], reference.widths[:k]
+        counts = reference.counts[: reference.numeric_bins]
+        if not reference.padded:
+            return cls(None, counts, starts)
+        # per column: [first, first + 1], first + 2, ..., [last - 1, last] (one group for 3 bins)
+        joined = np.zeros(counts.size, dtype=bool)
+        joined[starts + 1] = True
+        joined[starts + widths - 1] = True
+        fold = np.flatnonzero(~joined)
+        folded = np.maximum(widths - 2, 1)
+        return cls(fold, np.add.reduceat(counts, fold) if k else counts,
+                   np.concatenate([[0], np.cumsum(folded)[:-1]]).astype(np.intp) if k else starts)
+
+
+def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
+    """Binned Wilcoxon–Mann–Whitney over the numeric columns' ordered bins: (S − E, V), each
+    (..., C_numeric), with mid-ranks and the exact tie correction (module docstring).
+
+    One cumulative sum runs over all columns; the rows before a column shift each of its window
+    rows' ranks by the same amount, so S = Σ_j w_j (C_j − (c_j − 1)/2) − n · (rows before)."""
+    k = reference.n_numeric
+    rb = reference.rank_bins
+    wn = w[..., : reference.numeric_bins]
+    if rb.fold is not None:  # padding bins counted with their inner neighbours (module docstring)
+        wn = np.add.reduceat(wn, rb.fold, axis=-1)
+    c = wn + rb.ref
+    cs = np.cumsum(c, axis=-1)
+    nn, big_n = n[..., :k], reference.total[:k]
+    before = (cs - c)[..., rb.starts]
+    s = np.add.reduceat(wn * (cs - (c - 1) / 2), rb.starts, axis=-1) - nn * before
+    ties = np.add.reduceat(c * (c * c - 1), rb.starts, axis=-1)
+    m = nn + big_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = nn * big_n / 12 * (m + 1 - np.where(m > 1, ties / (m * (m - 1)), 0.0))
+    return s - nn * (m + 1) / 2, v
+
+
+def rank_pvalue(s_minus_e: np.ndarray, v: np.ndarray, n: np.ndarray, big_n: np.ndarray,
+                floor: np.ndarray) -> np.ndarray:
+    """Two-sided p of the rank sum under "|P(X_w > X_r) − 1/2| ≤ θ", θ = Φ(floor / √2) − 1/2:
+    z = (|S − E| − θ n N) / √V, p = min(1, erfc(z / √2)); 1 where V = 0."""
+    theta = ndtr(floor / math.sqrt(2)) - 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.abs(s_minus_e) - theta * n * big_n) / np.sqrt(v)
+        p = np.minimum(1.0, erfc(z / math.sqrt(2)))
+    return np.where(v > 0, p, 1.0)
+
+
+@dataclass(frozen=True)
+class ColumnTests:
+    """Per column (..., C): ``p_value``, ``n`` (window rows counted), ``effect`` (√ of the χ²
+    divergence estimate), ``shift`` (signed, σ; NaN for categorical columns), ``tested`` (n > 0,
+    N > 0 and wanted); ``total`` (C,) N."""
+
+    p_value: np.ndarray
+    n: np.ndarray
+    effect: np.ndarray
+    shift: np.ndarray
+    tested: np.ndarray
+    total: np.ndarray
+
+
+def _chi2_tests(reference: ReferenceCounts, w: np.ndarray, n: np.ndarray, maps: MergeMaps, floor: np.ndarray):
+    """(X², df, p_χ²) of windows (..., B), each with the merge map of its columns' n buckets."""
+    if n.shape[-1] == 0:
+        return np.zeros(n.shape), np.zeros(n.shape), np.ones(n.shape)
+    buckets = n_bucket(n)
+    # an untested column's bucket is irrelevant: give it its window's largest, not a map of its own
+    buckets = np.where(n > 0, buckets, buckets.max(axis=-1, keepdims=True)).reshape(-1, n.shape[-1])
+    if (buckets == buckets[0]).all():  # usually: one map for all windows
+        mm = maps.get(reference, buckets[0])
+        x2, df = chi2_two_sample(w, n, mm, reference)
+        return x2, df, chi2_pvalue(x2, df, n, mm, reference, floor)
+    flat_w, flat_n = w.reshape(-1, w.shape[-1]), n.reshape(buckets.shape)
+    x2, df, p = (np.empty(buckets.shape) for _ in range(3))
+    uniq, which = np.unique(buckets, axis=0, return_inverse=True)
+    for i, b in enumerate(uniq):
+        rows = which.reshape(-1) == i
+        mm = maps.get(reference, b)
+        x2[rows], df[rows] = chi2_two_sample(flat_w[rows], flat_n[rows], mm, reference)
+        p[rows] = chi2_pvalue(x2[rows], df[rows], flat_n[rows], mm, reference, floor)
+    return x2.reshape(n.shape), df.reshape(n.shape), p.reshape(n.shape)
+
+
+def column_tests(reference: ReferenceCounts, counts, maps: MergeMaps | None = None, *,
+                 min_effect: float = 0.0, columns: np.ndarray | None = None) -> ColumnTests:
+    """The per-column tests of windows ``counts`` (..., B) (the flat axis of ``reference``).
+
+    :param maps: the merge-map cache (a fresh one if None: the maps are then computed each call).
+    :param min_effect: raise the effect floor to this many reference σ.
+    :param columns: (C,) bool, the columns to test (default all); others get p = 1, untested.
+    Raises ValueError when ``counts`` is not on the reference's flat axis.
+    """
+    w = np.asarray(counts, dtype=np.float64)
+    if w.shape[-1:] != reference.counts.shape:
+        raise ValueError(f"window counts have {w.shape[-1] if w.ndim else 0} bins, the reference "
+                         f"{reference.counts.size}: count the window on the reference's layout")
+    maps = maps if maps is not None else MergeMaps()
+    n = np.add.reduceat(w, reference.starts, axis=-1) if reference.starts.size else w[..., :0]
+    big_n = reference.total
+    floor = effect_floor(big_n, min_effect)
+    wanted = np.ones(big_n.shape, dtype=bool) if columns is None else np.asarray(columns, dtype=bool)
+    tested = (n > 0) & (big_n > 0) & wanted
+
+    x2, df, p = _chi2_tests(reference, w, n, maps, floor)
+    n_eff = n * big_n / np.maximum(n + big_n, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = np.where(n_eff > 0, np.sqrt(np.maximum(x2 - df, 0.0) / n_eff), 0.0)
+    shift = np.full(n.shape, np.nan)
+    k = reference.n_numeric
+    if k:
+        s_e, v = rank_sum(w, n, reference)
+        p_rank = rank_pvalue(s_e, v, n[..., :k], big_n[:k], floor[:k])
+        p[..., :k] = np.minimum(1.0, 2.0 * np.minimum(p[..., :k], p_rank))
+        nn_big = n[..., :k] * big_n[:k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = 0.5 + s_e / nn_big
+            half = 0.5 / nn_big
+        shift[..., :k] = np.where(nn_big > 0, math.sqrt(2) * ndtri(np.clip(auc, half, 1 - half)), np.nan)
+    p = np.where(tested, p, 1.0)
+    return ColumnTests(p_value=p, n=n, effect=np.where(tested, effect, 0.0), shift=shift,
+                       tested=np.broadcast_to(tested, n.shape).copy(), total=big_n)
+
+
+# --------------------------------------------------------------------------- over columns
+
+
+def _bh_sorted(p: np.ndarray, tested: np.ndarray):
+    """(sorted tested p-values with inf for untested, rank of each entry, m per row)."""
+    ps = np.where(tested, p, np.inf)
+    rank = np.argsort(np.argsort(ps, axis=-1, kind="stable"), axis=-1)
+    return np.sort(ps, axis=-1), rank, tested.sum(axis=-1, keepdims=True)
+
+
+def _bh_reject(sorted_p: np.ndarray, rank: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    if sorted_p.shape[-1] == 0:
+        return np.zeros(sorted_p.shape, dtype=bool)
+    ok = sorted_p <= alpha * np.arange(1, sorted_p.shape[-1] + 1) / np.maximum(m, 1)
+    k = np.where(ok.any(axis=-1), sorted_p.shape[-1] - np.argmax(ok[..., ::-1], axis=-1), 0)
+    return rank < k[..., None]
+
+
+def benjamini_hochberg(p, alpha: float, tested=None) -> np.ndarray:
+    """Benjamini–Hochberg over the last axis: bool mask of the rejected hypotheses.
+
+    Reject the k smallest of the m tested p-values, k the largest with p_(k) <= k alpha / m
+    (Benjamini & Hochberg 1995). Untested entries (``tested`` False) are never rejected and do
+    not count in m.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    tested = np.broadcast_to(True if tested is None else np.asarray(tested, dtype=bool), p.shape)
+    return _bh_reject(*_bh_sorted(p, tested), alpha)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A window's verdict (or a stack of them, leading axes first).
+
+    ``status`` (...): 2 detected, 1 potential, 0 no detection, -1 nothing tested;
+    ``value`` (...): share of tested columns rejected at alpha (NaN when none is tested);
+    ``rejected`` / ``rejected_detected`` (..., C) at alpha / alpha_detected; ``tests``: the
+    per-column numbers; ``names`` (C,).
+    """
+
+    names: tuple[str, ...]
+    n_numeric: int
+    status: np.ndarray
+    value: np.ndarray
+    rejected: np.ndarray
+    rejected_detected: np.ndarray
+    tests: ColumnTests
+    alpha: float
+    alpha_detected: float
+
+    def columns(self) -> dict[str, dict[str, float | int | bool]]:
+        """One window's tested columns: name → {p_value, rejected, n, N, effect[, shift]} (flat,
+        numbers and bools; ``shift`` for numeric columns only)."""
+        if self.status.ndim:
+            raise ValueError("columns() describes one window: index the verdict's arrays for a stack")
+        t = self.tests
+        out = {}
+        for j in np.flatnonzero(t.tested):
+            entry = {"p_value": float(t.p_value[j]), "rejected": bool(self.rejected[j]),
+                     "n": int(round(t.n[j])), "N": int(round(t.total[j])), "effect": float(t.effect[j])}
+            if j < self.n_numeric:
+                entry["shift"] = float(t.shift[j])
+            out[self.names[j]] = entry
+        return out
+
+
+def check_parameters(alpha: float, alpha_detected: float, min_effect: float) -> None:
+    """ValueError naming the parameter unless 0 < alpha_detected <= alpha < 1 and min_effect >= 0."""
+    if not (0 < alpha_detected <= alpha < 1):
+        raise ValueError(f"levels must satisfy 0 < alpha_detected <= alpha < 1, got alpha={alpha!r}, "
+                         f"alpha_detected={alpha_detected!r}")
+    if not (min_effect >= 0 and math.isfinite(min_effect)):
+        raise ValueError(f"min_effect is in reference standard deviations, >= 0 and finite: got {min_effect!r}")
+
+
+def feature_verdict(reference: ReferenceCounts, counts, maps: MergeMaps | None = None, *,
+                    alpha: float = ALPHA, alpha_detected: float = ALPHA_DETECTED, min_effect: float = 0.0,
+                    columns: np.ndarray | None = None) -> Verdict:
+    """The verdict of windows ``counts`` (..., B) against ``reference`` (module docstring).
+
+    Raises ValueError for levels outside 0 < alpha_detected <= alpha < 1, a negative
+    ``min_effect``, or counts not on the reference's flat axis.
+    """
+    check_parameters(alpha, alpha_detected, min_effect)
+    tests = column_tests(reference, counts, maps, min_effect=min_effect, columns=columns)
+    ranked = _bh_sorted(tests.p_value, tests.tested)
+    rejected = _bh_reject(*ranked, alpha)
+    detected = _bh_reject(*ranked, alpha_detected)
+    m = ranked[2][..., 0]
+    status = np.where(m == 0, -1, np.where(detected.any(axis=-1), 2, np.where(rejected.any(axis=-1), 1, 0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(m > 0, rejected.sum(axis=-1) / m, np.nan)
+    return Verdict(reference.names, reference.n_numeric, status, value, rejected, detected, tests,
+                   alpha, alpha_detected)
