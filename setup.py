@@ -23,14 +23,16 @@ setup(
         "PyYAML>=6,<7",
         "orjson>=3.9,<4",
         # the dashboard (streamdrift ui); Plotly.js is served from the plotly package
-        "starlette>=0.37,<2",
+        "starlette>=1.0,<2",
         "uvicorn>=0.29,<1",
         "Jinja2>=3.1,<4",
         "plotly>=5.18,<7",
     ],
     extras_require={
         # playwright drives Debian's chromium (no browser download): tests/integration/test_dashboard.py
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2", "playwright>=1.45,<2"],
+        # httpx2: starlette.testclient (tests/unit/test_ui.py)
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2", "playwright>=1.45,<2",
+                 "httpx2>=2,<3"],
         "demo": ["scikit-learn>=1.4,<2"],
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],

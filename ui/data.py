@@ -81,6 +81,8 @@ def parse_time(text: str | None, what: str) -> dt.datetime | None:
     if text is None or not str(text).strip():
         return None
     text = str(text).strip()
+    # a "+02:00" offset typed into a URL arrives with its "+" decoded as a space
+    text = re.sub(r"(\d) (\d\d:?\d\d)$", r"\1+\2", text)
     try:
         if re.fullmatch(r"-?\d{1,16}", text):
             return dt.datetime.fromtimestamp(int(text) / 1000, tz=UTC)
@@ -236,8 +238,8 @@ class Dashboard:
             mine = latest.get(e.endpoint_id, {})
             name = self._verdict_name(mine)
             if e.drift_status is not None:
-                out[e.endpoint_id] = Verdict(e.drift_status, e.drift_measure,
-                                             name or self._verdict_name([FEATURE_DRIFT]), e.last_window_end)
+                chosen = GENERAL_DRIFT if getattr(self.settings, "drift_verdict", None) == "mlrun" else FEATURE_DRIFT
+                out[e.endpoint_id] = Verdict(e.drift_status, e.drift_measure, chosen, e.last_window_end)
             elif name is not None:
                 r = mine[name]
                 out[e.endpoint_id] = Verdict(r.status, r.value, name, r.end_infer_time)
@@ -461,7 +463,7 @@ class Dashboard:
         if query is None:
             return {}
         try:
-            records = query(project, endpoint_id=endpoint_id, start=end, end=end)
+            records = query(project, endpoint_id=endpoint_id, start=end, end=end, application_name=DEFAULT_APP)
         except NotImplementedError:
             return {}
         return {getattr(r, "feature_name", None): r for r in records}
@@ -520,7 +522,8 @@ class Dashboard:
         chosen = window or (windows[0] if windows else None)
         out: dict[str, Any] = {"endpoint": e.to_dict(with_stats=False), "windows": [iso(w) for w in windows],
                                "window": None, "columns": [], "unmonitored": [], "paging": _page([], 1, per_page)[1],
-                               "notes": [], "filters": {"q": q, "sort": sort}, "empty": self.empty_states(project)}
+                               "notes": [], "filters": {"q": q, "sort": sort}, "column_verdict": None,
+                               "empty": self.empty_states(project)}
         if chosen is None:
             return out
         results = self._window_results(project, e, chosen)
@@ -538,6 +541,11 @@ class Dashboard:
                                     f"({extra.get('bytes')} bytes); the newest window always has them whole")
         g_cols, t_cols = g_extra.get("columns") or {}, t_extra.get("columns") or {}
         per_feature = self._feature_rows(project, endpoint_id, chosen)
+        q_values = adjusted_p_values({name: (getattr(f, "p_value", None) if f is not None else None)
+                                      or (t_cols.get(name) or {}).get("p_value")
+                                      for name in {*t_cols, *per_feature}})
+        out["column_verdict"] = ("test" if q_values or any(getattr(f, "rejected", None) is not None
+                                                           for f in per_feature.values()) else "thresholds")
         actual = None
         if with_rows and (rows is None or rows <= ROWS_STATS_LIMIT):
             try:
@@ -566,7 +574,7 @@ class Dashboard:
                                                    "not compared in this window")
                     out["unmonitored"].append({"name": name, "reason": reason})
                 continue
-            columns.append(self._column(name, ref, win, g, t, f))
+            columns.append(self._column(name, ref, win, g, t, f, q_values.get(name)))
         needle = q.strip().lower()
         if needle:
             columns = [c for c in columns if needle in c["name"].lower()]
@@ -596,40 +604,43 @@ class Dashboard:
 
     @staticmethod
     def _column(name: str, ref: Mapping[str, Any], win: Mapping[str, Any] | None, g: Mapping[str, Any] | None,
-                t: Mapping[str, Any] | None, f: Any) -> dict[str, Any]:
-        """One row of Features analysis (see :meth:`features`)."""
-        g, t = g or {}, t or {}
+                t: Mapping[str, Any] | None, f: Any, q_value: float | None) -> dict[str, Any]:
+        """One row of Features analysis (see :meth:`features`): ``g`` general_drift's entry of the
+        column, ``t`` feature_drift's, ``f`` the TSDB's per-feature row, ``q_value`` the column's
+        Benjamini-Hochberg adjusted p-value (None without a test)."""
 
         def pick(key: str, *sources):
             for source in sources:
-                value = getattr(source, key, None) if source is not None and not isinstance(source, Mapping) \
-                    else (source or {}).get(key)
+                if source is None:
+                    continue
+                value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
                 if value is not None:
                     return value
             return None
 
         categorical = "categories" in ref
         tvd, hel, kld = (_finite(pick(k, f, g)) for k in ("tvd", "hellinger", "kld"))
-        drift = _finite(pick("drift", f, g))
+        drift = _finite(pick("drift", g))
         if drift is None and tvd is not None and hel is not None:
             drift = (tvd + hel) / 2
         p_value = _finite(pick("p_value", f, t))
         rejected = pick("rejected", f, t)
-        status = pick("status", f, t) if (t or f is not None) else None
-        if status is None:
+        if rejected is not None or q_value is not None:  # the per-feature test decides
+            status = column_status(bool(rejected), q_value)
+        else:  # MLRun's thresholds on the column's (TVD + Hellinger) / 2
             status = pick("status", g)
         expected = {k: _finite(ref.get(k)) for k in ("count", "mean", "std", "min", "max")}
         actual = {k: _finite((win or {}).get(k)) for k in ("count", "mean", "std", "min", "max")}
         if actual["count"] is None:
-            actual["count"] = _finite(pick("window_count", g)) if g else _finite(pick("n", f, t))
+            actual["count"] = _finite(pick("window_count", f, g)) or _finite(pick("n", t))
         ref_counts, labels = _reference_counts(ref)
         win_counts = _window_counts(win, categorical)
         return {
             "name": name, "kind": "categorical" if categorical else "numeric",
             "expected": expected, "actual": actual,
             "tvd": tvd, "hellinger": hel, "kld": kld, "drift": drift,
-            "p_value": p_value, "rejected": rejected,
-            "effect_size": _finite(pick("effect_size", f, t)),
+            "p_value": p_value, "q_value": q_value, "rejected": rejected,
+            "effect_size": _finite(pick("effect_size", f) if f is not None else pick("effect", t)),
             "status": status_of(status),
             "histogram": {"reference": ref_counts, "window": win_counts, "labels": labels},
         }
@@ -826,6 +837,27 @@ def _entities_match(entities: Any, endpoint_id: str) -> bool:
     return False
 
 
+def adjusted_p_values(p_values: Mapping[str, float | None]) -> dict[str, float]:
+    """Benjamini-Hochberg adjusted p-values (q-values) of the columns that have a p-value: a column
+    is rejected at FDR α exactly when its q-value is ≤ α (:func:`scipy.stats.false_discovery_control`)."""
+    tested = {name: float(p) for name, p in p_values.items() if _finite(p) is not None and 0 <= p <= 1}
+    if not tested:
+        return {}
+    from scipy.stats import false_discovery_control
+
+    return dict(zip(tested, (float(q) for q in false_discovery_control(list(tested.values()), method="bh"))))
+
+
+def column_status(rejected: bool, q_value: float | None) -> int:
+    """A column's verdict: detected (2) when its q-value is ≤ the detected level (FDR 0.1 %),
+    potential (1) when rejected at FDR 1 % (q ≤ 0.01), else no detection (0)."""
+    if q_value is not None and q_value <= FEATURE_DRIFT_LEVELS["detected"]:
+        return 2
+    if rejected or (q_value is not None and q_value <= FEATURE_DRIFT_LEVELS["potential"]):
+        return 1
+    return 0
+
+
 def smallest_adjusted_p(extra: Mapping[str, Any]) -> float | None:
     """The smallest Benjamini-Hochberg adjusted p-value over a verdict's columns: the window is
     potential at FDR 1 % when it is ≤ 0.01, detected at 0.1 % when ≤ 0.001 (before the effect floor).
@@ -834,14 +866,9 @@ def smallest_adjusted_p(extra: Mapping[str, Any]) -> float | None:
     for key in ("min_q_value", "q_min", "min_adjusted_p_value"):
         if _finite(extra.get(key)) is not None:
             return float(extra[key])
-    p_values = [_finite((c or {}).get("p_value")) for c in (extra.get("columns") or {}).values()
-                if isinstance(c, Mapping)]
-    p_values = [p for p in p_values if p is not None and 0 <= p <= 1]
-    if not p_values:
-        return None
-    from scipy.stats import false_discovery_control
-
-    return float(min(false_discovery_control(p_values, method="bh")))
+    columns = extra.get("columns") or {}
+    q_values = adjusted_p_values({name: c.get("p_value") for name, c in columns.items() if isinstance(c, Mapping)})
+    return min(q_values.values()) if q_values else None
 
 
 def _reference_counts(ref: Mapping[str, Any]) -> tuple[list[float], list[str]]:

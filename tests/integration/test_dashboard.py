@@ -435,8 +435,8 @@ def test_endpoint_overview_shows_each_windows_rows_and_general_drift(stores, ser
 def test_features_analysis_of_the_drifted_window(stores, server, browser):
     end = stores.windows[-1][1]
     drift = expected_drift(stores, end)
-    most = max(drift, key=lambda n: drift[n][2])
-    v = visit(browser, page_url(server, stores, "endpoints", stores.drifting, "features"))
+    most = max(drift, key=lambda n: drift[n][0])
+    v = visit(browser, page_url(server, stores, "endpoints", stores.drifting, "features", sort="tvd"))
     try:
         first = v.page.locator("#features tbody tr").first
         assert first.get_attribute("data-column") == most
@@ -496,8 +496,11 @@ def test_window_drill_down_lists_its_rows_most_drifted_columns_first(stores, ser
     v = visit(browser, page_url(server, stores, "endpoints", stores.drifting, "windows", iso(end)))
     try:
         assert v.text(".tile[data-field=rows] .value") == f"{len(stores.rows[end]):,}"
-        chips = v.page.locator("#drifted-columns .chip").evaluate_all("cs => cs.map(c => c.dataset.column)")
-        assert chips[0] == max(drift, key=lambda n: drift[n][2])
+        chips = v.page.locator("#drifted-columns .chip").evaluate_all(
+            "cs => cs.map(c => [c.dataset.column, c.className.replace('chip ', '')])")
+        rank = {"detected": 2, "potential": 1, "ok": 0}
+        assert [c for c, _ in chips] == sorted(drift, key=lambda n: (-rank[dict(chips)[n]], -drift[n][2]))
+        chips = [c for c, _ in chips]
         headers = v.page.locator("#raw-rows thead th").all_inner_texts()
         assert headers[:2] == ["timestamp", "request_id"] and headers[2] == chips[0]
         # every good row sent in the window, and the failed requests, are in Parquet
