@@ -377,13 +377,17 @@ def test_every_view_loads_without_console_errors(stores, server, browser, view):
         assert v.problems == [] and v.dialogs == []
         if view == "metrics":
             assert v.attr("#metrics", "data-drawn") == "true"  # the charts were drawn from the API
-        if view in ("metrics", "features") and os.environ.get("STREAMDRIFT_UPDATE_SCREENSHOTS") == "1":
-            docs = ROOT / "docs" / "img"
-            docs.mkdir(parents=True, exist_ok=True)
-            v.page.set_viewport_size({"width": 1400, "height": 900})
-            v.page.screenshot(path=str(docs / f"dashboard-{view}.png"), full_page=False)
     finally:
         v.close()
+    if view in ("metrics", "features") and os.environ.get("STREAMDRIFT_UPDATE_SCREENSHOTS") == "1":
+        page = browser.new_page()
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(page_url(server, stores, *segments))
+        page.wait_for_load_state("networkidle")
+        docs = ROOT / "docs" / "img"
+        docs.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(docs / f"dashboard-{view}.png"))
+        page.close()
 
 
 # --------------------------------------------------------------------------------- numbers on the pages
