@@ -56,6 +56,28 @@ def test_every_page_answers(shop):
         assert client.get("/api/v1" + path).status_code == 200, path
 
 
+def test_pages_refresh_themselves_every_30_seconds(shop):
+    _, client = shop
+    for path in [f"/projects/{PROJECT}/", f"/projects/{PROJECT}/endpoints", f"/projects/{PROJECT}/alerts"]:
+        assert '<meta http-equiv="refresh" content="30">' in client.get(path).text
+
+
+def test_empty_states_say_what_to_do(tmp_path):
+    written = write_project(tmp_path, PROJECT, endpoints=1, columns=3, windows=0)
+    now = dt.datetime(2026, 11, 26, 12, 0, 40, tzinfo=dt.timezone.utc)
+    app = create_app(_settings(tmp_path, written))
+    app.state.dashboard.clock = lambda: now
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        empty = client.get("/projects/nothing-here/").text
+        assert "streamdrift endpoints create --project nothing-here --model MODEL" in empty
+        assert "streamdrift endpoints create --project nothing-here" in client.get("/projects/nothing-here/endpoints").text
+        e = written.endpoint_ids[0]
+        for path in ["/", f"/endpoints/{e}", f"/endpoints/{e}/features", f"/endpoints/{e}/metrics"]:
+            page = client.get(f"/projects/{PROJECT}{path}").text
+            # the current one-minute window closes at the next whole minute
+            assert "closes at 2026-11-26 12:01:00 UTC" in page, path
+
+
 def test_endpoints_are_sorted_filtered_and_paged(shop):
     written, client = shop
     by_events = client.get(f"/api/v1/projects/{PROJECT}/endpoints?sort=events&order=asc").json()
