@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -151,9 +152,17 @@ def fmt_time(value: str | None) -> str:
 
 
 def fmt_p(value: Any) -> str:
+    """A p-value: ``0.0123``, ``1.2e-05``; ``0`` for one that underflowed, ``-`` for None."""
     if value is None:
         return "-"
+    if value == 0:
+        return "0"
     return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+def breakable(name: Any) -> Markup:
+    """A column name, escaped, that may wrap after its underscores."""
+    return Markup(str(escape(name)).replace("_", "_<wbr>"))
 
 
 def _templates() -> Jinja2Templates:
@@ -161,7 +170,7 @@ def _templates() -> Jinja2Templates:
                              trim_blocks=True, lstrip_blocks=True)
     env.globals.update(url=url, with_query=with_query, sparkline=sparkline, histogram=histogram, REFRESH_SECONDS=REFRESH_SECONDS,
                        STATUS_COLORS=views.STATUS_COLORS)
-    env.filters.update(fmt=fmt, fmt_g=fmt_g, fmt_time=fmt_time, fmt_p=fmt_p)
+    env.filters.update(fmt=fmt, fmt_g=fmt_g, fmt_time=fmt_time, fmt_p=fmt_p, breakable=breakable)
     return Jinja2Templates(env=env)
 
 

@@ -541,9 +541,11 @@ class Dashboard:
                                     f"({extra.get('bytes')} bytes); the newest window always has them whole")
         g_cols, t_cols = g_extra.get("columns") or {}, t_extra.get("columns") or {}
         per_feature = self._feature_rows(project, endpoint_id, chosen)
-        q_values = adjusted_p_values({name: (getattr(f, "p_value", None) if f is not None else None)
-                                      or (t_cols.get(name) or {}).get("p_value")
-                                      for name in {*t_cols, *per_feature}})
+        p_values = {name: (t_cols.get(name) or {}).get("p_value") for name in t_cols}
+        for name, record in per_feature.items():
+            if getattr(record, "p_value", None) is not None:
+                p_values[name] = record.p_value
+        q_values = adjusted_p_values(p_values)
         out["column_verdict"] = ("test" if q_values or any(getattr(f, "rejected", None) is not None
                                                            for f in per_feature.values()) else "thresholds")
         actual = None

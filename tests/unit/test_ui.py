@@ -18,7 +18,9 @@ from starlette.testclient import TestClient
 
 from connectors.settings import load_settings
 from connectors.sql_store import SqlStore
+from connectors.tsdb import open_tsdb
 from tests.dashboard_stores import write_project
+from udfs.records import ResultRecord
 from ui.app import create_app, fmt_time, url
 from ui.data import adjusted_p_values, column_status, parse_time
 from ui.svg import histogram, sparkline
@@ -110,6 +112,47 @@ def test_features_are_paged_most_drifted_first(shop):
     assert view["window"]["general_drift"]["value"] == written.reports[1].general_drift
     found = client.get(f"/api/v1/projects/{PROJECT}/endpoints/{e}/features?q=0007").json()["columns"]
     assert [c["name"] for c in found] == ["feature_0007"]
+
+
+def _bh_by_hand(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values: q_(i) = min over j >= i of p_(j) m / j."""
+    order = np.argsort(p)
+    scaled = p[order] * len(p) / np.arange(1, len(p) + 1)
+    q = np.empty_like(p)
+    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1)
+    return q
+
+
+def test_the_per_feature_tests_verdict_per_column(tmp_path):
+    """With a feature_drift result (the per-feature test), a column's verdict is the test's: detected
+    when its adjusted p-value is within FDR 0.1 %, potential within 1 %."""
+    written = write_project(tmp_path, PROJECT, endpoints=1, columns=12, windows=2)
+    names = sorted(written.stats)
+    p_values = np.array([1e-6, 2e-4, 8e-4, 0.002, 0.004, 0.03, 0.2, 0.5, 0.6, 0.7, 0.9, 1.0])
+    q = _bh_by_hand(p_values)
+    rejected = q <= 0.01
+    columns = {n: {"p_value": float(pv), "rejected": bool(r), "n": 200, "N": 500, "effect": 1.0}
+               for n, pv, r in zip(names, p_values, rejected)}
+    end, e = written.window_ends[-1], written.endpoint_ids[0]
+    record = ResultRecord(PROJECT, e, "histogram-data-drift", "feature_drift", 0, 2, float(rejected.mean()),
+                          end - dt.timedelta(minutes=1), end, {"columns": columns})
+    with SqlStore(written.store_url) as store, open_tsdb(written.tsdb_url) as tsdb:
+        store.upsert_latest_results([record])
+        tsdb.write_results([record])
+    with TestClient(create_app(_settings(tmp_path, written)), base_url="http://127.0.0.1") as client:
+        view = client.get(f"/api/v1/projects/{PROJECT}/endpoints/{e}/features").json()
+        assert view["column_verdict"] == "test"
+        got = {c["name"]: (c["status"]["status"], c["q_value"]) for c in view["columns"]}
+        expected = np.where(q <= 0.001, 2, np.where(q <= 0.01, 1, 0))
+        assert {n: got[n][0] for n in names} == dict(zip(names, expected.tolist()))
+        assert [got[n][1] for n in names] == pytest.approx(q.tolist())
+        assert [c["status"]["status"] for c in view["columns"]] == sorted(expected.tolist(), reverse=True)
+        metrics = client.get(f"/api/v1/projects/{PROJECT}/endpoints/{e}/metrics?range=all").json()
+        (series,) = [s for a in metrics["applications"] for s in a["results"] if s["name"] == "feature_drift"]
+        assert [lv["fdr"] for lv in series["levels"]] == [0.01, 0.001]
+        assert series["points"][-1]["q"] == pytest.approx(q.min())
+        page = client.get(f"/projects/{PROJECT}/endpoints/{e}/features").text
+        assert "Verdict per column: the per-feature test" in page
 
 
 def test_metrics_range_and_worst_status(shop):

@@ -4,6 +4,7 @@
 "use strict";
 
 const CONFIG = {displayModeBar: false, responsive: true};
+const Q_FLOOR = 1e-12;
 
 function baseLayout(extra) {
   return Object.assign({
@@ -44,12 +45,16 @@ function drawResult(el, view, app, s) {
   const layout = baseLayout({shapes: shapes});
   const bounded = ys.every(v => v === null || (v >= 0 && v <= 1));
   if (bounded && (s.thresholds || []).length) layout.yaxis.range = [0, 1.02];
-  const qs = s.points.map(p => (p.q === undefined ? null : p.q));
+  // the smallest Benjamini-Hochberg adjusted p-value of each window, on a log axis against the test's
+  // levels; below 1e-12 drawn at 1e-12 (the hover gives the value)
+  const qs = s.points.map(p => (p.q === undefined || p.q === null ? null : p.q));
   if ((s.levels || []).length && qs.some(q => q !== null)) {
-    traces.push({x: xs, y: qs, customdata: xs, yaxis: "y2", type: "scatter", mode: "markers", name: "smallest adjusted p",
+    traces.push({x: xs, y: qs.map(q => (q === null ? null : Math.max(q, Q_FLOOR))), customdata: xs, text: qs,
+                 yaxis: "y2", type: "scatter", mode: "markers", name: "smallest adjusted p",
                  marker: {symbol: "diamond-open", color: "#374151", size: 7},
-                 hovertemplate: "%{x}<br>smallest BH-adjusted p %{y:.2e}<extra></extra>"});
-    layout.yaxis2 = {type: "log", overlaying: "y", side: "right", showgrid: false, title: {text: "adj. p"}};
+                 hovertemplate: "%{x}<br>smallest BH-adjusted p %{text:.2e}<extra></extra>"});
+    layout.yaxis2 = {type: "log", overlaying: "y", side: "right", showgrid: false, title: {text: "adj. p"},
+                     range: [Math.log10(Q_FLOOR) - 0.5, 0.2], dtick: 3, exponentformat: "power"};
     layout.margin.r = 48;
     for (const l of s.levels) shapes.push(hline(l.fdr, colors[l.class], "y2"));
   }
