@@ -490,6 +490,13 @@ def test_metrics_card_badge_threshold_lines_and_status_colours(stores, server, b
         assert [m["x0"] for m in marks] == [iso(stores.windows[-1][1])]
         # a metric card of the other application, and its chart
         assert v.page.locator('section[data-app="data-quality"] article[data-kind="metric"]').count() >= 1
+        # a click on the first window's point opens that window
+        x, y = line.evaluate("""el => { const fl = el._fullLayout, box = el.getBoundingClientRect(), t = el.data[0];
+            return [box.left + fl._size.l + fl.xaxis.d2p(t.x[0]), box.top + fl._size.t + fl.yaxis.d2p(t.y[0])]; }""")
+        with v.page.expect_navigation():
+            v.page.mouse.click(x, y)
+        assert urllib.parse.unquote(v.page.url).endswith(f"/windows/{iso(stores.windows[0][1])}")
+        assert v.text("#window-title").startswith(f"Window {stores.windows[0][0].strftime('%Y-%m-%d %H:%M:%S')}")
     finally:
         v.close()
 
