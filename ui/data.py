@@ -508,15 +508,13 @@ class Dashboard:
         columns = row_columns({"feature_names": e.feature_names, "output_names": e.output_names})
         return read_window_rows(self.settings.parquet_path, e.endpoint_id, start, end, lambda _: columns)
 
-    FEATURE_SORTS = ("drift", "tvd", "hellinger", "kld", "p_value", "name")
-
     def features(self, project: str, endpoint_id: str, *, window: dt.datetime | None = None, q: str = "",
                  sort: str = "drift", page: int = 1, per_page: int = 100, with_rows: bool = True) -> dict[str, Any]:
         """Features analysis of one window (default the newest): per column the expected (reference)
         and actual (window) count, mean, std, min and max, TVD, Hellinger, KLD, the per-feature test's
         p-value and verdict, both histograms; most drifted first; unmonitored columns with the reason."""
-        if sort not in self.FEATURE_SORTS:
-            raise BadRequest(f"sort={sort!r}: use one of {', '.join(self.FEATURE_SORTS)}")
+        if sort not in FEATURE_SORT_KEYS:
+            raise BadRequest(f"sort={sort!r}: use one of {', '.join(FEATURE_SORT_KEYS)}")
         e = self.endpoint(project, endpoint_id)
         windows = self._windows(project, e)
         chosen = window or (windows[0] if windows else None)
@@ -563,44 +561,31 @@ class Dashboard:
         for name in g_extra.get("missing_in_reference") or []:
             skipped.setdefault(name, "not in the reference statistics")
         columns = []
-        for name in [*e.feature_names, *e.output_names, *[n for n in e.feature_stats if n not in e.feature_names
-                                                            and n not in e.output_names]]:
+        for name in [*e.feature_names, *e.output_names,
+                     *[n for n in e.feature_stats if n not in e.feature_names and n not in e.output_names]]:
             ref = e.feature_stats.get(name)
             g, t, f = g_cols.get(name), t_cols.get(name), per_feature.get(name)
-            win = (actual or {}).get("columns", {}).get(name)
-            if ref is None or not ("hist" in ref or "categories" in ref) or (g is None and t is None and f is None):
-                if name in skipped or ref is None or not ("hist" in ref or "categories" in ref) or general is not None:
-                    reason = skipped.get(name) or ("no statistics in the reference" if ref is None else
-                                                   "no histogram in the reference (unsupported type or no values)"
-                                                   if not ("hist" in ref or "categories" in ref) else
-                                                   "not compared in this window")
-                    out["unmonitored"].append({"name": name, "reason": reason})
-                continue
-            columns.append(self._column(name, ref, win, g, t, f, q_values.get(name)))
+            monitorable = ref is not None and ("hist" in ref or "categories" in ref)
+            if monitorable and (g is not None or t is not None or f is not None):
+                win = (actual or {}).get("columns", {}).get(name)
+                columns.append(self._column(name, ref, win, g, t, f, q_values.get(name)))
+            elif results or not monitorable:
+                out["unmonitored"].append({"name": name, "reason": _unmonitored_reason(name, ref, skipped)})
         needle = q.strip().lower()
         if needle:
             columns = [c for c in columns if needle in c["name"].lower()]
-        sort_keys = {
-            "drift": lambda c: (-(c["status"]["status"] if c["status"]["status"] is not None else -2),
-                                -(c["drift"] or 0.0), c["name"]),
-            "tvd": lambda c: (-(c["tvd"] or 0.0), c["name"]),
-            "hellinger": lambda c: (-(c["hellinger"] or 0.0), c["name"]),
-            "kld": lambda c: (-(c["kld"] or 0.0), c["name"]),
-            "p_value": lambda c: (c["p_value"] if c["p_value"] is not None else 2.0, c["name"]),
-            "name": lambda c: c["name"].lower(),
-        }
-        columns.sort(key=sort_keys[sort])
+        columns.sort(key=FEATURE_SORT_KEYS[sort])
         shown, out["paging"] = _page(columns, page, per_page)
         out["columns"] = shown
+        at = windows.index(chosen) if chosen in windows else None
         out["window"] = {
             "start": iso(start), "end": iso(chosen), "rows": rows,
             "rows_read": None if actual is None else actual["rows"],
             "general_drift": None if general is None else _result_dict(general),
             "feature_drift": None if verdict_test is None else _result_dict(verdict_test),
-            "most_drifted": columns[0]["name"] if columns and sort == "drift" and page == 1 else None,
-            "index": windows.index(chosen) if chosen in windows else None,
-            "newer": iso(windows[windows.index(chosen) - 1]) if chosen in windows and windows.index(chosen) > 0 else None,
-            "older": iso(windows[windows.index(chosen) + 1]) if chosen in windows and windows.index(chosen) + 1 < len(windows) else None,
+            "index": at,
+            "newer": iso(windows[at - 1]) if at is not None and at > 0 else None,
+            "older": iso(windows[at + 1]) if at is not None and at + 1 < len(windows) else None,
         }
         return out
 
@@ -871,6 +856,29 @@ def smallest_adjusted_p(extra: Mapping[str, Any]) -> float | None:
     columns = extra.get("columns") or {}
     q_values = adjusted_p_values({name: c.get("p_value") for name, c in columns.items() if isinstance(c, Mapping)})
     return min(q_values.values()) if q_values else None
+
+
+#: orders of Features analysis: most drifted first (status, then (TVD + Hellinger) / 2), or one measure
+FEATURE_SORT_KEYS = {
+    "drift": lambda c: (-(c["status"]["status"] if c["status"]["status"] is not None else -2), -(c["drift"] or 0.0),
+                        c["name"]),
+    "tvd": lambda c: (-(c["tvd"] or 0.0), c["name"]),
+    "hellinger": lambda c: (-(c["hellinger"] or 0.0), c["name"]),
+    "kld": lambda c: (-(c["kld"] or 0.0), c["name"]),
+    "p_value": lambda c: (c["p_value"] if c["p_value"] is not None else 2.0, c["name"]),
+    "name": lambda c: c["name"].lower(),
+}
+
+
+def _unmonitored_reason(name: str, ref: Mapping[str, Any] | None, skipped: Mapping[str, str]) -> str:
+    """Why a column has no drift in a window: the application's reason, else what its reference lacks."""
+    if name in skipped:
+        return skipped[name]
+    if ref is None:
+        return "no statistics in the reference"
+    if "hist" not in ref and "categories" not in ref:
+        return "no histogram in the reference (unsupported type or no values)"
+    return "not compared in this window"
 
 
 def _reference_counts(ref: Mapping[str, Any]) -> tuple[list[float], list[str]]:
