@@ -311,7 +311,10 @@ class DashboardApp:
 
     def _view_endpoint_json(self, project, q, endpoint_id):
         """``streamdrift endpoints show ID --json``."""
-        return {"data": self.dashboard.endpoint(project, endpoint_id).to_dict(with_stats=True)}
+        from connectors.endpoints import endpoint_json
+
+        endpoint = self.dashboard.endpoint(project, endpoint_id)
+        return {"data": endpoint_json(endpoint, self.dashboard.problems(endpoint_id))}
 
     def _endpoint_page(self, template: str, tab: str, view: dict) -> dict:
         return {"template": template, "tab": tab, "view": view, "endpoint": view["endpoint"]}

@@ -212,6 +212,12 @@ class Dashboard:
                                 f"`streamdrift endpoints list --project {project}` lists them")
         return endpoint
 
+    def problems(self, endpoint_id: str) -> list[dict[str, Any]]:
+        """What the job recorded going wrong for an endpoint (e.g. a window the store refused), newest
+        first; none from a store without that record."""
+        read = getattr(self.store, "problems", None)
+        return [] if read is None else read(endpoint_id)
+
     def _verdict_name(self, names: Iterable[str]) -> str | None:
         """The result the verdict comes from: the project's choice when the settings have one
         (``drift_verdict``: test → feature_drift, mlrun → general_drift), else feature_drift when
@@ -431,6 +437,9 @@ class Dashboard:
                                 "value": m.value, "end": iso(m.end_infer_time)}
                                for m in self.store.latest_metrics(endpoint_id)],
             "application_errors_7d": len(app_errors),
+            "problems": [{"kind": p["kind"], "message": mask_password(p["message"]), "occurrences": p["occurrences"],
+                          "first_seen": iso(p["first_seen"]), "last_seen": iso(p["last_seen"])}
+                         for p in self.problems(endpoint_id)],
             "dead_letters": getattr(e, "dead_letter_count", None),
             "empty": self.empty_states(project),
         }

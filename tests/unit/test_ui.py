@@ -175,6 +175,20 @@ def test_metrics_range_and_worst_status(shop):
     assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
 
 
+def test_an_endpoints_problems_are_shown(tmp_path):
+    written = write_project(tmp_path, PROJECT, endpoints=1, columns=2, windows=1)
+    e = written.endpoint_ids[0]
+    with SqlStore(written.store_url) as store:
+        for _ in range(3):
+            store.record_problem(PROJECT, e, "store-write-failed", "Data too long for column 'x' at row 1")
+    with TestClient(create_app(_settings(tmp_path, written)), base_url="http://127.0.0.1") as client:
+        page = client.get(f"/projects/{PROJECT}/endpoints/{e}").text
+        row = re.search(r'<tr data-problem="store-write-failed">(.*?)</tr>', page, re.S).group(1)
+        assert ">3<" in row and "Data too long for column &#39;x&#39; at row 1" in row
+        (problem,) = client.get(f"/api/v1/projects/{PROJECT}/endpoints/{e}").json()["problems"]
+        assert (problem["kind"], problem["occurrences"]) == ("store-write-failed", 3)
+
+
 def test_missing_things_are_404_with_a_message(shop):
     _, client = shop
     page = client.get(f"/projects/{PROJECT}/endpoints/nope/features")
