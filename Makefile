@@ -22,6 +22,7 @@ jars: .jars/.fetched
 
 demo: venv jars
 	$(SD) demo
+	@echo "dashboard on the demo's stores: $(SD) ui --data-dir .streamdrift-demo --project demo  ->  http://127.0.0.1:8765/"
 
 # Starts Kafka, MariaDB and Flink, runs every test, always stops the services, fails on any failure.
 test: venv jars

@@ -7,7 +7,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["jobs", "operators", "udfs", "connectors", "connectors.tsdb"],
+    packages=["jobs", "operators", "udfs", "connectors", "connectors.tsdb", "ui"],
+    package_data={"ui": ["templates/*.html", "static/*.css", "static/*.js", "static/*.svg"]},
     install_requires=[
         "apache-flink>=2.2.0,<2.3",
         "numpy>=1.24,<2.3",
@@ -21,9 +22,17 @@ setup(
         "SQLAlchemy>=2.0,<3",
         "PyYAML>=6,<7",
         "orjson>=3.9,<4",
+        # the dashboard (streamdrift ui); Plotly.js is served from the plotly package
+        "starlette>=1.0,<2",
+        "uvicorn>=0.29,<1",
+        "Jinja2>=3.1,<4",
+        "plotly>=5.18,<7",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2"],
+        # playwright drives Debian's chromium (no browser download): tests/integration/test_dashboard.py
+        # httpx2: starlette.testclient (tests/unit/test_ui.py)
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2", "playwright>=1.45,<2",
+                 "httpx2>=2,<3"],
         "demo": ["scikit-learn>=1.4,<2"],
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],

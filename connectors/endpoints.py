@@ -44,7 +44,7 @@ DEFAULT_SEED = 0
 
 __all__ = [
     "get_or_create_model_endpoint", "list_model_endpoints", "get_model_endpoint", "update_reference",
-    "delete_model_endpoint", "get_reference_sample", "reference_sample", "open_store", "endpoint_uid",
+    "delete_model_endpoint", "get_reference_sample", "reference_sample", "open_store", "endpoint_uid", "endpoint_json",
     "DEFAULT_SAMPLE_SIZE", "MAX_SAMPLE_CELLS",
 ]
 
@@ -238,6 +238,18 @@ def update_reference(
     finally:
         if close:
             db.close()
+
+
+def endpoint_json(endpoint: ModelEndpoint, problems: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """An endpoint as ``streamdrift endpoints show ID --json`` prints it (and the dashboard's API
+    answers): its fields with the statistics, and its problems (:meth:`SqlStore.problems`), times as
+    ISO 8601 in seconds."""
+    def when(value):
+        return "-" if value is None else value.isoformat(timespec="seconds")
+
+    return {**endpoint.to_dict(with_stats=True),
+            "problems": [{k: when(v) if k in ("first_seen", "last_seen") else v for k, v in p.items()}
+                         for p in problems]}
 
 
 def get_model_endpoint(endpoint_id: str, store: SqlStore | str | None = None) -> ModelEndpoint:

@@ -125,6 +125,33 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
+def apt_install(package: str, what: str) -> None:
+    """``apt-get install`` Debian's ``package`` (needs root and apt); ``apt-get update`` first when
+    apt does not know the package yet (a fresh machine's empty package lists)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ServiceError(f"{what} is not installed and cannot be installed here: "
+                           f"run `apt-get install {package}` as root")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", package]
+    if subprocess.run(["apt-cache", "show", package], capture_output=True, env=env).returncode == 0:
+        if subprocess.run(install, capture_output=True, env=env).returncode == 0:
+            return
+    # unknown package, or stale lists pointing at files the mirror no longer has
+    _run(["apt-get", "update", "-q"], "apt-get update", env=env)
+    _run(install, f"apt-get install {package}", env=env)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> str:
+    """The path of Debian's ``chromium`` (the dashboard's browser tests drive it headless),
+    installed with apt-get when missing: no browser is downloaded by a test tool."""
+    if not CHROMIUM.exists():
+        apt_install("chromium", "Chromium")
+    return str(CHROMIUM)
+
+
 # ----------------------------------------------------------------------------- Kafka (KRaft)
 class Kafka:
     name = "kafka"
@@ -240,12 +267,7 @@ class MariaDB:
         """Install Debian's mariadb-server when its binaries are missing (needs root and apt)."""
         if self._binary("mariadbd") and self._binary("mariadb-install-db"):
             return
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            raise ServiceError("MariaDB is not installed and cannot be installed here: "
-                               "run `apt-get install mariadb-server` as root")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        _run(["apt-get", "update", "-q"], "apt-get update", env=env)
-        _run(["apt-get", "install", "-y", "-q", "mariadb-server"], "apt-get install mariadb-server", env=env)
+        apt_install("mariadb-server", "MariaDB")
 
     def _client(self, sql: str) -> None:
         _run([self._binary("mariadb") or "mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot",

@@ -25,6 +25,9 @@ from typing import Any
 from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
 from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
 from jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone, settings_of, warn
+from connectors.alert_records import alert_state as _state
+from connectors.alert_records import config_dict as _config_dict
+from connectors.alert_records import iso_time as _time
 
 SUMMARY_EXAMPLE = "Model {{project}}/{{entity}}: {{kind}} (value {{value}}, window {{window_start}}..{{window_end}})"
 
@@ -154,17 +157,18 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_list(args: argparse.Namespace) -> int:
+    from connectors.alert_records import alerts_json
+
     project, store = project_and_store(args)
     with store:
+        if args.json:
+            print(json.dumps(alerts_json(store, project), indent=2))
+            return 0
         configs = store.list_alert_configs(project)
         activations = store.list_activations(project)
     by_alert: dict[str, list] = {}
     for a in activations:
         by_alert.setdefault(a.alert_name, []).append(a)
-    if args.json:
-        print(json.dumps([{**_config_dict(c), "state": _state(c, by_alert.get(c.name, [])),
-                           "activations": len(by_alert.get(c.name, []))} for c in configs], indent=2))
-        return 0
     rows = []
     for c in configs:
         mine = by_alert.get(c.name, [])
@@ -183,16 +187,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_show(args: argparse.Namespace) -> int:
+    from connectors.alert_records import alert_json
+
     project, store = project_and_store(args)
     with store:
+        if args.json:
+            print(json.dumps(alert_json(store, project, args.name, args.limit), indent=2))
+            return 0
         config = store.get_alert_config(project, args.name)
         activations = store.list_activations(project, args.name, limit=args.limit)
     if config is None:
         raise not_found(f"no alert {args.name!r} in project {project!r}")
-    if args.json:
-        print(json.dumps({**_config_dict(config), "state": _state(config, activations),
-                          "activations": [_activation_dict(a) for a in activations]}, indent=2))
-        return 0
     _print_config(config, activations)
     print()
     if not activations:
@@ -208,16 +213,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_reset(args: argparse.Namespace) -> int:
+    from connectors.alert_records import reset_alert
+
     project, store = project_and_store(args)
     with store:
-        if store.get_alert_config(project, args.name) is None:
-            raise not_found(f"no alert {args.name!r} in project {project!r}")
-        store.set_alert_state(project, args.name, "inactive")  # advances `updated`: the job resets its state
-        open_ones = [a for a in store.list_activations(project, args.name) if a.reset_at is None]
-        for a in open_ones:
-            store.reset_activation(a.id)
-    return print_result(args, {"reset": args.name, "activations_reset": [a.id for a in open_ones]},
-                        f"reset alert {args.name!r} ({len(open_ones)} open activation(s) closed); "
+        closed = reset_alert(store, project, args.name)
+    return print_result(args, {"reset": args.name, "activations_reset": closed},
+                        f"reset alert {args.name!r} ({len(closed)} open activation(s) closed); "
                         "a running job applies it within its refresh period")
 
 
@@ -234,19 +236,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- output
 
 
-def _time(value) -> str:
-    return "-" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _num(value) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def _state(config, activations) -> str:
-    """``active`` while a manual alert has an activation not reset yet; else ``inactive``."""
-    if config.reset_policy == "manual" and any(a.reset_at is None for a in activations):
-        return "active"
-    return "inactive"
 
 
 def _criteria(spec) -> str:
@@ -260,34 +251,6 @@ def _notify_label(target) -> str:
 
     cooldown = f"/{format_period(target.cooldown_ms)}" if target.cooldown_ms else ""
     return target.kind + cooldown
-
-
-def _masked_notifications(config) -> list[Any]:
-    from connectors.notifications import mask_url, masked_config
-    from udfs.alerts import NotificationTarget
-
-    out = []
-    for n in config.notifications or []:
-        try:
-            out.append(masked_config(NotificationTarget.from_config(n)))
-        except ValueError:
-            out.append({k: (mask_url(v) if isinstance(v, str) and "://" in v else v)
-                        for k, v in (n.items() if isinstance(n, dict) else [])})
-    return out
-
-
-def _config_dict(config) -> dict[str, Any]:
-    return {"project": config.project, "name": config.name, "summary": config.summary,
-            "severity": config.severity, "entities": config.entities, "trigger_kinds": config.trigger_kinds,
-            "criteria": config.criteria, "reset_policy": config.reset_policy,
-            "notifications": _masked_notifications(config), "created": _time(config.created),
-            "updated": _time(config.updated)}
-
-
-def _activation_dict(a) -> dict[str, Any]:
-    return {"id": a.id, "activated_at": _time(a.activated_at), "entity": a.entity, "event_kind": a.event_kind,
-            "severity": a.severity, "summary": a.summary, "value": a.value, "window_end": _time(a.window_end),
-            "notified": a.notified, "reset_at": _time(a.reset_at) if a.reset_at else None}
 
 
 def _notified(entries) -> str:

@@ -130,6 +130,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main()
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    import os
+
+    from connectors.settings import mask_password
+    from ui.app import serve
+
+    settings = _settings(args)
+    if args.token:
+        print("streamdrift: note: --token is visible in the process list; STREAMDRIFT_UI_TOKEN is not",
+              file=sys.stderr)
+    token = args.token or os.environ.get("STREAMDRIFT_UI_TOKEN") or None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"streamdrift: dashboard of project {settings.project} on http://{host}:{args.port}/ "
+          f"({'actions need the token' if token else 'read-only'}; store "
+          f"{mask_password(settings.endpoint_store_connection)}, TSDB {mask_password(settings.tsdb_connection)})",
+          file=sys.stderr)
+    serve(settings, host=args.host, port=args.port, token=token, flink_rest=args.flink_rest)
+    return 0
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from jobs import demo_smoke
 
@@ -168,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train a model, stream inference events with drift, print per-window drift")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="the dashboard: endpoints, drift, metrics and alerts in a browser",
+                       description="Serves the dashboard on the stores of the settings (read-only unless a token "
+                                   "is set). Open http://HOST:PORT/ in a browser.")
+    _add_settings_flags(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--token", help="token that actions (resetting an alert) need; better STREAMDRIFT_UI_TOKEN, "
+                                   "which no process list shows (default: none, read-only)")
+    p.add_argument("--flink-rest", metavar="HOST:PORT", help="Flink REST API of the cluster running the job, "
+                                                              "for its health on the overview (e.g. 127.0.0.1:8081)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)

@@ -104,9 +104,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if endpoint is None:
         raise not_found(f"no model endpoint {args.endpoint_id!r}")
     if args.json:
-        print(json.dumps({**endpoint.to_dict(with_stats=True),
-                          "problems": [{k: _time(v) if k in ("first_seen", "last_seen") else v for k, v in p.items()}
-                                       for p in problems]}, indent=2))
+        from connectors.endpoints import endpoint_json
+
+        print(json.dumps(endpoint_json(endpoint, problems), indent=2))
         return 0
     _print_endpoint(endpoint)
     for p in problems:
