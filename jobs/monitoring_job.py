@@ -2,13 +2,15 @@
 
     source (Kafka topic <project>.inference-events, or the embedded directory stream)
       → ParseRecords (vectorised: parse, validate, pre-aggregate per endpoint and window; the
-        records stay in the JVM, Python returns each one's endpoint, event time and kind)
+        records stay in the JVM, Python returns each one's endpoint, event time and kind; in
+        tiers by record size, so a batch handed to Python is bounded in bytes)
       → watermarks (bounded disorder, on every record's event time; JVM)
       ├─ good records (JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour, late flag
       └─ partials and dead letters, keyed by endpoint (JVM)
            → EndpointWindows (tumbling, lateness, idle close)
                ├─ dead letters (side output) ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters
                └─ RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
+                                         └─ windows a store refused (side output) ─► dead letters
 """
 
 from __future__ import annotations

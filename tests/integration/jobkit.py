@@ -130,3 +130,22 @@ def cancel_job(flink, job_id: str) -> None:
     request = urllib.request.Request(f"http://{flink.address}/jobs/{job_id}?mode=cancel", method="PATCH")
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+def mariadb_user(mysql, database: str, user: str, password: str) -> str:
+    """A database and a user of its own with ``password`` (root over the server's socket); its URL."""
+    import subprocess
+
+    sql = (f"CREATE DATABASE `{database}`; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+           f"GRANT ALL ON `{database}`.* TO '{user}'@'127.0.0.1';")
+    subprocess.run(["mariadb", "--no-defaults", f"--socket={mysql.socket}", "-uroot", "-e", sql], check=True,
+                   capture_output=True)
+    return f"mysql+pymysql://{user}:{password}@127.0.0.1:{mysql.port}/{database}"
+
+
+def drop_mariadb_user(mysql, database: str, user: str) -> None:
+    import subprocess
+
+    subprocess.run(["mariadb", "--no-defaults", f"--socket={mysql.socket}", "-uroot", "-e",
+                    f"DROP DATABASE IF EXISTS `{database}`; DROP USER IF EXISTS '{user}'@'127.0.0.1';"],
+                   capture_output=True)

@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from connectors import local_services
 from connectors.endpoints import get_or_create_model_endpoint
 from connectors.settings import load_settings, topic_names
 from connectors.sql_store import SqlStore
 from connectors.tsdb import open_tsdb
+from tests.integration.jobkit import drop_mariadb_user, mariadb_user
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "dashboard"
@@ -80,21 +79,6 @@ class Stores:
 # --------------------------------------------------------------------------------- the stores
 
 
-def _mariadb_user(mysql, database: str, user: str, password: str) -> str:
-    """A database and a user of its own with ``password`` (root over the server's socket)."""
-    sql = (f"CREATE DATABASE `{database}`; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; "
-           f"GRANT ALL ON `{database}`.* TO '{user}'@'127.0.0.1';")
-    subprocess.run(["mariadb", "--no-defaults", f"--socket={mysql.socket}", "-uroot", "-e", sql], check=True,
-                   capture_output=True)
-    return f"mysql+pymysql://{user}:{password}@127.0.0.1:{mysql.port}/{database}"
-
-
-def _drop_mariadb_user(mysql, database: str, user: str) -> None:
-    subprocess.run(["mariadb", "--no-defaults", f"--socket={mysql.socket}", "-uroot", "-e",
-                    f"DROP DATABASE IF EXISTS `{database}`; DROP USER IF EXISTS '{user}'@'127.0.0.1';"],
-                   capture_output=True)
-
-
 def _window_rows(rng, w: int) -> pd.DataFrame:
     rows = pd.DataFrame(rng.normal(size=(EVENTS_PER_WINDOW, len(FEATURES))).round(5), columns=FEATURES)
     channels, p = ["web", "app", "store"], [0.5, 0.3, 0.2]
@@ -113,7 +97,7 @@ def stores(tmp_path_factory, mysql):
     suffix = uuid.uuid4().hex[:8]
     project, database, user = f"dash-{suffix}", f"streamdrift_ui_{suffix}", f"ui_{suffix}"
     password = "Pw-" + uuid.uuid4().hex
-    store_url = _mariadb_user(mysql, database, user, password)
+    store_url = mariadb_user(mysql, database, user, password)
     data_dir = tmp_path_factory.mktemp("dashboard")
     env = {"STREAMDRIFT_PROJECT": project, "STREAMDRIFT_DATA_DIR": str(data_dir), "STREAMDRIFT_BASE_PERIOD": "1",
            "STREAMDRIFT_ENDPOINT_STORE_CONNECTION": store_url}
@@ -168,7 +152,7 @@ def stores(tmp_path_factory, mysql):
     (ARTIFACTS / "job.log").write_text(job.stdout + job.stderr)
     assert job.returncode == 0, job.stderr[-3000:]
     yield Stores(project, settings, env, password, drifting, hostile, windows, rows, errors, reference)
-    _drop_mariadb_user(mysql, database, user)
+    drop_mariadb_user(mysql, database, user)
 
 
 # --------------------------------------------------------------------------------- the server and the browser

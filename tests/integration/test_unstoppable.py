@@ -273,3 +273,55 @@ def test_a_store_refusing_a_window_sets_it_aside_and_replay_writes_it(tmp_path):
     assert store.problems(refused.endpoint_id) == []
     again = subprocess.run(cli + ["--json"], capture_output=True, text=True, timeout=120)
     assert json.loads(again.stdout) == {"replayed": 0, "skipped": 0}  # each letter written once
+
+
+def test_submit_keeps_the_password_out_of_arguments_environment_and_logs(tmp_path, kafka, flink, mysql):
+    import threading
+    import uuid
+    from pathlib import Path
+
+    from tests.integration.jobkit import drop_mariadb_user, mariadb_user
+
+    rng = np.random.default_rng(18)
+    project = new_project(kafka, "secret", partitions=1)
+    password = f"Pw{uuid.uuid4().hex[:12]}"
+    database, user = f"secret_{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
+    store_url = mariadb_user(mysql, database, user, password)
+    try:
+        settings = job_settings(tmp_path, kafka, project, endpoint_store_connection=store_url)
+        endpoint = _endpoint(settings, project, rng)
+        produce(kafka, topic_names(project)["events"], _events(endpoint.endpoint_id, T0, 30, rng, "s"))
+        seen, done = [], threading.Event()
+
+        def watch():  # the arguments and environment of every process while the job is submitted
+            while not done.is_set():
+                for proc in Path("/proc").iterdir():
+                    for name in ("cmdline", "environ"):
+                        try:
+                            seen.append((proc / name).read_bytes())
+                        except OSError:
+                            pass
+                done.wait(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            # the way to keep a password off the command line: the environment of streamdrift itself
+            cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+                   "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
+                   "--base-period", "1", "--job-name", f"it-{project}", "--bounded"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "STREAMDRIFT_ENDPOINT_STORE_CONNECTION": store_url})
+        finally:
+            done.set()
+            watcher.join()
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert sorted(p.count for p in open_tsdb(settings.tsdb_connection).query_predictions(project)) == [30]
+        started = [b for b in seen if b"flink" in b or b"monitoring_job" in b]
+        assert started and not any(password.encode() in b for b in started)
+        logs = [p for p in flink.log_dir.rglob("*") if p.is_file()]
+        assert logs and not any(password.encode() in p.read_bytes() for p in logs)
+        assert password not in proc.stdout + proc.stderr
+        assert not list((flink.home.parent / "submit").glob("settings-*.yaml"))  # the settings file is gone
+    finally:
+        drop_mariadb_user(mysql, database, user)
