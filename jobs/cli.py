@@ -217,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # set by PyFlink in a process that ran Python functions of a local job (they run in it); a
+    # streamdrift command started from such a process (a notebook, a test) is no such worker
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "submit":

@@ -351,10 +351,18 @@ def failure_reason(exc: BaseException) -> str:
         chain = [java]
         while chain[-1].getCause() is not None and len(chain) < 50:
             chain.append(chain[-1].getCause())
-        text = str(chain[-1].toString())
+        text = str(chain[-1].toString()).splitlines()[0]
+        python = next((str(c.getMessage()) for c in chain if "Traceback (most recent call last)" in str(c.getMessage())),
+                      None)
+        if python is not None:  # a Python function's error: its message and where it was raised
+            lines = [line.strip() for line in python.splitlines() if line.strip()]
+            where = [line for line in lines if line.startswith("File ")]
+            text = lines[-1] + (f" ({where[-1]})" if where else "")
         if any("Recovery is suppressed" in str(c.getMessage()) for c in chain):
             text += " (the restart strategy gave up after repeated failures)"
-    return mask_password(text.splitlines()[0] if text else type(exc).__name__)[:2000]
+    else:
+        text = text.splitlines()[0] if text else type(exc).__name__
+    return mask_password(text)[:2000]
 
 
 def run(settings: Settings, options: JobOptions, print_summaries: bool = False, job_name: str | None = None):

@@ -296,11 +296,10 @@ def test_submit_keeps_the_password_out_of_arguments_environment_and_logs(tmp_pat
         def watch():  # the arguments and environment of every process while the job is submitted
             while not done.is_set():
                 for proc in Path("/proc").iterdir():
-                    for name in ("cmdline", "environ"):
-                        try:
-                            seen.append((proc / name).read_bytes())
-                        except OSError:
-                            pass
+                    try:
+                        seen.append(((proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()))
+                    except OSError:
+                        pass
                 done.wait(0.2)
 
         watcher = threading.Thread(target=watch)
@@ -317,8 +316,9 @@ def test_submit_keeps_the_password_out_of_arguments_environment_and_logs(tmp_pat
             watcher.join()
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert sorted(p.count for p in open_tsdb(settings.tsdb_connection).query_predictions(project)) == [30]
-        started = [b for b in seen if b"flink" in b or b"monitoring_job" in b]
-        assert started and not any(password.encode() in b for b in started)
+        # what submit started: Flink's client (java ... CliFrontend) and the job's entry point (Python)
+        started = [(cmd, env) for cmd, env in seen if b"CliFrontend" in cmd or b"monitoring_job" in cmd]
+        assert started and not any(password.encode() in cmd + env for cmd, env in started)
         logs = [p for p in flink.log_dir.rglob("*") if p.is_file()]
         assert logs and not any(password.encode() in p.read_bytes() for p in logs)
         assert password not in proc.stdout + proc.stderr
