@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
+from udfs.contract import endpoint_id_problem
 from udfs.endpoint_id import endpoint_uid
 from udfs.naming import normalize_names
 from udfs.reference import feature_stats, read_table
@@ -165,9 +166,13 @@ def get_or_create_model_endpoint(
     store: SqlStore | str | None = None,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = DEFAULT_SEED,
+    endpoint_id: str | None = None,
 ) -> ModelEndpoint:
     """The endpoint of ``model_name`` (``model_version``) served by ``project/function_name:function_tag``;
     created when it does not exist.
+
+    :param endpoint_id: the id MLRun assigned the endpoint (MLRun 1.12's serving events carry it);
+                        default: derived as MLRun derives it (:func:`udfs.endpoint_id.endpoint_uid`).
 
     :param reference:   training data (pandas DataFrame, pyarrow Table, Parquet or CSV path): its
                         statistics and a sample of at most ``sample_size`` rows (seeded by
@@ -177,7 +182,12 @@ def get_or_create_model_endpoint(
               without a reference gets this ``reference``; use :func:`update_reference` to replace
               a reference.
     """
-    endpoint_id = endpoint_uid(project, function_name, function_tag, model_name, model_version)
+    if endpoint_id is None:
+        endpoint_id = endpoint_uid(project, function_name, function_tag, model_name, model_version)
+    else:
+        problem = endpoint_id_problem(endpoint_id)
+        if problem is not None:
+            raise ValueError(f"endpoint id {endpoint_id!r} {problem}")
     db, close = _with_store(store)
     try:
         existing = db.get_endpoint(endpoint_id)

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from connectors.errors import is_transient
+from udfs.applications import HISTOGRAM_DATA_DRIFT
 from udfs.monitor import WindowOutput
 
 log = logging.getLogger("streamdrift.writer")
@@ -66,7 +67,8 @@ class StoreWriter:
     raises :class:`WindowNotWritten` with the store's message, and the caller sets the window aside
     (a dead letter that ``streamdrift dead-letters replay`` writes once the cause is fixed)."""
 
-    def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0, keep_days: int | None = None):
+    def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0, keep_days: int | None = None,
+                 verdict: str = "feature_drift"):
         from connectors.app_registry import default_artifacts_dir
         from connectors.sql_store import SqlStore
         from connectors.tsdb import open_tsdb
@@ -74,6 +76,7 @@ class StoreWriter:
         self.tsdb = open_tsdb(tsdb_url, keep_days=keep_days, artifacts_dir=default_artifacts_dir(store_url))
         self.store = SqlStore(store_url)
         self.max_backoff_s = max_backoff_s
+        self.verdict = (HISTOGRAM_DATA_DRIFT, verdict)  # the result that is an endpoint's drift status
         self.retries = 0
         self._retry(self.tsdb.create_schema)
         self._retry(self.store.create_schema)
@@ -103,9 +106,11 @@ class StoreWriter:
             predictions = [out.prediction] if out.prediction is not None else []
             self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions,
                         list(out.feature_drift))
-            self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction)
+            self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction, self.verdict)
         except Exception as exc:  # permanent: transient errors were retried above
             raise WindowNotWritten(describe(exc)) from exc
+        for error in out.errors:  # what went wrong stays visible on the endpoint (streamdrift endpoints show)
+            self.record_problem(out, error.error_type, error.message)
 
     def record_problem(self, out: WindowOutput, kind: str, message: str) -> None:
         """Show the problem on the endpoint's record (best effort: the SQL store may be what failed)."""

@@ -60,31 +60,21 @@ CREATE TABLE {TABLE} (
 )"""
 
 
-def late_sql(window_ms: int, allowed_lateness_ms: int) -> str:
-    """SQL: the record (columns window_start and the rowtime attribute ``rowtime``) came after its
-    window closed for good: the watermark, where the record is read, had passed the window's end
-    plus the allowed lateness. The window stage takes the flag of the record that carries a partial
-    for the whole partial, so a row flagged late here is exactly a row counted late there."""
-    closed = f"window_start + {int(window_ms) - 1 + int(allowed_lateness_ms)}"
-    return f"COALESCE(TO_TIMESTAMP_LTZ({closed}, 3) < CURRENT_WATERMARK(rowtime), FALSE)"
-
-
-def insert_sql(source: str, window_ms: int, allowed_lateness_ms: int) -> str:
-    """Every good record of the view ``source`` (columns payload, kind, endpoint_id, window_start,
-    event_ms, request_id, latency_us, error, hour (:func:`hour_partitions`) and the rowtime
-    attribute ``rowtime``), with its late flag (:func:`late_sql`). A good record always has its
-    time, error flag and payload; the COALESCEs only tell the planner so: those columns are then
-    required in Parquet, which writes no null markers for them (encoding the markers of six
-    nullable columns was 7 % of the reading thread's profile; the gain is within the job
-    benchmark's noise). The hour comes from the parse stage: ``DATE_FORMAT`` per record was ~5 % of
-    the reading thread's profile."""
+def insert_sql(source: str) -> str:
+    """Every good record of the view ``source`` (columns payload, kind, endpoint_id, event_ms,
+    request_id, latency_us, error, late, hour), as the parse stage describes it: ``late`` is its
+    :class:`udfs.window.EventClock` flag, the one that kept the record's rows out of its window's
+    partial, so a row flagged late here is exactly a row counted late there. A good record always
+    has its time, error flag, late flag and payload; the COALESCEs only tell the planner so: those
+    columns are then required in Parquet, which writes no null markers for them (encoding the
+    markers of six nullable columns was 7 % of the reading thread's profile). The hour comes from
+    the parse stage: ``DATE_FORMAT`` per record was ~5 % of the reading thread's profile."""
     return f"""
 INSERT INTO {TABLE}
 SELECT COALESCE(event_ms, 0) AS event_ms, request_id, latency_us, COALESCE(error, FALSE) AS error,
-       {late_sql(window_ms, allowed_lateness_ms)} AS late, COALESCE(payload, x'') AS payload, endpoint_id,
-       `hour`
+       COALESCE(late, FALSE) AS late, COALESCE(payload, x'') AS payload, endpoint_id, `hour`
 FROM {source}
-WHERE kind <> 'D'"""
+WHERE kind IN ('R', 'P')"""
 
 
 def _hour_label(hours_since_epoch: int) -> str:

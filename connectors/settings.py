@@ -147,6 +147,12 @@ def _check_keep_days(name: str, value: Any) -> int:
     return int(days)
 
 
+def _check_drift_verdict(name: str, value: Any) -> str:
+    if str(value) not in ("test", "mlrun"):
+        raise _fail(name, value, "must be test (feature_drift) or mlrun (general_drift)", "test")
+    return str(value)
+
+
 def _check_project(name: str, value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", str(value)):
         raise _fail(name, value, "lowercase letters, digits and '-', at most 63 characters", "my-project")
@@ -180,6 +186,10 @@ SPECS: dict[str, _Spec] = {
     "tsdb_keep_days": _Spec(
         _check_keep_days, lambda d: DEFAULT_TSDB_KEEP_DAYS,
         "TDengine only: days of history the TSDB database keeps and accepts (KEEP), 30-365000"),
+    "drift_verdict": _Spec(
+        _check_drift_verdict, lambda d: "test",
+        "the result that decides an endpoint's drift status and data-drift alerts: test (feature_drift, "
+        "the per-feature test) or mlrun (general_drift, MLRun's averaged rule)"),
 }
 
 
@@ -195,6 +205,12 @@ class Settings:
     base_period: int
     data_dir: str
     tsdb_keep_days: int = DEFAULT_TSDB_KEEP_DAYS
+    drift_verdict: str = "test"
+
+    @property
+    def verdict_result(self) -> str:
+        """The name of the default application's result that is the endpoint's drift verdict."""
+        return "general_drift" if self.drift_verdict == "mlrun" else "feature_drift"
 
     def __repr__(self) -> str:  # never print a password
         fields = ", ".join(

@@ -807,6 +807,21 @@ class SqlStore:
 
         return self._run(f"setting the drift status of {endpoint_id!r}", write)
 
+    def _drift_status_writer(self, endpoint_ids: list[str], verdict: tuple[str, str]):
+        """Each endpoint's drift status and measure from its latest verdict result (``latest_results``
+        keeps the newest window's), to run in a transaction after the latest results are written."""
+        t, latest = self._t["endpoints"], self._t["latest_results"]
+
+        def write(conn: sa.Connection) -> None:
+            rows = conn.execute(sa.select(latest.c.endpoint_id, latest.c.status, latest.c.value).where(
+                latest.c.endpoint_id.in_(endpoint_ids), latest.c.application_name == verdict[0],
+                latest.c.result_name == verdict[1])).all()
+            for endpoint_id, status, value in rows:
+                conn.execute(sa.update(t).where(t.c.endpoint_id == endpoint_id).values(
+                    drift_status=int(status), drift_measure=_finite(value)))
+
+        return write
+
     def get_endpoint(self, endpoint_id: str) -> ModelEndpoint | None:
         """The endpoint, or None when there is none with this id."""
         return self._run(f"reading endpoint {endpoint_id!r}", lambda conn: self._get_endpoint(conn, endpoint_id))
@@ -931,7 +946,8 @@ class SqlStore:
         return self._run(f"adding window counters of {endpoint_id!r}", lambda conn: write(conn)[endpoint_id])
 
     def record_window(self, results: Iterable[ResultRecord], metrics: Iterable[MetricRecord],
-                      prediction: PredictionRecord | Iterable[PredictionRecord] | None) -> None:
+                      prediction: PredictionRecord | Iterable[PredictionRecord] | None,
+                      verdict: tuple[str, str] | None = None) -> None:
         """What the job writes per window, or per batch of windows, in one transaction: the
         latest results and metrics (:meth:`upsert_latest_results`, :meth:`upsert_latest_metrics`)
         and the windows' counters (:meth:`add_window_counters`).
@@ -939,7 +955,12 @@ class SqlStore:
         ``results``, ``metrics`` and ``prediction`` (one record, several, or None) may hold the
         records of many windows and endpoints: each table gets one multi-row upsert (PyMySQL
         sends it as one ``INSERT ... VALUES (...), (...)``), the newest window of a series wins
-        whatever the order, and each endpoint's totals are refreshed once."""
+        whatever the order, and each endpoint's totals are refreshed once.
+
+        ``verdict``: (application, result name) of the result that is an endpoint's drift verdict;
+        each endpoint with such a result among ``results`` gets the status and value of its latest
+        one as ``drift_status`` and ``drift_measure``."""
+        results = list(results)
         if prediction is None:
             predictions: list[PredictionRecord] = []
         elif isinstance(prediction, PredictionRecord):
@@ -949,6 +970,10 @@ class SqlStore:
         steps = [self._latest_writer("latest_results", results), self._latest_writer("latest_metrics", metrics)]
         if predictions:
             steps.append(self._window_counters_writer(predictions))
+        if verdict is not None:
+            judged = sorted({r.endpoint_id for r in results if (r.application_name, r.result_name) == verdict})
+            if judged:
+                steps.append(self._drift_status_writer(judged, verdict))
 
         def write(conn: sa.Connection) -> None:
             for step in steps:

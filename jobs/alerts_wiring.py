@@ -62,7 +62,8 @@ def attach_alerts(outputs, settings: Settings, refresh_seconds: float = 30.0,
 
     url = settings.endpoint_store_connection
     bootstrap = kafka_bootstrap(settings.stream_path) if settings.stream_path.startswith("kafka://") else None
-    events = outputs.flat_map(ToAlertEvents(), output_type=Types.PICKLED_BYTE_ARRAY()).name("alert-events")
+    events = outputs.flat_map(ToAlertEvents(settings.verdict_result),
+                              output_type=Types.PICKLED_BYTE_ARRAY()).name("alert-events")
     activations = (events.key_by(lambda e: e.endpoint_id, key_type=Types.STRING())
                    .process(EvaluateAlerts(functools.partial(load_alerts, url, settings.project),
                                            functools.partial(lookup_activation, url), refresh_seconds),

@@ -5,6 +5,7 @@
     streamdrift endpoints list [--project fraud] [--json]
     streamdrift endpoints show ENDPOINT_ID [--json]
     streamdrift endpoints delete ENDPOINT_ID [--json]
+    streamdrift endpoints disable|enable ENDPOINT_ID [--json]
 
 The store is the ``endpoint_store_connection`` setting (``--endpoint-store-connection``, then
 ``STREAMDRIFT_ENDPOINT_STORE_CONNECTION``, then ``--config`` file, then SQLite under
@@ -26,7 +27,7 @@ from jobs.cli_common import open_store, print_fields, print_result, project_and_
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``endpoints`` command and its subcommands to a ``streamdrift`` parser."""
     parser = subparsers.add_parser("endpoints", help="model endpoints: create from training data, list, show, delete")
-    sub = parser.add_subparsers(dest="endpoints_command", required=True, metavar="{create,list,show,delete}")
+    sub = parser.add_subparsers(dest="endpoints_command", required=True, metavar="{create,list,show,delete,disable,enable}")
 
     # --project is the endpoint's project (setting 'project', default 'default')
     p = add_subcommand(sub, "create", cmd_create, help="register a model endpoint with its training data as reference")
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--outputs", help="comma-separated output (prediction) columns of the reference")
     p.add_argument("--labels", help="comma-separated label (ground truth) columns of the reference")
     p.add_argument("--sample-size", type=int, default=10_000, help="rows of the reference sample kept (10000)")
+    p.add_argument("--endpoint-id", help="the id MLRun assigned the endpoint (default: derived as MLRun derives it)")
     add_json_flag(p)
 
     # --project filters; without it every project is listed
@@ -49,7 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("endpoint_id", metavar="ID")
     add_json_flag(p, "print JSON (with the full feature_stats)")
 
-    add_item_subcommands(sub, [("delete", cmd_delete, "delete an endpoint with its counters and latest results")],
+    add_item_subcommands(sub, [("delete", cmd_delete, "delete an endpoint with its counters and latest results"),
+                               ("disable", cmd_disable, "stop computing drift for an endpoint (its events are "
+                                                        "still counted and kept raw)"),
+                               ("enable", cmd_enable, "compute drift for an endpoint again")],
                          dest="endpoint_id", metavar="ID")
     return parser
 
@@ -73,7 +78,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             project, args.model, args.function, reference=args.reference,
             feature_names=_names(args.features), output_names=_names(args.outputs),
             label_names=_names(args.labels), model_version=args.version, function_tag=args.tag,
-            store=store, sample_size=args.sample_size)
+            store=store, sample_size=args.sample_size, endpoint_id=args.endpoint_id)
     if args.json:
         print(json.dumps(endpoint.to_dict(with_stats=False), indent=2))
     else:
@@ -124,6 +129,25 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not deleted:
         raise not_found(f"no model endpoint {args.endpoint_id!r}")
     return print_result(args, {"deleted": args.endpoint_id}, f"deleted endpoint {args.endpoint_id}")
+
+
+def _set_mode(args: argparse.Namespace, mode: str) -> int:
+    with open_store(args) as store:
+        if store.get_endpoint(args.endpoint_id) is None:
+            raise not_found(f"no model endpoint {args.endpoint_id!r}")
+        store.set_monitoring_mode(args.endpoint_id, mode)
+    return print_result(args, {"endpoint_id": args.endpoint_id, "monitoring_mode": mode},
+                        f"endpoint {args.endpoint_id}: monitoring {mode}")
+
+
+@guard
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_mode(args, "disabled")
+
+
+@guard
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_mode(args, "enabled")
 
 
 # --------------------------------------------------------------------------------- output

@@ -75,7 +75,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     from jobs.flink_env import stream_env
     from operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
-    from operators.parse import DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
+    from operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
     from operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
     from operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
@@ -111,7 +111,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds,
                              # an event older than the TSDB keeps would be refused when its window is written
-                             options.max_clock_skew_ms, settings.tsdb_keep_days * 86_400_000),
+                             options.max_clock_skew_ms, settings.tsdb_keep_days * 86_400_000, lateness,
+                             options.max_disorder_ms),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
     # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
@@ -145,14 +146,14 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     # raw rows → Parquet: JVM only
     t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
     statements = t_env.create_statement_set()
-    statements.add_insert_sql(raw_rows.insert_sql("parsed_events", window_ms, lateness))
+    statements.add_insert_sql(raw_rows.insert_sql("parsed_events"))
     statements.attach_as_datastream()
 
     # partials and dead letters, keyed by endpoint in the JVM: no Python step to split or key them
     # (a partial carries its rows' sample: every pass between JVM and Python costs its bytes)
     records = t_env.to_data_stream(t_env.sql_query(
-        f"SELECT COALESCE(endpoint_id, '') AS k, ROW(endpoint_id, window_start, body, "
-        f"{raw_rows.late_sql(window_ms, lateness)}, kind = '{DEAD}') AS v "
+        f"SELECT COALESCE(endpoint_id, '') AS k, ROW(endpoint_id, window_start, body, COALESCE(late, FALSE), "
+        f"kind = '{DEAD}', kind = '{CONTROL}') AS v "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     keyed = _keyed_by_first_field(records, WINDOW_INPUT_TYPE)
     windows = (keyed.process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
@@ -162,7 +163,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
     summaries = (outputs.process(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
                                                                 settings.endpoint_store_connection,
-                                                                keep_days=settings.tsdb_keep_days)),
+                                                                keep_days=settings.tsdb_keep_days,
+                                                                verdict=settings.verdict_result)),
                                  output_type=SUMMARY_TYPE).name("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))

@@ -27,10 +27,14 @@ log = logging.getLogger("streamdrift.alerts")
 
 
 class ToAlertEvents(FlatMapFunction):
-    """:class:`udfs.monitor.WindowOutput` → :class:`udfs.alerts.AlertEvent` s."""
+    """:class:`udfs.monitor.WindowOutput` → :class:`udfs.alerts.AlertEvent` s; the default
+    application's data-drift events from the ``verdict`` result only."""
+
+    def __init__(self, verdict: str | None = None):
+        self.verdict = verdict
 
     def flat_map(self, value):
-        yield from events_from_output(value)
+        yield from events_from_output(value, self.verdict)
 
 
 class EvaluateAlerts(KeyedProcessFunction):

@@ -4,8 +4,11 @@ A vectorised (pandas) function on the Table API: Flink hands it up to
 ``python.fn-execution.arrow.batch.size`` records at once, so Python touches records in batches. It
 returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
 the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
-and for the watermark), its request id, latency and error (raw-row columns); the record that starts a partial aggregate of an (endpoint, window) also
-carries it (kind ``P``, the others ``R``); a dead letter carries its reason (kind ``D``).
+and for the watermark), its request id, latency and error (raw-row columns) and whether it came
+after its window closed for good (``late``, :class:`udfs.window.EventClock`); the record that starts
+a partial aggregate of an (endpoint, window) also carries it (kind ``P``, the others ``R``); a dead
+letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
+``window_start`` the time up to which the endpoint's windows may close.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
 from udfs.contract import TimeBounds
 from udfs.events import MAX_EVENT_BYTES
-from udfs.window import aggregate_isolated
+from udfs.window import EventClock, aggregate_isolated
 
-PARTIAL, RECORD, DEAD = "P", "R", "D"
+PARTIAL, RECORD, DEAD, CONTROL = "P", "R", "D", "C"
 
 
 def parse_tiers(batch_records: int, batch_bytes: int, max_record_bytes: int = MAX_EVENT_BYTES):
@@ -51,18 +54,22 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("error", DataTypes.BOOLEAN()),
     DataTypes.FIELD("body", DataTypes.BYTES()),
     DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
+    DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (udfs.window.EventClock)
 ])
 
 
 class ParseRecords(ScalarFunction):
     def __init__(self, load_endpoints, window_ms: int, sample_size: int, refresh_seconds: float = 30.0,
-                 max_future_ms: int = 300_000, max_age_ms: int = 36_500 * 86_400_000):
+                 max_future_ms: int = 300_000, max_age_ms: int = 36_500 * 86_400_000,
+                 allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000):
         self.load_endpoints = load_endpoints
         self.window_ms = window_ms
         self.sample_size = sample_size
         self.refresh_seconds = refresh_seconds
         self.max_future_ms = max_future_ms
         self.max_age_ms = max_age_ms
+        self.allowed_lateness_ms = window_ms if allowed_lateness_ms is None else allowed_lateness_ms
+        self.max_disorder_ms = max_disorder_ms
 
     def open(self, function_context: FunctionContext):
         import gc
@@ -77,6 +84,7 @@ class ParseRecords(ScalarFunction):
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
         self.reader = ColumnarReader()
+        self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)
         group = function_context.get_metric_group()
         self.records = group.counter("records")
         self.dead_letters = group.counter("dead_letters")
@@ -93,17 +101,20 @@ class ParseRecords(ScalarFunction):
         n = len(values)
         bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
         batch = aggregate_isolated(values, self.catalog, self.window_ms, self.sample_size, self.reader, bounds,
-                                   None if sizes is None else sizes.to_numpy())
+                                   None if sizes is None else sizes.to_numpy(), self.clock)
         kind, body = [RECORD] * n, [None] * n
         ts = batch.timestamps
+        window_start = ts - ts % self.window_ms
         for p in batch.partials:
             kind[p.index], body[p.index] = PARTIAL, p.aggregate.to_bytes()
         for i, letter in batch.dead:
             kind[i], body[i] = DEAD, letter.to_json().encode()
+        for i, control in batch.controls:  # closes the endpoint's windows that start up to then
+            kind[i], window_start[i] = CONTROL, control.last_timestamp_ms
         self.records.inc(n)
         self.partials.inc(len(batch.partials))
         self.dead_letters.inc(len(batch.dead))
         return pd.DataFrame({
-            "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": ts - ts % self.window_ms,
+            "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": window_start,
             "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
-            "error": batch.errors, "body": body, "hour": hour_partitions(ts)})
+            "error": batch.errors, "body": body, "hour": hour_partitions(ts), "late": batch.late})

@@ -38,10 +38,12 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 """Side output: the dead letters (their JSON) that come in beside the partials (flag ``dead``)."""
 
 INPUT_TYPE = Types.ROW_NAMED(
-    ["endpoint_id", "window_start", "body", "late", "dead"],
-    [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.BOOLEAN(), Types.BOOLEAN()],
+    ["endpoint_id", "window_start", "body", "late", "dead", "close"],
+    [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.BOOLEAN(), Types.BOOLEAN(),
+     Types.BOOLEAN()],
 )
-"""A partial (body: its aggregate) or, with ``dead``, a dead letter (body: its JSON)."""
+"""A partial (body: its aggregate); with ``dead``, a dead letter (body: its JSON); with ``close``,
+MLRun's ``batch_complete``: the endpoint's windows that start at or before ``window_start`` close."""
 
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["endpoint_id", "window_start", "window_end", "revision", "body"],
@@ -70,6 +72,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.corrections = group.counter("corrections")
         self.idle_closes = group.counter("idle_closes")
         self.window_failures = group.counter("window_failures")
+        self.batch_closes = group.counter("batch_complete_closes")
 
     def _agg(self, data: bytes) -> WindowAggregate:
         return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint, unknown_reference="drop")
@@ -104,9 +107,12 @@ class EndpointWindows(KeyedProcessFunction):
         return Row(key, start, start + self.window_ms, revision, data)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead]]
+        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead[, close]]]
         if len(value) > 4 and value[4]:
             yield DEAD_LETTERS, bytes(body).decode()
+            return
+        if len(value) > 5 and value[5]:
+            yield from self._close_up_to(key, start, ctx.timer_service())
             return
         try:
             yield from self._partial(key, start, body, len(value) > 3 and bool(value[3]), ctx)
@@ -153,6 +159,20 @@ class EndpointWindows(KeyedProcessFunction):
                 out = self._failed(key, start, "firing the window", exc)
             if out is not None:
                 yield out
+
+    def _close_up_to(self, key: str, last_ms: int, timers):
+        """MLRun's ``batch_complete``: every open window of the endpoint that starts at or before
+        ``last_ms`` fires now (as an idle window would), without waiting for the watermark."""
+        for start in self._windows():
+            if start <= last_ms and self.revisions.get(start) is None:
+                try:
+                    self.revisions.put(start, 0)
+                    self.batch_closes.inc()
+                    if self.lateness > 0:
+                        timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
+                    yield self._emit(key, start, 0, self._compact(start))
+                except Exception as exc:  # noqa: BLE001
+                    yield self._failed(key, start, "closing the window at batch_complete", exc)
 
     def _on_timer(self, key: str, start: int, timestamp: int, event_time: bool, timers):
         """What a timer at ``timestamp`` does to window ``start``: its output row, or None."""

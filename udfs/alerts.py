@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from udfs.histogram_drift import APP_NAME as HISTOGRAM_DATA_DRIFT
 from udfs.records import ResultKindApp, ResultStatusApp
 
 log = logging.getLogger("streamdrift.alerts")
@@ -200,12 +201,22 @@ class AlertEvent:
         return result_fqn(self.endpoint_id, self.application, self.result_name)
 
 
-def events_from_output(out) -> list[AlertEvent]:
-    """The events of one :class:`udfs.monitor.WindowOutput` (late-only outputs raise none)."""
+VERDICT_RESULTS = ("general_drift", "feature_drift")
+"""The default application's two drift results: the project's ``drift_verdict`` names the one that
+raises data-drift events (the other is stored, not alerted on)."""
+
+
+def events_from_output(out, verdict: str | None = None) -> list[AlertEvent]:
+    """The events of one :class:`udfs.monitor.WindowOutput` (late-only outputs raise none).
+    ``verdict``: the default application's result that raises data-drift events (one of
+    :data:`VERDICT_RESULTS`; None: both)."""
     if out.revision < 0:
         return []
     events = []
     for r in out.results:
+        if (verdict is not None and r.application_name == HISTOGRAM_DATA_DRIFT and r.result_name in VERDICT_RESULTS
+                and r.result_name != verdict):
+            continue
         kind = event_kind(r.kind, r.status)
         if kind is not None:
             value = None if r.value is None or not math.isfinite(float(r.value)) else float(r.value)

@@ -46,7 +46,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from udfs.histogram_drift import DriftClassifier, drift_from_accumulator, feature_drift_from_accumulator
+from udfs.histogram_drift import (
+    FEATURE_DRIFT_NAME,
+    DriftClassifier,
+    drift_from_accumulator,
+    feature_drift_from_accumulator,
+)
 from udfs.records import (
     MetricRecord,
     ResultKindApp,
@@ -84,12 +89,13 @@ def _check_number(value: Any, what: str) -> float:
 
 @dataclasses.dataclass
 class ModelMonitoringApplicationResult:
-    """A result of an application (MLRun's): ``name`` ``[a-zA-Z_][a-zA-Z0-9_]*``, ``value`` a number,
-    ``kind`` a :class:`ResultKindApp`, ``status`` a :class:`ResultStatusApp` (ints of those values are
-    accepted), ``extra_data`` a JSON-able dict."""
+    """A result of an application (MLRun's): ``name`` ``[a-zA-Z_][a-zA-Z0-9_]*``, ``value`` a number
+    (None only with status irrelevant: nothing could be measured), ``kind`` a :class:`ResultKindApp`,
+    ``status`` a :class:`ResultStatusApp` (ints of those values are accepted), ``extra_data`` a
+    JSON-able dict."""
 
     name: str
-    value: float
+    value: float | None
     kind: ResultKindApp
     status: ResultStatusApp
     extra_data: dict = dataclasses.field(default_factory=dict)
@@ -418,10 +424,13 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
             return []
         report = drift_from_accumulator(monitoring_context.feature_stats, window.accumulator,
                                         classifier=self.classifier, include_categorical=self.include_categorical)
-        if report.general_drift is None:
-            return []
         details = report.to_dict()
         details["missing_in_reference"] = sorted({*details.get("missing_in_reference", ()), *window.unknown_columns})
+        if report.general_drift is None:  # rows, but no value in any reference column: say so
+            details["unmatched"] = True
+            return [ModelMonitoringApplicationResult(name, None, ResultKindApp.data_drift, ResultStatusApp.irrelevant,
+                                                     extra_data=details)
+                    for name in ("general_drift", FEATURE_DRIFT_NAME)]
         out: list = [ModelMonitoringApplicationResult(
             "general_drift", report.general_drift, ResultKindApp.data_drift, ResultStatusApp(int(report.status)),
             extra_data=details)]
@@ -501,8 +510,10 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
             status = _enum(ResultStatusApp, item.status, "status")
             if not isinstance(item.extra_data, Mapping):
                 raise ValueError(f"{where}: extra_data must be a dict, got {type(item.extra_data).__name__}")
-            results.append(ResultRecord(result_name=item.name, kind=int(kind), status=int(status),
-                                        value=_check_number(item.value, f"{where}: value"),
+            # no value only with status irrelevant: there was nothing to measure
+            value = (None if item.value is None and status == ResultStatusApp.irrelevant
+                     else _check_number(item.value, f"{where}: value"))
+            results.append(ResultRecord(result_name=item.name, kind=int(kind), status=int(status), value=value,
                                         extra_data=_jsonable(dict(item.extra_data), f"{where}: extra_data"), **common))
         elif isinstance(item, ModelMonitoringApplicationMetric):
             _check_name(item.name, "metric name")

@@ -6,7 +6,7 @@ again. Here pyarrow's JSON reader reads the whole batch into columns (numbers st
 float64 buffers) and the counting works on those.
 
 It reads what the decode fast path reads and nothing else: a native event (``endpoint_id``, an
-epoch-ms ``timestamp``, ``inputs`` as rows of numbers named by the endpoint's features, at most one
+integer epoch ``timestamp``, ``inputs`` as rows of numbers named by the endpoint's features, at most one
 number per row in ``outputs``, no ``error``, an optional ``request_id`` string and ``latency_us``),
 for an endpoint whose reference has no categorical column. Every other record of the batch (a
 dead letter, an error event, an MLRun event, string values, ...) is left to the per-record path,
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from udfs.contract import TimeBounds, endpoint_id_problem
-from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES
+from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES, epoch_ms_array
 from udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
@@ -185,7 +185,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
 
     ts_col = table.column("timestamp").chunk(0)
     ok &= ~_null_mask(ts_col)
-    ts = pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ts = epoch_ms_array(pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64))
     lo, hi = (_MIN_MS, _MAX_MS) if bounds is None else (max(_MIN_MS, bounds.oldest_ms), min(_MAX_MS, bounds.newest_ms))
     ok &= (ts >= lo) & (ts <= hi)
     error = table.column("error").chunk(0)

@@ -2,13 +2,20 @@
 
 Shapes (one JSON object per record):
 
-* native: ``endpoint_id``, ``timestamp`` (ISO 8601 or epoch ms), ``request_id``, ``inputs``,
-  ``outputs``, ``latency_us``, ``error``, ``labels``, ``metrics``;
-* MLRun serving: ``model``, ``version``, ``function_uri`` ("project/function:tag"), ``request``
-  {``id``, ``inputs``}, ``resp`` {``id``, ``outputs``}, ``when``, ``microsec``, ``error``. The
-  endpoint id is MLRun's (:func:`udfs.endpoint_id.endpoint_uid`).
+* native: ``endpoint_id``, ``timestamp`` (ISO 8601, or an epoch number in s, ms, µs or ns told
+  apart by magnitude: :func:`epoch_ms`), ``request_id``, ``inputs``, ``outputs``, ``latency_us``,
+  ``error``, ``labels``, ``metrics``;
+* MLRun serving, recognised by ``function_uri`` with ``request`` or ``when`` whatever else it
+  carries: ``model`` ("name" or "name:version"), ``version``, ``function_uri``
+  ("project/function:tag"), ``request`` {``id``, ``inputs``}, ``resp`` {``id``, ``outputs``},
+  ``when``, ``microsec``, ``error``; MLRun 1.12 adds ``endpoint_id`` (used as it is; without it the
+  id is derived as MLRun derives it, :func:`udfs.endpoint_id.endpoint_uid`), ``sampling_percentage``
+  and ``effective_sample_count`` (:attr:`Event.estimated_rows`);
+* MLRun's ``batch_complete`` (``kind``, ``endpoint_id``, ``last_timestamp``, ...): a
+  :class:`BatchComplete`.
 
-``inputs`` is one row (a list of values, or an object name → value) or a batch (a list of rows).
+``inputs`` in any orientation (:func:`_input_rows`): one row (a list of values, or an object name →
+value), a batch (a list of rows), columns (an object name → one value per row), pandas' "split".
 ``outputs`` is aligned with the rows: a value per row, a list per row, or an object port → per-row
 values. A row/output length mismatch is a dead letter, never a silent truncation.
 
@@ -19,7 +26,7 @@ Names are normalised as the reference's are (:func:`udfs.naming.normalize_name`:
 ``"petal length (cm)"`` → ``"petal_length_cm"``); a name twice in one row (two keys that normalise
 alike, an output reusing an input's name) is a dead letter. A nested numeric array (an image, an
 embedding) becomes derived columns ``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see
-:func:`summarise_array`).
+:func:`summarise_array`) where the reference column is an array.
 
 A failed request (``error``) is an event counted as an error; its rows are not monitored, and
 missing or malformed inputs do not make it a dead letter.
@@ -35,6 +42,7 @@ import datetime as dt
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -116,6 +124,15 @@ class Event(NamedTuple):
     latency_us: float | None
     shape: str  # "native" or "mlrun"
     project: str | None = None
+    estimated_rows: float | None = None  # rows the event stands for, sampling undone (None: its rows)
+
+
+class BatchComplete(NamedTuple):
+    """MLRun's ``batch_complete`` event: a batch job sent everything up to ``last_timestamp_ms``,
+    so the endpoint's open windows that start at or before it can close now."""
+
+    endpoint_id: str
+    last_timestamp_ms: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +153,11 @@ class Columns:
 
     features: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def arrays(self) -> frozenset[str]:
+        """The reference's array columns: those it has derived columns of (``<name>.mean``, ...)."""
+        return frozenset(name[:-5] for name in self.features if name.endswith(".mean"))
 
     @functools.cached_property
     def with_one_output(self) -> tuple[str, ...] | None:
@@ -176,22 +198,58 @@ def _loads(payload: bytes | str) -> Any:
     return obj
 
 
+EPOCH_UNIT_BOUNDS = (10 ** 11, 10 ** 14, 10 ** 17)
+"""An epoch number's unit by its magnitude: below 1e11 seconds, below 1e14 milliseconds, below 1e17
+microseconds, else nanoseconds. Each unit so covers 1973-03-03 to 5138-11-16 (before 1973, a
+number of milliseconds would read as seconds)."""
+
+
+def epoch_ms(value: int | float) -> int:
+    """An epoch time in seconds, milliseconds, microseconds or nanoseconds (told apart by
+    :data:`EPOCH_UNIT_BOUNDS`) → epoch milliseconds (floor; integers exactly).
+
+    >>> [epoch_ms(v) for v in (1795694400, 1795694400123, 1795694400123456, 1795694400123456789)]
+    [1795694400000, 1795694400123, 1795694400123, 1795694400123]
+    >>> epoch_ms(1795694400.5)
+    1795694400500
+    """
+    magnitude = abs(value)
+    if magnitude < EPOCH_UNIT_BOUNDS[0]:
+        return math.floor(value * 1000) if isinstance(value, float) else value * 1000
+    if magnitude < EPOCH_UNIT_BOUNDS[1]:
+        return math.floor(value)
+    divisor = 1000 if magnitude < EPOCH_UNIT_BOUNDS[2] else 1_000_000
+    return math.floor(value / divisor) if isinstance(value, float) else value // divisor
+
+
+def epoch_ms_array(values: np.ndarray) -> np.ndarray:
+    """:func:`epoch_ms` of an int64 array (vectorised, the same values)."""
+    magnitude = np.abs(values)
+    return np.where(magnitude < EPOCH_UNIT_BOUNDS[0], values * 1000,
+                    np.where(magnitude < EPOCH_UNIT_BOUNDS[1], values,
+                             np.where(magnitude < EPOCH_UNIT_BOUNDS[2], values // 1000, values // 1_000_000)))
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?\d+(\.\d*)?")
+
+
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
-    """ISO 8601 (``T`` or space separator, any fraction, ``Z`` or an offset; naive = UTC) or epoch
-    milliseconds → epoch milliseconds (floor; exact, no float rounding of the fraction).
+    """ISO 8601 (``T`` or space separator, any fraction, ``Z`` or an offset; naive = UTC) or an epoch
+    number (or digit string) in seconds, milliseconds, microseconds or nanoseconds (:func:`epoch_ms`)
+    → epoch milliseconds (floor; exact, no float rounding of the fraction).
 
     A time outside years 1–9999 is an error: it cannot be a request time and would fail later,
     when the window is written."""
     if isinstance(value, bool) or value is None:
-        raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, got {value!r}")
+        raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, got {value!r}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise EventError(f"field {field!r} is not finite: {value!r}")
-        ms = math.floor(value)
+        ms = epoch_ms(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            ms = int(text)
+        if _NUMBER_TEXT.fullmatch(text):
+            ms = epoch_ms(int(text) if text.lstrip("+-").isdigit() else float(text))
         else:
             try:
                 when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
@@ -204,7 +262,7 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
             except OverflowError:
                 raise EventError(f"field {field!r} is out of range: {value[:64]!r}") from None
     else:
-        raise EventError(f"field {field!r} must be an ISO 8601 time or epoch milliseconds, "
+        raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, "
                          f"got {type(value).__name__}")
     if not _MIN_MS <= ms <= _MAX_MS:
         raise EventError(f"field {field!r} is out of range (years 1-9999) as epoch milliseconds: {str(value)[:64]}")
@@ -262,15 +320,50 @@ def _is_row(value: Any) -> bool:
     return isinstance(value, (list, dict))
 
 
-def _input_rows(inputs: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """``inputs`` → rows. One row: a list of scalars or an object; a batch: a list of rows."""
+def _columns_to_rows(columns: dict[str, Any], arrays: frozenset[str]) -> list[dict[str, Any]] | None:
+    """A column-oriented batch (name → one value per row, all of one length) as rows, or None when
+    ``columns`` is one row. Its values are lists; a list whose name is an array column of the
+    reference (``arrays``) is that one row's array unless its elements are themselves lists."""
+    if not columns or not all(isinstance(v, list) and v for v in columns.values()):
+        return None
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        return None
+    for name, values in columns.items():
+        nested = any(isinstance(v, (list, dict)) for v in values)
+        if nested != (normalize_name(name) in arrays):  # per-row arrays where, and only where, arrays are
+            return None
+    n = lengths.pop()
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+
+
+def _split_rows(inputs: dict[str, Any]) -> list[Any] | None:
+    """pandas' and MLflow's "split" orientation, ``{"columns": [...], "data": [[...], ...]}``, as
+    rows; None for any other object."""
+    if set(inputs) - {"columns", "data", "index"} or not {"columns", "data"} <= set(inputs):
+        return None
+    columns, data = inputs["columns"], inputs["data"]
+    if not isinstance(columns, list) or not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        return None
+    if any(len(r) != len(columns) for r in data):
+        raise EventError(f"'inputs' in the split orientation: a row of 'data' does not have the "
+                         f"{len(columns)} values of 'columns'")
+    return [dict(zip(map(str, columns), r)) for r in data]
+
+
+def _input_rows(inputs: Any, names: tuple[str, ...], arrays: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """``inputs`` → rows, in any orientation serving frameworks use: one row (a list of scalars, or
+    an object); a batch of rows (a list of rows, lists or objects); columns (an object of name →
+    one value per row, or a list holding one such object); pandas' "split" (``columns`` and
+    ``data``). ``arrays``: the reference's array columns (see :func:`_columns_to_rows`)."""
     if isinstance(inputs, dict):
-        batch = [inputs]
+        batch = _split_rows(inputs) or _columns_to_rows(inputs, arrays) or [inputs]
     elif isinstance(inputs, list):
         if not inputs:
             raise EventError("field 'inputs' is an empty list: no rows to monitor")
+        columns = _columns_to_rows(inputs[0], arrays) if len(inputs) == 1 and isinstance(inputs[0], dict) else None
         # all rows → a batch; otherwise one row (whose values may be nested arrays)
-        batch = inputs if all(_is_row(r) for r in inputs) else [inputs]
+        batch = columns or (inputs if all(_is_row(r) for r in inputs) else [inputs])
     else:
         raise EventError(f"field 'inputs' must be a row (list or object) or a list of rows, got {type(inputs).__name__}")
     rows = []
@@ -356,7 +449,7 @@ def _check_endpoint_id(endpoint_id: Any) -> str:
 def _native(obj: dict[str, Any], columns_of) -> Event:
     endpoint_id = _check_endpoint_id(obj.get("endpoint_id"))
     if "timestamp" not in obj:
-        raise EventError("missing field 'timestamp' (ISO 8601 time or epoch milliseconds)")
+        raise EventError("missing field 'timestamp' (ISO 8601 time or an epoch number)")
     return _event(endpoint_id, parse_timestamp(obj["timestamp"]), obj.get("request_id"), obj.get("inputs"),
                   obj.get("outputs"), obj.get("error"), obj.get("latency_us"), "native", None, columns_of)
 
@@ -365,13 +458,15 @@ _MAX_EXACT = 2 ** 53
 
 
 def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
-    """The common native event (epoch-ms time, rows of plain values named by the endpoint's
+    """The common native event (an integer epoch time, rows of plain values named by the endpoint's
     features, one plain output per row, no error), checked and decoded in one place: what
     :func:`_native` makes of it, in a third of the time. None when anything is unusual: the
     general path then decides, with its error messages."""
     endpoint_id, ts, inputs = obj.get("endpoint_id"), obj.get("timestamp"), obj.get("inputs")
-    if (type(endpoint_id) is not str or type(ts) is not int or type(inputs) is not list or not inputs
-            or obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or endpoint_id_problem(endpoint_id) is not None):
+    if type(ts) is not int or type(endpoint_id) is not str or type(inputs) is not list or not inputs:
+        return None
+    ts = epoch_ms(ts)
+    if obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or endpoint_id_problem(endpoint_id) is not None:
         return None
     latency = obj.get("latency_us")
     if latency is not None:
@@ -430,7 +525,11 @@ def _mlrun(obj: dict[str, Any], columns_of) -> Event:
         model, _, version = model.partition(":")
     if not project or not function:
         raise EventError(f"field 'function_uri' {uri[:100]!r} lacks a project or a function")
-    endpoint_id = endpoint_uid(project, function, tag or None, model, version or None)
+    # the id MLRun assigned (MLRun 1.12 sends it); older events: derived as MLRun derives it
+    given = obj.get("endpoint_id")
+    endpoint_id = (_check_endpoint_id(given) if given is not None
+                   else endpoint_uid(project, function, tag or None, model, version or None))
+    estimated = _estimated_rows(obj)
     if "when" not in obj:
         raise EventError("missing field 'when' (the request time)")
     error = obj.get("error")
@@ -445,8 +544,39 @@ def _mlrun(obj: dict[str, Any], columns_of) -> Event:
     outputs = resp.get("outputs") if resp else None
     if resp is None and not error:
         raise EventError("an MLRun event without 'resp' must carry 'error'")
-    return _event(endpoint_id, parse_timestamp(obj["when"], "when"), request.get("id"), request.get("inputs"),
-                  outputs, error, obj.get("microsec"), "mlrun", project, columns_of)
+    event = _event(endpoint_id, parse_timestamp(obj["when"], "when"), request.get("id"), request.get("inputs"),
+                   outputs, error, obj.get("microsec"), "mlrun", project, columns_of)
+    return event if estimated is None else event._replace(estimated_rows=estimated(len(event.rows)))
+
+
+def _estimated_rows(obj: dict[str, Any]):
+    """MLRun's sampling (``sampling_percentage``: the share of requests the serving function
+    logged; ``effective_sample_count``: the samples the event stands for, default its rows): a
+    function rows → the rows the event stands for, ``samples × 100 / sampling_percentage``, as
+    MLRun's stream processing estimates them; None without sampling fields."""
+    percentage, samples = obj.get("sampling_percentage"), obj.get("effective_sample_count")
+    if percentage is None and samples is None:
+        return None
+    if percentage is None:
+        percentage = 100
+    if isinstance(percentage, bool) or not isinstance(percentage, (int, float)) or not 0 < percentage <= 100:
+        raise EventError(f"field 'sampling_percentage' must be a number in (0, 100], got {percentage!r}")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 0):
+        raise EventError(f"field 'effective_sample_count' must be a whole number >= 0, got {samples!r}")
+    return lambda rows: (rows if samples is None else samples) * 100.0 / percentage
+
+
+def _batch_complete(obj: dict[str, Any]) -> BatchComplete:
+    """MLRun's ``batch_complete`` event (``kind``, ``endpoint_id``, ``first_timestamp``,
+    ``last_timestamp``, ``batch_completion_time``)."""
+    if "last_timestamp" not in obj:
+        raise EventError("a batch_complete event needs 'last_timestamp'")
+    return BatchComplete(_check_endpoint_id(obj.get("endpoint_id")), parse_timestamp(obj["last_timestamp"], "last_timestamp"))
+
+
+def _is_mlrun_shape(obj: dict[str, Any]) -> bool:
+    """MLRun's serving event, whatever else it carries (MLRun 1.12 adds ``endpoint_id``)."""
+    return "function_uri" in obj and ("request" in obj or "when" in obj)
 
 
 def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, project, columns_of) -> Event:
@@ -463,7 +593,7 @@ def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, 
     try:
         if inputs is None:
             raise EventError("missing field 'inputs'" if shape == "native" else "missing field 'request.inputs'")
-        rows = _input_rows(inputs, cols.features)
+        rows = _input_rows(inputs, cols.features, cols.arrays)
     except EventError:
         if not failed:
             raise
@@ -475,8 +605,9 @@ def _event(endpoint_id, ts, request_id, inputs, outputs, error, latency, shape, 
 
 
 def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
-           max_bytes: int = MAX_EVENT_BYTES, bounds: TimeBounds | None = None) -> Event | DeadLetter:
-    """One Kafka record → an :class:`Event`, or a :class:`DeadLetter` saying what is wrong.
+           max_bytes: int = MAX_EVENT_BYTES, bounds: TimeBounds | None = None) -> Event | BatchComplete | DeadLetter:
+    """One Kafka record → an :class:`Event`, a :class:`BatchComplete` (MLRun's end of a batch
+    job), or a :class:`DeadLetter` saying what is wrong.
 
     ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`); None accepts any
     time Python can represent."""
@@ -494,7 +625,13 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
     if not isinstance(obj, dict):
         return dead_letter(payload, f"an event must be a JSON object, got {type(obj).__name__}")
     try:
-        if "endpoint_id" in obj:
+        if obj.get("kind") == "batch_complete":
+            control = _batch_complete(obj)
+            problem = None if bounds is None else bounds.problem(control.last_timestamp_ms)
+            return control if problem is None else dead_letter(payload, f"field 'last_timestamp' {problem}")
+        if _is_mlrun_shape(obj):
+            event = _mlrun(obj, columns_of)
+        elif "endpoint_id" in obj:
             event = _fast_native(obj, columns_of) or _native(obj, columns_of)
         elif "function_uri" in obj or "model" in obj:
             event = _mlrun(obj, columns_of)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from udfs.applications import (
+    HISTOGRAM_DATA_DRIFT,
     ModelMonitoringApplicationBase,
     MonitoringApplicationContext,
     app_name,
@@ -113,7 +114,8 @@ def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int
         latency_p50_us=agg.latency_quantile(0.5), latency_p95_us=agg.latency_quantile(0.95),
         latency_p99_us=agg.latency_quantile(0.99),
         first_request=None if agg.first_ms is None else utc_from_ms(agg.first_ms),
-        last_request=None if agg.last_ms is None else utc_from_ms(agg.last_ms))
+        last_request=None if agg.last_ms is None else utc_from_ms(agg.last_ms),
+        estimated_count=agg.estimated_rows)
 
 
 WINDOW_FAILED = "mm-window-failed"
@@ -292,7 +294,8 @@ def monitor_window(
     project = (endpoint or {}).get("project") or default_project
     prediction = prediction_record(project, endpoint_id, start_ms, end_ms, agg)
     feature_stats = (endpoint or {}).get("feature_stats") or {}
-    if not feature_stats or agg.accumulator is None:
+    # no reference (yet), or monitoring disabled: the window is counted, its rows kept raw, no drift
+    if not feature_stats or agg.accumulator is None or (endpoint or {}).get("monitoring_mode") == "disabled":
         return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction)
     start, end = utc_from_ms(start_ms), utc_from_ms(end_ms)
     results: list[ResultRecord] = []
@@ -302,7 +305,7 @@ def monitor_window(
 
     def stats():
         if "stats" not in shared:
-            shared["stats"] = agg.accumulator.to_stats()
+            shared["stats"] = agg.window_stats()
         return copy.deepcopy(shared["stats"])
 
     def sample():
@@ -338,5 +341,25 @@ def monitor_window(
             continue
         results += r
         metrics += m
+    unmatched = unmatched_columns(agg, feature_stats)
+    if unmatched is not None:
+        errors.append(ErrorRecord(project, endpoint_id, HISTOGRAM_DATA_DRIFT, UNMATCHED_COLUMNS, unmatched, end))
     return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction,
                         tuple(results), tuple(metrics), tuple(errors), tuple(window_feature_drift(results)))
+
+
+UNMATCHED_COLUMNS = "mm-app-unmatched-columns"
+"""The error type of a window whose rows have no value in any column of the reference."""
+
+
+def unmatched_columns(agg: WindowAggregate, feature_stats: Mapping[str, Any]) -> str | None:
+    """Why a window that received rows has nothing to compare with the reference (no value in any
+    reference column: renamed or re-cased features, all-null inputs), or None when it has."""
+    acc = agg.accumulator
+    if not agg.rows or acc is None or int(acc.count.sum()) + int(acc.cat_count.sum()) > 0:
+        return None
+    seen = sorted(agg.unknown_columns)
+    return (f"the window's {agg.rows} rows have no value in any column of the reference: its columns "
+            f"{seen[:20]}{'...' if len(seen) > 20 else ''} (all null when they are the reference's), the "
+            f"reference's {sorted(feature_stats)[:20]}{'...' if len(feature_stats) > 20 else ''}; were features "
+            "renamed or re-cased, or are the inputs empty?")

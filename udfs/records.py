@@ -97,6 +97,7 @@ class PredictionRecord:
     latency_p99_us: float | None
     first_request: dt.datetime | None
     last_request: dt.datetime | None
+    estimated_count: float | None = None  # rows the window stands for, the serving side's sampling undone
 
 
 @dataclasses.dataclass(frozen=True)

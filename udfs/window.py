@@ -185,6 +185,12 @@ class WindowAggregate:
     unknown_columns: dict[str, int] = dataclasses.field(default_factory=dict)
     accumulator: Accumulator | None = None
     sample: Sample = dataclasses.field(default_factory=lambda: Sample.empty(DEFAULT_SAMPLE_SIZE))
+    sampled_extra: float = 0.0  # rows sampled out by the serving side (MLRun's sampling_percentage), estimated
+
+    @property
+    def estimated_rows(self) -> float:
+        """The rows the window stands for: its rows plus those the serving side sampled out."""
+        return self.rows + self.sampled_extra
 
     # ----------------------------------------------------------------- counting
 
@@ -207,6 +213,7 @@ class WindowAggregate:
         by_names = Counter(map(tuple, rows)).items() if rows is not None else [(names, len(values))]
         self._count(len(events), min(times) if times else None, max(times) if times else None,
                     sum(1 for ev in events if ev.error), lat, block, by_names, counts, priorities, layout, sample_size)
+        self.sampled_extra += sum(ev.estimated_rows - len(ev.rows) for ev in counted if ev.estimated_rows is not None)
 
     def add_block(self, block: RowBlock, priorities: np.ndarray, first_ms: int, last_ms: int, events: int,
                   latencies: np.ndarray, layout: Layout | None, sample_size: int = DEFAULT_SAMPLE_SIZE) -> None:
@@ -263,7 +270,7 @@ class WindowAggregate:
             latency_hist=self.latency_hist + other.latency_hist,
             unknown_columns={k: self.unknown_columns.get(k, 0) + other.unknown_columns.get(k, 0)
                              for k in {*self.unknown_columns, *other.unknown_columns}},
-            sample=self.sample.merged(other.sample),
+            sample=self.sample.merged(other.sample), sampled_extra=self.sampled_extra + other.sampled_extra,
         )
         a, b = self.accumulator, other.accumulator
         if a is not None and b is not None and a.layout.fingerprint != b.layout.fingerprint:
@@ -314,6 +321,23 @@ class WindowAggregate:
         """The sample as a pandas DataFrame (columns as in the events)."""
         return self.sample.block.to_frame()
 
+    def window_stats(self) -> dict[str, dict[str, Any]]:
+        """The window's statistics per reference column, as MLRun's ``sample_df_stats``: the
+        accumulator's (from every row: count, mean, std, min, max, hist, ...) and, per numeric
+        column, the quartiles ``25%``, ``50%``, ``75%`` of the window's uniform sample (approximate:
+        a sample of at most ``sample.k`` rows stands for the window; exact while the window has
+        fewer rows)."""
+        stats = self.accumulator.to_stats() if self.accumulator is not None else {}
+        block = self.sample.block
+        for name, column in stats.items():
+            if name in block.numeric and "hist" in column:
+                values = block.matrix[:, block.numeric.index(name)]
+                values = values[np.isfinite(values)]
+                if values.size:
+                    for q, v in zip(("25%", "50%", "75%"), np.percentile(values, [25, 50, 75]).tolist()):
+                        column[q] = v
+        return stats
+
     # ----------------------------------------------------------------- bytes
 
     def to_bytes(self) -> bytes:
@@ -326,7 +350,7 @@ class WindowAggregate:
         head = json.dumps({
             "rows": self.rows, "events": self.events, "errors": self.errors, "first": self.first_ms,
             "last": self.last_ms, "lc": self.latency_count, "ls": self.latency_sum,
-            "unknown": self.unknown_columns, "k": self.sample.k,
+            "unknown": self.unknown_columns, "k": self.sample.k, "se": self.sampled_extra,
             "sizes": [len(acc), len(lat), len(pri), len(sample)],
         }, separators=(",", ":")).encode()
         return b"".join([_HEAD.pack(_MAGIC, len(head)), head, acc, lat, pri, sample])
@@ -355,7 +379,7 @@ class WindowAggregate:
             hist[idx] = counts
         agg = cls(rows=head["rows"], events=head["events"], errors=head["errors"], first_ms=head["first"],
                   last_ms=head["last"], latency_count=head["lc"], latency_sum=head["ls"], latency_hist=hist,
-                  unknown_columns=head["unknown"],
+                  unknown_columns=head["unknown"], sampled_extra=head.get("se", 0.0),
                   sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), block=RowBlock.from_bytes(sample_b)))
         if acc_b:
             layout = _find_layout(acc_b[8:16], layouts)
@@ -641,6 +665,7 @@ class Partial:
     max_timestamp_ms: int
     aggregate: WindowAggregate
     index: int  # a record of the batch that belongs to this partial (the first one)
+    late: bool = False  # its records came after their window closed for good (EventClock)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -655,6 +680,8 @@ class Batch:
     request_ids: list[str | None]
     latency_us: np.ndarray  # float64, NaN where the event has none
     errors: list[bool | None]
+    late: np.ndarray | None = None  # bool per record: after its window closed for good (with an EventClock)
+    controls: list[tuple[int, Any]] = dataclasses.field(default_factory=list)  # (record index, BatchComplete)
 
 
 def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
@@ -669,21 +696,58 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
     return batch.partials, batch.dead
 
 
+_NEVER = -(1 << 62)  # an event time before any: the clock before its first record
+
+
+@dataclasses.dataclass
+class EventClock:
+    """The parse stage's watermark, record by record: the newest event time read so far (in the
+    order records are read, across batches) minus ``max_disorder_ms``, as Flink's bounded-disorder
+    watermark. A record is late when that watermark, where it is read, has passed its window's end
+    plus ``allowed_lateness_ms``: its window closed for good.
+
+    Deciding it here, per record, lets a batch split its rows between a window's partial and the
+    late count exactly as the raw rows' late flag says, wherever the batch boundaries fall.
+
+    >>> clock = EventClock(window_ms=60_000, allowed_lateness_ms=60_000, max_disorder_ms=5_000)
+    >>> clock.late(np.array([0, 200_000, 59_000, 150_000]), np.ones(4, bool)).tolist()
+    [False, False, True, False]
+    """
+
+    window_ms: int
+    allowed_lateness_ms: int
+    max_disorder_ms: int
+    newest_ms: int = _NEVER
+
+    def late(self, timestamps: np.ndarray, accepted: np.ndarray) -> np.ndarray:
+        """Per record (epoch ms, in read order): late or not; only ``accepted`` records move the clock."""
+        ts = np.where(accepted, timestamps, _NEVER)
+        running = np.maximum.accumulate(np.concatenate(([self.newest_ms], ts)))[1:]
+        if running.size:
+            self.newest_ms = int(running[-1])
+        closed = timestamps - timestamps % self.window_ms + (self.window_ms - 1 + self.allowed_lateness_ms)
+        return accepted & (closed < running - self.max_disorder_ms)
+
+
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
-                      sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None) -> Batch:
+                      sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None,
+                      clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_batch`, plus each good record's raw-row columns.
 
     ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`; None: any time
     Python represents); a record outside them is a dead letter saying so. ``sizes``: each record's
     size in bytes, when ``payloads`` may hold only the first bytes of a record over the size limit
     (:data:`udfs.events.MAX_EVENT_BYTES`): such a record is a dead letter with its true size.
+    ``clock``: the parse stage's :class:`EventClock`; with it, each record is flagged late or not
+    (``Batch.late``) and a window's late records and on-time records are in separate partials.
+    MLRun's ``batch_complete`` events are ``Batch.controls``.
 
     ``reader``: a :class:`udfs.columnar.ColumnarReader` (kept across batches: it remembers what
     worked), True for a new one, False for none. The records it reads column-wise are
     aggregated there; every other record is decoded one by one here. Either way a record ends
     in the same counts (a batch may then carry two partials of one endpoint and window, which
     merge by addition)."""
-    from udfs.events import DeadLetter, decode, dead_letter, window_start
+    from udfs.events import BatchComplete, DeadLetter, decode, dead_letter, window_start
 
     n = len(payloads)
     oversize: list[tuple[int, DeadLetter]] = []
@@ -723,6 +787,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
         rest = np.flatnonzero(left).tolist()
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     dead: list[tuple[int, DeadLetter]] = list(oversize)
+    controls: list[tuple[int, BatchComplete]] = []
     skip = {i for i, _ in oversize}
     for i in rest:
         if i in skip:
@@ -730,6 +795,9 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
         out = decode(payloads[i], catalog.columns, bounds=bounds)
         if isinstance(out, DeadLetter):
             dead.append((i, out))
+        elif isinstance(out, BatchComplete):
+            controls.append((i, out))
+            endpoint_ids[i] = out.endpoint_id
         else:
             groups.setdefault((out.endpoint_id, window_start(out.timestamp_ms, window_ms)), []).append((i, out))
     for (endpoint_id, start), items in groups.items():
@@ -760,29 +828,62 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
             partials.append(Partial(endpoint_id, start, max(ev.timestamp_ms for _, ev in items), agg, items[0][0]))
     if part is not None and part.index.size:
         partials = _one_per_window(partials)
-    return Batch(partials, dead, endpoint_ids, timestamps, request_ids, latency, errors)
+    batch = Batch(partials, dead, endpoint_ids, timestamps, request_ids, latency, errors, None, controls)
+    if clock is not None:
+        batch = _split_late(batch, payloads, catalog, window_ms, sample_size, bounds, clock)
+    return batch
+
+
+def _split_late(batch: Batch, payloads, catalog, window_ms: int, sample_size: int, bounds, clock: EventClock) -> Batch:
+    """``batch`` with every record flagged late or not by ``clock``, and each partial holding only
+    records of one kind: a window whose records in this batch are partly late is aggregated
+    again record by record, as two partials (rare: a batch across the watermark passing a
+    window's end plus the allowed lateness)."""
+    n = len(batch.endpoint_ids)
+    other = {i for i, _ in batch.dead} | {i for i, _ in batch.controls}
+    accepted = np.fromiter((e is not None and i not in other for i, e in enumerate(batch.endpoint_ids)), bool, n)
+    late = clock.late(batch.timestamps, accepted)
+    if not late.any():
+        return dataclasses.replace(batch, late=late)
+    starts = batch.timestamps - batch.timestamps % window_ms
+    members: dict[tuple[str, int], list[int]] = {}
+    for i in np.flatnonzero(accepted).tolist():
+        members.setdefault((batch.endpoint_ids[i], int(starts[i])), []).append(i)
+    partials = []
+    for p in batch.partials:
+        recs = members[(p.endpoint_id, p.window_start)]
+        flags = late[recs]
+        if flags.all() or not flags.any():
+            partials.append(dataclasses.replace(p, late=bool(flags[0])))
+            continue
+        for flag in (False, True):
+            subset = [i for i, f in zip(recs, flags.tolist()) if f == flag]
+            again = aggregate_records([payloads[i] for i in subset], catalog, window_ms, sample_size, False, bounds)
+            partials += [dataclasses.replace(q, index=subset[q.index], late=flag) for q in again.partials]
+    return dataclasses.replace(batch, partials=partials, late=late)
 
 
 def _one_per_window(partials: list[Partial]) -> list[Partial]:
     """Partials of the same endpoint and window (read by both paths) merged into one."""
-    by_key: dict[tuple[str, int], list[Partial]] = {}
+    by_key: dict[tuple[str, int, bool], list[Partial]] = {}
     for p in partials:
-        by_key.setdefault((p.endpoint_id, p.window_start), []).append(p)
+        by_key.setdefault((p.endpoint_id, p.window_start, p.late), []).append(p)
     if len(by_key) == len(partials):
         return partials
     return [parts[0] if len(parts) == 1 else
             Partial(key[0], key[1], max(p.max_timestamp_ms for p in parts),
-                    WindowAggregate.merge_all([p.aggregate for p in parts]), min(p.index for p in parts))
+                    WindowAggregate.merge_all([p.aggregate for p in parts]), min(p.index for p in parts), key[2])
             for key, parts in by_key.items()]
 
 
 def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
-                       sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None) -> Batch:
+                       sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None,
+                       clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_records`, where no record can fail the batch: when the batch raises (a
     fault of ours that some record triggers), each record is aggregated alone, and one that still
     raises becomes a dead letter carrying the exception (the others are counted as usual)."""
     try:
-        return aggregate_records(payloads, catalog, window_ms, sample_size, reader, bounds, sizes)
+        return aggregate_records(payloads, catalog, window_ms, sample_size, reader, bounds, sizes, clock)
     except Exception:  # noqa: BLE001 - isolate the record that causes it, below
         log.exception("a batch of %d records failed as a whole; aggregating them one by one", len(payloads))
     from udfs.events import dead_letter
@@ -791,12 +892,13 @@ def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
     for i, payload in enumerate(payloads):
         try:
             parts.append(aggregate_records([payload], catalog, window_ms, sample_size, False, bounds,
-                                           None if sizes is None else sizes[i:i + 1]))
+                                           None if sizes is None else sizes[i:i + 1], clock))
         except Exception as exc:  # noqa: BLE001 - this record's own failure: a dead letter with the reason
             letter = dead_letter(payload, f"the parse stage failed on this record: {type(exc).__name__}: {exc}")
             parts.append(Batch([], [(0, letter)], [None], np.zeros(1, np.int64), [None], np.full(1, np.nan), [None]))
     partials = [dataclasses.replace(p, index=i) for i, b in enumerate(parts) for p in b.partials]
+    late = None if clock is None else np.concatenate([b.late for b in parts])
     return Batch(_one_per_window(partials), [(i, letter) for i, b in enumerate(parts) for _, letter in b.dead],
                  [b.endpoint_ids[0] for b in parts], np.concatenate([b.timestamps for b in parts]),
                  [b.request_ids[0] for b in parts], np.concatenate([b.latency_us for b in parts]),
-                 [b.errors[0] for b in parts])
+                 [b.errors[0] for b in parts], late, [(i, c) for i, b in enumerate(parts) for _, c in b.controls])

@@ -61,7 +61,8 @@ _VALUE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
                     ("row_count", "INTEGER NOT NULL"), ("event_count", "INTEGER NOT NULL"),
                     ("error_count", "INTEGER NOT NULL"), ("latency_count", "INTEGER NOT NULL"),
                     ("latency_mean_us", "REAL"), ("latency_p50_us", "REAL"), ("latency_p95_us", "REAL"),
-                    ("latency_p99_us", "REAL"), ("first_request", "INTEGER"), ("last_request", "INTEGER")),
+                    ("latency_p99_us", "REAL"), ("first_request", "INTEGER"), ("last_request", "INTEGER"),
+                    ("estimated_count", "REAL")),
     "errors": (("time", "INTEGER NOT NULL"), ("model_error", "TEXT NOT NULL")),
     "feature_drift": (("end_infer_time", "INTEGER NOT NULL"), ("start_infer_time", "INTEGER NOT NULL"),
                       ("tvd", "REAL"), ("hellinger", "REAL"), ("kld", "REAL"), ("p_value", "REAL"),
@@ -130,6 +131,15 @@ def _migrate_key(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(f"DROP TABLE {old}")
 
 
+def _add_columns(conn: sqlite3.Connection, table: str) -> None:
+    """Add the value columns a file from before they existed lacks (nullable: old rows read None)."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+    for column, kind in _VALUE_COLUMNS[table]:
+        if column not in present:
+            log.info("SQLite TSDB: adding column %s to table %s", column, table)
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind.replace(' NOT NULL', '')}")
+
+
 def _opt_micros(value) -> int | None:
     return None if value is None else micros(value)
 
@@ -194,6 +204,7 @@ class SqliteTSDB(TSDB):
         def create(conn: sqlite3.Connection) -> None:
             for table in _VALUE_COLUMNS:
                 conn.execute(_create_table_sql(table))
+                _add_columns(conn, table)
                 _migrate_key(conn, table)
                 conn.execute(_index_sql(table))
 
@@ -223,7 +234,8 @@ class SqliteTSDB(TSDB):
     def _prediction_rows(records: Sequence[PredictionRecord]) -> list[tuple]:
         return [(micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
                  p.latency_count, p.latency_mean_us, p.latency_p50_us, p.latency_p95_us, p.latency_p99_us,
-                 _opt_micros(p.first_request), _opt_micros(p.last_request), p.project, p.endpoint_id)
+                 _opt_micros(p.first_request), _opt_micros(p.last_request), p.estimated_count, p.project,
+                 p.endpoint_id)
                 for p in records]
 
     @staticmethod

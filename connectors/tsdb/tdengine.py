@@ -236,7 +236,8 @@ PREDICTIONS = SuperTable(
     columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("row_count", "BIGINT"),
              ("event_count", "BIGINT"), ("error_count", "BIGINT"), ("latency_count", "BIGINT"),
              ("latency_mean_us", "DOUBLE"), ("latency_p50_us", "DOUBLE"), ("latency_p95_us", "DOUBLE"),
-             ("latency_p99_us", "DOUBLE"), ("first_request", "TIMESTAMP"), ("last_request", "TIMESTAMP")),
+             ("latency_p99_us", "DOUBLE"), ("first_request", "TIMESTAMP"), ("last_request", "TIMESTAMP"),
+             ("estimated_count", "DOUBLE")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)")),
 )
 ERRORS = SuperTable(
@@ -307,6 +308,23 @@ def create_stable_sql(database: str, stable: SuperTable) -> str:
     return f"CREATE STABLE IF NOT EXISTS {db}.{stable.name} ({columns}) TAGS ({tags})"
 
 
+def columns_sql(database: str) -> str:
+    """The columns of the database's supertables: rows of (supertable, column)."""
+    return ("SELECT table_name, col_name FROM information_schema.ins_columns "
+            f"WHERE db_name = {quote(identifier(database, 'database name'))} AND table_type = 'SUPER_TABLE'")
+
+
+def add_columns_sql(database: str, present: Iterable[Sequence[Any]]) -> list[str]:
+    """``ALTER STABLE ... ADD COLUMN`` for each column a supertable made by an older streamdrift lacks
+    (``present``: rows of (supertable, column), :func:`columns_sql`); old rows read NULL there."""
+    have: dict[str, set[str]] = {}
+    for row in present:
+        have.setdefault(_text(row[0]), set()).add(_text(row[1]))
+    return [f"ALTER STABLE {database}.{stable.name} ADD COLUMN {column} {kind}"
+            for stable in SUPERTABLES if stable.name in have
+            for column, kind in stable.columns if column not in have[stable.name]]
+
+
 def schema_sql(database: str, keep_days: int = DEFAULT_TSDB_KEEP_DAYS) -> list[str]:
     """The statements that create the database and its supertables, in order (between them
     :meth:`TDengineTSDB.create_schema` checks the database's options)."""
@@ -336,7 +354,7 @@ def _prediction_row(p: PredictionRecord) -> tuple[dict[str, Any], list[Any]]:
     values = [micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
               p.latency_count, p.latency_mean_us, p.latency_p50_us, p.latency_p95_us, p.latency_p99_us,
               None if p.first_request is None else micros(p.first_request),
-              None if p.last_request is None else micros(p.last_request)]
+              None if p.last_request is None else micros(p.last_request), p.estimated_count]
     return tags, values
 
 
@@ -473,7 +491,8 @@ METRIC_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGIN
                  "project, endpoint_id, application_name, metric_name")
 PREDICTION_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), row_count, event_count, "
                      "error_count, latency_count, latency_mean_us, latency_p50_us, latency_p95_us, latency_p99_us, "
-                     "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), project, endpoint_id")
+                     "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), estimated_count, project, "
+                     "endpoint_id")
 ERROR_SELECT = "CAST(time AS BIGINT), model_error, project, endpoint_id, application_name, error_type"
 FEATURE_DRIFT_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, "
                         "p_value, rejected, effect_size, window_count, reference_count, project, endpoint_id, "
@@ -568,13 +587,14 @@ def metric_from_row(row: Sequence[Any]) -> MetricRecord:
 
 
 def prediction_from_row(row: Sequence[Any]) -> PredictionRecord:
-    (end, start, rows, events, errors, lat_count, mean, p50, p95, p99, first, last, project, endpoint_id) = row
+    (end, start, rows, events, errors, lat_count, mean, p50, p95, p99, first, last, estimated, project,
+     endpoint_id) = row
     return PredictionRecord(
         project=_text(project), endpoint_id=_text(endpoint_id), start_infer_time=from_micros(start),
         end_infer_time=from_micros(end), count=int(rows), events=int(events), error_count=int(errors),
         latency_count=int(lat_count), latency_mean_us=_float(mean), latency_p50_us=_float(p50),
         latency_p95_us=_float(p95), latency_p99_us=_float(p99), first_request=from_micros(first),
-        last_request=from_micros(last),
+        last_request=from_micros(last), estimated_count=_float(estimated),
     )
 
 
@@ -803,6 +823,8 @@ class TDengineTSDB(TSDB):
         self._execute([create_db], "creating the database")
         self._check_database()
         self._execute(stables, "creating the supertables")
+        present = self._query(columns_sql(self.database), "reading the supertables' columns")
+        self._execute(add_columns_sql(self.database, present), "adding new columns to the supertables")
 
     def _check_database(self) -> None:
         rows = self._query(database_options_sql(self.database), "reading the database's options")

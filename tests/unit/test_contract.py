@@ -154,7 +154,8 @@ def test_accepted_records_are_written_by_every_sink_and_none_is_lost(tmp_path_fa
         tsdb.write_predictions([record])
         insert_predictions_sql("streamdrift", [record])
         store.record_window([], [], record)
-        assert store.window_counters(p.endpoint_id)[-1]["rows_count"] == p.aggregate.rows
+        counters = {c["window_end"]: c["rows_count"] for c in store.window_counters(p.endpoint_id)}
+        assert counters[record.end_infer_time] == p.aggregate.rows
     tsdb.close()
     store.close()
 

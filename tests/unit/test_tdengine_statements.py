@@ -112,14 +112,25 @@ def test_schema_statements_mock():
         "CREATE STABLE IF NOT EXISTS streamdrift.predictions (end_infer_time TIMESTAMP, start_infer_time TIMESTAMP, "
         "row_count BIGINT, event_count BIGINT, error_count BIGINT, latency_count BIGINT, latency_mean_us DOUBLE, "
         "latency_p50_us DOUBLE, latency_p95_us DOUBLE, latency_p99_us DOUBLE, first_request TIMESTAMP, "
-        "last_request TIMESTAMP) TAGS (project NCHAR(255), endpoint_id NCHAR(255))",
+        "last_request TIMESTAMP, estimated_count DOUBLE) TAGS (project NCHAR(255), endpoint_id NCHAR(255))",
         "CREATE STABLE IF NOT EXISTS streamdrift.errors (time TIMESTAMP, model_error NCHAR(1000)) "
         "TAGS (project NCHAR(255), endpoint_id NCHAR(255), application_name VARCHAR(128), error_type NCHAR(255))",
         "CREATE STABLE IF NOT EXISTS streamdrift.feature_drift (end_infer_time TIMESTAMP, start_infer_time TIMESTAMP, "
         "tvd DOUBLE, hellinger DOUBLE, kld DOUBLE, p_value DOUBLE, rejected BOOL, effect_size DOUBLE, "
         "window_count BIGINT, reference_count BIGINT) TAGS (project NCHAR(255), endpoint_id NCHAR(255), "
         "application_name VARCHAR(128), feature_name NCHAR(255))",
+        "SELECT table_name, col_name FROM information_schema.ins_columns WHERE db_name = 'streamdrift' "
+        "AND table_type = 'SUPER_TABLE'",
     ]
+
+
+def test_a_supertable_of_an_older_version_gets_its_new_columns_mock():
+    from connectors.tsdb.tdengine import PREDICTIONS, add_columns_sql
+
+    old_predictions = [("predictions", c) for c, _ in PREDICTIONS.columns if c != "estimated_count"]
+    assert add_columns_sql("db", old_predictions) == ["ALTER STABLE db.predictions ADD COLUMN estimated_count DOUBLE"]
+    assert add_columns_sql("db", [("predictions", c) for c, _ in PREDICTIONS.columns]) == []
+    assert add_columns_sql("db", []) == []  # nothing created yet: CREATE STABLE made them whole
 
 
 def test_database_comes_from_the_url_path_mock():
@@ -127,7 +138,8 @@ def test_database_comes_from_the_url_path_mock():
     TDengineTSDB("taosws://root:taosdata@tdengine:6041/monitoring", connection=conn).create_schema()
     assert conn.statements[0] == "CREATE DATABASE IF NOT EXISTS monitoring PRECISION 'us' KEEP 36500"
     assert conn.statements[1].endswith("WHERE `name` = 'monitoring'")
-    assert all(" monitoring." in s for s in conn.statements[2:])
+    assert all(" monitoring." in s for s in conn.statements[2:-1])
+    assert conn.statements[-1].endswith("db_name = 'monitoring' AND table_type = 'SUPER_TABLE'")
 
 
 @pytest.mark.parametrize("database", ["a;b", "db`", "1db", "mon-itoring", "x" * 65, ""])
@@ -167,8 +179,8 @@ def test_metric_prediction_error_inserts_exact_mock():
         f"INSERT INTO streamdrift.{sha1_name('pred', 'predictions', 'fraud', 'ep-1')} "
         "USING streamdrift.predictions (project, endpoint_id) TAGS ('fraud', 'ep-1') "
         "(end_infer_time, start_infer_time, row_count, event_count, error_count, latency_count, latency_mean_us, "
-        "latency_p50_us, latency_p95_us, latency_p99_us, first_request, last_request) "
-        f"VALUES ({T1_US}, {T0_US}, 120, 40, 3, 37, 1500.5, 1200.0, 4000.0, 9000.25, {T0_US + 7}, NULL)",
+        "latency_p50_us, latency_p95_us, latency_p99_us, first_request, last_request, estimated_count) "
+        f"VALUES ({T1_US}, {T0_US}, 120, 40, 3, 37, 1500.5, 1200.0, 4000.0, 9000.25, {T0_US + 7}, NULL, NULL)",
         f"INSERT INTO streamdrift.{sha1_name('err', 'errors', 'fraud', 'ep-1', 'my-app', 'mm-app-failed')} "
         "USING streamdrift.errors (project, endpoint_id, application_name, error_type) "
         "TAGS ('fraud', 'ep-1', 'my-app', 'mm-app-failed') "
@@ -304,7 +316,7 @@ def test_query_statements_exact_mock():
         "endpoint_id, application_name, metric_name FROM streamdrift.metrics WHERE project = 'fraud'",
         "SELECT CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), row_count, event_count, "
         "error_count, latency_count, latency_mean_us, latency_p50_us, latency_p95_us, latency_p99_us, "
-        "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), project, endpoint_id "
+        "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), estimated_count, project, endpoint_id "
         f"FROM streamdrift.predictions WHERE project = 'fraud' AND endpoint_id = 'ep-1' AND end_infer_time <= {T1_US}",
         "SELECT CAST(time AS BIGINT), model_error, project, endpoint_id, application_name, error_type "
         f"FROM streamdrift.errors WHERE project = 'fraud' AND error_type = 'mm-app-failed' AND time >= {T0_US}",
@@ -349,10 +361,10 @@ def test_latest_status_decodes_timestamps_of_either_client_mock():
 
 
 def test_prediction_and_error_rows_decoded_mock():
-    pred = (T1_US, T0_US, 10, 4, 1, 9, 12.5, 10.0, 20.0, 30.0, T0_US + 5, None, "p", "e")
+    pred = (T1_US, T0_US, 10, 4, 1, 9, 12.5, 10.0, 20.0, 30.0, T0_US + 5, None, 40.0, "p", "e")
     err = (T1_US, "boom", "p", "e", "app", "mm-app-failed")
     assert TDengineTSDB(connection=FakeConnection([pred])).query_predictions("p") == [PredictionRecord(
-        "p", "e", T0, T1, 10, 4, 1, 9, 12.5, 10.0, 20.0, 30.0, T0 + dt.timedelta(microseconds=5), None)]
+        "p", "e", T0, T1, 10, 4, 1, 9, 12.5, 10.0, 20.0, 30.0, T0 + dt.timedelta(microseconds=5), None, 40.0)]
     assert TDengineTSDB(connection=FakeConnection([err])).query_errors("p") == [
         ErrorRecord("p", "e", "app", "mm-app-failed", "boom", T1)]
 
