@@ -17,6 +17,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -241,6 +242,12 @@ def test_a_store_refusing_a_window_sets_it_aside_and_replay_writes_it(tmp_path):
     (stream / "events.json").write_text("\n".join(json.dumps(e) for es in events.values() for e in es) + "\n")
 
     build(settings, JobOptions(bounded=True, window_ms=WINDOW_MS, checkpoint_interval_ms=1_000)).env.execute("refused")
+    # the log says why, with the store's own message (a local job's Python functions log to PyFlink's log)
+    import pyflink
+
+    logs = list((Path(pyflink.__file__).parent / "log").glob("flink-*python*.log"))
+    assert any(refused.endpoint_id in line and "refused by the operator's trigger" in line
+               for path in logs for line in path.read_text(errors="replace").splitlines())
 
     tsdb = open_tsdb(settings.tsdb_connection)
     assert len([r for r in tsdb.query_results(project, kept.endpoint_id) if r.result_name == "general_drift"]) == 2
@@ -278,7 +285,6 @@ def test_a_store_refusing_a_window_sets_it_aside_and_replay_writes_it(tmp_path):
 def test_submit_keeps_the_password_out_of_arguments_environment_and_logs(tmp_path, kafka, flink, mysql):
     import threading
     import uuid
-    from pathlib import Path
 
     from tests.integration.jobkit import drop_mariadb_user, mariadb_user
 
