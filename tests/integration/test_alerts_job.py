@@ -101,8 +101,9 @@ def _consume(kafka, topic: str) -> list[dict]:
 
 def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, kafka, project, receivers):
     rng = np.random.default_rng(7)
+    # MLRun's rule as the verdict: general_drift raises the data-drift events these alerts watch
     settings = load_settings({"data_dir": str(tmp_path), "project": project, "stream_path": kafka.stream_path,
-                              "base_period": 1}, env={})
+                              "base_period": 1, "drift_verdict": "mlrun"}, env={})
     reference = pd.DataFrame(rng.normal(size=(2000, 3)), columns=FEATURES)
     endpoint = get_or_create_model_endpoint(project, "model-a", "serving", reference=reference,
                                             feature_names=FEATURES, store=settings.endpoint_store_connection)
@@ -110,7 +111,6 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
     fast = {"timeout": 1.0, "retries": 1, "backoff": 0.1}
     store.add_alert_config(
         project, "drift-any", summary="{{endpoint_id}} drifts: {{kind}} {{value}} until {{window_end}}",
-        # general_drift's result: the default application's feature_drift raises data-drift events too
         severity="high", entities=[f"{endpoint.endpoint_id}.histogram-data-drift.result.general_drift"],
         trigger_kinds=["data-drift-detected", "data-drift-suspected"],
         criteria={"count": 1}, reset_policy="auto",

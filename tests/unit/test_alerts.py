@@ -107,6 +107,19 @@ def test_a_window_output_raises_one_event_per_detection_and_failed_app():
     assert events_from_output(late) == []
 
 
+@pytest.mark.parametrize("verdict, raised", [(None, ["general_drift", "feature_drift", "mine"]),
+                                              ("feature_drift", ["feature_drift", "mine"]),
+                                              ("general_drift", ["general_drift", "mine"])])
+def test_only_the_verdict_of_the_default_application_raises_data_drift_events(verdict, raised):
+    def result(app, name):
+        return ResultRecord("shop", EP, app, name, 0, 2, 0.9, _utc(T0), _utc(T0 + 10 * MIN))
+
+    out = WindowOutput("shop", EP, T0, T0 + 10 * MIN, 0, 0, None,
+                       results=(result("histogram-data-drift", "general_drift"),
+                                result("histogram-data-drift", "feature_drift"), result("my-app", "mine")))
+    assert [e.result_name for e in events_from_output(out, verdict)] == raised
+
+
 @pytest.mark.parametrize("pattern, matched", [
     ("*", {"a.histogram-data-drift.result.general_drift", "a.histogram-data-drift.result.other",
            "b.histogram-data-drift.result.general_drift", "a.flaky"}),
