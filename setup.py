@@ -27,12 +27,16 @@ setup(
         "uvicorn>=0.29,<1",
         "Jinja2>=3.1,<4",
         "plotly>=5.18,<7",
+        # /metrics of the dashboard and the producer SDK's counters
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # playwright drives Debian's chromium (no browser download): tests/integration/test_dashboard.py
         # httpx2: starlette.testclient (tests/unit/test_ui.py)
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2", "playwright>=1.45,<2",
-                 "httpx2>=2,<3"],
+                 "httpx2>=2,<3",
+                 # deploy/kubernetes/ against the Flink Kubernetes Operator's CRD schema
+                 "jsonschema>=4.18,<5"],
         "demo": ["scikit-learn>=1.4,<2"],
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],

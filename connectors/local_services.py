@@ -38,6 +38,12 @@ def jars_dir() -> Path:
     return Path(os.environ.get("STREAMDRIFT_JARS_DIR", PROJECT_ROOT / ".jars")).resolve()
 
 
+def plugins_dir() -> Path:
+    """Flink plugins fetched by ``make jars`` (the Prometheus reporter): the ``FLINK_PLUGINS_DIR``
+    of the local cluster and of local runs."""
+    return jars_dir() / "plugins"
+
+
 def _port(name: str, default: int) -> int:
     return int(os.environ.get(f"STREAMDRIFT_{name}_PORT", default))
 
