@@ -16,6 +16,9 @@ setup(
         "pyarrow>=14,<21",
         "pandas>=2.0,<2.3",
         "kafka-python>=2.0.2,<4",
+        # kafka-python checksums every record batch (CRC32C) in pure Python without it: the producer
+        # SDK sent 2.5x (1-row events) to 11x (10-row events) fewer events/s (tests/benchmarks/bench_producer.py)
+        "crc32c>=2.3,<3",
         "taospy>=2.7,<3",
         "taos-ws-py>=0.3,<1",
         "pymysql>=1.1,<2",

@@ -201,14 +201,19 @@ class _KafkaStream:
         return None
 
     def write(self, batch: list[tuple[bytes, bytes]], done) -> None:
+        """Send the batch and wait (this thread, never the caller's) until the broker answered for
+        each record: counted once per batch (a callback per record cost more than the send)."""
+        futures, refused, last = [], 0, None
         for key, value in batch:
-            try:  # waits (this thread, not the caller's) while the client's buffer is full
-                future = self.producer.send(self.topic, value=value, key=key)
+            try:
+                futures.append(self.producer.send(self.topic, value=value, key=key))
             except Exception as exc:  # noqa: BLE001 - counted as failed, the others go on
-                done(0, exc)
-                continue
-            future.add_callback(lambda _meta: done(1, None))
-            future.add_errback(lambda exc: done(0, exc))
+                refused, last = refused + 1, exc
+        self.producer.flush()
+        for future in futures:
+            if not future.succeeded():
+                refused, last = refused + 1, future.exception
+        done(len(batch) - refused, last, refused)
 
     def flush(self, timeout: float | None) -> None:
         if self.producer is not None:
