@@ -81,3 +81,23 @@ def test_rows_counted_by_the_job_are_the_rows_logged(tmp_path, request, stream):
     assert len(logged) == 2 and sum(logged.values()) > 240
 
     assert _run_and_count(settings, project, endpoint.endpoint_id) == logged
+
+
+def test_the_readme_example_runs_on_the_embedded_stream(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "examples" / "producer_example.py"), "--data-dir",
+                           str(tmp_path / "example")], capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert "601 sent, 0 dropped, 0 failed" in lines[0]
+    windows = [line.split() for line in lines if re.match(r"\d\d:\d\d-\d\d:\d\d ", line)]
+    # 200 requests of 1, 2, 3, 1, ... rows per window; the failed request is an error of the first
+    expected_rows = [sum(1 + i % 3 for i in range(w * 200, (w + 1) * 200)) for w in range(3)]
+    assert [int(w[1]) for w in windows] == expected_rows
+    assert [int(w[2]) for w in windows] == [1, 0, 0]
+    assert [" ".join(w[4:]) for w in windows] == ["no drift", "no drift", "DRIFT DETECTED"]
