@@ -160,6 +160,11 @@ def test_scrapes_of_the_job_and_the_dashboard_during_a_run(tmp_path):
         newest.end_infer_time.timestamp()
     assert one("streamdrift_alert_activations_total", project=project, alert="drifting", severity="high") == 1
 
+    # every metric the shipped Grafana dashboard queries was in these scrapes
+    from tests.unit.test_deploy import grafana_metric_names
+
+    scraped = {name for name, _, _ in samples} | {name for name, _, _ in ui_samples}
+    assert grafana_metric_names() <= scraped, grafana_metric_names() - scraped
 
 def test_the_standalone_cluster_serves_its_metrics_to_prometheus(flink):
     """The local cluster's job manager and task manager each serve /metrics on a port of the
@@ -168,14 +173,18 @@ def test_the_standalone_cluster_serves_its_metrics_to_prometheus(flink):
 
     config = yaml.safe_load((flink.conf / "config.yaml").read_text())
     first, last = (int(p) for p in str(config["metrics.reporter.prom.port"]).split("-"))
-    overview = flink.rest("/overview")
     found: dict[str, float] = {}
-    with httpx.Client(timeout=10) as client:
-        for port in range(first, last + 1):
-            for name, _, value in _samples(client.get(f"http://127.0.0.1:{port}/metrics").text):
-                if name in ("flink_jobmanager_numRegisteredTaskManagers", "flink_jobmanager_taskSlotsTotal",
-                            "flink_taskmanager_Status_JVM_Memory_Heap_Max"):
-                    found[name] = value
-    assert found["flink_jobmanager_numRegisteredTaskManagers"] == overview["taskmanagers"]
-    assert found["flink_jobmanager_taskSlotsTotal"] == overview["slots-total"]
+
+    def scraped_as_rest_says() -> bool:
+        with httpx.Client(timeout=10) as client:
+            for port in range(first, last + 1):
+                for name, _, value in _samples(client.get(f"http://127.0.0.1:{port}/metrics").text):
+                    if name in ("flink_jobmanager_numRegisteredTaskManagers", "flink_jobmanager_taskSlotsTotal",
+                                "flink_taskmanager_Status_JVM_Memory_Heap_Max"):
+                        found[name] = value
+        overview = flink.rest("/overview")  # a task manager registers its slots a moment after itself
+        return (found.get("flink_jobmanager_numRegisteredTaskManagers") == overview["taskmanagers"]
+                and found.get("flink_jobmanager_taskSlotsTotal") == overview["slots-total"] > 0)
+
+    wait_for(scraped_as_rest_says, 60, f"the cluster's metrics on ports {first}-{last}: {found}")
     assert found["flink_taskmanager_Status_JVM_Memory_Heap_Max"] > 0
