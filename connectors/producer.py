@@ -24,7 +24,10 @@ Streams:
   keyed by endpoint id (an endpoint's events stay in order within their partition);
 * ``file:///dir``: the embedded directory stream the job reads (``streamdrift run`` on the embedded
   defaults): newline-delimited records in ``<dir>/<project>.inference-events/``, one file per batch,
-  written under a hidden name and renamed into place, so the job never reads half a file.
+  written under a hidden name and renamed into place, so the job never reads half a file. A running
+  job reads the files as they appear; a backlog of files is read in no set order, so events may
+  reach the job out of time order by up to the time a backlog spans: they count in their window
+  within the job's allowed lateness (``--allowed-lateness-seconds``), and are counted late beyond it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -200,7 +202,7 @@ class _KafkaStream:
             return exc
         return None
 
-    def write(self, batch: list[tuple[bytes, bytes]], done) -> None:
+    def write(self, batch: list[tuple[bytes | None, bytes]], done) -> None:
         """Send the batch and wait (this thread, never the caller's) until the broker answered for
         each record: counted once per batch (a callback per record cost more than the send)."""
         futures, refused, last = [], 0, None
@@ -237,7 +239,7 @@ class _FileStream:
     def ready(self) -> BaseException | None:
         return None
 
-    def write(self, batch: list[tuple[bytes, bytes]], done) -> None:
+    def write(self, batch: list[tuple[bytes | None, bytes]], done) -> None:
         name = f"{self.prefix}-{time.time_ns()}-{next(self.files):06d}.jsonl"
         hidden = self.directory / f".{name}.inprogress"
         try:
@@ -292,7 +294,7 @@ class MonitoringProducer:
             self._stream = _FileStream(self.stream_path, topic)
         self.max_queue, self.batch_size, self.linger_s = max_queue, batch_size, linger_s
         self.drop_log_interval_s = drop_log_interval_s
-        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queue: deque[tuple[bytes | None, bytes]] = deque()
         self._ids: dict[tuple[str, str, str | None, str | None], str] = {}
         self._lock = threading.Lock()  # counts and the done condition
         self._done = threading.Condition(self._lock)
@@ -344,17 +346,30 @@ class MonitoringProducer:
         :returns: True when queued; False when the queue was full and the event was dropped (counted).
         :raises TypeError, ValueError: the event cannot be written (the message says why).
         """
+        endpoint_id = self.endpoint_id(endpoint)
+        return self._put(endpoint_id.encode(),
+                         encode_event(endpoint_id, inputs, outputs, request_id, timestamp, latency_us, error, labels))
+
+    def send_record(self, record: bytes | str | Mapping[str, Any], key: str | None = None) -> bool:
+        """Queue one record as it is: an MLRun serving event, an event encoded elsewhere (a mapping
+        is written as JSON, bytes and strings are not checked: the job makes a dead letter of what
+        it cannot read). Same queue and rules as :meth:`log`."""
+        if isinstance(record, Mapping):
+            record = orjson.dumps(record, default=_default, option=_OPTIONS)
+        elif isinstance(record, str):
+            record = record.encode()
+        return self._put(None if key is None else key.encode(), bytes(record))
+
+    def _put(self, key: bytes | None, value: bytes) -> bool:
         if self._closed:
             raise RuntimeError("the producer is closed")
-        endpoint_id = self.endpoint_id(endpoint)
-        value = encode_event(endpoint_id, inputs, outputs, request_id, timestamp, latency_us, error, labels)
         queue = self._queue
         with self._lock:
             full = len(queue) >= self.max_queue
             if full:
                 self.dropped += 1
             else:
-                queue.append((endpoint_id.encode(), value))
+                queue.append((key, value))
                 self.logged += 1
         if full:
             self._metric["dropped"].inc()
