@@ -188,3 +188,23 @@ def test_an_unreachable_broker_never_blocks_log_events_wait_then_drop(caplog):
     assert (producer.sent, producer.failed) == (0, 100)  # what was queued at close is counted as failed
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "queue full" in messages and f"127.0.0.1:{port}" in messages
+
+
+def test_log_from_many_threads_loses_nothing(tmp_path):
+    import threading
+
+    producer = MonitoringProducer((tmp_path / "stream").as_uri(), "threads", batch_size=100, linger_s=0.01)
+
+    def serve(t: int) -> None:
+        for i in range(500):
+            producer.log("ep", [t, i, 0.5], [1.0], request_id=f"{t}-{i}")
+
+    threads = [threading.Thread(target=serve, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert producer.close(30)
+    ids = [r["request_id"] for r in _stream_records(tmp_path / "stream" / "threads.inference-events")]
+    assert sorted(ids) == sorted(f"{t}-{i}" for t in range(4) for i in range(500))
+    assert (producer.logged, producer.sent, producer.dropped, producer.failed) == (2000, 2000, 0, 0)
