@@ -16,6 +16,9 @@ setup(
         "pyarrow>=14,<21",
         "pandas>=2.0,<2.3",
         "kafka-python>=2.0.2,<4",
+        # kafka-python checksums every record batch (CRC32C) in pure Python without it: the producer
+        # SDK sent 2.5x (1-row events) to 11x (10-row events) fewer events/s (tests/benchmarks/bench_producer.py)
+        "crc32c>=2.3,<3",
         "taospy>=2.7,<3",
         "taos-ws-py>=0.3,<1",
         "pymysql>=1.1,<2",
@@ -27,12 +30,16 @@ setup(
         "uvicorn>=0.29,<1",
         "Jinja2>=3.1,<4",
         "plotly>=5.18,<7",
+        # /metrics of the dashboard and the producer SDK's counters
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # playwright drives Debian's chromium (no browser download): tests/integration/test_dashboard.py
         # httpx2: starlette.testclient (tests/unit/test_ui.py)
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "scikit-learn>=1.4,<2", "playwright>=1.45,<2",
-                 "httpx2>=2,<3"],
+                 "httpx2>=2,<3",
+                 # deploy/kubernetes/ against the Flink Kubernetes Operator's CRD schema
+                 "jsonschema>=4.18,<5"],
         "demo": ["scikit-learn>=1.4,<2"],
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],

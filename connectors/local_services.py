@@ -38,6 +38,12 @@ def jars_dir() -> Path:
     return Path(os.environ.get("STREAMDRIFT_JARS_DIR", PROJECT_ROOT / ".jars")).resolve()
 
 
+def plugins_dir() -> Path:
+    """Flink plugins fetched by ``make jars`` (the Prometheus reporter): the ``FLINK_PLUGINS_DIR``
+    of the local cluster and of local runs."""
+    return jars_dir() / "plugins"
+
+
 def _port(name: str, default: int) -> int:
     return int(os.environ.get(f"STREAMDRIFT_{name}_PORT", default))
 
@@ -361,6 +367,7 @@ class Flink:
         for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python*.jar"),
                     *(jars_dir() / "flink").glob("*.jar")]:
             (self.lib / jar.name).symlink_to(jar)
+        metrics_port = _port("FLINK_METRICS", 9249)  # the job manager's; the task manager's is the next
         local = {
             "rest.port": self.port,
             "jobmanager.rpc.port": _port("FLINK_RPC", 6123),
@@ -370,6 +377,7 @@ class Flink:
             "env.log.dir": str(self.log_dir),
             "io.tmp.dirs": str(self.home / "tmp"),
             "state.checkpoints.dir": (self.home / "checkpoints").as_uri(),
+            "metrics.reporter.prom.port": f"{metrics_port}-{metrics_port + 1}",
         }
         (self.home / "tmp").mkdir(exist_ok=True)
         lines = [(template / "config.yaml").read_text().rstrip(), "", "# written by streamdrift services"]
@@ -379,7 +387,7 @@ class Flink:
     def env(self) -> dict[str, str]:
         env = dict(os.environ, FLINK_CONF_DIR=str(self.conf), FLINK_LOG_DIR=str(self.log_dir),
                    FLINK_PID_DIR=str(self.home), FLINK_HOME=str(flink_home()),
-                   FLINK_LIB_DIR=str(self.lib))
+                   FLINK_LIB_DIR=str(self.lib), FLINK_PLUGINS_DIR=str(plugins_dir()))
         env.pop("FLINK_ENV_JAVA_OPTS", None)
         return env
 

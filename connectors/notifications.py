@@ -386,6 +386,7 @@ class AlertDispatcher:
         self._entries: dict[int, list[dict[str, Any]]] = {}
         self.recorded = 0
         self.duplicates = 0
+        self.failures = 0  # notifications that failed for good (after their retries), or were dropped
 
     @classmethod
     def open(cls, store_url: str, kafka_bootstrap: str | None = None, **sender_options) -> AlertDispatcher:
@@ -452,6 +453,7 @@ class AlertDispatcher:
                 if entry.get("id") == target.id:
                     entry.update(result.entry())
             if result.status == "failed":
+                self.failures += 1
                 log.warning("notification %s of alert activation %d failed after %d attempt(s): %s",
                             describe_target(target), activation_id, result.attempts, result.error)
             snapshot = copy.deepcopy(entries)

@@ -249,8 +249,10 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: str | os.PathLike | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Resolve every setting from CLI values, then ``STREAMDRIFT_*`` variables, then the YAML file.
+    """Resolve every setting from CLI values, then ``STREAMDRIFT_*`` variables, then the YAML file,
+    then ``defaults`` (a command's own, e.g. the demo's project), then the embedded defaults.
 
     ``cli`` holds the flags the user gave (None values are ignored); ``env`` defaults to
     ``os.environ``; ``config_file`` defaults to ``STREAMDRIFT_CONFIG`` when set.
@@ -270,7 +272,7 @@ def load_settings(
             return cli[name]
         if ENV_PREFIX + name.upper() in env:
             return env[ENV_PREFIX + name.upper()]
-        return from_file.get(name)
+        return from_file[name] if name in from_file else (defaults or {}).get(name)
 
     data_dir = Path(raw("data_dir") or ".streamdrift")
     values: dict[str, Any] = {"data_dir": str(data_dir.resolve())}

@@ -18,9 +18,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, help=spec.help)
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace, defaults: dict | None = None):
     cli = {name: getattr(args, name, None) for name in list(SPECS) + ["data_dir"]}
-    return load_settings(cli, config_file=args.config)
+    return load_settings(cli, config_file=args.config, defaults=defaults)
 
 
 def cmd_services(args: argparse.Namespace) -> int:
@@ -127,7 +127,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from jobs import demo
 
-    return demo.main()
+    settings = _settings(args, defaults=demo.DEFAULTS)
+    print(f"streamdrift: the demo with {json.dumps(settings.masked())}", file=sys.stderr)
+    return demo.main(settings)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -186,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for the job to finish (default: detached)")
     p.set_defaults(func=cmd_submit, config=None, job_argv=[])
 
-    p = sub.add_parser("demo", help="train a model, stream inference events with drift, print per-window drift")
+    p = sub.add_parser("demo", help="train a model, stream inference events with drift, print per-window drift",
+                       description="Embedded defaults (in .streamdrift-demo, project demo) unless the settings "
+                                   "flags, STREAMDRIFT_* variables or a --config file name your own services.")
+    _add_settings_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", help="the dashboard: endpoints, drift, metrics and alerts in a browser",

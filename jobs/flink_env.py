@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from connectors.local_services import jars_dir
+from connectors.local_services import jars_dir, plugins_dir
 
 
 def flink_jar_uris() -> list[str]:
@@ -29,6 +29,27 @@ def connectors_in_flink_lib() -> bool:
     return bool(names) and all(uri.rsplit("/", 1)[-1] in names for uri in flink_jar_uris())
 
 
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def prometheus_reporter(port: str) -> dict[str, str]:
+    """Flink configuration keys of the Prometheus reporter serving ``/metrics`` on ``port`` (one
+    port, or a range ``9249-9259`` from which each JVM takes the first free one)."""
+    return {"metrics.reporter.prom.factory.class": PROMETHEUS_FACTORY, "metrics.reporter.prom.port": str(port)}
+
+
+def reporter_on_classpath() -> None:
+    """Put the Prometheus reporter fetched by ``make jars`` on the classpath of the local job's JVM
+    (PyFlink's gateway, started at the first environment of this process): a local run's mini
+    cluster loads reporters from the classpath only, not from plugins. ``HADOOP_CLASSPATH`` is
+    the variable Flink's launchers (PyFlink's too) add to the classpath."""
+    jars = sorted((plugins_dir() / "metrics-prometheus").glob("*.jar"))
+    if not jars:
+        raise RuntimeError(f"no Prometheus reporter jar in {plugins_dir() / 'metrics-prometheus'}: run `make jars`")
+    paths = [p for p in os.environ.get("HADOOP_CLASSPATH", "").split(os.pathsep) if p]
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(paths + [str(j) for j in jars if str(j) not in paths])
+
+
 def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, extra: dict | None = None):
     """A ``StreamExecutionEnvironment`` that can use the Kafka and Parquet connectors.
 
@@ -40,6 +61,8 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     from pyflink.datastream import StreamExecutionEnvironment
 
     use_job_jvm_options()
+    if PROMETHEUS_FACTORY in (extra or {}).values():
+        reporter_on_classpath()
 
     config = Configuration()
     if not connectors_in_flink_lib():

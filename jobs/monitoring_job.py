@@ -51,6 +51,7 @@ class JobOptions:
     restart_interval_s: int = 600
     restart_delay_s: int = 10
     max_clock_skew_ms: int = 300_000  # an event further ahead of the job's clock is a dead letter
+    metrics_port: str | None = None  # a local run's Prometheus reporter: a port or a range "9249-9259"
 
 
 def _window_ms(settings: Settings, options: JobOptions) -> int:
@@ -73,7 +74,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     from udfs.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES
 
-    from jobs.flink_env import stream_env
+    from jobs.flink_env import prometheus_reporter, stream_env
     from operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
     from operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
     from operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
@@ -95,6 +96,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
+    if options.metrics_port:
+        extra.update(prometheus_reporter(options.metrics_port))
     env = stream_env(options.parallelism, options.checkpoint_interval_ms, extra)
     t_env = StreamTableEnvironment.create(env)
     conf = t_env.get_config()
@@ -323,6 +326,9 @@ def add_job_flags(parser) -> None:
     parser.add_argument("--restart-max-failures", type=int, default=10,
                         help="failures within 10 minutes after which the job stops as FAILED (default 10)")
     parser.add_argument("--restart-delay-seconds", type=int, default=10, help="wait before a restart (default 10)")
+    parser.add_argument("--metrics-port", default=None, metavar="PORT[-PORT]",
+                        help="serve the job's metrics for Prometheus on http://HOST:PORT/metrics (a local run; "
+                             "a cluster's reporter is in its Flink configuration). Default: off")
     parser.add_argument("--print", dest="print_summaries", action="store_true",
                         help="print one summary line per written window")
 
@@ -339,7 +345,7 @@ def options_from_args(args) -> JobOptions:
         arrow_batch_size=args.arrow_batch_size, state_backend=args.state_backend,
         checkpoint_dir=args.checkpoint_dir, max_clock_skew_ms=ms(args.max_clock_skew_seconds),
         restart_max_failures=args.restart_max_failures,
-        restart_delay_s=args.restart_delay_seconds)
+        restart_delay_s=args.restart_delay_seconds, metrics_port=args.metrics_port)
 
 
 def failure_reason(exc: BaseException) -> str:

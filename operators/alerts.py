@@ -21,6 +21,7 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
+from operators.metrics import ShowOnce
 from udfs.alerts import AlertBook, AlertState, evaluate, events_from_output, settle, state_key
 
 log = logging.getLogger("streamdrift.alerts")
@@ -53,8 +54,10 @@ class EvaluateAlerts(KeyedProcessFunction):
         group = runtime_context.get_metrics_group()
         self.activations = group.counter("alert_activations")
         self.replayed = group.counter("alert_activations_already_recorded")
+        self.show_counters = ShowOnce(self.activations, self.replayed)
 
     def process_element(self, event, ctx: KeyedProcessFunction.Context):
+        self.show_counters()
         now = ctx.timer_service().current_processing_time()
         for spec in self.book.matching(event):
             key = state_key(spec.name, event.entity)
@@ -89,6 +92,8 @@ class NotifyActivations(MapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.dispatcher = self.open_dispatcher()
+        # sends finish on the dispatcher's threads: counted there, read here
+        runtime_context.get_metrics_group().gauge("notification_failures", lambda: self.dispatcher.failures)
 
     def close(self):
         self.dispatcher.close()

@@ -10,6 +10,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import MapFunction, ProcessFunction, RuntimeContext
 
+from operators.metrics import ShowOnce
 from udfs.catalog import EndpointCatalog
 from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
 from udfs.window import WindowAggregate
@@ -40,6 +41,7 @@ class RunApplications(MapFunction):
         group = runtime_context.get_metrics_group()
         self.app_failures = group.counter("app_failures")
         self.window_failures = group.counter("window_failures")
+        self.show_counters = ShowOnce(self.window_failures)
 
     def _applications(self) -> list:
         """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
@@ -53,6 +55,7 @@ class RunApplications(MapFunction):
         return self.apps
 
     def map(self, value) -> WindowOutput:
+        self.show_counters()
         key, start, end, revision, body = value[0], value[1], value[2], value[3], value[4]
         record = None
         try:
@@ -89,6 +92,7 @@ class WriteOutputs(ProcessFunction):
         self.windows_written = group.counter("windows_written")
         self.windows_refused = group.counter("windows_refused_by_store")
         group.gauge("store_retries", lambda: self.writer.retries)
+        self.show_counters = ShowOnce(self.windows_refused)
 
     def close(self):
         self.writer.close()
@@ -96,6 +100,7 @@ class WriteOutputs(ProcessFunction):
     def process_element(self, out: WindowOutput, ctx):
         from connectors.job_io import WindowNotWritten
 
+        self.show_counters()
         try:
             self.writer.write(out)
         except WindowNotWritten as exc:

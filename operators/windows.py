@@ -27,6 +27,7 @@ from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
+from operators.metrics import ShowOnce
 from udfs.catalog import EndpointCatalog
 from udfs.window import WindowAggregate
 
@@ -73,6 +74,8 @@ class EndpointWindows(KeyedProcessFunction):
         self.idle_closes = group.counter("idle_closes")
         self.window_failures = group.counter("window_failures")
         self.batch_closes = group.counter("batch_complete_closes")
+        self.show_counters = ShowOnce(self.late_partials, self.corrections, self.idle_closes, self.window_failures,
+                                      self.batch_closes)
 
     def _agg(self, data: bytes) -> WindowAggregate:
         return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint, unknown_reference="drop")
@@ -107,6 +110,7 @@ class EndpointWindows(KeyedProcessFunction):
         return Row(key, start, start + self.window_ms, revision, data)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        self.show_counters()
         key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead[, close]]]
         if len(value) > 4 and value[4]:
             yield DEAD_LETTERS, bytes(body).decode()

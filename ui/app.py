@@ -411,6 +411,7 @@ def create_app(settings: Settings, *, token: str | None = None, flink_rest: str 
     """
     from connectors.sql_store import SqlStore as _SqlStore
     from connectors.tsdb import open_tsdb
+    from ui.metrics import registry_of
 
     store = store or _SqlStore(settings.endpoint_store_connection)
     tsdb = tsdb or open_tsdb(settings.tsdb_connection)
@@ -418,6 +419,14 @@ def create_app(settings: Settings, *, token: str | None = None, flink_rest: str 
 
     async def home(request: Request) -> Response:
         return RedirectResponse(url("projects", settings.project) + "/", status_code=302)
+
+    registry = registry_of(handler.dashboard)
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.concurrency import run_in_threadpool
+
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js(), media_type="text/javascript",
@@ -433,6 +442,7 @@ def create_app(settings: Settings, *, token: str | None = None, flink_rest: str 
 
     routes = [
         Route("/", home),
+        Route("/metrics", metrics),  # for Prometheus: ui/metrics.py
         Route("/static/vendor/plotly.min.js", plotly),
         Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", status_code=301)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
