@@ -70,8 +70,7 @@ def main(settings: Settings | None = None) -> int:
     data = load_breast_cancer(as_frame=True)
     x_train, x_test, y_train, _ = train_test_split(data.data, data.target, test_size=0.3, random_state=7)
     model = RandomForestClassifier(n_estimators=50, random_state=7).fit(x_train.values, y_train.values)
-    # the reference holds the features only: a 0/1 prediction column would always look drifted,
-    # because a window counts the training maximum in the padded last bin (MLRun's convention)
+    # the reference holds the features only (the prediction is an output without statistics)
     endpoint = get_or_create_model_endpoint(project, "breast-cancer-rf", "serving", reference=x_train,
                                             output_names=["prediction"], model_version="v1",
                                             store=settings.endpoint_store_connection)

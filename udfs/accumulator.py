@@ -6,9 +6,13 @@ addition and the state is a handful of numpy arrays.
 
 Conventions (every one is tested against ``np.histogram``):
 
-* A numeric value x falls in bin i of its column when ``e_i <= x < e_i+1``; the last bin is
-  closed (``e_n-1 <= x <= e_n``). For finite values this is exactly
-  ``np.histogram(x, bins=padded_reference_edges)``.
+* A numeric value x falls in bin i of its column when ``e_i <= x < e_i+1``, as
+  ``np.histogram(x, bins=padded_reference_edges)`` counts it, with one exception: a value
+  equal to the last inner edge (the training maximum) is counted in the last inner bin, as
+  the reference's own histogram counted it (``np.histogram(x, bins=20)`` closes its last bin;
+  padded afterwards). MLRun counts windows on the padded edges, where only the outermost bin
+  is closed, so a 0/1 column drifts on identical data there; this is our one deviation from
+  MLRun's numbers. The other bins, and every other value, are MLRun's.
 * -inf is counted in the first (padded) bin and +inf in the last: they are the values the
   padded bins ``(-inf, min)`` and ``(max, +inf)`` stand for. ``np.histogram`` drops them,
   which would make a window's probabilities sum to less than one. They are also counted in
@@ -19,10 +23,6 @@ Conventions (every one is tested against ``np.histogram``):
 * Categorical values are matched as strings against the reference categories; values not
   among them, including categories first seen in production, go to the ``other`` bucket.
 * Moments are merged with Chan et al.'s parallel formula (:func:`merge_moments`).
-* A value equal to the training maximum falls in the padded last bin here, while the
-  reference counted it in its last inner bin: the reference is ``np.histogram(x, bins=20)``
-  padded afterwards, and on the padded edges only the outermost bin is closed. MLRun counts
-  windows the same way (``np.histogram`` on the padded edges); we keep its numbers.
 
 State in bytes (:meth:`Accumulator.to_bytes`), all little-endian::
 
@@ -137,6 +137,13 @@ class Layout:
         bin_start = np.concatenate([[0], np.cumsum(nb)]).astype(np.intp)
         left = np.concatenate([e[:-1] for e in edges]) if edges else np.empty(0)
         right = np.concatenate([e[1:] for e in edges]) if edges else np.empty(0)
+        # the last inner bin is closed: x == e_n-2 belongs to it, not to the padding bin above,
+        # and for floats "x >= nextafter(e)" is exactly "x > e"
+        padded = nb >= 3
+        top = bin_start[1:][padded] - 1  # each padded column's upper padding bin
+        closed_top = np.nextafter(right[top - 1], np.inf)
+        right[top - 1] = closed_top
+        left[top] = closed_top
         left[bin_start[:-1]] = np.nan  # nothing falls left of the first bin (-inf included)
         right[bin_start[1:] - 1] = np.nan  # nor right of the last (the closed bin, +inf)
         scale = np.zeros(len(edges))
@@ -177,10 +184,13 @@ class Layout:
 def bin_index(xt: np.ndarray, layout: Layout) -> np.ndarray:
     """Return the flat bin of every value of ``xt`` (C columns × n values, float64).
 
-    Bin of x in column j: the i with ``e_j,i <= x < e_j,i+1`` (last bin closed; -inf in the
-    first bin, +inf in the last), plus the column's offset ``bin_start[j]`` so that one
+    Bin of x in column j: the i with ``e_j,i <= x < e_j,i+1``, except that the last inner bin
+    is closed (``e_n-3 <= x <= e_n-2``: the training maximum belongs to it, as in the
+    reference's histogram) and so is the last bin (``e_n-2 < x <= e_n-1``); -inf in the first
+    bin, +inf in the last. Plus the column's offset ``bin_start[j]`` so that one
     ``np.bincount`` counts all columns at once. NaN gets an arbitrary bin of its column:
-    mask it out before counting.
+    mask it out before counting. (Columns of fewer than 3 bins, which have no inner bin
+    between two padding bins, follow ``np.histogram`` alone.)
 
     All columns in one pass, no loop per column: a guess from the equal-width inner bins,
     ``floor((x - e_1) * (n - 2) / (e_n-1 - e_1)) + 1`` clipped to [0, n - 1], then corrected

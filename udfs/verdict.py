@@ -29,11 +29,10 @@ where Var = 2 df + (Σ_g 1/q_g − G² − 2G + 2) / min(n, N) is the exact null
 statistic for min(n, N) draws over cells of probabilities q_g = r_g / N (Haldane 1937;
 Satterthwaite 1946).
 
-**Binned Wilcoxon–Mann–Whitney** (numeric columns, the ordered bins), mid-ranks and the exact
-tie correction (Lehmann, *Nonparametrics*, 1975, §1.4). On a padded histogram the outer bins are
-counted with their inner neighbours (the reference has no row there, and a window row equal to
-the training maximum may be counted in the upper padding bin: a 0/1 column would otherwise drift
-on identical data)::
+**Binned Wilcoxon–Mann–Whitney** (numeric columns, the ordered bins, MLRun's padding bins
+included: a window row below the training minimum or above the maximum ranks below or above
+every reference row), mid-ranks and the exact tie correction (Lehmann, *Nonparametrics*, 1975,
+§1.4)::
 
     S = Σ_j w_j (C_j − (c_j − 1)/2),  C_j = Σ_{i≤j} c_i,   E = n (M + 1) / 2
     V = n N / 12 · (M + 1 − Σ_j (c_j³ − c_j) / (M (M − 1)))
@@ -67,7 +66,6 @@ All functions take a leading "windows" axis: counts of shape (B,) or (W, B).
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
 import math
 import threading
@@ -110,8 +108,7 @@ class ReferenceCounts:
     order of their :class:`udfs.accumulator.Layout`; ``counts`` (B,) float64; ``starts`` (C,)
     first flat bin of each column; ``widths`` (C,) bins per column (categories + ``other`` for a
     categorical column); ``total`` (C,) N, the counts' sum per column (0: not testable);
-    ``key``: identifies layout and counts, for caches; ``padded``: numeric histograms carry
-    MLRun's empty outer bins (what :meth:`from_layout` gives).
+    ``key``: identifies layout and counts, for caches.
     """
 
     names: tuple[str, ...]
@@ -121,12 +118,6 @@ class ReferenceCounts:
     widths: np.ndarray
     total: np.ndarray
     key: bytes
-    padded: bool = False
-
-    @functools.cached_property
-    def rank_bins(self) -> RankBins:
-        """The numeric bins as the rank test counts them (built once per reference)."""
-        return RankBins.of(self)
 
     @property
     def column_of_bin(self) -> np.ndarray:
@@ -140,9 +131,8 @@ class ReferenceCounts:
 
     @classmethod
     def from_counts(cls, names: Sequence[str], counts: Sequence[Sequence[float]], n_numeric: int,
-                    key: bytes = b"", padded: bool = False) -> ReferenceCounts:
-        """From one count vector per column (numeric columns first, then categorical); ``padded``:
-        the numeric histograms have MLRun's outer bins.
+                    key: bytes = b"") -> ReferenceCounts:
+        """From one count vector per column (numeric columns first, then categorical).
 
         Raises ValueError for empty, negative or non-finite counts or ``n_numeric`` out of range.
         """
@@ -151,12 +141,11 @@ class ReferenceCounts:
             raise ValueError(f"{len(names)} names, {len(arrays)} count vectors, n_numeric={n_numeric}: "
                              "give one count vector per name, numeric columns first")
         flat = np.concatenate(arrays) if arrays else np.empty(0)
-        return cls._build(tuple(names), flat, np.array([a.size for a in arrays], dtype=np.intp), n_numeric,
-                          key, padded)
+        return cls._build(tuple(names), flat, np.array([a.size for a in arrays], dtype=np.intp), n_numeric, key)
 
     @classmethod
-    def _build(cls, names: tuple[str, ...], flat: np.ndarray, widths: np.ndarray, n_numeric: int, key: bytes,
-               padded: bool) -> ReferenceCounts:
+    def _build(cls, names: tuple[str, ...], flat: np.ndarray, widths: np.ndarray, n_numeric: int,
+               key: bytes) -> ReferenceCounts:
         starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp) if widths.size else widths
         bad = ~np.isfinite(flat) | (flat < 0)
         if widths.size and (np.any(widths == 0) or bad.any()):
@@ -164,8 +153,8 @@ class ReferenceCounts:
             raise ValueError(f"column {names[col]!r}: reference counts must be non-empty, finite and >= 0")
         total = np.add.reduceat(flat, starts) if widths.size else np.zeros(0)
         digest = hashlib.blake2b(key + flat.tobytes() + widths.astype("<i8").tobytes()
-                                 + f"{n_numeric} {padded}".encode(), digest_size=16).digest()
-        return cls(names, n_numeric, flat, starts, widths, total, digest, padded)
+                                 + f"{n_numeric}".encode(), digest_size=16).digest()
+        return cls(names, n_numeric, flat, starts, widths, total, digest)
 
     @classmethod
     def from_layout(cls, layout: Layout, feature_stats: Mapping[str, Mapping[str, Any]]) -> ReferenceCounts:
@@ -207,7 +196,7 @@ class ReferenceCounts:
             keep = np.logical_and.reduceat(same, edge_starts)
             flat[: layout.n_bins] *= np.repeat(keep, widths[: len(layout.numeric)])
         return cls._build((*layout.numeric, *layout.categorical), flat, np.array(widths, dtype=np.intp),
-                          len(layout.numeric), layout.fingerprint, True)
+                          len(layout.numeric), layout.fingerprint)
 
 
 def window_counts(accumulator: Accumulator) -> np.ndarray:
@@ -448,33 +437,6 @@ def chi2_pvalue(x2: np.ndarray, df: np.ndarray, n: np.ndarray, mm: MergeMap, ref
     return np.where((df > 0) & (n > 0), np.clip(p, 0.0, 1.0), 1.0)
 
 
-@dataclass(frozen=True, eq=False)
-class RankBins:
-    """The numeric columns' ordered bins as the rank test counts them: ``fold`` (None, or
-    ``np.add.reduceat`` starts that add each padding bin to its inner neighbour), ``ref`` the
-    reference counts so folded, ``starts`` each column's first folded bin."""
-
-    fold: np.ndarray | None
-    ref: np.ndarray
-    starts: np.ndarray
-
-    @classmethod
-    def of(cls, reference: ReferenceCounts) -> RankBins:
-        k = reference.n_numeric
-        starts, widths = reference.starts[:k], reference.widths[:k]
-        counts = reference.counts[: reference.numeric_bins]
-        if not reference.padded:
-            return cls(None, counts, starts)
-        # per column: [first, first + 1], first + 2, ..., [last - 1, last] (one group for 3 bins)
-        joined = np.zeros(counts.size, dtype=bool)
-        joined[starts + 1] = True
-        joined[starts + widths - 1] = True
-        fold = np.flatnonzero(~joined)
-        folded = np.maximum(widths - 2, 1)
-        return cls(fold, np.add.reduceat(counts, fold) if k else counts,
-                   np.concatenate([[0], np.cumsum(folded)[:-1]]).astype(np.intp) if k else starts)
-
-
 def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
     """Binned Wilcoxon–Mann–Whitney over the numeric columns' ordered bins: (S − E, V), each
     (..., C_numeric), with mid-ranks and the exact tie correction (module docstring).
@@ -482,16 +444,14 @@ def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
     One cumulative sum runs over all columns; the rows before a column shift each of its window
     rows' ranks by the same amount, so S = Σ_j w_j (C_j − (c_j − 1)/2) − n · (rows before)."""
     k = reference.n_numeric
-    rb = reference.rank_bins
+    starts = reference.starts[:k]
     wn = w[..., : reference.numeric_bins]
-    if rb.fold is not None:  # padding bins counted with their inner neighbours (module docstring)
-        wn = np.add.reduceat(wn, rb.fold, axis=-1)
-    c = wn + rb.ref
+    c = wn + reference.counts[: reference.numeric_bins]
     cs = np.cumsum(c, axis=-1)
     nn, big_n = n[..., :k], reference.total[:k]
-    before = (cs - c)[..., rb.starts]
-    s = np.add.reduceat(wn * (cs - (c - 1) / 2), rb.starts, axis=-1) - nn * before
-    ties = np.add.reduceat(c * (c * c - 1), rb.starts, axis=-1)
+    before = (cs - c)[..., starts]
+    s = np.add.reduceat(wn * (cs - (c - 1) / 2), starts, axis=-1) - nn * before
+    ties = np.add.reduceat(c * (c * c - 1), starts, axis=-1)
     m = nn + big_n
     with np.errstate(divide="ignore", invalid="ignore"):
         v = nn * big_n / 12 * (m + 1 - np.where(m > 1, ties / (m * (m - 1)), 0.0))

@@ -1,4 +1,4 @@
-"""Window accumulator: np.histogram on the padded reference edges, merging, bytes, bad input."""
+"""Window accumulator: the reference's bins counted as numpy counts them, merging, bytes, bad input."""
 
 import sys
 
@@ -38,12 +38,23 @@ def _uneven_reference():
 
 
 def _numpy_hist(values, edges):
-    """np.histogram on the padded edges, with ±inf put in the outer bins (our convention)."""
+    """np.histogram on the padded edges (MLRun's window counts), with ±inf put in the outer bins
+    (our convention)."""
     finite = values[np.isfinite(values)]
     counts = np.histogram(finite, bins=edges)[0]
     counts[0] += np.sum(values == -np.inf)
     counts[-1] += np.sum(values == np.inf)
     return counts
+
+
+def _window_hist(values, edges):
+    """What a window counts, from numpy alone: the values within the inner edges as the reference's
+    own histogram counts them (np.histogram on the inner edges: its last bin is closed), the values
+    below and above them in the padding bins (±inf included); NaN nowhere."""
+    inner = edges[1:-1]
+    x = values[~np.isnan(values)]
+    within = (x >= inner[0]) & (x <= inner[-1])
+    return np.concatenate([[np.sum(x < inner[0])], np.histogram(x[within], bins=inner)[0], [np.sum(x > inner[-1])]])
 
 
 def _data(rows, edges_per_col, seed):
@@ -67,15 +78,43 @@ special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0])
 
 @FAST
 @given(st.integers(0, 3000), st.integers(0, 10_000), st.booleans())
-def test_histograms_equal_numpy_on_the_padded_reference_edges(rows, seed, uneven):
+def test_histograms_equal_numpy_on_the_reference_edges(rows, seed, uneven):
     ref = _uneven_reference() if uneven else REF
     layout = Layout.from_feature_stats(ref)
     x = _data(rows, layout.edges, seed)
     acc = Accumulator.from_reference(layout)
     acc.add_batch(x, {"color": ["red"] * rows} if layout.categorical else None)
     for j, name in enumerate(layout.numeric):
-        expected = np.histogram(x[:, j], bins=layout.edges[j])[0]
-        np.testing.assert_array_equal(acc.histogram(name), expected, err_msg=name)
+        np.testing.assert_array_equal(acc.histogram(name), _window_hist(x[:, j], layout.edges[j]), err_msg=name)
+
+
+_EDGE = st.one_of(st.floats(-1e6, 1e6), st.floats(-1e300, 1e300), st.sampled_from([0.0, -0.0, 1.0, 5e-324]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_EDGE, min_size=2, max_size=24), st.lists(st.one_of(_EDGE, special), max_size=40),
+       st.integers(0, 3), st.randoms(use_true_random=False))
+def test_every_value_in_the_bin_numpy_gives_on_random_edges(inner, values, copies, rnd):
+    """Random non-decreasing edges (repeated edges included), values drawn from the edges
+    themselves (every edge, ±MAX and the training maximum) and elsewhere: the window's counts
+    are the reference histogram's on the inner edges; every value but the training maximum is
+    where MLRun's np.histogram on the padded edges puts it."""
+    inner = sorted(inner)
+    edges = np.array([-MAX, *inner, MAX])
+    ref = {"x": {"count": 1, "hist": [[0] * (edges.size - 1), edges.tolist()]}}
+    on_edges = [float(e) for e in edges for _ in range(copies)]
+    x = np.array(values + on_edges, dtype=np.float64)
+    rnd.shuffle(x)
+    acc = Accumulator.from_reference(ref).add_batch(x[:, None])
+    got = acc.histogram("x")
+    np.testing.assert_array_equal(got, _window_hist(x, edges))
+    others = x[x != inner[-1]]
+    np.testing.assert_array_equal(
+        Accumulator.from_reference(ref).add_batch(others[:, None]).histogram("x"), _numpy_hist(others, edges))
+    top = int(np.sum(x == inner[-1]))  # the training maximum: in the last inner bin, not MLRun's padding bin
+    mlrun = _numpy_hist(x, edges)
+    if inner[-1] < MAX:
+        assert (got[-2] - mlrun[-2], got[-1] - mlrun[-1]) == (top, -top)
 
 
 @FAST
@@ -336,11 +375,15 @@ def test_columns_without_histogram_are_not_monitored():
     assert layout.edges[1].tolist() == [-MAX, 0.0, 0.5, 1.0, MAX]
 
 
-def test_training_maximum_moves_to_the_padded_bin_as_in_mlrun():
-    x = np.array([0.0, 0.5, 1.0, 1.0])
-    fs = feature_stats(pd.DataFrame({"x": x}))
-    ref_counts = fs["x"]["hist"][0]
-    assert (ref_counts[-2], ref_counts[-1]) == (2, 0)  # reference: max in the last inner bin
-    window = Accumulator.from_reference(fs).add_batch(x[:, None]).histogram("x")
-    assert (window[-2], window[-1]) == (0, 2)  # window: on the padded edges, in the outer bin
-    np.testing.assert_array_equal(window, np.histogram(x, bins=fs["x"]["hist"][1])[0])
+def test_the_training_rows_counted_as_a_window_give_the_reference_histogram():
+    rng = np.random.default_rng(4)
+    training = pd.DataFrame({"flag": rng.integers(0, 2, 1000).astype(float),
+                             "rating": rng.integers(1, 6, 1000).astype(float),
+                             "score": np.minimum(rng.uniform(0, 1.3, 1000), 1.0),  # capped at 1.0
+                             "x": rng.normal(0, 1, 1000)})
+    fs = feature_stats(training)
+    acc = Accumulator.from_reference(fs).add_batch(training.to_numpy())
+    for name in training:
+        inner_counts = np.histogram(training[name], bins=20)[0]  # the reference, as MLRun makes it
+        np.testing.assert_array_equal(acc.histogram(name), [0, *inner_counts, 0], err_msg=name)
+    assert acc.histogram("flag")[-2] == (training["flag"] == 1).sum() > 0

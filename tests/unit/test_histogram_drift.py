@@ -370,3 +370,38 @@ def test_stored_numbers_keep_four_significant_digits(training):
 def test_the_application_refuses_bad_verdict_parameters(params, message):
     with pytest.raises(ValueError, match=message):
         HistogramDataDriftApplication(**params)
+
+
+# ------------------------------------------------------------------ discrete and capped columns
+
+
+def test_the_training_rows_sent_as_events_show_no_drift():
+    """A 0/1 flag (50/50), a 1-5 rating and a score capped at 1.0, whose maxima are frequent values:
+    the training rows themselves, sent as events, give TVD 0 per column and general_drift 0
+    (MLRun counts the maximum in the padding bin: TVD 0.5 for the flag)."""
+    from udfs.catalog import EndpointCatalog
+    from udfs.monitor import monitor_window
+    from udfs.window import aggregate_batch
+
+    rng = np.random.default_rng(21)
+    n = 2_000
+    training = pd.DataFrame({"flag": np.repeat([0.0, 1.0], n // 2), "rating": rng.integers(1, 6, n).astype(float),
+                             "score": np.minimum(rng.uniform(0.2, 1.4, n), 1.0)})
+    assert (training["score"] == 1.0).mean() > 0.3
+    endpoint = {"endpoint_id": "ep", "project": "shop", "feature_names": list(training), "output_names": [],
+                "feature_stats": feature_stats(training)}
+    t0 = 1_704_067_200_000
+    payloads = [json.dumps({"endpoint_id": "ep", "timestamp": t0 + i, "request_id": f"r{i}", "inputs": [row]})
+                for i, row in enumerate(training.to_numpy().tolist())]
+    (partial,), dead = aggregate_batch(payloads, EndpointCatalog(lambda: [endpoint]), 600_000)
+    assert not dead
+    out = monitor_window(endpoint, "ep", "shop", t0, t0 + 600_000, partial.aggregate,
+                         [HistogramDataDriftApplication()])
+    results = {r.result_name: r for r in out.results}
+    general = results["general_drift"]
+    # 0 up to rounding: Hellinger's sqrt(1 - Σ sqrt(p q)) of equal p and q (MLRun's formula)
+    assert general.value == pytest.approx(0.0, abs=1e-8) and general.status == ResultStatus.NO_DETECTION
+    assert {name: c["tvd"] for name, c in general.extra_data["columns"].items()} == {
+        "flag": 0.0, "rating": 0.0, "score": 0.0}
+    assert results["feature_drift"].status == ResultStatus.NO_DETECTION and results["feature_drift"].value == 0.0
+    assert {m.metric_name: m.value for m in out.metrics}["tvd_mean"] == 0.0

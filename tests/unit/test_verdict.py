@@ -389,7 +389,7 @@ def test_bad_input_is_refused_with_the_reason():
 
 
 def test_a_binary_column_on_identical_rows_does_not_drift():
-    # 0/1 in training: 1 is the training maximum, which a window may count in the upper padding bin
+    # 0/1 in training: 1 is the training maximum, counted in the last inner bin as the reference counts it
     rng = np.random.default_rng(12)
     training = pd.DataFrame({"flag": rng.integers(0, 2, 4000).astype(float), "score": rng.random(4000)})
     layout, ref = _reference(training)
