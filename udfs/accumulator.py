@@ -20,6 +20,10 @@ Conventions (every one is tested against ``np.histogram``):
 * NaN (and Arrow null) is a null: counted in ``nulls``, never binned. ``count`` is the
   number of non-null values, infinities included (as ``pandas.describe``), so
   ``hist.sum() == count`` per column.
+* A string in a numeric column is read by :func:`udfs.reference.parse_numbers`, as the
+  training data was: one that spells a number ("1.5") is that number, any other ("N/A", "?",
+  "") is an invalid value, counted in ``invalid`` and in nothing else (not binned, not in
+  ``count``, ``nulls`` or the moments): a share of the window to report, not drift.
 * Categorical values are matched as strings against the reference categories; values not
   among them, including categories first seen in production, go to the ``other`` bucket.
 * Moments are merged with Chan et al.'s parallel formula (:func:`merge_moments`).
@@ -27,16 +31,18 @@ Conventions (every one is tested against ``np.histogram``):
 State in bytes (:meth:`Accumulator.to_bytes`), all little-endian::
 
     header  "<4s B 3x 8s Q I I I I"  (40 bytes)
-            magic b"SDAC", version 1, layout fingerprint (8 bytes of BLAKE2b over column
+            magic b"SDAC", version 2, layout fingerprint (8 bytes of BLAKE2b over column
             names, edges and categories), rows, C (numeric columns), B (numeric bins in
             all), K (categorical columns), L (category bins in all, "other" included)
-    int64   count[C], nulls[C], infs[C], hist[B], cat_count[K], cat_nulls[K], cat_hist[L]
+    int64   count[C], nulls[C], infs[C], invalid[C], hist[B], cat_count[K], cat_nulls[K],
+            cat_hist[L]
     float64 mean[C], m2[C], min[C], max[C]
 
-For 20 numeric columns of 22 bins that is 40 + 8 * (60 + 440) + 8 * 80 = 4,680 bytes. The
-layout (names, edges, categories) is not in the bytes: it comes from the reference
-``feature_stats``, which the operator holds anyway; the fingerprint makes ``from_bytes``
-refuse state written for another reference.
+Version 1 (no ``invalid``) is still read, as no invalid values: a window open across an
+upgrade goes on. For 20 numeric columns of 22 bins that is 40 + 8 * (80 + 440) + 8 * 80 =
+4,840 bytes. The layout (names, edges, categories) is not in the bytes: it comes from the
+reference ``feature_stats``, which the operator holds anyway; the fingerprint makes
+``from_bytes`` refuse state written for another reference.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ from udfs.reference import (
     is_categorical_stats,
     is_numeric_stats,
     is_numeric_type,
+    is_string_type,
+    numbers_of_cells,
+    parse_numbers,
     reference_hist,
 )
 
@@ -64,7 +73,8 @@ CHUNK_ROWS = 2048
 """Rows processed at once: keeps the working arrays of a 20-column chunk in L2 cache."""
 
 _MAGIC = b"SDAC"
-_VERSION = 1
+_VERSION = 2
+_READS = (1, 2)
 _HEADER = struct.Struct("<4sB3x8sQIIII")
 
 
@@ -274,15 +284,16 @@ def _batch_moments(xt: np.ndarray, fin: np.ndarray | None):
 # --------------------------------------------------------------------------- input checks
 
 
-def _numeric_matrix(batch: Any, layout: Layout) -> np.ndarray:
-    """Return a rows × columns batch as float64, or raise ValueError naming the column."""
+def _numeric_matrix(batch: Any, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return a rows × columns batch as float64 and the mask of its invalid values (None: none),
+    or raise ValueError naming the column."""
     names = layout.numeric
     try:
         a = np.asarray(batch)
     except ValueError as exc:  # ragged rows
         raise ValueError(f"numeric batch is not a rectangular rows × columns array: {exc}") from None
     if a.size == 0 and (a.ndim == 1 or (a.ndim == 2 and a.shape[0] == 0)):
-        return np.empty((0, len(names)))
+        return np.empty((0, len(names))), None
     if a.ndim != 2:
         raise ValueError(
             f"numeric batch must be 2-D (rows × {len(names)} columns {list(names)}), "
@@ -294,35 +305,43 @@ def _numeric_matrix(batch: Any, layout: Layout) -> np.ndarray:
             f"{list(names)} (in this order)"
         )
     if a.dtype.kind in "fiub":
-        return a.astype(np.float64, copy=False)
+        return a.astype(np.float64, copy=False), None
     out = np.empty(a.shape, dtype=np.float64)
+    invalid = np.zeros(a.shape, dtype=bool)
     for j, name in enumerate(names):
-        out[:, j] = _numeric_column(a[:, j], name)
-    return out
+        out[:, j], inv = _numeric_column(a[:, j], name)
+        if inv is not None:
+            invalid[:, j] = inv
+    return out, (invalid if invalid.any() else None)
 
 
-def _numeric_column(values: Any, name: str) -> np.ndarray:
-    """Return one column as float64 (None/NaN as NaN) or raise ValueError naming it."""
+def _numeric_column(values: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return one column as float64 (None/NaN as NaN; strings read by ``parse_numbers``) and the
+    mask of its invalid values (None: none), or raise ValueError naming it."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         t = values.type
+        if is_string_type(t):
+            x, invalid = parse_numbers(values)
+            return x, (invalid if invalid.any() else None)
         if pa.types.is_dictionary(t):
             t = t.value_type
         if not (is_numeric_type(t) or pa.types.is_null(t)):
             raise ValueError(
                 f"column {name!r} is numeric in the reference but the batch has Arrow type {t}"
             )
-        return arrow_to_float64(values)
+        return arrow_to_float64(values), None
     a = np.asarray(values)
     if a.ndim != 1:
         raise ValueError(f"column {name!r}: expected 1-D values, got shape {a.shape}")
     if a.dtype.kind in "fiub":
-        return a.astype(np.float64, copy=False)
+        return a.astype(np.float64, copy=False), None
     for row, v in enumerate(a.tolist()):
-        if v is not None and not isinstance(v, (int, float, bool, np.number, np.bool_)):
+        if v is not None and not isinstance(v, (int, float, bool, str, np.number, np.bool_)):
             raise ValueError(
                 f"column {name!r} is numeric in the reference but row {row} holds {v!r}"
             )
-    return np.array([np.nan if v is None else v for v in a.tolist()], dtype=np.float64)
+    cells, invalid = numbers_of_cells(a.tolist())
+    return np.array([np.nan if v is None else v for v in cells], dtype=np.float64), invalid
 
 
 # --------------------------------------------------------------------------- accumulator
@@ -336,7 +355,7 @@ class Accumulator:
     """
 
     __slots__ = (
-        "layout", "rows", "count", "nulls", "infs", "mean", "m2", "min", "max", "hist",
+        "layout", "rows", "count", "nulls", "infs", "invalid", "mean", "m2", "min", "max", "hist",
         "cat_count", "cat_nulls", "cat_hist",
     )
 
@@ -347,6 +366,7 @@ class Accumulator:
         self.count = np.zeros(c, dtype=np.int64)  # non-null values, infinities included
         self.nulls = np.zeros(c, dtype=np.int64)
         self.infs = np.zeros(c, dtype=np.int64)
+        self.invalid = np.zeros(c, dtype=np.int64)  # values that are not numbers ("N/A", "?")
         self.mean = np.zeros(c)  # of the finite values
         self.m2 = np.zeros(c)
         self.min = np.full(c, np.inf)
@@ -379,37 +399,47 @@ class Accumulator:
         self,
         numeric: Any = None,
         categorical: Mapping[str, Any] | None = None,
+        invalid: np.ndarray | None = None,
     ) -> Accumulator:
         """Count a batch of rows; returns ``self``.
 
         :param numeric: a 2-D array (rows × ``numeric_columns``, in that order), or a mapping
             name → 1-D values, or an Arrow ``RecordBatch``/``Table`` holding the numeric *and*
-            categorical columns by name (extra columns are ignored).
+            categorical columns by name (extra columns are ignored). Strings in it are read as
+            the module docstring says (invalid values counted).
         :param categorical: mapping name → 1-D values (strings; None/NaN are nulls), one per
             ``categorical_columns``. Extra names are ignored.
+        :param invalid: with a 2-D ``numeric`` array only: a boolean mask of its shape marking
+            the cells that held an invalid value (whatever ``numeric`` holds there, they are
+            counted in ``invalid`` alone).
 
         Raises ValueError naming the column for a missing column, a wrong column count, rows
-        of different lengths, or a non-numeric value in a numeric column. An empty batch is
-        a no-op.
+        of different lengths, or a value in a numeric column that is neither a number, a null
+        nor a string. An empty batch is a no-op.
         """
-        rows, xt, x, cat_arrays = self._prepare(numeric, categorical)
+        rows, xt, x, inv, cat_arrays = self._prepare(numeric, categorical, invalid)
         if rows == 0:
             return self
         if xt is not None and xt.shape[0]:
             for start in range(0, rows, CHUNK_ROWS):
-                self._add_columns(xt[:, start:start + CHUNK_ROWS])
+                self._add_columns(xt[:, start:start + CHUNK_ROWS],
+                                  None if inv is None else inv[:, start:start + CHUNK_ROWS])
         elif x is not None and x.shape[1]:
             for start in range(0, rows, CHUNK_ROWS):
-                self._add_columns(np.ascontiguousarray(x[start:start + CHUNK_ROWS].T))
+                self._add_columns(np.ascontiguousarray(x[start:start + CHUNK_ROWS].T),
+                                  None if inv is None else inv[start:start + CHUNK_ROWS].T)
         for j, arr in enumerate(cat_arrays):
             self._add_categorical(j, arr)
         self.rows += rows
         return self
 
-    def _prepare(self, numeric: Any, categorical: Mapping[str, Any] | None):
-        """Validate a batch: (rows, columns-major matrix or None, row-major matrix or None, categories)."""
+    def _prepare(self, numeric: Any, categorical: Mapping[str, Any] | None, invalid: np.ndarray | None):
+        """Validate a batch: (rows, columns-major matrix or None, row-major matrix or None, the
+        invalid mask in the matrix's orientation or None, categories)."""
         layout = self.layout
-        xt = x = None
+        xt = x = inv = None
+        if invalid is not None and (numeric is None or isinstance(numeric, (Mapping, pa.RecordBatch, pa.Table))):
+            raise ValueError("an invalid mask goes with a 2-D numeric array (strings elsewhere are read as values)")
         if isinstance(numeric, (pa.RecordBatch, pa.Table)):
             if categorical is not None:
                 raise ValueError("pass categorical columns inside the RecordBatch, not beside it")
@@ -418,7 +448,7 @@ class Accumulator:
             if missing:
                 raise ValueError(f"batch lacks reference columns {missing}")
             rows = numeric.num_rows
-            xt = self._columns_matrix([numeric.column(c) for c in layout.numeric], rows)
+            xt, inv = self._columns_matrix([numeric.column(c) for c in layout.numeric], rows)
             cats = {c: numeric.column(c) for c in layout.categorical}
         else:
             cats = dict(categorical or {})
@@ -437,38 +467,53 @@ class Accumulator:
                 rows = len(cols[0]) if cols else (
                     len(cats[layout.categorical[0]]) if layout.categorical else 0
                 )
-                xt = self._columns_matrix(cols, rows)
+                xt, inv = self._columns_matrix(cols, rows)
             else:
-                x = _numeric_matrix(numeric, layout)
+                x, inv = _numeric_matrix(numeric, layout)
                 rows = x.shape[0]
+                if invalid is not None:
+                    invalid = np.asarray(invalid, dtype=bool)
+                    if invalid.shape != x.shape:
+                        raise ValueError(f"the invalid mask has shape {invalid.shape}, the batch {x.shape}")
+                    inv = invalid if inv is None else inv | invalid
         cat_arrays = []
         for name in layout.categorical:
             arr = as_string_array(cats[name])
             if len(arr) != rows:
                 raise ValueError(f"column {name!r} has {len(arr)} values, the batch has {rows} rows")
             cat_arrays.append(arr)
-        return rows, xt, x, cat_arrays
+        return rows, xt, x, inv, cat_arrays
 
-    def _columns_matrix(self, cols: Sequence[Any], rows: int) -> np.ndarray:
+    def _columns_matrix(self, cols: Sequence[Any], rows: int) -> tuple[np.ndarray, np.ndarray | None]:
         xt = np.empty((len(cols), rows))
+        inv = None
         for j, (name, col) in enumerate(zip(self.layout.numeric, cols)):
-            values = _numeric_column(col, name)
+            values, bad = _numeric_column(col, name)
             if values.size != rows:
                 raise ValueError(f"column {name!r} has {values.size} values, the batch has {rows} rows")
             xt[j] = values
-        return xt
+            if bad is not None:
+                inv = np.zeros(xt.shape, dtype=bool) if inv is None else inv
+                inv[j] = bad
+        return xt, inv
 
-    def _add_columns(self, xt: np.ndarray) -> None:
-        """Count C × m float64 values (one chunk of rows, column-major).
+    def _add_columns(self, xt: np.ndarray, inv: np.ndarray | None = None) -> None:
+        """Count C × m float64 values (one chunk of rows, column-major); ``inv``: the mask of the
+        invalid values among them (counted apart), or None.
 
         Values near ±MAX_FLOAT overflow the moments (their mean and std become non-finite
         and ``to_stats`` leaves them out); counts, min and max stay exact. numpy's overflow
         warnings are silenced here for that reason and because the bin guess may overflow.
         """
+        n_inv = 0
+        if inv is not None:
+            n_inv = inv.sum(axis=1)
+            self.invalid += n_inv
+            xt = np.where(inv, np.nan, xt)  # then left out like nulls, and taken off the nulls below
         with np.errstate(over="ignore", invalid="ignore"):
-            self._count_columns(xt)
+            self._count_columns(xt, n_inv)
 
-    def _count_columns(self, xt: np.ndarray) -> None:
+    def _count_columns(self, xt: np.ndarray, n_inv: np.ndarray | int = 0) -> None:
         layout = self.layout
         m = xt.shape[1]
         fin = np.isfinite(xt)
@@ -480,14 +525,15 @@ class Accumulator:
             n_b, mean_b, m2_b, mn, mx = _batch_moments(xt, None)
         else:
             nan = np.isnan(xt)
-            nulls_b = nan.sum(axis=1)
-            infs_b = (~fin).sum(axis=1) - nulls_b
+            n_nan = nan.sum(axis=1)
+            nulls_b = n_nan - n_inv
+            infs_b = (~fin).sum(axis=1) - n_nan
             k[nan] = layout.n_bins  # one bin past the end, dropped below
             self.hist += np.bincount(k.reshape(-1), minlength=layout.n_bins + 1)[: layout.n_bins]
             n_b, mean_b, m2_b, mn, mx = _batch_moments(xt, fin)
         n_a = self.count - self.infs
         _, self.mean, self.m2 = merge_moments(n_a, self.mean, self.m2, n_b, mean_b, m2_b)
-        self.count += m - nulls_b
+        self.count += m - nulls_b - n_inv
         self.nulls += nulls_b
         self.infs += infs_b
         np.fmin(self.min, mn, out=self.min)
@@ -524,7 +570,7 @@ class Accumulator:
                 self.count - self.infs, self.mean, self.m2,
                 other.count - other.infs, other.mean, other.m2,
             )
-        for attr in ("count", "nulls", "infs", "hist", "cat_count", "cat_nulls", "cat_hist"):
+        for attr in ("count", "nulls", "infs", "invalid", "hist", "cat_count", "cat_nulls", "cat_hist"):
             setattr(out, attr, getattr(self, attr) + getattr(other, attr))
         out.min = np.fmin(self.min, other.min)
         out.max = np.fmax(self.max, other.max)
@@ -542,7 +588,8 @@ class Accumulator:
             len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins,
         )
         ints = np.concatenate(
-            [self.count, self.nulls, self.infs, self.hist, self.cat_count, self.cat_nulls, self.cat_hist]
+            [self.count, self.nulls, self.infs, self.invalid, self.hist, self.cat_count, self.cat_nulls,
+             self.cat_hist]
         ).astype("<i8", copy=False)
         floats = np.concatenate([self.mean, self.m2, self.min, self.max]).astype("<f8", copy=False)
         return header + ints.tobytes() + floats.tobytes()
@@ -551,10 +598,11 @@ class Accumulator:
     def from_bytes(
         cls, data: bytes, reference: Layout | Mapping[str, Mapping[str, Any]]
     ) -> Accumulator:
-        """Rebuild an accumulator from :meth:`to_bytes` output and its reference.
+        """Rebuild an accumulator from :meth:`to_bytes` output (this version's or version 1's)
+        and its reference.
 
-        Raises ValueError when the bytes are not accumulator state, are truncated, or were
-        written for another reference (the layout fingerprint differs).
+        Raises ValueError when the bytes are not accumulator state, are truncated, of an unknown
+        version, or were written for another reference (the layout fingerprint differs).
         """
         acc = cls.from_reference(reference)
         layout = acc.layout
@@ -564,13 +612,14 @@ class Accumulator:
         magic, version, fingerprint, rows, c, b, k, cb = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("not accumulator state (bad magic bytes)")
-        if version != _VERSION:
-            raise ValueError(f"accumulator state version {version}, this code reads {_VERSION}")
+        if version not in _READS:
+            raise ValueError(f"accumulator state version {version}, this code reads versions {list(_READS)}")
         if fingerprint != layout.fingerprint or (c, b, k, cb) != (
             len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
         ):
             raise ValueError("accumulator state was written for another reference (fingerprint differs)")
-        n_int = 3 * c + b + 2 * k + cb
+        per_column = ("count", "nulls", "infs") if version == 1 else ("count", "nulls", "infs", "invalid")
+        n_int = len(per_column) * c + b + 2 * k + cb
         n_float = 4 * c
         expected = _HEADER.size + 8 * (n_int + n_float)
         if len(data) != expected:
@@ -582,7 +631,7 @@ class Accumulator:
         acc.rows = rows
         pos = 0
         for attr, size in (
-            ("count", c), ("nulls", c), ("infs", c), ("hist", b),
+            *((name, c) for name in per_column), ("hist", b),
             ("cat_count", k), ("cat_nulls", k), ("cat_hist", cb),
         ):
             setattr(acc, attr, ints[pos:pos + size].copy())
@@ -608,7 +657,8 @@ class Accumulator:
         """Return the window's statistics in ``feature_stats`` form (MLRun's ``sample_df_stats``).
 
         numeric: count, mean, std (ddof=1), min, max, hist = [counts, reference edges],
-        nulls, infs; mean/min/max left out without a finite value, std with fewer than two.
+        nulls, infs, invalid; mean/min/max left out without a finite value, std with fewer
+        than two.
         categorical: count, categories, category_counts, other_count, nulls. Quartiles and
         top/freq/unique are not kept (not mergeable) and so not given.
         """
@@ -629,6 +679,7 @@ class Accumulator:
             s["hist"] = [self.histogram(name).tolist(), layout.edges[j].tolist()]
             s["nulls"] = int(self.nulls[j])
             s["infs"] = int(self.infs[j])
+            s["invalid"] = int(self.invalid[j])
             out[name] = s
         for j, name in enumerate(layout.categorical):
             counts = self.histogram(name).tolist()
@@ -640,6 +691,12 @@ class Accumulator:
                 "nulls": int(self.cat_nulls[j]),
             }
         return out
+
+    def invalid_share(self) -> float | None:
+        """Invalid values / (non-null + invalid values), over all numeric columns; None when
+        they hold no value at all."""
+        total = int(self.count.sum() + self.invalid.sum())
+        return int(self.invalid.sum()) / total if total else None
 
     def __repr__(self) -> str:
         return (

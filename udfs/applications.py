@@ -404,7 +404,9 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     result ``feature_drift`` (data_drift): per column a test of the window's counts against the
     reference's, Benjamini–Hochberg over the columns, potential at FDR ``alpha`` (1 %), detected at
     ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`udfs.verdict`);
-    ``min_effect`` (reference σ) raises the smallest drift it flags.
+    ``min_effect`` (reference σ) raises the smallest drift it flags. Metric ``invalid_share``: the
+    window's values that are not numbers ("N/A", "?") in numeric columns / (non-null + invalid
+    values), never part of the drift; per column in ``general_drift``'s ``extra_data``.
     Enabled in every project unless registered disabled (``streamdrift apps disable histogram-data-drift``).
     """
 
@@ -424,13 +426,15 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
             return []
         report = drift_from_accumulator(monitoring_context.feature_stats, window.accumulator,
                                         classifier=self.classifier, include_categorical=self.include_categorical)
+        share = window.accumulator.invalid_share()
+        invalid = [] if share is None else [ModelMonitoringApplicationMetric("invalid_share", share)]
         details = report.to_dict()
         details["missing_in_reference"] = sorted({*details.get("missing_in_reference", ()), *window.unknown_columns})
         if report.general_drift is None:  # rows, but no value in any reference column: say so
             details["unmatched"] = True
             return [ModelMonitoringApplicationResult(name, None, ResultKindApp.data_drift, ResultStatusApp.irrelevant,
                                                      extra_data=details)
-                    for name in ("general_drift", FEATURE_DRIFT_NAME)]
+                    for name in ("general_drift", FEATURE_DRIFT_NAME)] + invalid
         out: list = [ModelMonitoringApplicationResult(
             "general_drift", report.general_drift, ResultKindApp.data_drift, ResultStatusApp(int(report.status)),
             extra_data=details)]
@@ -443,7 +447,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
                 extra_data=verdict.to_dict()))
         out += [ModelMonitoringApplicationMetric(name, value) for name, value in report.metrics.items()
                 if value is not None]
-        return out
+        return out + invalid
 
 
 def app_name(app: Any) -> str:

@@ -25,6 +25,12 @@ Nothing raises for a column that cannot be compared; the report lists it instead
 When no column can be compared the metrics and ``general_drift`` are None and the status is
 ``IRRELEVANT`` (-1): there is no value to classify, and 0 ("no drift") would be a claim.
 
+Invalid values (strings that are not numbers in a numeric column, :mod:`udfs.accumulator`) take
+no part in the measures; per numeric column the window's ``invalid_share`` = invalid values /
+(non-null + invalid values) is reported beside them (None when the window statistics do not
+count invalid values, e.g. MLRun's); the application's metric ``invalid_share`` is the same
+share over all the window's numeric columns (:meth:`udfs.accumulator.Accumulator.invalid_share`).
+
 Beside MLRun's result the application reports ``feature_drift`` (kind ``DATA_DRIFT``,
 :func:`feature_drift_from_accumulator`): per compared column a two-sample test of the window's
 bin counts against the reference's, combined over columns with Benjamini–Hochberg
@@ -118,9 +124,10 @@ class ColumnDrift:
     status: ResultStatus
     window_count: int
     reference_count: int
+    invalid_share: float | None = None  # numeric columns: the window's invalid values / (non-null + invalid)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "tvd": self.tvd,
             "hellinger": self.hellinger,
@@ -130,6 +137,9 @@ class ColumnDrift:
             "window_count": self.window_count,
             "reference_count": self.reference_count,
         }
+        if self.invalid_share is not None:
+            out["invalid_share"] = self.invalid_share
+        return out
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,16 @@ def _category_vector(ref: Mapping[str, Any], win: Mapping[str, Any]) -> np.ndarr
         out[index.get(cat, len(index))] += n
     out[-1] += win.get("other_count", 0)
     return out
+
+
+def _invalid_share(stats: Mapping[str, Any]) -> float | None:
+    """A numeric column's invalid values / (non-null + invalid values); None without a count of
+    invalid values or without any value."""
+    invalid = stats.get("invalid")
+    if invalid is None or not is_numeric_stats(stats):
+        return None
+    total = invalid + (stats.get("count") or 0)
+    return invalid / total if total else None
 
 
 def _count(stats: Mapping[str, Any], counts: np.ndarray) -> float:
@@ -240,7 +260,7 @@ def histogram_drift(
     :param zero_scaling:  KLD's replacement for a zero denominator (MLRun: 1e-4).
     """
     classifier = classifier or DriftClassifier()
-    names, kinds, win_rows, ref_rows, win_n, ref_n = [], [], [], [], [], []
+    names, kinds, win_rows, ref_rows, win_n, ref_n, shares = [], [], [], [], [], [], []
     missing_in_window, skipped = [], []
     for name, ref in feature_stats.items():
         if name not in window_stats:
@@ -259,8 +279,8 @@ def histogram_drift(
             skipped.append((name, "no values in the reference"))
             continue
         if n_win <= 0:
-            nulls = win.get("nulls")
-            suffix = f" ({nulls} nulls)" if nulls else ""
+            held = [f"{win[k]} {k if k == 'nulls' else 'invalid values'}" for k in ("nulls", "invalid") if win.get(k)]
+            suffix = f" ({', '.join(held)})" if held else ""
             skipped.append((name, f"no non-null values in the window{suffix}"))
             continue
         names.append(name)
@@ -269,6 +289,7 @@ def histogram_drift(
         ref_rows.append(ref_counts)
         win_n.append(n_win)
         ref_n.append(n_ref)
+        shares.append(_invalid_share(win) if kind == "numeric" else None)
     missing_in_reference = tuple(n for n in window_stats if n not in feature_stats)
 
     if not names:
@@ -306,6 +327,7 @@ def histogram_drift(
             status=classifier.status(min(max(float(col_drift[i]), 0.0), 1.0)),
             window_count=int(win_n[i]),
             reference_count=int(ref_n[i]),
+            invalid_share=shares[i],
         )
         for i, (name, kind) in enumerate(zip(names, kinds))
     )
@@ -365,7 +387,7 @@ def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = N
     ``general_drift``), in the columns' order; ``[]`` for any other result.
 
     Read per column: ``tvd``, ``hellinger``, ``kld``, ``window_count`` (n), ``reference_count``
-    (N), and the per-feature test's ``p_value``, ``rejected``, ``effect_size``: from ``verdict``
+    (N), ``invalid_share``, and the per-feature test's ``p_value``, ``rejected``, ``effect_size``: from ``verdict``
     (the same window's ``feature_drift`` result: its ``p_value``, ``rejected``, ``effect``) when
     given, else where the result itself holds them. Pure: the window, endpoint and application
     are the result's.
@@ -384,7 +406,8 @@ def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = N
             feature_name=str(name), start_infer_time=result.start_infer_time, end_infer_time=result.end_infer_time,
             tvd=_number(c["tvd"]), hellinger=_number(c["hellinger"]), kld=_number(c["kld"]),
             p_value=_number(c.get("p_value")), rejected=_flag(c.get("rejected")), effect_size=_number(c.get("effect_size")),
-            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count"))))
+            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count")),
+            invalid_share=_number(c.get("invalid_share"))))
     return rows
 
 

@@ -359,7 +359,9 @@ def unmatched_columns(agg: WindowAggregate, feature_stats: Mapping[str, Any]) ->
     if not agg.rows or acc is None or int(acc.count.sum()) + int(acc.cat_count.sum()) > 0:
         return None
     seen = sorted(agg.unknown_columns)
+    invalid = int(acc.invalid.sum())
     return (f"the window's {agg.rows} rows have no value in any column of the reference: its columns "
-            f"{seen[:20]}{'...' if len(seen) > 20 else ''} (all null when they are the reference's), the "
+            f"{seen[:20]}{'...' if len(seen) > 20 else ''} (all null when they are the reference's"
+            f"{f', or {invalid} values that are not numbers' if invalid else ''}), the "
             f"reference's {sorted(feature_stats)[:20]}{'...' if len(feature_stats) > 20 else ''}; were features "
             "renamed or re-cased, or are the inputs empty?")

@@ -122,6 +122,8 @@ class FeatureDriftRecord:
     (:mod:`udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
     multiple-testing correction) and ``effect_size`` are None when no test ran.
     ``window_count`` (n) and ``reference_count`` (N): the non-null values compared on each side.
+    ``invalid_share``: the window's values of a numeric column that are not numbers ("N/A"), as a
+    share of its non-null + invalid values (never part of the drift); None for other columns.
     """
 
     project: str
@@ -138,6 +140,7 @@ class FeatureDriftRecord:
     effect_size: float | None = None
     window_count: int | None = None
     reference_count: int | None = None
+    invalid_share: float | None = None
 
 
 def record_to_json(record: Any) -> dict[str, Any]:

@@ -3,18 +3,27 @@
 ``feature_stats(data)`` returns one entry per column, keyed by the normalised column name
 (see :mod:`udfs.naming`). The entry's form depends on the column's type:
 
-numeric (integers, floats, decimals, booleans as 0/1)::
+numeric (integers, floats, decimals, booleans as 0/1, and text that holds numbers)::
 
     {"count": 1000, "mean": 0.1, "std": 1.0, "min": -3.2, "25%": -0.6, "50%": 0.1,
      "75%": 0.7, "max": 3.4,
      "hist": [[c_0, c_1, ..., c_21], [e_0, e_1, ..., e_22]],
-     "nulls": 0, "infs": 0}
+     "nulls": 0, "infs": 0, "invalid": 0}
 
     The inner 20 bins are equal-width over [min, max] (``np.histogram(x, bins=20)``, so the
     edges are the ones MLRun computes for the same data); they are padded with one bin at each
     end whose outer edges are ``-sys.float_info.max`` and ``+sys.float_info.max`` (MLRun's
     ``pad_hist``), 22 bins and 23 edges in all. Bins are half open ``[e_i, e_i+1)`` except the
     last, which is closed, exactly as ``np.histogram``.
+
+    A text column (strings: a pandas object column, a CSV column that is not all numbers, a
+    Parquet string column) is numeric when its non-null values spell numbers apart from at most
+    5 % (:data:`MAX_INVALID_PERCENT`) of placeholder tokens ("N/A", "?", "-", "unknown", "", ...;
+    :func:`parse_numbers` says what spells a number). The tokens are ``invalid`` values: counted
+    there, in nothing else (not in ``count``, ``nulls`` or ``hist``); ``invalid_tokens`` lists the
+    most frequent ones with their counts (at most :data:`MAX_INVALID_TOKENS`, each cut to 64
+    characters). Dictionary-encoded text (a pandas ``category``) declares categories and stays
+    categorical. ``numeric=`` and ``categorical=`` of :func:`feature_stats` override the guess.
 
 categorical (strings, dictionary-encoded strings)::
 
@@ -58,11 +67,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.naming import normalize_names
+from udfs.naming import normalize_name, normalize_names
 
 MAX_FLOAT = sys.float_info.max
 NUM_BINS = 20
 MAX_CATEGORIES = 20
+MAX_INVALID_PERCENT = 5
+"""A text column is numeric when at most this percentage of its non-null values are not numbers."""
+MAX_INVALID_TOKENS = 10
+"""Distinct invalid tokens listed per column (``invalid_tokens``), the most frequent first."""
+_TOKEN_CHARS = 64
+
+# a decimal number as text (after trimming whitespace): what Arrow's string-to-double cast reads
+_NUMBER = r"^[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN])$"
 
 FeatureStats = dict[str, dict[str, Any]]
 
@@ -186,6 +203,58 @@ def arrow_to_float64(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if values.null_count:
         values = pc.fill_null(values, np.nan)
     return values.to_numpy(zero_copy_only=False)
+
+
+def parse_numbers(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Read text as numbers: ``(float64 values, invalid mask)``, one of each per value.
+
+    A string that spells a decimal number once surrounding whitespace is trimmed (``"1.5"``,
+    ``" -2e3 "``, ``".5"``, ``"7."``, ``"inf"``, ``"Infinity"``; ``"nan"`` is a null) is that
+    number, correctly rounded; any other string (``"N/A"``, ``"?"``, ``"-"``, ``"unknown"``,
+    ``""``, ``"1,5"``, ``"0x10"``) is invalid: NaN in the values, True in the mask. A null (None)
+    is NaN and not invalid. ``values``: strings (an Arrow string array, or a sequence of str/None;
+    anything else is compared as ``str(value)``, see :func:`as_string_array`). The same rule reads
+    the training data and the windows.
+    """
+    arr = as_string_array(values)
+    if not len(arr):
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    number = pc.match_substring_regex(trimmed, _NUMBER)  # null where the value is null
+    x = pc.cast(pc.if_else(number, trimmed, pa.scalar(None, pa.string())), pa.float64())
+    invalid = pc.invert(pc.fill_null(number, True)).to_numpy(zero_copy_only=False)
+    return arrow_to_float64(x), invalid
+
+
+def numbers_of_cells(cells: Sequence[Any]) -> tuple[list[Any], np.ndarray | None]:
+    """``cells`` (Python values) with each string replaced by the number it spells
+    (:func:`parse_numbers`; NaN when it spells none), and the mask of the strings that spell none
+    (None when there is none). Other values are left as they are."""
+    text = [i for i, v in enumerate(cells) if isinstance(v, str)]
+    if not text:
+        return list(cells), None
+    out = list(cells)
+    parsed, not_number = parse_numbers([out[i] for i in text])
+    for i, v in zip(text, parsed.tolist()):
+        out[i] = v
+    if not not_number.any():
+        return out, None
+    invalid = np.zeros(len(out), dtype=bool)
+    invalid[np.asarray(text)[not_number]] = True
+    return out, invalid
+
+
+def invalid_tokens(values: Any, invalid: np.ndarray) -> dict[str, int]:
+    """The most frequent invalid values and their counts (at most :data:`MAX_INVALID_TOKENS`, most
+    frequent first, ties by value; each cut to 64 characters)."""
+    arr = as_string_array(values).filter(pa.array(invalid))
+    counts: dict[str, int] = {}
+    vc = pc.value_counts(arr)
+    for token, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
+        key = token if len(token) <= _TOKEN_CHARS else token[:_TOKEN_CHARS - 1] + "…"
+        counts[key] = counts.get(key, 0) + n
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_INVALID_TOKENS]
+    return dict(ranked)
 
 
 # --------------------------------------------------------------------------- histograms
@@ -327,6 +396,31 @@ def numeric_stats(values: Any, num_bins: int = NUM_BINS) -> dict[str, Any]:
         ]
     stats["nulls"] = nulls
     stats["infs"] = neg_inf + pos_inf
+    stats["invalid"] = 0
+    return stats
+
+
+def text_stats(values: Any, numeric: bool | None = None, *, num_bins: int = NUM_BINS,
+               max_categories: int = MAX_CATEGORIES) -> dict[str, Any]:
+    """Return the statistics of a text column: numeric (``invalid`` counting the values that are
+    not numbers, ``invalid_tokens`` the most frequent of them) or categorical.
+
+    :param numeric: True: numeric whatever the share of invalid values; False: categorical;
+        None: numeric when at most :data:`MAX_INVALID_PERCENT` % of the non-null values are
+        invalid (and at least one is a number).
+    """
+    arr = as_string_array(values)
+    x, invalid = parse_numbers(arr)
+    n_invalid = int(invalid.sum())
+    non_null = len(arr) - arr.null_count
+    if numeric is None:
+        numeric = n_invalid < non_null and 100 * n_invalid <= MAX_INVALID_PERCENT * non_null
+    if not numeric:
+        return categorical_stats(arr, max_categories)
+    stats = numeric_stats(x[~invalid], num_bins)
+    stats["invalid"] = n_invalid
+    if n_invalid:
+        stats["invalid_tokens"] = invalid_tokens(arr, invalid)
     return stats
 
 
@@ -359,15 +453,29 @@ def column_stats(
     *,
     num_bins: int = NUM_BINS,
     max_categories: int = MAX_CATEGORIES,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """Return the statistics of one Arrow column, dispatching on its type (module docstring)."""
+    """Return the statistics of one Arrow column, dispatching on its type (module docstring).
+
+    ``kind``: None to go by the type (text guessed by :func:`text_stats`; dictionary-encoded
+    text, which declares categories, stays categorical), ``"numeric"`` or ``"categorical"`` to
+    force one. Raises ValueError when a column of another type (timestamps, binary, nested) is
+    forced numeric.
+    """
     t = values.type
     if pa.types.is_dictionary(t) and is_numeric_type(t.value_type):
         t = t.value_type
-    if is_numeric_type(t):
+    if kind == "categorical":
+        return categorical_stats(values, max_categories)
+    if is_numeric_type(t) or (kind == "numeric" and pa.types.is_null(t)):
         return numeric_stats(arrow_to_float64(values), num_bins)
     if is_string_type(t):
-        return categorical_stats(values, max_categories)
+        if kind is None and pa.types.is_dictionary(t):
+            return categorical_stats(values, max_categories)
+        return text_stats(values, True if kind == "numeric" else None, num_bins=num_bins,
+                          max_categories=max_categories)
+    if kind == "numeric":
+        raise ValueError(f"a column of Arrow type {t} cannot be read as numbers: only numbers and text can")
     nulls = len(values) if pa.types.is_null(t) else int(values.null_count)
     return {"count": len(values) - nulls, "nulls": nulls}
 
@@ -378,6 +486,8 @@ def feature_stats(
     num_bins: int = NUM_BINS,
     max_categories: int = MAX_CATEGORIES,
     columns: Sequence[str] | None = None,
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
 ) -> FeatureStats:
     """Return the reference statistics of training data, one entry per column.
 
@@ -385,7 +495,12 @@ def feature_stats(
     :param num_bins:       inner equal-width bins per numeric column (MLRun: 20).
     :param max_categories: categories kept per categorical column; the rest is ``other``.
     :param columns:        names (as in ``data``) to keep, in this order; default all.
+    :param numeric:        columns (as in ``data`` or normalised) monitored as numbers whatever
+                           their type's guess: a text column's values that are not numbers are
+                           all counted ``invalid``, whatever their share.
+    :param categorical:    columns (likewise) monitored as categories.
     :returns:              ``{normalised name: stats}`` as described in the module docstring.
+    Raises ValueError for a name in ``numeric`` or ``categorical`` that is no column, or in both.
     """
     if not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
@@ -399,12 +514,50 @@ def feature_stats(
             raise ValueError(f"columns not in the training data: {missing}; it has {names}")
         names = list(columns)
     normalised = normalize_names(names)
+    kinds = _forced_kinds(names, normalised, numeric, categorical)
     return {
         norm: column_stats(
-            table.column(name), num_bins=num_bins, max_categories=max_categories
+            table.column(name), num_bins=num_bins, max_categories=max_categories, kind=kinds.get(norm)
         )
         for norm, name in zip(normalised, names)
     }
+
+
+def _forced_kinds(names: Sequence[str], normalised: Sequence[str], numeric: Sequence[str],
+                  categorical: Sequence[str]) -> dict[str, str]:
+    """{normalised name: "numeric" | "categorical"} of the overrides, each given as in the data or
+    normalised; ValueError naming the unknown ones or those given both ways."""
+    if isinstance(numeric, str) or isinstance(categorical, str):
+        raise ValueError("numeric and categorical are lists of column names, not one string")
+    by_name = {**dict(zip(normalised, normalised)), **dict(zip(names, normalised))}
+
+    def column(name: str) -> str | None:
+        return by_name.get(name, by_name.get(normalize_name(name)))
+
+    unknown = [n for n in (*numeric, *categorical) if column(n) is None]
+    if unknown:
+        raise ValueError(f"columns {unknown} (numeric / categorical) are not in the training data; it has {list(names)}")
+    kinds = {column(n): "numeric" for n in numeric}
+    both = sorted({column(n) for n in categorical} & set(kinds))
+    if both:
+        raise ValueError(f"columns {both} are given both as numeric and as categorical")
+    kinds.update({column(n): "categorical" for n in categorical})
+    return kinds
+
+
+def invalid_report(stats: FeatureStats) -> list[str]:
+    """One line per column of ``stats`` that holds invalid values: how many, their share of the
+    non-null values, the most frequent tokens; what registration prints and logs."""
+    lines = []
+    for name, s in stats.items():
+        n = s.get("invalid") or 0
+        if not n:
+            continue
+        total = n + int(s.get("count") or 0)
+        tokens = ", ".join(f"{token!r} x{k}" for token, k in (s.get("invalid_tokens") or {}).items())
+        lines.append(f"column {name!r}: {n} of {total} non-null values ({100 * n / total:.2f} %) are not numbers "
+                     f"({tokens}): counted as invalid values, the column is numeric")
+    return lines
 
 
 def is_numeric_stats(stats: Mapping[str, Any]) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 
 from udfs.accumulator import Accumulator, Layout
 from udfs.events import Event, PositionalRows
+from udfs.reference import numbers_of_cells
 
 LATENCY_EDGES = np.geomspace(1.0, 1e10, 601)
 """Latency bins in microseconds: 1 µs to ~3 h, 600 log-spaced bins (ratio 1.039 per bin)."""
@@ -206,7 +207,7 @@ class WindowAggregate:
         priorities = _priorities(counted, sizes)
         block = RowBlock.from_values(names, values)  # the rows column-wise, once: for the counts and the sample
         # everything that can fail first: a batch that does not fit leaves the aggregate unchanged
-        counts = _count_block(block, names, values, rows, layout) if values and layout is not None else None
+        counts = _count_block(block, names, values, layout) if values and layout is not None else None
         lat = [ev.latency_us for ev in events if ev.latency_us is not None]
         times = [ev.timestamp_ms for ev in events]
         # rows mostly share their names (positional rows all have all of them)
@@ -221,7 +222,7 @@ class WindowAggregate:
         none failed, every row has every column of ``block``, ``priorities`` are their rows' (as
         :func:`_priorities` makes them), ``latencies`` those of the events that have one. The same
         counts as :meth:`add_events` of those events."""
-        counts = (_count_block(block, block.names, None, None, layout)
+        counts = (_count_block(block, block.names, None, layout)
                   if block.n and layout is not None else None)
         self._count(events, first_ms, last_ms, 0, latencies, block, [(block.names, block.n)], counts,
                     priorities, layout, sample_size)
@@ -586,11 +587,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
-    """Rows (name → value) → (rows × numeric-columns float matrix, name → category values).
+def count_rows(rows: Sequence[dict[str, Any]], layout: Layout
+               ) -> tuple[np.ndarray, dict[str, list], np.ndarray | None]:
+    """Rows (name → value) → (rows × numeric-columns float matrix, name → category values, the
+    matrix's mask of invalid values or None when there is none).
 
-    Missing values and None are NaN / null. A value that is not a number in a numeric column (a
-    string, even "1.5") raises ValueError naming the column and the value. Booleans count as 0/1.
+    Missing values and None are NaN / null. Booleans count as 0/1. A string in a numeric column is
+    read as the training data was (:func:`udfs.reference.parse_numbers`): "1.5" is 1.5, "N/A" an
+    invalid value (NaN in the matrix, True in the mask). Any other value that is not a number
+    within the float64 range raises ValueError naming the column and the value.
     """
     numeric = layout.numeric
     values = _take(rows, numeric)
@@ -600,42 +605,63 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout) -> tuple[np.ndarr
         except (TypeError, ValueError, OverflowError):
             pass  # find the column and the value below
         else:
-            return matrix, _categories(rows, layout)
-    matrix = np.empty((len(rows), len(numeric)))
-    for j, name in enumerate(numeric):
-        col = [row.get(name) for row in rows]
-        text = next((v for v in col if isinstance(v, str)), None)
-        if text is not None:
-            raise ValueError(f"column {name!r} is numeric in the reference, got the string {text[:64]!r}")
-        try:
-            matrix[:, j] = np.asarray([np.nan if v is None else v for v in col], dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            bad = next((v for v in col if v is not None and not _is_number(v)), None)
-            raise ValueError(f"column {name!r} is numeric in the reference, got {str(bad)[:64]} "
-                             "(not a number within the float64 range)") from None
-    return matrix, _categories(rows, layout)
+            return matrix, _categories(rows, layout), None
+    matrix, invalid = _stack([_numeric_values([row.get(name) for row in rows], name) for name in numeric], len(rows))
+    return matrix, _categories(rows, layout), invalid
 
 
-def _count_block(block: RowBlock, names: Sequence[str], values: Sequence[Sequence[Any]],
-                 rows: Sequence[dict[str, Any]] | None, layout: Layout) -> tuple[np.ndarray, dict[str, list]]:
-    """:func:`count_rows` from the rows' block when it holds every numeric column of the reference
-    as numbers (the common case: no second pass over the rows), else :func:`count_rows` (on the
-    rows as dicts: ``rows``, or made from ``names`` and ``values``, or from the block when both
-    are None)."""
+def _numeric_values(col: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """One numeric column's values (None where missing) as float64, and the mask of its invalid
+    values (None when there is none); strings read by :func:`udfs.reference.parse_numbers`.
+    Raises ValueError naming the column for a value that is neither a number within the float64
+    range, None, nor a string."""
+    col, invalid = numbers_of_cells(col)
+    try:
+        x = np.asarray([np.nan if v is None else v for v in col], dtype=np.float64)
+        if x.shape != (len(col),):  # nested lists of equal lengths
+            raise ValueError
+        return x, invalid
+    except (TypeError, ValueError, OverflowError):
+        bad = next((v for v in col if v is not None and not _is_number(v)), None)
+        raise ValueError(f"column {name!r} is numeric in the reference, got {str(bad)[:64]} "
+                         "(not a number within the float64 range)") from None
+
+
+def _stack(columns: Sequence[tuple[np.ndarray, np.ndarray | None]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows × columns matrix, invalid mask or None) of :func:`_numeric_values` columns."""
+    matrix = np.empty((n, len(columns)))
+    invalid = None
+    for j, (x, bad) in enumerate(columns):
+        matrix[:, j] = x
+        if bad is not None:
+            invalid = np.zeros(matrix.shape, dtype=bool) if invalid is None else invalid
+            invalid[:, j] = bad
+    return matrix, invalid
+
+
+def _count_block(block: RowBlock, names: Sequence[str], values: Sequence[Sequence[Any]] | None, layout: Layout
+                 ) -> tuple[np.ndarray, dict[str, list], np.ndarray | None]:
+    """:func:`count_rows` from the rows' block, with no second pass over the rows: the reference's
+    numeric columns from the block's matrix, or, for a column that holds other values too
+    (strings), from its values (``values``: the rows' values in the order of ``names``; made from
+    the block when None)."""
     where = {name: j for j, name in enumerate(block.numeric)}
     if all(name in where for name in layout.numeric):
-        position = {name: j for j, name in enumerate(names)}
-        categories = {}
-        if layout.categorical and values is None:
-            values = [[row.get(name) for name in names] for row in block.to_rows()]
-        for name in layout.categorical:
-            j = position.get(name)
-            categories[name] = ([None] * len(values) if j is None
-                                else [None if r[j] is None else str(r[j]) for r in values])
-        return block.matrix[:, [where[name] for name in layout.numeric]], categories
-    if rows is None:
-        rows = block.to_rows() if values is None else [dict(zip(names, r)) for r in values]
-    return count_rows(rows, layout)
+        matrix, invalid = block.matrix[:, [where[name] for name in layout.numeric]], None
+    else:
+        missing = np.full(block.n, np.nan)
+        matrix, invalid = _stack([(block.matrix[:, where[name]], None) if name in where else
+                                  _numeric_values(block.other[name], name) if name in block.other else
+                                  (missing, None) for name in layout.numeric], block.n)
+    position = {name: j for j, name in enumerate(names)}
+    categories = {}
+    if layout.categorical and values is None:
+        values = [[row.get(name) for name in names] for row in block.to_rows()]
+    for name in layout.categorical:
+        j = position.get(name)
+        categories[name] = ([None] * block.n if j is None
+                            else [None if r[j] is None else str(r[j]) for r in values])
+    return matrix, categories, invalid
 
 
 def _categories(rows: Sequence[dict[str, Any]], layout: Layout) -> dict[str, list]:

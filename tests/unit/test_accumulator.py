@@ -187,7 +187,7 @@ def test_categories_count_unseen_values_as_other_and_nulls_apart():
 
 
 def test_non_string_categories_compare_as_strings():
-    ref = feature_stats(pd.DataFrame({"code": ["1", "2", "2"]}))
+    ref = feature_stats(pd.DataFrame({"code": ["1", "2", "2"]}), categorical=["code"])  # numbers as text: forced
     acc = Accumulator.from_reference(ref).add_batch(None, {"code": np.array([1, 2, 3])})
     assert acc.histogram("code").tolist() == [1, 1, 1]  # "2", "1", other
 
@@ -196,15 +196,17 @@ def test_non_string_categories_compare_as_strings():
 
 
 def _random_acc(seed, rows=300):
+    """An accumulator of random rows with nulls and placeholder strings ("N/A", "?")."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(1, 3, (rows, 3))
+    x = rng.normal(1, 3, (rows, 3)).astype(object)
     x[rng.random((rows, 3)) < 0.05] = np.nan
+    x[rng.random((rows, 3)) < 0.03] = rng.choice(["N/A", "?"])
     cats = rng.choice(["red", "green", "teal", None], rows)
     return Accumulator.from_reference(LAYOUT).add_batch(x, {"color": cats}), x, cats
 
 
 def _assert_same(a, b):
-    for attr in ("count", "nulls", "infs", "hist", "cat_count", "cat_nulls", "cat_hist", "min", "max"):
+    for attr in ("count", "nulls", "infs", "invalid", "hist", "cat_count", "cat_nulls", "cat_hist", "min", "max"):
         np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
     assert a.rows == b.rows
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-12)
@@ -222,6 +224,7 @@ def test_merge_is_associative_commutative_and_equals_counting_all_rows(s1, s2, s
         np.vstack([xa, xb, xc]), {"color": np.concatenate([ca, cb, cc])}
     )
     _assert_same(a + b + c, together)
+    assert together.invalid.tolist() == [sum(isinstance(v, str) for v in col) for col in np.vstack([xa, xb, xc]).T]
 
 
 def test_merge_with_empty_is_identity_and_leaves_inputs_unchanged():
@@ -267,6 +270,26 @@ def test_bytes_round_trip_is_exact_and_small():
     assert restored.add_batch(np.ones((2, 3)), {"color": ["red", "red"]}).rows == a.rows + 2
     twenty = Accumulator.from_reference(_reference(n_cols=20, categorical=False))
     assert len(twenty.to_bytes()) < 5_000
+
+
+def test_state_of_version_1_is_read_as_without_invalid_values():
+    """Version 1 (before invalid values were counted): the layout of the module docstring without
+    the invalid[C] block. A window open across the upgrade goes on counting."""
+    import struct
+
+    a, _, _ = _random_acc(6)
+    a.invalid[:] = 0
+    data = a.to_bytes()
+    c = len(LAYOUT.numeric)
+    head = struct.Struct("<4sB3x8sQIIII")
+    magic, _, fingerprint, rows, *sizes = head.unpack_from(data)
+    ints = np.frombuffer(data, "<i8", offset=head.size)
+    v1 = head.pack(magic, 1, fingerprint, rows, *sizes) + np.delete(ints, np.s_[3 * c:4 * c]).tobytes()
+    old = Accumulator.from_bytes(v1, LAYOUT)
+    _assert_same(old, a)
+    assert old.to_bytes() == data  # written again as version 2
+    with pytest.raises(ValueError, match="version 7"):
+        Accumulator.from_bytes(head.pack(magic, 7, fingerprint, rows, *sizes) + data[head.size:], LAYOUT)
 
 
 def test_bad_bytes_are_refused():
@@ -344,17 +367,44 @@ def test_wrong_column_count_names_the_expected_columns():
     assert acc.rows == 0 and acc.hist.sum() == 0  # nothing half-counted
 
 
-def test_non_numeric_value_in_a_numeric_column_names_the_column():
+def test_strings_in_a_numeric_column_are_numbers_or_invalid_values():
+    rows = np.array([[1.0, "abc", "3"], [" 2.5 ", "N/A", None], ["", "-", "nan"], [4, "1e2", "?"]], dtype=object)
+    acc = Accumulator.from_reference(LAYOUT).add_batch(rows, {"color": ["red"] * 4})
+    # by hand: f0 = 1, 2.5, invalid "", 4; f1 = invalid x3, 100; f2 = 3, null, null ("nan"), invalid
+    assert acc.invalid.tolist() == [1, 3, 1]
+    assert acc.count.tolist() == [3, 1, 1] and acc.nulls.tolist() == [0, 0, 2] and acc.infs.tolist() == [0, 0, 0]
+    numbers = np.array([[1.0, np.nan, 3.0], [2.5, np.nan, np.nan], [np.nan, np.nan, np.nan], [4.0, 100.0, np.nan]])
+    same = Accumulator.from_reference(LAYOUT).add_batch(numbers, {"color": ["red"] * 4})
+    np.testing.assert_array_equal(acc.hist, same.hist)  # invalid values are not binned
+    np.testing.assert_array_equal(acc.mean, same.mean)
+    stats = acc.to_stats()
+    assert [stats[c]["invalid"] for c in LAYOUT.numeric] == [1, 3, 1]
+    assert acc.invalid_share() == 5 / (5 + 5)
+    # the same strings as an Arrow column, and as a mask beside a float matrix
+    batch = pa.record_batch([pa.array(rows[:, j].tolist(), type=pa.string()) if j else
+                             pa.array([1.0, 2.5, None, 4.0]) for j in range(3)] + [pa.array(["red"] * 4)],
+                            names=["f0", "f1", "f2", "color"])
+    from_arrow = Accumulator.from_reference(LAYOUT).add_batch(batch)
+    assert from_arrow.invalid.tolist() == [0, 3, 1] and from_arrow.count.tolist() == [3, 1, 1]
+    masked = Accumulator.from_reference(LAYOUT).add_batch(numbers, {"color": ["red"] * 4},
+                                                          invalid=np.array([[0, 1, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]]))
+    _assert_same(masked, acc)
+
+
+def test_a_value_neither_number_nor_string_names_the_column():
     acc = Accumulator.from_reference(LAYOUT)
-    rows = np.array([[1.0, 2.0, 3.0], [4.0, "abc", 6.0]], dtype=object)
-    with pytest.raises(ValueError, match=r"column 'f1' is numeric in the reference but row 1 holds 'abc'"):
+    rows = np.array([[1.0, 2.0, 3.0], [4.0, {"a": 1}, 6.0]], dtype=object)
+    with pytest.raises(ValueError, match=r"column 'f1' is numeric in the reference but row 1 holds \{'a': 1\}"):
         acc.add_batch(rows, {"color": ["red", "red"]})
     batch = pa.record_batch(
-        [pa.array([1.0]), pa.array(["x"]), pa.array([1.0]), pa.array(["red"])],
+        [pa.array([1.0]), pa.array([[1.0]]), pa.array([1.0]), pa.array(["red"])],
         names=["f0", "f1", "f2", "color"],
     )
-    with pytest.raises(ValueError, match="column 'f1' is numeric in the reference but the batch has Arrow type string"):
+    with pytest.raises(ValueError, match="column 'f1' is numeric in the reference but the batch has Arrow type list"):
         acc.add_batch(batch)
+    with pytest.raises(ValueError, match="invalid mask has shape"):
+        acc.add_batch(np.ones((2, 3)), {"color": ["red"] * 2}, invalid=np.zeros((3, 3), bool))
+    assert acc.rows == 0
     ok = np.array([[1, None, 2.5]], dtype=object)  # None is a null, ints are numbers
     acc.add_batch(ok, {"color": ["red"]})
     assert acc.nulls.tolist() == [0, 1, 0]

@@ -118,6 +118,17 @@ def _breaking(rng, i):
     ])
 
 
+def _with_text(rng, i):
+    """An event with placeholder strings and numbers as text among its values (invalid values and
+    numbers, whichever path reads them)."""
+    event = _clean(rng, i)
+    for row in event["inputs"]:
+        for j in range(len(row)):
+            if rng.random() < 0.5:
+                row[j] = rng.choice(["N/A", "?", "-", "", "unknown", "1.5", " 7 ", "nan", "1e3"])
+    return json.dumps(event).encode()
+
+
 def _batch(rng, seed):
     n = rng.choice([1, 5, 50, 300])
     odd_share = rng.choice([0.0, 0.0, 0.05, 0.3])
@@ -131,6 +142,9 @@ def _batch(rng, seed):
             out.append(json.dumps(event, separators=rng.choice([(",", ":"), (", ", ": ")])).encode())
     if rng.random() < 0.2:
         out.insert(rng.randrange(len(out) + 1), _breaking(rng, seed))
+    if rng.random() < 0.15:
+        for _ in range(rng.choice([1, 3])):
+            out.insert(rng.randrange(len(out) + 1), _with_text(rng, seed))
     if rng.random() < 0.1:  # flat rows: one row as a list of numbers
         out = [json.dumps({"endpoint_id": "num2", "timestamp": T0 + k, "inputs": [float(k), 1.5],
                            "request_id": f"f{k}"}).encode() for k in range(n)]
@@ -151,7 +165,7 @@ def _summary(batch):
                        agg.latency_hist.tolist(), sorted(agg.unknown_columns.items()), p.max_timestamp_ms),
             "latency_sum": agg.latency_sum,
             "hist": None if acc is None else (acc.hist.tolist(), acc.count.tolist(), acc.nulls.tolist(),
-                                             acc.infs.tolist(), acc.cat_hist.tolist()),
+                                             acc.infs.tolist(), acc.invalid.tolist(), acc.cat_hist.tolist()),
             "moments": None if acc is None else (acc.mean, acc.m2, acc.min, acc.max),
             "sample": sample,
             "carrier": p.index,
@@ -175,7 +189,7 @@ def _same(a, b):
 def test_random_batches_count_the_same_read_column_wise_or_record_by_record():
     rng = random.Random(11)
     catalog = EndpointCatalog(_records)
-    read = fell_back = 0
+    read = fell_back = invalid = 0
     for seed in range(150):
         payloads = _batch(rng, seed)
         reader = ColumnarReader()
@@ -184,6 +198,7 @@ def test_random_batches_count_the_same_read_column_wise_or_record_by_record():
         plain = aggregate_records(payloads, catalog, WINDOW_MS, sample_size=k, reader=False)
         read += reader.read_batches
         fell_back += reader.unread_batches
+        invalid += sum(int(p.aggregate.accumulator.invalid.sum()) for p in plain.partials if p.aggregate.accumulator)
         _same(_summary(columnar), _summary(plain))
         assert sorted((i, d.to_json()) for i, d in columnar.dead) == sorted((i, d.to_json()) for i, d in plain.dead)
         assert columnar.endpoint_ids == plain.endpoint_ids
@@ -192,6 +207,7 @@ def test_random_batches_count_the_same_read_column_wise_or_record_by_record():
         assert columnar.timestamps.tolist() == plain.timestamps.tolist()
         np.testing.assert_array_equal(columnar.latency_us, plain.latency_us)
     assert read > 80 and fell_back > 10  # both ways were taken
+    assert invalid > 20  # with placeholder strings among the values
 
 
 def test_the_whole_batch_test_of_candidates_agrees_with_the_per_record_one():

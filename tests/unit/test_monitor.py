@@ -112,7 +112,8 @@ def test_default_app_gives_the_drift_of_the_histograms(shift):
     assert result.start_infer_time == dt.datetime(2024, 1, 1, tzinfo=UTC)
     assert result.end_infer_time == dt.datetime(2024, 1, 1, 0, 10, tzinfo=UTC)
     metrics = {m.metric_name: m.value for m in out.metrics}
-    assert metrics == pytest.approx({"tvd_mean": tvd, "hellinger_mean": hel, "kld_mean": kld}, rel=1e-9)
+    assert metrics == pytest.approx({"tvd_mean": tvd, "hellinger_mean": hel, "kld_mean": kld, "invalid_share": 0.0},
+                                    rel=1e-9)
     assert out.errors == () and out.revision == 0
     assert "score" in result.extra_data["missing_in_reference"]
 
@@ -157,8 +158,8 @@ def test_a_failing_app_is_recorded_and_the_others_go_on():
     tvd, hel, _ = _expected_drift(rows)
     assert [r.result_name for r in out.results] == ["general_drift", "feature_drift"]
     assert out.results[0].value == pytest.approx((tvd + hel) / 2, rel=1e-9)
-    assert {m.metric_name for m in out.metrics} == {"tvd_mean", "hellinger_mean", "kld_mean", "sample_rows",
-                                                     "window_rows"}
+    assert {m.metric_name for m in out.metrics} == {"tvd_mean", "hellinger_mean", "kld_mean", "invalid_share",
+                                                     "sample_rows", "window_rows"}
 
 
 def test_an_app_that_changes_its_inputs_cannot_harm_the_others_nor_the_next_window():

@@ -125,7 +125,7 @@ def test_bin_edges_equal_numpys_for_ordinary_ranges():
 
 def test_empty_and_single_value_columns_are_defined():
     stats = feature_stats(pd.DataFrame({"e": [np.nan, np.nan], "one": [np.nan, 2.0]}))
-    assert stats["e"] == {"count": 0, "nulls": 2, "infs": 0}
+    assert stats["e"] == {"count": 0, "nulls": 2, "infs": 0, "invalid": 0}
     assert stats["one"]["count"] == 1 and "std" not in stats["one"]  # pandas: std is NaN
     assert sum(stats["one"]["hist"][0]) == 1
     empty = feature_stats(pd.DataFrame({"a": pd.Series([], dtype=float), "s": pd.Series([], dtype=object)}))

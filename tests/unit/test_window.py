@@ -167,24 +167,27 @@ def test_rows_as_lists_count_exactly_as_the_same_rows_as_objects():
     assert blobs[0] == blobs[1] == blobs[2]
 
 
-def test_a_non_numeric_value_dead_letters_only_its_event():
+def test_a_placeholder_string_is_an_invalid_value_of_its_column_not_a_dead_letter():
     rng = np.random.default_rng(1)
     good = [_rows(rng, 3) for _ in range(4)]
-    bad_rows = [(0.1, 15.0, "red"), ("n/a", 12.0, "blue")]
+    odd_rows = [(0.1, 15.0, "red"), ("n/a", 12.0, "blue"), ("2.5", "?", "red"), (None, " 13 ", "red")]
     payloads = [_event("a", T0 + i, f"r{i}", rows) for i, rows in enumerate(good)]
-    payloads.insert(2, _event("a", T0 + 99, "bad", bad_rows))
-    partials, dead = aggregate_batch(payloads, _catalog(_endpoint("a")), WINDOW_MS)
-    assert [i for i, _ in dead] == [2]
-    reason = dead[0][1].reason
-    assert "'x'" in reason and "n/a" in reason and "endpoint a" in reason
-    (p,) = partials
-    rows = [r for rs in good for r in rs]
-    assert (p.aggregate.events, p.aggregate.rows) == (4, 12)
-    np.testing.assert_array_equal(p.aggregate.accumulator.histogram("x"), _np_hist("x", [r[0] for r in rows]))
-    assert p.max_timestamp_ms == T0 + 3  # the dead event's time is not the partial's
+    payloads.insert(2, _event("a", T0 + 99, "odd", odd_rows))
+    (p,), dead = aggregate_batch(payloads, _catalog(_endpoint("a")), WINDOW_MS)
+    assert dead == []
+    acc = p.aggregate.accumulator
+    assert (p.aggregate.events, p.aggregate.rows) == (5, 16)
+    xs = [r[0] for rs in good for r in rs] + [0.1, 2.5]  # "2.5" is 2.5; "n/a" invalid, None null
+    ys = [r[1] for rs in good for r in rs] + [15.0, 12.0, 13.0]
+    np.testing.assert_array_equal(acc.histogram("x"), _np_hist("x", xs))
+    np.testing.assert_array_equal(acc.histogram("y"), _np_hist("y", ys))
+    stats = acc.to_stats()
+    assert [stats[c]["invalid"] for c in ("x", "y")] == [1, 1]
+    assert [stats[c]["count"] for c in ("x", "y")] == [14, 15] and stats["x"]["nulls"] == 1
+    assert acc.invalid_share() == 2 / (14 + 15 + 2)
 
 
-@pytest.mark.parametrize("value", ["1.5", 10 ** 400])
+@pytest.mark.parametrize("value", [10 ** 400, {"a": 1}])
 def test_values_that_are_not_float64_numbers_are_dead_letters_not_crashes(value):
     payloads = [_event("a", T0, "ok", [(0.0, 11.0, "red")]),
                 json.dumps({"endpoint_id": "a", "timestamp": T0, "inputs": {"x": value, "y": 1.0, "color": "red"}})]
@@ -229,7 +232,7 @@ def test_add_events_that_do_not_fit_leave_the_aggregate_unchanged():
     good = decode(_event("a", T0, "g", [(0.0, 11.0, "red")], latency=10))
     agg.add_events([good], layout)
     before = agg.to_bytes()
-    bad = decode(_event("a", T0 + 1, "b", [("oops", 11.0, "red")], latency=10))
+    bad = decode(_event("a", T0 + 1, "b", [(10 ** 400, 11.0, "red")], latency=10))
     with pytest.raises(ValueError, match="'x'"):
         agg.add_events([good, bad], layout)
     assert agg.to_bytes() == before
@@ -237,11 +240,14 @@ def test_add_events_that_do_not_fit_leave_the_aggregate_unchanged():
 
 def test_count_rows_names_the_column():
     layout = Layout.from_feature_stats(REF)
-    matrix, cats = count_rows([{"x": 1, "y": None, "color": "red"}, {"x": True, "color": None}], layout)
+    matrix, cats, invalid = count_rows([{"x": 1, "y": None, "color": "red"}, {"x": True, "color": None}], layout)
     np.testing.assert_array_equal(matrix, [[1.0, np.nan], [1.0, np.nan]])
-    assert cats == {"color": ["red", None]}
+    assert cats == {"color": ["red", None]} and invalid is None
+    matrix, _, invalid = count_rows([{"x": "1e1", "y": "N/A"}, {"x": "-", "y": 2}], layout)
+    np.testing.assert_array_equal(matrix, [[10.0, np.nan], [np.nan, 2.0]])
+    np.testing.assert_array_equal(invalid, [[False, True], [True, False]])
     with pytest.raises(ValueError, match="column 'y'"):
-        count_rows([{"x": 1, "y": "12"}], layout)
+        count_rows([{"x": 1, "y": 10 ** 400}], layout)
 
 
 # --------------------------------------------------------------------------- merging
