@@ -15,6 +15,11 @@ statistics of outputs and labels found in the reference are kept in ``feature_st
 are monitored like features); the endpoint records which names are which. An output or label
 missing from the reference is recorded without statistics; a missing feature is an error.
 
+Types. A text column whose values are numbers apart from at most 5 % of placeholder tokens ("N/A",
+"?", "-", ...) is numeric, the tokens counted as invalid values (``feature_stats[col]["invalid"]``;
+:mod:`udfs.reference`); each such column is logged at registration (a warning: one line per column,
+the tokens listed). ``numeric`` and ``categorical`` name columns whose type is forced instead.
+
 ``store`` is a :class:`connectors.sql_store.SqlStore`, a SQLAlchemy URL, or None for the
 ``endpoint_store_connection`` setting (:func:`connectors.settings.load_settings`).
 """
@@ -34,7 +39,7 @@ from connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
 from udfs.contract import endpoint_id_problem
 from udfs.endpoint_id import endpoint_uid
 from udfs.naming import normalize_names
-from udfs.reference import feature_stats, read_table
+from udfs.reference import feature_stats, invalid_report, read_table
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,8 @@ def _build_reference(
     label_names: Sequence[str] | None,
     sample_size: int,
     seed: int,
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Statistics, names and sample of a reference, as :meth:`SqlStore.upsert_endpoint` takes them."""
     table = read_table(reference)
@@ -138,7 +145,9 @@ def _build_reference(
             log.info("%s %s are not in the reference data: recorded without statistics", what, absent)
     kept = features + [n for n in outputs + labels if n in by_norm]
     selected = table.select([by_norm[n] for n in kept]).rename_columns(kept)
-    stats = feature_stats(selected)
+    stats = feature_stats(selected, numeric=numeric or (), categorical=categorical or ())
+    for line in invalid_report(stats):
+        log.warning("reference: %s", line)
     sample = reference_sample(selected, sample_size, seed) if sample_size else None
     return {
         "feature_names": features,
@@ -167,6 +176,8 @@ def get_or_create_model_endpoint(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = DEFAULT_SEED,
     endpoint_id: str | None = None,
+    numeric: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
 ) -> ModelEndpoint:
     """The endpoint of ``model_name`` (``model_version``) served by ``project/function_name:function_tag``;
     created when it does not exist.
@@ -178,9 +189,12 @@ def get_or_create_model_endpoint(
                         statistics and a sample of at most ``sample_size`` rows (seeded by
                         ``seed``) become the endpoint's reference.
     :param feature_names, output_names, label_names: see the module doc.
-    :returns: the endpoint as stored. An existing endpoint is returned unchanged, except that one
-              without a reference gets this ``reference``; use :func:`update_reference` to replace
-              a reference.
+    :param numeric, categorical: columns (as in the reference, or normalised) monitored as numbers /
+                        as categories whatever their type suggests (module doc, Types).
+    :returns: the endpoint as stored; its ``feature_stats`` give each numeric column's ``invalid``
+              values (and the most frequent ``invalid_tokens``), which are also logged. An existing
+              endpoint is returned unchanged, except that one without a reference gets this
+              ``reference``; use :func:`update_reference` to replace a reference.
     """
     if endpoint_id is None:
         endpoint_id = endpoint_uid(project, function_name, function_tag, model_name, model_version)
@@ -194,10 +208,11 @@ def get_or_create_model_endpoint(
         if existing is not None:
             if reference is not None and not existing.feature_stats:
                 return _update_reference(db, existing, reference, feature_names, output_names, label_names,
-                                         sample_size, seed)
+                                         sample_size, seed, numeric, categorical)
             return existing
         if reference is not None:
-            ref = _build_reference(reference, feature_names, output_names, label_names, sample_size, seed)
+            ref = _build_reference(reference, feature_names, output_names, label_names, sample_size, seed,
+                                   numeric or (), categorical or ())
         else:
             ref = {"feature_names": normalize_names(feature_names or []),
                    "output_names": normalize_names(output_names or []),
@@ -212,13 +227,13 @@ def get_or_create_model_endpoint(
 
 
 def _update_reference(db: SqlStore, endpoint: ModelEndpoint, reference: Any, feature_names, output_names,
-                      label_names, sample_size: int, seed: int) -> ModelEndpoint:
+                      label_names, sample_size: int, seed: int, numeric=None, categorical=None) -> ModelEndpoint:
     ref = _build_reference(
         reference,
         feature_names if feature_names is not None else (endpoint.feature_names or None),
         output_names if output_names is not None else endpoint.output_names,
         label_names if label_names is not None else endpoint.label_names,
-        sample_size, seed)
+        sample_size, seed, numeric or (), categorical or ())
     return db.update_reference(endpoint.endpoint_id, ref.pop("feature_stats"), **ref)
 
 
@@ -232,11 +247,14 @@ def update_reference(
     store: SqlStore | str | None = None,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = DEFAULT_SEED,
+    numeric: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
 ) -> ModelEndpoint:
     """Replace an endpoint's reference with the statistics and sample of new training data.
 
-    Names default to the endpoint's own (its features, outputs and labels); the running job picks
-    the new reference up on its next poll of the store.
+    Names default to the endpoint's own (its features, outputs and labels); ``numeric`` and
+    ``categorical`` force column types (see :func:`get_or_create_model_endpoint`). The running job
+    picks the new reference up on its next poll of the store.
     """
     db, close = _with_store(store)
     try:
@@ -244,7 +262,7 @@ def update_reference(
         if endpoint is None:
             raise NotFoundError(f"no model endpoint {endpoint_id!r} in {db.masked_url}")
         return _update_reference(db, endpoint, reference, feature_names, output_names, label_names,
-                                 sample_size, seed)
+                                 sample_size, seed, numeric, categorical)
     finally:
         if close:
             db.close()

@@ -1,7 +1,7 @@
 """``streamdrift endpoints``: create, list, show and delete model endpoints.
 
     streamdrift endpoints create --project fraud --model classifier --function serving \\
-        --reference train.parquet --outputs prediction --labels label
+        --reference train.parquet --outputs prediction --labels label [--numeric COL] [--categorical COL]
     streamdrift endpoints list [--project fraud] [--json]
     streamdrift endpoints show ENDPOINT_ID [--json]
     streamdrift endpoints delete ENDPOINT_ID [--json]
@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--labels", help="comma-separated label (ground truth) columns of the reference")
     p.add_argument("--sample-size", type=int, default=10_000, help="rows of the reference sample kept (10000)")
     p.add_argument("--endpoint-id", help="the id MLRun assigned the endpoint (default: derived as MLRun derives it)")
+    p.add_argument("--numeric", action="append", metavar="COL",
+                   help="monitor COL as numbers: its values that are not numbers count as invalid values "
+                        "(repeatable, or comma-separated; default: text columns with at most 5 %% non-numbers)")
+    p.add_argument("--categorical", action="append", metavar="COL",
+                   help="monitor COL as categories whatever its values (repeatable, or comma-separated)")
     add_json_flag(p)
 
     # --project filters; without it every project is listed
@@ -62,10 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------- commands
 
 
-def _names(value: str | None) -> list[str] | None:
+def _names(value: str | list[str] | None) -> list[str] | None:
+    """Column names of a comma-separated option (or of a repeated one: a list of such values)."""
     if value is None:
         return None
-    return [n.strip() for n in value.split(",") if n.strip()]
+    values = [value] if isinstance(value, str) else value
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
 
 @guard
@@ -78,11 +85,15 @@ def cmd_create(args: argparse.Namespace) -> int:
             project, args.model, args.function, reference=args.reference,
             feature_names=_names(args.features), output_names=_names(args.outputs),
             label_names=_names(args.labels), model_version=args.version, function_tag=args.tag,
-            store=store, sample_size=args.sample_size, endpoint_id=args.endpoint_id)
+            store=store, sample_size=args.sample_size, endpoint_id=args.endpoint_id, numeric=_names(args.numeric),
+            categorical=_names(args.categorical))
     if args.json:
-        print(json.dumps(endpoint.to_dict(with_stats=False), indent=2))
+        invalid = {name: {k: s[k] for k in ("invalid", "invalid_tokens") if k in s}
+                   for name, s in endpoint.feature_stats.items() if s.get("invalid")}
+        print(json.dumps({**endpoint.to_dict(with_stats=False), "invalid_values": invalid}, indent=2))
     else:
         _print_endpoint(endpoint)
+        _print_invalid(endpoint)
     return 0
 
 
@@ -119,6 +130,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print()
     print(format_table(["COLUMN", "ROLE", "TYPE", "COUNT", "NULLS", "MEAN / TOP", "MIN", "MAX"],
                        feature_rows(endpoint)))
+    _print_invalid(endpoint)
     return 0
 
 
@@ -190,6 +202,14 @@ def feature_rows(endpoint) -> list[list[str]]:
             rows.append([name, roles[name], "not monitored", _num(stats.get("count")), _num(stats.get("nulls")),
                          "-", "-", "-"])
     return rows
+
+
+def _print_invalid(endpoint) -> None:
+    """One line per reference column with values that are not numbers (invalid values)."""
+    from udfs.reference import invalid_report
+
+    for line in invalid_report(endpoint.feature_stats):
+        print(f"invalid  {line}")
 
 
 def _print_endpoint(e) -> None:

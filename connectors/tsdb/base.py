@@ -321,6 +321,7 @@ def check_feature_drift(f: FeatureDriftRecord) -> FeatureDriftRecord:
         raise ValueError(f"{where}: rejected must be True, False or None, got {f.rejected!r}")
     stored = {"tvd": _finite(f.tvd), "hellinger": _finite(f.hellinger), "kld": _finite(f.kld),
               "p_value": _finite(f.p_value), "effect_size": _finite(f.effect_size),
+              "invalid_share": _finite(f.invalid_share),
               "window_count": _whole(f.window_count, "window_count", where),
               "reference_count": _whole(f.reference_count, "reference_count", where)}
     if all(getattr(f, k) is v or (type(getattr(f, k)) is float and getattr(f, k) == v) for k, v in stored.items()):

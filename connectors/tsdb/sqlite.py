@@ -67,7 +67,7 @@ _VALUE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "feature_drift": (("end_infer_time", "INTEGER NOT NULL"), ("start_infer_time", "INTEGER NOT NULL"),
                       ("tvd", "REAL"), ("hellinger", "REAL"), ("kld", "REAL"), ("p_value", "REAL"),
                       ("rejected", "INTEGER"), ("effect_size", "REAL"), ("window_count", "INTEGER"),
-                      ("reference_count", "INTEGER")),
+                      ("reference_count", "INTEGER"), ("invalid_share", "REAL")),
 }
 
 
@@ -247,7 +247,7 @@ class SqliteTSDB(TSDB):
     def _feature_drift_rows(records: Sequence[FeatureDriftRecord]) -> list[tuple]:
         return [(micros(f.end_infer_time), micros(f.start_infer_time), f.tvd, f.hellinger, f.kld, f.p_value,
                  None if f.rejected is None else int(f.rejected), f.effect_size, f.window_count, f.reference_count,
-                 f.project, f.endpoint_id, f.application_name, f.feature_name)
+                 f.invalid_share, f.project, f.endpoint_id, f.application_name, f.feature_name)
                 for f in records]
 
     def write_results(self, records: Sequence[ResultRecord]) -> int:

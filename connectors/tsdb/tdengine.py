@@ -26,7 +26,7 @@ supertable         columns (the first one is the row's timestamp key)     tags
                                                                           error_type
 ``feature_drift``  end_infer_time, start_infer_time, tvd, hellinger,      project, endpoint_id,
                    kld, p_value, rejected, effect_size, window_count,     application_name,
-                   reference_count                                        feature_name
+                   reference_count, invalid_share                         feature_name
 =================  =====================================================  ============================
 
 One subtable per series (:data:`connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
@@ -250,7 +250,8 @@ FEATURE_DRIFT = SuperTable(
     "feature_drift", "fd",
     columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("tvd", "DOUBLE"),
              ("hellinger", "DOUBLE"), ("kld", "DOUBLE"), ("p_value", "DOUBLE"), ("rejected", "BOOL"),
-             ("effect_size", "DOUBLE"), ("window_count", "BIGINT"), ("reference_count", "BIGINT")),
+             ("effect_size", "DOUBLE"), ("window_count", "BIGINT"), ("reference_count", "BIGINT"),
+             ("invalid_share", "DOUBLE")),
     tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
           ("feature_name", "NCHAR(255)")),
 )
@@ -368,7 +369,7 @@ def _feature_drift_row(f: FeatureDriftRecord) -> tuple[dict[str, Any], list[Any]
     tags = {"project": f.project, "endpoint_id": f.endpoint_id, "application_name": f.application_name,
             "feature_name": f.feature_name}
     return tags, [micros(f.end_infer_time), micros(f.start_infer_time), f.tvd, f.hellinger, f.kld, f.p_value,
-                  f.rejected, f.effect_size, f.window_count, f.reference_count]
+                  f.rejected, f.effect_size, f.window_count, f.reference_count, f.invalid_share]
 
 
 _INSERT = "INSERT INTO"
@@ -495,8 +496,8 @@ PREDICTION_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS B
                      "endpoint_id")
 ERROR_SELECT = "CAST(time AS BIGINT), model_error, project, endpoint_id, application_name, error_type"
 FEATURE_DRIFT_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, "
-                        "p_value, rejected, effect_size, window_count, reference_count, project, endpoint_id, "
-                        "application_name, feature_name")
+                        "p_value, rejected, effect_size, window_count, reference_count, invalid_share, project, "
+                        "endpoint_id, application_name, feature_name")
 
 
 def _select_sql(database: str, stable: SuperTable, select: str, project: str, endpoint_id: str | None,
@@ -611,13 +612,13 @@ def _whole(value: Any) -> int | None:
 
 
 def feature_drift_from_row(row: Sequence[Any]) -> FeatureDriftRecord:
-    (end, start, tvd, hel, kld, p_value, rejected, effect, n, big_n, project, endpoint_id, app, feature) = row
+    (end, start, tvd, hel, kld, p_value, rejected, effect, n, big_n, invalid, project, endpoint_id, app, feature) = row
     return FeatureDriftRecord(
         project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
         feature_name=_text(feature), start_infer_time=from_micros(start), end_infer_time=from_micros(end),
         tvd=_float(tvd), hellinger=_float(hel), kld=_float(kld), p_value=_float(p_value),
         rejected=None if rejected is None else bool(rejected), effect_size=_float(effect),
-        window_count=_whole(n), reference_count=_whole(big_n),
+        window_count=_whole(n), reference_count=_whole(big_n), invalid_share=_float(invalid),
     )
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +324,35 @@ def test_cli_through_the_streamdrift_command(cli_env, tmp_path):
     shown = subprocess.run([*run, "show", endpoint_id, *cli_env["store"]], cwd=ROOT, capture_output=True, text=True,
                            timeout=120)
     assert shown.returncode == 1 and endpoint_id in shown.stderr
+
+
+def test_cli_create_prints_the_invalid_values_and_takes_the_overrides(cli_env, capsys, tmp_path):
+    """A CSV whose amount holds 1 % of "?", "-" and "unknown": printed per column (and in --json);
+    --numeric / --categorical, repeatable or comma-separated, force the types."""
+    rng = np.random.default_rng(4)
+    amount = rng.normal(50, 10, 2_000).astype(object)
+    where = rng.choice(2_000, 20, replace=False)
+    amount[where] = rng.choice(["?", "-", "unknown"], 20)
+    put = Counter(amount[where].tolist())
+    path = tmp_path / "tokens.csv"
+    pd.DataFrame({"amount": amount, "note": ["a", "b"] * 1_000, "y": 1}).to_csv(path, index=False)
+    base = ["endpoints", "create", "--project", "shop", "--function", "serving", "--reference", str(path),
+            *cli_env["store"]]
+    rc, out, _ = run_cli([*base, "--model", "a"], capsys)
+    (line,) = [line for line in out.splitlines() if line.startswith("invalid")]
+    assert rc == 0 and "'amount'" in line and "20 of 2000" in line
+    assert all(f"{token!r} x{n}" in line for token, n in put.items())
+    rc, out, _ = run_cli([*base, "--model", "b", "--json"], capsys)
+    assert json.loads(out)["invalid_values"] == {"amount": {"invalid": 20, "invalid_tokens": dict(put.most_common())}}
+    store = SqlStore(cli_env["store"][1])
+    rc, out, _ = run_cli([*base, "--model", "c", "--json", "--categorical", "amount,y", "--numeric", "note"], capsys)
+    created = store.get_endpoint(json.loads(out)["endpoint_id"]).feature_stats
+    assert "categories" in created["amount"] and "categories" in created["y"]
+    assert created["note"]["invalid"] == 2_000 and created["note"]["count"] == 0
+    rc, out, _ = run_cli([*base, "--model", "d", "--json", "--categorical", "amount", "--categorical", "y"], capsys)
+    created = store.get_endpoint(json.loads(out)["endpoint_id"]).feature_stats
+    assert "categories" in created["amount"] and "categories" in created["y"]
+    rc, out, _ = run_cli(["endpoints", "show", json.loads(run_cli([*base, "--model", "a", "--json"], capsys)[1])
+                          ["endpoint_id"], *cli_env["store"]], capsys)
+    assert [line for line in out.splitlines() if line.startswith("invalid")] == [line]
+    store.close()

@@ -117,8 +117,8 @@ def test_schema_statements_mock():
         "TAGS (project NCHAR(255), endpoint_id NCHAR(255), application_name VARCHAR(128), error_type NCHAR(255))",
         "CREATE STABLE IF NOT EXISTS streamdrift.feature_drift (end_infer_time TIMESTAMP, start_infer_time TIMESTAMP, "
         "tvd DOUBLE, hellinger DOUBLE, kld DOUBLE, p_value DOUBLE, rejected BOOL, effect_size DOUBLE, "
-        "window_count BIGINT, reference_count BIGINT) TAGS (project NCHAR(255), endpoint_id NCHAR(255), "
-        "application_name VARCHAR(128), feature_name NCHAR(255))",
+        "window_count BIGINT, reference_count BIGINT, invalid_share DOUBLE) TAGS (project NCHAR(255), "
+        "endpoint_id NCHAR(255), application_name VARCHAR(128), feature_name NCHAR(255))",
         "SELECT table_name, col_name FROM information_schema.ins_columns WHERE db_name = 'streamdrift' "
         "AND table_type = 'SUPER_TABLE'",
     ]
@@ -131,6 +131,10 @@ def test_a_supertable_of_an_older_version_gets_its_new_columns_mock():
     assert add_columns_sql("db", old_predictions) == ["ALTER STABLE db.predictions ADD COLUMN estimated_count DOUBLE"]
     assert add_columns_sql("db", [("predictions", c) for c, _ in PREDICTIONS.columns]) == []
     assert add_columns_sql("db", []) == []  # nothing created yet: CREATE STABLE made them whole
+    old_feature_drift = [("feature_drift", c) for c in ("end_infer_time", "start_infer_time", "tvd", "hellinger", "kld",
+                                                        "p_value", "rejected", "effect_size", "window_count",
+                                                        "reference_count")]
+    assert add_columns_sql("db", old_feature_drift) == ["ALTER STABLE db.feature_drift ADD COLUMN invalid_share DOUBLE"]
 
 
 def test_database_comes_from_the_url_path_mock():
@@ -587,7 +591,7 @@ def feature(name: str, i: int = 0, project="fraud", endpoint_id="ep-1", app="his
     return FeatureDriftRecord(project, endpoint_id, app, name, end - dt.timedelta(minutes=10), end,
                               tvd=i / 4000, hellinger=i / 3000, kld=i / 100, p_value=None if i % 3 else i / 2000,
                               rejected=None if i % 3 else bool(i % 2), effect_size=None if i % 3 else -i / 7,
-                              window_count=100 + i, reference_count=10_000)
+                              window_count=100 + i, reference_count=10_000, invalid_share=None if i % 3 else i / 24)
 
 
 def test_feature_drift_insert_exact_mock():
@@ -596,15 +600,15 @@ def test_feature_drift_insert_exact_mock():
     age = sha1_name("fd", "feature_drift", "fraud", "ep-1", "histogram-data-drift", "age")
     income = sha1_name("fd", "feature_drift", "fraud", "ep-1", "histogram-data-drift", "income")
     columns = ("(end_infer_time, start_infer_time, tvd, hellinger, kld, p_value, rejected, effect_size, "
-               "window_count, reference_count)")
+               "window_count, reference_count, invalid_share)")
     tags = "(project, endpoint_id, application_name, feature_name)"
     assert conn.statements == [
         f"INSERT INTO streamdrift.{age} USING streamdrift.feature_drift {tags} "
         f"TAGS ('fraud', 'ep-1', 'histogram-data-drift', 'age') {columns} "
-        f"VALUES ({T1_US}, {T0_US}, 0.001, {4 / 3000!r}, 0.04, NULL, NULL, NULL, 104, 10000) "
+        f"VALUES ({T1_US}, {T0_US}, 0.001, {4 / 3000!r}, 0.04, NULL, NULL, NULL, 104, 10000, NULL) "
         f"streamdrift.{income} USING streamdrift.feature_drift {tags} "
         f"TAGS ('fraud', 'ep-1', 'histogram-data-drift', 'income') {columns} "
-        f"VALUES ({T1_US}, {T0_US}, 0.0015, 0.002, 0.06, 0.003, false, {-6 / 7!r}, 106, 10000)"
+        f"VALUES ({T1_US}, {T0_US}, 0.0015, 0.002, 0.06, 0.003, false, {-6 / 7!r}, 106, 10000, 0.25)"
     ]
 
 
@@ -618,21 +622,22 @@ def test_two_thousand_features_of_one_window_split_in_bytes_mock():
 
 
 def test_feature_drift_query_and_rows_decoded_mock():
-    row = (T1_US, T0_US, 0.25, 0.5, 1.5, 0.01, True, 0.3, 120, 5000, "fraud", "ep-1", "histogram-data-drift",
+    row = (T1_US, T0_US, 0.25, 0.5, 1.5, 0.01, True, 0.3, 120, 5000, 0.02, "fraud", "ep-1", "histogram-data-drift",
            "年龄")
-    empty = (T1_US, T0_US, None, None, None, None, None, None, None, None, "fraud", "ep-1", "app", "x")
+    empty = (T1_US, T0_US, None, None, None, None, None, None, None, None, None, "fraud", "ep-1", "app", "x")
     conn = FakeConnection([row, empty])
     got = TDengineTSDB(connection=conn).query_feature_drift("fraud", "ep-1", start=T0, end=T1,
                                                             feature_name="年龄")
     assert conn.statements == [
         "SELECT CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, p_value, "
-        "rejected, effect_size, window_count, reference_count, project, endpoint_id, application_name, feature_name "
+        "rejected, effect_size, window_count, reference_count, invalid_share, project, endpoint_id, application_name, "
+        "feature_name "
         "FROM streamdrift.feature_drift WHERE project = 'fraud' AND endpoint_id = 'ep-1' AND feature_name = '年龄' "
         f"AND end_infer_time >= {T0_US} AND end_infer_time <= {T1_US}"]
     assert got == [
         FeatureDriftRecord("fraud", "ep-1", "app", "x", T0, T1, None, None, None),
         FeatureDriftRecord("fraud", "ep-1", "histogram-data-drift", "年龄", T0, T1, 0.25, 0.5, 1.5, 0.01, True, 0.3,
-                           120, 5000),
+                           120, 5000, 0.02),
     ]
 
 

@@ -232,7 +232,8 @@ def feat(name, window=0, endpoint="ep", i=0, app="histogram-data-drift", project
                               p_value=float(rng.uniform()) if tested else None,
                               rejected=bool(rng.uniform() < 0.5) if tested else None,
                               effect_size=float(rng.normal()) if tested else None,
-                              window_count=int(rng.integers(0, 10_000)), reference_count=50_000)
+                              window_count=int(rng.integers(0, 10_000)), reference_count=50_000,
+                              invalid_share=float(rng.uniform(0, 0.1)) if i % 3 else None)
 
 
 def test_two_thousand_features_of_a_window_round_trip(tsdb):
@@ -356,6 +357,31 @@ def test_a_file_with_the_old_key_is_rebuilt_keeping_its_rows(tmp_path):
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert tables == {"app_results", "metrics", "predictions", "errors", "feature_drift"}
     assert "app_results_by_project_time" in indexes
+    tsdb.close()
+
+
+FEATURE_DRIFT_BEFORE_INVALID_SHARE = """CREATE TABLE feature_drift (project TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    application_name TEXT NOT NULL, feature_name TEXT NOT NULL, end_infer_time INTEGER NOT NULL,
+    start_infer_time INTEGER NOT NULL, tvd REAL, hellinger REAL, kld REAL, p_value REAL, rejected INTEGER,
+    effect_size REAL, window_count INTEGER, reference_count INTEGER,
+    UNIQUE (project, endpoint_id, application_name, feature_name, end_infer_time))"""
+
+
+def test_a_feature_drift_table_without_invalid_share_gets_the_column_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(FEATURE_DRIFT_BEFORE_INVALID_SHARE)
+        conn.execute("INSERT INTO feature_drift VALUES ('fraud', 'ep', 'app', 'age', 2, 1, 0.5, 0.25, 1.5, 0.01, 1, "
+                     "0.3, 120, 5000)")
+    tsdb = SqliteTSDB(path)
+    tsdb.create_schema()
+    tsdb.create_schema()  # idempotent
+    (old,) = tsdb.query_feature_drift("fraud")
+    assert (old.feature_name, old.tvd, old.rejected, old.reference_count, old.invalid_share) == (
+        "age", 0.5, True, 5000, None)
+    new = dataclasses.replace(old, feature_name="income", invalid_share=0.03)
+    tsdb.write_feature_drift([new])
+    assert tsdb.query_feature_drift("fraud", feature_name="income") == [new]
     tsdb.close()
 
 
