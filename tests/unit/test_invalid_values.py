@@ -221,6 +221,16 @@ def test_a_window_with_3_percent_tokens_reports_invalid_share_003_outside_the_dr
     assert rows["amount"].invalid_share == pytest.approx(0.03) and rows["age"].invalid_share == 0.0
 
 
+def test_a_window_of_placeholders_only_says_so_and_reports_an_invalid_share_of_1():
+    column, _, _ = _amount()
+    out = _run_window(_endpoint(column), ["N/A"] * 40, ["?"] * 40)
+    assert {m.metric_name: m.value for m in out.metrics} == {"invalid_share": 1.0}
+    assert {(r.result_name, r.status, r.value) for r in out.results} == {("general_drift", -1, None),
+                                                                        ("feature_drift", -1, None)}
+    (error,) = out.errors
+    assert "80 values that are not numbers" in error.message
+
+
 def test_numbers_as_text_in_a_window_count_as_numbers():
     column, _, _ = _amount()
     endpoint = _endpoint(column)
