@@ -158,6 +158,9 @@ def test_every_record_of_a_mixed_stream_is_accounted_for(tmp_path):
         n = 2 if i % 4 == 1 else 1
         send(native.endpoint_id, {"endpoint_id": native.endpoint_id, "timestamp": ts, "request_id": f"n{i}",
                                   "inputs": inputs}, n)
+    for i in range(10):  # placeholders in a numeric column: counted rows, invalid values (not dead letters)
+        send(native.endpoint_id, {"endpoint_id": native.endpoint_id, "timestamp": w0 + 50_000 + i, "request_id": f"p{i}",
+                                  "inputs": [[["N/A", "?"][i % 2], 2.0]]}, 1)
     for i in range(30):  # renamed features: counted, a visible irrelevant result
         send(renamed.endpoint_id, {"endpoint_id": renamed.endpoint_id, "timestamp": w0 + i,
                                    "inputs": {"X": 1.0, "Y": 2.0}}, 1)
@@ -188,6 +191,10 @@ def test_every_record_of_a_mixed_stream_is_accounted_for(tmp_path):
         in_windows = sum(p.count for p in tsdb.query_predictions(project, endpoint_id))
         assert in_windows + store.get_endpoint(endpoint_id).late_count == sent, endpoint_id
     assert store.get_endpoint(native.endpoint_id).late_count == 5
+    # window 0 of native: 60 rows of 2 numeric values, 10 of them placeholders
+    shares = {m.start_infer_time: m.value for m in tsdb.query_metrics(project, native.endpoint_id,
+                                                                      metric_name="invalid_share")}
+    assert shares[utc(w0)] == pytest.approx(10 / 120)
     assert len(_dead_letters(settings, project)) == len(bad)
     # the disabled endpoint: counted, no drift
     assert tsdb.query_results(project, disabled.endpoint_id) == []
