@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from connectors.local_services import jars_dir, plugins_dir
 
@@ -18,15 +17,20 @@ def flink_jar_uris() -> list[str]:
 
 
 def connectors_in_flink_lib() -> bool:
-    """True when the Flink distribution this process submits with (``flink run``: ``FLINK_LIB_DIR``)
-    holds the connector jars: its cluster then has them in Flink's own class loader (the local
-    standalone cluster does, see ``connectors.local_services``), and the job does not ship them
-    again (a job's own copies are loaded anew at every restart)."""
-    lib = os.environ.get("FLINK_LIB_DIR")
-    if not lib:
+    """True when the JVM this process builds jobs in already has the Kafka connector on its class
+    path: ``flink run`` of a Flink distribution whose ``lib/`` holds the connector jars (the local
+    standalone cluster's does, see ``connectors.local_services``). Its cluster then loads them with
+    Flink's own class loader, and the job does not ship them again (a job's own copies would be
+    loaded anew at every restart)."""
+    from pyflink.java_gateway import get_gateway
+
+    # the system class loader: the context one also holds the jars shipped to an earlier local job
+    loader = get_gateway().jvm.java.lang.ClassLoader.getSystemClassLoader()
+    try:
+        loader.loadClass("org.apache.flink.connector.kafka.source.KafkaSource")
+    except Exception:  # noqa: BLE001 - py4j raises its own error for a ClassNotFoundException
         return False
-    names = {path.name for path in Path(lib).glob("*.jar")}
-    return bool(names) and all(uri.rsplit("/", 1)[-1] in names for uri in flink_jar_uris())
+    return True
 
 
 PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
