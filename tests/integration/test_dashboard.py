@@ -99,8 +99,10 @@ def stores(tmp_path_factory, mysql):
     password = "Pw-" + uuid.uuid4().hex
     store_url = mariadb_user(mysql, database, user, password)
     data_dir = tmp_path_factory.mktemp("dashboard")
+    # MLRun's rule as the project's verdict: the manual alert below watches general_drift, which then
+    # raises the data-drift events (with the default, feature_drift, it is stored and not alerted on)
     env = {"STREAMDRIFT_PROJECT": project, "STREAMDRIFT_DATA_DIR": str(data_dir), "STREAMDRIFT_BASE_PERIOD": "1",
-           "STREAMDRIFT_ENDPOINT_STORE_CONNECTION": store_url}
+           "STREAMDRIFT_ENDPOINT_STORE_CONNECTION": store_url, "STREAMDRIFT_DRIFT_VERDICT": "mlrun"}
     settings = load_settings({}, env=env)
     rng = np.random.default_rng(17)
     reference = pd.DataFrame(rng.normal(size=(2000, len(FEATURES))).round(5), columns=FEATURES)
