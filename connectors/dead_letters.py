@@ -49,6 +49,16 @@ def read(settings: Settings, timeout_s: float = 5.0) -> list[dict[str, Any]]:
     return [letter for letter, _ in _read(settings, None, timeout_s)]
 
 
+def counts(letters: list[dict[str, Any]]) -> dict[str | None, int]:
+    """Dead letters per endpoint (None: records that named no valid endpoint, and windows' letters
+    name theirs)."""
+    out: dict[str | None, int] = {}
+    for letter in letters:
+        endpoint_id = letter.get("endpoint_id")
+        out[endpoint_id] = out.get(endpoint_id, 0) + 1
+    return out
+
+
 def _read(settings: Settings, group: str | None, timeout_s: float) -> Iterator[tuple[dict[str, Any], Any]]:
     """(letter, position) pairs; with ``group``, from where that group got to."""
     topic = topic_names(settings.project)["dead_letters"]

@@ -141,10 +141,14 @@ class DeadLetter:
     reason: str
     truncated: bool = False
     size: int = 0
+    endpoint_id: str | None = None  # the endpoint the record named, when it named a valid one
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "record", "reason": self.reason, "payload": self.payload,
-                           "truncated": self.truncated, "size_bytes": self.size})
+        letter = {"kind": "record", "reason": self.reason, "payload": self.payload, "truncated": self.truncated,
+                  "size_bytes": self.size}
+        if self.endpoint_id is not None:
+            letter["endpoint_id"] = self.endpoint_id
+        return json.dumps(letter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,13 +174,21 @@ class Columns:
 NO_COLUMNS = Columns()
 
 
-def dead_letter(payload: bytes | str, reason: str, size: int | None = None) -> DeadLetter:
+def dead_letter(payload: bytes | str, reason: str, size: int | None = None,
+                endpoint_id: str | None = None) -> DeadLetter:
     """The dead letter of a record: its first :data:`DEAD_LETTER_PAYLOAD_BYTES` bytes and the
-    reason. ``size``: the record's size when ``payload`` is only its first bytes."""
+    reason. ``size``: the record's size when ``payload`` is only its first bytes; ``endpoint_id``:
+    the endpoint it is counted on (a record that named one)."""
     raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else bytes(payload)
     kept = raw[:DEAD_LETTER_PAYLOAD_BYTES]
     size = len(raw) if size is None else size
-    return DeadLetter(kept.decode("utf-8", "replace"), reason, size > len(kept), size)
+    return DeadLetter(kept.decode("utf-8", "replace"), reason, size > len(kept), size, endpoint_id)
+
+
+def _named_endpoint(obj: dict[str, Any]) -> str | None:
+    """The endpoint id a record names, when it is a valid one (its dead letter is counted there)."""
+    endpoint_id = obj.get("endpoint_id")
+    return endpoint_id if endpoint_id_problem(endpoint_id) is None else None
 
 
 # --------------------------------------------------------------------------- time
@@ -642,10 +654,10 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
             problem = bounds.problem(event.timestamp_ms)
             if problem is not None:
                 field = "timestamp" if event.shape == "native" else "when"
-                return dead_letter(payload, f"field {field!r} {problem}")
+                return dead_letter(payload, f"field {field!r} {problem}", endpoint_id=event.endpoint_id)
         return event
     except EventError as exc:
-        return dead_letter(payload, str(exc))
+        return dead_letter(payload, str(exc), endpoint_id=_named_endpoint(obj))
     except RecursionError:
         return dead_letter(payload, "event nested too deeply")
 

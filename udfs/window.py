@@ -840,7 +840,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
                     if not ev.error and ev.rows:
                         count_rows(ev.rows, layout)
                 except ValueError as exc:
-                    dead.append((i, dead_letter(payloads[i], f"endpoint {endpoint_id}: {exc}")))
+                    dead.append((i, dead_letter(payloads[i], f"endpoint {endpoint_id}: {exc}", endpoint_id=endpoint_id)))
                 else:
                     kept.append((i, ev))
             agg.add_events([ev for _, ev in kept], layout, sample_size)

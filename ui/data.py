@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import datetime as dt
 import fnmatch
+import logging
 import math
 import re
 import threading
@@ -32,6 +33,8 @@ from connectors.settings import Settings, mask_password
 from connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
 from connectors.tsdb.base import TSDB
 from udfs.records import ResultRecord
+
+log = logging.getLogger("streamdrift.ui")
 
 UTC = dt.timezone.utc
 DEFAULT_APP = "histogram-data-drift"
@@ -197,6 +200,31 @@ class Dashboard:
         self.clock = clock
         self._stats_cache: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._dead_letters: dict[str, tuple[float, dict[str | None, int]]] = {}
+
+    DEAD_LETTERS_TTL_S = 30.0
+
+    def dead_letter_counts(self, project: str) -> dict[str | None, int] | None:
+        """The project's dead letters per endpoint (None: those naming none), read from its
+        dead-letter stream at most every :attr:`DEAD_LETTERS_TTL_S` s; None when it cannot be read."""
+        import time
+
+        from connectors import dead_letters
+
+        now = time.monotonic()
+        with self._lock:
+            cached = self._dead_letters.get(project)
+        if cached is not None and now - cached[0] < self.DEAD_LETTERS_TTL_S:
+            return cached[1]
+        try:
+            counts = dead_letters.counts(dead_letters.read(dataclasses.replace(self.settings, project=project),
+                                                           timeout_s=2.0))
+        except Exception as exc:  # noqa: BLE001 - the page still shows the rest
+            log.warning("reading the dead letters of %s failed: %s", project, mask_password(str(exc)))
+            return None
+        with self._lock:
+            self._dead_letters[project] = (now, counts)
+        return counts
 
     # ------------------------------------------------------------------ shared reads
 
@@ -300,7 +328,7 @@ class Dashboard:
                           "events": sum(p.events for p in predictions), "rows": sum(p.count for p in predictions)}
         by_status = collections.Counter(verdicts[e.endpoint_id].status for e in endpoints)
         since = self.clock() - dt.timedelta(days=1)
-        dead = [getattr(e, "dead_letter_count", None) for e in endpoints]
+        dead = self.dead_letter_counts(project)
         health = None
         if self.flink_rest:
             from connectors.flink_rest import job_health
@@ -315,7 +343,7 @@ class Dashboard:
             "events": sum(e.events_count for e in endpoints),
             "errors": sum(e.error_count for e in endpoints),
             "late_rows": sum(e.late_count for e in endpoints),
-            "dead_letters": sum(d for d in dead if d is not None) if any(d is not None for d in dead) else None,
+            "dead_letters": None if dead is None else sum(dead.values()),
             "open_alerts": len(self._open(configs, activations)),
             "activations_24h": sum(1 for a in activations if a.activated_at >= since),
             "alerts_configured": len(configs),
@@ -440,7 +468,7 @@ class Dashboard:
             "problems": [{"kind": p["kind"], "message": mask_password(p["message"]), "occurrences": p["occurrences"],
                           "first_seen": iso(p["first_seen"]), "last_seen": iso(p["last_seen"])}
                          for p in self.problems(endpoint_id)],
-            "dead_letters": getattr(e, "dead_letter_count", None),
+            "dead_letters": None if (dead := self.dead_letter_counts(project)) is None else dead.get(endpoint_id, 0),
             "empty": self.empty_states(project),
         }
 

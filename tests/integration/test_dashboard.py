@@ -143,7 +143,10 @@ def stores(tmp_path_factory, mysql):
     # the hostile endpoint: one quiet window, read before the later windows move the watermark on
     lines[:0] = [json.dumps({"endpoint_id": hostile, "timestamp": start_ms + i * 1000, "request_id": f"h{i}",
                              "inputs": [rng.normal(size=len(FEATURES)).round(5).tolist()]}) for i in range(50)]
-    lines += ["{not json", json.dumps({"hello": "world"})]
+    # bad records: two that name no endpoint, one the drifting endpoint's (counted on it)
+    lines += ["{not json", json.dumps({"hello": "world"}),
+              json.dumps({"endpoint_id": drifting, "timestamp": start_ms,
+                          "inputs": [[0.0] * len(FEATURES) + ["web"]] * 2, "outputs": [1, 2, 3]})]
     stream = Path(settings.stream_path.removeprefix("file://")) / topic_names(project)["events"]
     stream.mkdir(parents=True, exist_ok=True)
     (stream / "events-0.jsonl").write_text("\n".join(lines) + "\n")
@@ -418,6 +421,7 @@ def test_endpoint_overview_shows_each_windows_rows_and_general_drift(stores, ser
             expected = np.mean([d for _, _, d in expected_drift(stores, end).values()])
             assert v.text(f"{row} [data-field=general_drift]") == f"{expected:.3f}"
         assert v.text("#endpoint-fields [data-field=reference_rows]") == "2,000"
+        assert v.text("[data-field=dead_letters] .value") == "1"  # the bad record that named it
     finally:
         v.close()
 
@@ -610,6 +614,7 @@ def test_overview_tiles_and_the_jobs_health_from_flink(stores, server, browser, 
             held = [a for a in store.list_activations(stores.project) if a.reset_at is None
                     and store.get_alert_config(stores.project, a.alert_name).reset_policy == "manual"]
         assert v.text("[data-field=open_alerts] .value") == str(len(held))
+        assert v.text("[data-field=dead_letters] .value") == "3"  # every bad record sent
         jobs = json.loads(urllib.request.urlopen(f"http://{flink.address}/jobs/overview", timeout=5).read())["jobs"]
         shown = v.page.locator("#job-health tr[data-job]").count()
         if jobs:

@@ -283,3 +283,16 @@ def test_late_rows_are_counted_once_whatever_the_batch_boundaries(batch):
     # counted by hand: the 10 records 130 s behind are the only late ones
     assert on_time == {T: 120, T + WINDOW_MS: 100, T + 2 * WINDOW_MS: 100} and late == 10
     assert late_flags == [False] * 320 + [True] * 10  # the raw rows' flag: exactly the rows counted late
+
+
+def test_a_dead_letter_is_counted_on_the_endpoint_its_record_named():
+    from udfs.contract import TimeBounds
+
+    named = decode(json.dumps({"endpoint_id": "e-1", "timestamp": T, "inputs": [[1.0], [2.0]], "outputs": [1, 2, 3]}))
+    assert named.endpoint_id == "e-1" and "'inputs' has 2 rows" in named.reason
+    future = decode(json.dumps({"endpoint_id": "e-1", "timestamp": "2100-01-01", "inputs": [1.0]}),
+                    bounds=TimeBounds(T, 300_000, 86_400_000))
+    assert future.endpoint_id == "e-1" and json.loads(future.to_json())["endpoint_id"] == "e-1"
+    for bad in ('{"endpoint_id": "tab\\tid", "timestamp": 1, "inputs": [1]}', "{not json", '{"hello": 1}'):
+        letter = decode(bad)
+        assert letter.endpoint_id is None and "endpoint_id" not in json.loads(letter.to_json())
