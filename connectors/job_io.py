@@ -14,24 +14,39 @@ from udfs.monitor import WindowOutput
 log = logging.getLogger("streamdrift.writer")
 
 
-_loaded: dict[str, tuple[Any, list]] = {}  # store url → (endpoints_version, endpoints) of this process
+_loaded: dict[str, tuple[Any, list]] = {}  # store url → (endpoints_version, endpoint records) of this process
 
 
 def load_endpoints(store_url: str) -> list[dict[str, Any]]:
     """Every endpoint record (endpoint_id, project, feature_names, output_names, feature_stats, ...).
 
-    The operators of a worker process reload every 30 s; the records (with their references) are
-    read again only when :meth:`~connectors.sql_store.SqlStore.endpoints_version` has moved (an
-    endpoint created, deleted or changed), else the ones this process read last are given again."""
+    The operators of a worker process reload every 30 s. While
+    :meth:`~connectors.sql_store.SqlStore.endpoints_version` has not moved, the very list this
+    process read last is given again (its readers can tell nothing changed without looking).
+    When it has moved, only the endpoints changed since are read (with 10,000 endpoints, reading
+    every reference again stalled the parse stage), deleted ones dropped; the other records stay
+    the same objects."""
     from connectors.sql_store import SqlStore
 
     store = SqlStore(store_url)
     try:
         version = store.endpoints_version()  # before the records: a change meanwhile reloads next time
         known = _loaded.get(store_url)
-        if known is None or known[0] != version:
-            known = _loaded[store_url] = (version, store.list_endpoints())
-        return [dict(e) for e in known[1]]
+        if known is not None and known[0] == version:
+            return known[1]
+        if known is None or known[0][1] is None:
+            records = [dict(e) for e in store.list_endpoints()]
+        else:
+            by_id = {r["endpoint_id"]: r for r in known[1]}
+            # from the newest change known, included: one committed in the same instant is not missed
+            for endpoint in store.endpoints_changed_since(known[0][1], inclusive=True):
+                by_id[endpoint.endpoint_id] = dict(endpoint)
+            if len(by_id) != version[0]:  # some were deleted
+                present = set(store.endpoint_ids())
+                by_id = {k: r for k, r in by_id.items() if k in present}
+            records = list(by_id.values())
+        _loaded[store_url] = (version, records)
+        return records
     finally:
         store.close()
 
@@ -98,19 +113,48 @@ class StoreWriter:
 
     def write(self, out: WindowOutput) -> None:
         """Write the window's records; :class:`WindowNotWritten` when a store refuses them for good."""
-        try:
-            if out.revision < 0:  # rows later than the allowed lateness: only counted
+        if out.revision < 0:  # rows later than the allowed lateness: only counted
+            try:
                 self._retry(self.store.add_late_rows, out.endpoint_id, out.end_ms, out.late_rows)
-                return
-            # one transaction per store (where the store has them)
-            predictions = [out.prediction] if out.prediction is not None else []
-            self._retry(self.tsdb.write_window, list(out.results), list(out.metrics), list(out.errors), predictions,
-                        list(out.feature_drift))
-            self._retry(self.store.record_window, list(out.results), list(out.metrics), out.prediction, self.verdict)
+            except Exception as exc:  # permanent: transient errors were retried
+                raise WindowNotWritten(describe(exc)) from exc
+            return
+        self._write_windows([out])
+
+    def _write_windows(self, outs: list[WindowOutput]) -> None:
+        """Windows' records in one transaction per store (where the store has them)."""
+        try:
+            self._retry(self.tsdb.write_window, [r for o in outs for r in o.results], [m for o in outs for m in o.metrics],
+                        [e for o in outs for e in o.errors], [o.prediction for o in outs if o.prediction is not None],
+                        [f for o in outs for f in o.feature_drift])
+            self._retry(self.store.record_window, [r for o in outs for r in o.results],
+                        [m for o in outs for m in o.metrics], [o.prediction for o in outs if o.prediction is not None],
+                        self.verdict)
         except Exception as exc:  # permanent: transient errors were retried above
             raise WindowNotWritten(describe(exc)) from exc
-        for error in out.errors:  # what went wrong stays visible on the endpoint (streamdrift endpoints show)
-            self.record_problem(out, error.error_type, error.message)
+        for out in outs:
+            for error in out.errors:  # what went wrong stays visible on the endpoint (streamdrift endpoints show)
+                self.record_problem(out, error.error_type, error.message)
+
+    def write_many(self, outs: list[WindowOutput]) -> list[tuple[WindowOutput, str]]:
+        """Write many windows at once: one write per store for all of them (a window's upserts
+        replace an earlier revision of it). When a store refuses the batch, each window is written
+        on its own, so that only the windows it refuses are set aside. Returns those, each with the
+        store's message."""
+        regular = [o for o in outs if o.revision >= 0]
+        refused: list[tuple[WindowOutput, str]] = []
+        try:
+            if regular:
+                self._write_windows(regular)
+            singles = [o for o in outs if o.revision < 0]  # late rows: added to their window's count
+        except WindowNotWritten:
+            singles = outs  # each on its own: the refused ones are found and set aside
+        for out in singles:
+            try:
+                self.write(out)
+            except WindowNotWritten as exc:
+                refused.append((out, str(exc)))
+        return refused
 
     def record_problem(self, out: WindowOutput, kind: str, message: str) -> None:
         """Show the problem on the endpoint's record (best effort: the SQL store may be what failed)."""

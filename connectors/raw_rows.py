@@ -1,4 +1,4 @@
-"""Raw rows in Parquet: every good event the job reads, as it arrived, partitioned by endpoint and hour.
+"""Raw rows in Parquet: every good event the job reads, as it arrived, partitioned by shard and hour.
 
 Written by the job with Flink's filesystem sink in Parquet (bulk) format: files roll on every
 checkpoint, so what is committed is exactly what the checkpoint covers (exactly once). The records
@@ -7,7 +7,7 @@ id (MLRun's for MLRun events) and event time while the record itself stays in th
 branch costs no second read and no second JSON parse. Dead letters are not here: they go to the
 dead-letter topic with their reason. Layout::
 
-    <parquet_path>/endpoint_id=<id>/hour=<yyyy-MM-dd-HH>/part-*.parquet
+    <parquet_path>/shard=<00..15>/hour=<yyyy-MM-dd-HH>/part-*.parquet
         event_ms BIGINT NOT NULL    the event's time (epoch ms, UTC)
         request_id STRING           the request id (MLRun events: request.id), if any
         latency_us DOUBLE           latency_us (MLRun events: microsec), if any
@@ -18,6 +18,13 @@ dead-letter topic with their reason. Layout::
         payload BYTES NOT NULL      the event's JSON bytes, exactly as they were sent (its features and
                                     outputs); bytes, not a string: the JVM neither decodes nor re-encodes
                                     them (as a string, that was a fifth of the Parquet writer's time)
+        endpoint_id STRING NOT NULL the endpoint (MLRun's id for MLRun events)
+
+An endpoint's rows are in one of :data:`SHARDS` shards (:func:`shard_of`, a CRC-32 of its id):
+the sink keeps one open file per shard and hour, whatever the number of endpoints (one directory
+per endpoint kept thousands of Parquet writers open, each with its buffers, and a job of 10,000
+endpoints ran out of memory). Directories ``endpoint_id=<id>/hour=...`` of earlier versions are
+read too.
 
 The features and outputs stay in the payload: one sink has one schema for every endpoint, and
 Python writing one column per feature would cost the job its throughput.
@@ -36,7 +43,15 @@ from urllib.parse import unquote
 
 TABLE = "raw_rows"
 _EPOCH = dt.datetime(1970, 1, 1)
-COLUMNS = ("event_ms", "request_id", "latency_us", "error", "late", "payload")
+COLUMNS = ("event_ms", "request_id", "latency_us", "error", "late", "payload", "endpoint_id")
+SHARDS = 16
+
+
+def shard_of(endpoint_id: str) -> str:
+    """The shard directory (``00`` .. ``15``) of an endpoint's raw rows: CRC-32 of its UTF-8 id."""
+    import zlib
+
+    return f"{zlib.crc32(endpoint_id.encode('utf-8')) % SHARDS:02d}"
 
 
 def sink_ddl(parquet_path: str) -> str:
@@ -49,9 +64,10 @@ CREATE TABLE {TABLE} (
   error BOOLEAN NOT NULL,
   late BOOLEAN NOT NULL,
   payload BYTES NOT NULL,
-  endpoint_id STRING,
+  endpoint_id STRING NOT NULL,
+  shard STRING,
   `hour` STRING
-) PARTITIONED BY (endpoint_id, `hour`) WITH (
+) PARTITIONED BY (shard, `hour`) WITH (
   'connector' = 'filesystem',
   'path' = '{uri}',
   'format' = 'parquet',
@@ -72,7 +88,8 @@ def insert_sql(source: str) -> str:
     return f"""
 INSERT INTO {TABLE}
 SELECT COALESCE(event_ms, 0) AS event_ms, request_id, latency_us, COALESCE(error, FALSE) AS error,
-       COALESCE(late, FALSE) AS late, COALESCE(payload, x'') AS payload, endpoint_id, `hour`
+       COALESCE(late, FALSE) AS late, COALESCE(payload, x'') AS payload, COALESCE(endpoint_id, '') AS endpoint_id,
+       shard, `hour`
 FROM {source}
 WHERE kind IN ('R', 'P')"""
 
@@ -81,6 +98,12 @@ def _hour_label(hours_since_epoch: int) -> str:
     """``yyyy-MM-dd-HH`` of an hour (UTC), the year in four digits as Flink's ``DATE_FORMAT`` writes it."""
     t = _EPOCH + dt.timedelta(hours=hours_since_epoch)
     return f"{t.year:04d}-{t.month:02d}-{t.day:02d}-{t.hour:02d}"
+
+
+def shard_partitions(endpoint_ids) -> list:
+    """:func:`shard_of` of each endpoint id (None for None), computed once per distinct id."""
+    shards = {e: shard_of(e) for e in set(endpoint_ids) if e is not None}
+    return [None if e is None else shards[e] for e in endpoint_ids]
 
 
 def hour_partitions(event_ms) -> np.ndarray:
@@ -98,6 +121,20 @@ def _hours(start: dt.datetime, end: dt.datetime) -> list[str]:
     return [_hour_label(h) for h in range(math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600))]
 
 
+def files(parquet_path: str, endpoint_id: str, hours: list[str] | None = None) -> tuple[list[Path], list[Path]]:
+    """The committed Parquet files that hold ``endpoint_id``'s raw rows (of ``hours``, default all):
+    ``(files of its shard, which hold other endpoints' rows too, files of its own directory from
+    an earlier version)``."""
+    root = Path(parquet_path.removeprefix("file://"))
+
+    def committed(base: Path) -> list[Path]:
+        dirs = sorted(base.glob("hour=*")) if hours is None else [base / f"hour={h}" for h in hours]
+        return [f for d in dirs for f in sorted(d.glob("*")) if not f.name.startswith((".", "_"))]
+
+    legacy = [d for d in root.glob("endpoint_id=*") if unquote(d.name.partition("=")[2]) == endpoint_id]
+    return committed(root / f"shard={shard_of(endpoint_id)}"), [f for d in legacy for f in committed(d)]
+
+
 def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, end: dt.datetime,
                      columns_of: Callable[[str], Any] | None = None):
     """The rows of ``endpoint_id`` with start <= time < end, one per sample, as a pandas DataFrame:
@@ -109,13 +146,17 @@ def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, en
 
     from udfs.events import NO_COLUMNS, DeadLetter, decode
 
-    root = Path(parquet_path.removeprefix("file://"))
-    bases = [d for d in root.glob("endpoint_id=*") if unquote(d.name.partition("=")[2]) == endpoint_id]
-    files = [f for base in bases for hour in _hours(start, end) for f in sorted((base / f"hour={hour}").glob("*"))
-             if not f.name.startswith((".", "_"))]
-    if not files:
+    import pyarrow.compute as pc
+
+    sharded, legacy = files(parquet_path, endpoint_id, _hours(start, end))
+    if not sharded and not legacy:
         return pd.DataFrame(columns=["timestamp", "request_id", "latency_us", "error", "late"])
-    records = pq.ParquetDataset(files).read(columns=["event_ms", "late", "payload"]).to_pylist()
+    records = []
+    if sharded:
+        table = pq.ParquetDataset(sharded).read(columns=["event_ms", "late", "payload", "endpoint_id"])
+        records += table.filter(pc.equal(table["endpoint_id"], endpoint_id)).to_pylist()
+    if legacy:
+        records += pq.ParquetDataset(legacy).read(columns=["event_ms", "late", "payload"]).to_pylist()
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     columns_of = columns_of or (lambda _: NO_COLUMNS)
     out = []

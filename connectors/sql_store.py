@@ -884,16 +884,23 @@ class SqlStore:
 
         return self._run("reading the endpoints version", read)
 
-    def endpoints_changed_since(self, since: dt.datetime | None, project: str | None = None) -> list[ModelEndpoint]:
-        """Endpoints created or changed (definition, reference, mode) after ``since`` (all if None)."""
+    def endpoints_changed_since(self, since: dt.datetime | None, project: str | None = None,
+                                inclusive: bool = False) -> list[ModelEndpoint]:
+        """Endpoints created or changed (definition, reference, mode) after ``since`` (at or after
+        with ``inclusive``; all if None)."""
         t = self._t["endpoints"]
         query = sa.select(*self._endpoint_columns()).order_by(t.c.updated, t.c.endpoint_id)
         if since is not None:
-            query = query.where(t.c.updated > since)
+            query = query.where(t.c.updated >= since if inclusive else t.c.updated > since)
         if project is not None:
             query = query.where(t.c.project == project)
         return self._run("listing changed endpoints",
                          lambda conn: [_endpoint_from_row(r) for r in conn.execute(query).mappings()])
+
+    def endpoint_ids(self) -> list[str]:
+        """The ids of every endpoint (cheap: no reference read)."""
+        t = self._t["endpoints"]
+        return self._run("listing endpoint ids", lambda conn: [r[0] for r in conn.execute(sa.select(t.c.endpoint_id))])
 
     # ------------------------------------------------------------------ window counters
 

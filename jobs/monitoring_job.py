@@ -164,11 +164,11 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
     outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
-    summaries = (outputs.process(WriteOutputs(functools.partial(job_io.StoreWriter, settings.tsdb_connection,
-                                                                settings.endpoint_store_connection,
-                                                                keep_days=settings.tsdb_keep_days,
-                                                                verdict=settings.verdict_result)),
-                                 output_type=SUMMARY_TYPE).name("writer"))
+    # one writer key: the windows that close together are written together (WriteOutputs)
+    open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
+                                    keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
+    summaries = (outputs.key_by(lambda out: 0, key_type=Types.INT())
+                 .process(WriteOutputs(open_writer), output_type=SUMMARY_TYPE).name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
     _dead_letter_sink(dead_letters, settings)

@@ -8,7 +8,8 @@ import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import MapFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from operators.metrics import ShowOnce
 from udfs.catalog import EndpointCatalog
@@ -16,6 +17,7 @@ from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, windo
 from udfs.window import WindowAggregate
 
 LATE = -1
+END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bounded input passes
 log = logging.getLogger("streamdrift.applications")
 
 SUMMARY_TYPE = Types.ROW_NAMED(
@@ -77,46 +79,78 @@ WRITE_FAILURES = OutputTag("write-failures", Types.STRING())
 """Side output of :class:`WriteOutputs`: dead letters of windows a store refused for good."""
 
 
-class WriteOutputs(ProcessFunction):
-    """Writes a window's records to the stores (idempotently); returns a one-line summary row. A
-    window a store refuses for good (not an outage, which is waited out) goes to the side output
+class WriteOutputs(KeyedProcessFunction):
+    """Writes windows' records to the stores (idempotently) in batches: the windows that come
+    within ``linger_ms`` of each other (a watermark closes every endpoint's window at once), at
+    most ``max_batch`` at a time, in one write per store; returns a one-line summary row per
+    window. The windows waiting are keyed state (checkpointed: none is lost by a restart). A window
+    a store refuses for good (not an outage, which is waited out) goes to the side output
     :data:`WRITE_FAILURES` as a dead letter with the store's message; the endpoint's record shows
     the problem, and the job goes on."""
 
-    def __init__(self, open_writer):
+    def __init__(self, open_writer, max_batch: int = 1000, linger_ms: int = 200):
         self.open_writer = open_writer
+        self.max_batch = max_batch
+        self.linger_ms = linger_ms
 
     def open(self, runtime_context: RuntimeContext):
         self.writer = self.open_writer()
+        self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-windows", Types.PICKLED_BYTE_ARRAY()))
+        self.count = runtime_context.get_state(ValueStateDescriptor("waiting-count", Types.INT()))
+        # gauges, not counters: most windows are written from a timer, and PyFlink does not report a
+        # counter's increments made in one (the numbers are this subtask's totals since it started)
+        self.written = self.refused = 0
         group = runtime_context.get_metrics_group()
-        self.windows_written = group.counter("windows_written")
-        self.windows_refused = group.counter("windows_refused_by_store")
+        group.gauge("windows_written", lambda: self.written)
+        group.gauge("windows_refused_by_store", lambda: self.refused)
         group.gauge("store_retries", lambda: self.writer.retries)
-        self.show_counters = ShowOnce(self.windows_refused)
 
     def close(self):
         self.writer.close()
 
-    def process_element(self, out: WindowOutput, ctx):
-        from connectors.job_io import WindowNotWritten
+    def process_element(self, out: WindowOutput, ctx: KeyedProcessFunction.Context):
+        self.waiting.add(out)
+        n = (self.count.value() or 0) + 1
+        self.count.update(n)
+        if n == 1:
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.linger_ms)
+            # and at the end of a bounded input (its last watermark), which drops processing-time timers
+            timers.register_event_time_timer(END_OF_INPUT)
+        if n >= self.max_batch:
+            yield from self._flush()
 
-        self.show_counters()
-        try:
-            self.writer.write(out)
-        except WindowNotWritten as exc:
-            self.windows_refused.inc()
-            message = f"a store refused the window's records: {exc}"
-            log.error("endpoint %s window %s-%s: %s", out.endpoint_id, out.start_ms, out.end_ms, message)
-            self.writer.record_problem(out, "store-write-failed", message)
-            yield WRITE_FAILURES, window_dead_letter(out, message)
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        yield from self._flush()
+
+    def _flush(self):
+        outs = list(self.waiting.get() or [])
+        self.waiting.clear()
+        self.count.clear()
+        if not outs:
             return
-        self.windows_written.inc()
-        drift = next((r for r in out.results if r.result_name == "general_drift"), None)
-        top = ""
-        if drift is not None:
-            columns = drift.extra_data.get("columns", {})
-            worst = sorted(columns, key=lambda name: -columns[name]["drift"])[:3]
-            top = json.dumps({name: round(columns[name]["drift"], 3) for name in worst})
-        rows = out.prediction.count if out.prediction is not None else out.late_rows
-        yield Row(out.endpoint_id, out.start_ms, out.end_ms, out.revision, rows,
-                   None if drift is None else drift.value, None if drift is None else drift.status, top)
+        refused = {id(out): reason for out, reason in self.writer.write_many(outs)}
+        for out in outs:
+            if id(out) in refused:
+                self.refused += 1
+                message = f"a store refused the window's records: {refused[id(out)]}"
+                log.error("endpoint %s window %s-%s: %s", out.endpoint_id, out.start_ms, out.end_ms, message)
+                self.writer.record_problem(out, "store-write-failed", message)
+                yield WRITE_FAILURES, window_dead_letter(out, message)
+            else:
+                self.written += 1
+                yield summary_row(out)
+
+
+def summary_row(out: WindowOutput) -> Row:
+    """The one-line summary of a written window (``--print``): rows, general_drift, its status and
+    the three most drifted columns."""
+    drift = next((r for r in out.results if r.result_name == "general_drift"), None)
+    top = ""
+    if drift is not None:
+        columns = drift.extra_data.get("columns", {})
+        worst = sorted(columns, key=lambda name: -columns[name]["drift"])[:3]
+        top = json.dumps({name: round(columns[name]["drift"], 3) for name in worst})
+    rows = out.prediction.count if out.prediction is not None else out.late_rows
+    return Row(out.endpoint_id, out.start_ms, out.end_ms, out.revision, rows,
+               None if drift is None else drift.value, None if drift is None else drift.status, top)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
-from connectors.raw_rows import hour_partitions
+from connectors.raw_rows import hour_partitions, shard_partitions
 from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
 from udfs.contract import TimeBounds
@@ -54,6 +54,7 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("error", DataTypes.BOOLEAN()),
     DataTypes.FIELD("body", DataTypes.BYTES()),
     DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
+    DataTypes.FIELD("shard", DataTypes.STRING()),  # the raw row's shard partition (connectors.raw_rows)
     DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (udfs.window.EventClock)
 ])
 
@@ -117,4 +118,5 @@ class ParseRecords(ScalarFunction):
         return pd.DataFrame({
             "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": window_start,
             "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
-            "error": batch.errors, "body": body, "hour": hour_partitions(ts), "late": batch.late})
+            "error": batch.errors, "body": body, "hour": hour_partitions(ts),
+            "shard": shard_partitions(batch.endpoint_ids), "late": batch.late})

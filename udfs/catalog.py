@@ -33,6 +33,7 @@ class EndpointCatalog:
         self._columns: dict[str, Columns] = {}
         self._by_fingerprint: dict[bytes, Layout] = {}
         self._loaded_at = -float("inf")
+        self._last_load: object = None
         self.errors: dict[str, str] = {}
         """endpoint id → why its reference cannot be used (its rows are then only counted)."""
 
@@ -41,7 +42,11 @@ class EndpointCatalog:
         if not force and now - self._loaded_at < self.refresh_seconds:
             return
         try:
-            records = {r["endpoint_id"]: r for r in self._load()}
+            loaded = self._load()
+            if loaded is self._last_load:  # the very records of the last load: nothing changed
+                self._loaded_at = now
+                return
+            records = {r["endpoint_id"]: r for r in loaded}
         except Exception as exc:
             if self._loaded_at == -float("inf"):
                 raise  # nothing to go on: the job cannot start without its endpoints
@@ -61,7 +66,7 @@ class EndpointCatalog:
                     layouts[endpoint_id] = Layout.from_feature_stats(stats)
                 except ValueError as exc:  # one bad reference must not stop the others
                     errors[endpoint_id] = f"feature_stats of endpoint {endpoint_id} not usable: {exc}"
-        self._records, self._layouts, self.errors = records, layouts, errors
+        self._records, self._layouts, self.errors, self._last_load = records, layouts, errors, loaded
         self._columns = {endpoint_id: row_columns(record) for endpoint_id, record in records.items()}
         for layout in layouts.values():
             self._by_fingerprint.setdefault(layout.fingerprint, layout)

@@ -1,8 +1,7 @@
 """The one contract for accepted input: what the parse stage accepts, every sink accepts.
 
 A record passes the parse stage only if every string, identifier and time in it can be written by
-every sink downstream: Arrow and Parquet (strings UTF-8 encodable; the endpoint id is a directory
-name of the raw rows, at most 255 bytes once Flink has escaped it), the SQL store and the TSDB
+every sink downstream: Arrow and Parquet (strings UTF-8 encodable), the SQL store and the TSDB
 (identifiers of 1 to 255 characters without control characters), Python's datetime and the TSDB's
 time range (event times between ``now - max_age`` and ``now + max_future``, where ``now`` is the
 job's clock when the record is parsed). Anything else is a dead letter with the reason one of these
@@ -24,14 +23,6 @@ from typing import Any
 
 MAX_ID_CHARS = 255
 """Endpoint ids, projects and names that key a store: at most this many characters."""
-
-MAX_PARTITION_NAME_BYTES = 255
-"""A directory name (``endpoint_id=<escaped id>``) on the file systems Parquet goes to."""
-
-PARTITION_KEY = "endpoint_id"
-
-# Flink's PartitionPathUtils.escapePathName turns these into %XX in a partition directory name
-_ESCAPED = frozenset([chr(c) for c in range(0x01, 0x20)] + list('"#%\'*/:=?\\\x7f{[]^'))
 
 # not control characters by Unicode's category, but line breaks to anything that prints them
 _LINE_BREAKS = frozenset("\u2028\u2029")
@@ -58,23 +49,9 @@ def identifier_problem(value: Any, max_chars: int = MAX_ID_CHARS) -> str | None:
     return None
 
 
-def partition_name_bytes(endpoint_id: str) -> int:
-    """Bytes of the raw rows' directory name ``endpoint_id=<id>`` as Flink escapes it (each
-    escaped character becomes three bytes ``%XX``; others their UTF-8 bytes)."""
-    size = len(PARTITION_KEY) + 1
-    for c in endpoint_id:
-        size += 3 if c in _ESCAPED else len(c.encode("utf-8"))
-    return size
-
-
 def endpoint_id_problem(endpoint_id: Any) -> str | None:
-    """:func:`identifier_problem`, and the raw rows' directory name within
-    :data:`MAX_PARTITION_NAME_BYTES` bytes."""
-    problem = identifier_problem(endpoint_id)
-    if problem is None and partition_name_bytes(endpoint_id) > MAX_PARTITION_NAME_BYTES:
-        problem = (f"makes a raw-row directory name of {partition_name_bytes(endpoint_id)} bytes "
-                   f"(at most {MAX_PARTITION_NAME_BYTES}): use a shorter id")
-    return problem
+    """:func:`identifier_problem` of an endpoint id (it keys every store and the raw rows)."""
+    return identifier_problem(endpoint_id)
 
 
 def text_problem(value: str) -> str | None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from connectors import raw_rows
 from connectors.endpoints import get_or_create_model_endpoint
 from connectors.settings import file_stream_dir, topic_names
 from connectors.sql_store import SqlStore
@@ -51,9 +51,10 @@ def _dead_letters(settings, project) -> list[dict]:
 
 
 def _raw_rows(settings, endpoint_id):
-    files = [f for f in Path(settings.parquet_path).glob(f"endpoint_id={endpoint_id}/hour=*/part-*")
-             if not f.name.startswith(".")]
-    return pd.concat([pq.read_table(f).to_pandas() for f in files]) if files else pd.DataFrame()
+    """The endpoint's raw rows as written (every column of the Parquet files)."""
+    files, _ = raw_rows.files(settings.parquet_path, endpoint_id)
+    frame = pd.concat([pq.read_table(f).to_pandas() for f in files]) if files else pd.DataFrame(columns=["endpoint_id"])
+    return frame[frame["endpoint_id"] == endpoint_id]
 
 
 def test_mlrun_112_events_and_batch_complete_on_kafka(tmp_path, kafka):

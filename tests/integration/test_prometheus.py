@@ -123,7 +123,12 @@ def test_scrapes_of_the_job_and_the_dashboard_during_a_run(tmp_path):
                         and _total(samples, "windows_written", job_name) == 3
                         and _total(samples, "notification_failures", job_name) == 1)
 
-            wait_for(job_counts, 60, "the job's counters on its Prometheus endpoint")
+            try:
+                wait_for(job_counts, 60, "the job's counters on its Prometheus endpoint")
+            except AssertionError as exc:  # say which counter is off
+                raise AssertionError(f"{exc}: " + ", ".join(
+                    f"{n} {_total(job_counts.last, n, job_name)}"
+                    for n in ("records", "windows_written", "notification_failures"))) from None
             samples = job_counts.last
             assert _total(samples, "dead_letters", job_name) == 2
             assert _total(samples, "alert_activations", job_name) == 1

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.raw_rows import hour_partitions
+from connectors.raw_rows import hour_partitions, shard_partitions
 from connectors.sql_store import SqlStore
 from connectors.tsdb.sqlite import SqliteTSDB
 from connectors.tsdb.tdengine import insert_predictions_sql
 from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
-from udfs.contract import TimeBounds, endpoint_id_problem, identifier_problem, partition_name_bytes
+from udfs.contract import TimeBounds, identifier_problem
 from udfs.events import decode
 from udfs.monitor import prediction_record
 from udfs.window import aggregate_records
@@ -50,16 +50,6 @@ def test_other_bad_identifiers(bad, words):
 @pytest.mark.parametrize("good", ["e1", "Ünïcødé-端点", "quote'and\"double", "semi;colon", "x" * 255, "a b"])
 def test_good_identifiers(good):
     assert identifier_problem(good) is None
-
-
-def test_partition_name_bytes_counts_escapes_and_utf8():
-    # 'endpoint_id=' is 12 bytes; '/' and ':' become %2F and %3A; 'é' is 2 bytes in UTF-8
-    assert partition_name_bytes("ab") == 14
-    assert partition_name_bytes("a/b:c") == 12 + 1 + 3 + 1 + 3 + 1
-    assert partition_name_bytes("é") == 14
-    assert endpoint_id_problem("/" * 81) is None  # 12 + 81 * 3 = 255 bytes, the most
-    assert "directory name of 258 bytes" in endpoint_id_problem("/" * 82)
-    assert endpoint_id_problem("端" * 81) is None and endpoint_id_problem("端" * 82) is not None
 
 
 def test_time_bounds_name_the_clock_and_the_retention():
@@ -134,15 +124,13 @@ def test_accepted_records_are_written_by_every_sink_and_none_is_lost(tmp_path_fa
         return
     root = tmp_path_factory.mktemp("sinks")
     ts = batch.timestamps[accepted]
-    # Arrow and Parquet, in the partition directory the raw-row sink makes
+    # Arrow and Parquet, in the partition directories the raw-row sink makes
+    endpoint_ids = [batch.endpoint_ids[i] for i in accepted]
     table = pa.table({"event_ms": ts, "request_id": pa.array([batch.request_ids[i] for i in accepted], pa.string()),
-                      "hour": pa.array(hour_partitions(ts).tolist(), pa.string())})
-    for i in accepted:
-        endpoint_id = batch.endpoint_ids[i]
-        escaped = "".join(f"%{ord(c):02X}" if c in "\x01\x02/:=%#?*'\"\\{[]^\x7f" or ord(c) < 0x20 else c
-                          for c in endpoint_id)
-        folder = root / f"endpoint_id={escaped}"
-        folder.mkdir(exist_ok=True)
+                      "endpoint_id": pa.array(endpoint_ids, pa.string())})
+    for shard, hour in set(zip(shard_partitions(endpoint_ids), hour_partitions(ts).tolist())):
+        folder = root / f"shard={shard}" / f"hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / "part-0.parquet")
     # the stores, with one window record per accepted endpoint and window
     tsdb, store = SqliteTSDB(root / "tsdb.sqlite"), SqlStore(f"sqlite:///{root / 'store.sqlite'}")

@@ -192,16 +192,24 @@ def test_the_jobs_loader_sees_every_change_and_rereads_the_references_only_then(
     from udfs.records import PredictionRecord
 
     url = f"sqlite:///{tmp_path}/store.sqlite"
-    reads = []
-    listing = SqlStore.list_endpoints
-    monkeypatch.setattr(SqlStore, "list_endpoints", lambda self, *a, **kw: reads.append(1) or listing(self, *a, **kw))
+    reads = []  # endpoint records read from the store, per load
+
+    def counted(method):
+        original = getattr(SqlStore, method)
+        monkeypatch.setattr(SqlStore, method, lambda self, *a, **kw: reads.append(len(out := original(self, *a, **kw)))
+                            or out)
+
+    counted("list_endpoints")
+    counted("endpoints_changed_since")
     ep = api.get_or_create_model_endpoint("fraud", "clf", "serving", reference=training, store=store)
-    assert [e["endpoint_id"] for e in job_io.load_endpoints(url)] == [ep.endpoint_id]
+    first = job_io.load_endpoints(url)
+    assert [e["endpoint_id"] for e in first] == [ep.endpoint_id]
     when = pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime()
     store.add_window_counters(ep.endpoint_id, PredictionRecord("fraud", ep.endpoint_id, when, when, 5, 5, 0, 0,
                                                                None, None, None, None, None, None))
-    assert job_io.load_endpoints(url)[0]["feature_stats"] == ep.feature_stats
-    assert len(reads) == 1  # counters moved, definitions did not: nothing read again
+    again = job_io.load_endpoints(url)
+    assert again is first and again[0]["feature_stats"] == ep.feature_stats
+    assert reads == [1]  # counters moved, definitions did not: nothing read again, the same records
     shifted = training.assign(**{"petal length (cm)": training["petal length (cm)"] + 10})
     api.update_reference(ep.endpoint_id, shifted, store=store)
     (changed,) = job_io.load_endpoints(url)
@@ -209,7 +217,9 @@ def test_the_jobs_loader_sees_every_change_and_rereads_the_references_only_then(
         ep.feature_stats["petal_length_cm"]["mean"] + 10)
     other = api.get_or_create_model_endpoint("fraud", "other", "serving", reference=training, store=store)
     assert {e["endpoint_id"] for e in job_io.load_endpoints(url)} == {ep.endpoint_id, other.endpoint_id}
-    assert len(reads) == 3
+    assert reads[0] == 1 and all(n <= 2 for n in reads[1:])  # only what changed since (the newest again)
+    store.delete_endpoint(other.endpoint_id)
+    assert [e["endpoint_id"] for e in job_io.load_endpoints(url)] == [ep.endpoint_id]
 
 
 def test_list_get_and_delete(store, training):
