@@ -112,10 +112,11 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     t_env.execute_sql(_source_ddl(settings, options))
 
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)
+    load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds,
                              # an event older than the TSDB keeps would be refused when its window is written
                              options.max_clock_skew_ms, settings.tsdb_keep_days * 86_400_000, lateness,
-                             options.max_disorder_ms),
+                             options.max_disorder_ms, load_apps),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
     # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
@@ -161,7 +162,6 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     keyed = _keyed_by_first_field(records, WINDOW_INPUT_TYPE)
     windows = (keyed.process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
                              output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
-    load_apps = functools.partial(job_io.load_applications, settings.endpoint_store_connection, settings.project)
     outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
     # one writer key: the windows that close together are written together (WriteOutputs)

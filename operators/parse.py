@@ -17,6 +17,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from connectors.raw_rows import hour_partitions, shard_partitions
+from udfs.applications import sample_size_for
 from udfs.catalog import EndpointCatalog
 from udfs.columnar import ColumnarReader
 from udfs.contract import TimeBounds
@@ -62,8 +63,9 @@ RESULT_TYPE = DataTypes.ROW([
 class ParseRecords(ScalarFunction):
     def __init__(self, load_endpoints, window_ms: int, sample_size: int, refresh_seconds: float = 30.0,
                  max_future_ms: int = 300_000, max_age_ms: int = 36_500 * 86_400_000,
-                 allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000):
+                 allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000, load_apps=None):
         self.load_endpoints = load_endpoints
+        self.load_apps = load_apps
         self.window_ms = window_ms
         self.sample_size = sample_size
         self.refresh_seconds = refresh_seconds
@@ -84,12 +86,26 @@ class ParseRecords(ScalarFunction):
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
+        self.apps_loaded, self.window_sample = -float("inf"), self.sample_size
         self.reader = ColumnarReader()
         self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)
         group = function_context.get_metric_group()
         self.records = group.counter("records")
         self.dead_letters = group.counter("dead_letters")
         self.partials = group.counter("partials")
+
+    def _window_sample(self) -> int:
+        """Rows of each window's sample: none while no enabled application reads it (applications
+        reloaded every ``refresh_seconds``; a registry that cannot be read keeps the last answer)."""
+        import time
+
+        if self.load_apps is not None and time.monotonic() - self.apps_loaded >= self.refresh_seconds:
+            self.apps_loaded = time.monotonic()
+            try:
+                self.window_sample = sample_size_for(self.load_apps(), self.sample_size)
+            except Exception:  # noqa: BLE001 - keep sampling as before
+                pass
+        return self.window_sample
 
     def eval(self, payloads, sizes=None):
         """``payloads``: the batch's ``payload`` column (a pandas Series of bytes); ``sizes``: each
@@ -101,7 +117,7 @@ class ParseRecords(ScalarFunction):
         values = payloads.tolist()
         n = len(values)
         bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
-        batch = aggregate_isolated(values, self.catalog, self.window_ms, self.sample_size, self.reader, bounds,
+        batch = aggregate_isolated(values, self.catalog, self.window_ms, self._window_sample(), self.reader, bounds,
                                    None if sizes is None else sizes.to_numpy(), self.clock)
         kind, body = [RECORD] * n, [None] * n
         ts = batch.timestamps

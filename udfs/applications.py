@@ -41,7 +41,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -378,11 +378,14 @@ class ModelMonitoringApplicationBase:
 
     ``NAME`` is the application's name when it is run without a registration (the registry names
     it by its registration); it defaults to the class name. ``timeout_seconds`` bounds one call
-    of ``do_tracking`` (default 60; :mod:`udfs.monitor`).
+    of ``do_tracking`` (default 60; :mod:`udfs.monitor`). ``uses_sample``: whether it reads the
+    window's ``sample_df``; the job keeps a sample of each window's rows only while an enabled
+    application does (an application that sets it False and reads ``sample_df`` gets no rows).
     """
 
     NAME: str | None = None
     timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS
+    uses_sample: bool = True
     kind = "monitoring_application"
 
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):  # pragma: no cover - abstract
@@ -411,6 +414,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     """
 
     NAME = HISTOGRAM_DATA_DRIFT
+    uses_sample = False  # counts only: it never reads the rows
 
     def __init__(self, potential: float = 0.5, detected: float = 0.7, include_categorical: bool = True,
                  alpha: float = 0.01, alpha_detected: float = 0.001, min_effect: float = 0.0):
@@ -454,6 +458,14 @@ def app_name(app: Any) -> str:
     """The name an application's records carry: its ``NAME`` (the registry sets it to the
     registration's name), else its class name."""
     return getattr(app, "NAME", None) or type(app).__name__
+
+
+def sample_size_for(apps: Iterable[Any], sample_size: int) -> int:
+    """The rows of each window to keep as its sample: ``sample_size`` while one of ``apps`` reads
+    the sample (:attr:`ModelMonitoringApplicationBase.uses_sample`, true unless an application says
+    otherwise), else 0: carrying rows nobody reads costs every event its values' bytes, several
+    times over (to the window's state and back)."""
+    return sample_size if any(getattr(app, "uses_sample", True) for app in apps) else 0
 
 
 def app_timeout(app: Any) -> float | None:
