@@ -610,3 +610,19 @@ def test_artifacts_go_under_project_endpoint_app_and_window_end(tmp_path):
     assert paths["logged"].endswith("shop/ep/Artist/20240101T001000Z-summary.html")
     (error,) = _run([Artist()]).errors  # no directory given: a clear failure
     assert "no artifacts directory" in error.message
+
+
+def test_the_window_sample_is_kept_only_while_an_application_reads_it():
+    from udfs.applications import HistogramDataDriftApplication, sample_size_for
+
+    class Reads(ModelMonitoringApplicationBase):
+        def do_tracking(self, monitoring_context):
+            return {"rows": len(monitoring_context.sample_df)}
+
+    class Counts(Reads):
+        uses_sample = False
+
+    assert sample_size_for([HistogramDataDriftApplication()], 1000) == 0  # the built-in counts only
+    assert sample_size_for([HistogramDataDriftApplication(), Counts()], 1000) == 0
+    assert sample_size_for([HistogramDataDriftApplication(), Reads()], 1000) == 1000  # a user app: kept
+    assert sample_size_for([], 1000) == 0
