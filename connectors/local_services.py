@@ -74,12 +74,37 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _read_pid(pid_file: Path) -> int | None:
+def _started_at(pid: int) -> float | None:
+    """The wall-clock time a process started (Linux /proc), None when it cannot be read."""
     try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
         return None
-    return pid if _pid_alive(pid) else None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _owned_pids(pid_file: Path) -> list[int]:
+    """The live processes a pid file names that are still the ones it was written for. A process
+    started after its pid file was written has only reused the number (the machine restarted, the
+    service died long ago): it is someone else's, never to be waited on or killed."""
+    try:
+        text, written = pid_file.read_text(), pid_file.stat().st_mtime
+    except OSError:
+        return []
+    pids = [int(word) for word in text.split() if word.isdigit()]
+    return [pid for pid in pids if _pid_alive(pid)
+            and (_started_at(pid) or written) <= written + _PID_FILE_SLACK_S]
+
+
+# a pid file is written just after its process starts (by us, by Flink's scripts, by mysqld)
+_PID_FILE_SLACK_S = 5.0
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    pids = _owned_pids(pid_file)
+    return pids[-1] if pids else None
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -401,9 +426,7 @@ class Flink:
     def _pids(self) -> list[int]:
         pids = []
         for pid_file in self.home.glob("flink-*.pid"):
-            for line in pid_file.read_text().split():
-                if line.strip().isdigit() and _pid_alive(int(line)):
-                    pids.append(int(line))
+            pids += _owned_pids(pid_file)
         return pids
 
     def status(self) -> Status:

@@ -1,0 +1,55 @@
+"""The local services' pid files: a number reused by another process after a restart of the
+machine is not taken for the service (never waited on, never killed)."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from connectors.local_services import Flink, Kafka, MariaDB
+
+
+@pytest.fixture
+def sleeper():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMDRIFT_RUN_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _pid_file(path, pid, age_s):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid}\n")
+    written = time.time() - age_s
+    os.utime(path, (written, written))
+
+
+@pytest.mark.parametrize("service", [Kafka, MariaDB])
+def test_a_pid_file_older_than_its_process_names_someone_else(run_dir, sleeper, service):
+    svc = service()
+    _pid_file(svc.pid_file, sleeper.pid, age_s=3600)  # written an hour before this process started
+    assert not svc.status().up and svc.status().detail == "not running"
+    svc.stop()  # must not kill the stranger
+    assert sleeper.poll() is None
+
+
+@pytest.mark.parametrize("service", [Kafka, MariaDB])
+def test_a_pid_file_written_after_its_process_started_names_it(run_dir, sleeper, service):
+    svc = service()
+    _pid_file(svc.pid_file, sleeper.pid, age_s=0)
+    assert f"pid {sleeper.pid}" in svc.status().detail
+
+
+def test_flink_pid_files_with_a_reused_number_count_as_not_running(run_dir, sleeper):
+    flink = Flink()
+    _pid_file(flink.home / "flink--taskexecutor.pid", sleeper.pid, age_s=3600)
+    assert flink.status().detail == "not running"
+    _pid_file(flink.home / "flink--standalonesession.pid", sleeper.pid, age_s=0)
+    assert f"pids [{sleeper.pid}]" in flink.status().detail
