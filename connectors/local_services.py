@@ -447,6 +447,24 @@ class Flink:
         _wait(self._ready, 120, f"the Flink cluster on http://{self.address}", self.log_dir)
         return self.status()
 
+    def taskmanagers(self) -> list[str]:
+        """The ids of the TaskManagers registered with the cluster."""
+        return [tm["id"] for tm in self.rest("/taskmanagers").get("taskmanagers", [])]
+
+    def add_taskmanager(self, timeout: float = 120) -> str:
+        """Start one more TaskManager on this machine (Flink's ``taskmanager.sh start``, the
+        cluster's configuration) and wait until it is registered; its id. With
+        ``taskmanager.load-balance.mode: slots`` the scheduler spreads a job's slots over them."""
+        before = set(self.taskmanagers())
+        _run(["bash", str(flink_home() / "bin" / "taskmanager.sh"), "start"], "taskmanager.sh start", env=self.env())
+        _wait(lambda: set(self.taskmanagers()) - before, timeout, "the added TaskManager", self.log_dir)
+        return sorted(set(self.taskmanagers()) - before)[0]
+
+    def remove_taskmanager(self) -> None:
+        """Stop the TaskManager started last (``taskmanager.sh stop``)."""
+        subprocess.run(["bash", str(flink_home() / "bin" / "taskmanager.sh"), "stop"], env=self.env(),
+                       capture_output=True, text=True)
+
     def stop(self) -> Status:
         if self._pids():
             subprocess.run(["bash", str(flink_home() / "bin" / "stop-cluster.sh")], env=self.env(),

@@ -368,3 +368,40 @@ def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     assert jobs.get(job_name) == "FINISHED"
     predictions = open_tsdb(settings.tsdb_connection).query_predictions(project, endpoint.endpoint_id)
     assert sorted(p.count for p in predictions) == [30, 60, 60]  # 150 events from T0 + 0 s, one per second
+
+
+def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, flink, project):
+    """The scale-out path of the README: the cluster gets a second TaskManager, ``submit
+    --parallelism 2`` spreads every stage over both, and every row is counted once."""
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoints = [get_or_create_model_endpoint(project, f"model-{i}", "serving", reference=reference,
+                                              store=settings.endpoint_store_connection).endpoint_id
+                 for i in range(8)]
+    for partition in (0, 1):  # each partition in event-time order, read by one source subtask each
+        _produce(kafka, topic_names(project)["events"],
+                 [{"endpoint_id": endpoint, "timestamp": T0 + i * 1000, "request_id": f"{endpoint}-{i}",
+                   "inputs": [rng.normal(size=3).tolist()]}
+                  for i in range(150) for endpoint in endpoints[partition::2]], partition=partition)
+    added = flink.add_taskmanager()
+    try:
+        job_name = f"it-submit-p2-{project}"
+        cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+               "--parallelism", "2", "--data-dir", str(tmp_path), "--project", project,
+               "--stream-path", kafka.stream_path, "--base-period", "1", "--bounded", "--job-name", job_name]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        job = next(j for j in flink.rest("/jobs/overview")["jobs"] if j["name"] == job_name)
+        assert job["state"] == "FINISHED"
+        vertices = flink.rest(f"/jobs/{job['jid']}")["vertices"]
+        parallel = [v for v in vertices if v["parallelism"] == 2]
+        assert parallel, [(v["name"], v["parallelism"]) for v in vertices]
+        used = {subtask["taskmanager-id"] for v in parallel
+                for subtask in flink.rest(f"/jobs/{job['jid']}/vertices/{v['id']}")["subtasks"]}
+        assert added in used and len(used) == 2, used
+    finally:
+        flink.remove_taskmanager()
+    tsdb = open_tsdb(settings.tsdb_connection)
+    for endpoint in endpoints:
+        assert sorted(p.count for p in tsdb.query_predictions(project, endpoint)) == [30, 60, 60], endpoint
