@@ -402,6 +402,19 @@ def _stamp_first_record(stamp_dir: str) -> None:
     job_io.load_endpoints = load_endpoints
 
 
+def _job_option(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of a JobOptions field, the value parsed as JSON when it is JSON."""
+    from jobs.monitoring_job import JobOptions
+
+    name, sep, value = text.partition("=")
+    if not sep or name not in {f.name for f in dataclasses.fields(JobOptions)}:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with NAME a JobOptions field")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def child(spec: dict) -> dict:
     """Build and run one job as ``spec`` says; return its timings."""
     from connectors.settings import Settings
@@ -634,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--windows", type=int, default=10, help="one-minute windows the event time spans")
     parser.add_argument("--sample-size", type=int, default=1_000, help="JobOptions.sample_size")
+    parser.add_argument("--option", action="append", default=[], type=_job_option, metavar="NAME=VALUE",
+                        help="a JobOptions field of the monitoring job, e.g. bundle_batches=4 (repeatable)")
     parser.add_argument("--arrow-batch-size", type=int, default=None,
                         help="JobOptions.arrow_batch_size (records per batch handed to Python; default the job's)")
     parser.add_argument("--profile-events", type=int, default=10_000)
@@ -704,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             options = {"parallelism": args.parallelism, "bounded": True, "checkpoint_interval_ms": 30_000,
                        "sample_size": args.sample_size, "group_id": group,
                        **({"arrow_batch_size": args.arrow_batch_size} if args.arrow_batch_size else {}),
+                       **dict(args.option),
                        "checkpoint_dir": (tmp / "checkpoints" / name).as_uri()}
             return {"kind": kind, "name": name, "settings": dataclasses.asdict(s), "options": options,
                     "worker_mode": args.worker_mode, "jvm_args": args.jvm_args}
