@@ -24,6 +24,14 @@ def _settings(args: argparse.Namespace, defaults: dict | None = None):
 
 
 def cmd_services(args: argparse.Namespace) -> int:
+    if args.action == "add-taskmanager":  # one more TaskManager for the running local cluster
+        flink = local_services.Flink()
+        try:
+            print(f"flink  added taskmanager {flink.add_taskmanager()}; {flink.status().detail}")
+        except (local_services.ServiceError, OSError) as exc:
+            print(f"flink  FAILED  {exc}", file=sys.stderr)
+            return 1
+        return 0
     items = local_services.services(args.names)
     if args.action == "down":
         items = list(reversed(items))
@@ -163,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("services", help="local Kafka, MariaDB and Flink for development and tests")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "add-taskmanager"],
+                   help="add-taskmanager: one more TaskManager for the running local Flink cluster")
     p.add_argument("names", nargs="*", help="kafka, mysql and/or flink (default: all)")
     p.set_defaults(func=cmd_services)
 

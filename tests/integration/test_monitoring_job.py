@@ -384,7 +384,11 @@ def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, fli
                  [{"endpoint_id": endpoint, "timestamp": T0 + i * 1000, "request_id": f"{endpoint}-{i}",
                    "inputs": [rng.normal(size=3).tolist()]}
                   for i in range(150) for endpoint in endpoints[partition::2]], partition=partition)
-    added = flink.add_taskmanager()
+    before = set(flink.taskmanagers())
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "services", "add-taskmanager"], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0 and "2 taskmanager(s)" in proc.stdout, proc.stdout + proc.stderr
+    (added,) = set(flink.taskmanagers()) - before
     try:
         job_name = f"it-submit-p2-{project}"
         cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
@@ -405,3 +409,47 @@ def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, fli
     tsdb = open_tsdb(settings.tsdb_connection)
     for endpoint in endpoints:
         assert sorted(p.count for p in tsdb.query_predictions(project, endpoint)) == [30, 60, 60], endpoint
+
+
+def _padded(event: dict, size: int, char: str) -> bytes:
+    """``event`` as JSON of exactly ``size`` UTF-8 bytes: a ``pad`` field filled with ``char``
+    (1 to 4 bytes each) and spaces."""
+    base = json.dumps({**event, "pad": ""}, ensure_ascii=False).encode()
+    room = size - len(base)
+    width = len(char.encode())
+    assert room >= 0
+    pad = char * (room // width) + " " * (room % width)
+    record = json.dumps({**event, "pad": pad}, ensure_ascii=False).encode()
+    assert len(record) == size
+    return record
+
+
+def test_records_around_the_tier_bound_are_each_parsed_once(tmp_path, kafka, project):
+    """The parse stage splits records by their size in bytes (a small-record tier of batches of
+    ``arrow_batch_size``, a large-record one bounded by ``batch_bytes``), deciding most of them on
+    their UTF-8 characters. Records of every width of character just under, at and over the bound
+    are each counted once, and a record over the size limit by its bytes but not its characters is
+    a dead letter that gives its size in bytes."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame(rng.normal(size=(500, 3)), columns=FEATURES)
+    settings = _settings(tmp_path, kafka, project)
+    endpoint = get_or_create_model_endpoint(project, "model-t", "serving", reference=reference,
+                                            store=settings.endpoint_store_connection).endpoint_id
+    options = JobOptions(bounded=True, window_ms=WINDOW_MS, checkpoint_interval_ms=2_000,
+                         arrow_batch_size=20, batch_bytes=20 * 400)  # small records: at most 400 bytes
+    records, i = [], 0
+    for char in ("a", "é", "€", "😀"):  # 1, 2, 3 and 4 bytes per character
+        for size in (200, 399, 400, 401, 1_600, 1_601, 5_000):
+            records.append(_padded({"endpoint_id": endpoint, "timestamp": T0 + i, "request_id": f"r{i}",
+                                     "inputs": [[0.5, -0.5, 1.5]]}, size, char))
+            i += 1
+    too_big = (1 << 20) + 30  # over the limit in bytes, under it in characters (3 bytes each)
+    records.append(_padded({"endpoint_id": endpoint, "timestamp": T0 + i, "request_id": "big",
+                            "inputs": [[0.5, -0.5, 1.5]]}, too_big, "€"))
+    _produce(kafka, topic_names(project)["events"], records)
+    build(settings, options).env.execute("it-tier-bound")
+
+    predictions = open_tsdb(settings.tsdb_connection).query_predictions(project, endpoint)
+    assert sum(p.count for p in predictions) == i  # every record under the limit once, none twice
+    letters = _consume(kafka, topic_names(project)["dead_letters"])
+    assert len(letters) == 1 and letters[0]["size_bytes"] == too_big and str(too_big) in letters[0]["reason"]
