@@ -119,35 +119,23 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
                              options.max_disorder_ms, load_apps),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
-    # one read of the source. A record's size in bytes costs a Java string per record (Latin-1 maps a
-    # byte to a character); its UTF-8 characters are counted on its bytes. As chars <= bytes <=
-    # 4 * chars, the bytes are counted only for records of chars in (bound / 4, bound].
+    # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
     source = _through_stream(t_env, t_env.sql_query(
-        "SELECT payload, CHAR_LENGTH(CAST(payload AS STRING)) AS chars FROM inference_events"))
-    size = "CHAR_LENGTH(DECODE(payload, 'ISO-8859-1'))"
-
-    def at_most(bound: int) -> str:  # the record's size in bytes <= bound (OR and AND short-circuit)
-        return f"(chars * 4 <= {bound} OR (chars <= {bound} AND {size} <= {bound}))"
-
+        "SELECT payload, CHAR_LENGTH(DECODE(payload, 'ISO-8859-1')) AS size FROM inference_events"))
     # records are parsed in tiers by size, each with its own number of records per Arrow batch, so a
     # batch handed to Python is bounded in bytes as well as in records; a record over the size limit
-    # (a dead letter) crosses to Python as its first bytes only, with its size
+    # (a dead letter) crosses to Python as its first bytes only
     head = (f"CASE WHEN size > {MAX_EVENT_BYTES} THEN ENCODE(SUBSTRING(DECODE(payload, 'ISO-8859-1') "
             f"FROM 1 FOR {DEAD_LETTER_PAYLOAD_BYTES}), 'ISO-8859-1') ELSE payload END")
     tiers = []
     for low, high, batch in parse_tiers(options.arrow_batch_size, options.batch_bytes):
         conf.set("python.fn-execution.arrow.batch.size", str(batch))
         conf.set("python.fn-execution.bundle.size", str(batch))
-        if high is not None and high < MAX_EVENT_BYTES:  # no record here is over the limit
-            tier = (source.where(call_sql(at_most(high) + ("" if low < 0 else f" AND NOT {at_most(low)}")))
-                    .select(col("payload"), parse(col("payload")).alias("r")))
-        else:
-            tier = (source.where(call_sql("TRUE" if low < 0 else f"NOT {at_most(low)}"))
-                    .select(col("payload"), call_sql(size).alias("size"))
-                    .select(call_sql(head).alias("payload"), col("size"))
-                    # the payload is forwarded by the JVM beside the function's result (one trip to Python)
-                    .select(col("payload"), parse(col("payload"), col("size")).alias("r")))
-        tier = tier.select(col("payload"), *[col("r").get(name).alias(name) for name in fields])
+        where = f"size > {low}" + ("" if high is None else f" AND size <= {high}")
+        tier = (source.where(call_sql(where)).select(call_sql(head).alias("payload"), col("size"))
+                # the payload is forwarded by the JVM beside the function's result (one trip to Python)
+                .select(col("payload"), parse(col("payload"), col("size")).alias("r"))
+                .select(col("payload"), *[col("r").get(name).alias(name) for name in fields]))
         tiers.append(_internal_stream(t_env, tier))  # translated now: with this tier's batch size
     conf.set("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
     conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
