@@ -1,0 +1,88 @@
+"""The store writer's cost per endpoint window: ``SqlStore.record_window`` and the TSDB's
+``write_window`` on batches of windows shaped as the default application writes them (general_drift
+and feature_drift with 20 columns of extra_data, MLRun's three metrics, the window's prediction
+record, 20 per-feature rows), on the embedded SQLite stores.
+
+    .venv/bin/python -m tests.benchmarks.bench_writer                    # 1,000 endpoints, batches of 1,000, 3 windows
+    .venv/bin/python -m tests.benchmarks.bench_writer --endpoints 10000  # the scale benchmark's fleet
+
+Prints the median over the windows of ms per batch and µs per endpoint window, per store.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+
+from connectors.sql_store import SqlStore
+from connectors.tsdb import open_tsdb
+from udfs.applications import HISTOGRAM_DATA_DRIFT
+from udfs.records import FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+
+FEATURES = [f"f{i}" for i in range(20)]
+UTC = dt.timezone.utc
+
+
+def window_records(project: str, endpoint: str, start: dt.datetime, seed: int):
+    end = start + dt.timedelta(minutes=1)
+    column = {name: {"tvd": 0.01 * (i + seed % 7), "hellinger": 0.02, "kld": 0.003, "p_value": 0.4, "rejected": False,
+                     "n": 2000, "N": 5000, "effect": 0.01} for i, name in enumerate(FEATURES)}
+    results = [ResultRecord(project, endpoint, HISTOGRAM_DATA_DRIFT, "general_drift", 0, 0, 0.05, start, end,
+                            {"columns": column}),
+               ResultRecord(project, endpoint, HISTOGRAM_DATA_DRIFT, "feature_drift", 0, seed % 3, 0.0, start, end,
+                            {"columns": column, "fdr": 0.01})]
+    metrics = [MetricRecord(project, endpoint, HISTOGRAM_DATA_DRIFT, name, 0.01, start, end)
+               for name in ("tvd_mean", "hellinger_mean", "kld_mean")]
+    prediction = PredictionRecord(project, endpoint, start, end, 2000, 2000, 3, 2000, 1100.0, 1000.0, 2000.0, 3000.0,
+                                  start, end - dt.timedelta(seconds=1))
+    features = [FeatureDriftRecord(project, endpoint, HISTOGRAM_DATA_DRIFT, name, start, end, 0.01, 0.02, 0.003,
+                                   p_value=0.4, rejected=False, effect_size=0.01, window_count=2000,
+                                   reference_count=5000) for name in FEATURES]
+    return results, metrics, prediction, features
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoints", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="windows per write (the writer's batch)")
+    parser.add_argument("--windows", type=int, default=3)
+    args = parser.parse_args(argv)
+    project = "bench"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqlStore(f"sqlite:///{tmp}/store.db")
+        store.create_schema()
+        tsdb = open_tsdb(f"sqlite:///{tmp}/tsdb.db")
+        tsdb.create_schema()
+        ids = [f"{i:040x}" for i in range(args.endpoints)]
+        for endpoint in ids:
+            store.upsert_endpoint(endpoint, project=project, model_name=f"m{endpoint[-6:]}", feature_names=FEATURES)
+        times: dict[str, list[float]] = {"SQL store record_window": [], "TSDB write_window": []}
+        t0 = dt.datetime(2026, 11, 29, tzinfo=UTC)
+        for w in range(args.windows):
+            start = t0 + dt.timedelta(minutes=w)
+            for lo in range(0, len(ids), args.batch):
+                batch = [window_records(project, e, start, i) for i, e in enumerate(ids[lo:lo + args.batch])]
+                results = [r for b in batch for r in b[0]]
+                metrics = [m for b in batch for m in b[1]]
+                predictions = [b[2] for b in batch]
+                features = [f for b in batch for f in b[3]]
+                t = time.perf_counter()
+                store.record_window(results, metrics, predictions, (HISTOGRAM_DATA_DRIFT, "feature_drift"))
+                times["SQL store record_window"].append((time.perf_counter() - t) / len(batch))
+                t = time.perf_counter()
+                tsdb.write_window(results, metrics, [], predictions, features)
+                times["TSDB write_window"].append((time.perf_counter() - t) / len(batch))
+        store.close()
+        tsdb.close()
+    print(f"{args.endpoints:,} endpoints, {args.windows} windows, batches of {args.batch:,} windows (SQLite stores)")
+    print(f"{'write':<28} {'µs per endpoint window (median)':>32} {'min':>8} {'max':>8}")
+    for name, values in times.items():
+        us = [v * 1e6 for v in values]
+        print(f"{name:<28} {statistics.median(us):>32.0f} {min(us):>8.0f} {max(us):>8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
