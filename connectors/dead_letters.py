@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
+from streamdrift.connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
 
 log = logging.getLogger("streamdrift.dead_letters")
 

@@ -9,7 +9,7 @@ must set the window aside instead of retrying forever. An error of an unknown ki
 a window set aside can be replayed, a retry loop stalls the job.
 
 :func:`is_transient` answers for every exception the stores raise: :class:`StoreFailure` (the base
-of :class:`connectors.tsdb.TSDBError` and :class:`connectors.sql_store.StoreError`, whose
+of :class:`streamdrift.connectors.tsdb.TSDBError` and :class:`streamdrift.connectors.sql_store.StoreError`, whose
 ``transient`` is decided where they are raised), SQLAlchemy and PyMySQL errors, ``sqlite3``
 errors, TDengine's clients (taos-ws-py ``taosws``, taospy ``taos``), and Python's own
 ``ConnectionError`` / ``TimeoutError``.

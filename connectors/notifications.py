@@ -2,7 +2,7 @@
 records activations in the SQL store and sends them without ever holding up the job.
 
 * ``webhook`` ``{"url": ..., "headers": {...}}``: the activation as a JSON POST
-  (:meth:`udfs.alerts.Activation.payload`).
+  (:meth:`streamdrift.udfs.alerts.Activation.payload`).
 * ``slack`` ``{"webhook": <incoming-webhook URL>}``: ``{"text": ..., "blocks": [...]}``.
 * ``console``: one line on the job's standard output (the TaskManager log on a cluster).
 * ``kafka`` ``{"topic": ..., "bootstrap": ...}``: the JSON payload on ``<project>.alerts`` (default
@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from udfs.alerts import Activation, NotificationTarget, iso_ms
+from streamdrift.udfs.alerts import Activation, NotificationTarget, iso_ms
 
 log = logging.getLogger("streamdrift.notifications")
 
@@ -361,7 +361,7 @@ def _utc(ms: int) -> dt.datetime:
 
 
 def _transient(exc: BaseException) -> bool:
-    from connectors.sql_store import StoreError, is_transient
+    from streamdrift.connectors.sql_store import StoreError, is_transient
 
     if isinstance(exc, StoreError):
         return exc.original is not None and is_transient(exc.original)
@@ -390,7 +390,7 @@ class AlertDispatcher:
 
     @classmethod
     def open(cls, store_url: str, kafka_bootstrap: str | None = None, **sender_options) -> AlertDispatcher:
-        from connectors.sql_store import SqlStore
+        from streamdrift.connectors.sql_store import SqlStore
 
         store = SqlStore(store_url)
         dispatcher = cls(store, NotificationSender(kafka_bootstrap=kafka_bootstrap, **sender_options))

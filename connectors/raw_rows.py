@@ -79,7 +79,7 @@ CREATE TABLE {TABLE} (
 def insert_sql(source: str) -> str:
     """Every good record of the view ``source`` (columns payload, kind, endpoint_id, event_ms,
     request_id, latency_us, error, late, hour), as the parse stage describes it: ``late`` is its
-    :class:`udfs.window.EventClock` flag, the one that kept the record's rows out of its window's
+    :class:`streamdrift.udfs.window.EventClock` flag, the one that kept the record's rows out of its window's
     partial, so a row flagged late here is exactly a row counted late there. A good record always
     has its time, error flag, late flag and payload; the COALESCEs only tell the planner so: those
     columns are then required in Parquet, which writes no null markers for them (encoding the
@@ -139,12 +139,12 @@ def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, en
                      columns_of: Callable[[str], Any] | None = None):
     """The rows of ``endpoint_id`` with start <= time < end, one per sample, as a pandas DataFrame:
     ``timestamp`` (UTC), ``request_id``, ``latency_us``, ``error``, ``late`` (see the module's
-    docstring), then one column per feature and output. ``columns_of(endpoint_id)`` names positional values (``udfs.events.Columns``;
+    docstring), then one column per feature and output. ``columns_of(endpoint_id)`` names positional values (``streamdrift.udfs.events.Columns``;
     e.g. from the endpoint record), as the job does. Records that do not decode are skipped."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from udfs.events import NO_COLUMNS, DeadLetter, decode
+    from streamdrift.udfs.events import NO_COLUMNS, DeadLetter, decode
 
     import pyarrow.compute as pc
 

@@ -87,7 +87,7 @@ def _check_tsdb(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme in ("taosws", "taos"):
         _host_port(name, value, example, parts)
-        from connectors.tsdb.tdengine import check_database_name
+        from streamdrift.connectors.tsdb.tdengine import check_database_name
 
         database = parts.path.strip("/")
         if database:

@@ -35,7 +35,7 @@ Choices worth knowing:
   counters move: :meth:`SqlStore.endpoints_version` is a cheap way for the job to notice new or
   changed references.
 * Errors from the database are raised as :class:`StoreError` whose message never holds a password
-  and whose ``transient`` says whether waiting may heal it (:func:`connectors.errors.is_transient`).
+  and whose ``transient`` says whether waiting may heal it (:func:`streamdrift.connectors.errors.is_transient`).
   Transient ones (a lost connection, a server restarting, a lock) are retried with exponential
   backoff (:func:`retrying`) before that.
 """
@@ -62,9 +62,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from connectors.errors import StoreFailure, is_transient
-from connectors.settings import mask_password
-from udfs.records import MetricRecord, PredictionRecord, ResultRecord, validate_name
+from streamdrift.connectors.errors import StoreFailure, is_transient
+from streamdrift.connectors.settings import mask_password
+from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ APPLICATION_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_-]*"
 class StoreError(StoreFailure):
     """The SQL store failed; the message says what and where, with any password masked.
 
-    ``transient`` (:mod:`connectors.errors`) is that of ``original`` unless given."""
+    ``transient`` (:mod:`streamdrift.connectors.errors`) is that of ``original`` unless given."""
 
     def __init__(self, message: str, original: BaseException | None = None, *, transient: bool | None = None):
         if transient is None:

@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 
-from connectors import local_services
-from connectors.settings import ENV_PREFIX, SPECS, SettingsError, load_settings
+from streamdrift.connectors import local_services
+from streamdrift.connectors.settings import ENV_PREFIX, SPECS, SettingsError, load_settings
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jobs import monitoring_job
+    from streamdrift.jobs import monitoring_job
 
     settings = _settings(args)
     print(f"streamdrift: running the monitoring job with {json.dumps(settings.masked())}", file=sys.stderr)
@@ -74,29 +74,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_archive() -> str:
-    """A zip of the project's packages, shipped with a submitted job (``-pyfs``)."""
-    import zipfile
+JOB_PACKAGES = ("udfs", "operators", "connectors", "jobs")
 
-    root = local_services.PROJECT_ROOT
+
+def job_archive() -> str:
+    """A zip of the packages the job runs (``streamdrift/udfs/...``, ``streamdrift/jobs/...``),
+    shipped with a submitted job (``-pyfs``): the cluster's Python workers import ``streamdrift.*``
+    from it. The files are those this process imports (a checkout or an installed package)."""
+    import importlib
+    import zipfile
+    from pathlib import Path
+
     target = local_services.run_dir() / "streamdrift-job.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in ("udfs", "operators", "connectors", "jobs"):
-            for path in sorted((root / package).rglob("*.py")):
-                archive.write(path, path.relative_to(root).as_posix())
+        for package in JOB_PACKAGES:
+            folder = Path(importlib.import_module(f"streamdrift.{package}").__file__).parent
+            for path in sorted(folder.rglob("*.py")):
+                archive.write(path, f"streamdrift/{package}/{path.relative_to(folder).as_posix()}")
     return str(target)
 
 
 def submit_command(args: argparse.Namespace, job_argv: list[str]) -> list[str]:
-    """The ``flink run`` command line that submits the monitoring job to a cluster."""
-    from connectors.local_services import flink_home
+    """The ``flink run`` command line that submits the monitoring job to a cluster: the entry
+    point is the module ``streamdrift.jobs.monitoring_job`` of the shipped zip."""
+    from streamdrift.connectors.local_services import flink_home
 
-    root = local_services.PROJECT_ROOT
     cmd = [str(flink_home() / "bin" / "flink"), "run", "-m", args.jobmanager]
     if args.detached:
         cmd.append("-d")
-    cmd += ["-py", str(root / "jobs" / "monitoring_job.py"), "-pyfs", job_archive(),
+    cmd += ["-pym", "streamdrift.jobs.monitoring_job", "-pyfs", job_archive(),
             "-pyexec", sys.executable, "-pyclientexec", sys.executable]
     return cmd + job_argv
 
@@ -133,7 +140,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from jobs import demo
+    from streamdrift.jobs import demo
 
     settings = _settings(args, defaults=demo.DEFAULTS)
     print(f"streamdrift: the demo with {json.dumps(settings.masked())}", file=sys.stderr)
@@ -143,8 +150,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
 
-    from connectors.settings import mask_password
-    from ui.app import serve
+    from streamdrift.connectors.settings import mask_password
+    from streamdrift.ui.app import serve
 
     settings = _settings(args)
     if args.token:
@@ -161,7 +168,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from jobs import demo_smoke
+    from streamdrift.jobs import demo_smoke
 
     return demo_smoke.main()
 
@@ -183,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(p)
     p.set_defaults(func=cmd_settings)
 
-    from jobs.monitoring_job import add_job_flags
+    from streamdrift.jobs.monitoring_job import add_job_flags
 
     p = sub.add_parser("run", help="run the monitoring job on a local Flink (embedded defaults unless set)")
     _add_settings_flags(p)
@@ -218,12 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)
 
-    from jobs import apps_cli, endpoints_cli
+    from streamdrift.jobs import apps_cli, endpoints_cli
 
     endpoints_cli.register(sub)
     apps_cli.register(sub)
 
-    from jobs import alerts_cli, dead_letters_cli
+    from streamdrift.jobs import alerts_cli, dead_letters_cli
 
     alerts_cli.register(sub)
     dead_letters_cli.register(sub)

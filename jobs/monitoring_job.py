@@ -18,14 +18,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file by `flink run -py jobs/monitoring_job.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from connectors import job_io, raw_rows  # noqa: E402
-from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names  # noqa: E402
+from streamdrift.connectors import job_io, raw_rows
+from streamdrift.connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +68,13 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from pyflink.table.expressions import call_sql, col
     from pyflink.table.udf import udf
 
-    from udfs.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES
+    from streamdrift.udfs.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES
 
-    from jobs.flink_env import prometheus_reporter, stream_env
-    from operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
-    from operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
-    from operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
-    from operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
+    from streamdrift.jobs.flink_env import prometheus_reporter, stream_env
+    from streamdrift.operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
+    from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
+    from streamdrift.operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
+    from streamdrift.operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
     window_ms = _window_ms(settings, options)
     lateness = window_ms if options.allowed_lateness_ms is None else options.allowed_lateness_ms
@@ -248,7 +244,7 @@ def _keyed_by_first_field(stream, value_type):
 def _attach_alerts(outputs, settings: Settings) -> None:
     """Alert evaluation and notifications after the applications stage (jobs/alerts_wiring.py)."""
     try:
-        from jobs.alerts_wiring import attach_alerts
+        from streamdrift.jobs.alerts_wiring import attach_alerts
     except ImportError:
         return
     attach_alerts(outputs, settings)
@@ -363,7 +359,7 @@ def options_from_args(args) -> JobOptions:
 def failure_reason(exc: BaseException) -> str:
     """The root cause of a failed job, in one line (passwords masked): the innermost Java
     exception of a Py4J error, else the exception itself."""
-    from connectors.settings import mask_password
+    from streamdrift.connectors.settings import mask_password
 
     java = getattr(exc, "java_exception", None)
     text = f"{type(exc).__name__}: {exc}"
@@ -393,10 +389,11 @@ def run(settings: Settings, options: JobOptions, print_summaries: bool = False, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``flink run -py jobs/monitoring_job.py`` (what ``streamdrift submit`` runs)."""
+    """Entry point of ``flink run -pym streamdrift.jobs.monitoring_job`` (what ``streamdrift submit``
+    runs) and of ``flink run -py .../jobs/monitoring_job.py`` where streamdrift is installed."""
     import argparse
 
-    from jobs.cli import _add_settings_flags, _settings
+    from streamdrift.jobs.cli import _add_settings_flags, _settings
 
     parser = argparse.ArgumentParser(prog="monitoring_job")
     _add_settings_flags(parser)

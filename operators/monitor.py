@@ -11,10 +11,10 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from operators.metrics import ShowOnce
-from udfs.catalog import EndpointCatalog
-from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
-from udfs.window import WindowAggregate
+from streamdrift.operators.metrics import ShowOnce
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
+from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
 END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bounded input passes
@@ -28,7 +28,7 @@ SUMMARY_TYPE = Types.ROW_NAMED(
 
 
 class RunApplications(MapFunction):
-    """A closed window → :class:`udfs.monitor.WindowOutput` (every enabled application run on it)."""
+    """A closed window → :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on it)."""
 
     def __init__(self, load_endpoints, load_apps, project: str, apps_refresh_seconds: float = 30.0):
         self.load_endpoints = load_endpoints

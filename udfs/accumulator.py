@@ -20,7 +20,7 @@ Conventions (every one is tested against ``np.histogram``):
 * NaN (and Arrow null) is a null: counted in ``nulls``, never binned. ``count`` is the
   number of non-null values, infinities included (as ``pandas.describe``), so
   ``hist.sum() == count`` per column.
-* A string in a numeric column is read by :func:`udfs.reference.parse_numbers`, as the
+* A string in a numeric column is read by :func:`streamdrift.udfs.reference.parse_numbers`, as the
   training data was: one that spells a number ("1.5") is that number, any other ("N/A", "?",
   "") is an invalid value, counted in ``invalid`` and in nothing else (not binned, not in
   ``count``, ``nulls`` or the moments): a share of the window to report, not drift.
@@ -57,7 +57,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.reference import (
+from streamdrift.udfs.reference import (
     arrow_to_float64,
     as_string_array,
     is_categorical_stats,

@@ -49,8 +49,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from udfs.histogram_drift import APP_NAME as HISTOGRAM_DATA_DRIFT
-from udfs.records import ResultKindApp, ResultStatusApp
+from streamdrift.udfs.histogram_drift import APP_NAME as HISTOGRAM_DATA_DRIFT
+from streamdrift.udfs.records import ResultKindApp, ResultStatusApp
 
 log = logging.getLogger("streamdrift.alerts")
 
@@ -207,7 +207,7 @@ raises data-drift events (the other is stored, not alerted on)."""
 
 
 def events_from_output(out, verdict: str | None = None) -> list[AlertEvent]:
-    """The events of one :class:`udfs.monitor.WindowOutput` (late-only outputs raise none).
+    """The events of one :class:`streamdrift.udfs.monitor.WindowOutput` (late-only outputs raise none).
     ``verdict``: the default application's result that raises data-drift events (one of
     :data:`VERDICT_RESULTS`; None: both)."""
     if out.revision < 0:

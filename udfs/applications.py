@@ -11,7 +11,7 @@ It gets a :class:`MonitoringApplicationContext` per endpoint and closed window a
 Names of results and metrics match ``[a-zA-Z_][a-zA-Z0-9_]*`` (at most 128 characters); a name
 twice among an application's results (or metrics) of one window is an error. Anything else
 (a string, a result with a text value, extra_data that JSON cannot hold...) is an ``mm-app-failed``
-error of that application and endpoint (:func:`udfs.monitor.monitor_window`), never a crash.
+error of that application and endpoint (:func:`streamdrift.udfs.monitor.monitor_window`), never a crash.
 
 MLRun users: an application written for ``mlrun.model_monitoring.applications`` runs here with
 its imports changed and nothing else::
@@ -19,7 +19,7 @@ its imports changed and nothing else::
     # from mlrun.model_monitoring.applications import ModelMonitoringApplicationBase, \\
     #     ModelMonitoringApplicationResult, MonitoringApplicationContext
     # from mlrun.common.schemas.model_monitoring.constants import ResultKindApp, ResultStatusApp
-    from udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationResult,
+    from streamdrift.udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationResult,
                                    MonitoringApplicationContext, ResultKindApp, ResultStatusApp)
 
 The context has MLRun's attributes (``application_name``, ``project_name``, ``endpoint_id``,
@@ -46,20 +46,20 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from udfs.histogram_drift import (
+from streamdrift.udfs.histogram_drift import (
     FEATURE_DRIFT_NAME,
     DriftClassifier,
     drift_from_accumulator,
     feature_drift_from_accumulator,
 )
-from udfs.records import (
+from streamdrift.udfs.records import (
     MetricRecord,
     ResultKindApp,
     ResultRecord,
     ResultStatusApp,
     validate_name,
 )
-from udfs.verdict import MergeMaps, check_parameters
+from streamdrift.udfs.verdict import MergeMaps, check_parameters
 
 __all__ = [
     "artifact_file", "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
@@ -220,7 +220,7 @@ class MonitoringApplicationContext:
     format), ``feature_names``, ``label_names``, ``logger`` (:class:`AppLogger`) and, built on first
     use: ``sample_df_stats`` (the window's statistics from all its rows, on the reference's bins),
     ``sample_df`` (a bounded uniform sample of the window's rows, a pandas DataFrame), ``window``
-    (the :class:`udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
+    (the :class:`streamdrift.udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
     the training rows, or None). Each application gets its own copies: what it changes in place
     reaches neither the other applications nor the next window.
     """
@@ -297,7 +297,7 @@ class MonitoringApplicationContext:
 
     @property
     def window(self):
-        """The window's aggregate (:class:`udfs.window.WindowAggregate`), or None."""
+        """The window's aggregate (:class:`streamdrift.udfs.window.WindowAggregate`), or None."""
         if callable(self._window):
             self._window = self._window()
         return self._window
@@ -378,7 +378,7 @@ class ModelMonitoringApplicationBase:
 
     ``NAME`` is the application's name when it is run without a registration (the registry names
     it by its registration); it defaults to the class name. ``timeout_seconds`` bounds one call
-    of ``do_tracking`` (default 60; :mod:`udfs.monitor`). ``uses_sample``: whether it reads the
+    of ``do_tracking`` (default 60; :mod:`streamdrift.udfs.monitor`). ``uses_sample``: whether it reads the
     window's ``sample_df``; the job keeps a sample of each window's rows only while an enabled
     application does (an application that sets it False and reads ``sample_df`` gets no rows).
     """
@@ -406,7 +406,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     = (tvd_mean + hellinger_mean) / 2, status by thresholds potential 0.5 / detected 0.7 (MLRun's);
     result ``feature_drift`` (data_drift): per column a test of the window's counts against the
     reference's, Benjamini–Hochberg over the columns, potential at FDR ``alpha`` (1 %), detected at
-    ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`udfs.verdict`);
+    ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`streamdrift.udfs.verdict`);
     ``min_effect`` (reference σ) raises the smallest drift it flags. Metric ``invalid_share``: the
     window's values that are not numbers ("N/A", "?") in numeric columns / (non-null + invalid
     values), never part of the drift; per column in ``general_drift``'s ``extra_data``.

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from udfs.accumulator import Layout
-from udfs.events import NO_COLUMNS, Columns, row_columns
+from streamdrift.udfs.accumulator import Layout
+from streamdrift.udfs.events import NO_COLUMNS, Columns, row_columns
 
 log = logging.getLogger("streamdrift.catalog")
 

@@ -1,6 +1,6 @@
 """A batch of records read column-wise: the common native event without a Python object per value.
 
-The per-record path (:func:`udfs.events.decode`, then :meth:`WindowAggregate.add_events`) makes a
+The per-record path (:func:`streamdrift.udfs.events.decode`, then :meth:`WindowAggregate.add_events`) makes a
 dict, a list and a float object per value of every record, and numpy then takes them apart
 again. Here pyarrow's JSON reader reads the whole batch into columns (numbers straight into
 float64 buffers) and the counting works on those.
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from udfs.contract import TimeBounds, endpoint_id_problem
-from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES, epoch_ms_array
-from udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
+from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem
+from streamdrift.udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES, epoch_ms_array
+from streamdrift.udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
 _SCHEMAS = ("rows", "row")  # inputs as a list of rows, or as one row

@@ -9,7 +9,7 @@ Shapes (one JSON object per record):
   carries: ``model`` ("name" or "name:version"), ``version``, ``function_uri``
   ("project/function:tag"), ``request`` {``id``, ``inputs``}, ``resp`` {``id``, ``outputs``},
   ``when``, ``microsec``, ``error``; MLRun 1.12 adds ``endpoint_id`` (used as it is; without it the
-  id is derived as MLRun derives it, :func:`udfs.endpoint_id.endpoint_uid`), ``sampling_percentage``
+  id is derived as MLRun derives it, :func:`streamdrift.udfs.endpoint_id.endpoint_uid`), ``sampling_percentage``
   and ``effective_sample_count`` (:attr:`Event.estimated_rows`);
 * MLRun's ``batch_complete`` (``kind``, ``endpoint_id``, ``last_timestamp``, ...): a
   :class:`BatchComplete`.
@@ -22,7 +22,7 @@ values. A row/output length mismatch is a dead letter, never a silent truncation
 Rows come out as name → value dicts. Positional values are named by the endpoint's
 ``feature_names`` / ``output_names`` when known (else ``f0, f1, ...`` and ``prediction``, or
 ``prediction_0, prediction_1, ...`` for several outputs per row; a port's list is ``<port>_0, ...``).
-Names are normalised as the reference's are (:func:`udfs.naming.normalize_name`:
+Names are normalised as the reference's are (:func:`streamdrift.udfs.naming.normalize_name`:
 ``"petal length (cm)"`` → ``"petal_length_cm"``); a name twice in one row (two keys that normalise
 alike, an output reusing an input's name) is a dead letter. A nested numeric array (an image, an
 embedding) becomes derived columns ``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see
@@ -48,14 +48,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
-from udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
+from streamdrift.udfs.endpoint_id import endpoint_uid
 
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - a declared dependency; the standard library works too
     _orjson = None
-from udfs.naming import normalize_name
+from streamdrift.udfs.naming import normalize_name
 
 MAX_EVENT_BYTES = 1 << 20
 """A record larger than this (1 MiB) is a dead letter: it would stall the window stage."""
@@ -621,7 +621,7 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
     """One Kafka record → an :class:`Event`, a :class:`BatchComplete` (MLRun's end of a batch
     job), or a :class:`DeadLetter` saying what is wrong.
 
-    ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`); None accepts any
+    ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`); None accepts any
     time Python can represent."""
     size = len(payload.encode("utf-8", "replace")) if isinstance(payload, str) else len(payload)
     if size > max_bytes:

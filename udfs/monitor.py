@@ -6,7 +6,7 @@ raises, returns garbage, runs past its timeout, or is still stuck in an earlier 
 
 Timeouts. Each ``do_tracking`` call runs on a worker thread of a small pool of daemon threads and
 is waited for at most the application's ``timeout_seconds`` (default 60, see
-:func:`udfs.applications.app_timeout`). Python cannot kill a thread: a call that times out keeps
+:func:`streamdrift.udfs.applications.app_timeout`). Python cannot kill a thread: a call that times out keeps
 running in the background, and its eventual return value is thrown away. While it runs, that
 application (by name, in this process) is not called again: each later window reports
 ``mm-app-failed`` "still running" for it instead, so a hung application holds one thread, never
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     HISTOGRAM_DATA_DRIFT,
     ModelMonitoringApplicationBase,
     MonitoringApplicationContext,
@@ -34,8 +34,8 @@ from udfs.applications import (
     app_timeout,
     normalise_output,
 )
-from udfs.histogram_drift import window_feature_drift
-from udfs.records import (
+from streamdrift.udfs.histogram_drift import window_feature_drift
+from streamdrift.udfs.records import (
     ErrorRecord,
     FeatureDriftRecord,
     MetricRecord,
@@ -45,7 +45,7 @@ from udfs.records import (
     record_to_json,
     utc_from_ms,
 )
-from udfs.window import Sample, WindowAggregate
+from streamdrift.udfs.window import Sample, WindowAggregate
 
 log = logging.getLogger("streamdrift.applications")
 
@@ -74,7 +74,7 @@ _RECORD_FIELDS = ("results", "metrics", "errors", "feature_drift")
 
 
 def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
-    """``out`` as a JSON-ready dict (records by :func:`udfs.records.record_to_json`): what a dead
+    """``out`` as a JSON-ready dict (records by :func:`streamdrift.udfs.records.record_to_json`): what a dead
     letter of the writer carries, so that the window can be written later as it would have been."""
     data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     data["prediction"] = None if out.prediction is None else record_to_json(out.prediction)
@@ -289,7 +289,7 @@ def monitor_window(
 
     ``reference_sample_loader(endpoint_id, endpoint)`` and ``artifacts_dir`` reach the contexts
     (``reference_sample_df``, ``artifact_path``); an application's own ``reference_sample_loader``
-    and ``artifacts_dir`` attributes (set by :mod:`connectors.app_registry`) take precedence.
+    and ``artifacts_dir`` attributes (set by :mod:`streamdrift.connectors.app_registry`) take precedence.
     """
     project = (endpoint or {}).get("project") or default_project
     prediction = prediction_record(project, endpoint_id, start_ms, end_ms, agg)

@@ -115,11 +115,11 @@ class ErrorRecord:
 @dataclasses.dataclass(frozen=True)
 class FeatureDriftRecord:
     """One feature's drift in one window, as an application measured it (the TSDB's
-    ``feature_drift`` rows; :func:`udfs.histogram_drift.feature_drift_records` makes them from
+    ``feature_drift`` rows; :func:`streamdrift.udfs.histogram_drift.feature_drift_records` makes them from
     ``histogram-data-drift``'s result).
 
     ``tvd``, ``hellinger``, ``kld``: the window's histogram against the reference's
-    (:mod:`udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
+    (:mod:`streamdrift.udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
     multiple-testing correction) and ``effect_size`` are None when no test ran.
     ``window_count`` (n) and ``reference_count`` (N): the non-null values compared on each side.
     ``invalid_share``: the window's values of a numeric column that are not numbers ("N/A"), as a

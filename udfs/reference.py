@@ -1,7 +1,7 @@
 """Reference statistics (``feature_stats``) of training data, in MLRun's format.
 
 ``feature_stats(data)`` returns one entry per column, keyed by the normalised column name
-(see :mod:`udfs.naming`). The entry's form depends on the column's type:
+(see :mod:`streamdrift.udfs.naming`). The entry's form depends on the column's type:
 
 numeric (integers, floats, decimals, booleans as 0/1, and text that holds numbers)::
 
@@ -67,7 +67,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.naming import normalize_name, normalize_names
+from streamdrift.udfs.naming import normalize_name, normalize_names
 
 MAX_FLOAT = sys.float_info.max
 NUM_BINS = 20

@@ -1,6 +1,6 @@
 """A window's aggregate for one endpoint: everything the applications need, mergeable by addition.
 
-* the reference-bin counts and moments of every monitored column (:class:`~udfs.accumulator.Accumulator`;
+* the reference-bin counts and moments of every monitored column (:class:`~streamdrift.udfs.accumulator.Accumulator`;
   absent while the endpoint has no reference: its rows are then only counted);
 * rows, events, errors, first and last request time, columns seen that the reference lacks;
 * latency: count, sum and a fixed log-spaced histogram, from which p50/p95/p99 are read with a
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from udfs.accumulator import Accumulator, Layout
-from udfs.events import Event, PositionalRows
-from udfs.reference import numbers_of_cells
+from streamdrift.udfs.accumulator import Accumulator, Layout
+from streamdrift.udfs.events import Event, PositionalRows
+from streamdrift.udfs.reference import numbers_of_cells
 
 LATENCY_EDGES = np.geomspace(1.0, 1e10, 601)
 """Latency bins in microseconds: 1 µs to ~3 h, 600 log-spaced bins (ratio 1.039 per bin)."""
@@ -593,7 +593,7 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout
     matrix's mask of invalid values or None when there is none).
 
     Missing values and None are NaN / null. Booleans count as 0/1. A string in a numeric column is
-    read as the training data was (:func:`udfs.reference.parse_numbers`): "1.5" is 1.5, "N/A" an
+    read as the training data was (:func:`streamdrift.udfs.reference.parse_numbers`): "1.5" is 1.5, "N/A" an
     invalid value (NaN in the matrix, True in the mask). Any other value that is not a number
     within the float64 range raises ValueError naming the column and the value.
     """
@@ -612,7 +612,7 @@ def count_rows(rows: Sequence[dict[str, Any]], layout: Layout
 
 def _numeric_values(col: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray | None]:
     """One numeric column's values (None where missing) as float64, and the mask of its invalid
-    values (None when there is none); strings read by :func:`udfs.reference.parse_numbers`.
+    values (None when there is none); strings read by :func:`streamdrift.udfs.reference.parse_numbers`.
     Raises ValueError naming the column for a value that is neither a number within the float64
     range, None, nor a string."""
     col, invalid = numbers_of_cells(col)
@@ -760,25 +760,25 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
                       clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_batch`, plus each good record's raw-row columns.
 
-    ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`; None: any time
+    ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`; None: any time
     Python represents); a record outside them is a dead letter saying so. ``sizes``: each record's
     size in bytes, when ``payloads`` may hold only the first bytes of a record over the size limit
-    (:data:`udfs.events.MAX_EVENT_BYTES`): such a record is a dead letter with its true size.
+    (:data:`streamdrift.udfs.events.MAX_EVENT_BYTES`): such a record is a dead letter with its true size.
     ``clock``: the parse stage's :class:`EventClock`; with it, each record is flagged late or not
     (``Batch.late``) and a window's late records and on-time records are in separate partials.
     MLRun's ``batch_complete`` events are ``Batch.controls``.
 
-    ``reader``: a :class:`udfs.columnar.ColumnarReader` (kept across batches: it remembers what
+    ``reader``: a :class:`streamdrift.udfs.columnar.ColumnarReader` (kept across batches: it remembers what
     worked), True for a new one, False for none. The records it reads column-wise are
     aggregated there; every other record is decoded one by one here. Either way a record ends
     in the same counts (a batch may then carry two partials of one endpoint and window, which
     merge by addition)."""
-    from udfs.events import BatchComplete, DeadLetter, decode, dead_letter, window_start
+    from streamdrift.udfs.events import BatchComplete, DeadLetter, decode, dead_letter, window_start
 
     n = len(payloads)
     oversize: list[tuple[int, DeadLetter]] = []
     if sizes is not None:
-        from udfs.events import MAX_EVENT_BYTES
+        from streamdrift.udfs.events import MAX_EVENT_BYTES
 
         big = np.flatnonzero(np.asarray(sizes) > MAX_EVENT_BYTES).tolist()
         if big:
@@ -795,7 +795,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
     partials: list[Partial] = []
     rest: Iterable[int] = range(n)
     if reader is True:
-        from udfs.columnar import ColumnarReader
+        from streamdrift.udfs.columnar import ColumnarReader
 
         reader = ColumnarReader()
     part = reader.aggregate(payloads, catalog, window_ms, sample_size, bounds) if reader else None
@@ -912,7 +912,7 @@ def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
         return aggregate_records(payloads, catalog, window_ms, sample_size, reader, bounds, sizes, clock)
     except Exception:  # noqa: BLE001 - isolate the record that causes it, below
         log.exception("a batch of %d records failed as a whole; aggregating them one by one", len(payloads))
-    from udfs.events import dead_letter
+    from streamdrift.udfs.events import dead_letter
 
     parts = []
     for i, payload in enumerate(payloads):

@@ -29,13 +29,13 @@ supertable         columns (the first one is the row's timestamp key)     tags
                    reference_count, invalid_share                         feature_name
 =================  =====================================================  ============================
 
-One subtable per series (:data:`connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
+One subtable per series (:data:`streamdrift.connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
 Its name is a prefix and the SHA-1 of the series' identity (``res_<40 hex>``): no name given by a
 user ever becomes an identifier, so none can inject SQL, and a long or Unicode name cannot make an
 invalid table name. In TDengine a row is keyed by (subtable, timestamp), so writing a window again
 overwrites it. Tag and text values are single-quoted string literals with ``\\``, ``'``, newline,
 carriage return and tab escaped; every value was checked first
-(:func:`connectors.tsdb.base.check_record`). Timestamps are written and compared as integers:
+(:func:`streamdrift.connectors.tsdb.base.check_record`). Timestamps are written and compared as integers:
 microseconds since the epoch.
 
 TDengine's limits, checked here rather than met at write time:
@@ -49,7 +49,7 @@ TDengine's limits, checked here rather than met at write time:
 * an existing database must have microsecond precision: :meth:`TDengineTSDB.create_schema`
   refuses another one with what to do; a KEEP shorter than ``keep_days`` is raised to it;
 * rows older than the database's KEEP are refused by the server ("Timestamp data out of range"):
-  a permanent error (:mod:`connectors.errors`) whose message names KEEP.
+  a permanent error (:mod:`streamdrift.connectors.errors`) whose message names KEEP.
 
 Statement building (the ``*_sql`` functions) is pure and separate from execution, so tests can
 assert on the exact statements; :class:`TDengineTSDB` executes them on a connection.
@@ -67,9 +67,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from connectors.errors import is_transient, tdengine_code
-from connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
-from connectors.tsdb.base import (
+from streamdrift.connectors.errors import is_transient, tdengine_code
+from streamdrift.connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
+from streamdrift.connectors.tsdb.base import (
     SERIES_KEYS,
     TSDB,
     TSDBError,
@@ -88,7 +88,7 @@ from connectors.tsdb.base import (
     sort_predictions,
     sort_results,
 )
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class SuperTable:
     @property
     def identity(self) -> tuple[str, ...]:
         """The tags that name a series (hashed into the subtable name): the table's
-        :data:`~connectors.tsdb.base.SERIES_KEYS`."""
+        :data:`~streamdrift.connectors.tsdb.base.SERIES_KEYS`."""
         return SERIES_KEYS[self.name]
 
     @property
@@ -746,7 +746,7 @@ class TDengineTSDB(TSDB):
                        one, raised with ``ALTER DATABASE`` when shorter); the ``tsdb_keep_days`` setting.
     :param max_statement_bytes: the longest statement sent, in UTF-8 bytes.
     :param artifacts_dir: where an ``extra_data`` too big for a row is kept whole (see
-                       :mod:`connectors.tsdb.base`).
+                       :mod:`streamdrift.connectors.tsdb.base`).
     :param connect_retries: the WebSocket client's own retries of a refused connection (None:
                        its default); the writer retries transient errors itself.
     """
@@ -779,7 +779,7 @@ class TDengineTSDB(TSDB):
 
     def _failed(self, what: str, exc: Exception, sql: str) -> TSDBError:
         """The error to raise: the server's message (password masked), the statement's start,
-        a hint for a known cause, and ``transient`` from :func:`connectors.errors.is_transient`.
+        a hint for a known cause, and ``transient`` from :func:`streamdrift.connectors.errors.is_transient`.
         A connection of our own is dropped, so the next call (a retry by the writer) opens a fresh
         one instead of reusing a broken one."""
         if self.url is not None and self._conn is not None:

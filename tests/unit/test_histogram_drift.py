@@ -11,9 +11,9 @@ import pytest
 from scipy.spatial.distance import cityblock, euclidean
 from scipy.special import rel_entr
 
-from udfs.accumulator import Accumulator
-from udfs.applications import HistogramDataDriftApplication
-from udfs.histogram_drift import (
+from streamdrift.udfs.accumulator import Accumulator
+from streamdrift.udfs.applications import HistogramDataDriftApplication
+from streamdrift.udfs.histogram_drift import (
     DriftClassifier,
     ResultKind,
     ResultStatus,
@@ -21,13 +21,13 @@ from udfs.histogram_drift import (
     feature_drift_from_accumulator,
     histogram_drift,
 )
-from udfs.reference import feature_stats
+from streamdrift.udfs.reference import feature_stats
 
 MAX = sys.float_info.max
 
 
 def _independent(p_counts, p_n, q_counts, q_n):
-    """TVD, Hellinger, KLD of one column, computed with scipy (not with udfs.drift)."""
+    """TVD, Hellinger, KLD of one column, computed with scipy (not with streamdrift.udfs.drift)."""
     p = np.asarray(p_counts, float) / p_n
     q = np.asarray(q_counts, float) / q_n
     t = cityblock(p, q) / 2
@@ -263,7 +263,7 @@ def test_report_is_frozen_and_json_ready(training):
 def _general_drift(extra):
     import datetime as dt
 
-    from udfs.records import ResultRecord
+    from streamdrift.udfs.records import ResultRecord
 
     utc = dt.timezone.utc
     return ResultRecord("shop", "ep", "histogram-data-drift", "general_drift", 0, 1, 0.52,
@@ -271,7 +271,7 @@ def _general_drift(extra):
 
 
 def test_feature_drift_records_from_the_general_drift_result_by_hand():
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     edges = [-MAX, 0.0, 1.0, 2.0, MAX]
     reference = {"x": {"count": 100, "hist": [[0, 50, 50, 0], edges]},
@@ -293,7 +293,7 @@ def test_feature_drift_records_from_the_general_drift_result_by_hand():
 
 
 def test_feature_drift_records_take_the_per_feature_test_when_present():
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     extra = {"columns": {"age": {"tvd": 0.1, "hellinger": 0.2, "kld": 0.3, "window_count": 7, "reference_count": 9,
                                  "p_value": 1e-5, "rejected": True, "effect_size": 0.8}}}
@@ -304,7 +304,7 @@ def test_feature_drift_records_take_the_per_feature_test_when_present():
 @pytest.mark.parametrize("extra", [{}, {"columns": {}}, {"columns": {"a": {"tvd": 0.1}}}, {"columns": [1, 2]},
                                    {"truncated": True, "bytes": 40_000}])
 def test_results_without_per_feature_drift_give_no_rows(extra):
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     assert feature_drift_records(_general_drift(extra)) == []
 
@@ -379,9 +379,9 @@ def test_the_training_rows_sent_as_events_show_no_drift():
     """A 0/1 flag (50/50), a 1-5 rating and a score capped at 1.0, whose maxima are frequent values:
     the training rows themselves, sent as events, give TVD 0 per column and general_drift 0
     (MLRun counts the maximum in the padding bin: TVD 0.5 for the flag)."""
-    from udfs.catalog import EndpointCatalog
-    from udfs.monitor import monitor_window
-    from udfs.window import aggregate_batch
+    from streamdrift.udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.monitor import monitor_window
+    from streamdrift.udfs.window import aggregate_batch
 
     rng = np.random.default_rng(21)
     n = 2_000
