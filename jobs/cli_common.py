@@ -2,7 +2,7 @@
 
 Each of those modules has a ``register(subparsers)`` that adds its command to a ``streamdrift``
 parser, and command functions ``cmd_*(args) -> int``. This module holds the rest: the exit codes,
-the subcommand and flag set-up (the settings flags are ``streamdrift.jobs.cli``'s), the settings and the store of
+the subcommand and flag set-up (the settings flags come from :mod:`streamdrift.jobs.settings_flags`), the settings and the store of
 a command, the error guard that turns an error into one line on stderr and an exit code, the
 key/value and table printers, and the ``main`` of a module run on its own.
 
@@ -35,10 +35,10 @@ def add_subcommand(sub: argparse._SubParsersAction, name: str, func: Command, **
     ``kwargs`` go to ``add_parser`` (``help``, ``description``, ...). Add the command's own arguments
     to the parser returned, then :func:`add_json_flag` last.
     """
-    from streamdrift.jobs.cli import _add_settings_flags  # here, not at the top: streamdrift.jobs.cli imports the command modules
+    from streamdrift.jobs.settings_flags import add_settings_flags
 
     parser = sub.add_parser(name, **kwargs)
-    _add_settings_flags(parser)
+    add_settings_flags(parser)
     parser.set_defaults(func=func)
     return parser
 
@@ -76,9 +76,9 @@ def run_alone(register: Callable[[argparse._SubParsersAction], Any], argv: list[
 
 def settings_of(args: argparse.Namespace):
     """The settings of a command: its flags, then the environment, the ``--config`` file, the defaults."""
-    from streamdrift.jobs.cli import _settings
+    from streamdrift.jobs.settings_flags import settings_from_args
 
-    return _settings(args)
+    return settings_from_args(args)
 
 
 def open_store(args: argparse.Namespace):

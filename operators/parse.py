@@ -5,7 +5,7 @@ A vectorised (pandas) function on the Table API: Flink hands it up to
 returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
 the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
 and for the watermark), its request id, latency and error (raw-row columns) and whether it came
-after its window closed for good (``late``, :class:`streamdrift.udfs.window.EventClock`); the record that starts
+after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`); the record that starts
 a partial aggregate of an (endpoint, window) also carries it (kind ``P``, the others ``R``); a dead
 letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
 ``window_start`` the time up to which the endpoint's windows may close.
@@ -16,13 +16,13 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
-from streamdrift.connectors.raw_rows import hour_partitions, shard_partitions
 from streamdrift.udfs.applications import sample_size_for
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.events import MAX_EVENT_BYTES
-from streamdrift.udfs.window import EventClock, aggregate_isolated
+from streamdrift.udfs.partitions import hour_partitions, shard_partitions
+from streamdrift.udfs.batch import EventClock, aggregate_isolated
 
 PARTIAL, RECORD, DEAD, CONTROL = "P", "R", "D", "C"
 
@@ -56,7 +56,7 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("body", DataTypes.BYTES()),
     DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
     DataTypes.FIELD("shard", DataTypes.STRING()),  # the raw row's shard partition (streamdrift.connectors.raw_rows)
-    DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (streamdrift.udfs.window.EventClock)
+    DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (streamdrift.udfs.batch.EventClock)
 ])
 
 

@@ -66,8 +66,9 @@ DEAD_LETTER_PAYLOAD_BYTES = 64 << 10
 DERIVED = ("mean", "std", "min", "max", "norm")
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MIN_MS = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
-_MAX_MS = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+MIN_EPOCH_MS = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+MAX_EPOCH_MS = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+"""The event times Python's ``datetime`` represents (years 1 to 9999), in epoch milliseconds."""
 
 
 class EventError(ValueError):
@@ -276,7 +277,7 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
     else:
         raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, "
                          f"got {type(value).__name__}")
-    if not _MIN_MS <= ms <= _MAX_MS:
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
         raise EventError(f"field {field!r} is out of range (years 1-9999) as epoch milliseconds: {str(value)[:64]}")
     return ms
 
@@ -478,7 +479,7 @@ def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
     if type(ts) is not int or type(endpoint_id) is not str or type(inputs) is not list or not inputs:
         return None
     ts = epoch_ms(ts)
-    if obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or endpoint_id_problem(endpoint_id) is not None:
+    if obj.get("error") or not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS or endpoint_id_problem(endpoint_id) is not None:
         return None
     latency = obj.get("latency_us")
     if latency is not None:

@@ -438,14 +438,14 @@ def child(spec: dict) -> dict:
         from pyflink.table import StreamTableEnvironment
 
         from streamdrift.jobs.flink_env import stream_env
-        from streamdrift.jobs.monitoring_job import _source_ddl
+        from streamdrift.connectors.event_source import source_ddl
 
         extra = {"execution.checkpointing.dir": options.checkpoint_dir} if options.checkpoint_dir else {}
         env = stream_env(options.parallelism, options.checkpoint_interval_ms, extra)
         t_env = StreamTableEnvironment.create(env)
         t_env.get_config().set("pipeline.name", f"bench-{spec['name']}")
         t_env.get_config().set("table.local-time-zone", "UTC")
-        t_env.execute_sql(_source_ddl(settings, options))
+        t_env.execute_sql(source_ddl(settings, options.bounded, options.group_id))
         if spec["kind"] == "pyfloor":
             from pyflink.table import DataTypes
             from pyflink.table.udf import udf
@@ -533,7 +533,8 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
     from streamdrift.udfs.catalog import EndpointCatalog
     from streamdrift.udfs.events import decode
     from streamdrift.udfs.columnar import ColumnarReader
-    from streamdrift.udfs.window import Sample, WindowAggregate, aggregate_records
+    from streamdrift.udfs.window import Sample, WindowAggregate
+    from streamdrift.udfs.batch import aggregate_records
 
     records = job_io.load_endpoints(settings.endpoint_store_connection)
     catalog = EndpointCatalog(lambda: records)

@@ -23,7 +23,7 @@ from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.udfs.applications import ResultKindApp, ResultStatusApp
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.monitor import monitor_window
-from streamdrift.udfs.window import aggregate_batch
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

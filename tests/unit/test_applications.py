@@ -2,7 +2,7 @@
 garbage, timeouts), the registry (built-in app on by default, disable, user modules by path,
 broken registrations), the ``streamdrift apps`` command, and the two example applications.
 
-Windows are real aggregates of JSON events (streamdrift.udfs.window.aggregate_batch); stores are SQLite files.
+Windows are real aggregates of JSON events (streamdrift.udfs.batch.aggregate_batch); stores are SQLite files.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.example_apps import DataQualityApplication, PredictionDistributionApplication
 from streamdrift.udfs.monitor import hung_applications, monitor_window
 from streamdrift.udfs.reference import feature_stats
-from streamdrift.udfs.window import aggregate_batch
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -17,7 +17,7 @@ from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.columnar import ColumnarReader, _candidate, _candidates
 from streamdrift.udfs.events import MAX_EVENT_BYTES
 from streamdrift.udfs.reference import feature_stats
-from streamdrift.udfs.window import aggregate_records
+from streamdrift.udfs.batch import aggregate_records
 
 WINDOW_MS = 60_000
 T0 = 1_704_067_200_000  # a window start

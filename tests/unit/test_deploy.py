@@ -90,15 +90,15 @@ def test_the_deployment_has_what_the_operator_needs_for_a_python_application():
 
 
 def test_the_job_arguments_are_the_entry_points():
-    from streamdrift.jobs.cli import _add_settings_flags
     from streamdrift.jobs.monitoring_job import add_job_flags, options_from_args
+    from streamdrift.jobs.settings_flags import add_settings_flags
 
     job = _deployment()["spec"]["job"]
     args = job["args"]
     script = args[args.index("-py") + 1]
     assert script == "/opt/streamdrift/src/jobs/monitoring_job.py"
     parser = argparse.ArgumentParser()
-    _add_settings_flags(parser)
+    add_settings_flags(parser)
     add_job_flags(parser)
     options = options_from_args(parser.parse_args(args[args.index("-py") + 2:]))
     assert options.state_backend == "rocksdb" and options.parallelism == job["parallelism"]

@@ -381,7 +381,7 @@ def test_the_training_rows_sent_as_events_show_no_drift():
     (MLRun counts the maximum in the padding bin: TVD 0.5 for the flag)."""
     from streamdrift.udfs.catalog import EndpointCatalog
     from streamdrift.udfs.monitor import monitor_window
-    from streamdrift.udfs.window import aggregate_batch
+    from streamdrift.udfs.batch import aggregate_batch
 
     rng = np.random.default_rng(21)
     n = 2_000

@@ -22,7 +22,8 @@ from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.events import BatchComplete, Columns, DeadLetter, decode, epoch_ms, parse_timestamp
 from streamdrift.udfs.monitor import UNMATCHED_COLUMNS, monitor_window
 from streamdrift.udfs.reference import feature_stats
-from streamdrift.udfs.window import EventClock, Sample, WindowAggregate, aggregate_records
+from streamdrift.udfs.window import Sample, WindowAggregate
+from streamdrift.udfs.batch import EventClock, aggregate_records
 
 WINDOW_MS = 60_000
 T = 1_795_694_400_000  # 2026-11-26T12:00:00Z, a window boundary

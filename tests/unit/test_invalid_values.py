@@ -27,7 +27,7 @@ from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.histogram_drift import window_feature_drift
 from streamdrift.udfs.monitor import monitor_window
 from streamdrift.udfs.reference import feature_stats, parse_numbers
-from streamdrift.udfs.window import aggregate_batch
+from streamdrift.udfs.batch import aggregate_batch
 
 MAX = sys.float_info.max
 T0 = 1_704_067_200_000

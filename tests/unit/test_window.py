@@ -18,7 +18,8 @@ from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.events import Columns, DeadLetter, Event
 from streamdrift.udfs.events import decode as _decode
 from streamdrift.udfs.reference import feature_stats
-from streamdrift.udfs.window import LATENCY_EDGES, WindowAggregate, aggregate_batch, count_rows, row_priorities
+from streamdrift.udfs.window import LATENCY_EDGES, WindowAggregate, count_rows, row_priorities
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a window start
