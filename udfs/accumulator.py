@@ -254,6 +254,10 @@ def merge_moments(
     where :math:`M_2 = \\sum (x - \\bar x)^2`, so the sample variance is :math:`M_2 / (n - 1)`.
     The form is symmetric: swapping a and b gives bit-identical results. Columns with
     n = 0 get mean 0 and M2 0.
+
+    >>> n, mean, m2 = merge_moments(np.array([2]), np.array([1.0]), np.array([2.0]), np.array([2]), np.array([4.0]), np.array([8.0]))
+    >>> n.tolist(), mean.tolist(), m2.tolist()  # {0, 2} and {2, 6}: {0, 2, 2, 6}
+    ([4], [2.5], [19.0])
     """
     n = n_a + n_b
     safe = np.where(n > 0, n, 1).astype(np.float64)

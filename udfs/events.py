@@ -225,6 +225,13 @@ def epoch_ms(value: int | float) -> int:
     [1795694400000, 1795694400123, 1795694400123, 1795694400123]
     >>> epoch_ms(1795694400.5)
     1795694400500
+
+    >>> epoch_ms(1_764_158_400)  # seconds
+    1764158400000
+    >>> epoch_ms(1_764_158_400_123)  # milliseconds
+    1764158400123
+    >>> epoch_ms(1_764_158_400_123_456)  # microseconds
+    1764158400123
     """
     magnitude = abs(value)
     if magnitude < EPOCH_UNIT_BOUNDS[0]:
@@ -236,7 +243,11 @@ def epoch_ms(value: int | float) -> int:
 
 
 def epoch_ms_array(values: np.ndarray) -> np.ndarray:
-    """:func:`epoch_ms` of an int64 array (vectorised, the same values)."""
+    """:func:`epoch_ms` of an int64 array (vectorised, the same values).
+
+    >>> epoch_ms_array(np.array([1_764_158_400, 1_764_158_400_123])).tolist()
+    [1764158400000, 1764158400123]
+    """
     magnitude = np.abs(values)
     return np.where(magnitude < EPOCH_UNIT_BOUNDS[0], values * 1000,
                     np.where(magnitude < EPOCH_UNIT_BOUNDS[1], values,
@@ -252,7 +263,15 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
     → epoch milliseconds (floor; exact, no float rounding of the fraction).
 
     A time outside years 1–9999 is an error: it cannot be a request time and would fail later,
-    when the window is written."""
+    when the window is written.
+
+    >>> parse_timestamp('2025-11-26T12:00:00.123Z')
+    1764158400123
+    >>> parse_timestamp('2025-11-26 13:00:00.123+01:00')
+    1764158400123
+    >>> parse_timestamp('1764158400123')
+    1764158400123
+    """
     if isinstance(value, bool) or value is None:
         raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, got {value!r}")
     if isinstance(value, (int, float)):
@@ -291,6 +310,9 @@ def summarise_array(name: str, value: Sequence[Any]) -> dict[str, float]:
     std is the population std (ddof=0); norm is the L2 norm of all elements. An empty array
     gives NaNs (nulls). A non-numeric element (strings too, even "1.5"), a ragged array or a number
     beyond the float64 range is an error naming the column.
+
+    >>> summarise_array('pixels', [[0, 3], [4, 0]])
+    {'pixels.mean': 1.75, 'pixels.std': 1.7853571071357126, 'pixels.min': 0.0, 'pixels.max': 4.0, 'pixels.norm': 5.0}
     """
     try:
         raw = np.asarray(value)
@@ -664,7 +686,11 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
 
 
 def window_start(timestamp_ms: int, window_ms: int) -> int:
-    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's)."""
+    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's).
+
+    >>> window_start(1_764_158_450_000, 60_000)
+    1764158400000
+    """
     return timestamp_ms - (timestamp_ms % window_ms)
 
 

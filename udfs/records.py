@@ -40,17 +40,31 @@ class ResultStatusApp(enum.IntEnum):
 
 
 def validate_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it matches ``[a-zA-Z_][a-zA-Z0-9_]*``, else raise ValueError saying so."""
+    """Return ``name`` if it matches ``[a-zA-Z_][a-zA-Z0-9_]*``, else raise ValueError saying so.
+
+    >>> validate_name('general_drift')
+    'general_drift'
+    """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{what} {name!r} is invalid: use letters, digits and '_', not starting with a digit")
     return name
 
 
 def utc_from_ms(ms: int | float) -> dt.datetime:
+    """The aware UTC datetime of an epoch time in milliseconds.
+
+    >>> utc_from_ms(1_764_158_400_123)
+    datetime.datetime(2025, 11, 26, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+    """
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
 
 
 def ms_from_utc(when: dt.datetime) -> int:
+    """The epoch time in milliseconds (rounded) of an aware datetime (a naive one is local time).
+
+    >>> ms_from_utc(dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc))
+    1764158400000
+    """
     return int(round(when.timestamp() * 1000))
 
 
