@@ -391,7 +391,7 @@ def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, fli
     (added,) = set(flink.taskmanagers()) - before
     try:
         job_name = f"it-submit-p2-{project}"
-        cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+        cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
                "--parallelism", "2", "--data-dir", str(tmp_path), "--project", project,
                "--stream-path", kafka.stream_path, "--base-period", "1", "--bounded", "--job-name", job_name]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

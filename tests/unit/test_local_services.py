@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from connectors.local_services import Flink, Kafka, MariaDB
+from streamdrift.connectors.local_services import Flink, Kafka, MariaDB
 
 
 @pytest.fixture
