@@ -40,6 +40,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from streamdrift.udfs.alerts import Activation, NotificationTarget, iso_ms
+from streamdrift.udfs.records import utc_from_ms
 
 log = logging.getLogger("streamdrift.notifications")
 
@@ -356,10 +357,6 @@ def _call(fn: Callable[[SendResult], None], result: SendResult) -> None:
 # --------------------------------------------------------------------------------- the dispatcher
 
 
-def _utc(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-
-
 def _transient(exc: BaseException) -> bool:
     from streamdrift.connectors.sql_store import StoreError, is_transient
 
@@ -412,7 +409,7 @@ class AlertDispatcher:
     def handle(self, activation: Activation) -> int | None:
         """Record and send; returns the activation id, or None for a duplicate (nothing done)."""
         a = activation
-        window_end = _utc(a.window_end_ms)
+        window_end = utc_from_ms(a.window_end_ms)
         existing = self._retry(self.store.find_activation, a.project, a.alert_name, a.entity, window_end)
         if a.resend_id is None:
             if existing is not None:
@@ -422,7 +419,7 @@ class AlertDispatcher:
                         "attempts": 0} for t in a.send]
             entries += [{"id": t.id, "kind": t.kind, "target": describe_target(t, a.project), "status": "suppressed",
                          "until": iso_ms(until), "reason": "cooldown"} for t, until in a.suppressed]
-            activated_at = _utc(a.activated_at_ms)
+            activated_at = utc_from_ms(a.activated_at_ms)
             activation_id = self._retry(
                 self.store.add_activation, a.project, a.alert_name, activated_at=activated_at, entity=a.entity,
                 event_kind=a.event_kind, severity=a.severity, summary=a.summary, value=a.value,

@@ -64,7 +64,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from streamdrift.connectors.errors import StoreFailure, is_transient
 from streamdrift.connectors.settings import mask_password
-from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord, validate_name
+from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord, utc_from_ms, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -996,7 +996,7 @@ class SqlStore:
         """
         _check_id(endpoint_id, "endpoint id")
         if isinstance(window_end, (int, float)) and not isinstance(window_end, bool):
-            window_end = dt.datetime.fromtimestamp(window_end / 1000, tz=UTC)
+            window_end = utc_from_ms(window_end)
         late_rows = int(late_rows)
         if late_rows < 0:
             raise ValueError(f"late_rows must be >= 0, got {late_rows}")

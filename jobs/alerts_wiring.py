@@ -11,12 +11,12 @@ a configuration's ``updated`` time, which the job reads at its next reload (see 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 from typing import Any
 
 from streamdrift.connectors.settings import Settings, kafka_bootstrap
 from streamdrift.udfs.alerts import Recorded
+from streamdrift.udfs.records import utc_from_ms
 
 _STORES: dict[str, Any] = {}  # one store per URL and worker process
 
@@ -39,8 +39,7 @@ def load_alerts(store_url: str, project: str) -> list[dict[str, Any]]:
 
 def lookup_activation(store_url: str, project: str, alert_name: str, entity: str, window_end_ms: int) -> Recorded | None:
     """The recorded activation of (alert, entity, window end), if any."""
-    window_end = dt.datetime.fromtimestamp(window_end_ms / 1000, tz=dt.timezone.utc)
-    found = _store(store_url).find_activation(project, alert_name, entity, window_end)
+    found = _store(store_url).find_activation(project, alert_name, entity, utc_from_ms(window_end_ms))
     if found is None:
         return None
     return Recorded(found.id, found.reset_at is not None, found.notified)

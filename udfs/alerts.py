@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from streamdrift.udfs.histogram_drift import APP_NAME as HISTOGRAM_DATA_DRIFT
-from streamdrift.udfs.records import ResultKindApp, ResultStatusApp
+from streamdrift.udfs.records import ResultKindApp, ResultStatusApp, utc_from_ms
 
 log = logging.getLogger("streamdrift.alerts")
 
@@ -127,7 +127,7 @@ def iso_ms(ms: int | None) -> str:
     """Epoch ms → ``2024-01-01T00:10:00Z`` (milliseconds shown only when there are some)."""
     if ms is None:
         return "-"
-    when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    when = utc_from_ms(ms)
     return when.isoformat(timespec="milliseconds" if ms % 1000 else "seconds").replace("+00:00", "Z")
 
 

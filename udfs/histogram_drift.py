@@ -47,14 +47,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
 from streamdrift.udfs import verdict as vd
 from streamdrift.udfs.drift import ZERO_SCALING, hellinger, kld, tvd
-from streamdrift.udfs.records import FeatureDriftRecord, ResultRecord
+from streamdrift.udfs.records import FeatureDriftRecord, ResultKindApp, ResultRecord, ResultStatusApp
 from streamdrift.udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
 
 APP_NAME = "histogram-data-drift"
@@ -63,31 +62,12 @@ FEATURE_DRIFT_NAME = vd.RESULT_NAME
 METRIC_NAMES = ("tvd_mean", "hellinger_mean", "kld_mean")
 
 
-class ResultKind(IntEnum):
-    """Kinds of application results (MLRun's ``ResultKindApp``)."""
-
-    DATA_DRIFT = 0
-    CONCEPT_DRIFT = 1
-    MODEL_PERFORMANCE = 2
-    SYSTEM_PERFORMANCE = 3
-    MM_APP_ANOMALY = 4
-
-
-class ResultStatus(IntEnum):
-    """Statuses of application results (MLRun's ``ResultStatusApp``)."""
-
-    IRRELEVANT = -1
-    NO_DETECTION = 0
-    POTENTIAL_DETECTION = 1
-    DETECTED = 2
-
-
 @dataclass(frozen=True)
 class DriftClassifier:
     """Thresholds from a drift value in [0, 1] to a status.
 
-    ``DETECTED`` at ``value >= detected``, ``POTENTIAL_DETECTION`` at ``value >= potential``,
-    else ``NO_DETECTION``. Requires ``0 < potential < detected < 1``.
+    ``detected`` at ``value >= detected``, ``potential_detection`` at ``value >= potential``,
+    else ``no_detection``. Requires ``0 < potential < detected < 1``.
     """
 
     potential: float = 0.5
@@ -100,15 +80,15 @@ class DriftClassifier:
                 f"potential={self.potential!r}, detected={self.detected!r}"
             )
 
-    def status(self, value: float) -> ResultStatus:
+    def status(self, value: float) -> ResultStatusApp:
         """Return the status of ``value``; ValueError if it is NaN or outside [0, 1]."""
         if not (0 <= value <= 1):
             raise ValueError(f"drift value must be in [0, 1], got {value!r}")
         if value >= self.detected:
-            return ResultStatus.DETECTED
+            return ResultStatusApp.detected
         if value >= self.potential:
-            return ResultStatus.POTENTIAL_DETECTION
-        return ResultStatus.NO_DETECTION
+            return ResultStatusApp.potential_detection
+        return ResultStatusApp.no_detection
 
 
 @dataclass(frozen=True)
@@ -121,7 +101,7 @@ class ColumnDrift:
     hellinger: float
     kld: float
     drift: float
-    status: ResultStatus
+    status: ResultStatusApp
     window_count: int
     reference_count: int
     invalid_share: float | None = None  # numeric columns: the window's invalid values / (non-null + invalid)
@@ -152,13 +132,13 @@ class DriftReport:
     """
 
     general_drift: float | None
-    status: ResultStatus
+    status: ResultStatusApp
     metrics: dict[str, float | None]
     columns: tuple[ColumnDrift, ...]
     missing_in_window: tuple[str, ...] = ()
     missing_in_reference: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
-    kind: ResultKind = ResultKind.DATA_DRIFT
+    kind: ResultKindApp = ResultKindApp.data_drift
     name: str = field(default=RESULT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
@@ -295,7 +275,7 @@ def histogram_drift(
     if not names:
         return DriftReport(
             general_drift=None,
-            status=ResultStatus.IRRELEVANT,
+            status=ResultStatusApp.irrelevant,
             metrics={m: None for m in METRIC_NAMES},
             columns=(),
             missing_in_window=tuple(missing_in_window),
@@ -334,7 +314,7 @@ def histogram_drift(
     tvd_mean, hellinger_mean, kld_mean = (float(np.mean(v)) for v in (col_tvd, col_hel, col_kld))
     general = (tvd_mean + hellinger_mean) / 2
     # TVD and Hellinger are in [0, 1]; clip only the rounding of their sums
-    status = classifier.status(min(max(general, 0.0), 1.0)) if math.isfinite(general) else ResultStatus.IRRELEVANT
+    status = classifier.status(min(max(general, 0.0), 1.0)) if math.isfinite(general) else ResultStatusApp.irrelevant
     return DriftReport(
         general_drift=general,
         status=status,
@@ -440,13 +420,13 @@ class FeatureDriftReport:
     """
 
     value: float | None
-    status: ResultStatus
+    status: ResultStatusApp
     columns: dict[str, dict[str, float | int | bool]]
     drifted: tuple[str, ...]
     alpha: float
     alpha_detected: float
     min_effect: float
-    kind: ResultKind = ResultKind.DATA_DRIFT
+    kind: ResultKindApp = ResultKindApp.data_drift
     name: str = field(default=FEATURE_DRIFT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
@@ -500,7 +480,7 @@ def feature_drift_from_accumulator(
                      key=lambda n: (per_column[n]["p_value"], -per_column[n]["effect"]))
     return FeatureDriftReport(
         value=None if status < 0 else float(verdict.value),
-        status=ResultStatus(status),
+        status=ResultStatusApp(status),
         columns=per_column,
         drifted=tuple(drifted),
         alpha=alpha,

@@ -32,7 +32,7 @@ from typing import Any
 from streamdrift.connectors.settings import Settings, mask_password
 from streamdrift.connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
 from streamdrift.connectors.tsdb.base import TSDB
-from streamdrift.udfs.records import ResultRecord
+from streamdrift.udfs.records import ResultRecord, utc_from_ms
 
 log = logging.getLogger("streamdrift.ui")
 
@@ -88,7 +88,7 @@ def parse_time(text: str | None, what: str) -> dt.datetime | None:
     text = re.sub(r"(\d) (\d\d:?\d\d)$", r"\1+\2", text)
     try:
         if re.fullmatch(r"-?\d{1,16}", text):
-            return dt.datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+            return utc_from_ms(int(text))
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"{what}={text!r} is not a time: use ISO 8601 (2026-11-26T12:00:00Z) "
