@@ -51,6 +51,7 @@ from streamdrift.udfs.applications import (
     HISTOGRAM_DATA_DRIFT,
     HistogramDataDriftApplication,
     ModelMonitoringApplicationBase,
+    split_class_path,
 )
 
 log = logging.getLogger("streamdrift.apps")
@@ -58,7 +59,6 @@ log = logging.getLogger("streamdrift.apps")
 BUILTIN_NAME = HISTOGRAM_DATA_DRIFT
 BUILTIN_CLASS = "streamdrift.udfs.applications:HistogramDataDriftApplication"
 RESERVED_PARAMS = ("module_path", "timeout_seconds", "artifacts_dir")
-CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 __all__ = [
     "load_applications", "register_application", "list_registered", "set_enabled", "remove_application",
@@ -115,13 +115,6 @@ class AppInfo:
         out = dataclasses.asdict(self)
         out["updated"] = None if self.updated is None else self.updated.isoformat()
         return out
-
-
-def _check_class_path(class_path: str) -> tuple[str, str]:
-    if not isinstance(class_path, str) or not CLASS_PATH.fullmatch(class_path):
-        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
-    module, _, name = class_path.partition(":")
-    return module, name
 
 
 PROJECT_PACKAGES = ("jobs", "operators", "udfs", "connectors", "ui")
@@ -222,7 +215,7 @@ def _module_mtime(module_name: str) -> float | None:
 def build_application(spec: AppSpec):
     """Import and build one application as the job does (``Class(**params)``); its ``NAME`` and
     loader options set. Raises :class:`AppLoadError` saying what went wrong."""
-    module_name, class_name = _check_class_path(spec.class_path)
+    module_name, class_name = split_class_path(spec.class_path)
     module = _import(module_name, spec.module_path)
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -433,10 +426,10 @@ def register_application(
     first, as the job will do, and an :class:`AppLoadError` says why when it cannot be: nothing is
     registered then. Returns the stored :class:`streamdrift.connectors.sql_store.Application`.
     """
-    from streamdrift.connectors.sql_store import validate_application_name
+    from streamdrift.udfs.records import validate_application_name
 
     validate_application_name(name)
-    _check_class_path(class_path)
+    split_class_path(class_path)
     class_path = package_class_path(class_path, module_path or (params or {}).get("module_path"))
     params = dict(params or {})
     clash = sorted(set(params) & set(RESERVED_PARAMS))

@@ -48,7 +48,6 @@ import functools
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -64,7 +63,15 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from streamdrift.connectors.errors import StoreFailure, is_transient
 from streamdrift.connectors.settings import mask_password
-from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord, utc_from_ms, validate_name
+from streamdrift.udfs.records import (
+    NAME_LENGTH,
+    MetricRecord,
+    PredictionRecord,
+    ResultRecord,
+    check_name,
+    utc_from_ms,
+    validate_application_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +79,6 @@ T = TypeVar("T")
 
 UTC = dt.timezone.utc
 ID_LENGTH = 255  # endpoint ids, projects, model/function names, alert names
-NAME_LENGTH = 128  # application, result and metric names
-APPLICATION_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_-]*"
 
 
 
@@ -97,28 +102,6 @@ class NotFoundError(StoreError, KeyError):
 
 
 # --------------------------------------------------------------------------------- validation
-
-
-def validate_application_name(name: str) -> str:
-    """Return ``name`` if it is a valid application name, else raise ValueError saying why.
-
-    Letters, digits, ``_`` and ``-``, not starting with a digit or ``-``, at most 128 characters:
-    the result-name rule plus ``-``, because applications are named like functions (the built-in
-    one is ``histogram-data-drift``).
-    """
-    if not isinstance(name, str) or not re.fullmatch(APPLICATION_NAME_PATTERN, name) or len(name) > NAME_LENGTH:
-        raise ValueError(
-            f"application name {name!r} is invalid: use letters, digits, '_' and '-', "
-            f"not starting with a digit or '-', at most {NAME_LENGTH} characters"
-        )
-    return name
-
-
-def _check_name(value: str, what: str) -> str:
-    validate_name(value, what)
-    if len(value) > NAME_LENGTH:
-        raise ValueError(f"{what} {value!r} is too long: at most {NAME_LENGTH} characters")
-    return value
 
 
 def _check_id(value: Any, what: str) -> str:
@@ -1113,10 +1096,10 @@ class SqlStore:
                 "start_infer_time": r.start_infer_time, "end_infer_time": r.end_infer_time, "updated": now,
             }
             if table == "latest_results":
-                row.update(result_name=_check_name(r.result_name, "result name"), kind=int(r.kind),
+                row.update(result_name=check_name(r.result_name, "result name"), kind=int(r.kind),
                            status=int(r.status), extra_data=dict(r.extra_data or {}))
             else:
-                row.update(metric_name=_check_name(r.metric_name, "metric name"))
+                row.update(metric_name=check_name(r.metric_name, "metric name"))
             rows.append(row)
         update = ["project", "value", "start_infer_time", "end_infer_time", "updated"]
         if table == "latest_results":
@@ -1167,7 +1150,9 @@ class SqlStore:
     def add_application(self, project: str, name: str, class_path: str, params: dict[str, Any] | None = None,
                         enabled: bool = True) -> Application:
         """Register (or redefine) a monitoring application ``module:Class`` of a project."""
-        _check_class_path(class_path)
+        from streamdrift.udfs.applications import split_class_path
+
+        split_class_path(class_path)
         row = {"project": _check_id(project, "project"), "name": validate_application_name(name),
                "class_path": class_path, "params": dict(params or {}), "enabled": bool(enabled)}
         now = _now()
@@ -1386,12 +1371,6 @@ def _check_mode(mode: str) -> str:
     if mode not in ("enabled", "disabled"):
         raise ValueError(f"monitoring mode must be 'enabled' or 'disabled', got {mode!r}")
     return mode
-
-
-def _check_class_path(class_path: str) -> None:
-    if not isinstance(class_path, str) or not re.fullmatch(
-            r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*", class_path):
-        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
 
 
 def _endpoint_from_row(row) -> ModelEndpoint:

@@ -57,7 +57,7 @@ from streamdrift.udfs.records import (
     ResultKindApp,
     ResultRecord,
     ResultStatusApp,
-    validate_name,
+    check_name,
 )
 from streamdrift.udfs.verdict import MergeMaps, check_parameters
 
@@ -68,19 +68,8 @@ __all__ = [
     "DEFAULT_TIMEOUT_SECONDS", "HISTOGRAM_DATA_DRIFT",
 ]
 
-NAME_LENGTH = 128
 DEFAULT_TIMEOUT_SECONDS = 60.0
 HISTOGRAM_DATA_DRIFT = "histogram-data-drift"
-APPLICATION_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
-
-
-def _check_name(name: Any, what: str) -> str:
-    validate_name(name, what)
-    if len(name) > NAME_LENGTH:
-        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long: at most {NAME_LENGTH}")
-    return name
-
-
 def _check_number(value: Any, what: str) -> float:
     if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a number, got {type(value).__name__} {value!r:.80}")
@@ -101,7 +90,7 @@ class ModelMonitoringApplicationResult:
     extra_data: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "result name")
+        check_name(self.name, "result name")
         self.kind = _enum(ResultKindApp, self.kind, "kind")
         self.status = _enum(ResultStatusApp, self.status, "status")
 
@@ -118,7 +107,7 @@ class ModelMonitoringApplicationMetric:
     value: float
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "metric name")
+        check_name(self.name, "metric name")
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric_name": self.name, "metric_value": self.value}
@@ -454,6 +443,23 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         return out + invalid
 
 
+CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+"""How an application class is registered: ``package.module:ClassName``."""
+
+
+def split_class_path(class_path: str) -> tuple[str, str]:
+    """``(module, class name)`` of a class path ``package.module:ClassName``; ValueError for
+    anything else.
+
+    >>> split_class_path('streamdrift.udfs.example_apps:DataQualityApplication')
+    ('streamdrift.udfs.example_apps', 'DataQualityApplication')
+    """
+    if not isinstance(class_path, str) or not CLASS_PATH.fullmatch(class_path):
+        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
+    module, _, name = class_path.partition(":")
+    return module, name
+
+
 def app_name(app: Any) -> str:
     """The name an application's records carry: its ``NAME`` (the registry sets it to the
     registration's name), else its class name."""
@@ -509,7 +515,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
     elif isinstance(output, Mapping):
         items = []
         for k, v in output.items():
-            items.append(ModelMonitoringApplicationMetric(_check_name(k, "metric name"), _check_number(v, f"metric {k!r}")))
+            items.append(ModelMonitoringApplicationMetric(check_name(k, "metric name"), _check_number(v, f"metric {k!r}")))
     elif isinstance(output, (list, tuple)):
         items = list(output)
     else:
@@ -521,7 +527,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
     for item in items:
         if isinstance(item, ModelMonitoringApplicationResult):
             where = f"result {item.name!r}"
-            _check_name(item.name, "result name")
+            check_name(item.name, "result name")
             kind = _enum(ResultKindApp, item.kind, "kind")
             status = _enum(ResultStatusApp, item.status, "status")
             if not isinstance(item.extra_data, Mapping):
@@ -532,7 +538,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
             results.append(ResultRecord(result_name=item.name, kind=int(kind), status=int(status), value=value,
                                         extra_data=_jsonable(dict(item.extra_data), f"{where}: extra_data"), **common))
         elif isinstance(item, ModelMonitoringApplicationMetric):
-            _check_name(item.name, "metric name")
+            check_name(item.name, "metric name")
             metrics.append(MetricRecord(metric_name=item.name, value=_check_number(item.value, f"metric {item.name!r}"),
                                         **common))
         else:

@@ -42,6 +42,8 @@ from streamdrift.udfs.records import (
     PredictionRecord,
     ResultRecord,
     record_from_json,
+    APPLICATION_NAME_PATTERN,
+    NAME_LENGTH,
     record_to_json,
     utc_from_ms,
 )
@@ -252,10 +254,10 @@ def hung_applications() -> dict[str, float]:
 
 def _record_name(name: str) -> str:
     """An application name the stores accept, for the error record of an app whose name they refuse."""
-    if re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_-]{0,127}", name or ""):
+    if APPLICATION_NAME_PATTERN.fullmatch(name or "") and len(name) <= NAME_LENGTH:
         return name
-    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name or "app")[:128]
-    return fixed if re.match(r"[a-zA-Z_]", fixed) else ("_" + fixed)[:128]
+    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name or "app")[:NAME_LENGTH]
+    return fixed if re.match(r"[a-zA-Z_]", fixed) else ("_" + fixed)[:NAME_LENGTH]
 
 
 def _describe(exc: BaseException) -> str:

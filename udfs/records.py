@@ -18,6 +18,11 @@ import re
 from typing import Any
 
 NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+"""Result and metric names (MLRun's rule)."""
+APPLICATION_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
+"""Application names: the result-name rule plus ``-`` (applications are named like functions)."""
+NAME_LENGTH = 128
+"""Characters of an application, result or metric name, at most (what every store holds)."""
 
 
 class ResultKindApp(enum.IntEnum):
@@ -47,6 +52,37 @@ def validate_name(name: str, what: str = "name") -> str:
     """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{what} {name!r} is invalid: use letters, digits and '_', not starting with a digit")
+    return name
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """:func:`validate_name`, and at most :data:`NAME_LENGTH` characters: a result or metric name
+    every store takes. Raises ValueError saying which rule ``name`` breaks.
+
+    >>> check_name('tvd_mean', 'metric name')
+    'tvd_mean'
+    """
+    validate_name(name, what)
+    if len(name) > NAME_LENGTH:
+        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long: at most {NAME_LENGTH}")
+    return name
+
+
+def validate_application_name(name: str) -> str:
+    """Return ``name`` if it is a valid application name, else raise ValueError saying why.
+
+    Letters, digits, ``_`` and ``-``, not starting with a digit or ``-``, at most 128 characters:
+    the result-name rule plus ``-``, because applications are named like functions (the built-in
+    one is ``histogram-data-drift``).
+
+    >>> validate_application_name('histogram-data-drift')
+    'histogram-data-drift'
+    """
+    if not isinstance(name, str) or not APPLICATION_NAME_PATTERN.fullmatch(name) or len(name) > NAME_LENGTH:
+        raise ValueError(
+            f"application name {name!r} is invalid: use letters, digits, '_' and '-', "
+            f"not starting with a digit or '-', at most {NAME_LENGTH} characters"
+        )
     return name
 
 

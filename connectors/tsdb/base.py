@@ -59,7 +59,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from streamdrift.connectors.errors import StoreFailure
-from streamdrift.connectors.sql_store import APPLICATION_NAME_PATTERN, validate_application_name
 from streamdrift.udfs.histogram_drift import per_feature_columns
 from streamdrift.udfs.records import (
     ErrorRecord,
@@ -67,14 +66,14 @@ from streamdrift.udfs.records import (
     MetricRecord,
     PredictionRecord,
     ResultRecord,
-    validate_name,
+    check_name,
+    validate_application_name,
 )
 
 log = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
 TEXT_TAG_CHARS = 255  # project, endpoint_id, error_type
-NAME_CHARS = 128  # application, result and metric names
 MAX_EXTRA_DATA_BYTES = 16_000
 MAX_MESSAGE_CHARS = 1_000
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
@@ -97,7 +96,7 @@ __all__ = [
     "TSDB", "TSDBError", "check_result", "check_metric", "check_prediction", "check_error",
     "check_feature_drift", "check_text", "check_record", "check_filters", "sort_metrics", "sort_predictions",
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
-    "clean_message", "micros", "from_micros", "sort_results", "APPLICATION_NAME_PATTERN", "MAX_EXTRA_DATA_BYTES",
+    "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
     "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS",
 ]
 
@@ -160,12 +159,9 @@ def _check_app(name: str, record: str) -> str:
 
 def _check_name(name: str, what: str, record: str) -> str:
     try:
-        validate_name(name, what)
+        return check_name(name, what)
     except ValueError as exc:
         raise ValueError(f"{record}: {exc}") from None
-    if len(name) > NAME_CHARS:
-        raise ValueError(f"{record}: {what} {name!r} is longer than {NAME_CHARS} characters")
-    return name
 
 
 def _finite(value: Any) -> float | None:
