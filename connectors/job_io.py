@@ -4,10 +4,9 @@ the endpoints (with their references), the enabled applications, and a writer to
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from streamdrift.connectors.errors import is_transient
+from streamdrift.connectors.errors import wait_out
 from streamdrift.udfs.applications import HISTOGRAM_DATA_DRIFT
 from streamdrift.udfs.monitor import WindowOutput
 
@@ -99,17 +98,11 @@ class StoreWriter:
     def _retry(self, fn, *args):
         """Call ``fn(*args)``; while a store is unreachable, wait (0.5 s doubling up to
         ``max_backoff_s``) and call again. Other errors are raised."""
-        delay = 0.5
-        while True:
-            try:
-                return fn(*args)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self.retries += 1
-                log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+        def retried(exc: BaseException, delay: float) -> None:
+            self.retries += 1
+            log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
+
+        return wait_out(lambda: fn(*args), max_backoff_s=self.max_backoff_s, on_retry=retried)
 
     def write(self, out: WindowOutput) -> None:
         """Write the window's records; :class:`WindowNotWritten` when a store refuses them for good."""

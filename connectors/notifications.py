@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from streamdrift.connectors.errors import backoff_delays, wait_out
 from streamdrift.udfs.alerts import Activation, NotificationTarget, iso_ms
 from streamdrift.udfs.records import utc_from_ms
 
@@ -178,6 +179,7 @@ def _retrying(attempt: Callable[[], None], target: NotificationTarget,
     retries = int(target.params.get("retries", DEFAULT_RETRIES))
     backoff = float(target.params.get("backoff", DEFAULT_BACKOFF))
     error = None
+    delays = backoff_delays(backoff, MAX_BACKOFF)
     for i in range(retries + 1):
         try:
             attempt()
@@ -187,7 +189,7 @@ def _retrying(attempt: Callable[[], None], target: NotificationTarget,
         except Exception as exc:  # noqa: BLE001 - every transport error is worth a retry
             error = scrub(_describe(exc), target)[:500]
             if i < retries:
-                sleep(min(backoff * 2 ** i, MAX_BACKOFF))
+                sleep(next(delays))
     return SendResult("failed", retries + 1, error, _now_iso())
 
 
@@ -395,16 +397,10 @@ class AlertDispatcher:
         return dispatcher
 
     def _retry(self, fn, *args, **kwargs):
-        delay = 0.5
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                log.warning("alert store call failed (%s), retrying in %.1f s", type(exc).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+        def retried(exc: BaseException, delay: float) -> None:
+            log.warning("alert store call failed (%s), retrying in %.1f s", type(exc).__name__, delay)
+
+        return wait_out(lambda: fn(*args, **kwargs), _transient, max_backoff_s=self.max_backoff_s, on_retry=retried)
 
     def handle(self, activation: Activation) -> int | None:
         """Record and send; returns the activation id, or None for a duplicate (nothing done)."""

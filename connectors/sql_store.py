@@ -61,7 +61,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from streamdrift.connectors.errors import StoreFailure, is_transient
+from streamdrift.connectors.errors import StoreFailure, backoff_delays, is_transient
 from streamdrift.connectors.settings import mask_password
 from streamdrift.udfs.records import (
     NAME_LENGTH,
@@ -477,6 +477,7 @@ def retrying(
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
+    delays = backoff_delays(backoff, max_backoff)
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -489,7 +490,7 @@ def retrying(
                 raise
             if attempt == attempts:
                 raise StoreError(f"{what} failed after {attempts} attempt(s): {_describe(exc)}", exc) from None
-            wait = min(backoff * 2 ** (attempt - 1), max_backoff)
+            wait = next(delays)
             log.warning("%s failed (attempt %d of %d), retrying in %.2fs: %s",
                         what, attempt, attempts, wait, _describe(exc))
             sleep(wait)

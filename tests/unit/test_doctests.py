@@ -1,7 +1,8 @@
-"""The examples in the docstrings of ``streamdrift.udfs`` run, as the test command runs them
-(``make test`` and ``make unit`` collect this file). The modules are imported by their package
-names: ``pytest --doctest-modules udfs/`` would import the files a second time under their bare
-folder name (``udfs.drift``, a copy of every module beside ``streamdrift.udfs.drift``)."""
+"""The examples in the docstrings of the project's modules (``streamdrift.udfs`` above all) run, as
+the test command runs them (``make test`` and ``make unit`` collect this file). The modules are
+imported by their package names: ``pytest --doctest-modules udfs/`` would import the files a second
+time under their bare folder name (``udfs.drift``, a copy of every module beside
+``streamdrift.udfs.drift``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-UDFS = Path(__file__).resolve().parents[2] / "udfs"
-MODULES = sorted(f"streamdrift.udfs.{p.stem}" for p in UDFS.glob("*.py") if p.stem != "__init__")
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = sorted("streamdrift." + ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                 for package in ("udfs", "operators", "connectors", "jobs", "ui") for p in (ROOT / package).rglob("*.py"))
 # every public function of these modules shows how it is called
 WITH_EXAMPLES = ["drift", "partitions", "naming", "endpoint_id", "contract"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -33,7 +35,7 @@ def test_the_examples_of_each_module_run(name):
 def test_the_examples_are_found():
     examples = sum(len(t.examples) for name in MODULES
                    for t in doctest.DocTestFinder().find(importlib.import_module(name), name))
-    assert examples >= 50
+    assert examples >= 60
 
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)
