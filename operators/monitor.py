@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
@@ -14,6 +13,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from streamdrift.operators.metrics import ShowOnce
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
+from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
@@ -38,8 +38,8 @@ class RunApplications(MapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.catalog = EndpointCatalog(self.load_endpoints)
-        self.apps = list(self.load_apps())
-        self.apps_loaded = time.monotonic()
+        self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
+        self.apps.refresh()
         group = runtime_context.get_metrics_group()
         self.app_failures = group.counter("app_failures")
         self.window_failures = group.counter("window_failures")
@@ -48,13 +48,8 @@ class RunApplications(MapFunction):
     def _applications(self) -> list:
         """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
         (a registry that cannot be read keeps the ones loaded before)."""
-        if time.monotonic() - self.apps_loaded >= self.apps_refresh_seconds:
-            self.apps_loaded = time.monotonic()
-            try:
-                self.apps = list(self.load_apps())
-            except Exception as exc:
-                log.warning("reloading the applications failed (%s); keeping %d", type(exc).__name__, len(self.apps))
-        return self.apps
+        self.apps.refresh()
+        return self.apps.value
 
     def map(self, value) -> WindowOutput:
         self.show_counters()

@@ -17,12 +17,13 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streamdrift.udfs.applications import sample_size_for
+from streamdrift.udfs.batch import EventClock, aggregate_isolated
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.events import MAX_EVENT_BYTES
 from streamdrift.udfs.partitions import hour_partitions, shard_partitions
-from streamdrift.udfs.batch import EventClock, aggregate_isolated
+from streamdrift.udfs.reloading import Reloading
 
 PARTIAL, RECORD, DEAD, CONTROL = "P", "R", "D", "C"
 
@@ -86,7 +87,8 @@ class ParseRecords(ScalarFunction):
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
-        self.apps_loaded, self.window_sample = -float("inf"), self.sample_size
+        self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
+        self.window_sample = self.sample_size
         self.reader = ColumnarReader()
         self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)
         group = function_context.get_metric_group()
@@ -97,14 +99,8 @@ class ParseRecords(ScalarFunction):
     def _window_sample(self) -> int:
         """Rows of each window's sample: none while no enabled application reads it (applications
         reloaded every ``refresh_seconds``; a registry that cannot be read keeps the last answer)."""
-        import time
-
-        if self.load_apps is not None and time.monotonic() - self.apps_loaded >= self.refresh_seconds:
-            self.apps_loaded = time.monotonic()
-            try:
-                self.window_sample = sample_size_for(self.load_apps(), self.sample_size)
-            except Exception:  # noqa: BLE001 - keep sampling as before
-                pass
+        if self.load_apps is not None and self.apps.refresh():
+            self.window_sample = sample_size_for(self.apps.value, self.sample_size)
         return self.window_sample
 
     def eval(self, payloads, sizes=None):

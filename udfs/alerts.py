@@ -51,6 +51,7 @@ from typing import Any
 
 from streamdrift.udfs.histogram_drift import APP_NAME as HISTOGRAM_DATA_DRIFT
 from streamdrift.udfs.records import ResultKindApp, ResultStatusApp, utc_from_ms
+from streamdrift.udfs.reloading import Reloading
 
 log = logging.getLogger("streamdrift.alerts")
 
@@ -432,28 +433,15 @@ class AlertBook:
 
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
-        self._load = load
-        self.refresh_seconds = refresh_seconds
-        self._clock = clock
-        self._loaded_at = -float("inf")
+        self._loading = Reloading(lambda: list(load()), refresh_seconds, "alert configurations", clock)
         self.specs: dict[tuple[str, str], AlertSpec] = {}
         self.errors: dict[tuple[str, str], str] = {}
 
     def refresh(self, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._loaded_at < self.refresh_seconds:
-            return
-        try:
-            configs = list(self._load())
-        except Exception as exc:
-            if self._loaded_at == -float("inf"):
-                raise
-            log.warning("reloading the alert configurations failed (%s); keeping the %d known ones",
-                        type(exc).__name__, len(self.specs))
-            self._loaded_at = now
+        if not self._loading.refresh(force):
             return
         specs, errors = {}, {}
-        for config in configs:
+        for config in self._loading.value:
             key = (str(config.get("project")), str(config.get("name")))
             try:
                 specs[key] = AlertSpec.from_config(config)
@@ -462,7 +450,7 @@ class AlertBook:
         for key, reason in errors.items():
             if self.errors.get(key) != reason:
                 log.warning("alert %r of project %r is not used: %s", key[1], key[0], reason)
-        self.specs, self.errors, self._loaded_at = specs, errors, now
+        self.specs, self.errors = specs, errors
 
     def matching(self, event: AlertEvent) -> list[AlertSpec]:
         self.refresh()
