@@ -10,6 +10,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
+from streamdrift.operators.app_calls import call_with_timeout
 from streamdrift.operators.metrics import ShowOnce
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
@@ -61,7 +62,8 @@ class RunApplications(MapFunction):
             if revision == LATE:
                 return WindowOutput((record or {}).get("project") or self.project, key, start, end, LATE, agg.rows,
                                     None)
-            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision)
+            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision,
+                                 call=call_with_timeout)
         except Exception as exc:  # noqa: BLE001 - one window's fault: an error record, the job goes on
             log.exception("window %s/%s of endpoint %s failed", start, end, key)
             self.window_failures.inc()

@@ -33,7 +33,8 @@ from streamdrift.udfs.applications import (
 )
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.example_apps import DataQualityApplication, PredictionDistributionApplication
-from streamdrift.udfs.monitor import hung_applications, monitor_window
+from streamdrift.operators.app_calls import call_with_timeout, hung_applications
+from streamdrift.udfs.monitor import monitor_window
 from streamdrift.udfs.reference import feature_stats
 from streamdrift.udfs.batch import aggregate_batch
 
@@ -83,7 +84,8 @@ AGG = _window()
 
 
 def _run(apps, agg=AGG, endpoint=ENDPOINT, **kw):
-    return monitor_window(endpoint, "ep", "default", T0, T0 + WINDOW_MS, agg, apps, **kw)
+    """The applications run on a window as the job runs them (each within its timeout)."""
+    return monitor_window(endpoint, "ep", "default", T0, T0 + WINDOW_MS, agg, apps, call=call_with_timeout, **kw)
 
 
 class Returns(ModelMonitoringApplicationBase):
@@ -224,6 +226,22 @@ def test_system_exit_from_an_app_is_its_failure_not_the_jobs():
     out = _run([Returns(leave, "quitter"), Returns({"ok": 1}, "fine2")])
     assert [e.application_name for e in out.errors] == ["quitter"] and "SystemExit" in out.errors[0].message
     assert [m.application_name for m in out.metrics] == ["fine2"]
+
+
+def test_called_in_this_thread_the_isolation_is_the_same():
+    """monitor_window's default call (no executor, no timeout): a raising or quitting application
+    is still its own failure."""
+    def leave():
+        raise SystemExit(3)
+
+    def boom():
+        raise ConnectionError("feature store unreachable")
+
+    out = monitor_window(ENDPOINT, "ep", "default", T0, T0 + WINDOW_MS, AGG,
+                         [Returns(leave, "quitter"), Returns(boom, "flaky"), Returns({"ok": 1}, "fine")])
+    assert {e.application_name: e.message for e in out.errors} == {
+        "quitter": "RuntimeError: SystemExit: 3", "flaky": "ConnectionError: feature store unreachable"}
+    assert [m.application_name for m in out.metrics] == ["fine"]
 
 
 def test_a_hanging_app_times_out_is_not_called_again_while_stuck_then_runs_again():
