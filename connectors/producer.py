@@ -49,6 +49,7 @@ import orjson
 from streamdrift.connectors.settings import file_stream_dir, kafka_bootstrap, mask_password, topic_names
 from streamdrift.udfs.endpoint_id import endpoint_uid
 from streamdrift.udfs.events import parse_timestamp
+from streamdrift.udfs.records import ms_from_utc
 
 log = logging.getLogger("streamdrift.producer")
 
@@ -138,9 +139,7 @@ def _epoch_ms(timestamp: Any) -> int:
     if timestamp is None:
         return time.time_ns() // 1_000_000
     if isinstance(timestamp, dt.datetime):  # pandas.Timestamp too; naive = UTC, as the job reads it
-        if timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=dt.timezone.utc)
-        return int(timestamp.timestamp() * 1000)
+        return ms_from_utc(timestamp)
     if isinstance(timestamp, np.datetime64):
         return int(timestamp.astype("datetime64[ms]").astype(np.int64))
     try:

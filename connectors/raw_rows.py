@@ -44,7 +44,6 @@ from urllib.parse import unquote
 from streamdrift.udfs.partitions import hour_label, shard_of
 
 TABLE = "raw_rows"
-COLUMNS = ("event_ms", "request_id", "latency_us", "error", "late", "payload", "endpoint_id")
 def sink_ddl(parquet_path: str) -> str:
     uri = Path(parquet_path).resolve().as_uri() if "://" not in parquet_path else parquet_path
     return f"""

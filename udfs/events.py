@@ -56,6 +56,7 @@ try:
 except ImportError:  # pragma: no cover - a declared dependency; the standard library works too
     _orjson = None
 from streamdrift.udfs.naming import normalize_name
+from streamdrift.udfs.records import ms_from_utc
 
 MAX_EVENT_BYTES = 1 << 20
 """A record larger than this (1 MiB) is a dead letter: it would stall the window stage."""
@@ -65,9 +66,8 @@ DEAD_LETTER_PAYLOAD_BYTES = 64 << 10
 
 DERIVED = ("mean", "std", "min", "max", "norm")
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-MIN_EPOCH_MS = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
-MAX_EPOCH_MS = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+MIN_EPOCH_MS = ms_from_utc(dt.datetime.min)
+MAX_EPOCH_MS = ms_from_utc(dt.datetime.max)
 """The event times Python's ``datetime`` represents (years 1 to 9999), in epoch milliseconds."""
 
 
@@ -287,10 +287,8 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
                 when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
             except ValueError:
                 raise EventError(f"field {field!r} is not an ISO 8601 time: {value[:64]!r}") from None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
             try:
-                ms = (when - _EPOCH) // dt.timedelta(milliseconds=1)
+                ms = ms_from_utc(when)
             except OverflowError:
                 raise EventError(f"field {field!r} is out of range: {value[:64]!r}") from None
     else:

@@ -86,22 +86,30 @@ def validate_application_name(name: str) -> str:
     return name
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def utc_from_ms(ms: int | float) -> dt.datetime:
-    """The aware UTC datetime of an epoch time in milliseconds.
+    """The aware UTC datetime of an epoch time in milliseconds, exactly (no float division on the
+    way: ``fromtimestamp(ms / 1000)`` is a microsecond off for some, e.g. 10,071,838,103,553 ms).
 
     >>> utc_from_ms(1_764_158_400_123)
     datetime.datetime(2025, 11, 26, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
     """
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def ms_from_utc(when: dt.datetime) -> int:
-    """The epoch time in milliseconds (rounded) of an aware datetime (a naive one is local time).
+    """The epoch time in milliseconds of a datetime, exactly (floored to the millisecond, no float
+    on the way); a naive datetime is UTC, as the job reads event times. OverflowError for a time
+    that a datetime's difference cannot hold.
 
     >>> ms_from_utc(dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc))
     1764158400000
     """
-    return int(round(when.timestamp() * 1000))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return (when - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -563,16 +563,6 @@ class RowBlock:
         return RowBlock(a.n + b.n, names, numeric, np.concatenate([part(a), part(b)]), other)
 
 
-def encode_rows(rows: Sequence[dict[str, Any]]) -> bytes:
-    """Rows (name → value) → compact bytes, column by column (see :class:`RowBlock`)."""
-    return RowBlock.from_rows(rows).to_bytes()
-
-
-def decode_rows(data: bytes) -> list[dict[str, Any]]:
-    """The rows of :func:`encode_rows`."""
-    return RowBlock.from_bytes(data).to_rows()
-
-
 def _opt(f, a, b):
     if a is None:
         return b
