@@ -32,7 +32,7 @@ def alert_state(config: AlertConfig, activations: list[AlertActivation]) -> str:
 def masked_notifications(config: AlertConfig) -> list[Any]:
     """The notification targets of an alert with URLs masked and header values hidden."""
     from streamdrift.connectors.notifications import mask_url, masked_config
-    from streamdrift.udfs.alerts import NotificationTarget
+    from streamdrift.udfs.alert_config import NotificationTarget
 
     out = []
     for n in config.notifications or []:

@@ -40,7 +40,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from streamdrift.connectors.errors import backoff_delays, wait_out
-from streamdrift.udfs.alerts import Activation, NotificationTarget, iso_ms
+from streamdrift.udfs.alerts import Activation, iso_ms
+from streamdrift.udfs.alert_config import NotificationTarget
 from streamdrift.udfs.records import utc_from_ms
 
 log = logging.getLogger("streamdrift.notifications")

@@ -34,7 +34,7 @@ SUMMARY_EXAMPLE = "Model {{project}}/{{entity}}: {{kind}} (value {{value}}, wind
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``alerts`` command and its subcommands to a ``streamdrift`` parser."""
-    from streamdrift.udfs.alerts import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
+    from streamdrift.udfs.alert_config import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
 
     parser = subparsers.add_parser("alerts", help="alerts on monitoring results: add, list, show, reset, delete")
     sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="{add,list,show,reset,delete}")
@@ -125,7 +125,7 @@ def _notifications(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _spec(config) -> Any:
-    from streamdrift.udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     import dataclasses
 
@@ -134,7 +134,7 @@ def _spec(config) -> Any:
 
 @guard
 def cmd_add(args: argparse.Namespace) -> int:
-    from streamdrift.udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     project = settings_of(args).project
     triggers = [t.strip() for value in args.trigger for t in value.split(",") if t.strip()]
@@ -241,13 +241,13 @@ def _num(value) -> str:
 
 
 def _criteria(spec) -> str:
-    from streamdrift.udfs.alerts import format_period
+    from streamdrift.udfs.alert_config import format_period
 
     return f"{spec.count} in {format_period(spec.period_ms)}" if spec.period_ms else f"{spec.count}"
 
 
 def _notify_label(target) -> str:
-    from streamdrift.udfs.alerts import format_period
+    from streamdrift.udfs.alert_config import format_period
 
     cooldown = f"/{format_period(target.cooldown_ms)}" if target.cooldown_ms else ""
     return target.kind + cooldown

@@ -22,13 +22,14 @@ from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, 
 from pyflink.datastream.state import MapStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
-from streamdrift.udfs.alerts import AlertBook, AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alert_config import AlertBook
 
 log = logging.getLogger("streamdrift.alerts")
 
 
 class ToAlertEvents(FlatMapFunction):
-    """:class:`streamdrift.udfs.monitor.WindowOutput` → :class:`streamdrift.udfs.alerts.AlertEvent` s; the default
+    """:class:`streamdrift.udfs.monitor.WindowOutput` → :class:`streamdrift.udfs.alert_config.AlertEvent` s; the default
     application's data-drift events from the ``verdict`` result only."""
 
     def __init__(self, verdict: str | None = None):

@@ -24,7 +24,8 @@ from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.connectors.tsdb import open_tsdb
 from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
 from streamdrift.jobs.monitoring_job import JobOptions, build
-from streamdrift.udfs.alerts import AlertBook, AlertEvent, AlertState, evaluate
+from streamdrift.udfs.alerts import AlertState, evaluate
+from streamdrift.udfs.alert_config import AlertBook, AlertEvent
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)

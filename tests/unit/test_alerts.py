@@ -12,20 +12,8 @@ import pytest
 
 from streamdrift.jobs import alerts_cli
 from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
-from streamdrift.udfs.alerts import (
-    EVENT_KINDS,
-    AlertBook,
-    AlertEvent,
-    AlertSpec,
-    AlertState,
-    Recorded,
-    evaluate,
-    event_kind,
-    events_from_output,
-    parse_period,
-    render_summary,
-    settle,
-)
+from streamdrift.udfs.alerts import AlertState, Recorded, evaluate, event_kind, events_from_output, settle
+from streamdrift.udfs.alert_config import EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, parse_period, render_summary
 from streamdrift.udfs.monitor import WindowOutput
 from streamdrift.udfs.records import ErrorRecord, ResultKindApp, ResultRecord
 

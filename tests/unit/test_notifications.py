@@ -22,7 +22,8 @@ from streamdrift.connectors.notifications import (
 )
 from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.jobs.alerts_wiring import lookup_activation
-from streamdrift.udfs.alerts import AlertBook, AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alert_config import AlertBook
 from streamdrift.udfs.monitor import WindowOutput
 from streamdrift.udfs.records import ResultRecord
 
@@ -158,7 +159,7 @@ class AlertStage:
 
 
 def _activation(receivers_or_none=None, **kw):
-    from streamdrift.udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     spec = AlertSpec.from_config(_spec_config([]))
     event = events_from_output(_output(10, 2, 0.91234))[0]
@@ -166,7 +167,7 @@ def _activation(receivers_or_none=None, **kw):
 
 
 def _target(kind, url=None, **params):
-    from streamdrift.udfs.alerts import NotificationTarget
+    from streamdrift.udfs.alert_config import NotificationTarget
 
     key = "webhook" if kind == "slack" else "url"
     return NotificationTarget.from_config({"kind": kind, **({key: url} if url else {}), **FAST, **params})
