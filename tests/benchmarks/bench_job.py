@@ -404,7 +404,7 @@ def _stamp_first_record(stamp_dir: str) -> None:
 
 def _job_option(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` of a JobOptions field, the value parsed as JSON when it is JSON."""
-    from jobs.monitoring_job import JobOptions
+    from streamdrift.jobs.monitoring_job import JobOptions
 
     name, sep, value = text.partition("=")
     if not sep or name not in {f.name for f in dataclasses.fields(JobOptions)}:

@@ -385,7 +385,7 @@ def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, fli
                    "inputs": [rng.normal(size=3).tolist()]}
                   for i in range(150) for endpoint in endpoints[partition::2]], partition=partition)
     before = set(flink.taskmanagers())
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "services", "add-taskmanager"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "services", "add-taskmanager"], capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0 and "2 taskmanager(s)" in proc.stdout, proc.stdout + proc.stderr
     (added,) = set(flink.taskmanagers()) - before
