@@ -1,5 +1,7 @@
 from setuptools import setup
 
+PACKAGES = ["jobs", "operators", "udfs", "connectors", "connectors.tsdb", "ui"]
+
 setup(
     name="streamdrift",
     version="0.1.0",
@@ -7,8 +9,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["jobs", "operators", "udfs", "connectors", "connectors.tsdb", "ui"],
-    package_data={"ui": ["templates/*.html", "static/*.css", "static/*.js", "static/*.svg"]},
+    # the repository's folders are the subpackages of one package, so that installing streamdrift
+    # claims only the top-level name `streamdrift` (a namespace package: it has no folder of its own)
+    packages=[f"streamdrift.{name}" for name in PACKAGES] + ["streamdrift.jars"],
+    package_dir={f"streamdrift.{name}": name.replace(".", "/") for name in PACKAGES} | {"streamdrift.jars": "jars"},
+    package_data={"streamdrift.ui": ["templates/*.html", "static/*.css", "static/*.js", "static/*.svg"],
+                  # `streamdrift jars` of an installed package fetches what this file declares
+                  "streamdrift.jars": ["pom.xml"]},
     install_requires=[
         "apache-flink>=2.2.0,<2.3",
         "numpy>=1.24,<2.3",
@@ -44,5 +51,5 @@ setup(
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],
     },
-    entry_points={"console_scripts": ["streamdrift=jobs.cli:main"]},
+    entry_points={"console_scripts": ["streamdrift=streamdrift.jobs.cli:main"]},
 )

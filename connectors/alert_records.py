@@ -1,7 +1,7 @@
 """Alert configurations and activations as people see them: JSON-ready forms shared by
 ``streamdrift alerts ... --json`` and the dashboard's API, and the reset both offer.
 
-Notification URLs are masked (:func:`connectors.notifications.mask_url`: only scheme and host stay)
+Notification URLs are masked (:func:`streamdrift.connectors.notifications.mask_url`: only scheme and host stay)
 and header values hidden, so no webhook token reaches a terminal, a page or an API answer.
 """
 
@@ -11,7 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported when used: `streamdrift --help` stays quick
-    from connectors.sql_store import AlertActivation, AlertConfig, SqlStore
+    from streamdrift.connectors.sql_store import AlertActivation, AlertConfig, SqlStore
 
 __all__ = ["iso_time", "alert_state", "masked_notifications", "config_dict", "activation_dict", "alerts_json",
            "alert_json", "reset_alert"]
@@ -31,8 +31,8 @@ def alert_state(config: AlertConfig, activations: list[AlertActivation]) -> str:
 
 def masked_notifications(config: AlertConfig) -> list[Any]:
     """The notification targets of an alert with URLs masked and header values hidden."""
-    from connectors.notifications import mask_url, masked_config
-    from udfs.alerts import NotificationTarget
+    from streamdrift.connectors.notifications import mask_url, masked_config
+    from streamdrift.udfs.alert_config import NotificationTarget
 
     out = []
     for n in config.notifications or []:
@@ -71,7 +71,7 @@ def alerts_json(store: SqlStore, project: str) -> list[dict[str, Any]]:
 def alert_json(store: SqlStore, project: str, name: str, limit: int | None = 50) -> dict[str, Any]:
     """``streamdrift alerts show NAME --json``: the configuration, its state and newest activations.
     NotFoundError when there is no such alert."""
-    from connectors.sql_store import NotFoundError
+    from streamdrift.connectors.sql_store import NotFoundError
 
     config = store.get_alert_config(project, name)
     if config is None:
@@ -85,7 +85,7 @@ def reset_alert(store: SqlStore, project: str, name: str) -> list[int]:
     """Reset an alert: a held (manual) alert counts and notifies again. Advances the configuration's
     ``updated`` time (a running job resets its state at the entity's next event) and closes the open
     activations; returns their ids. NotFoundError when there is no such alert."""
-    from connectors.sql_store import NotFoundError
+    from streamdrift.connectors.sql_store import NotFoundError
 
     if store.get_alert_config(project, name) is None:
         raise NotFoundError(f"no alert {name!r} in project {project!r}")

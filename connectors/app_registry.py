@@ -1,6 +1,6 @@
 """The monitoring applications of a project: registered in the SQL store, loaded by the job.
 
-A registration (``applications`` table, :meth:`connectors.sql_store.SqlStore.add_application`) is a
+A registration (``applications`` table, :meth:`streamdrift.connectors.sql_store.SqlStore.add_application`) is a
 name, a class ``module:Class``, parameters (JSON) and an enabled flag. Three parameter keys are
 the loader's, not the class's (they are not passed to the constructor):
 
@@ -9,7 +9,7 @@ the loader's, not the class's (they are not passed to the constructor):
                      (``streamdrift apps add --path``). The Python workers of the job import it from
                      there, so it must exist on every machine that runs them (true of a local run
                      and of the standalone cluster on this machine).
-``timeout_seconds``  the most one ``do_tracking`` call may take (default 60, see :mod:`udfs.monitor`).
+``timeout_seconds``  the most one ``do_tracking`` call may take (default 60, see :mod:`streamdrift.udfs.monitor`).
 ``artifacts_dir``    where the application's artifacts go (:meth:`MonitoringApplicationContext.artifact_path`);
                      default ``<data_dir>/artifacts`` (for a SQLite store, the store's folder).
 
@@ -34,6 +34,7 @@ import collections
 import dataclasses
 import datetime as dt
 import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -45,24 +46,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     DEFAULT_TIMEOUT_SECONDS,
     HISTOGRAM_DATA_DRIFT,
     HistogramDataDriftApplication,
     ModelMonitoringApplicationBase,
+    split_class_path,
 )
 
 log = logging.getLogger("streamdrift.apps")
 
 BUILTIN_NAME = HISTOGRAM_DATA_DRIFT
-BUILTIN_CLASS = "udfs.applications:HistogramDataDriftApplication"
+BUILTIN_CLASS = "streamdrift.udfs.applications:HistogramDataDriftApplication"
 RESERVED_PARAMS = ("module_path", "timeout_seconds", "artifacts_dir")
-CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 __all__ = [
     "load_applications", "register_application", "list_registered", "set_enabled", "remove_application",
     "build_application", "AppSpec", "AppInfo", "AppLoadError", "FailedApplication", "ReferenceSampleLoader",
-    "default_artifacts_dir", "BUILTIN_NAME", "BUILTIN_CLASS", "RESERVED_PARAMS",
+    "default_artifacts_dir", "package_class_path", "BUILTIN_NAME", "BUILTIN_CLASS", "RESERVED_PARAMS",
 ]
 
 
@@ -88,8 +89,8 @@ class AppSpec:
     def from_registration(cls, name: str, class_path: str, stored: Mapping[str, Any] | None) -> AppSpec:
         params = dict(stored or {})
         options = {key: params.pop(key) for key in RESERVED_PARAMS if key in params}
-        return cls(name, class_path, params, options.get("module_path"), options.get("timeout_seconds"),
-                   options.get("artifacts_dir"))
+        return cls(name, package_class_path(class_path, options.get("module_path")), params,
+                   options.get("module_path"), options.get("timeout_seconds"), options.get("artifacts_dir"))
 
     def key(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
@@ -116,11 +117,28 @@ class AppInfo:
         return out
 
 
-def _check_class_path(class_path: str) -> tuple[str, str]:
-    if not isinstance(class_path, str) or not CLASS_PATH.fullmatch(class_path):
-        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
-    module, _, name = class_path.partition(":")
-    return module, name
+PROJECT_PACKAGES = ("jobs", "operators", "udfs", "connectors", "ui")
+
+
+def package_class_path(class_path: str, module_path: str | None = None) -> str:
+    """``class_path`` with the ``streamdrift.`` prefix when it names one of the project's modules
+    without it (``udfs.example_apps:DataQualityApplication``, as stores written when these packages
+    were installed at top level hold it); any other class path as it is. A class loaded from the
+    user's own folder (``module_path``) is never renamed.
+
+    >>> package_class_path("udfs.example_apps:DataQualityApplication")
+    'streamdrift.udfs.example_apps:DataQualityApplication'
+    >>> package_class_path("my_apps:Mine")
+    'my_apps:Mine'
+    """
+    module, sep, name = class_path.partition(":")
+    if module_path or module.partition(".")[0] not in PROJECT_PACKAGES or "." not in module:
+        return class_path
+    try:
+        found = importlib.util.find_spec(f"streamdrift.{module}") is not None
+    except (ImportError, ValueError):
+        found = False
+    return f"streamdrift.{module}{sep}{name}" if found else class_path
 
 
 def _check_timeout(value: Any) -> float:
@@ -197,14 +215,14 @@ def _module_mtime(module_name: str) -> float | None:
 def build_application(spec: AppSpec):
     """Import and build one application as the job does (``Class(**params)``); its ``NAME`` and
     loader options set. Raises :class:`AppLoadError` saying what went wrong."""
-    module_name, class_name = _check_class_path(spec.class_path)
+    module_name, class_name = split_class_path(spec.class_path)
     module = _import(module_name, spec.module_path)
     cls = getattr(module, class_name, None)
     if cls is None:
         raise AppLoadError(f"module {module_name!r} ({getattr(module, '__file__', '?')}) has no {class_name!r}")
     if not isinstance(cls, type) or not callable(getattr(cls, "do_tracking", None)):
         raise AppLoadError(f"{spec.class_path} is not an application class: subclass "
-                           "udfs.applications.ModelMonitoringApplicationBase and implement do_tracking")
+                           "streamdrift.udfs.applications.ModelMonitoringApplicationBase and implement do_tracking")
     try:
         app = cls(**spec.params)
     except BaseException as exc:  # noqa: BLE001 - a constructor may raise anything
@@ -278,7 +296,7 @@ _STATE_LOCK = threading.Lock()
 
 def _store(store_url: str):
     """One SqlStore per URL and process (its connection pool is reused), schema created once."""
-    from connectors.sql_store import SqlStore
+    from streamdrift.connectors.sql_store import SqlStore
 
     with _STATE_LOCK:
         store = _STORES.get(store_url)
@@ -305,7 +323,7 @@ def default_artifacts_dir(store_url: str) -> str:
     if match and match.group(1) != ":memory:" and not match.group(1).startswith("file:"):
         return str(Path(match.group(1).split("?")[0]).expanduser().resolve().parent / "artifacts")
     try:
-        from connectors.settings import load_settings
+        from streamdrift.connectors.settings import load_settings
 
         return str(Path(load_settings().data_dir) / "artifacts")
     except Exception:  # noqa: BLE001 - a bad setting elsewhere must not stop the applications
@@ -335,7 +353,7 @@ def load_applications(store_url: str, project: str) -> list:
     """The applications enabled for ``project``, built: the built-in ``histogram-data-drift``
     unless registered disabled, then every enabled registration (by name).
 
-    Raises :class:`connectors.sql_store.StoreError` when the registry cannot be read (the job
+    Raises :class:`streamdrift.connectors.sql_store.StoreError` when the registry cannot be read (the job
     then keeps the applications it has). Never raises for one application: see the module doc.
     """
     store = _store(store_url)
@@ -384,7 +402,7 @@ def load_applications(store_url: str, project: str) -> list:
 
 
 def _open(store):
-    from connectors.endpoints import open_store
+    from streamdrift.connectors.endpoints import open_store
 
     return open_store(store)
 
@@ -406,12 +424,13 @@ def register_application(
 
     ``module_path`` is made absolute. With ``check`` the application is imported and built here
     first, as the job will do, and an :class:`AppLoadError` says why when it cannot be: nothing is
-    registered then. Returns the stored :class:`connectors.sql_store.Application`.
+    registered then. Returns the stored :class:`streamdrift.connectors.sql_store.Application`.
     """
-    from connectors.sql_store import validate_application_name
+    from streamdrift.udfs.records import validate_application_name
 
     validate_application_name(name)
-    _check_class_path(class_path)
+    split_class_path(class_path)
+    class_path = package_class_path(class_path, module_path or (params or {}).get("module_path"))
     params = dict(params or {})
     clash = sorted(set(params) & set(RESERVED_PARAMS))
     given = {"module_path": module_path, "timeout_seconds": timeout_seconds, "artifacts_dir": artifacts_dir}
@@ -457,15 +476,15 @@ def list_registered(store, project: str) -> list[AppInfo]:
         out.append(AppInfo(BUILTIN_NAME, BUILTIN_CLASS, {}, None, DEFAULT_TIMEOUT_SECONDS, None, True, True, False, None))
     for a in registered:
         spec = AppSpec.from_registration(a.name, a.class_path, a.params)
-        out.append(AppInfo(a.name, a.class_path, spec.params, spec.module_path,
+        out.append(AppInfo(a.name, spec.class_path, spec.params, spec.module_path,
                            spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS, spec.artifacts_dir, a.enabled,
-                           a.name == BUILTIN_NAME and a.class_path == BUILTIN_CLASS, True, a.updated))
+                           a.name == BUILTIN_NAME and spec.class_path == BUILTIN_CLASS, True, a.updated))
     return sorted(out, key=lambda i: (not i.builtin, i.name))
 
 
 def set_enabled(store, project: str, name: str, enabled: bool) -> None:
     """Enable or disable an application; the built-in one is registered (disabled) if need be.
-    :class:`connectors.sql_store.NotFoundError` for another name that is not registered."""
+    :class:`streamdrift.connectors.sql_store.NotFoundError` for another name that is not registered."""
     db = _open(store)
     try:
         if name == BUILTIN_NAME and db.get_application(project, name) is None:

@@ -1,8 +1,8 @@
 """Artifact files: a result's ``extra_data`` too big for a TSDB row, kept whole.
 
 A file sits where the application's own artifacts of that window go
-(:func:`udfs.applications.artifact_file`, under the project's artifacts directory,
-``<data_dir>/artifacts`` by default, :func:`connectors.app_registry.default_artifacts_dir`)::
+(:func:`streamdrift.udfs.applications.artifact_file`, under the project's artifacts directory,
+``<data_dir>/artifacts`` by default, :func:`streamdrift.connectors.app_registry.default_artifacts_dir`)::
 
     <artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>-<result name>-extra_data.json
 
@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from udfs.applications import artifact_file
-from udfs.records import ResultRecord
+from streamdrift.udfs.applications import artifact_file
+from streamdrift.udfs.records import ResultRecord
 
 __all__ = ["write_extra_data", "extra_data_path", "load_extra_data", "write_atomic"]
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
+from streamdrift.connectors.settings import Settings, file_stream_dir, kafka_bootstrap, topic_names
 
 log = logging.getLogger("streamdrift.dead_letters")
 
@@ -122,3 +122,33 @@ def replay(settings: Settings, write: Callable[[dict[str, Any]], None], timeout_
             counts["skipped"] += 1
         _advance(position)
     return counts
+
+
+def sink_dead_letters(stream, settings: Settings) -> None:
+    """Write ``stream`` (a PyFlink DataStream of dead-letter JSON strings) to the project's
+    dead letters: the Kafka topic, exactly once, or part files in the directory stream."""
+    topic = topic_names(settings.project)["dead_letters"]
+    if settings.stream_path.startswith("kafka://"):
+        from pyflink.common.serialization import SimpleStringSchema
+        from pyflink.datastream.connectors.base import DeliveryGuarantee
+        from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+        # exactly once: written in Kafka transactions committed with each checkpoint (a replay after
+        # a restart writes no second copy for consumers that read committed records only)
+        sink = (KafkaSink.builder()
+                .set_bootstrap_servers(kafka_bootstrap(settings.stream_path))
+                .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(topic)
+                                       .set_value_serialization_schema(SimpleStringSchema()).build())
+                .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                .set_transactional_id_prefix(f"streamdrift-{settings.project}-dead-letters")
+                # within the broker's transaction.max.timeout.ms (15 min by default)
+                .set_property("transaction.timeout.ms", "600000")
+                .build())
+        stream.sink_to(sink).name("dead-letters")
+    else:
+        from pyflink.common.serialization import Encoder
+        from pyflink.datastream.connectors.file_system import FileSink
+
+        directory = file_stream_dir(settings.stream_path) / topic
+        stream.sink_to(FileSink.for_row_format(directory.as_uri(), Encoder.simple_string_encoder()).build()) \
+            .name("dead-letters")

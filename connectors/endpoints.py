@@ -3,12 +3,12 @@
 >>> ep = get_or_create_model_endpoint("fraud", "classifier", "serving", reference="train.parquet",
 ...                                   output_names=["prediction"], label_names=["label"])  # doctest: +SKIP
 
-An endpoint's id is MLRun's (:func:`udfs.endpoint_id.endpoint_uid`), so the same model served by the
+An endpoint's id is MLRun's (:func:`streamdrift.udfs.endpoint_id.endpoint_uid`), so the same model served by the
 same function gets the same id in MLRun and here. Its reference is the training data's statistics
-(:func:`udfs.reference.feature_stats`, MLRun's format) plus a bounded uniform sample of the rows,
+(:func:`streamdrift.udfs.reference.feature_stats`, MLRun's format) plus a bounded uniform sample of the rows,
 kept as Parquet bytes for applications that compare samples (Evidently-style).
 
-Names. Columns are normalised as MLRun does (:mod:`udfs.naming`: ``"petal length (cm)"`` becomes
+Names. Columns are normalised as MLRun does (:mod:`streamdrift.udfs.naming`: ``"petal length (cm)"`` becomes
 ``"petal_length_cm"``). ``output_names`` and ``label_names`` name columns of the reference that are
 not features; everything else is a feature unless ``feature_names`` says which columns are. The
 statistics of outputs and labels found in the reference are kept in ``feature_stats`` too (outputs
@@ -17,11 +17,11 @@ missing from the reference is recorded without statistics; a missing feature is 
 
 Types. A text column whose values are numbers apart from at most 5 % of placeholder tokens ("N/A",
 "?", "-", ...) is numeric, the tokens counted as invalid values (``feature_stats[col]["invalid"]``;
-:mod:`udfs.reference`); each such column is logged at registration (a warning: one line per column,
+:mod:`streamdrift.udfs.reference`); each such column is logged at registration (a warning: one line per column,
 the tokens listed). ``numeric`` and ``categorical`` name columns whose type is forced instead.
 
-``store`` is a :class:`connectors.sql_store.SqlStore`, a SQLAlchemy URL, or None for the
-``endpoint_store_connection`` setting (:func:`connectors.settings.load_settings`).
+``store`` is a :class:`streamdrift.connectors.sql_store.SqlStore`, a SQLAlchemy URL, or None for the
+``endpoint_store_connection`` setting (:func:`streamdrift.connectors.settings.load_settings`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
-from udfs.contract import endpoint_id_problem
-from udfs.endpoint_id import endpoint_uid
-from udfs.naming import normalize_names
-from udfs.reference import feature_stats, invalid_report, read_table
+from streamdrift.connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
+from streamdrift.udfs.contract import endpoint_id_problem
+from streamdrift.udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.naming import normalize_names
+from streamdrift.udfs.reference import feature_stats, invalid_report, read_table
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def open_store(store: SqlStore | str | None = None, *, create_schema: bool = Tru
     if isinstance(store, SqlStore):
         return store
     if store is None:
-        from connectors.settings import load_settings
+        from streamdrift.connectors.settings import load_settings
 
         store = load_settings().endpoint_store_connection
     opened = SqlStore(store)
@@ -183,7 +183,7 @@ def get_or_create_model_endpoint(
     created when it does not exist.
 
     :param endpoint_id: the id MLRun assigned the endpoint (MLRun 1.12's serving events carry it);
-                        default: derived as MLRun derives it (:func:`udfs.endpoint_id.endpoint_uid`).
+                        default: derived as MLRun derives it (:func:`streamdrift.udfs.endpoint_id.endpoint_uid`).
 
     :param reference:   training data (pandas DataFrame, pyarrow Table, Parquet or CSV path): its
                         statistics and a sample of at most ``sample_size`` rows (seeded by

@@ -9,7 +9,7 @@ must set the window aside instead of retrying forever. An error of an unknown ki
 a window set aside can be replayed, a retry loop stalls the job.
 
 :func:`is_transient` answers for every exception the stores raise: :class:`StoreFailure` (the base
-of :class:`connectors.tsdb.TSDBError` and :class:`connectors.sql_store.StoreError`, whose
+of :class:`streamdrift.connectors.tsdb.TSDBError` and :class:`streamdrift.connectors.sql_store.StoreError`, whose
 ``transient`` is decided where they are raised), SQLAlchemy and PyMySQL errors, ``sqlite3``
 errors, TDengine's clients (taos-ws-py ``taosws``, taospy ``taos``), and Python's own
 ``ConnectionError`` / ``TimeoutError``.
@@ -31,7 +31,11 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "StoreFailure", "is_transient", "mysql_transient", "sqlite_transient", "tdengine_transient",
@@ -198,3 +202,35 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
         return True
     return False
+
+
+def backoff_delays(first: float = 0.5, most: float = 30.0) -> Iterator[float]:
+    """The waits between attempts, in seconds: ``first``, doubled each time, at most ``most``.
+
+    >>> delays = backoff_delays(0.5, 3.0)
+    >>> [next(delays) for _ in range(5)]
+    [0.5, 1.0, 2.0, 3.0, 3.0]
+    """
+    delay = first
+    while True:
+        yield min(delay, most)
+        delay *= 2
+
+
+def wait_out(fn: Callable[[], T], transient: Callable[[BaseException], bool] = is_transient, *,
+             max_backoff_s: float = 30.0, on_retry: Callable[[BaseException, float], None] | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn()`` until it returns: while it raises an error that ``transient`` says may pass
+    (a store that is down or busy), wait (:func:`backoff_delays` from 0.5 s up to ``max_backoff_s``)
+    and call it again, ``on_retry(exc, wait)`` told first. Any other error is raised."""
+    delays = backoff_delays(0.5, max_backoff_s)
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            delay = next(delays)
+            if on_retry is not None:
+                on_retry(exc, delay)
+            sleep(delay)

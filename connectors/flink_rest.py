@@ -13,7 +13,7 @@ import time
 import urllib.request
 from typing import Any
 
-from connectors.settings import mask_password
+from streamdrift.connectors.settings import mask_password
 
 #: Flink's "no watermark yet" (Long.MIN_VALUE); any watermark below this is treated as none
 _NO_WATERMARK = -(2**62)

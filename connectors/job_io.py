@@ -4,12 +4,11 @@ the endpoints (with their references), the enabled applications, and a writer to
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from connectors.errors import is_transient
-from udfs.applications import HISTOGRAM_DATA_DRIFT
-from udfs.monitor import WindowOutput
+from streamdrift.connectors.errors import wait_out
+from streamdrift.udfs.applications import HISTOGRAM_DATA_DRIFT
+from streamdrift.udfs.monitor import WindowOutput
 
 log = logging.getLogger("streamdrift.writer")
 
@@ -21,12 +20,12 @@ def load_endpoints(store_url: str) -> list[dict[str, Any]]:
     """Every endpoint record (endpoint_id, project, feature_names, output_names, feature_stats, ...).
 
     The operators of a worker process reload every 30 s. While
-    :meth:`~connectors.sql_store.SqlStore.endpoints_version` has not moved, the very list this
+    :meth:`~streamdrift.connectors.sql_store.SqlStore.endpoints_version` has not moved, the very list this
     process read last is given again (its readers can tell nothing changed without looking).
     When it has moved, only the endpoints changed since are read (with 10,000 endpoints, reading
     every reference again stalled the parse stage), deleted ones dropped; the other records stay
     the same objects."""
-    from connectors.sql_store import SqlStore
+    from streamdrift.connectors.sql_store import SqlStore
 
     store = SqlStore(store_url)
     try:
@@ -52,17 +51,17 @@ def load_endpoints(store_url: str) -> list[dict[str, Any]]:
 
 
 def load_applications(store_url: str, project: str) -> list:
-    """The applications enabled for ``project`` (:func:`connectors.app_registry.load_applications`):
+    """The applications enabled for ``project`` (:func:`streamdrift.connectors.app_registry.load_applications`):
     the built-in histogram drift app unless registered disabled, then every enabled registered app;
     one that cannot be imported or built stands in as an app reporting ``mm-app-failed``."""
-    from connectors import app_registry
+    from streamdrift.connectors import app_registry
 
     return app_registry.load_applications(store_url, project)
 
 
 def describe(exc: BaseException) -> str:
     """The error's own message (a store's message included), passwords masked, at most 1,000 characters."""
-    from connectors.settings import mask_password
+    from streamdrift.connectors.settings import mask_password
 
     text = mask_password(f"{type(exc).__name__}: {exc}")
     return text if len(text) <= 1000 else text[:997] + "..."
@@ -84,9 +83,9 @@ class StoreWriter:
 
     def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0, keep_days: int | None = None,
                  verdict: str = "feature_drift"):
-        from connectors.app_registry import default_artifacts_dir
-        from connectors.sql_store import SqlStore
-        from connectors.tsdb import open_tsdb
+        from streamdrift.connectors.app_registry import default_artifacts_dir
+        from streamdrift.connectors.sql_store import SqlStore
+        from streamdrift.connectors.tsdb import open_tsdb
 
         self.tsdb = open_tsdb(tsdb_url, keep_days=keep_days, artifacts_dir=default_artifacts_dir(store_url))
         self.store = SqlStore(store_url)
@@ -99,17 +98,11 @@ class StoreWriter:
     def _retry(self, fn, *args):
         """Call ``fn(*args)``; while a store is unreachable, wait (0.5 s doubling up to
         ``max_backoff_s``) and call again. Other errors are raised."""
-        delay = 0.5
-        while True:
-            try:
-                return fn(*args)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self.retries += 1
-                log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+        def retried(exc: BaseException, delay: float) -> None:
+            self.retries += 1
+            log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
+
+        return wait_out(lambda: fn(*args), max_backoff_s=self.max_backoff_s, on_retry=retried)
 
     def write(self, out: WindowOutput) -> None:
         """Write the window's records; :class:`WindowNotWritten` when a store refuses them for good."""

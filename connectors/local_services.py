@@ -30,6 +30,16 @@ from typing import Callable
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def kafka_cluster_id() -> str:
+    """A random Kafka cluster id (16 bytes, URL-safe base64) that does not start with ``-``: the
+    storage tool would read such an id as an option (one id in 64 did, and the broker never started).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def run_dir() -> Path:
     return Path(os.environ.get("STREAMDRIFT_RUN_DIR", PROJECT_ROOT / ".run")).resolve()
 
@@ -258,7 +268,7 @@ class Kafka:
             self.home.mkdir(parents=True, exist_ok=True)
             config = self._config()
             if not (self.home / "data" / "meta.properties").exists():
-                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                cluster_id = kafka_cluster_id()
                 _run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
                      "formatting the Kafka storage")
             _spawn(self._java("kafka.Kafka", str(config)), self.log, self.pid_file)

@@ -2,7 +2,7 @@
 records activations in the SQL store and sends them without ever holding up the job.
 
 * ``webhook`` ``{"url": ..., "headers": {...}}``: the activation as a JSON POST
-  (:meth:`udfs.alerts.Activation.payload`).
+  (:meth:`streamdrift.udfs.alerts.Activation.payload`).
 * ``slack`` ``{"webhook": <incoming-webhook URL>}``: ``{"text": ..., "blocks": [...]}``.
 * ``console``: one line on the job's standard output (the TaskManager log on a cluster).
 * ``kafka`` ``{"topic": ..., "bootstrap": ...}``: the JSON payload on ``<project>.alerts`` (default
@@ -39,7 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from udfs.alerts import Activation, NotificationTarget, iso_ms
+from streamdrift.connectors.errors import backoff_delays, wait_out
+from streamdrift.udfs.alerts import Activation, iso_ms
+from streamdrift.udfs.alert_config import NotificationTarget
+from streamdrift.udfs.records import utc_from_ms
 
 log = logging.getLogger("streamdrift.notifications")
 
@@ -177,6 +180,7 @@ def _retrying(attempt: Callable[[], None], target: NotificationTarget,
     retries = int(target.params.get("retries", DEFAULT_RETRIES))
     backoff = float(target.params.get("backoff", DEFAULT_BACKOFF))
     error = None
+    delays = backoff_delays(backoff, MAX_BACKOFF)
     for i in range(retries + 1):
         try:
             attempt()
@@ -186,7 +190,7 @@ def _retrying(attempt: Callable[[], None], target: NotificationTarget,
         except Exception as exc:  # noqa: BLE001 - every transport error is worth a retry
             error = scrub(_describe(exc), target)[:500]
             if i < retries:
-                sleep(min(backoff * 2 ** i, MAX_BACKOFF))
+                sleep(next(delays))
     return SendResult("failed", retries + 1, error, _now_iso())
 
 
@@ -356,12 +360,8 @@ def _call(fn: Callable[[SendResult], None], result: SendResult) -> None:
 # --------------------------------------------------------------------------------- the dispatcher
 
 
-def _utc(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-
-
 def _transient(exc: BaseException) -> bool:
-    from connectors.sql_store import StoreError, is_transient
+    from streamdrift.connectors.sql_store import StoreError, is_transient
 
     if isinstance(exc, StoreError):
         return exc.original is not None and is_transient(exc.original)
@@ -390,7 +390,7 @@ class AlertDispatcher:
 
     @classmethod
     def open(cls, store_url: str, kafka_bootstrap: str | None = None, **sender_options) -> AlertDispatcher:
-        from connectors.sql_store import SqlStore
+        from streamdrift.connectors.sql_store import SqlStore
 
         store = SqlStore(store_url)
         dispatcher = cls(store, NotificationSender(kafka_bootstrap=kafka_bootstrap, **sender_options))
@@ -398,21 +398,15 @@ class AlertDispatcher:
         return dispatcher
 
     def _retry(self, fn, *args, **kwargs):
-        delay = 0.5
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                log.warning("alert store call failed (%s), retrying in %.1f s", type(exc).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+        def retried(exc: BaseException, delay: float) -> None:
+            log.warning("alert store call failed (%s), retrying in %.1f s", type(exc).__name__, delay)
+
+        return wait_out(lambda: fn(*args, **kwargs), _transient, max_backoff_s=self.max_backoff_s, on_retry=retried)
 
     def handle(self, activation: Activation) -> int | None:
         """Record and send; returns the activation id, or None for a duplicate (nothing done)."""
         a = activation
-        window_end = _utc(a.window_end_ms)
+        window_end = utc_from_ms(a.window_end_ms)
         existing = self._retry(self.store.find_activation, a.project, a.alert_name, a.entity, window_end)
         if a.resend_id is None:
             if existing is not None:
@@ -422,7 +416,7 @@ class AlertDispatcher:
                         "attempts": 0} for t in a.send]
             entries += [{"id": t.id, "kind": t.kind, "target": describe_target(t, a.project), "status": "suppressed",
                          "until": iso_ms(until), "reason": "cooldown"} for t, until in a.suppressed]
-            activated_at = _utc(a.activated_at_ms)
+            activated_at = utc_from_ms(a.activated_at_ms)
             activation_id = self._retry(
                 self.store.add_activation, a.project, a.alert_name, activated_at=activated_at, entity=a.entity,
                 event_kind=a.event_kind, severity=a.severity, summary=a.summary, value=a.value,

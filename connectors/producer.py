@@ -2,7 +2,7 @@
 
 ::
 
-    from connectors.producer import MonitoringProducer
+    from streamdrift.connectors.producer import MonitoringProducer
 
     with MonitoringProducer("kafka://127.0.0.1:9092", "fraud") as producer:
         producer.log(("scorer", "serving", "v3"), inputs=features, outputs=scores, latency_us=850)
@@ -46,9 +46,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from connectors.settings import file_stream_dir, kafka_bootstrap, mask_password, topic_names
-from udfs.endpoint_id import endpoint_uid
-from udfs.events import parse_timestamp
+from streamdrift.connectors.settings import file_stream_dir, kafka_bootstrap, mask_password, topic_names
+from streamdrift.udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.events import parse_timestamp
+from streamdrift.udfs.records import ms_from_utc
 
 log = logging.getLogger("streamdrift.producer")
 
@@ -138,9 +139,7 @@ def _epoch_ms(timestamp: Any) -> int:
     if timestamp is None:
         return time.time_ns() // 1_000_000
     if isinstance(timestamp, dt.datetime):  # pandas.Timestamp too; naive = UTC, as the job reads it
-        if timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=dt.timezone.utc)
-        return int(timestamp.timestamp() * 1000)
+        return ms_from_utc(timestamp)
     if isinstance(timestamp, np.datetime64):
         return int(timestamp.astype("datetime64[ms]").astype(np.int64))
     try:
@@ -281,7 +280,7 @@ class MonitoringProducer:
     def __init__(self, stream_path: str, project: str, *, max_queue: int = 100_000, batch_size: int = 1_000,
                  linger_s: float = 0.2, kafka_config: Mapping[str, Any] | None = None,
                  drop_log_interval_s: float = 10.0):
-        from connectors.settings import SPECS
+        from streamdrift.connectors.settings import SPECS
 
         if max_queue < 1 or batch_size < 1:
             raise ValueError(f"max_queue ({max_queue}) and batch_size ({batch_size}) must be at least 1")
@@ -313,7 +312,7 @@ class MonitoringProducer:
     def endpoint_id(self, endpoint: str | Sequence[str | None]) -> str:
         """An endpoint id as given, or the id of ``(model, function, version)`` (or ``(model,
         function, version, tag)``) in this project, as the job and MLRun derive it
-        (:func:`udfs.endpoint_id.endpoint_uid`: sha1 of ``project_function_tag_model_version``)."""
+        (:func:`streamdrift.udfs.endpoint_id.endpoint_uid`: sha1 of ``project_function_tag_model_version``)."""
         if isinstance(endpoint, str):
             if not endpoint:
                 raise ValueError("endpoint id is empty: give an id, or (model, function, version)")

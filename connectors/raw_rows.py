@@ -20,7 +20,7 @@ dead-letter topic with their reason. Layout::
                                     them (as a string, that was a fifth of the Parquet writer's time)
         endpoint_id STRING NOT NULL the endpoint (MLRun's id for MLRun events)
 
-An endpoint's rows are in one of :data:`SHARDS` shards (:func:`shard_of`, a CRC-32 of its id):
+An endpoint's rows are in one of 16 shards (:func:`streamdrift.udfs.partitions.shard_of`, a CRC-32 of its id):
 the sink keeps one open file per shard and hour, whatever the number of endpoints (one directory
 per endpoint kept thousands of Parquet writers open, each with its buffers, and a job of 10,000
 endpoints ran out of memory). Directories ``endpoint_id=<id>/hour=...`` of earlier versions are
@@ -41,19 +41,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from streamdrift.udfs.partitions import hour_label, shard_of
+
 TABLE = "raw_rows"
-_EPOCH = dt.datetime(1970, 1, 1)
-COLUMNS = ("event_ms", "request_id", "latency_us", "error", "late", "payload", "endpoint_id")
-SHARDS = 16
-
-
-def shard_of(endpoint_id: str) -> str:
-    """The shard directory (``00`` .. ``15``) of an endpoint's raw rows: CRC-32 of its UTF-8 id."""
-    import zlib
-
-    return f"{zlib.crc32(endpoint_id.encode('utf-8')) % SHARDS:02d}"
-
-
 def sink_ddl(parquet_path: str) -> str:
     uri = Path(parquet_path).resolve().as_uri() if "://" not in parquet_path else parquet_path
     return f"""
@@ -79,7 +69,7 @@ CREATE TABLE {TABLE} (
 def insert_sql(source: str) -> str:
     """Every good record of the view ``source`` (columns payload, kind, endpoint_id, event_ms,
     request_id, latency_us, error, late, hour), as the parse stage describes it: ``late`` is its
-    :class:`udfs.window.EventClock` flag, the one that kept the record's rows out of its window's
+    :class:`streamdrift.udfs.batch.EventClock` flag, the one that kept the record's rows out of its window's
     partial, so a row flagged late here is exactly a row counted late there. A good record always
     has its time, error flag, late flag and payload; the COALESCEs only tell the planner so: those
     columns are then required in Parquet, which writes no null markers for them (encoding the
@@ -94,31 +84,9 @@ FROM {source}
 WHERE kind IN ('R', 'P')"""
 
 
-def _hour_label(hours_since_epoch: int) -> str:
-    """``yyyy-MM-dd-HH`` of an hour (UTC), the year in four digits as Flink's ``DATE_FORMAT`` writes it."""
-    t = _EPOCH + dt.timedelta(hours=hours_since_epoch)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}-{t.hour:02d}"
-
-
-def shard_partitions(endpoint_ids) -> list:
-    """:func:`shard_of` of each endpoint id (None for None), computed once per distinct id."""
-    shards = {e: shard_of(e) for e in set(endpoint_ids) if e is not None}
-    return [None if e is None else shards[e] for e in endpoint_ids]
-
-
-def hour_partitions(event_ms) -> np.ndarray:
-    """The ``hour`` partition (``yyyy-MM-dd-HH``, UTC) of each event time (epoch ms, years 1-9999),
-    as an object array of strings: the parse stage computes it for the whole batch at once (one
-    label per distinct hour), so the JVM formats no date per record."""
-    import numpy as np
-
-    hours, where = np.unique(np.asarray(event_ms, dtype=np.int64) // 3_600_000, return_inverse=True)
-    return np.array([_hour_label(h) for h in hours.tolist()], dtype=object)[where.reshape(-1)]
-
-
 def _hours(start: dt.datetime, end: dt.datetime) -> list[str]:
     """The hour partitions (UTC) that can hold events of [start, end)."""
-    return [_hour_label(h) for h in range(math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600))]
+    return [hour_label(h) for h in range(math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600))]
 
 
 def files(parquet_path: str, endpoint_id: str, hours: list[str] | None = None) -> tuple[list[Path], list[Path]]:
@@ -139,12 +107,12 @@ def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, en
                      columns_of: Callable[[str], Any] | None = None):
     """The rows of ``endpoint_id`` with start <= time < end, one per sample, as a pandas DataFrame:
     ``timestamp`` (UTC), ``request_id``, ``latency_us``, ``error``, ``late`` (see the module's
-    docstring), then one column per feature and output. ``columns_of(endpoint_id)`` names positional values (``udfs.events.Columns``;
+    docstring), then one column per feature and output. ``columns_of(endpoint_id)`` names positional values (``streamdrift.udfs.events.Columns``;
     e.g. from the endpoint record), as the job does. Records that do not decode are skipped."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from udfs.events import NO_COLUMNS, DeadLetter, decode
+    from streamdrift.udfs.events import NO_COLUMNS, DeadLetter, decode
 
     import pyarrow.compute as pc
 

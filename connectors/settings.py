@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from streamdrift.connectors.tdengine_names import check_database_name
+
 ENV_PREFIX = "STREAMDRIFT_"
 _MASK = "***"
 #: TDengine's KEEP for the database streamdrift creates: days of history it accepts and keeps.
@@ -87,8 +89,6 @@ def _check_tsdb(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme in ("taosws", "taos"):
         _host_port(name, value, example, parts)
-        from connectors.tsdb.tdengine import check_database_name
-
         database = parts.path.strip("/")
         if database:
             try:

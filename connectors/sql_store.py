@@ -35,7 +35,7 @@ Choices worth knowing:
   counters move: :meth:`SqlStore.endpoints_version` is a cheap way for the job to notice new or
   changed references.
 * Errors from the database are raised as :class:`StoreError` whose message never holds a password
-  and whose ``transient`` says whether waiting may heal it (:func:`connectors.errors.is_transient`).
+  and whose ``transient`` says whether waiting may heal it (:func:`streamdrift.connectors.errors.is_transient`).
   Transient ones (a lost connection, a server restarting, a lock) are retried with exponential
   backoff (:func:`retrying`) before that.
 """
@@ -48,7 +48,6 @@ import functools
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -62,9 +61,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from connectors.errors import StoreFailure, is_transient
-from connectors.settings import mask_password
-from udfs.records import MetricRecord, PredictionRecord, ResultRecord, validate_name
+from streamdrift.connectors.errors import StoreFailure, backoff_delays, is_transient
+from streamdrift.connectors.settings import mask_password
+from streamdrift.udfs.records import (
+    NAME_LENGTH,
+    MetricRecord,
+    PredictionRecord,
+    ResultRecord,
+    check_name,
+    utc_from_ms,
+    validate_application_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +79,13 @@ T = TypeVar("T")
 
 UTC = dt.timezone.utc
 ID_LENGTH = 255  # endpoint ids, projects, model/function names, alert names
-NAME_LENGTH = 128  # application, result and metric names
-APPLICATION_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_-]*"
 
 
 
 class StoreError(StoreFailure):
     """The SQL store failed; the message says what and where, with any password masked.
 
-    ``transient`` (:mod:`connectors.errors`) is that of ``original`` unless given."""
+    ``transient`` (:mod:`streamdrift.connectors.errors`) is that of ``original`` unless given."""
 
     def __init__(self, message: str, original: BaseException | None = None, *, transient: bool | None = None):
         if transient is None:
@@ -97,28 +102,6 @@ class NotFoundError(StoreError, KeyError):
 
 
 # --------------------------------------------------------------------------------- validation
-
-
-def validate_application_name(name: str) -> str:
-    """Return ``name`` if it is a valid application name, else raise ValueError saying why.
-
-    Letters, digits, ``_`` and ``-``, not starting with a digit or ``-``, at most 128 characters:
-    the result-name rule plus ``-``, because applications are named like functions (the built-in
-    one is ``histogram-data-drift``).
-    """
-    if not isinstance(name, str) or not re.fullmatch(APPLICATION_NAME_PATTERN, name) or len(name) > NAME_LENGTH:
-        raise ValueError(
-            f"application name {name!r} is invalid: use letters, digits, '_' and '-', "
-            f"not starting with a digit or '-', at most {NAME_LENGTH} characters"
-        )
-    return name
-
-
-def _check_name(value: str, what: str) -> str:
-    validate_name(value, what)
-    if len(value) > NAME_LENGTH:
-        raise ValueError(f"{what} {value!r} is too long: at most {NAME_LENGTH} characters")
-    return value
 
 
 def _check_id(value: Any, what: str) -> str:
@@ -494,6 +477,7 @@ def retrying(
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
+    delays = backoff_delays(backoff, max_backoff)
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -506,7 +490,7 @@ def retrying(
                 raise
             if attempt == attempts:
                 raise StoreError(f"{what} failed after {attempts} attempt(s): {_describe(exc)}", exc) from None
-            wait = min(backoff * 2 ** (attempt - 1), max_backoff)
+            wait = next(delays)
             log.warning("%s failed (attempt %d of %d), retrying in %.2fs: %s",
                         what, attempt, attempts, wait, _describe(exc))
             sleep(wait)
@@ -996,7 +980,7 @@ class SqlStore:
         """
         _check_id(endpoint_id, "endpoint id")
         if isinstance(window_end, (int, float)) and not isinstance(window_end, bool):
-            window_end = dt.datetime.fromtimestamp(window_end / 1000, tz=UTC)
+            window_end = utc_from_ms(window_end)
         late_rows = int(late_rows)
         if late_rows < 0:
             raise ValueError(f"late_rows must be >= 0, got {late_rows}")
@@ -1113,10 +1097,10 @@ class SqlStore:
                 "start_infer_time": r.start_infer_time, "end_infer_time": r.end_infer_time, "updated": now,
             }
             if table == "latest_results":
-                row.update(result_name=_check_name(r.result_name, "result name"), kind=int(r.kind),
+                row.update(result_name=check_name(r.result_name, "result name"), kind=int(r.kind),
                            status=int(r.status), extra_data=dict(r.extra_data or {}))
             else:
-                row.update(metric_name=_check_name(r.metric_name, "metric name"))
+                row.update(metric_name=check_name(r.metric_name, "metric name"))
             rows.append(row)
         update = ["project", "value", "start_infer_time", "end_infer_time", "updated"]
         if table == "latest_results":
@@ -1167,7 +1151,9 @@ class SqlStore:
     def add_application(self, project: str, name: str, class_path: str, params: dict[str, Any] | None = None,
                         enabled: bool = True) -> Application:
         """Register (or redefine) a monitoring application ``module:Class`` of a project."""
-        _check_class_path(class_path)
+        from streamdrift.udfs.applications import split_class_path
+
+        split_class_path(class_path)
         row = {"project": _check_id(project, "project"), "name": validate_application_name(name),
                "class_path": class_path, "params": dict(params or {}), "enabled": bool(enabled)}
         now = _now()
@@ -1386,12 +1372,6 @@ def _check_mode(mode: str) -> str:
     if mode not in ("enabled", "disabled"):
         raise ValueError(f"monitoring mode must be 'enabled' or 'disabled', got {mode!r}")
     return mode
-
-
-def _check_class_path(class_path: str) -> None:
-    if not isinstance(class_path, str) or not re.fullmatch(
-            r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*", class_path):
-        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
 
 
 def _endpoint_from_row(row) -> ModelEndpoint:

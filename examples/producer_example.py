@@ -16,18 +16,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from connectors.endpoints import get_or_create_model_endpoint  # noqa: E402
-from connectors.producer import MonitoringProducer  # noqa: E402
-from connectors.settings import load_settings, mask_password  # noqa: E402
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.producer import MonitoringProducer
+from streamdrift.connectors.settings import load_settings, mask_password
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls"]
 
@@ -86,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"logged {producer.logged} events ({rows} rows + 1 failed request) to {mask_password(settings.stream_path)}: "
           f"{producer.sent} sent, {producer.dropped} dropped, {producer.failed} failed")
 
-    from connectors.tsdb import open_tsdb
-    from jobs.monitoring_job import JobOptions, run
+    from streamdrift.connectors.tsdb import open_tsdb
+    from streamdrift.jobs.monitoring_job import JobOptions, run
 
     print("running the monitoring job until the end of the stream ...")
     run(settings, JobOptions(bounded=True, checkpoint_interval_ms=5_000))

@@ -22,19 +22,19 @@ import json
 import sys
 from typing import Any
 
-from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
-from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
-from jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone, settings_of, warn
-from connectors.alert_records import alert_state as _state
-from connectors.alert_records import config_dict as _config_dict
-from connectors.alert_records import iso_time as _time
+from streamdrift.jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from streamdrift.jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from streamdrift.jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone, settings_of, warn
+from streamdrift.connectors.alert_records import alert_state as _state
+from streamdrift.connectors.alert_records import config_dict as _config_dict
+from streamdrift.connectors.alert_records import iso_time as _time
 
 SUMMARY_EXAMPLE = "Model {{project}}/{{entity}}: {{kind}} (value {{value}}, window {{window_start}}..{{window_end}})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``alerts`` command and its subcommands to a ``streamdrift`` parser."""
-    from udfs.alerts import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
+    from streamdrift.udfs.alert_config import EVENT_KINDS, PLACEHOLDERS, RESET_POLICIES, SEVERITIES
 
     parser = subparsers.add_parser("alerts", help="alerts on monitoring results: add, list, show, reset, delete")
     sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="{add,list,show,reset,delete}")
@@ -125,7 +125,7 @@ def _notifications(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _spec(config) -> Any:
-    from udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     import dataclasses
 
@@ -134,7 +134,7 @@ def _spec(config) -> Any:
 
 @guard
 def cmd_add(args: argparse.Namespace) -> int:
-    from udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     project = settings_of(args).project
     triggers = [t.strip() for value in args.trigger for t in value.split(",") if t.strip()]
@@ -157,7 +157,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_list(args: argparse.Namespace) -> int:
-    from connectors.alert_records import alerts_json
+    from streamdrift.connectors.alert_records import alerts_json
 
     project, store = project_and_store(args)
     with store:
@@ -187,7 +187,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_show(args: argparse.Namespace) -> int:
-    from connectors.alert_records import alert_json
+    from streamdrift.connectors.alert_records import alert_json
 
     project, store = project_and_store(args)
     with store:
@@ -213,7 +213,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_reset(args: argparse.Namespace) -> int:
-    from connectors.alert_records import reset_alert
+    from streamdrift.connectors.alert_records import reset_alert
 
     project, store = project_and_store(args)
     with store:
@@ -241,13 +241,13 @@ def _num(value) -> str:
 
 
 def _criteria(spec) -> str:
-    from udfs.alerts import format_period
+    from streamdrift.udfs.alert_config import format_period
 
     return f"{spec.count} in {format_period(spec.period_ms)}" if spec.period_ms else f"{spec.count}"
 
 
 def _notify_label(target) -> str:
-    from udfs.alerts import format_period
+    from streamdrift.udfs.alert_config import format_period
 
     cooldown = f"/{format_period(target.cooldown_ms)}" if target.cooldown_ms else ""
     return target.kind + cooldown
@@ -279,7 +279,7 @@ def _print_config(config, activations) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.alerts_cli ...``: the ``alerts`` command on its own."""
+    """``python -m streamdrift.jobs.alerts_cli ...``: the ``alerts`` command on its own."""
     return run_alone(register, argv)
 
 

@@ -1,22 +1,22 @@
-"""Wiring of the alert stage after the applications stage (called by ``jobs.monitoring_job``).
+"""Wiring of the alert stage after the applications stage (called by ``streamdrift.jobs.monitoring_job``).
 
     outputs (WindowOutput) → ToAlertEvents → key by endpoint → EvaluateAlerts (keyed state)
       → NotifyActivations (SQL store + webhook / Slack / console / Kafka in the background)
 
 The configurations come from the SQL store (``alert_configs`` of the job's project), reloaded every
 ``refresh_seconds``; activations go to ``alert_activations``. ``streamdrift alerts reset`` advances
-a configuration's ``updated`` time, which the job reads at its next reload (see ``udfs.alerts``).
+a configuration's ``updated`` time, which the job reads at its next reload (see ``streamdrift.udfs.alerts``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 from typing import Any
 
-from connectors.settings import Settings, kafka_bootstrap
-from udfs.alerts import Recorded
+from streamdrift.connectors.settings import Settings, kafka_bootstrap
+from streamdrift.udfs.alerts import Recorded
+from streamdrift.udfs.records import utc_from_ms
 
 _STORES: dict[str, Any] = {}  # one store per URL and worker process
 
@@ -24,7 +24,7 @@ _STORES: dict[str, Any] = {}  # one store per URL and worker process
 def _store(url: str):
     store = _STORES.get(url)
     if store is None:
-        from connectors.sql_store import SqlStore
+        from streamdrift.connectors.sql_store import SqlStore
 
         store = SqlStore(url)
         store.create_schema()
@@ -39,15 +39,14 @@ def load_alerts(store_url: str, project: str) -> list[dict[str, Any]]:
 
 def lookup_activation(store_url: str, project: str, alert_name: str, entity: str, window_end_ms: int) -> Recorded | None:
     """The recorded activation of (alert, entity, window end), if any."""
-    window_end = dt.datetime.fromtimestamp(window_end_ms / 1000, tz=dt.timezone.utc)
-    found = _store(store_url).find_activation(project, alert_name, entity, window_end)
+    found = _store(store_url).find_activation(project, alert_name, entity, utc_from_ms(window_end_ms))
     if found is None:
         return None
     return Recorded(found.id, found.reset_at is not None, found.notified)
 
 
 def open_dispatcher(store_url: str, bootstrap: str | None, sender_options: dict[str, Any] | None = None):
-    from connectors.notifications import AlertDispatcher
+    from streamdrift.connectors.notifications import AlertDispatcher
 
     return AlertDispatcher.open(store_url, bootstrap, **(sender_options or {}))
 
@@ -58,7 +57,7 @@ def attach_alerts(outputs, settings: Settings, refresh_seconds: float = 30.0,
     DataStream of one JSON line per activation handled."""
     from pyflink.common import Types
 
-    from operators.alerts import EvaluateAlerts, NotifyActivations, ToAlertEvents
+    from streamdrift.operators.alerts import EvaluateAlerts, NotifyActivations, ToAlertEvents
 
     url = settings.endpoint_store_connection
     bootstrap = kafka_bootstrap(settings.stream_path) if settings.stream_path.startswith("kafka://") else None

@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
-from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
-from jobs.cli_common import print_result, project_and_store, run_alone
+from streamdrift.jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from streamdrift.jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from streamdrift.jobs.cli_common import print_result, project_and_store, run_alone
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _load_errors() -> dict:
     """:func:`guard`'s extra handler: an application that cannot be imported or built."""
-    from connectors.app_registry import AppLoadError
+    from streamdrift.connectors.app_registry import AppLoadError
 
     return {AppLoadError: lambda exc, args: f"application {args.name!r} cannot be loaded: {exc}"}
 
@@ -101,7 +101,7 @@ def parse_params(params: str | None, pairs: list[str]) -> dict[str, Any]:
 
 @guard(extra=_load_errors)
 def cmd_add(args: argparse.Namespace) -> int:
-    from connectors import app_registry
+    from streamdrift.connectors import app_registry
 
     class_path = args.class_path
     if ":" not in class_path and args.module_path and Path(args.module_path).suffix == ".py":
@@ -121,7 +121,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 @guard(extra=_load_errors)
 def cmd_list(args: argparse.Namespace) -> int:
-    from connectors import app_registry
+    from streamdrift.connectors import app_registry
 
     project, store = project_and_store(args)
     with store:
@@ -137,7 +137,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _toggle(args: argparse.Namespace, enabled: bool) -> int:
-    from connectors import app_registry
+    from streamdrift.connectors import app_registry
 
     project, store = project_and_store(args)
     with store:
@@ -159,7 +159,7 @@ def cmd_disable(args: argparse.Namespace) -> int:
 
 @guard(extra=_load_errors)
 def cmd_remove(args: argparse.Namespace) -> int:
-    from connectors import app_registry
+    from streamdrift.connectors import app_registry
 
     project, store = project_and_store(args)
     with store:
@@ -171,7 +171,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.apps_cli ...``: the ``apps`` command on its own."""
+    """``python -m streamdrift.jobs.apps_cli ...``: the ``apps`` command on its own."""
     return run_alone(register, argv)
 
 

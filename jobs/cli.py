@@ -7,20 +7,9 @@ import json
 import subprocess
 import sys
 
-from connectors import local_services
-from connectors.settings import ENV_PREFIX, SPECS, SettingsError, load_settings
-
-
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML settings file (also STREAMDRIFT_CONFIG)")
-    parser.add_argument("--data-dir", help="folder of the embedded defaults (default .streamdrift)")
-    for name, spec in SPECS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, help=spec.help)
-
-
-def _settings(args: argparse.Namespace, defaults: dict | None = None):
-    cli = {name: getattr(args, name, None) for name in list(SPECS) + ["data_dir"]}
-    return load_settings(cli, config_file=args.config, defaults=defaults)
+from streamdrift.connectors import local_services
+from streamdrift.connectors.settings import ENV_PREFIX, SettingsError
+from streamdrift.jobs.settings_flags import add_settings_flags, settings_from_args
 
 
 def cmd_services(args: argparse.Namespace) -> int:
@@ -57,14 +46,14 @@ def cmd_jars(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    print(json.dumps(_settings(args).masked(), indent=2))
+    print(json.dumps(settings_from_args(args).masked(), indent=2))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jobs import monitoring_job
+    from streamdrift.jobs import monitoring_job
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     print(f"streamdrift: running the monitoring job with {json.dumps(settings.masked())}", file=sys.stderr)
     try:
         monitoring_job.run(settings, monitoring_job.options_from_args(args), args.print_summaries)
@@ -74,29 +63,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_archive() -> str:
-    """A zip of the project's packages, shipped with a submitted job (``-pyfs``)."""
-    import zipfile
+JOB_PACKAGES = ("udfs", "operators", "connectors", "jobs")
 
-    root = local_services.PROJECT_ROOT
+
+def job_archive() -> str:
+    """A zip of the packages the job runs (``streamdrift/udfs/...``, ``streamdrift/jobs/...``),
+    shipped with a submitted job (``-pyfs``): the cluster's Python workers import ``streamdrift.*``
+    from it. The files are those this process imports (a checkout or an installed package)."""
+    import importlib
+    import zipfile
+    from pathlib import Path
+
     target = local_services.run_dir() / "streamdrift-job.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in ("udfs", "operators", "connectors", "jobs"):
-            for path in sorted((root / package).rglob("*.py")):
-                archive.write(path, path.relative_to(root).as_posix())
+        for package in JOB_PACKAGES:
+            folder = Path(importlib.import_module(f"streamdrift.{package}").__file__).parent
+            for path in sorted(folder.rglob("*.py")):
+                archive.write(path, f"streamdrift/{package}/{path.relative_to(folder).as_posix()}")
     return str(target)
 
 
 def submit_command(args: argparse.Namespace, job_argv: list[str]) -> list[str]:
-    """The ``flink run`` command line that submits the monitoring job to a cluster."""
-    from connectors.local_services import flink_home
+    """The ``flink run`` command line that submits the monitoring job to a cluster: the entry
+    point is the module ``streamdrift.jobs.monitoring_job`` of the shipped zip."""
+    from streamdrift.connectors.local_services import flink_home
 
-    root = local_services.PROJECT_ROOT
     cmd = [str(flink_home() / "bin" / "flink"), "run", "-m", args.jobmanager]
     if args.detached:
         cmd.append("-d")
-    cmd += ["-py", str(root / "jobs" / "monitoring_job.py"), "-pyfs", job_archive(),
+    cmd += ["-pym", "streamdrift.jobs.monitoring_job", "-pyfs", job_archive(),
             "-pyexec", sys.executable, "-pyclientexec", sys.executable]
     return cmd + job_argv
 
@@ -121,7 +117,7 @@ def _settings_file(settings) -> str:
 def cmd_submit(args: argparse.Namespace) -> int:
     import os
 
-    settings = _settings(args)  # fail here, before anything is shipped, on a bad setting
+    settings = settings_from_args(args)  # fail here, before anything is shipped, on a bad setting
     path = _settings_file(settings)
     cluster = local_services.Flink()
     env = cluster.env() if (cluster.conf / "config.yaml").exists() else dict(os.environ)
@@ -133,9 +129,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from jobs import demo
+    from streamdrift.jobs import demo
 
-    settings = _settings(args, defaults=demo.DEFAULTS)
+    settings = settings_from_args(args, defaults=demo.DEFAULTS)
     print(f"streamdrift: the demo with {json.dumps(settings.masked())}", file=sys.stderr)
     return demo.main(settings)
 
@@ -143,10 +139,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
 
-    from connectors.settings import mask_password
-    from ui.app import serve
+    from streamdrift.connectors.settings import mask_password
+    from streamdrift.ui.app import serve
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if args.token:
         print("streamdrift: note: --token is visible in the process list; STREAMDRIFT_UI_TOKEN is not",
               file=sys.stderr)
@@ -161,7 +157,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from jobs import demo_smoke
+    from streamdrift.jobs import demo_smoke
 
     return demo_smoke.main()
 
@@ -180,13 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_jars)
 
     p = sub.add_parser("settings", help="print the resolved settings (passwords masked)")
-    _add_settings_flags(p)
+    add_settings_flags(p)
     p.set_defaults(func=cmd_settings)
 
-    from jobs.monitoring_job import add_job_flags
+    from streamdrift.jobs.monitoring_job import add_job_flags
 
     p = sub.add_parser("run", help="run the monitoring job on a local Flink (embedded defaults unless set)")
-    _add_settings_flags(p)
+    add_settings_flags(p)
     add_job_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -200,13 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train a model, stream inference events with drift, print per-window drift",
                        description="Embedded defaults (in .streamdrift-demo, project demo) unless the settings "
                                    "flags, STREAMDRIFT_* variables or a --config file name your own services.")
-    _add_settings_flags(p)
+    add_settings_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", help="the dashboard: endpoints, drift, metrics and alerts in a browser",
                        description="Serves the dashboard on the stores of the settings (read-only unless a token "
                                    "is set). Open http://HOST:PORT/ in a browser.")
-    _add_settings_flags(p)
+    add_settings_flags(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--token", help="token that actions (resetting an alert) need; better STREAMDRIFT_UI_TOKEN, "
@@ -218,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke pipeline (Kafka → PyFlink → Kafka) on the local broker")
     p.set_defaults(func=cmd_smoke)
 
-    from jobs import apps_cli, endpoints_cli
+    from streamdrift.jobs import apps_cli, endpoints_cli
 
     endpoints_cli.register(sub)
     apps_cli.register(sub)
 
-    from jobs import alerts_cli, dead_letters_cli
+    from streamdrift.jobs import alerts_cli, dead_letters_cli
 
     alerts_cli.register(sub)
     dead_letters_cli.register(sub)
@@ -241,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "submit":
         # the settings flags among the job's are read here (and shipped in a file, see cmd_submit)
         settings_parser = argparse.ArgumentParser(add_help=False)
-        _add_settings_flags(settings_parser)
+        add_settings_flags(settings_parser)
         given, args.job_argv = settings_parser.parse_known_args(rest)
         for name, value in vars(given).items():
             setattr(args, name, value)

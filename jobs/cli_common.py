@@ -2,7 +2,7 @@
 
 Each of those modules has a ``register(subparsers)`` that adds its command to a ``streamdrift``
 parser, and command functions ``cmd_*(args) -> int``. This module holds the rest: the exit codes,
-the subcommand and flag set-up (the settings flags are ``jobs.cli``'s), the settings and the store of
+the subcommand and flag set-up (the settings flags come from :mod:`streamdrift.jobs.settings_flags`), the settings and the store of
 a command, the error guard that turns an error into one line on stderr and an exit code, the
 key/value and table printers, and the ``main`` of a module run on its own.
 
@@ -35,10 +35,10 @@ def add_subcommand(sub: argparse._SubParsersAction, name: str, func: Command, **
     ``kwargs`` go to ``add_parser`` (``help``, ``description``, ...). Add the command's own arguments
     to the parser returned, then :func:`add_json_flag` last.
     """
-    from jobs.cli import _add_settings_flags  # here, not at the top: jobs.cli imports the command modules
+    from streamdrift.jobs.settings_flags import add_settings_flags
 
     parser = sub.add_parser(name, **kwargs)
-    _add_settings_flags(parser)
+    add_settings_flags(parser)
     parser.set_defaults(func=func)
     return parser
 
@@ -76,9 +76,9 @@ def run_alone(register: Callable[[argparse._SubParsersAction], Any], argv: list[
 
 def settings_of(args: argparse.Namespace):
     """The settings of a command: its flags, then the environment, the ``--config`` file, the defaults."""
-    from jobs.cli import _settings
+    from streamdrift.jobs.settings_flags import settings_from_args
 
-    return _settings(args)
+    return settings_from_args(args)
 
 
 def open_store(args: argparse.Namespace):
@@ -88,7 +88,7 @@ def open_store(args: argparse.Namespace):
 
 def project_and_store(args: argparse.Namespace):
     """``(project, store)`` of a command: its ``project`` setting and its store, as :func:`open_store`."""
-    from connectors.endpoints import open_store as open_endpoint_store
+    from streamdrift.connectors.endpoints import open_store as open_endpoint_store
 
     settings = settings_of(args)
     return settings.project, open_endpoint_store(settings.endpoint_store_connection)
@@ -96,7 +96,7 @@ def project_and_store(args: argparse.Namespace):
 
 def not_found(message: str) -> Exception:
     """The error to raise for a missing endpoint, application or alert: exit :data:`EXIT_NOT_FOUND`."""
-    from connectors.sql_store import NotFoundError
+    from streamdrift.connectors.sql_store import NotFoundError
 
     return NotFoundError(message)
 
@@ -129,8 +129,8 @@ def guard(fn: Command | None = None, *, extra: Callable[[], Handlers] | None = N
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
-        from connectors.settings import SettingsError
-        from connectors.sql_store import NotFoundError, StoreError
+        from streamdrift.connectors.settings import SettingsError
+        from streamdrift.connectors.sql_store import NotFoundError, StoreError
 
         handlers = dict(extra()) if extra is not None else {}
         try:

@@ -15,7 +15,7 @@ import argparse
 import collections
 import json
 
-from jobs.cli_common import add_json_flag, add_subcommand, fail, format_table, guard, run_alone, settings_of
+from streamdrift.jobs.cli_common import add_json_flag, add_subcommand, fail, format_table, guard, run_alone, settings_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def _reason_head(reason: str) -> str:
 
 @guard
 def cmd_list(args: argparse.Namespace) -> int:
-    from connectors import dead_letters
+    from streamdrift.connectors import dead_letters
 
     letters = dead_letters.read(settings_of(args))
     counts = collections.Counter((letter.get("kind", "?"), _reason_head(str(letter.get("reason", "")))) for letter in letters)
@@ -55,9 +55,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_replay(args: argparse.Namespace) -> int:
-    from connectors import dead_letters
-    from connectors.job_io import StoreWriter, WindowNotWritten
-    from udfs.monitor import window_output_from_json
+    from streamdrift.connectors import dead_letters
+    from streamdrift.connectors.job_io import StoreWriter, WindowNotWritten
+    from streamdrift.udfs.monitor import window_output_from_json
 
     settings = settings_of(args)
     writer = StoreWriter(settings.tsdb_connection, settings.endpoint_store_connection)

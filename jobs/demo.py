@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from connectors.settings import Settings, load_settings, mask_password
+from streamdrift.connectors.settings import Settings, load_settings, mask_password
 
 DEFAULTS = {"data_dir": ".streamdrift-demo", "project": "demo", "base_period": 1}
 WINDOWS = 8
@@ -55,11 +55,11 @@ def main(settings: Settings | None = None) -> int:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import train_test_split
 
-    from connectors import dead_letters
-    from connectors.endpoints import get_or_create_model_endpoint
-    from connectors.producer import MonitoringProducer
-    from connectors.tsdb import open_tsdb
-    from jobs.monitoring_job import JobOptions, failure_reason, run
+    from streamdrift.connectors import dead_letters
+    from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+    from streamdrift.connectors.producer import MonitoringProducer
+    from streamdrift.connectors.tsdb import open_tsdb
+    from streamdrift.jobs.monitoring_job import JobOptions, failure_reason, run
 
     began = time.monotonic()
     if settings is None:

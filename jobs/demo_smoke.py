@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 
-from connectors.local_services import Kafka
+from streamdrift.connectors.local_services import Kafka
 
 RECORDS = 1_000
 
@@ -19,8 +19,8 @@ RECORDS = 1_000
 def main() -> int:
     from kafka import KafkaConsumer, KafkaProducer
 
-    from jobs import smoke
-    from jobs.flink_env import stream_env
+    from streamdrift.jobs import smoke
+    from streamdrift.jobs.flink_env import stream_env
 
     kafka = Kafka()
     started = not kafka.status().up

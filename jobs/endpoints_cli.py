@@ -19,9 +19,9 @@ import json
 import sys
 from typing import Any
 
-from jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
-from jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
-from jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone
+from streamdrift.jobs.cli_common import EXIT_ERROR, EXIT_NOT_FOUND  # noqa: F401 (the exit codes, importable from here too)
+from streamdrift.jobs.cli_common import add_item_subcommands, add_json_flag, add_subcommand, format_table, guard, not_found
+from streamdrift.jobs.cli_common import open_store, print_fields, print_result, project_and_store, run_alone
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def _names(value: str | list[str] | None) -> list[str] | None:
 
 @guard
 def cmd_create(args: argparse.Namespace) -> int:
-    from connectors.endpoints import get_or_create_model_endpoint
+    from streamdrift.connectors.endpoints import get_or_create_model_endpoint
 
     project, store = project_and_store(args)
     with store:
@@ -120,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if endpoint is None:
         raise not_found(f"no model endpoint {args.endpoint_id!r}")
     if args.json:
-        from connectors.endpoints import endpoint_json
+        from streamdrift.connectors.endpoints import endpoint_json
 
         print(json.dumps(endpoint_json(endpoint, problems), indent=2))
         return 0
@@ -206,7 +206,7 @@ def feature_rows(endpoint) -> list[list[str]]:
 
 def _print_invalid(endpoint) -> None:
     """One line per reference column with values that are not numbers (invalid values)."""
-    from udfs.reference import invalid_report
+    from streamdrift.udfs.reference import invalid_report
 
     for line in invalid_report(endpoint.feature_stats):
         print(f"invalid  {line}")
@@ -228,7 +228,7 @@ def _print_endpoint(e) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.endpoints_cli ...``: the ``endpoints`` command on its own."""
+    """``python -m streamdrift.jobs.endpoints_cli ...``: the ``endpoints`` command on its own."""
     return run_alone(register, argv)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from connectors.local_services import jars_dir, plugins_dir
+from streamdrift.connectors.local_services import jars_dir, plugins_dir
 
 
 def flink_jar_uris() -> list[str]:
@@ -19,7 +19,7 @@ def flink_jar_uris() -> list[str]:
 def connectors_in_flink_lib() -> bool:
     """True when the JVM this process builds jobs in already has the Kafka connector on its class
     path: ``flink run`` of a Flink distribution whose ``lib/`` holds the connector jars (the local
-    standalone cluster's does, see ``connectors.local_services``). Its cluster then loads them with
+    standalone cluster's does, see ``streamdrift.connectors.local_services``). Its cluster then loads them with
     Flink's own class loader, and the job does not ship them again (a job's own copies would be
     loaded anew at every restart)."""
     from pyflink.java_gateway import get_gateway

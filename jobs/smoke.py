@@ -4,19 +4,14 @@ It proves that PyFlink, the Flink Kafka connector, the local Kafka broker and (w
 the standalone cluster work together. The source is bounded (it stops at the offsets that were
 latest when the job started), so the job finishes by itself.
 
-Run it locally:   python -m jobs.smoke --bootstrap 127.0.0.1:9092 --input in --output out
-or on a cluster:  flink run -m 127.0.0.1:8081 -py jobs/smoke.py -pyfs <project root> -- --input ...
+Run it locally:   python -m streamdrift.jobs.smoke --bootstrap 127.0.0.1:9092 --input in --output out
+or on a cluster:  flink run -m 127.0.0.1:8081 -py jobs/smoke.py -pyexec <a Python with streamdrift installed> -- --input ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file by `flink run -py jobs/smoke.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def transform(value: str) -> str:
@@ -58,7 +53,7 @@ def build(env, bootstrap: str, input_topic: str, output_topic: str, group_id: st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.flink_env import stream_env
+    from streamdrift.jobs.flink_env import stream_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")

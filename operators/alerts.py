@@ -1,10 +1,10 @@
 """The alert stage: window outputs → events → (keyed by endpoint) evaluation → notifications.
 
-Thin: the logic is in :mod:`udfs.alerts`; what touches the store comes in as callables built in
-``jobs.alerts_wiring``:
+Thin: the logic is in :mod:`streamdrift.udfs.alerts`; what touches the store comes in as callables built in
+``streamdrift.jobs.alerts_wiring``:
 
 * ``load_alerts()`` → the alert configurations (mappings), reloaded every ``refresh_seconds``;
-* ``lookup_activation(project, alert_name, entity, window_end_ms)`` → :class:`udfs.alerts.Recorded`
+* ``lookup_activation(project, alert_name, entity, window_end_ms)`` → :class:`streamdrift.udfs.alerts.Recorded`
   or None: is this activation recorded already (a replay)?
 * ``open_dispatcher()`` → an object with ``handle(activation) -> id | None`` and ``close()``.
 
@@ -21,14 +21,15 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
-from operators.metrics import ShowOnce
-from udfs.alerts import AlertBook, AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.operators.metrics import ShowOnce
+from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alert_config import AlertBook
 
 log = logging.getLogger("streamdrift.alerts")
 
 
 class ToAlertEvents(FlatMapFunction):
-    """:class:`udfs.monitor.WindowOutput` → :class:`udfs.alerts.AlertEvent` s; the default
+    """:class:`streamdrift.udfs.monitor.WindowOutput` → :class:`streamdrift.udfs.alert_config.AlertEvent` s; the default
     application's data-drift events from the ``verdict`` result only."""
 
     def __init__(self, verdict: str | None = None):

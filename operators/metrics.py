@@ -1,4 +1,4 @@
-"""The job's counters as Flink metrics (and so for Prometheus, see ``jobs.flink_env.prometheus_reporter``).
+"""The job's counters as Flink metrics (and so for Prometheus, see ``streamdrift.jobs.flink_env.prometheus_reporter``).
 
 PyFlink registers a Python counter with Flink only once a bundle has updated it: a counter nothing
 has incremented yet (no store refused a window) would be missing from the reporters instead of

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from operators.metrics import ShowOnce
-from udfs.catalog import EndpointCatalog
-from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
-from udfs.window import WindowAggregate
+from streamdrift.operators.app_calls import call_with_timeout
+from streamdrift.operators.metrics import ShowOnce
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
+from streamdrift.udfs.reloading import Reloading
+from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
 END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bounded input passes
@@ -28,7 +29,7 @@ SUMMARY_TYPE = Types.ROW_NAMED(
 
 
 class RunApplications(MapFunction):
-    """A closed window → :class:`udfs.monitor.WindowOutput` (every enabled application run on it)."""
+    """A closed window → :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on it)."""
 
     def __init__(self, load_endpoints, load_apps, project: str, apps_refresh_seconds: float = 30.0):
         self.load_endpoints = load_endpoints
@@ -38,8 +39,8 @@ class RunApplications(MapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.catalog = EndpointCatalog(self.load_endpoints)
-        self.apps = list(self.load_apps())
-        self.apps_loaded = time.monotonic()
+        self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
+        self.apps.refresh()
         group = runtime_context.get_metrics_group()
         self.app_failures = group.counter("app_failures")
         self.window_failures = group.counter("window_failures")
@@ -48,13 +49,8 @@ class RunApplications(MapFunction):
     def _applications(self) -> list:
         """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
         (a registry that cannot be read keeps the ones loaded before)."""
-        if time.monotonic() - self.apps_loaded >= self.apps_refresh_seconds:
-            self.apps_loaded = time.monotonic()
-            try:
-                self.apps = list(self.load_apps())
-            except Exception as exc:
-                log.warning("reloading the applications failed (%s); keeping %d", type(exc).__name__, len(self.apps))
-        return self.apps
+        self.apps.refresh()
+        return self.apps.value
 
     def map(self, value) -> WindowOutput:
         self.show_counters()
@@ -66,7 +62,8 @@ class RunApplications(MapFunction):
             if revision == LATE:
                 return WindowOutput((record or {}).get("project") or self.project, key, start, end, LATE, agg.rows,
                                     None)
-            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision)
+            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision,
+                                 call=call_with_timeout)
         except Exception as exc:  # noqa: BLE001 - one window's fault: an error record, the job goes on
             log.exception("window %s/%s of endpoint %s failed", start, end, key)
             self.window_failures.inc()

@@ -5,7 +5,7 @@ A vectorised (pandas) function on the Table API: Flink hands it up to
 returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
 the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
 and for the watermark), its request id, latency and error (raw-row columns) and whether it came
-after its window closed for good (``late``, :class:`udfs.window.EventClock`); the record that starts
+after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`); the record that starts
 a partial aggregate of an (endpoint, window) also carries it (kind ``P``, the others ``R``); a dead
 letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
 ``window_start`` the time up to which the endpoint's windows may close.
@@ -16,13 +16,14 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
-from connectors.raw_rows import hour_partitions, shard_partitions
-from udfs.applications import sample_size_for
-from udfs.catalog import EndpointCatalog
-from udfs.columnar import ColumnarReader
-from udfs.contract import TimeBounds
-from udfs.events import MAX_EVENT_BYTES
-from udfs.window import EventClock, aggregate_isolated
+from streamdrift.udfs.applications import sample_size_for
+from streamdrift.udfs.batch import EventClock, aggregate_isolated
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.columnar import ColumnarReader
+from streamdrift.udfs.contract import TimeBounds
+from streamdrift.udfs.events import MAX_EVENT_BYTES
+from streamdrift.udfs.partitions import hour_partitions, shard_partitions
+from streamdrift.udfs.reloading import Reloading
 
 PARTIAL, RECORD, DEAD, CONTROL = "P", "R", "D", "C"
 
@@ -55,8 +56,8 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("error", DataTypes.BOOLEAN()),
     DataTypes.FIELD("body", DataTypes.BYTES()),
     DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
-    DataTypes.FIELD("shard", DataTypes.STRING()),  # the raw row's shard partition (connectors.raw_rows)
-    DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (udfs.window.EventClock)
+    DataTypes.FIELD("shard", DataTypes.STRING()),  # the raw row's shard partition (streamdrift.connectors.raw_rows)
+    DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (streamdrift.udfs.batch.EventClock)
 ])
 
 
@@ -86,7 +87,8 @@ class ParseRecords(ScalarFunction):
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
-        self.apps_loaded, self.window_sample = -float("inf"), self.sample_size
+        self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
+        self.window_sample = self.sample_size
         self.reader = ColumnarReader()
         self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)
         group = function_context.get_metric_group()
@@ -97,14 +99,8 @@ class ParseRecords(ScalarFunction):
     def _window_sample(self) -> int:
         """Rows of each window's sample: none while no enabled application reads it (applications
         reloaded every ``refresh_seconds``; a registry that cannot be read keeps the last answer)."""
-        import time
-
-        if self.load_apps is not None and time.monotonic() - self.apps_loaded >= self.refresh_seconds:
-            self.apps_loaded = time.monotonic()
-            try:
-                self.window_sample = sample_size_for(self.load_apps(), self.sample_size)
-            except Exception:  # noqa: BLE001 - keep sampling as before
-                pass
+        if self.load_apps is not None and self.apps.refresh():
+            self.window_sample = sample_size_for(self.apps.value, self.sample_size)
         return self.window_sample
 
     def eval(self, payloads, sizes=None):

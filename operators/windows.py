@@ -27,9 +27,9 @@ from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
-from operators.metrics import ShowOnce
-from udfs.catalog import EndpointCatalog
-from udfs.window import WindowAggregate
+from streamdrift.operators.metrics import ShowOnce
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
 COMPACT_EVERY = 16

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import local_services
+from streamdrift.connectors import local_services
 
 
 def _service(request, cls):

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from udfs.accumulator import Accumulator
-from udfs.histogram_drift import histogram_drift
-from udfs.records import MetricRecord, PredictionRecord, ResultRecord
-from udfs.reference import feature_stats
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.udfs.accumulator import Accumulator
+from streamdrift.udfs.histogram_drift import histogram_drift
+from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.reference import feature_stats
 
 UTC = dt.timezone.utc
 APP = "histogram-data-drift"

@@ -20,7 +20,7 @@ Conventions (every one is tested against ``np.histogram``):
 * NaN (and Arrow null) is a null: counted in ``nulls``, never binned. ``count`` is the
   number of non-null values, infinities included (as ``pandas.describe``), so
   ``hist.sum() == count`` per column.
-* A string in a numeric column is read by :func:`udfs.reference.parse_numbers`, as the
+* A string in a numeric column is read by :func:`streamdrift.udfs.reference.parse_numbers`, as the
   training data was: one that spells a number ("1.5") is that number, any other ("N/A", "?",
   "") is an invalid value, counted in ``invalid`` and in nothing else (not binned, not in
   ``count``, ``nulls`` or the moments): a share of the window to report, not drift.
@@ -57,7 +57,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.reference import (
+from streamdrift.udfs.reference import (
     arrow_to_float64,
     as_string_array,
     is_categorical_stats,
@@ -254,6 +254,10 @@ def merge_moments(
     where :math:`M_2 = \\sum (x - \\bar x)^2`, so the sample variance is :math:`M_2 / (n - 1)`.
     The form is symmetric: swapping a and b gives bit-identical results. Columns with
     n = 0 get mean 0 and M2 0.
+
+    >>> n, mean, m2 = merge_moments(np.array([2]), np.array([1.0]), np.array([2.0]), np.array([2]), np.array([4.0]), np.array([8.0]))
+    >>> n.tolist(), mean.tolist(), m2.tolist()  # {0, 2} and {2, 6}: {0, 2, 2, 6}
+    ([4], [2.5], [19.0])
     """
     n = n_a + n_b
     safe = np.where(n > 0, n, 1).astype(np.float64)

@@ -11,7 +11,7 @@ It gets a :class:`MonitoringApplicationContext` per endpoint and closed window a
 Names of results and metrics match ``[a-zA-Z_][a-zA-Z0-9_]*`` (at most 128 characters); a name
 twice among an application's results (or metrics) of one window is an error. Anything else
 (a string, a result with a text value, extra_data that JSON cannot hold...) is an ``mm-app-failed``
-error of that application and endpoint (:func:`udfs.monitor.monitor_window`), never a crash.
+error of that application and endpoint (:func:`streamdrift.udfs.monitor.monitor_window`), never a crash.
 
 MLRun users: an application written for ``mlrun.model_monitoring.applications`` runs here with
 its imports changed and nothing else::
@@ -19,7 +19,7 @@ its imports changed and nothing else::
     # from mlrun.model_monitoring.applications import ModelMonitoringApplicationBase, \\
     #     ModelMonitoringApplicationResult, MonitoringApplicationContext
     # from mlrun.common.schemas.model_monitoring.constants import ResultKindApp, ResultStatusApp
-    from udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationResult,
+    from streamdrift.udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationResult,
                                    MonitoringApplicationContext, ResultKindApp, ResultStatusApp)
 
 The context has MLRun's attributes (``application_name``, ``project_name``, ``endpoint_id``,
@@ -46,20 +46,20 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from udfs.histogram_drift import (
+from streamdrift.udfs.histogram_drift import (
     FEATURE_DRIFT_NAME,
     DriftClassifier,
     drift_from_accumulator,
     feature_drift_from_accumulator,
 )
-from udfs.records import (
+from streamdrift.udfs.records import (
     MetricRecord,
     ResultKindApp,
     ResultRecord,
     ResultStatusApp,
-    validate_name,
+    check_name,
 )
-from udfs.verdict import MergeMaps, check_parameters
+from streamdrift.udfs.verdict import MergeMaps, check_parameters
 
 __all__ = [
     "artifact_file", "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
@@ -68,19 +68,8 @@ __all__ = [
     "DEFAULT_TIMEOUT_SECONDS", "HISTOGRAM_DATA_DRIFT",
 ]
 
-NAME_LENGTH = 128
 DEFAULT_TIMEOUT_SECONDS = 60.0
 HISTOGRAM_DATA_DRIFT = "histogram-data-drift"
-APPLICATION_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
-
-
-def _check_name(name: Any, what: str) -> str:
-    validate_name(name, what)
-    if len(name) > NAME_LENGTH:
-        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long: at most {NAME_LENGTH}")
-    return name
-
-
 def _check_number(value: Any, what: str) -> float:
     if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a number, got {type(value).__name__} {value!r:.80}")
@@ -101,7 +90,7 @@ class ModelMonitoringApplicationResult:
     extra_data: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "result name")
+        check_name(self.name, "result name")
         self.kind = _enum(ResultKindApp, self.kind, "kind")
         self.status = _enum(ResultStatusApp, self.status, "status")
 
@@ -118,7 +107,7 @@ class ModelMonitoringApplicationMetric:
     value: float
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "metric name")
+        check_name(self.name, "metric name")
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric_name": self.name, "metric_value": self.value}
@@ -220,7 +209,7 @@ class MonitoringApplicationContext:
     format), ``feature_names``, ``label_names``, ``logger`` (:class:`AppLogger`) and, built on first
     use: ``sample_df_stats`` (the window's statistics from all its rows, on the reference's bins),
     ``sample_df`` (a bounded uniform sample of the window's rows, a pandas DataFrame), ``window``
-    (the :class:`udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
+    (the :class:`streamdrift.udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
     the training rows, or None). Each application gets its own copies: what it changes in place
     reaches neither the other applications nor the next window.
     """
@@ -297,7 +286,7 @@ class MonitoringApplicationContext:
 
     @property
     def window(self):
-        """The window's aggregate (:class:`udfs.window.WindowAggregate`), or None."""
+        """The window's aggregate (:class:`streamdrift.udfs.window.WindowAggregate`), or None."""
         if callable(self._window):
             self._window = self._window()
         return self._window
@@ -378,7 +367,7 @@ class ModelMonitoringApplicationBase:
 
     ``NAME`` is the application's name when it is run without a registration (the registry names
     it by its registration); it defaults to the class name. ``timeout_seconds`` bounds one call
-    of ``do_tracking`` (default 60; :mod:`udfs.monitor`). ``uses_sample``: whether it reads the
+    of ``do_tracking`` (default 60; :mod:`streamdrift.udfs.monitor`). ``uses_sample``: whether it reads the
     window's ``sample_df``; the job keeps a sample of each window's rows only while an enabled
     application does (an application that sets it False and reads ``sample_df`` gets no rows).
     """
@@ -406,7 +395,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     = (tvd_mean + hellinger_mean) / 2, status by thresholds potential 0.5 / detected 0.7 (MLRun's);
     result ``feature_drift`` (data_drift): per column a test of the window's counts against the
     reference's, Benjamini–Hochberg over the columns, potential at FDR ``alpha`` (1 %), detected at
-    ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`udfs.verdict`);
+    ``alpha_detected`` (0.1 %), value = share of the columns rejected (:mod:`streamdrift.udfs.verdict`);
     ``min_effect`` (reference σ) raises the smallest drift it flags. Metric ``invalid_share``: the
     window's values that are not numbers ("N/A", "?") in numeric columns / (non-null + invalid
     values), never part of the drift; per column in ``general_drift``'s ``extra_data``.
@@ -452,6 +441,23 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         out += [ModelMonitoringApplicationMetric(name, value) for name, value in report.metrics.items()
                 if value is not None]
         return out + invalid
+
+
+CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+"""How an application class is registered: ``package.module:ClassName``."""
+
+
+def split_class_path(class_path: str) -> tuple[str, str]:
+    """``(module, class name)`` of a class path ``package.module:ClassName``; ValueError for
+    anything else.
+
+    >>> split_class_path('streamdrift.udfs.example_apps:DataQualityApplication')
+    ('streamdrift.udfs.example_apps', 'DataQualityApplication')
+    """
+    if not isinstance(class_path, str) or not CLASS_PATH.fullmatch(class_path):
+        raise ValueError(f"application class {class_path!r} must look like 'package.module:ClassName'")
+    module, _, name = class_path.partition(":")
+    return module, name
 
 
 def app_name(app: Any) -> str:
@@ -509,7 +515,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
     elif isinstance(output, Mapping):
         items = []
         for k, v in output.items():
-            items.append(ModelMonitoringApplicationMetric(_check_name(k, "metric name"), _check_number(v, f"metric {k!r}")))
+            items.append(ModelMonitoringApplicationMetric(check_name(k, "metric name"), _check_number(v, f"metric {k!r}")))
     elif isinstance(output, (list, tuple)):
         items = list(output)
     else:
@@ -521,7 +527,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
     for item in items:
         if isinstance(item, ModelMonitoringApplicationResult):
             where = f"result {item.name!r}"
-            _check_name(item.name, "result name")
+            check_name(item.name, "result name")
             kind = _enum(ResultKindApp, item.kind, "kind")
             status = _enum(ResultStatusApp, item.status, "status")
             if not isinstance(item.extra_data, Mapping):
@@ -532,7 +538,7 @@ def normalise_output(output: Any, context: MonitoringApplicationContext) -> tupl
             results.append(ResultRecord(result_name=item.name, kind=int(kind), status=int(status), value=value,
                                         extra_data=_jsonable(dict(item.extra_data), f"{where}: extra_data"), **common))
         elif isinstance(item, ModelMonitoringApplicationMetric):
-            _check_name(item.name, "metric name")
+            check_name(item.name, "metric name")
             metrics.append(MetricRecord(metric_name=item.name, value=_check_number(item.value, f"metric {item.name!r}"),
                                         **common))
         else:

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from udfs.accumulator import Layout
-from udfs.events import NO_COLUMNS, Columns, row_columns
+from streamdrift.udfs.accumulator import Layout
+from streamdrift.udfs.events import NO_COLUMNS, Columns, row_columns
+from streamdrift.udfs.reloading import Reloading
 
 log = logging.getLogger("streamdrift.catalog")
 
@@ -24,37 +25,27 @@ log = logging.getLogger("streamdrift.catalog")
 class EndpointCatalog:
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
                  miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
-        self._load = load
-        self.refresh_seconds = refresh_seconds
+        self._loading = Reloading(load, refresh_seconds, "endpoints", clock)
         self.miss_seconds = miss_seconds
-        self._clock = clock
         self._records: dict[str, Mapping[str, Any]] = {}
         self._layouts: dict[str, Layout] = {}
         self._columns: dict[str, Columns] = {}
         self._by_fingerprint: dict[bytes, Layout] = {}
-        self._loaded_at = -float("inf")
         self._last_load: object = None
         self.errors: dict[str, str] = {}
         """endpoint id → why its reference cannot be used (its rows are then only counted)."""
 
+    @property
+    def refresh_seconds(self) -> float:
+        return self._loading.refresh_seconds
+
     def refresh(self, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._loaded_at < self.refresh_seconds:
+        if not self._loading.refresh(force):
             return
-        try:
-            loaded = self._load()
-            if loaded is self._last_load:  # the very records of the last load: nothing changed
-                self._loaded_at = now
-                return
-            records = {r["endpoint_id"]: r for r in loaded}
-        except Exception as exc:
-            if self._loaded_at == -float("inf"):
-                raise  # nothing to go on: the job cannot start without its endpoints
-            # the store is unreachable: keep what we know and try again at the next refresh
-            log.warning("reloading the endpoints failed (%s); keeping the %d known ones",
-                        type(exc).__name__, len(self._records))
-            self._loaded_at = now
+        loaded = self._loading.value
+        if loaded is self._last_load:  # the very records of the last load: nothing changed
             return
+        records = {r["endpoint_id"]: r for r in loaded}
         layouts, errors = {}, {}
         for endpoint_id, record in records.items():
             stats = record.get("feature_stats") or {}
@@ -70,11 +61,10 @@ class EndpointCatalog:
         self._columns = {endpoint_id: row_columns(record) for endpoint_id, record in records.items()}
         for layout in layouts.values():
             self._by_fingerprint.setdefault(layout.fingerprint, layout)
-        self._loaded_at = now
 
     def _reload_on_miss(self) -> None:
         """Reload now unless the last load is less than ``miss_seconds`` old (it would not know more)."""
-        if self._clock() - self._loaded_at >= self.miss_seconds:
+        if self._loading.age() >= self.miss_seconds:
             self.refresh(force=True)
 
     def _known(self, endpoint_id: str) -> bool:

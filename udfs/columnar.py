@@ -1,6 +1,6 @@
 """A batch of records read column-wise: the common native event without a Python object per value.
 
-The per-record path (:func:`udfs.events.decode`, then :meth:`WindowAggregate.add_events`) makes a
+The per-record path (:func:`streamdrift.udfs.events.decode`, then :meth:`WindowAggregate.add_events`) makes a
 dict, a list and a float object per value of every record, and numpy then takes them apart
 again. Here pyarrow's JSON reader reads the whole batch into columns (numbers straight into
 float64 buffers) and the counting works on those.
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from udfs.contract import TimeBounds, endpoint_id_problem
-from udfs.events import _MAX_MS, _MIN_MS, MAX_EVENT_BYTES, epoch_ms_array
-from udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
+from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem
+from streamdrift.udfs.events import MAX_EPOCH_MS, MAX_EVENT_BYTES, MIN_EPOCH_MS, epoch_ms_array
+from streamdrift.udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
 _SCHEMAS = ("rows", "row")  # inputs as a list of rows, or as one row
@@ -186,7 +186,9 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     ts_col = table.column("timestamp").chunk(0)
     ok &= ~_null_mask(ts_col)
     ts = epoch_ms_array(pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64))
-    lo, hi = (_MIN_MS, _MAX_MS) if bounds is None else (max(_MIN_MS, bounds.oldest_ms), min(_MAX_MS, bounds.newest_ms))
+    lo, hi = MIN_EPOCH_MS, MAX_EPOCH_MS
+    if bounds is not None:
+        lo, hi = max(lo, bounds.oldest_ms), min(hi, bounds.newest_ms)
     ok &= (ts >= lo) & (ts <= hi)
     error = table.column("error").chunk(0)
     ok &= ~pc.fill_null(error, False).to_numpy(zero_copy_only=False).astype(bool)

@@ -33,7 +33,13 @@ def identifier_problem(value: Any, max_chars: int = MAX_ID_CHARS) -> str | None:
 
     An identifier is a string of 1 to ``max_chars`` characters, not only white space, without
     control characters (Unicode category Cc, e.g. ``\\t``, ``\\x00``, ``\\x7f``, ``\\x85``), line or
-    paragraph separators, or lone surrogates (not encodable as UTF-8)."""
+    paragraph separators, or lone surrogates (not encodable as UTF-8).
+
+    >>> identifier_problem('fraud-scorer') is None
+    True
+    >>> identifier_problem('x' * 300)
+    'is 300 characters long: at most 255'
+    """
     if not isinstance(value, str):
         return f"must be a string, got {type(value).__name__}"
     if not value.strip():
@@ -50,12 +56,24 @@ def identifier_problem(value: Any, max_chars: int = MAX_ID_CHARS) -> str | None:
 
 
 def endpoint_id_problem(endpoint_id: Any) -> str | None:
-    """:func:`identifier_problem` of an endpoint id (it keys every store and the raw rows)."""
+    """:func:`identifier_problem` of an endpoint id (it keys every store and the raw rows).
+
+    >>> endpoint_id_problem('') 
+    'must be a non-empty string'
+    >>> endpoint_id_problem('def61544') is None
+    True
+    """
     return identifier_problem(endpoint_id)
 
 
 def text_problem(value: str) -> str | None:
-    """Why a string cannot be written as UTF-8 (a lone surrogate), or None."""
+    """Why a string cannot be written as UTF-8 (a lone surrogate), or None.
+
+    >>> text_problem('naïve') is None
+    True
+    >>> text_problem('a' + chr(0xD800)).endswith("at 1, a lone surrogate that is not valid Unicode")
+    True
+    """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -66,7 +84,13 @@ def text_problem(value: str) -> str | None:
 def structure_problem(obj: Any) -> str | None:
     """The first string (key or value) anywhere in a decoded JSON value that is not valid
     Unicode (:func:`text_problem`), or None. JSON may escape a lone surrogate (``"\\ud800"``) and
-    Python's decoder accepts it; no sink can write it."""
+    Python's decoder accepts it; no sink can write it.
+
+    >>> structure_problem({'inputs': [[1, 'ok']]}) is None
+    True
+    >>> structure_problem({'inputs': [[1, chr(0xD800)]]}).endswith("at 0, a lone surrogate that is not valid Unicode")
+    True
+    """
     stack = [obj]
     while stack:
         item = stack.pop()

@@ -44,6 +44,13 @@ def probabilities(counts, total=None) -> np.ndarray:
     :param counts: bin counts, 1-D (bins) or 2-D (columns × bins).
     :param total:  the non-null count per distribution (a scalar, or one per row); by
                    default the sum of the counts. A row whose total is 0 gives NaN.
+
+    >>> probabilities([2, 6, 0, 2]).tolist()
+    [0.2, 0.6, 0.0, 0.2]
+    >>> probabilities([[1, 3], [0, 0]]).tolist()  # a row of no values is NaN
+    [[0.25, 0.75], [nan, nan]]
+    >>> probabilities([2, 6, 0, 2], total=20).tolist()  # 10 of 20 values were null
+    [0.1, 0.3, 0.0, 0.1]
     """
     c = np.asarray(counts, dtype=np.float64)
     n = c.sum(axis=-1) if total is None else np.asarray(total, dtype=np.float64)
@@ -57,6 +64,11 @@ def tvd(p, q):
     .. math:: \\mathrm{TVD}(p, q) = \\frac{1}{2} \\sum_i |p_i - q_i|
 
     In [0, 1] for probability vectors; 0 for equal distributions, 1 for disjoint ones.
+
+    >>> tvd([0.5, 0.5, 0.0], [0.25, 0.25, 0.5])
+    0.5
+    >>> tvd([[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]).tolist()  # one per row
+    [1.0, 0.0]
     """
     p, q = _pair(p, q)
     return _out(np.sum(np.abs(p - q), axis=-1) / 2)
@@ -69,6 +81,11 @@ def hellinger(p, q):
 
     The ``max`` absorbs rounding (the Bhattacharyya coefficient can exceed 1 by an ulp).
     Equals :math:`\\frac{1}{\\sqrt 2} \\lVert \\sqrt p - \\sqrt q \\rVert_2` for probability vectors.
+
+    >>> round(hellinger([0.5, 0.5, 0.0], [0.25, 0.25, 0.5]), 6)
+    0.541196
+    >>> hellinger([1.0, 0.0], [0.0, 1.0])
+    1.0
     """
     p, q = _pair(p, q)
     return _out(np.sqrt(np.maximum(1 - np.sum(np.sqrt(q * p), axis=-1), 0)))
@@ -82,6 +99,11 @@ def kl_divergence(p, q, zero_scaling: float = ZERO_SCALING):
 
     Terms whose numerator bin ``p_i`` is 0 are dropped (0 ln 0 = 0); a zero denominator is
     replaced by ``s = zero_scaling`` (1e-4), without re-normalising q. Natural logarithm.
+
+    >>> round(kl_divergence([0.5, 0.5], [0.25, 0.75]), 6)
+    0.143841
+    >>> round(kl_divergence([0.5, 0.5], [1.0, 0.0]), 6)  # q_2 = 0 counts as 1e-4
+    3.912023
     """
     p, q = _pair(p, q)
     denom = np.where(q != 0, q, zero_scaling)
@@ -97,6 +119,11 @@ def kld(p, q, zero_scaling: float = ZERO_SCALING):
 
     each side with the zero handling of :func:`kl_divergence`. In [0, ∞); not bounded, so
     MLRun reports no status for it.
+
+    >>> round(kld([0.5, 0.5], [0.25, 0.75]), 6)
+    0.274653
+    >>> kld([0.3, 0.7], [0.3, 0.7])
+    0.0
     """
     return _out(
         np.asarray(kl_divergence(p, q, zero_scaling)) + np.asarray(kl_divergence(q, p, zero_scaling))
@@ -112,6 +139,11 @@ def psi(p, q, epsilon: float = PSI_EPSILON):
     Zero probabilities in either vector are replaced by ``epsilon`` (1e-4), without
     re-normalising, so a bin empty on both sides adds 0. Without zeros, PSI = KL(p‖q) + KL(q‖p).
     Common reading: < 0.1 stable, 0.1–0.25 moderate shift, > 0.25 large shift.
+
+    >>> round(psi([0.5, 0.5], [0.25, 0.75]), 6)
+    0.274653
+    >>> round(psi([0.5, 0.5, 0.0], [0.25, 0.75, 0.0]), 6)  # a bin empty on both sides adds 0
+    0.274653
     """
     p, q = _pair(p, q)
     pe = np.where(p != 0, p, epsilon)
@@ -129,6 +161,11 @@ def jensen_shannon(p, q, base: float | None = None):
     numerator are 0 (0 ln 0 = 0). Natural logarithm unless ``base`` is given (base 2 bounds
     the distance by 1). Unlike ``scipy.spatial.distance.jensenshannon``, p and q are not
     re-normalised.
+
+    >>> round(jensen_shannon([1.0, 0.0], [0.0, 1.0], base=2), 6)
+    1.0
+    >>> round(jensen_shannon([0.5, 0.5], [0.25, 0.75]), 6)
+    0.183908
     """
     p, q = _pair(p, q)
     m = (p + q) / 2

@@ -9,7 +9,7 @@ Shapes (one JSON object per record):
   carries: ``model`` ("name" or "name:version"), ``version``, ``function_uri``
   ("project/function:tag"), ``request`` {``id``, ``inputs``}, ``resp`` {``id``, ``outputs``},
   ``when``, ``microsec``, ``error``; MLRun 1.12 adds ``endpoint_id`` (used as it is; without it the
-  id is derived as MLRun derives it, :func:`udfs.endpoint_id.endpoint_uid`), ``sampling_percentage``
+  id is derived as MLRun derives it, :func:`streamdrift.udfs.endpoint_id.endpoint_uid`), ``sampling_percentage``
   and ``effective_sample_count`` (:attr:`Event.estimated_rows`);
 * MLRun's ``batch_complete`` (``kind``, ``endpoint_id``, ``last_timestamp``, ...): a
   :class:`BatchComplete`.
@@ -22,7 +22,7 @@ values. A row/output length mismatch is a dead letter, never a silent truncation
 Rows come out as name → value dicts. Positional values are named by the endpoint's
 ``feature_names`` / ``output_names`` when known (else ``f0, f1, ...`` and ``prediction``, or
 ``prediction_0, prediction_1, ...`` for several outputs per row; a port's list is ``<port>_0, ...``).
-Names are normalised as the reference's are (:func:`udfs.naming.normalize_name`:
+Names are normalised as the reference's are (:func:`streamdrift.udfs.naming.normalize_name`:
 ``"petal length (cm)"`` → ``"petal_length_cm"``); a name twice in one row (two keys that normalise
 alike, an output reusing an input's name) is a dead letter. A nested numeric array (an image, an
 embedding) becomes derived columns ``<name>.mean``, ``.std``, ``.min``, ``.max``, ``.norm`` (see
@@ -48,14 +48,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
-from udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
+from streamdrift.udfs.endpoint_id import endpoint_uid
 
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - a declared dependency; the standard library works too
     _orjson = None
-from udfs.naming import normalize_name
+from streamdrift.udfs.naming import normalize_name
+from streamdrift.udfs.records import ms_from_utc
 
 MAX_EVENT_BYTES = 1 << 20
 """A record larger than this (1 MiB) is a dead letter: it would stall the window stage."""
@@ -65,9 +66,9 @@ DEAD_LETTER_PAYLOAD_BYTES = 64 << 10
 
 DERIVED = ("mean", "std", "min", "max", "norm")
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MIN_MS = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
-_MAX_MS = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(milliseconds=1)
+MIN_EPOCH_MS = ms_from_utc(dt.datetime.min)
+MAX_EPOCH_MS = ms_from_utc(dt.datetime.max)
+"""The event times Python's ``datetime`` represents (years 1 to 9999), in epoch milliseconds."""
 
 
 class EventError(ValueError):
@@ -224,6 +225,13 @@ def epoch_ms(value: int | float) -> int:
     [1795694400000, 1795694400123, 1795694400123, 1795694400123]
     >>> epoch_ms(1795694400.5)
     1795694400500
+
+    >>> epoch_ms(1_764_158_400)  # seconds
+    1764158400000
+    >>> epoch_ms(1_764_158_400_123)  # milliseconds
+    1764158400123
+    >>> epoch_ms(1_764_158_400_123_456)  # microseconds
+    1764158400123
     """
     magnitude = abs(value)
     if magnitude < EPOCH_UNIT_BOUNDS[0]:
@@ -235,7 +243,11 @@ def epoch_ms(value: int | float) -> int:
 
 
 def epoch_ms_array(values: np.ndarray) -> np.ndarray:
-    """:func:`epoch_ms` of an int64 array (vectorised, the same values)."""
+    """:func:`epoch_ms` of an int64 array (vectorised, the same values).
+
+    >>> epoch_ms_array(np.array([1_764_158_400, 1_764_158_400_123])).tolist()
+    [1764158400000, 1764158400123]
+    """
     magnitude = np.abs(values)
     return np.where(magnitude < EPOCH_UNIT_BOUNDS[0], values * 1000,
                     np.where(magnitude < EPOCH_UNIT_BOUNDS[1], values,
@@ -251,7 +263,15 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
     → epoch milliseconds (floor; exact, no float rounding of the fraction).
 
     A time outside years 1–9999 is an error: it cannot be a request time and would fail later,
-    when the window is written."""
+    when the window is written.
+
+    >>> parse_timestamp('2025-11-26T12:00:00.123Z')
+    1764158400123
+    >>> parse_timestamp('2025-11-26 13:00:00.123+01:00')
+    1764158400123
+    >>> parse_timestamp('1764158400123')
+    1764158400123
+    """
     if isinstance(value, bool) or value is None:
         raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, got {value!r}")
     if isinstance(value, (int, float)):
@@ -267,16 +287,14 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
                 when = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
             except ValueError:
                 raise EventError(f"field {field!r} is not an ISO 8601 time: {value[:64]!r}") from None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
             try:
-                ms = (when - _EPOCH) // dt.timedelta(milliseconds=1)
+                ms = ms_from_utc(when)
             except OverflowError:
                 raise EventError(f"field {field!r} is out of range: {value[:64]!r}") from None
     else:
         raise EventError(f"field {field!r} must be an ISO 8601 time or an epoch number, "
                          f"got {type(value).__name__}")
-    if not _MIN_MS <= ms <= _MAX_MS:
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
         raise EventError(f"field {field!r} is out of range (years 1-9999) as epoch milliseconds: {str(value)[:64]}")
     return ms
 
@@ -290,6 +308,9 @@ def summarise_array(name: str, value: Sequence[Any]) -> dict[str, float]:
     std is the population std (ddof=0); norm is the L2 norm of all elements. An empty array
     gives NaNs (nulls). A non-numeric element (strings too, even "1.5"), a ragged array or a number
     beyond the float64 range is an error naming the column.
+
+    >>> summarise_array('pixels', [[0, 3], [4, 0]])
+    {'pixels.mean': 1.75, 'pixels.std': 1.7853571071357126, 'pixels.min': 0.0, 'pixels.max': 4.0, 'pixels.norm': 5.0}
     """
     try:
         raw = np.asarray(value)
@@ -478,7 +499,7 @@ def _fast_native(obj: dict[str, Any], columns_of) -> Event | None:
     if type(ts) is not int or type(endpoint_id) is not str or type(inputs) is not list or not inputs:
         return None
     ts = epoch_ms(ts)
-    if obj.get("error") or not _MIN_MS <= ts <= _MAX_MS or endpoint_id_problem(endpoint_id) is not None:
+    if obj.get("error") or not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS or endpoint_id_problem(endpoint_id) is not None:
         return None
     latency = obj.get("latency_us")
     if latency is not None:
@@ -621,7 +642,7 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
     """One Kafka record → an :class:`Event`, a :class:`BatchComplete` (MLRun's end of a batch
     job), or a :class:`DeadLetter` saying what is wrong.
 
-    ``bounds``: the event times accepted (:class:`udfs.contract.TimeBounds`); None accepts any
+    ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`); None accepts any
     time Python can represent."""
     size = len(payload.encode("utf-8", "replace")) if isinstance(payload, str) else len(payload)
     if size > max_bytes:
@@ -663,7 +684,11 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
 
 
 def window_start(timestamp_ms: int, window_ms: int) -> int:
-    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's)."""
+    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's).
+
+    >>> window_start(1_764_158_450_000, 60_000)
+    1764158400000
+    """
     return timestamp_ms - (timestamp_ms % window_ms)
 
 

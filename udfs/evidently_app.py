@@ -12,13 +12,13 @@ HTML as an artifact file::
     <artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>.html     (e.g. 20240101T001000Z.html)
 
 ``artifacts_dir`` is the application's parameter, else its registration's (``streamdrift apps add
---artifacts-dir``), else ``<data_dir>/artifacts`` (:mod:`connectors.app_registry`). A report is a
+--artifacts-dir``), else ``<data_dir>/artifacts`` (:mod:`streamdrift.connectors.app_registry`). A report is a
 few MB of HTML (Evidently's scripts included): one per window and endpoint adds up.
 
 :class:`EvidentlyDataDriftApplication` is a complete one: Evidently's ``DataDriftPreset``,
 result ``drifted_columns_share`` (data_drift) with the report's path in its extra_data::
 
-    streamdrift apps add evidently-drift udfs.evidently_app:EvidentlyDataDriftApplication
+    streamdrift apps add evidently-drift streamdrift.udfs.evidently_app:EvidentlyDataDriftApplication
 
 MLRun's ``EvidentlyModelMonitoringApplicationBase`` takes an Evidently workspace and project;
 this one writes files instead and takes neither. Its ``log_evidently_object(monitoring_context,
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     ModelMonitoringApplicationBase,
     ModelMonitoringApplicationMetric,
     ModelMonitoringApplicationResult,

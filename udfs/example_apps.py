@@ -1,7 +1,7 @@
 """Two example applications, ready to register:
 
-    streamdrift apps add data-quality udfs.example_apps:DataQualityApplication
-    streamdrift apps add prediction-drift udfs.example_apps:PredictionDistributionApplication \\
+    streamdrift apps add data-quality streamdrift.udfs.example_apps:DataQualityApplication
+    streamdrift apps add prediction-drift streamdrift.udfs.example_apps:PredictionDistributionApplication \\
         --param prediction_column=prediction
 
 :class:`DataQualityApplication` (result ``data_quality``, kind ``mm_app_anomaly``) checks every
@@ -12,7 +12,7 @@ categorical values never seen in training (from all rows).
 :class:`PredictionDistributionApplication` (result ``prediction_shift``, kind ``concept_drift``)
 compares the share of each predicted class of a classifier in the window with the reference.
 
-Both use only what any application gets (:class:`udfs.applications.MonitoringApplicationContext`),
+Both use only what any application gets (:class:`streamdrift.udfs.applications.MonitoringApplicationContext`),
 so they are also examples of writing one.
 """
 
@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     ModelMonitoringApplicationBase,
     ModelMonitoringApplicationMetric,
     ModelMonitoringApplicationResult,

@@ -2,7 +2,7 @@
 
 Per monitored column, with p the window's and q the reference's probabilities (bin counts
 divided by the column's non-null ``count``, as MLRun's ``dict_to_histogram``):
-TVD, Hellinger and KLD (:mod:`udfs.drift`). Then::
+TVD, Hellinger and KLD (:mod:`streamdrift.udfs.drift`). Then::
 
     tvd_mean, hellinger_mean, kld_mean   = means over the compared columns   (metrics)
     general_drift = (tvd_mean + hellinger_mean) / 2                          (result, kind 0)
@@ -25,16 +25,16 @@ Nothing raises for a column that cannot be compared; the report lists it instead
 When no column can be compared the metrics and ``general_drift`` are None and the status is
 ``IRRELEVANT`` (-1): there is no value to classify, and 0 ("no drift") would be a claim.
 
-Invalid values (strings that are not numbers in a numeric column, :mod:`udfs.accumulator`) take
+Invalid values (strings that are not numbers in a numeric column, :mod:`streamdrift.udfs.accumulator`) take
 no part in the measures; per numeric column the window's ``invalid_share`` = invalid values /
 (non-null + invalid values) is reported beside them (None when the window statistics do not
 count invalid values, e.g. MLRun's); the application's metric ``invalid_share`` is the same
-share over all the window's numeric columns (:meth:`udfs.accumulator.Accumulator.invalid_share`).
+share over all the window's numeric columns (:meth:`streamdrift.udfs.accumulator.Accumulator.invalid_share`).
 
 Beside MLRun's result the application reports ``feature_drift`` (kind ``DATA_DRIFT``,
 :func:`feature_drift_from_accumulator`): per compared column a two-sample test of the window's
 bin counts against the reference's, combined over columns with Benjamini–Hochberg
-(:mod:`udfs.verdict`)::
+(:mod:`streamdrift.udfs.verdict`)::
 
     status = 2 if some column is rejected at FDR alpha_detected (0.1 %)
              1 if some column is rejected at FDR alpha (1 %)
@@ -47,15 +47,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
-from udfs import verdict as vd
-from udfs.drift import ZERO_SCALING, hellinger, kld, tvd
-from udfs.records import FeatureDriftRecord, ResultRecord
-from udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
+from streamdrift.udfs import verdict as vd
+from streamdrift.udfs.drift import ZERO_SCALING, hellinger, kld, tvd
+from streamdrift.udfs.records import FeatureDriftRecord, ResultKindApp, ResultRecord, ResultStatusApp
+from streamdrift.udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
 
 APP_NAME = "histogram-data-drift"
 RESULT_NAME = "general_drift"
@@ -63,31 +62,12 @@ FEATURE_DRIFT_NAME = vd.RESULT_NAME
 METRIC_NAMES = ("tvd_mean", "hellinger_mean", "kld_mean")
 
 
-class ResultKind(IntEnum):
-    """Kinds of application results (MLRun's ``ResultKindApp``)."""
-
-    DATA_DRIFT = 0
-    CONCEPT_DRIFT = 1
-    MODEL_PERFORMANCE = 2
-    SYSTEM_PERFORMANCE = 3
-    MM_APP_ANOMALY = 4
-
-
-class ResultStatus(IntEnum):
-    """Statuses of application results (MLRun's ``ResultStatusApp``)."""
-
-    IRRELEVANT = -1
-    NO_DETECTION = 0
-    POTENTIAL_DETECTION = 1
-    DETECTED = 2
-
-
 @dataclass(frozen=True)
 class DriftClassifier:
     """Thresholds from a drift value in [0, 1] to a status.
 
-    ``DETECTED`` at ``value >= detected``, ``POTENTIAL_DETECTION`` at ``value >= potential``,
-    else ``NO_DETECTION``. Requires ``0 < potential < detected < 1``.
+    ``detected`` at ``value >= detected``, ``potential_detection`` at ``value >= potential``,
+    else ``no_detection``. Requires ``0 < potential < detected < 1``.
     """
 
     potential: float = 0.5
@@ -100,15 +80,15 @@ class DriftClassifier:
                 f"potential={self.potential!r}, detected={self.detected!r}"
             )
 
-    def status(self, value: float) -> ResultStatus:
+    def status(self, value: float) -> ResultStatusApp:
         """Return the status of ``value``; ValueError if it is NaN or outside [0, 1]."""
         if not (0 <= value <= 1):
             raise ValueError(f"drift value must be in [0, 1], got {value!r}")
         if value >= self.detected:
-            return ResultStatus.DETECTED
+            return ResultStatusApp.detected
         if value >= self.potential:
-            return ResultStatus.POTENTIAL_DETECTION
-        return ResultStatus.NO_DETECTION
+            return ResultStatusApp.potential_detection
+        return ResultStatusApp.no_detection
 
 
 @dataclass(frozen=True)
@@ -121,7 +101,7 @@ class ColumnDrift:
     hellinger: float
     kld: float
     drift: float
-    status: ResultStatus
+    status: ResultStatusApp
     window_count: int
     reference_count: int
     invalid_share: float | None = None  # numeric columns: the window's invalid values / (non-null + invalid)
@@ -152,13 +132,13 @@ class DriftReport:
     """
 
     general_drift: float | None
-    status: ResultStatus
+    status: ResultStatusApp
     metrics: dict[str, float | None]
     columns: tuple[ColumnDrift, ...]
     missing_in_window: tuple[str, ...] = ()
     missing_in_reference: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
-    kind: ResultKind = ResultKind.DATA_DRIFT
+    kind: ResultKindApp = ResultKindApp.data_drift
     name: str = field(default=RESULT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,7 +231,7 @@ def histogram_drift(
 ) -> DriftReport:
     """Compare a window with the reference, as MLRun's ``HistogramDataDriftApplication``.
 
-    :param feature_stats: the reference statistics (``udfs.reference.feature_stats`` or
+    :param feature_stats: the reference statistics (``streamdrift.udfs.reference.feature_stats`` or
         MLRun's ``feature_stats``; unpadded histograms are padded as MLRun does).
     :param window_stats:  the window's statistics in the same form, on the reference edges
         (``Accumulator.to_stats()`` or MLRun's ``sample_df_stats``).
@@ -295,7 +275,7 @@ def histogram_drift(
     if not names:
         return DriftReport(
             general_drift=None,
-            status=ResultStatus.IRRELEVANT,
+            status=ResultStatusApp.irrelevant,
             metrics={m: None for m in METRIC_NAMES},
             columns=(),
             missing_in_window=tuple(missing_in_window),
@@ -334,7 +314,7 @@ def histogram_drift(
     tvd_mean, hellinger_mean, kld_mean = (float(np.mean(v)) for v in (col_tvd, col_hel, col_kld))
     general = (tvd_mean + hellinger_mean) / 2
     # TVD and Hellinger are in [0, 1]; clip only the rounding of their sums
-    status = classifier.status(min(max(general, 0.0), 1.0)) if math.isfinite(general) else ResultStatus.IRRELEVANT
+    status = classifier.status(min(max(general, 0.0), 1.0)) if math.isfinite(general) else ResultStatusApp.irrelevant
     return DriftReport(
         general_drift=general,
         status=status,
@@ -382,7 +362,7 @@ def _flag(value: Any) -> bool | None:
 
 
 def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = None) -> list[FeatureDriftRecord]:
-    """One :class:`~udfs.records.FeatureDriftRecord` per column of a result whose ``extra_data``
+    """One :class:`~streamdrift.udfs.records.FeatureDriftRecord` per column of a result whose ``extra_data``
     holds per-feature drift (:func:`per_feature_columns`; ``histogram-data-drift``'s
     ``general_drift``), in the columns' order; ``[]`` for any other result.
 
@@ -429,7 +409,7 @@ def _significant(x: float, digits: int = 4) -> float:
 
 @dataclass(frozen=True)
 class FeatureDriftReport:
-    """What ``feature_drift`` reports for one window (see :mod:`udfs.verdict`).
+    """What ``feature_drift`` reports for one window (see :mod:`streamdrift.udfs.verdict`).
 
     ``value``: share of the tested columns rejected at ``alpha``; ``status``: 2 / 1 / 0, or
     ``IRRELEVANT`` when no column could be tested (then ``value`` is None); ``columns``: per
@@ -440,13 +420,13 @@ class FeatureDriftReport:
     """
 
     value: float | None
-    status: ResultStatus
+    status: ResultStatusApp
     columns: dict[str, dict[str, float | int | bool]]
     drifted: tuple[str, ...]
     alpha: float
     alpha_detected: float
     min_effect: float
-    kind: ResultKind = ResultKind.DATA_DRIFT
+    kind: ResultKindApp = ResultKindApp.data_drift
     name: str = field(default=FEATURE_DRIFT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
@@ -478,17 +458,17 @@ def feature_drift_from_accumulator(
     alpha_detected: float = vd.ALPHA_DETECTED,
     min_effect: float = 0.0,
 ) -> FeatureDriftReport:
-    """The verdict of a window's counts (an :class:`udfs.accumulator.Accumulator`) against the
+    """The verdict of a window's counts (an :class:`streamdrift.udfs.accumulator.Accumulator`) against the
     reference ``feature_stats``.
 
     :param columns: the columns to test (default: every column of the accumulator with values
         on both sides); the application passes the columns ``general_drift`` compared.
-    :param maps: a :class:`udfs.verdict.MergeMaps` kept between windows (the merge maps depend
+    :param maps: a :class:`streamdrift.udfs.verdict.MergeMaps` kept between windows (the merge maps depend
         on the reference and the bucket of n only).
     :param alpha, alpha_detected: FDR levels of potential and detected.
     :param min_effect: the smallest drift worth a flag, in reference standard deviations
         (default 0: the floor is the reference's own noise, 3 / √N).
-    Raises ValueError for bad levels or ``min_effect`` (see :func:`udfs.verdict.feature_verdict`).
+    Raises ValueError for bad levels or ``min_effect`` (see :func:`streamdrift.udfs.verdict.feature_verdict`).
     """
     reference = vd.ReferenceCounts.from_layout(accumulator.layout, feature_stats)
     wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
@@ -500,7 +480,7 @@ def feature_drift_from_accumulator(
                      key=lambda n: (per_column[n]["p_value"], -per_column[n]["effect"]))
     return FeatureDriftReport(
         value=None if status < 0 else float(verdict.value),
-        status=ResultStatus(status),
+        status=ResultStatusApp(status),
         columns=per_column,
         drifted=tuple(drifted),
         alpha=alpha,

@@ -4,14 +4,10 @@ Applications are isolated from the job and from each other (:func:`monitor_windo
 raises, returns garbage, runs past its timeout, or is still stuck in an earlier call gives an
 ``mm-app-failed`` error record for itself and the endpoint, and the others go on.
 
-Timeouts. Each ``do_tracking`` call runs on a worker thread of a small pool of daemon threads and
-is waited for at most the application's ``timeout_seconds`` (default 60, see
-:func:`udfs.applications.app_timeout`). Python cannot kill a thread: a call that times out keeps
-running in the background, and its eventual return value is thrown away. While it runs, that
-application (by name, in this process) is not called again: each later window reports
-``mm-app-failed`` "still running" for it instead, so a hung application holds one thread, never
-one per window. When the stuck call ends at last, the application runs again from the next
-window on. The threads are daemons, so a stuck call never keeps the Python worker from exiting.
+Timeouts. The job calls each ``do_tracking`` through
+:func:`streamdrift.operators.app_calls.call_with_timeout` (a worker thread, waited for at most the
+application's ``timeout_seconds``; a call that times out is reported here as ``mm-app-failed``);
+:func:`monitor_window` itself only takes how to call (``call``), by default in this thread.
 """
 
 from __future__ import annotations
@@ -19,14 +15,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import queue
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     HISTOGRAM_DATA_DRIFT,
     ModelMonitoringApplicationBase,
     MonitoringApplicationContext,
@@ -34,18 +27,20 @@ from udfs.applications import (
     app_timeout,
     normalise_output,
 )
-from udfs.histogram_drift import window_feature_drift
-from udfs.records import (
+from streamdrift.udfs.histogram_drift import window_feature_drift
+from streamdrift.udfs.records import (
     ErrorRecord,
     FeatureDriftRecord,
     MetricRecord,
     PredictionRecord,
     ResultRecord,
     record_from_json,
+    APPLICATION_NAME_PATTERN,
+    NAME_LENGTH,
     record_to_json,
     utc_from_ms,
 )
-from udfs.window import Sample, WindowAggregate
+from streamdrift.udfs.window import Sample, WindowAggregate
 
 log = logging.getLogger("streamdrift.applications")
 
@@ -74,7 +69,7 @@ _RECORD_FIELDS = ("results", "metrics", "errors", "feature_drift")
 
 
 def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
-    """``out`` as a JSON-ready dict (records by :func:`udfs.records.record_to_json`): what a dead
+    """``out`` as a JSON-ready dict (records by :func:`streamdrift.udfs.records.record_to_json`): what a dead
     letter of the writer carries, so that the window can be written later as it would have been."""
     data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     data["prediction"] = None if out.prediction is None else record_to_json(out.prediction)
@@ -135,131 +130,41 @@ def window_failed(project: str, endpoint_id: str, start_ms: int, end_ms: int, re
 # --------------------------------------------------------------------------- isolation
 
 
-class AppTimeout(Exception):
-    """A ``do_tracking`` call ran past its application's timeout."""
+class ApplicationCallError(Exception):
+    """Raised by the caller of an application (not by the application): a call that timed out, or
+    one refused while an earlier call is stuck. Its message is reported as it is."""
 
 
-class AppStillRunning(Exception):
-    """An application's earlier call, which timed out, has not returned yet."""
+AppCall = Callable[[str, Callable[[], Any], "float | None", str], Any]
+"""How :func:`monitor_window` calls an application: ``call(name, fn, timeout_seconds, where)``
+returns ``fn()`` or raises. The job's is :func:`streamdrift.operators.app_calls.call_with_timeout`."""
 
 
-class _Call:
-    """One ``do_tracking`` call handed to a worker thread."""
+def call_directly(name: str, fn: Callable[[], Any], timeout: float | None, where: str = "") -> Any:
+    """``fn()`` in this thread, without a timeout. A ``SystemExit`` or ``KeyboardInterrupt`` from the
+    application is its failure (a RuntimeError), not the caller's.
 
-    __slots__ = ("fn", "done", "value", "error", "started", "where")
-
-    def __init__(self, fn: Callable[[], Any], where: str):
-        self.fn = fn
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.started = time.monotonic()
-        self.where = where
-
-    def run(self) -> None:
-        try:
-            self.value = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - everything the app raises is its failure
-            self.error = exc
-        finally:
-            self.fn = None  # drop the context (and its data) as soon as the call ends
-            self.done.set()
-
-
-class _DaemonPool:
-    """Worker threads for application calls: daemon threads (a stuck call never blocks the
-    interpreter's exit, as ``concurrent.futures`` threads would), reused while idle, a new one
-    started when every existing one is busy (or stuck)."""
-
-    def __init__(self, idle_seconds: float = 60.0):
-        self._tasks: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-        self._threads = 0
-        self.idle_seconds = idle_seconds
-
-    def submit(self, call: _Call) -> None:
-        with self._lock:
-            start = self._idle == 0
-            if start:
-                self._threads += 1
-            else:
-                self._idle -= 1
-        self._tasks.put(call)
-        if start:
-            threading.Thread(target=self._work, name=f"streamdrift-app-{self._threads}", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            try:
-                call = self._tasks.get(timeout=self.idle_seconds)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:  # nobody has counted on this thread: leave
-                        self._idle -= 1
-                        self._threads -= 1
-                        return
-                continue  # a submit counted on us just now: its task is on the way
-            call.run()
-            with self._lock:
-                self._idle += 1
-
-    @property
-    def threads(self) -> int:
-        return self._threads
-
-
-_POOL = _DaemonPool()
-_HUNG: dict[str, _Call] = {}  # application name → its call that timed out and has not returned
-_HUNG_LOCK = threading.Lock()
-
-
-def call_with_timeout(name: str, fn: Callable[[], Any], timeout: float | None, where: str = "") -> Any:
-    """``fn()`` on a pool thread, waited for at most ``timeout`` seconds (None: no limit).
-
-    Raises what ``fn`` raised, :class:`AppTimeout` when it runs too long (it goes on running; the
-    application ``name`` is then refused with :class:`AppStillRunning` until that call returns)."""
-    with _HUNG_LOCK:
-        stuck = _HUNG.get(name)
-        if stuck is not None:
-            if not stuck.done.is_set():
-                raise AppStillRunning(
-                    f"still running: its call for {stuck.where} timed out "
-                    f"{time.monotonic() - stuck.started:.0f} s ago and has not returned; not called again until it does")
-            del _HUNG[name]
-            log.warning("application %r: the call that timed out (%s) has returned at last; running it again",
-                        name, stuck.where)
-    call = _Call(fn, where)
-    _POOL.submit(call)
-    if not call.done.wait(timeout):
-        with _HUNG_LOCK:
-            _HUNG[name] = call
-        raise AppTimeout(f"timed out after {timeout:g} s (timeout_seconds); the call goes on in the background "
-                         "and the application is not called again until it returns")
-    if call.error is not None:
-        if not isinstance(call.error, Exception):  # SystemExit, KeyboardInterrupt... from an app
-            raise RuntimeError(f"{type(call.error).__name__}: {call.error}") from None
-        raise call.error
-    return call.value
-
-
-def hung_applications() -> dict[str, float]:
-    """Applications whose timed-out call has not returned yet → seconds since it started."""
-    now = time.monotonic()
-    with _HUNG_LOCK:
-        return {name: now - call.started for name, call in _HUNG.items() if not call.done.is_set()}
+    >>> call_directly("app", lambda: 42, 5.0)
+    42
+    """
+    try:
+        return fn()
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... from an app
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _record_name(name: str) -> str:
     """An application name the stores accept, for the error record of an app whose name they refuse."""
-    if re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_-]{0,127}", name or ""):
+    if APPLICATION_NAME_PATTERN.fullmatch(name or "") and len(name) <= NAME_LENGTH:
         return name
-    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name or "app")[:128]
-    return fixed if re.match(r"[a-zA-Z_]", fixed) else ("_" + fixed)[:128]
+    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name or "app")[:NAME_LENGTH]
+    return fixed if re.match(r"[a-zA-Z_]", fixed) else ("_" + fixed)[:NAME_LENGTH]
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (AppTimeout, AppStillRunning)):
+    if isinstance(exc, ApplicationCallError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -279,8 +184,10 @@ def monitor_window(
     *,
     reference_sample_loader: Callable[[str, Mapping[str, Any]], Any] | None = None,
     artifacts_dir: str | None = None,
+    call: AppCall = call_directly,
 ) -> WindowOutput:
-    """Run every application on the window, one after the other, each within its timeout.
+    """Run every application on the window, one after the other, each through ``call`` (the job's
+    runs it within its timeout: :func:`streamdrift.operators.app_calls.call_with_timeout`).
 
     An application that raises, returns garbage, times out or is still stuck in an earlier call
     gives an ``mm-app-failed`` error record (application name, endpoint, window end, the reason)
@@ -289,7 +196,7 @@ def monitor_window(
 
     ``reference_sample_loader(endpoint_id, endpoint)`` and ``artifacts_dir`` reach the contexts
     (``reference_sample_df``, ``artifact_path``); an application's own ``reference_sample_loader``
-    and ``artifacts_dir`` attributes (set by :mod:`connectors.app_registry`) take precedence.
+    and ``artifacts_dir`` attributes (set by :mod:`streamdrift.connectors.app_registry`) take precedence.
     """
     project = (endpoint or {}).get("project") or default_project
     prediction = prediction_record(project, endpoint_id, start_ms, end_ms, agg)
@@ -331,7 +238,7 @@ def monitor_window(
                 window=window,
                 reference_sample_loader=getattr(app, "reference_sample_loader", None) or reference_sample_loader,
                 artifacts_dir=getattr(app, "artifacts_dir", None) or artifacts_dir)
-            output = call_with_timeout(name, lambda: app.do_tracking(context), app_timeout(app), where)
+            output = call(name, lambda: app.do_tracking(context), app_timeout(app), where)
             r, m = normalise_output(output, context)
         except Exception as exc:  # isolation: one app's failure is recorded, never fatal
             message = _describe(exc)

@@ -27,6 +27,9 @@ def normalize_names(names: Iterable[object]) -> list[str]:
 
     MLRun refuses the same collision (``"a b"`` and ``"a_b"`` in one frame) rather than
     silently merging two columns into one; so do we.
+
+    >>> normalize_names(['petal length (cm)', 'sepal width'])
+    ['petal_length_cm', 'sepal_width']
     """
     seen: dict[str, object] = {}
     out = []

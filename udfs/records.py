@@ -18,6 +18,11 @@ import re
 from typing import Any
 
 NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+"""Result and metric names (MLRun's rule)."""
+APPLICATION_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
+"""Application names: the result-name rule plus ``-`` (applications are named like functions)."""
+NAME_LENGTH = 128
+"""Characters of an application, result or metric name, at most (what every store holds)."""
 
 
 class ResultKindApp(enum.IntEnum):
@@ -40,18 +45,71 @@ class ResultStatusApp(enum.IntEnum):
 
 
 def validate_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it matches ``[a-zA-Z_][a-zA-Z0-9_]*``, else raise ValueError saying so."""
+    """Return ``name`` if it matches ``[a-zA-Z_][a-zA-Z0-9_]*``, else raise ValueError saying so.
+
+    >>> validate_name('general_drift')
+    'general_drift'
+    """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{what} {name!r} is invalid: use letters, digits and '_', not starting with a digit")
     return name
 
 
+def check_name(name: str, what: str = "name") -> str:
+    """:func:`validate_name`, and at most :data:`NAME_LENGTH` characters: a result or metric name
+    every store takes. Raises ValueError saying which rule ``name`` breaks.
+
+    >>> check_name('tvd_mean', 'metric name')
+    'tvd_mean'
+    """
+    validate_name(name, what)
+    if len(name) > NAME_LENGTH:
+        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long: at most {NAME_LENGTH}")
+    return name
+
+
+def validate_application_name(name: str) -> str:
+    """Return ``name`` if it is a valid application name, else raise ValueError saying why.
+
+    Letters, digits, ``_`` and ``-``, not starting with a digit or ``-``, at most 128 characters:
+    the result-name rule plus ``-``, because applications are named like functions (the built-in
+    one is ``histogram-data-drift``).
+
+    >>> validate_application_name('histogram-data-drift')
+    'histogram-data-drift'
+    """
+    if not isinstance(name, str) or not APPLICATION_NAME_PATTERN.fullmatch(name) or len(name) > NAME_LENGTH:
+        raise ValueError(
+            f"application name {name!r} is invalid: use letters, digits, '_' and '-', "
+            f"not starting with a digit or '-', at most {NAME_LENGTH} characters"
+        )
+    return name
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def utc_from_ms(ms: int | float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    """The aware UTC datetime of an epoch time in milliseconds, exactly (no float division on the
+    way: ``fromtimestamp(ms / 1000)`` is a microsecond off for some, e.g. 10,071,838,103,553 ms).
+
+    >>> utc_from_ms(1_764_158_400_123)
+    datetime.datetime(2025, 11, 26, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+    """
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def ms_from_utc(when: dt.datetime) -> int:
-    return int(round(when.timestamp() * 1000))
+    """The epoch time in milliseconds of a datetime, exactly (floored to the millisecond, no float
+    on the way); a naive datetime is UTC, as the job reads event times. OverflowError for a time
+    that a datetime's difference cannot hold.
+
+    >>> ms_from_utc(dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc))
+    1764158400000
+    """
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return (when - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +173,11 @@ class ErrorRecord:
 @dataclasses.dataclass(frozen=True)
 class FeatureDriftRecord:
     """One feature's drift in one window, as an application measured it (the TSDB's
-    ``feature_drift`` rows; :func:`udfs.histogram_drift.feature_drift_records` makes them from
+    ``feature_drift`` rows; :func:`streamdrift.udfs.histogram_drift.feature_drift_records` makes them from
     ``histogram-data-drift``'s result).
 
     ``tvd``, ``hellinger``, ``kld``: the window's histogram against the reference's
-    (:mod:`udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
+    (:mod:`streamdrift.udfs.drift`). The per-feature test's ``p_value``, ``rejected`` (after the
     multiple-testing correction) and ``effect_size`` are None when no test ran.
     ``window_count`` (n) and ``reference_count`` (N): the non-null values compared on each side.
     ``invalid_share``: the window's values of a numeric column that are not numbers ("N/A"), as a

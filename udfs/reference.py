@@ -1,7 +1,7 @@
 """Reference statistics (``feature_stats``) of training data, in MLRun's format.
 
 ``feature_stats(data)`` returns one entry per column, keyed by the normalised column name
-(see :mod:`udfs.naming`). The entry's form depends on the column's type:
+(see :mod:`streamdrift.udfs.naming`). The entry's form depends on the column's type:
 
 numeric (integers, floats, decimals, booleans as 0/1, and text that holds numbers)::
 
@@ -67,7 +67,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.naming import normalize_name, normalize_names
+from streamdrift.udfs.naming import normalize_name, normalize_names
 
 MAX_FLOAT = sys.float_info.max
 NUM_BINS = 20
@@ -215,6 +215,10 @@ def parse_numbers(values: Any) -> tuple[np.ndarray, np.ndarray]:
     is NaN and not invalid. ``values``: strings (an Arrow string array, or a sequence of str/None;
     anything else is compared as ``str(value)``, see :func:`as_string_array`). The same rule reads
     the training data and the windows.
+
+    >>> values, invalid = parse_numbers(['1.5', ' 2e3 ', 'N/A', None])
+    >>> values.tolist(), invalid.tolist()
+    ([1.5, 2000.0, nan, nan], [False, False, True, False])
     """
     arr = as_string_array(values)
     if not len(arr):
@@ -268,6 +272,9 @@ def bin_edges(lo: float, hi: float, num_bins: int = NUM_BINS) -> np.ndarray:
     or a constant so large that ±0.5 does not change it) the edges are
     ``lo * (1 - i/n) + hi * i/n`` after widening a constant range by
     ``max(0.5, n * spacing(|lo|))``: finite, non-decreasing, and ``lo``/``hi`` exact.
+
+    >>> bin_edges(0.0, 1.0, num_bins=4).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
     """
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise ValueError(f"bin range must be finite with lo <= hi, got [{lo}, {hi}]")
@@ -302,6 +309,9 @@ def pad_hist(counts: Sequence[float], edges: Sequence[float]) -> tuple[list, lis
 
     The outer edges are ``-sys.float_info.max`` and ``+sys.float_info.max``. A histogram whose
     edges already start and end there is returned unchanged. Nothing is modified in place.
+
+    >>> pad_hist([3, 1], [0.0, 0.5, 1.0])
+    ([0, 3, 1, 0], [-1.7976931348623157e+308, 0.0, 0.5, 1.0, 1.7976931348623157e+308])
     """
     counts, edges = list(counts), list(edges)
     if edges and edges[0] == -MAX_FLOAT and edges[-1] == MAX_FLOAT:

@@ -76,8 +76,8 @@ from typing import Any
 import numpy as np
 from scipy.special import chndtr, erfc, ndtr, ndtri
 
-from udfs.accumulator import Accumulator, Layout
-from udfs.reference import is_categorical_stats, pad_hist
+from streamdrift.udfs.accumulator import Accumulator, Layout
+from streamdrift.udfs.reference import is_categorical_stats, pad_hist
 
 ALPHA = 0.01
 """FDR level of ``potential`` (status 1): the false-alarm rate of a window without drift."""
@@ -105,7 +105,7 @@ class ReferenceCounts:
     """A reference's counts on one flat axis: numeric bins, then category bins.
 
     ``names`` (C,): numeric columns first (the first ``n_numeric``), then categorical, in the
-    order of their :class:`udfs.accumulator.Layout`; ``counts`` (B,) float64; ``starts`` (C,)
+    order of their :class:`streamdrift.udfs.accumulator.Layout`; ``counts`` (B,) float64; ``starts`` (C,)
     first flat bin of each column; ``widths`` (C,) bins per column (categories + ``other`` for a
     categorical column); ``total`` (C,) N, the counts' sum per column (0: not testable);
     ``key``: identifies layout and counts, for caches.

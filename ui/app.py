@@ -48,12 +48,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from connectors.settings import Settings, mask_password
-from connectors.sql_store import NotFoundError, SqlStore, StoreError
-from connectors.tsdb.base import TSDB, TSDBError
-from ui import data as views
-from ui.data import BadRequest, Dashboard, parse_time, positive_int
-from ui.svg import histogram, sparkline
+from streamdrift.connectors.settings import Settings, mask_password
+from streamdrift.connectors.sql_store import NotFoundError, SqlStore, StoreError
+from streamdrift.connectors.tsdb.base import TSDB, TSDBError
+from streamdrift.ui import data as views
+from streamdrift.ui.data import BadRequest, Dashboard, parse_time, positive_int
+from streamdrift.ui.svg import histogram, sparkline
 
 log = logging.getLogger("streamdrift.ui")
 
@@ -311,7 +311,7 @@ class DashboardApp:
 
     def _view_endpoint_json(self, project, q, endpoint_id):
         """``streamdrift endpoints show ID --json``."""
-        from connectors.endpoints import endpoint_json
+        from streamdrift.connectors.endpoints import endpoint_json
 
         endpoint = self.dashboard.endpoint(project, endpoint_id)
         return {"data": endpoint_json(endpoint, self.dashboard.problems(endpoint_id))}
@@ -350,13 +350,13 @@ class DashboardApp:
 
     def _view_alerts_json(self, project, q):
         """``streamdrift alerts list --json``."""
-        from connectors.alert_records import alerts_json
+        from streamdrift.connectors.alert_records import alerts_json
 
         return {"data": alerts_json(self.dashboard.store, project)}
 
     def _view_alert_json(self, project, q, name):
         """``streamdrift alerts show NAME --json``."""
-        from connectors.alert_records import alert_json
+        from streamdrift.connectors.alert_records import alert_json
 
         limit = positive_int(q.get("limit"), "limit", 50)
         return {"data": alert_json(self.dashboard.store, project, name, limit)}
@@ -387,7 +387,7 @@ class DashboardApp:
         if not self._authorised(presented if isinstance(presented, str) else None):
             log.warning("refused to reset alert %r of project %r: no valid token", name, project)
             return self._error(request, api, 403, "wrong or missing token: the alert was not reset", project)
-        from connectors.alert_records import reset_alert
+        from streamdrift.connectors.alert_records import reset_alert
 
         try:
             closed = await run_in_threadpool(reset_alert, self.dashboard.store, project, name)
@@ -409,9 +409,9 @@ def create_app(settings: Settings, *, token: str | None = None, flink_rest: str 
     :param host:       the address the server binds; on a loopback address only requests naming a
                        loopback host are served (no DNS rebinding)
     """
-    from connectors.sql_store import SqlStore as _SqlStore
-    from connectors.tsdb import open_tsdb
-    from ui.metrics import registry_of
+    from streamdrift.connectors.sql_store import SqlStore as _SqlStore
+    from streamdrift.connectors.tsdb import open_tsdb
+    from streamdrift.ui.metrics import registry_of
 
     store = store or _SqlStore(settings.endpoint_store_connection)
     tsdb = tsdb or open_tsdb(settings.tsdb_connection)

@@ -3,14 +3,14 @@ each returning a JSON-ready dict (the page renders it; ``/api/v1/`` returns it a
 
 Sources, per view:
 
-* the SQL store (:class:`connectors.sql_store.SqlStore`): endpoints with their reference statistics
+* the SQL store (:class:`streamdrift.connectors.sql_store.SqlStore`): endpoints with their reference statistics
   and counters, the latest result and metric of each series (their ``extra_data`` whole), the
   applications, the alert configurations and activations;
-* the TSDB (:func:`connectors.tsdb.open_tsdb`): results, metrics and per-window predictions over
+* the TSDB (:func:`streamdrift.connectors.tsdb.open_tsdb`): results, metrics and per-window predictions over
   time, application errors, and per-feature drift rows where the TSDB has them;
-* the raw rows in Parquet (:func:`connectors.raw_rows.read_window_rows`), when reachable: a window's
+* the raw rows in Parquet (:func:`streamdrift.connectors.raw_rows.read_window_rows`), when reachable: a window's
   rows for the drill-down, and the window's per-column statistics (counted on the reference bins
-  with :class:`udfs.accumulator.Accumulator`, as the job counts them) for Features analysis.
+  with :class:`streamdrift.udfs.accumulator.Accumulator`, as the job counts them) for Features analysis.
 
 Times in the answers are ISO 8601 UTC strings (``2026-11-26T12:01:00Z``); a window is named by its
 end time. Statuses are MLRun's: -1 irrelevant, 0 no detection, 1 potential, 2 detected.
@@ -29,10 +29,10 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.settings import Settings, mask_password
-from connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
-from connectors.tsdb.base import TSDB
-from udfs.records import ResultRecord
+from streamdrift.connectors.settings import Settings, mask_password
+from streamdrift.connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
+from streamdrift.connectors.tsdb.base import TSDB
+from streamdrift.udfs.records import ResultRecord, utc_from_ms
 
 log = logging.getLogger("streamdrift.ui")
 
@@ -88,7 +88,7 @@ def parse_time(text: str | None, what: str) -> dt.datetime | None:
     text = re.sub(r"(\d) (\d\d:?\d\d)$", r"\1+\2", text)
     try:
         if re.fullmatch(r"-?\d{1,16}", text):
-            return dt.datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+            return utc_from_ms(int(text))
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"{what}={text!r} is not a time: use ISO 8601 (2026-11-26T12:00:00Z) "
@@ -209,7 +209,7 @@ class Dashboard:
         dead-letter stream at most every :attr:`DEAD_LETTERS_TTL_S` s; None when it cannot be read."""
         import time
 
-        from connectors import dead_letters
+        from streamdrift.connectors import dead_letters
 
         now = time.monotonic()
         with self._lock:
@@ -331,7 +331,7 @@ class Dashboard:
         dead = self.dead_letter_counts(project)
         health = None
         if self.flink_rest:
-            from connectors.flink_rest import job_health
+            from streamdrift.connectors.flink_rest import job_health
 
             health = job_health(self.flink_rest)
         return {
@@ -518,7 +518,7 @@ class Dashboard:
                 return self._stats_cache[key]
         import numpy as np
 
-        from udfs.accumulator import Accumulator
+        from streamdrift.udfs.accumulator import Accumulator
 
         frame = self._raw_rows(e, start, end)
         if not len(frame) or not e.feature_stats:
@@ -538,9 +538,9 @@ class Dashboard:
         return stats
 
     def _raw_rows(self, e: ModelEndpoint, start: dt.datetime, end: dt.datetime):
-        """The window's raw rows (:func:`connectors.raw_rows.read_window_rows`), named as the job names them."""
-        from connectors.raw_rows import read_window_rows
-        from udfs.events import row_columns
+        """The window's raw rows (:func:`streamdrift.connectors.raw_rows.read_window_rows`), named as the job names them."""
+        from streamdrift.connectors.raw_rows import read_window_rows
+        from streamdrift.udfs.events import row_columns
 
         columns = row_columns({"feature_names": e.feature_names, "output_names": e.output_names})
         return read_window_rows(self.settings.parquet_path, e.endpoint_id, start, end, lambda _: columns)
@@ -690,7 +690,7 @@ class Dashboard:
         return preset, now - RANGES[preset], now
 
     def _thresholds(self, project: str) -> dict[str, Any]:
-        from connectors.app_registry import list_registered
+        from streamdrift.connectors.app_registry import list_registered
 
         thresholds = dict(GENERAL_DRIFT_THRESHOLDS)
         for app in list_registered(self.store, project):
@@ -805,7 +805,7 @@ class Dashboard:
     def alerts(self, project: str, endpoint_id: str | None = None, limit: int = 200) -> dict[str, Any]:
         """Alert configurations (URLs masked) and their newest activations; with ``endpoint_id`` only
         those whose entities can match the endpoint and its activations."""
-        from connectors.alert_records import activation_dict, alerts_json
+        from streamdrift.connectors.alert_records import activation_dict, alerts_json
 
         configs = alerts_json(self.store, project)
         _, activations = self._activations(project)
@@ -822,7 +822,7 @@ class Dashboard:
     def applications(self, project: str, days: int = 30) -> dict[str, Any]:
         """The applications of a project (the built-in one included), enabled or not, when each last
         wrote a result or reported a failure, and its ``mm-app-failed`` errors of the last ``days``."""
-        from connectors.app_registry import list_registered
+        from streamdrift.connectors.app_registry import list_registered
 
         since = self.clock() - dt.timedelta(days=days)
         last_run: dict[str, dt.datetime] = {}
@@ -851,7 +851,7 @@ class Dashboard:
 
 
 def _entities_match(entities: Any, endpoint_id: str) -> bool:
-    """Whether an alert's entity patterns can match results of ``endpoint_id`` (as udfs.alerts does:
+    """Whether an alert's entity patterns can match results of ``endpoint_id`` (as streamdrift.udfs.alerts does:
     ``*``, the id itself, or a pattern of ``<endpoint_id>.<app>.result.<name>``)."""
     patterns = [entities] if isinstance(entities, str) else list(entities or [])
     for p in patterns:
@@ -924,7 +924,7 @@ def _reference_counts(ref: Mapping[str, Any]) -> tuple[list[float], list[str]]:
     if "categories" in ref:
         return ([float(c) for c in ref.get("category_counts", [])] + [float(ref.get("other_count", 0))],
                 [str(c) for c in ref.get("categories", [])] + ["other"])
-    from udfs.reference import pad_hist
+    from streamdrift.udfs.reference import pad_hist
 
     counts, edges = pad_hist(ref["hist"][0], ref["hist"][1])
     labels = []

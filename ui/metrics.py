@@ -26,7 +26,7 @@ DRIFT_RESULTS = ("general_drift", "feature_drift")
 
 
 class ResultsCollector(Collector):
-    """A Prometheus collector over the dashboard's stores (``ui.data.Dashboard``)."""
+    """A Prometheus collector over the dashboard's stores (``streamdrift.ui.data.Dashboard``)."""
 
     def __init__(self, dashboard):
         self.dashboard = dashboard

@@ -10,7 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ui.data import STATUS_COLORS, status_of
+from streamdrift.ui.data import STATUS_COLORS, status_of
 
 REFERENCE_COLOR = "#9aa5b1"
 WINDOW_COLOR = "#1f77b4"

@@ -1,7 +1,7 @@
 """The TSDB interface: results, metrics, per-window predictions and errors over time.
 
-Two implementations share it: TDengine (:mod:`connectors.tsdb.tdengine`, the production store)
-and SQLite (:mod:`connectors.tsdb.sqlite`, the embedded default). The same records go in and the
+Two implementations share it: TDengine (:mod:`streamdrift.connectors.tsdb.tdengine`, the production store)
+and SQLite (:mod:`streamdrift.connectors.tsdb.sqlite`, the embedded default). The same records go in and the
 same records come out of both; what they accept is checked here, once.
 
 Keys. A row is identified by what names its series plus its time (:data:`SERIES_KEYS`,
@@ -33,7 +33,7 @@ Accepted values (:func:`check_record`), so that no name can break a statement or
   ``{"tvd", "hellinger", "kld", ...}``, as ``histogram-data-drift``'s ``general_drift``) is kept
   without those columns, which are the ``feature_drift`` rows, and says so:
   ``"per_feature": {"table": "feature_drift", "columns": <n>}``. Anything else too big goes whole
-  to a JSON file under the TSDB's ``artifacts_dir`` (:func:`connectors.artifacts.write_extra_data`)
+  to a JSON file under the TSDB's ``artifacts_dir`` (:func:`streamdrift.connectors.artifacts.write_extra_data`)
   and the row keeps ``{"truncated": true, "bytes": <size>, "artifact": "<path>"}``; without an
   ``artifacts_dir`` the row keeps ``{"truncated": true, "bytes": <size>}`` and a warning is
   logged (the latest result in the SQL store keeps it whole either way).
@@ -58,23 +58,22 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.errors import StoreFailure
-from connectors.sql_store import APPLICATION_NAME_PATTERN, validate_application_name
-from udfs.histogram_drift import per_feature_columns
-from udfs.records import (
+from streamdrift.connectors.errors import StoreFailure
+from streamdrift.udfs.histogram_drift import per_feature_columns
+from streamdrift.udfs.records import (
     ErrorRecord,
     FeatureDriftRecord,
     MetricRecord,
     PredictionRecord,
     ResultRecord,
-    validate_name,
+    check_name,
+    validate_application_name,
 )
 
 log = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
 TEXT_TAG_CHARS = 255  # project, endpoint_id, error_type
-NAME_CHARS = 128  # application, result and metric names
 MAX_EXTRA_DATA_BYTES = 16_000
 MAX_MESSAGE_CHARS = 1_000
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
@@ -97,14 +96,14 @@ __all__ = [
     "TSDB", "TSDBError", "check_result", "check_metric", "check_prediction", "check_error",
     "check_feature_drift", "check_text", "check_record", "check_filters", "sort_metrics", "sort_predictions",
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
-    "clean_message", "micros", "from_micros", "sort_results", "APPLICATION_NAME_PATTERN", "MAX_EXTRA_DATA_BYTES",
+    "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
     "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS",
 ]
 
 
 class TSDBError(StoreFailure):
     """The TSDB failed; the message says what and where, with the server's own message and any
-    password masked. ``transient`` (:func:`connectors.errors.is_transient`) says whether waiting
+    password masked. ``transient`` (:func:`streamdrift.connectors.errors.is_transient`) says whether waiting
     may heal it: True for a refused, lost or timed-out connection or a locked database, False for
     an error the same statement would meet again."""
 
@@ -160,12 +159,9 @@ def _check_app(name: str, record: str) -> str:
 
 def _check_name(name: str, what: str, record: str) -> str:
     try:
-        validate_name(name, what)
+        return check_name(name, what)
     except ValueError as exc:
         raise ValueError(f"{record}: {exc}") from None
-    if len(name) > NAME_CHARS:
-        raise ValueError(f"{record}: {what} {name!r} is longer than {NAME_CHARS} characters")
-    return name
 
 
 def _finite(value: Any) -> float | None:
@@ -200,7 +196,7 @@ def _json(extra: Any) -> str:
 
 def compact_extra_data(extra: dict[str, Any] | None, max_bytes: int = MAX_EXTRA_DATA_BYTES) -> dict[str, Any] | None:
     """``extra`` when its JSON fits ``max_bytes``; else, when it holds per-feature drift
-    (:func:`udfs.histogram_drift.per_feature_columns`), ``extra`` without ``"columns"`` plus
+    (:func:`streamdrift.udfs.histogram_drift.per_feature_columns`), ``extra`` without ``"columns"`` plus
     ``"per_feature": {"table": "feature_drift", "columns": <n>}`` if that fits; else None (it
     needs an artifact)."""
     extra = dict(extra or {})
@@ -234,7 +230,7 @@ def extra_data_json(extra: dict[str, Any] | None, where: str = "result") -> str:
 def bound_extra_data(r: ResultRecord, artifacts_dir: str | None = None) -> ResultRecord:
     """The result with an ``extra_data`` the TSDB can keep (see the module doc): as it is,
     compacted, or, with ``artifacts_dir``, replaced by a reference to the artifact file holding the
-    whole value (written here; :mod:`connectors.artifacts`)."""
+    whole value (written here; :mod:`streamdrift.connectors.artifacts`)."""
     text = _json(r.extra_data)
     if len(text) <= MAX_EXTRA_DATA_BYTES:
         return r
@@ -243,7 +239,7 @@ def bound_extra_data(r: ResultRecord, artifacts_dir: str | None = None) -> Resul
         return dataclasses.replace(r, extra_data=compact)
     if artifacts_dir is None:
         return r  # extra_data_json stores the truncation marker and says so
-    from connectors.artifacts import write_extra_data
+    from streamdrift.connectors.artifacts import write_extra_data
 
     path = write_extra_data(artifacts_dir, r, text)
     log.info("extra_data of result %r of %r (%s, endpoint %r) is %d bytes: kept whole in %s", r.result_name,

@@ -1,8 +1,8 @@
 """The TSDB on SQLite: the embedded default, no server to run.
 
-The same five tables as TDengine's supertables (:mod:`connectors.tsdb.tdengine`), with the tags as
-ordinary columns and a UNIQUE key on the series plus its time (:data:`~connectors.tsdb.base.SERIES_KEYS`,
-:data:`~connectors.tsdb.base.TIME_COLUMNS`: the rule TDengine's subtable names follow), so that
+The same five tables as TDengine's supertables (:mod:`streamdrift.connectors.tsdb.tdengine`), with the tags as
+ordinary columns and a UNIQUE key on the series plus its time (:data:`~streamdrift.connectors.tsdb.base.SERIES_KEYS`,
+:data:`~streamdrift.connectors.tsdb.base.TIME_COLUMNS`: the rule TDengine's subtable names follow), so that
 writing a window again replaces its row (``INSERT ... ON CONFLICT DO UPDATE``). Times are integers,
 microseconds since the epoch, like TDengine's ``PRECISION 'us'``. Values are bound as parameters,
 never spliced into SQL. A file written before a table's key had its present form is rebuilt on
@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.errors import sqlite_transient
-from connectors.tsdb.base import (
+from streamdrift.connectors.errors import sqlite_transient
+from streamdrift.connectors.tsdb.base import (
     SERIES_KEYS,
     TIME_COLUMNS,
     TSDB,
@@ -38,14 +38,14 @@ from connectors.tsdb.base import (
     sort_predictions,
     sort_results,
 )
-from connectors.tsdb.tdengine import (
+from streamdrift.connectors.tsdb.tdengine import (
     error_from_row,
     feature_drift_from_row,
     metric_from_row,
     prediction_from_row,
     result_from_row,
 )
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class SqliteTSDB(TSDB):
             self._transaction(what, lambda conn: conn.executemany(sql, rows))
         return len(rows)
 
-    # the rows of records already checked (check_* of connectors.tsdb.base)
+    # the rows of records already checked (check_* of streamdrift.connectors.tsdb.base)
 
     @staticmethod
     def _result_rows(records: Sequence[ResultRecord]) -> list[tuple]:

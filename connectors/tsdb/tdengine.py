@@ -29,13 +29,13 @@ supertable         columns (the first one is the row's timestamp key)     tags
                    reference_count, invalid_share                         feature_name
 =================  =====================================================  ============================
 
-One subtable per series (:data:`connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
+One subtable per series (:data:`streamdrift.connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
 Its name is a prefix and the SHA-1 of the series' identity (``res_<40 hex>``): no name given by a
 user ever becomes an identifier, so none can inject SQL, and a long or Unicode name cannot make an
 invalid table name. In TDengine a row is keyed by (subtable, timestamp), so writing a window again
 overwrites it. Tag and text values are single-quoted string literals with ``\\``, ``'``, newline,
 carriage return and tab escaped; every value was checked first
-(:func:`connectors.tsdb.base.check_record`). Timestamps are written and compared as integers:
+(:func:`streamdrift.connectors.tsdb.base.check_record`). Timestamps are written and compared as integers:
 microseconds since the epoch.
 
 TDengine's limits, checked here rather than met at write time:
@@ -49,7 +49,7 @@ TDengine's limits, checked here rather than met at write time:
 * an existing database must have microsecond precision: :meth:`TDengineTSDB.create_schema`
   refuses another one with what to do; a KEEP shorter than ``keep_days`` is raised to it;
 * rows older than the database's KEEP are refused by the server ("Timestamp data out of range"):
-  a permanent error (:mod:`connectors.errors`) whose message names KEEP.
+  a permanent error (:mod:`streamdrift.connectors.errors`) whose message names KEEP.
 
 Statement building (the ``*_sql`` functions) is pure and separate from execution, so tests can
 assert on the exact statements; :class:`TDengineTSDB` executes them on a connection.
@@ -67,9 +67,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from connectors.errors import is_transient, tdengine_code
-from connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
-from connectors.tsdb.base import (
+from streamdrift.connectors.errors import is_transient, tdengine_code
+from streamdrift.connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
+from streamdrift.connectors.tdengine_names import KEYWORDS, check_database_name, identifier
+from streamdrift.connectors.tsdb.base import (
     SERIES_KEYS,
     TSDB,
     TSDBError,
@@ -88,7 +89,7 @@ from connectors.tsdb.base import (
     sort_predictions,
     sort_results,
 )
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -96,73 +97,7 @@ DEFAULT_DATABASE = "streamdrift"
 #: TDengine's ``maxSQLLength`` defaults to 1,048,576 bytes; stay ~5 % below it.
 MAX_STATEMENT_BYTES = 1_000_000
 MAX_ROWS_PER_STATEMENT = 5_000
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-#: TDengine's reserved keywords (every 3.x release up to 3.4, from its "Reserved Keywords" page),
-#: upper case. None may name a database unquoted.
-KEYWORDS = frozenset("""
-ABORT ACCOUNT ACCOUNTS ADD AFTER AGGREGATE ALIAS ALIVE ALL ALLOW_DATETIME ALLOW_TOKEN_NUM ALTER ANALYZE AND
-ANODE ANODES ANOMALY_WINDOW ANTI APPS ARBGROUPS ARROW AS ASC ASOF ASYNC AT_ONCE ATTACH AUTO ASSIGN ALGR_NAME
-ALGR_TYPE BALANCE BEFORE BEGIN BETWEEN BIGINT BIN BINARY BITAND BITNOT BITOR BLOB BLOCKS BNODE BNODES BOOL
-BOTH BUFFER BUFSIZE BWLIMIT BY CACHE CACHEMODEL CACHESIZE CALC_NOTIFY_ONLY CALL_PER_SESSION CASE CAST CHANGE
-CHANGEPASS CHILD CLIENT_VERSION CLUSTER COLON COLS COLUMN COMMA COMMENT COMP COMPACT COMPACTS
-COMPACT_INTERVAL COMPACT_TIME_OFFSET COMPACT_TIME_RANGE COMPOSITE COMPRESS CONCAT CONFLICT
-CONNECT_IDLE_TIME CONNECT_TIME CONNECTION CONNECTIONS CONNS CONSUMER CONSUMERS CONTAINS
-CONTINUOUS_WINDOW_CLOSE COPY COUNT COUNT_WINDOW CREATE CREATEDB CURRENT_USER SCAN SCANS DATABASE DATABASES
-DBS DB_KEY DECIMAL DEFAULT DEFERRED DELETE DELETE_MARK DELETE_OUTPUT_TABLE DELETE_RECALC DELIMITERS DESC
-DESCRIBE DETACH DISK_INFO DISTINCT DISTRIBUTED DIVIDE DNODE DNODES DOT DOUBLE DROP DURATION EACH ELSE ENCODE
-ENABLE ENCRYPT_ALGR ENCRYPT_ALGORITHM ENCRYPT_ALGORITHMS ENCRYPT_KEY ENCRYPT_STATUS ENCRYPTIONS END EQ
-EVENT_TYPE EVENT_WINDOW EVERY EXCEPT EXISTS EXPIRED EXPIRED_TIME EXPLAIN EXTRA_INFO FAIL
-FAILED_LOGIN_ATTEMPTS FHIGH FILE FILL FILL_HISTORY FILL_HISTORY_FIRST FIRST FLOAT FLOW FLUSH FOR FORCE
-FORCE_OUTPUT FORCE_WINDOW_CLOSE FROM FROWTS FULL FUNCTION FUNCTIONS GE GEOMETRY GLOB GRANT GRANTS GROUP GT
-HAVING HEX HOST ID IF IGNORE IGNORE_DISORDER IGNORE_NODATA_TRIGGER ILLEGAL IMMEDIATE IMPORT IN
-INACTIVE_ACCOUNT_TIME INDEX INDEXES INITIALLY INNER INSERT INSTANCES INSTEAD INT INTEGER INTERSECT INTERVAL
-INTO IPTOKEN IROWTS IROWTS_ORIGIN IS IS_IMPORT ISFILLED ISNULL IS_AUDIT JLIMIT JOIN JSON KEEP
-KEEP_TIME_OFFSET KEY KILL LANGUAGE LAST LAST_ROW LE LEADER LEADING LEFT LEVEL LICENCES LIKE LIMIT LINEAR LOCK
-LOCAL LOGS LOW_LATENCY_CALC LP LSHIFT LT MACHINES MATCH MAX_DELAY MAXROWS MEDIUMBLOB MERGE META META_ONLY
-MINROWS MINUS MNODE MNODES MODIFY MODULES MOUNT MOUNTS NEAR NCHAR NE NEXT NMATCH NONE NORMAL NOT
-NOT_ALLOW_DATETIME NOT_ALLOW_HOST NOTIFY NOTIFY_HISTORY NOTIFY_OPTIONS NOTNULL NOW NULL NULL_F NULLS OF
-OFFSET ON ONLY ON_FAILURE ON_FAILURE_PAUSE OPTIONS OR ORDER OUTER OUTPUT_SUBTABLE OUTPUTTYPE OSSL_ALGR_NAME
-PAGES PAGESIZE PARTITION PASS PASSWORD_LIFE_TIME PASSWORD_REUSE_TIME PASSWORD_REUSE_MAX PASSWORD_LOCK_TIME
-PASSWORD_GRACE_TIME PAUSE PERIOD PI PLUS PORT POSITION PPS PRE_FILTER PRECISION PREV PRIMARY PRIVILEGE
-PRIVILEGES PROVIDER QDURATION QEND QNODE QNODES QSTART QTAGS QTIME QUERIES QUERY QUESTION RAISE RAND RANGE
-RATIO READ RECALCULATE RECURSIVE REGEXP REDISTRIBUTE RELOAD REM RENAME REPLACE REPLICA REPLICAS RESET
-RESTORE RESTRICT RESUME RETENTION RETENTIONS REVOKE RIGHT ROLLUP ROW ROWTS RP RSHIFT ROLE ROLES RSMA RSMAS
-S3MIGRATE SCHEMALESS SCORES SELECT SEMI SERVER_STATUS SERVER_VERSION SESSION SESSION_PER_USER SET SHOW
-SINGLE_STABLE SLASH SLIDING SLIMIT SMA SMALLINT SMIGRATE SNODE SNODES SOFFSET SPLIT SS_CHUNKPAGES SS_COMPACT
-SS_KEEPLOCAL SSMIGRATE SSMIGRATES STABLE STABLES STAR START STATE STATE_WINDOW STATEMENT STOP STORAGE STREAM
-STREAMS STRICT STRING STT_TRIGGER SUBSCRIBE SUBSCRIPTIONS SUBSTR SUBSTRING SUBTABLE SVR_KEY SYSINFO SYSTEM
-TABLE TABLE_PREFIX TABLE_SUFFIX TABLES TAG TAGS TBNAME THEN TIMES TIMESTAMP TIMEZONE TINYINT TO TODAY TOKEN
-TOKENS TOPIC TOPICS TOTP_SECRET TRAILING TRANSACTION TRANSACTIONS TRIGGER TRIM TRUE_FOR TSDB_PAGESIZE TSERIES
-TSMA TSMAS TTL UNION UNSAFE UNLOCK UNSIGNED UNTREATED UPDATE USE USER USERS USING VALUE VALUE_F VALUES
-VARBINARY VARCHAR VARIABLE VTABLE VTABLES VARIABLES VERBOSE VGROUP VGROUPS VIEW VIEWS VIRTUAL VNODE
-VNODE_PER_CALL VNODES WAL WAL_FSYNC_PERIOD WAL_LEVEL WAL_RETENTION_PERIOD WAL_RETENTION_SIZE WAL_ROLL_PERIOD
-WAL_SEGMENT_SIZE WATERMARK WDURATION WEND WHEN WHERE WINDOW WINDOW_CLOSE WINDOW_OFFSET WINDOW_OPEN WITH
-WRITE WSTART _C0 _IROWTS _QDURATION _QEND _QSTART _ROWTS _WDURATION _WEND _WSTART TRUE FALSE
-""".split())
-
-
 # --------------------------------------------------------------------------------- literals
-
-
-def identifier(name: str, what: str = "identifier") -> str:
-    """Return ``name`` if it is a plain TDengine identifier (letters, digits, ``_``; at most 64)."""
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"{what} {name!r} is invalid: use letters, digits and '_', not starting with a digit, "
-                         "at most 64 characters")
-    return name
-
-
-def check_database_name(name: str, what: str = "database name") -> str:
-    """Return ``name`` if TDengine takes it unquoted as a database name: a plain identifier
-    (:func:`identifier`) that is not a reserved keyword (:data:`KEYWORDS`, in any case), else
-    raise ValueError saying which rule it breaks and what to do."""
-    identifier(name, what)
-    if name.upper() in KEYWORDS:
-        raise ValueError(f"{what} {name!r} is a TDengine reserved keyword, which TDengine refuses as a "
-                         f"database name unless every statement quotes it: choose another name, e.g. "
-                         f"{(name + '_db').lower()!r}")
-    return name
 
 
 def quote(value: str) -> str:
@@ -206,7 +141,7 @@ class SuperTable:
     @property
     def identity(self) -> tuple[str, ...]:
         """The tags that name a series (hashed into the subtable name): the table's
-        :data:`~connectors.tsdb.base.SERIES_KEYS`."""
+        :data:`~streamdrift.connectors.tsdb.base.SERIES_KEYS`."""
         return SERIES_KEYS[self.name]
 
     @property
@@ -746,7 +681,7 @@ class TDengineTSDB(TSDB):
                        one, raised with ``ALTER DATABASE`` when shorter); the ``tsdb_keep_days`` setting.
     :param max_statement_bytes: the longest statement sent, in UTF-8 bytes.
     :param artifacts_dir: where an ``extra_data`` too big for a row is kept whole (see
-                       :mod:`connectors.tsdb.base`).
+                       :mod:`streamdrift.connectors.tsdb.base`).
     :param connect_retries: the WebSocket client's own retries of a refused connection (None:
                        its default); the writer retries transient errors itself.
     """
@@ -779,7 +714,7 @@ class TDengineTSDB(TSDB):
 
     def _failed(self, what: str, exc: Exception, sql: str) -> TSDBError:
         """The error to raise: the server's message (password masked), the statement's start,
-        a hint for a known cause, and ``transient`` from :func:`connectors.errors.is_transient`.
+        a hint for a known cause, and ``transient`` from :func:`streamdrift.connectors.errors.is_transient`.
         A connection of our own is dropped, so the next call (a retry by the writer) opens a fresh
         one instead of reusing a broken one."""
         if self.url is not None and self._conn is not None:

@@ -1,6 +1,6 @@
 """Benchmark of the dashboard's big pages in a headless browser (issue 17).
 
-Run from the project root (Debian's chromium is installed by ``connectors.local_services`` when missing)::
+Run from the project root (Debian's chromium is installed by ``streamdrift.connectors.local_services`` when missing)::
 
     .venv/bin/python -m tests.benchmarks.bench_dashboard                 # 7 loads per page
     .venv/bin/python -m tests.benchmarks.bench_dashboard --loads 15
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from connectors import local_services  # noqa: E402
+from streamdrift.connectors import local_services  # noqa: E402
 from tests.dashboard_stores import write_project  # noqa: E402
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,7 +53,7 @@ def serve(data_dir: Path, project: str, written, port: int):
            "STREAMDRIFT_ENDPOINT_STORE_CONNECTION": written.store_url, "STREAMDRIFT_TSDB_CONNECTION": written.tsdb_url,
            "STREAMDRIFT_BASE_PERIOD": "1"}
     env.pop("STREAMDRIFT_UI_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "ui", "--port", str(port)], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "streamdrift.jobs.cli", "ui", "--port", str(port)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -80,7 +80,7 @@ def register_endpoints(settings, project: str, n: int, seed: int = 0) -> list[st
     import numpy as np
     import pandas as pd
 
-    from connectors.endpoints import get_or_create_model_endpoint, open_store
+    from streamdrift.connectors.endpoints import get_or_create_model_endpoint, open_store
 
     store = open_store(settings.endpoint_store_connection)
     rng = np.random.default_rng(seed)
@@ -387,7 +387,7 @@ def _stamp_first_record(stamp_dir: str) -> None:
     (at most ``bundle_time_ms`` after the first record arrives): the earliest stamp is the "first
     record" mark. Only the function ``build()`` wraps in a ``functools.partial`` is replaced, in this
     client process; the closure is pickled by value, so the workers need not import this module."""
-    from connectors import job_io
+    from streamdrift.connectors import job_io
 
     original = job_io.load_endpoints
 
@@ -404,7 +404,7 @@ def _stamp_first_record(stamp_dir: str) -> None:
 
 def _job_option(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` of a JobOptions field, the value parsed as JSON when it is JSON."""
-    from jobs.monitoring_job import JobOptions
+    from streamdrift.jobs.monitoring_job import JobOptions
 
     name, sep, value = text.partition("=")
     if not sep or name not in {f.name for f in dataclasses.fields(JobOptions)}:
@@ -417,8 +417,8 @@ def _job_option(text: str) -> tuple[str, object]:
 
 def child(spec: dict) -> dict:
     """Build and run one job as ``spec`` says; return its timings."""
-    from connectors.settings import Settings
-    from jobs.monitoring_job import JobOptions
+    from streamdrift.connectors.settings import Settings
+    from streamdrift.jobs.monitoring_job import JobOptions
 
     settings = Settings(**spec["settings"])
     options = JobOptions(**spec["options"])
@@ -426,7 +426,7 @@ def child(spec: dict) -> dict:
     if spec["kind"] == "monitor":
         from pyflink.common import Types
 
-        from jobs.monitoring_job import build
+        from streamdrift.jobs.monitoring_job import build
 
         _stamp_first_record(spec["stamp_dir"])
         graph = build(settings, options)
@@ -437,15 +437,15 @@ def child(spec: dict) -> dict:
     else:  # "consume" (source → blackhole, JVM only) or "pyfloor" (source → a no-op pandas function → blackhole)
         from pyflink.table import StreamTableEnvironment
 
-        from jobs.flink_env import stream_env
-        from jobs.monitoring_job import _source_ddl
+        from streamdrift.jobs.flink_env import stream_env
+        from streamdrift.connectors.event_source import source_ddl
 
         extra = {"execution.checkpointing.dir": options.checkpoint_dir} if options.checkpoint_dir else {}
         env = stream_env(options.parallelism, options.checkpoint_interval_ms, extra)
         t_env = StreamTableEnvironment.create(env)
         t_env.get_config().set("pipeline.name", f"bench-{spec['name']}")
         t_env.get_config().set("table.local-time-zone", "UTC")
-        t_env.execute_sql(_source_ddl(settings, options))
+        t_env.execute_sql(source_ddl(settings, options.bounded, options.group_id))
         if spec["kind"] == "pyfloor":
             from pyflink.table import DataTypes
             from pyflink.table.udf import udf
@@ -529,11 +529,12 @@ def run_child(spec: dict, workdir: Path) -> dict:
 
 def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size: int, cprofile: bool):
     """Per-event µs of each step of the Python path, on ``payloads`` (one batch, as the pandas UDF gets it)."""
-    from connectors import job_io
-    from udfs.catalog import EndpointCatalog
-    from udfs.events import decode
-    from udfs.columnar import ColumnarReader
-    from udfs.window import Sample, WindowAggregate, aggregate_records
+    from streamdrift.connectors import job_io
+    from streamdrift.udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.events import decode
+    from streamdrift.udfs.columnar import ColumnarReader
+    from streamdrift.udfs.window import Sample, WindowAggregate
+    from streamdrift.udfs.batch import aggregate_records
 
     records = job_io.load_endpoints(settings.endpoint_store_connection)
     catalog = EndpointCatalog(lambda: records)
@@ -604,10 +605,10 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
 
 def state_bound(settings, payloads: list[bytes], endpoints: int, window_ms: int, sample_size: int) -> dict:
     """Bytes of one endpoint's window aggregate (20 columns) after a full window of its events."""
-    from connectors import job_io
-    from udfs.catalog import EndpointCatalog
-    from udfs.events import decode
-    from udfs.window import Sample, WindowAggregate
+    from streamdrift.connectors import job_io
+    from streamdrift.udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.events import decode
+    from streamdrift.udfs.window import Sample, WindowAggregate
 
     records = job_io.load_endpoints(settings.endpoint_store_connection)
     catalog = EndpointCatalog(lambda: records)
@@ -672,9 +673,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(spec["result"]).write_text(json.dumps(out))
         return 0
 
-    from connectors.local_services import Kafka
-    from connectors.settings import kafka_bootstrap, load_settings, topic_names
-    from connectors.tsdb import open_tsdb
+    from streamdrift.connectors.local_services import Kafka
+    from streamdrift.connectors.settings import kafka_bootstrap, load_settings, topic_names
+    from streamdrift.connectors.tsdb import open_tsdb
 
     Kafka().start()  # idempotent: returns at once when the broker already answers
     tmp = Path(tempfile.mkdtemp(prefix="bench-job-"))

@@ -30,11 +30,11 @@ PROTOTYPE = Path(__file__).parent / "prototype" / "JvmParseBin.java"
 
 
 def python_us_per_event(events: int, endpoints: int, repeats: int, batch: int = 20_000) -> list[float]:
-    from connectors import job_io
-    from connectors.settings import load_settings
-    from udfs.catalog import EndpointCatalog
-    from udfs.columnar import ColumnarReader
-    from udfs.window import aggregate_records
+    from streamdrift.connectors import job_io
+    from streamdrift.connectors.settings import load_settings
+    from streamdrift.udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.columnar import ColumnarReader
+    from streamdrift.udfs.batch import aggregate_records
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings({"data_dir": tmp, "project": "bench"}, env={})

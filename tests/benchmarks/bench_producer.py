@@ -24,7 +24,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from connectors.producer import MonitoringProducer
+from streamdrift.connectors.producer import MonitoringProducer
 
 FEATURES = [f"f{i}" for i in range(20)]
 

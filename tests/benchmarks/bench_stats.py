@@ -26,10 +26,10 @@ if __package__ in (None, ""):  # run as a script: put the project root on the pa
 import numpy as np
 import pandas as pd
 
-from udfs import drift
-from udfs.accumulator import Accumulator, Layout
-from udfs.histogram_drift import drift_from_accumulator, histogram_drift
-from udfs.reference import feature_stats
+from streamdrift.udfs import drift
+from streamdrift.udfs.accumulator import Accumulator, Layout
+from streamdrift.udfs.histogram_drift import drift_from_accumulator, histogram_drift
+from streamdrift.udfs.reference import feature_stats
 
 N_COLS = 20
 TARGET_ROWS_PER_S = 2_000_000

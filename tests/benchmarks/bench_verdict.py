@@ -1,4 +1,4 @@
-"""Benchmark of the drift verdict (``udfs.verdict``, the ``feature_drift`` result) beside MLRun's rule.
+"""Benchmark of the drift verdict (``streamdrift.udfs.verdict``, the ``feature_drift`` result) beside MLRun's rule.
 
 Run from the project root::
 
@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from udfs import drift
-from udfs.accumulator import Accumulator, Layout
-from udfs.histogram_drift import feature_drift_from_accumulator
-from udfs.reference import feature_stats
-from udfs.verdict import (
+from streamdrift.udfs import drift
+from streamdrift.udfs.accumulator import Accumulator, Layout
+from streamdrift.udfs.histogram_drift import feature_drift_from_accumulator
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.verdict import (
     ALPHA,
     MergeMaps,
     ReferenceCounts,

@@ -16,10 +16,10 @@ import statistics
 import tempfile
 import time
 
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from udfs.applications import HISTOGRAM_DATA_DRIFT
-from udfs.records import FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.udfs.applications import HISTOGRAM_DATA_DRIFT
+from streamdrift.udfs.records import FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 FEATURES = [f"f{i}" for i in range(20)]
 UTC = dt.timezone.utc

@@ -13,6 +13,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     numpy scipy pyarrow "pandas<3" evidently
+# the project's streamdrift.* packages, without its dependencies (only the statistics are measured)
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$root"
 
 cd "$root"
 PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$venv/bin/python" -m tests.benchmarks.bench_stats "$@"

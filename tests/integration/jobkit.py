@@ -14,7 +14,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from connectors.settings import load_settings, topic_names
+from streamdrift.connectors.settings import load_settings, topic_names
 
 
 def new_project(kafka, prefix: str = "it", partitions: int = 2) -> str:

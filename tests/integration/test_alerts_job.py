@@ -17,14 +17,15 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.notifications import AlertDispatcher, NotificationSender
-from connectors.settings import load_settings, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.alerts_wiring import load_alerts, lookup_activation
-from jobs.monitoring_job import JobOptions, build
-from udfs.alerts import AlertBook, AlertEvent, AlertState, evaluate
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.notifications import AlertDispatcher, NotificationSender
+from streamdrift.connectors.settings import load_settings, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
+from streamdrift.jobs.monitoring_job import JobOptions, build
+from streamdrift.udfs.alerts import AlertState, evaluate
+from streamdrift.udfs.alert_config import AlertBook, AlertEvent
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)

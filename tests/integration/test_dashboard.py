@@ -4,7 +4,7 @@ Once for the module: a project with two endpoints on MariaDB (SQL store, under a
 must never show) and SQLite (TSDB); a stream of four one-minute windows with drift injected in the
 last two, error events and bad records; a manual alert that the drift fires; a failing application;
 the monitoring job run on it (``streamdrift run --bounded``); then ``streamdrift ui`` serving it,
-driven by Debian's chromium through Playwright (installed by ``connectors.local_services``, never
+driven by Debian's chromium through Playwright (installed by ``streamdrift.connectors.local_services``, never
 downloaded). Expected numbers come from the rows the test sent (hand counts, numpy histograms on the
 reference edges) and from the stores read directly, not from the dashboard's code.
 
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors import local_services
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.settings import load_settings, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
+from streamdrift.connectors import local_services
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.settings import load_settings, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
 from tests.integration.jobkit import drop_mariadb_user, mariadb_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def stores(tmp_path_factory, mysql):
     hostile = get_or_create_model_endpoint(project, HOSTILE, HOSTILE_FUNCTION, reference=reference[FEATURES],
                                            model_version="</td><b>v</b>", store=store_url).endpoint_id
     with SqlStore(store_url) as store:
-        store.add_application(project, "data-quality", "udfs.example_apps:DataQualityApplication", {})
+        store.add_application(project, "data-quality", "streamdrift.udfs.example_apps:DataQualityApplication", {})
         store.add_application(project, "broken-app", "no_such_module_for_the_dashboard:Nope", {})
         store.add_alert_config(
             project, "drift-held", summary="{{entity}} drifts: {{value}}", severity="high",
@@ -151,7 +151,7 @@ def stores(tmp_path_factory, mysql):
     stream.mkdir(parents=True, exist_ok=True)
     (stream / "events-0.jsonl").write_text("\n".join(lines) + "\n")
 
-    job = subprocess.run([sys.executable, "-m", "jobs.cli", "run", "--bounded", "--checkpoint-interval-seconds", "5"],
+    job = subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "run", "--bounded", "--checkpoint-interval-seconds", "5"],
                          env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=600)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "job.log").write_text(job.stdout + job.stderr)
@@ -182,7 +182,7 @@ class Server:
         env.pop("STREAMDRIFT_UI_TOKEN", None)
         if token:
             env["STREAMDRIFT_UI_TOKEN"] = token
-        self.args = [sys.executable, "-m", "jobs.cli", "ui", "--port", str(self.port), *args]
+        self.args = [sys.executable, "-m", "streamdrift.jobs.cli", "ui", "--port", str(self.port), *args]
         self.proc = subprocess.Popen(self.args, env=env, cwd=ROOT, stdout=self.log.open("w"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -272,7 +272,7 @@ def visit(browser, url, shot=None) -> Visit:
 
 
 def page_url(server: Server, stores: Stores, *segments, **query) -> str:
-    from ui.app import url
+    from streamdrift.ui.app import url
 
     return server.base + url("projects", stores.project, *segments, **query)
 
@@ -285,7 +285,7 @@ def iso(t: dt.datetime) -> str:
 
 
 def padded_edges(stats) -> np.ndarray:
-    from udfs.reference import pad_hist
+    from streamdrift.udfs.reference import pad_hist
 
     return np.asarray(pad_hist(stats["hist"][0], stats["hist"][1])[1])
 
@@ -309,7 +309,7 @@ def column_drift(stats: dict, values) -> tuple[float, float, float]:
 
 
 def pad_histogram_counts(stats) -> list:
-    from udfs.reference import pad_hist
+    from streamdrift.udfs.reference import pad_hist
 
     return pad_hist(stats["hist"][0], stats["hist"][1])[0]
 
@@ -641,7 +641,7 @@ def test_applications_show_the_failures_in_the_tsdb(stores, server, browser):
 
 def test_the_api_answers_what_the_cli_prints(stores, server):
     def cli(*args):
-        out = subprocess.run([sys.executable, "-m", "jobs.cli", *args, "--json"], env={**os.environ, **stores.env},
+        out = subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", *args, "--json"], env={**os.environ, **stores.env},
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
         return json.loads(out)
 

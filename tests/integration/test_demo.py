@@ -9,16 +9,16 @@ import re
 import subprocess
 import sys
 
-from connectors.settings import ENV_PREFIX, topic_names
-from connectors.sql_store import SqlStore
-from jobs.cli import build_parser
+from streamdrift.connectors.settings import ENV_PREFIX, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.jobs.cli import build_parser
 from tests.integration.jobkit import consume, drop_mariadb_user, mariadb_user, new_project
 
 WINDOW_LINE = re.compile(r"^[0-9a-f]{8}\s+\d\d:\d\d-\d\d:\d\d\s+(\d+)\s")
 
 
 def _demo(args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobs.cli", "demo", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "demo", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=500)
 
 

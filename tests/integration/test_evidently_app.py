@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors import app_registry
-from connectors.endpoints import get_or_create_model_endpoint, get_reference_sample
-from connectors.local_services import PROJECT_ROOT
-from connectors.sql_store import SqlStore
-from udfs.applications import ResultKindApp, ResultStatusApp
-from udfs.catalog import EndpointCatalog
-from udfs.monitor import monitor_window
-from udfs.window import aggregate_batch
+from streamdrift.connectors import app_registry
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint, get_reference_sample
+from streamdrift.connectors.local_services import PROJECT_ROOT
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.udfs.applications import ResultKindApp, ResultStatusApp
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.monitor import monitor_window
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -72,7 +72,7 @@ def test_evidently_drift_app_compares_the_window_with_the_reference_sample(evide
     ep, endpoint = _endpoint(store_url, "bank")
     assert endpoint["has_reference_sample"]
     app_registry.register_application(store_url, "bank", "evidently-drift",
-                                      "udfs.evidently_app:EvidentlyDataDriftApplication")
+                                      "streamdrift.udfs.evidently_app:EvidentlyDataDriftApplication")
     apps = {a.NAME: a for a in app_registry.load_applications(store_url, "bank")}
     assert set(apps) == {"histogram-data-drift", "evidently-drift"}
 
@@ -117,8 +117,8 @@ def test_a_users_evidently_subclass_gets_the_pair_and_logs_its_report(evidently,
 from evidently import Report
 from evidently.presets import DataSummaryPreset
 
-from udfs.applications import ModelMonitoringApplicationMetric
-from udfs.evidently_app import EvidentlyModelMonitoringApplicationBase
+from streamdrift.udfs.applications import ModelMonitoringApplicationMetric
+from streamdrift.udfs.evidently_app import EvidentlyModelMonitoringApplicationBase
 
 
 class SummaryApp(EvidentlyModelMonitoringApplicationBase):
@@ -145,7 +145,7 @@ class SummaryApp(EvidentlyModelMonitoringApplicationBase):
 
 
 def test_without_a_reference_sample_the_app_fails_clearly(evidently, tmp_path):
-    from udfs.evidently_app import EvidentlyDataDriftApplication
+    from streamdrift.udfs.evidently_app import EvidentlyDataDriftApplication
 
     store_url = f"sqlite:///{tmp_path}/store.sqlite"
     ep, endpoint = _endpoint(store_url, "bank")

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from connectors.local_services import PROJECT_ROOT, flink_home
-from jobs import smoke
-from jobs.flink_env import stream_env
+from streamdrift.connectors.local_services import PROJECT_ROOT, flink_home
+from streamdrift.jobs import smoke
+from streamdrift.jobs.flink_env import stream_env
 
 RECORDS = 500
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from connectors import raw_rows
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.settings import file_stream_dir, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors import raw_rows
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.settings import file_stream_dir, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 from tests.integration.jobkit import job_settings, new_project, produce, utc, wait_for
 
 WINDOW_MS = 60_000

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.settings import topic_names
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.settings import topic_names
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 from tests.integration.jobkit import consume, job_settings, new_project, produce
 
 WINDOW_MS = 60_000

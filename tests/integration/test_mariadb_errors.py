@@ -1,4 +1,4 @@
-"""Transient or permanent (connectors.errors) on the errors a real MariaDB gives through PyMySQL and
+"""Transient or permanent (streamdrift.connectors.errors) on the errors a real MariaDB gives through PyMySQL and
 SQLAlchemy: what waiting can heal (no server, a lost connection, a lock wait) against what the same
 statement meets again (syntax, NOT NULL, a value too long, an unknown table, wrong credentials)."""
 
@@ -12,8 +12,8 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from connectors.errors import is_transient
-from connectors.sql_store import SqlStore, StoreError
+from streamdrift.connectors.errors import is_transient
+from streamdrift.connectors.sql_store import SqlStore, StoreError
 
 
 def _closed_port() -> int:
@@ -133,7 +133,7 @@ def test_a_lock_held_while_the_store_writes_is_waited_out(mysql, database, caplo
     url = mysql.url.rsplit("/", 1)[0] + "/" + name
     store = SqlStore(url, attempts=6, backoff=0.2)
     store.create_schema()
-    store.add_application("p", "app", "udfs.example_apps:DataQualityApplication")
+    store.add_application("p", "app", "streamdrift.udfs.example_apps:DataQualityApplication")
     store.engine.dispose()  # its next connections wait at most 1 s for a lock
 
     @sa.event.listens_for(store.engine, "connect")

@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors import raw_rows
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.raw_rows import read_window_rows
-from connectors.settings import topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors import raw_rows
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.raw_rows import read_window_rows
+from streamdrift.connectors.settings import topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 from tests.integration.jobkit import consume, job_settings, new_project, produce, utc, wait_for
-from udfs.accumulator import Accumulator
-from udfs.events import Columns
-from udfs.histogram_drift import drift_from_accumulator
+from streamdrift.udfs.accumulator import Accumulator
+from streamdrift.udfs.events import Columns
+from streamdrift.udfs.histogram_drift import drift_from_accumulator
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)  # a window boundary
@@ -359,7 +359,7 @@ def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     # not what this test is about (README: event time across partitions)
     _produce(kafka, topic_names(project)["events"], events, partition=0)
     job_name = f"it-submit-{project}"
-    cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+    cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
            "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
            "--base-period", "1", "--bounded", "--job-name", job_name]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -385,13 +385,13 @@ def test_submitted_with_parallelism_2_over_two_taskmanagers(tmp_path, kafka, fli
                    "inputs": [rng.normal(size=3).tolist()]}
                   for i in range(150) for endpoint in endpoints[partition::2]], partition=partition)
     before = set(flink.taskmanagers())
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "services", "add-taskmanager"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "services", "add-taskmanager"], capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0 and "2 taskmanager(s)" in proc.stdout, proc.stdout + proc.stderr
     (added,) = set(flink.taskmanagers()) - before
     try:
         job_name = f"it-submit-p2-{project}"
-        cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+        cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
                "--parallelism", "2", "--data-dir", str(tmp_path), "--project", project,
                "--stream-path", kafka.stream_path, "--base-period", "1", "--bounded", "--job-name", job_name]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

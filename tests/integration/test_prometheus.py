@@ -23,11 +23,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.producer import MonitoringProducer
-from connectors.settings import load_settings, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.producer import MonitoringProducer
+from streamdrift.connectors.settings import load_settings, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
 from tests.integration.jobkit import wait_for
 
 FEATURES = ["f_a", "f_b", "f_c"]
@@ -61,7 +61,7 @@ def _closed_port() -> int:
 
 
 def _cli(*args: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "streamdrift.jobs.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
 
@@ -84,7 +84,7 @@ def test_scrapes_of_the_job_and_the_dashboard_during_a_run(tmp_path):
     reference = pd.DataFrame(rng.normal(size=(2000, 3)), columns=FEATURES)
     endpoint = get_or_create_model_endpoint(project, "scorer", "serving", reference=reference, feature_names=FEATURES,
                                             model_version="v1", store=settings.endpoint_store_connection)
-    add = subprocess.run([sys.executable, "-m", "jobs.cli", "alerts", "add", "drifting", *flags, "--trigger",
+    add = subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "alerts", "add", "drifting", *flags, "--trigger",
                           "data-drift-detected", "--endpoint", endpoint.endpoint_id, "--result", "feature_drift",
                           "--severity", "high", "--webhook",
                           f"http://127.0.0.1:{_closed_port()}/hook", "--retries", "0", "--timeout", "1"],

@@ -17,7 +17,7 @@ def cli(tmp_path):
     env = dict(os.environ, STREAMDRIFT_RUN_DIR=str(tmp_path / "run"), **PORTS)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "jobs.cli", "services", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "streamdrift.jobs.cli", "services", *args], env=env,
                               capture_output=True, text=True, timeout=600)
 
     yield run

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from connectors.sql_store import (
+from streamdrift.connectors.sql_store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     NotFoundError,
@@ -28,8 +28,8 @@ from connectors.sql_store import (
     is_transient,
     retrying,
 )
-from udfs.records import MetricRecord, PredictionRecord, ResultRecord
-from udfs.reference import feature_stats
+from streamdrift.udfs.records import MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.reference import feature_stats
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -362,7 +362,7 @@ def test_latest_metrics_replay_once_and_never_go_back_in_time(store):
 
 
 def test_applications_registry(store):
-    store.add_application("fraud", "histogram-data-drift", "udfs.histogram_drift:HistogramDataDrift")
+    store.add_application("fraud", "histogram-data-drift", "streamdrift.udfs.histogram_drift:HistogramDataDrift")
     store.add_application("fraud", "my_app", "apps.mine:MyApp", {"threshold": 0.3, "columns": ["a"]})
     store.add_application("other", "my_app", "apps.other:App")
     assert [a.name for a in store.list_applications("fraud")] == ["histogram-data-drift", "my_app"]
@@ -472,7 +472,7 @@ def test_wrong_password_fails_at_once_without_showing_it(mysql):
 def test_cli_masks_the_password(mysql, capsys):
     import argparse
 
-    from jobs import endpoints_cli
+    from streamdrift.jobs import endpoints_cli
 
     parser = argparse.ArgumentParser()
     endpoints_cli.register(parser.add_subparsers(dest="command"))

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.settings import load_settings, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.settings import load_settings, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 from tests.integration.jobkit import wait_for as _wait_for
 
 WINDOW_MS = 3_000

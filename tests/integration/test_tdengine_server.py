@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from connectors.tsdb import TSDBError
-from connectors.tsdb.tdengine import TDengineTSDB
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.connectors.tsdb import TSDBError
+from streamdrift.connectors.tsdb.tdengine import TDengineTSDB
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 URL = os.environ.get("TDENGINE_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="TDENGINE_URL is not set: no TDengine server to test against")

@@ -24,11 +24,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.settings import file_stream_dir, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.settings import file_stream_dir, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 from tests.integration.jobkit import (
     cancel_job,
     consume,
@@ -40,8 +40,8 @@ from tests.integration.jobkit import (
     taskmanager_pid,
     wait_for,
 )
-from udfs.accumulator import Accumulator
-from udfs.histogram_drift import drift_from_accumulator
+from streamdrift.udfs.accumulator import Accumulator
+from streamdrift.udfs.histogram_drift import drift_from_accumulator
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)
@@ -61,7 +61,7 @@ def _events(endpoint_id, start_ms, n, rng, prefix, shift=0.0):
 
 
 def _submit(flink, tmp_path, kafka, project, *extra, detached=False):
-    cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address,
+    cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address,
            "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
            "--base-period", "1", "--parallelism", "2", "--job-name", f"it-{project}", *extra]
     if not detached:
@@ -262,7 +262,7 @@ def test_a_store_refusing_a_window_sets_it_aside_and_replay_writes_it(tmp_path):
     assert [p["kind"] for p in problems] == ["store-write-failed"]
     assert "refused by the operator's trigger" in problems[0]["message"] and problems[0]["occurrences"] == 2
 
-    cli = [sys.executable, "-m", "jobs.cli", "dead-letters", "replay", "--data-dir", str(tmp_path),
+    cli = [sys.executable, "-m", "streamdrift.jobs.cli", "dead-letters", "replay", "--data-dir", str(tmp_path),
            "--project", project]
     still = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert still.returncode == 2 and "refused by the operator's trigger" in still.stderr
@@ -312,7 +312,7 @@ def test_submit_keeps_the_password_out_of_arguments_environment_and_logs(tmp_pat
         watcher.start()
         try:
             # the way to keep a password off the command line: the environment of streamdrift itself
-            cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+            cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
                    "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
                    "--base-period", "1", "--job-name", f"it-{project}", "--bounded"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,

@@ -22,12 +22,12 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.local_services import PROJECT_ROOT
-from connectors.settings import load_settings, topic_names
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
-from jobs.monitoring_job import JobOptions, build
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.local_services import PROJECT_ROOT
+from streamdrift.connectors.settings import load_settings, topic_names
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
+from streamdrift.jobs.monitoring_job import JobOptions, build
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)
@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationMetric,
+from streamdrift.udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationMetric,
                                ModelMonitoringApplicationResult, ResultKindApp, ResultStatusApp)
 
 
@@ -88,8 +88,8 @@ def project(kafka):
 
 
 def _apps(*argv: str) -> subprocess.CompletedProcess:
-    """``streamdrift apps ...`` as a command (python -m jobs.apps_cli)."""
-    return subprocess.run([sys.executable, "-m", "jobs.apps_cli", "apps", *argv], cwd=PROJECT_ROOT,
+    """``streamdrift apps ...`` as a command (python -m streamdrift.jobs.apps_cli)."""
+    return subprocess.run([sys.executable, "-m", "streamdrift.jobs.apps_cli", "apps", *argv], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -199,7 +199,7 @@ def test_a_users_app_by_path_runs_on_the_standalone_cluster(tmp_path, kafka, fli
     producer.close()
 
     job_name = f"it-user-apps-{project}"
-    cmd = [sys.executable, "-m", "jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
+    cmd = [sys.executable, "-m", "streamdrift.jobs.cli", "submit", "--jobmanager", flink.address, "--attached",
            "--data-dir", str(tmp_path), "--project", project, "--stream-path", kafka.stream_path,
            "--base-period", "1", "--bounded", "--job-name", job_name]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)

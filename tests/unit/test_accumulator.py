@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from udfs.accumulator import CHUNK_ROWS, Accumulator, Layout, merge_moments
-from udfs.reference import feature_stats
+from streamdrift.udfs.accumulator import CHUNK_ROWS, Accumulator, Layout, merge_moments
+from streamdrift.udfs.reference import feature_stats
 
 MAX = sys.float_info.max
 FAST = settings(max_examples=40, deadline=None)

@@ -1,5 +1,5 @@
 """Alerts without Flink: events from window outputs, criteria, reset policies, cooldown, dedupe of
-replays and corrections (udfs.alerts), and the ``streamdrift alerts`` command on a SQLite store."""
+replays and corrections (streamdrift.udfs.alerts), and the ``streamdrift alerts`` command on a SQLite store."""
 
 from __future__ import annotations
 
@@ -10,24 +10,12 @@ import json
 
 import pytest
 
-from jobs import alerts_cli
-from jobs.alerts_wiring import load_alerts, lookup_activation
-from udfs.alerts import (
-    EVENT_KINDS,
-    AlertBook,
-    AlertEvent,
-    AlertSpec,
-    AlertState,
-    Recorded,
-    evaluate,
-    event_kind,
-    events_from_output,
-    parse_period,
-    render_summary,
-    settle,
-)
-from udfs.monitor import WindowOutput
-from udfs.records import ErrorRecord, ResultKindApp, ResultRecord
+from streamdrift.jobs import alerts_cli
+from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
+from streamdrift.udfs.alerts import AlertState, Recorded, evaluate, event_kind, events_from_output, settle
+from streamdrift.udfs.alert_config import EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, parse_period, render_summary
+from streamdrift.udfs.monitor import WindowOutput
+from streamdrift.udfs.records import ErrorRecord, ResultKindApp, ResultRecord
 
 UTC = dt.timezone.utc
 MIN = 60_000
@@ -362,7 +350,7 @@ def test_cli_refuses_a_bad_alert_without_writing_it(store_flags, capsys):
 def test_manual_alert_is_held_until_streamdrift_alerts_reset(store_flags, capsys):
     """The job's path on a real store: loader → book → evaluate; activations recorded as the
     dispatcher records them; `alerts reset` releases the held alert at the entity's next event."""
-    from connectors.sql_store import SqlStore
+    from streamdrift.connectors.sql_store import SqlStore
 
     url, flags = store_flags
     assert run_cli(["alerts", "add", "held", *flags, "--trigger", "data-drift-detected",

@@ -2,7 +2,7 @@
 garbage, timeouts), the registry (built-in app on by default, disable, user modules by path,
 broken registrations), the ``streamdrift apps`` command, and the two example applications.
 
-Windows are real aggregates of JSON events (udfs.window.aggregate_batch); stores are SQLite files.
+Windows are real aggregates of JSON events (streamdrift.udfs.batch.aggregate_batch); stores are SQLite files.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors import app_registry
-from connectors.endpoints import get_or_create_model_endpoint
-from connectors.sql_store import SqlStore
-from jobs import apps_cli
-from udfs.applications import (
+from streamdrift.connectors import app_registry
+from streamdrift.connectors.endpoints import get_or_create_model_endpoint
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.jobs import apps_cli
+from streamdrift.udfs.applications import (
     HistogramDataDriftApplication,
     ModelMonitoringApplicationBase,
     ModelMonitoringApplicationMetric,
@@ -31,11 +31,12 @@ from udfs.applications import (
     ResultKindApp,
     ResultStatusApp,
 )
-from udfs.catalog import EndpointCatalog
-from udfs.example_apps import DataQualityApplication, PredictionDistributionApplication
-from udfs.monitor import hung_applications, monitor_window
-from udfs.reference import feature_stats
-from udfs.window import aggregate_batch
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.example_apps import DataQualityApplication, PredictionDistributionApplication
+from streamdrift.operators.app_calls import call_with_timeout, hung_applications
+from streamdrift.udfs.monitor import monitor_window
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -83,7 +84,8 @@ AGG = _window()
 
 
 def _run(apps, agg=AGG, endpoint=ENDPOINT, **kw):
-    return monitor_window(endpoint, "ep", "default", T0, T0 + WINDOW_MS, agg, apps, **kw)
+    """The applications run on a window as the job runs them (each within its timeout)."""
+    return monitor_window(endpoint, "ep", "default", T0, T0 + WINDOW_MS, agg, apps, call=call_with_timeout, **kw)
 
 
 class Returns(ModelMonitoringApplicationBase):
@@ -226,6 +228,22 @@ def test_system_exit_from_an_app_is_its_failure_not_the_jobs():
     assert [m.application_name for m in out.metrics] == ["fine2"]
 
 
+def test_called_in_this_thread_the_isolation_is_the_same():
+    """monitor_window's default call (no executor, no timeout): a raising or quitting application
+    is still its own failure."""
+    def leave():
+        raise SystemExit(3)
+
+    def boom():
+        raise ConnectionError("feature store unreachable")
+
+    out = monitor_window(ENDPOINT, "ep", "default", T0, T0 + WINDOW_MS, AGG,
+                         [Returns(leave, "quitter"), Returns(boom, "flaky"), Returns({"ok": 1}, "fine")])
+    assert {e.application_name: e.message for e in out.errors} == {
+        "quitter": "RuntimeError: SystemExit: 3", "flaky": "ConnectionError: feature store unreachable"}
+    assert [m.application_name for m in out.metrics] == ["fine"]
+
+
 def test_a_hanging_app_times_out_is_not_called_again_while_stuck_then_runs_again():
     release = threading.Event()
     calls = []
@@ -292,7 +310,7 @@ def _write(path, source):
 
 
 USER_APP = """
-    from udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationMetric,
+    from streamdrift.udfs.applications import (ModelMonitoringApplicationBase, ModelMonitoringApplicationMetric,
                                    ModelMonitoringApplicationResult, ResultKindApp, ResultStatusApp)
 
 
@@ -334,6 +352,31 @@ def test_the_builtin_app_takes_registered_parameters(store_url):
     result, verdict = _run([app]).results
     assert result.value < 0.5 and result.status == ResultStatusApp.detected  # thresholds from the registration
     assert verdict.result_name == "feature_drift"
+
+
+def test_applications_registered_under_the_top_level_package_paths_still_load(store_url):
+    # what a store holds that was written when the packages were installed as `udfs`, `jobs`, ...
+    store = SqlStore(store_url)
+    store.create_schema()
+    store.add_application("shop", "histogram-data-drift", "udfs.applications:HistogramDataDriftApplication",
+                          {"potential": 0.01, "detected": 0.02})
+    store.add_application("shop", "data-quality", "udfs.example_apps:DataQualityApplication", {"max_unseen": 0.5})
+    loaded = {a.NAME: a for a in app_registry.load_applications(store_url, "shop")}
+    builtin, quality = loaded["histogram-data-drift"], loaded["data-quality"]
+    assert type(builtin) is HistogramDataDriftApplication and type(quality) is DataQualityApplication
+    assert quality.max_unseen == 0.5
+    out = _run([builtin, quality])
+    assert out.errors == ()
+    assert [(r.application_name, r.result_name) for r in out.results] == [
+        *BUILTIN_RESULTS, ("data-quality", "data_quality")]
+    assert out.results[0].status == ResultStatusApp.detected  # the registered thresholds were applied
+    listed = {i.name: i for i in app_registry.list_registered(store_url, "shop")}
+    assert listed["histogram-data-drift"].builtin
+    assert listed["data-quality"].class_path == "streamdrift.udfs.example_apps:DataQualityApplication"
+
+    # registered again under the old path: stored under the package path
+    app_registry.register_application(store_url, "shop", "dq-again", "udfs.example_apps:DataQualityApplication")
+    assert store.get_application("shop", "dq-again").class_path == "streamdrift.udfs.example_apps:DataQualityApplication"
 
 
 def test_a_user_module_by_path_is_loaded_kept_between_reloads_and_runs(store_url, tmp_path):
@@ -382,8 +425,8 @@ def test_broken_registrations_are_reported_per_window_and_the_job_goes_on(store_
     store = SqlStore(store_url)
     store.create_schema()
     store.add_application("shop", "cannot-import", f"{module}:App", {"module_path": str(folder)})
-    store.add_application("shop", "no-such-class", "udfs.example_apps:Nope")
-    store.add_application("shop", "bad-params", "udfs.example_apps:DataQualityApplication", {"max_unseen": 7})
+    store.add_application("shop", "no-such-class", "streamdrift.udfs.example_apps:Nope")
+    store.add_application("shop", "bad-params", "streamdrift.udfs.example_apps:DataQualityApplication", {"max_unseen": 7})
     store.add_application("shop", "missing-path", "x:App", {"module_path": str(tmp_path / "gone")})
     with caplog.at_level("ERROR", logger="streamdrift.apps"):
         apps = app_registry.load_applications(store_url, "shop")
@@ -404,7 +447,7 @@ def test_broken_registrations_are_reported_per_window_and_the_job_goes_on(store_
     # fixed on disk: the next reload imports it
     time.sleep(0.01)
     _write(source, """
-        from udfs.applications import ModelMonitoringApplicationBase
+        from streamdrift.udfs.applications import ModelMonitoringApplicationBase
 
         class App(ModelMonitoringApplicationBase):
             def do_tracking(self, monitoring_context):
@@ -419,7 +462,7 @@ def test_broken_registrations_are_reported_per_window_and_the_job_goes_on(store_
 def test_a_changed_module_file_is_reloaded(store_url, tmp_path):
     module = f"changing_{uuid.uuid4().hex[:6]}"
     path = _write(tmp_path / f"{module}.py", """
-        from udfs.applications import ModelMonitoringApplicationBase
+        from streamdrift.udfs.applications import ModelMonitoringApplicationBase
 
         class App(ModelMonitoringApplicationBase):
             def do_tracking(self, monitoring_context):
@@ -441,9 +484,9 @@ def test_register_checks_the_application_first(store_url, tmp_path):
     with pytest.raises(ValueError, match="must look like"):
         app_registry.register_application(store_url, "shop", "nope", "not a class")
     with pytest.raises(ValueError, match="application name"):
-        app_registry.register_application(store_url, "shop", "bad name", "udfs.example_apps:DataQualityApplication")
+        app_registry.register_application(store_url, "shop", "bad name", "streamdrift.udfs.example_apps:DataQualityApplication")
     with pytest.raises(ValueError, match="timeout_seconds must be more than 0"):
-        app_registry.register_application(store_url, "shop", "dq", "udfs.example_apps:DataQualityApplication",
+        app_registry.register_application(store_url, "shop", "dq", "streamdrift.udfs.example_apps:DataQualityApplication",
                                           timeout_seconds=0)
     with pytest.raises(ValueError, match="does not exist"):
         app_registry.register_application(store_url, "shop", "dq", "m:App", module_path=str(tmp_path / "nowhere"))
@@ -467,7 +510,7 @@ def test_apps_command_add_list_disable_enable_remove(capsys, tmp_path):
     assert code == 0 and [(a["name"], a["enabled"], a["builtin"]) for a in json.loads(out)] == [
         ("histogram-data-drift", True, True)]
 
-    code, out, err = _cli(capsys, "add", "dq", "udfs.example_apps:DataQualityApplication", "--params",
+    code, out, err = _cli(capsys, "add", "dq", "streamdrift.udfs.example_apps:DataQualityApplication", "--params",
                           '{"max_null_increase": 0.1}', "--timeout-seconds", "5", data_dir=tmp_path)
     assert code == 0, err
     code, _, _ = _cli(capsys, "disable", "histogram-data-drift", data_dir=tmp_path)
@@ -500,10 +543,10 @@ def test_apps_command_add_list_disable_enable_remove(capsys, tmp_path):
     assert code == 1 and "no application 'ghost'" in err
     code, _, err = _cli(capsys, "add", "bad", "no_such_module_xyz:App", data_dir=tmp_path)
     assert code == 2 and "application 'bad' cannot be loaded: cannot import module 'no_such_module_xyz'" in err
-    code, _, err = _cli(capsys, "add", "bad", "udfs.example_apps:DataQualityApplication", "--params", "[1]",
+    code, _, err = _cli(capsys, "add", "bad", "streamdrift.udfs.example_apps:DataQualityApplication", "--params", "[1]",
                         data_dir=tmp_path)
     assert code == 2 and "--params must be a JSON object" in err
-    code, _, err = _cli(capsys, "add", "bad", "udfs.example_apps:DataQualityApplication", "--param",
+    code, _, err = _cli(capsys, "add", "bad", "streamdrift.udfs.example_apps:DataQualityApplication", "--param",
                         "max_unseen=2", data_dir=tmp_path)
     assert code == 2 and "max_unseen must be in (0, 1]" in err
 
@@ -613,7 +656,7 @@ def test_artifacts_go_under_project_endpoint_app_and_window_end(tmp_path):
 
 
 def test_the_window_sample_is_kept_only_while_an_application_reads_it():
-    from udfs.applications import HistogramDataDriftApplication, sample_size_for
+    from streamdrift.udfs.applications import HistogramDataDriftApplication, sample_size_for
 
     class Reads(ModelMonitoringApplicationBase):
         def do_tracking(self, monitoring_context):

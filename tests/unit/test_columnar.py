@@ -1,6 +1,6 @@
-"""The columnar reader (udfs.columnar): a batch read column-wise counts exactly as the per-record path.
+"""The columnar reader (streamdrift.udfs.columnar): a batch read column-wise counts exactly as the per-record path.
 
-The expectation is the per-record path (udfs.events.decode + WindowAggregate.add_events), which
+The expectation is the per-record path (streamdrift.udfs.events.decode + WindowAggregate.add_events), which
 test_events and test_window check against numpy and hand-made events; here both paths run on the
 same random batches (good events, bad ones, shapes the reader leaves to the other path) and every
 count, the sample, the raw-row columns and the dead letters must agree.
@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from udfs.catalog import EndpointCatalog
-from udfs.columnar import ColumnarReader, _candidate, _candidates
-from udfs.events import MAX_EVENT_BYTES
-from udfs.reference import feature_stats
-from udfs.window import aggregate_records
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.columnar import ColumnarReader, _candidate, _candidates
+from streamdrift.udfs.events import MAX_EVENT_BYTES
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.batch import aggregate_records
 
 WINDOW_MS = 60_000
 T0 = 1_704_067_200_000  # a window start

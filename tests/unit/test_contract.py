@@ -20,16 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.raw_rows import hour_partitions, shard_partitions
-from connectors.sql_store import SqlStore
-from connectors.tsdb.sqlite import SqliteTSDB
-from connectors.tsdb.tdengine import insert_predictions_sql
-from udfs.catalog import EndpointCatalog
-from udfs.columnar import ColumnarReader
-from udfs.contract import TimeBounds, identifier_problem
-from udfs.events import decode
-from udfs.monitor import prediction_record
-from udfs.window import aggregate_records
+from streamdrift.udfs.partitions import hour_partitions, shard_partitions
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb.sqlite import SqliteTSDB
+from streamdrift.connectors.tsdb.tdengine import insert_predictions_sql
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.columnar import ColumnarReader
+from streamdrift.udfs.contract import TimeBounds, identifier_problem
+from streamdrift.udfs.events import decode
+from streamdrift.udfs.monitor import prediction_record
+from streamdrift.udfs.batch import aggregate_records
 
 NOW_MS = 1_795_694_400_000  # 2026-11-26T12:00Z
 BOUNDS = TimeBounds(NOW_MS, max_future_ms=300_000, max_age_ms=3650 * 86_400_000)

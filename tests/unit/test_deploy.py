@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from connectors.local_services import jars_dir
-from connectors.settings import SPECS
+from streamdrift.connectors.local_services import jars_dir
+from streamdrift.connectors.settings import SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -90,15 +90,15 @@ def test_the_deployment_has_what_the_operator_needs_for_a_python_application():
 
 
 def test_the_job_arguments_are_the_entry_points():
-    from jobs.cli import _add_settings_flags
-    from jobs.monitoring_job import add_job_flags, options_from_args
+    from streamdrift.jobs.monitoring_job import add_job_flags, options_from_args
+    from streamdrift.jobs.settings_flags import add_settings_flags
 
     job = _deployment()["spec"]["job"]
     args = job["args"]
     script = args[args.index("-py") + 1]
     assert script == "/opt/streamdrift/src/jobs/monitoring_job.py"
     parser = argparse.ArgumentParser()
-    _add_settings_flags(parser)
+    add_settings_flags(parser)
     add_job_flags(parser)
     options = options_from_args(parser.parse_args(args[args.index("-py") + 2:]))
     assert options.state_backend == "rocksdb" and options.parallelism == job["parallelism"]
@@ -185,7 +185,7 @@ def test_the_grafana_dashboard_parses_and_names_metrics_that_exist():
     assert all(t["expr"].strip() for p in dashboard["panels"] for t in p.get("targets", []))
     from types import SimpleNamespace
 
-    from ui.metrics import ResultsCollector
+    from streamdrift.ui.metrics import ResultsCollector
 
     no_projects = SimpleNamespace(store=None, tsdb=None, projects=lambda: [])
     ui_names = {family.name for family in ResultsCollector(no_projects).collect()}

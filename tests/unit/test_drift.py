@@ -10,7 +10,7 @@ from scipy.spatial.distance import cityblock, euclidean, jensenshannon
 from scipy.special import rel_entr
 from scipy.stats import entropy
 
-from udfs import drift
+from streamdrift.udfs import drift
 
 FAST = settings(max_examples=60, deadline=None)
 

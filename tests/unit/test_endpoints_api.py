@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors import endpoints as api
-from connectors.sql_store import NotFoundError, SqlStore
-from jobs import endpoints_cli
-from udfs.endpoint_id import endpoint_uid
-from udfs.reference import read_table
+from streamdrift.connectors import endpoints as api
+from streamdrift.connectors.sql_store import NotFoundError, SqlStore
+from streamdrift.jobs import endpoints_cli
+from streamdrift.udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.reference import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,8 +188,8 @@ def test_update_reference_replaces_the_statistics_and_is_noticed_by_pollers(stor
 
 def test_the_jobs_loader_sees_every_change_and_rereads_the_references_only_then(store, training, tmp_path,
                                                                                  monkeypatch):
-    from connectors import job_io
-    from udfs.records import PredictionRecord
+    from streamdrift.connectors import job_io
+    from streamdrift.udfs.records import PredictionRecord
 
     url = f"sqlite:///{tmp_path}/store.sqlite"
     reads = []  # endpoint records read from the store, per load
@@ -313,13 +313,13 @@ def test_cli_reports_bad_input_in_one_line(cli_env, capsys, tmp_path):
 
 
 def test_cli_through_the_streamdrift_command(cli_env, tmp_path):
-    from jobs import cli
+    from streamdrift.jobs import cli
 
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     if "endpoints" not in commands:
         pytest.skip("jobs/cli.py does not register endpoints_cli yet (the lead wires it)")
-    run = [sys.executable, "-m", "jobs.cli", "endpoints"]
+    run = [sys.executable, "-m", "streamdrift.jobs.cli", "endpoints"]
     created = subprocess.run([*run, "create", "--project", "fraud", "--model", "clf", "--function", "serving",
                               "--reference", cli_env["csv"], "--json", *cli_env["store"]],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)

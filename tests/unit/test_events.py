@@ -1,4 +1,4 @@
-"""Decoding inference events (udfs.events): both shapes into rows, or a dead letter with its reason.
+"""Decoding inference events (streamdrift.udfs.events): both shapes into rows, or a dead letter with its reason.
 
 Expected values are computed here independently: times with datetime/calendar, MLRun endpoint ids
 with hashlib.sha1, array summaries with numpy.
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from udfs.events import (
+from streamdrift.udfs.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     MAX_EVENT_BYTES,
     NO_COLUMNS,
@@ -416,7 +416,7 @@ def test_the_fast_path_decodes_exactly_as_the_general_path(monkeypatch):
     path does, and whatever is unusual (or wrong) must fall through to it: 4,000 random events."""
     import random
 
-    from udfs import events as events_module
+    from streamdrift.udfs import events as events_module
 
     rng = random.Random(7)
     t0 = 1_700_000_000_000

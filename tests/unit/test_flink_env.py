@@ -2,7 +2,7 @@
 
 import os
 
-from jobs.flink_env import use_job_jvm_options
+from streamdrift.jobs.flink_env import use_job_jvm_options
 
 
 def test_local_jvm_gets_the_job_options_beside_the_users_options(monkeypatch):

@@ -11,23 +11,22 @@ import pytest
 from scipy.spatial.distance import cityblock, euclidean
 from scipy.special import rel_entr
 
-from udfs.accumulator import Accumulator
-from udfs.applications import HistogramDataDriftApplication
-from udfs.histogram_drift import (
+from streamdrift.udfs.accumulator import Accumulator
+from streamdrift.udfs.applications import HistogramDataDriftApplication
+from streamdrift.udfs.histogram_drift import (
     DriftClassifier,
-    ResultKind,
-    ResultStatus,
     drift_from_accumulator,
     feature_drift_from_accumulator,
     histogram_drift,
 )
-from udfs.reference import feature_stats
+from streamdrift.udfs.records import ResultKindApp, ResultStatusApp
+from streamdrift.udfs.reference import feature_stats
 
 MAX = sys.float_info.max
 
 
 def _independent(p_counts, p_n, q_counts, q_n):
-    """TVD, Hellinger, KLD of one column, computed with scipy (not with udfs.drift)."""
+    """TVD, Hellinger, KLD of one column, computed with scipy (not with streamdrift.udfs.drift)."""
     p = np.asarray(p_counts, float) / p_n
     q = np.asarray(q_counts, float) / q_n
     t = cityblock(p, q) / 2
@@ -78,8 +77,8 @@ def test_mlrun_application_fixture_gives_mlrun_expected_status():
         "l": {"count": 100, "hist": [[30, 0, 0, 0, 0, 70], [0.0, 0.16, 0.33, 0.5, 0.67, 0.83, 1.0]]},
     }
     report = histogram_drift(reference, sample)
-    assert report.status == ResultStatus.POTENTIAL_DETECTION
-    assert report.kind == ResultKind.DATA_DRIFT and report.name == "general_drift"
+    assert report.status == ResultStatusApp.potential_detection
+    assert report.kind == ResultKindApp.data_drift and report.name == "general_drift"
     assert set(report.missing_in_reference) == {"timestamp", "ticker"}
     per_col = [_independent(sample[c]["hist"][0], 12, reference[c]["hist"][0], 100) for c in ("f1", "f2", "l")]
     t_mean, h_mean, k_mean = np.mean(per_col, axis=0)
@@ -99,8 +98,8 @@ def test_one_column_by_hand():
     assert col.hellinger == pytest.approx(math.sqrt(1 - math.sqrt(0.5)))
     assert col.kld == pytest.approx(0.5 * math.log(1e4))  # ln 2 + .5 ln .5 + .5 ln 5000
     assert report.general_drift == pytest.approx((0.5 + math.sqrt(1 - math.sqrt(0.5))) / 2)
-    assert report.status == ResultStatus.POTENTIAL_DETECTION  # 0.52...
-    assert col.status == ResultStatus.POTENTIAL_DETECTION
+    assert report.status == ResultStatusApp.potential_detection  # 0.52...
+    assert col.status == ResultStatusApp.potential_detection
     assert (col.window_count, col.reference_count) == (10, 100)
 
 
@@ -117,10 +116,10 @@ def test_identical_and_disjoint_windows():
     edges = [-MAX, 0.0, 1.0, 2.0, MAX]
     reference = {"x": {"count": 10, "hist": [[0, 5, 5, 0], edges]}}
     same = histogram_drift(reference, reference)
-    assert same.general_drift == 0.0 and same.status == ResultStatus.NO_DETECTION
+    assert same.general_drift == 0.0 and same.status == ResultStatusApp.no_detection
     disjoint = histogram_drift(reference, {"x": {"count": 3, "hist": [[0, 0, 0, 3], edges]}})
     assert disjoint.general_drift == pytest.approx(1.0)
-    assert disjoint.status == ResultStatus.DETECTED
+    assert disjoint.status == ResultStatusApp.detected
 
 
 # ------------------------------------------------------------------ end to end
@@ -156,9 +155,9 @@ def test_window_like_training_is_not_drift_and_shifted_window_is(training):
         {"a": rng.normal(4, 1, n), "b": rng.exponential(20, n), "c": rng.choice(["z", "new"], n)}
     )
     calm = drift_from_accumulator(fs, _window(similar, fs))
-    assert calm.status == ResultStatus.NO_DETECTION and calm.general_drift < 0.1
+    assert calm.status == ResultStatusApp.no_detection and calm.general_drift < 0.1
     alarm = drift_from_accumulator(fs, _window(shifted, fs))
-    assert alarm.status == ResultStatus.DETECTED
+    assert alarm.status == ResultStatusApp.detected
     assert {c.name for c in alarm.columns} == {"a", "b", "c"}
 
 
@@ -222,7 +221,7 @@ def test_all_nan_window_column_is_skipped_with_its_null_count(training):
 def test_empty_window_gives_no_value_and_irrelevant_status(training):
     fs = feature_stats(training)
     report = drift_from_accumulator(fs, Accumulator.from_reference(fs))
-    assert report.general_drift is None and report.status == ResultStatus.IRRELEVANT
+    assert report.general_drift is None and report.status == ResultStatusApp.irrelevant
     assert report.metrics == {"tvd_mean": None, "hellinger_mean": None, "kld_mean": None}
     assert {name for name, _ in report.skipped} == {"a", "b", "c"}
 
@@ -263,7 +262,7 @@ def test_report_is_frozen_and_json_ready(training):
 def _general_drift(extra):
     import datetime as dt
 
-    from udfs.records import ResultRecord
+    from streamdrift.udfs.records import ResultRecord
 
     utc = dt.timezone.utc
     return ResultRecord("shop", "ep", "histogram-data-drift", "general_drift", 0, 1, 0.52,
@@ -271,7 +270,7 @@ def _general_drift(extra):
 
 
 def test_feature_drift_records_from_the_general_drift_result_by_hand():
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     edges = [-MAX, 0.0, 1.0, 2.0, MAX]
     reference = {"x": {"count": 100, "hist": [[0, 50, 50, 0], edges]},
@@ -293,7 +292,7 @@ def test_feature_drift_records_from_the_general_drift_result_by_hand():
 
 
 def test_feature_drift_records_take_the_per_feature_test_when_present():
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     extra = {"columns": {"age": {"tvd": 0.1, "hellinger": 0.2, "kld": 0.3, "window_count": 7, "reference_count": 9,
                                  "p_value": 1e-5, "rejected": True, "effect_size": 0.8}}}
@@ -304,7 +303,7 @@ def test_feature_drift_records_take_the_per_feature_test_when_present():
 @pytest.mark.parametrize("extra", [{}, {"columns": {}}, {"columns": {"a": {"tvd": 0.1}}}, {"columns": [1, 2]},
                                    {"truncated": True, "bytes": 40_000}])
 def test_results_without_per_feature_drift_give_no_rows(extra):
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     assert feature_drift_records(_general_drift(extra)) == []
 
@@ -322,7 +321,7 @@ def test_feature_drift_tests_the_compared_columns_and_names_the_drifted_one(trai
     acc = _window(window, fs)
     general = drift_from_accumulator(fs, acc)
     report = feature_drift_from_accumulator(fs, acc, columns=[c.name for c in general.columns])
-    assert report.status == ResultStatus.DETECTED and report.drifted == ("a",)
+    assert report.status == ResultStatusApp.detected and report.drifted == ("a",)
     assert report.value == pytest.approx(1 / 3)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["name"] == "feature_drift" and data["kind"] == 0 and data["status"] == 2
@@ -345,9 +344,9 @@ def test_feature_drift_leaves_out_what_general_drift_leaves_out(training):
     acc = _window(training.iloc[:300], fs)
     general = drift_from_accumulator(fs, acc, include_categorical=False)
     report = feature_drift_from_accumulator(fs, acc, columns=[c.name for c in general.columns])
-    assert set(report.columns) == {"a", "b"} and report.status == ResultStatus.NO_DETECTION
+    assert set(report.columns) == {"a", "b"} and report.status == ResultStatusApp.no_detection
     empty = feature_drift_from_accumulator(fs, Accumulator.from_reference(fs))
-    assert empty.value is None and empty.status == ResultStatus.IRRELEVANT and empty.columns == {}
+    assert empty.value is None and empty.status == ResultStatusApp.irrelevant and empty.columns == {}
 
 
 def test_stored_numbers_keep_four_significant_digits(training):
@@ -379,9 +378,9 @@ def test_the_training_rows_sent_as_events_show_no_drift():
     """A 0/1 flag (50/50), a 1-5 rating and a score capped at 1.0, whose maxima are frequent values:
     the training rows themselves, sent as events, give TVD 0 per column and general_drift 0
     (MLRun counts the maximum in the padding bin: TVD 0.5 for the flag)."""
-    from udfs.catalog import EndpointCatalog
-    from udfs.monitor import monitor_window
-    from udfs.window import aggregate_batch
+    from streamdrift.udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.monitor import monitor_window
+    from streamdrift.udfs.batch import aggregate_batch
 
     rng = np.random.default_rng(21)
     n = 2_000
@@ -400,8 +399,8 @@ def test_the_training_rows_sent_as_events_show_no_drift():
     results = {r.result_name: r for r in out.results}
     general = results["general_drift"]
     # 0 up to rounding: Hellinger's sqrt(1 - Σ sqrt(p q)) of equal p and q (MLRun's formula)
-    assert general.value == pytest.approx(0.0, abs=1e-8) and general.status == ResultStatus.NO_DETECTION
+    assert general.value == pytest.approx(0.0, abs=1e-8) and general.status == ResultStatusApp.no_detection
     assert {name: c["tvd"] for name, c in general.extra_data["columns"].items()} == {
         "flag": 0.0, "rating": 0.0, "score": 0.0}
-    assert results["feature_drift"].status == ResultStatus.NO_DETECTION and results["feature_drift"].value == 0.0
+    assert results["feature_drift"].status == ResultStatusApp.no_detection and results["feature_drift"].value == 0.0
     assert {m.metric_name: m.value for m in out.metrics}["tvd_mean"] == 0.0

@@ -15,14 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.accumulator import Layout
-from udfs.applications import HistogramDataDriftApplication
-from udfs.catalog import EndpointCatalog
-from udfs.columnar import ColumnarReader
-from udfs.events import BatchComplete, Columns, DeadLetter, decode, epoch_ms, parse_timestamp
-from udfs.monitor import UNMATCHED_COLUMNS, monitor_window
-from udfs.reference import feature_stats
-from udfs.window import EventClock, Sample, WindowAggregate, aggregate_records
+from streamdrift.udfs.accumulator import Layout
+from streamdrift.udfs.applications import HistogramDataDriftApplication
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.columnar import ColumnarReader
+from streamdrift.udfs.events import BatchComplete, Columns, DeadLetter, decode, epoch_ms, parse_timestamp
+from streamdrift.udfs.monitor import UNMATCHED_COLUMNS, monitor_window
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.window import Sample, WindowAggregate
+from streamdrift.udfs.batch import EventClock, aggregate_records
 
 WINDOW_MS = 60_000
 T = 1_795_694_400_000  # 2026-11-26T12:00:00Z, a window boundary
@@ -286,7 +287,7 @@ def test_late_rows_are_counted_once_whatever_the_batch_boundaries(batch):
 
 
 def test_a_dead_letter_is_counted_on_the_endpoint_its_record_named():
-    from udfs.contract import TimeBounds
+    from streamdrift.udfs.contract import TimeBounds
 
     named = decode(json.dumps({"endpoint_id": "e-1", "timestamp": T, "inputs": [[1.0], [2.0]], "outputs": [1, 2, 3]}))
     assert named.endpoint_id == "e-1" and "'inputs' has 2 rows" in named.reason

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors import endpoints as api
-from connectors.sql_store import SqlStore
-from udfs.applications import HistogramDataDriftApplication
-from udfs.catalog import EndpointCatalog
-from udfs.histogram_drift import window_feature_drift
-from udfs.monitor import monitor_window
-from udfs.reference import feature_stats, parse_numbers
-from udfs.window import aggregate_batch
+from streamdrift.connectors import endpoints as api
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.udfs.applications import HistogramDataDriftApplication
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.histogram_drift import window_feature_drift
+from streamdrift.udfs.monitor import monitor_window
+from streamdrift.udfs.reference import feature_stats, parse_numbers
+from streamdrift.udfs.batch import aggregate_batch
 
 MAX = sys.float_info.max
 T0 = 1_704_067_200_000
@@ -256,7 +256,7 @@ def csv_with_tokens(tmp_path):
 def test_the_python_api_returns_and_logs_the_invalid_values(tmp_path, csv_with_tokens, caplog):
     path, put = csv_with_tokens
     url = f"sqlite:///{tmp_path}/store.sqlite"
-    with caplog.at_level(logging.WARNING, logger="connectors.endpoints"):
+    with caplog.at_level(logging.WARNING, logger="streamdrift.connectors.endpoints"):
         ep = api.get_or_create_model_endpoint("shop", "m", "serving", reference=str(path), output_names=["y"],
                                               store=url)
     assert ep.feature_stats["amount"]["invalid"] == sum(put.values())

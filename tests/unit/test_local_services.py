@@ -1,13 +1,14 @@
 """The local services' pid files: a number reused by another process after a restart of the
 machine is not taken for the service (never waited on, never killed)."""
 import os
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from connectors.local_services import Flink, Kafka, MariaDB
+from streamdrift.connectors.local_services import Flink, Kafka, MariaDB
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def sleeper():
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMDRIFT_RUN_DIR", str(tmp_path))
+    # ports nothing listens on: the services the test run started answer on the usual ones
+    for name in ("KAFKA", "MYSQL", "FLINK"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            monkeypatch.setenv(f"STREAMDRIFT_{name}_PORT", str(sock.getsockname()[1]))
     return tmp_path
 
 

@@ -1,4 +1,4 @@
-"""A closed window → result, metric, prediction and error records (udfs.monitor, udfs.applications).
+"""A closed window → result, metric, prediction and error records (streamdrift.udfs.monitor, streamdrift.udfs.applications).
 
 The drift numbers are recomputed here from np.histogram counts with the formulas of DESIGN.md
 (p = window counts / non-null count, q = reference counts / count; TVD, Hellinger, symmetric KLD
@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from udfs.applications import (
+from streamdrift.udfs.applications import (
     HistogramDataDriftApplication,
     ModelMonitoringApplicationBase,
     ModelMonitoringApplicationMetric,
     ModelMonitoringApplicationResult,
 )
-from udfs.catalog import EndpointCatalog
-from udfs.monitor import monitor_window
-from udfs.records import ResultKindApp, ResultStatusApp
-from udfs.reference import feature_stats
-from udfs.window import aggregate_batch
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.monitor import monitor_window
+from streamdrift.udfs.records import ResultKindApp, ResultStatusApp
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -13,18 +13,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from connectors.notifications import (
+from streamdrift.connectors.notifications import (
     AlertDispatcher,
     NotificationSender,
     describe_target,
     mask_url,
     slack_payload,
 )
-from connectors.sql_store import SqlStore
-from jobs.alerts_wiring import lookup_activation
-from udfs.alerts import AlertBook, AlertState, evaluate, events_from_output, settle, state_key
-from udfs.monitor import WindowOutput
-from udfs.records import ResultRecord
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.jobs.alerts_wiring import lookup_activation
+from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alert_config import AlertBook
+from streamdrift.udfs.monitor import WindowOutput
+from streamdrift.udfs.records import ResultRecord
 
 UTC = dt.timezone.utc
 MIN = 60_000
@@ -126,7 +127,7 @@ def _output(end_min, status, value, endpoint="ep1", revision=0):
 
 
 class AlertStage:
-    """The job's alert stage without Flink: what operators.alerts does per event, with the state
+    """The job's alert stage without Flink: what streamdrift.operators.alerts does per event, with the state
     map of each endpoint in a dict (bytes, as Flink keeps it), and the real dispatcher."""
 
     def __init__(self, configs, store, sender):
@@ -158,7 +159,7 @@ class AlertStage:
 
 
 def _activation(receivers_or_none=None, **kw):
-    from udfs.alerts import AlertSpec
+    from streamdrift.udfs.alert_config import AlertSpec
 
     spec = AlertSpec.from_config(_spec_config([]))
     event = events_from_output(_output(10, 2, 0.91234))[0]
@@ -166,7 +167,7 @@ def _activation(receivers_or_none=None, **kw):
 
 
 def _target(kind, url=None, **params):
-    from udfs.alerts import NotificationTarget
+    from streamdrift.udfs.alert_config import NotificationTarget
 
     key = "webhook" if kind == "slack" else "url"
     return NotificationTarget.from_config({"kind": kind, **({key: url} if url else {}), **FAST, **params})

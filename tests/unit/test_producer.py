@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from connectors.producer import MonitoringProducer, encode_event
-from udfs.events import Columns, DeadLetter, decode
+from streamdrift.connectors.producer import MonitoringProducer, encode_event
+from streamdrift.udfs.events import Columns, DeadLetter, decode
 
 FEATURES = ("f_a", "f_b", "f_c")
 COLUMNS = Columns(FEATURES, ("score",))

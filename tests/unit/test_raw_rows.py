@@ -4,7 +4,9 @@ import datetime as dt
 
 import numpy as np
 
-from connectors.raw_rows import _hours, hour_partitions
+from streamdrift.connectors.raw_rows import _hours
+
+from streamdrift.udfs.partitions import hour_partitions
 
 
 def test_hour_partitions_name_each_events_utc_hour():

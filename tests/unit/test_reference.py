@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.naming import normalize_name, normalize_names
-from udfs.reference import bin_edges, feature_stats, pad_hist, reference_hist
+from streamdrift.udfs.naming import normalize_name, normalize_names
+from streamdrift.udfs.reference import bin_edges, feature_stats, pad_hist, reference_hist
 
 MAX = sys.float_info.max
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.settings import SPECS, SettingsError, kafka_bootstrap, load_settings, mask_password
+from streamdrift.connectors.settings import SPECS, SettingsError, kafka_bootstrap, load_settings, mask_password
 
 SECRET = "s3cr3t-Pa55"
 
@@ -122,7 +122,7 @@ def test_yaml_errors_are_clear(tmp_path):
 
 
 def test_every_setting_has_a_flag_and_a_variable():
-    from jobs.cli import build_parser
+    from streamdrift.jobs.cli import build_parser
 
     parser = build_parser()
     args = parser.parse_args(["settings", *[f"--{n.replace('_', '-')}=x" for n in SPECS]])

@@ -1,4 +1,4 @@
-"""Transient or permanent (connectors.errors), on the exceptions the stores really raise: SQLite's
+"""Transient or permanent (streamdrift.connectors.errors), on the exceptions the stores really raise: SQLite's
 from a real file, the TDengine WebSocket client's from a real refused connection. No TDengine server
 runs here, so the server's own errors are constructed from the clients' real exception types with
 the server's messages (those tests say ``mock`` in their names). PyMySQL's errors come from a real
@@ -18,13 +18,13 @@ import taosws
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.errors import StoreFailure, is_transient, tdengine_code
-from connectors.settings import mask_password
-from connectors.sql_store import StoreError
-from connectors.tsdb import TSDBError
-from connectors.tsdb.sqlite import SqliteTSDB
-from connectors.tsdb.tdengine import TDengineTSDB
-from udfs.records import ResultRecord
+from streamdrift.connectors.errors import StoreFailure, is_transient, tdengine_code
+from streamdrift.connectors.settings import mask_password
+from streamdrift.connectors.sql_store import StoreError
+from streamdrift.connectors.tsdb import TSDBError
+from streamdrift.connectors.tsdb.sqlite import SqliteTSDB
+from streamdrift.connectors.tsdb.tdengine import TDengineTSDB
+from streamdrift.udfs.records import ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -11,10 +11,10 @@ import re
 
 import pytest
 
-from connectors.tsdb import TSDBError, open_tsdb
-from connectors.tsdb import tdengine as td
-from connectors.tsdb.tdengine import TDengineTSDB
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.connectors.tsdb import TSDBError, open_tsdb
+from streamdrift.connectors.tsdb import tdengine as td
+from streamdrift.connectors.tsdb.tdengine import TDengineTSDB
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, 0, 0, tzinfo=UTC)  # 1704067200 s since the epoch
@@ -125,7 +125,7 @@ def test_schema_statements_mock():
 
 
 def test_a_supertable_of_an_older_version_gets_its_new_columns_mock():
-    from connectors.tsdb.tdengine import PREDICTIONS, add_columns_sql
+    from streamdrift.connectors.tsdb.tdengine import PREDICTIONS, add_columns_sql
 
     old_predictions = [("predictions", c) for c, _ in PREDICTIONS.columns if c != "estimated_count"]
     assert add_columns_sql("db", old_predictions) == ["ALTER STABLE db.predictions ADD COLUMN estimated_count DOUBLE"]
@@ -488,7 +488,7 @@ def test_keyword_database_names_are_refused_where_the_url_is_read_mock(database)
 
 
 def test_keyword_database_names_are_refused_by_the_settings():
-    from connectors.settings import SettingsError, load_settings
+    from streamdrift.connectors.settings import SettingsError, load_settings
 
     with pytest.raises(SettingsError, match="tsdb_connection.*reserved keyword"):
         load_settings({"tsdb_connection": "taosws://root:secret@127.0.0.1:6041/values"}, env={})
@@ -566,7 +566,7 @@ def test_a_row_older_than_keep_is_a_permanent_error_naming_keep_mock():
 
 
 def test_series_are_told_apart_by_project_and_kind_as_in_sqlite_mock(tmp_path):
-    from connectors.tsdb.sqlite import SqliteTSDB
+    from streamdrift.connectors.tsdb.sqlite import SqliteTSDB
 
     base = result()
     variants = [base, result(project="other"), result(kind=1), result(project="other", kind=2),

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors.tsdb import TSDBError, open_tsdb
-from connectors.tsdb.base import from_micros, micros
-from connectors.tsdb.sqlite import SqliteTSDB
-from udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.connectors.tsdb import TSDBError, open_tsdb
+from streamdrift.connectors.tsdb.base import from_micros, micros
+from streamdrift.connectors.tsdb.sqlite import SqliteTSDB
+from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -261,9 +261,9 @@ def test_invalid_feature_rows_are_refused(tsdb):
 
 def _wide_drift_result(n_features: int) -> ResultRecord:
     """``histogram-data-drift``'s general_drift on an endpoint of ``n_features`` numeric features."""
-    from udfs.accumulator import Accumulator
-    from udfs.histogram_drift import drift_from_accumulator
-    from udfs.reference import feature_stats
+    from streamdrift.udfs.accumulator import Accumulator
+    from streamdrift.udfs.histogram_drift import drift_from_accumulator
+    from streamdrift.udfs.reference import feature_stats
 
     rng = np.random.default_rng(5)
     names = [f"sensor_{i:03d}" for i in range(n_features)]
@@ -277,7 +277,7 @@ def _wide_drift_result(n_features: int) -> ResultRecord:
 
 
 def test_a_wide_general_drift_row_points_to_its_feature_rows(tsdb, tmp_path):
-    from udfs.histogram_drift import feature_drift_records
+    from streamdrift.udfs.histogram_drift import feature_drift_records
 
     general = _wide_drift_result(200)
     size = len(json.dumps(general.extra_data, separators=(",", ":"), sort_keys=True))
@@ -301,7 +301,7 @@ def test_a_wide_general_drift_row_points_to_its_feature_rows(tsdb, tmp_path):
 
 
 def test_a_user_apps_big_extra_data_goes_whole_to_an_artifact(tsdb, tmp_path, caplog):
-    from connectors.artifacts import load_extra_data
+    from streamdrift.connectors.artifacts import load_extra_data
 
     extra = {"per_customer": {f"customer-{i}": [i, i / 3, "señal"] for i in range(1500)}}
     text = json.dumps(extra, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
@@ -386,7 +386,7 @@ def test_a_feature_drift_table_without_invalid_share_gets_the_column_and_keeps_i
 
 
 def test_both_stores_key_rows_by_the_same_fields(tsdb):
-    from connectors.tsdb.base import SERIES_KEYS, TIME_COLUMNS
+    from streamdrift.connectors.tsdb.base import SERIES_KEYS, TIME_COLUMNS
 
     with sqlite3.connect(tsdb.path) as conn:
         for table, series in SERIES_KEYS.items():
@@ -420,7 +420,7 @@ def test_a_batch_of_100_windows_round_trips_in_one_transaction(tsdb):
 
 
 def test_a_general_drift_too_big_even_without_its_columns_goes_to_an_artifact(tsdb, tmp_path):
-    from connectors.artifacts import load_extra_data
+    from streamdrift.connectors.artifacts import load_extra_data
 
     general = _wide_drift_result(20)
     extra = dict(general.extra_data, skipped={f"text_{i}": "no histogram in the reference" for i in range(1000)})

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from connectors.settings import load_settings
-from connectors.sql_store import SqlStore
-from connectors.tsdb import open_tsdb
+from streamdrift.connectors.settings import load_settings
+from streamdrift.connectors.sql_store import SqlStore
+from streamdrift.connectors.tsdb import open_tsdb
 from tests.dashboard_stores import write_project
-from udfs.records import ResultRecord
-from ui.app import create_app, fmt_time, url
-from ui.data import adjusted_p_values, column_status, parse_time
-from ui.svg import histogram, sparkline
+from streamdrift.udfs.records import ResultRecord
+from streamdrift.ui.app import create_app, fmt_time, url
+from streamdrift.ui.data import adjusted_p_values, column_status, parse_time
+from streamdrift.ui.svg import histogram, sparkline
 
 PROJECT = "shop"
 TOKEN = "t0ken-for-tests"

@@ -1,8 +1,8 @@
-"""The drift verdict (udfs.verdict): p-values against scipy, merge maps, merge invariance,
+"""The drift verdict (streamdrift.udfs.verdict): p-values against scipy, merge maps, merge invariance,
 categorical columns, Benjamini–Hochberg, and false alarms of small in-distribution windows.
 
 Expected values are computed here with scipy on the tables (chi2_contingency, ncx2, mannwhitneyu
-on the bins expanded back into values) and merge groups by hand, never with udfs.verdict.
+on the bins expanded back into values) and merge groups by hand, never with streamdrift.udfs.verdict.
 """
 
 import math
@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from udfs.accumulator import Accumulator, Layout
-from udfs.reference import feature_stats
-from udfs.verdict import (
+from streamdrift.udfs.accumulator import Accumulator, Layout
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.verdict import (
     MergeMaps,
     ReferenceCounts,
     benjamini_hochberg,

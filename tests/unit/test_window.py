@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from scipy.stats import chisquare
 
-from udfs.accumulator import Layout
-from udfs.catalog import EndpointCatalog
-from udfs.events import Columns, DeadLetter, Event
-from udfs.events import decode as _decode
-from udfs.reference import feature_stats
-from udfs.window import LATENCY_EDGES, WindowAggregate, aggregate_batch, count_rows, row_priorities
+from streamdrift.udfs.accumulator import Layout
+from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.events import Columns, DeadLetter, Event
+from streamdrift.udfs.events import decode as _decode
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.window import LATENCY_EDGES, WindowAggregate, count_rows, row_priorities
+from streamdrift.udfs.batch import aggregate_batch
 
 WINDOW_MS = 600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a window start
@@ -618,7 +619,7 @@ def test_catalog_endpoint_with_a_broken_reference_does_not_stop_the_others():
 
 
 def test_catalog_keeps_known_endpoints_while_the_store_is_down():
-    from udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.catalog import EndpointCatalog
 
     now = [0.0]
     up = [True]
@@ -637,7 +638,7 @@ def test_catalog_keeps_known_endpoints_while_the_store_is_down():
 
 
 def test_catalog_first_load_failure_is_raised():
-    from udfs.catalog import EndpointCatalog
+    from streamdrift.udfs.catalog import EndpointCatalog
 
     def load():
         raise ConnectionError("store down")
