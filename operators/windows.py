@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, TimeDomain
@@ -47,9 +48,11 @@ INPUT_TYPE = Types.ROW_NAMED(
 MLRun's ``batch_complete``: the endpoint's windows that start at or before ``window_start`` close."""
 
 OUTPUT_TYPE = Types.ROW_NAMED(
-    ["endpoint_id", "window_start", "window_end", "revision", "body"],
-    [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+    ["endpoint_id", "window_start", "window_end", "revision", "body", "fired_ms"],
+    [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG()],
 )
+"""A window's aggregate as it fires (``fired_ms``: the wall clock then, epoch ms; the writer
+measures from it how long the window took to be written)."""
 
 
 class EndpointWindows(KeyedProcessFunction):
@@ -107,7 +110,7 @@ class EndpointWindows(KeyedProcessFunction):
         return sorted(set(self.aggs.keys()) | set(self.n_pending.keys()))
 
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
-        return Row(key, start, start + self.window_ms, revision, data)
+        return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         self.show_counters()

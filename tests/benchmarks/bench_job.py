@@ -71,32 +71,38 @@ MB = 1024 * 1024
 # --------------------------------------------------------------------------- data
 
 
-def feature_names() -> list[str]:
-    return [f"f{j}" for j in range(N_FEATURES)]
+def feature_names(features: int = N_FEATURES) -> list[str]:
+    return [f"f{j}" for j in range(features)]
 
 
-def register_endpoints(settings, project: str, n: int, seed: int = 0) -> list[str]:
-    """``n`` endpoints, each with a reference of 5,000 rows x 20 standard normal features."""
+def register_endpoints(settings, project: str, n: int, seed: int = 0, features: int = N_FEATURES,
+                       sample_size: int = 1_000) -> list[str]:
+    """``n`` endpoints, each with its own reference of 5,000 rows x ``features`` standard normal
+    features (and a stored sample of ``sample_size`` of its rows), registered in bulk
+    (:func:`connectors.endpoints.register_model_endpoints`)."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
-    from connectors.endpoints import get_or_create_model_endpoint, open_store
+    from connectors.endpoints import open_store, register_model_endpoints
 
     store = open_store(settings.endpoint_store_connection)
     rng = np.random.default_rng(seed)
-    ids = []
-    try:
+    names = feature_names(features)
+
+    def models():
         for i in range(n):
-            ref = pd.DataFrame(rng.normal(size=(REFERENCE_ROWS, N_FEATURES)), columns=feature_names())
-            ep = get_or_create_model_endpoint(project, f"model-{i}", "serving", reference=ref,
-                                              output_names=["prediction"], store=store, sample_size=1_000)
-            ids.append(ep.endpoint_id)
+            x = rng.normal(size=(features, REFERENCE_ROWS))
+            yield {"model_name": f"model-{i}", "function_name": "serving", "output_names": ["prediction"],
+                   "reference": pa.table(dict(zip(names, x)))}
+
+    try:
+        return register_model_endpoints(project, models(), store, sample_size=sample_size)
     finally:
         store.close()
-    return ids
 
 
-def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: int, seed: int = 1) -> list[bytes]:
+def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: int, seed: int = 1,
+                     features: int = N_FEATURES) -> list[bytes]:
     """``n`` native events as JSON bytes, round robin over endpoints, event time in order over
     ``windows`` one-minute windows from ``start_ms``."""
     import numpy as np
@@ -109,7 +115,7 @@ def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: in
     dumps = json.dumps
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        x = np.round(rng.normal(0.1, 1.0, size=(hi - lo, N_FEATURES)), 4).tolist()
+        x = np.round(rng.normal(0.1, 1.0, size=(hi - lo, features)), 4).tolist()
         y = rng.integers(0, 2, size=hi - lo).tolist()
         lat = np.round(rng.lognormal(7, 0.4, size=hi - lo), 1).tolist()
         for k in range(hi - lo):
@@ -119,6 +125,15 @@ def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: in
                 "request_id": f"r{i}", "inputs": [x[k]], "outputs": [y[k]], "latency_us": lat[k],
             }, separators=(",", ":")).encode())
     return out
+
+
+def recent_events(endpoint_ids: list[str], n: int, windows: int, features: int) -> tuple[list[bytes], float, int]:
+    """:func:`serialise_events` over ``windows`` minutes ending 5 minutes ago: (payloads, seconds it
+    took, bytes)."""
+    start_ms = (int(time.time() * 1000) // 60_000 - windows - 5) * 60_000
+    t0 = time.perf_counter()
+    payloads = serialise_events(endpoint_ids, n, windows, start_ms, features=features)
+    return payloads, time.perf_counter() - t0, sum(map(len, payloads))
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
@@ -370,7 +385,8 @@ def _stamp_class():
             self.file = open(os.path.join(self.directory, f"stamps-{index}-{os.getpid()}.txt"), "a")
 
         def map(self, value):
-            self.file.write(f"{time.time()} {value[1]}\n")  # wall time, window start
+            # wall time, window start, and when the window stage fired it and the stores had it (epoch ms)
+            self.file.write(f"{time.time()} {value[1]} {value[8]} {value[9]}\n")
             self.file.flush()
             return 0
 
@@ -395,9 +411,11 @@ def _stamp_first_record(stamp_dir: str) -> None:
         import os as _os
         import time as _time
 
+        start = _time.time()
+        records = original(store_url)
         with open(_os.path.join(stamp_dir, f"load-{_os.getpid()}.txt"), "a") as f:
-            f.write(f"{_time.time()}\n")
-        return original(store_url)
+            f.write(f"{start} {_time.time() - start}\n")  # the call's start, its seconds
+        return records
 
     job_io.load_endpoints = load_endpoints
 
@@ -508,7 +526,8 @@ def run_child(spec: dict, workdir: Path) -> dict:
     by_window: dict[int, list[float]] = {}
     for w in written:
         by_window.setdefault(int(w[1]), []).append(float(w[0]) - res["start"])
-    loads = sorted(float(line) for f in stamp_dir.glob("load-*") for line in f.read_text().split())
+    loads = sorted(float(line.split()[0]) for f in stamp_dir.glob("load-*") for line in f.read_text().splitlines()
+                   if line.strip())
     steady = sampler.cpu_between(loads[0], stamps[-1]) if loads and stamps else None
     steady_jvm = sampler.jvm_groups_between(loads[0], stamps[-1]) if loads and stamps else None
     res.update(windows_written=len(stamps), first_record_s=(loads[0] - res["start"]) if loads else None,
@@ -573,7 +592,8 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
     # EndpointWindows.process_element per partial: from_bytes(state) + from_bytes(body) + merge + to_bytes,
     # with the window state already holding a full sample (sample_size rows), as in steady state
     first = partials[0].endpoint_id
-    own = serialise_events([first], max(sample_size, 1), 1, partials[0].window_start, seed=2)
+    own = serialise_events([first], max(sample_size, 1), 1, partials[0].window_start, seed=2,
+                           features=len(catalog.record(first)["feature_names"]))
     full = WindowAggregate(sample=Sample.empty(sample_size))
     full.add_events([decode(p, catalog.columns) for p in own], catalog.layout(first), sample_size)
     state = full.to_bytes()
@@ -643,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_job", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--endpoints", type=int, default=100)
+    parser.add_argument("--features", type=int, default=N_FEATURES, help="numeric features per endpoint")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--windows", type=int, default=10, help="one-minute windows the event time spans")
@@ -679,25 +700,22 @@ def main(argv: list[str] | None = None) -> int:
     Kafka().start()  # idempotent: returns at once when the broker already answers
     tmp = Path(tempfile.mkdtemp(prefix="bench-job-"))
     project = f"bench{random.randrange(16 ** 6):06x}"
-    cli = {"data_dir": str(tmp), "project": project, "stream_path": "kafka://127.0.0.1:9092", "base_period": 1}
+    cli = {"data_dir": str(tmp), "project": project, "stream_path": f"kafka://127.0.0.1:{Kafka().port}",
+           "base_period": 1}
     settings = load_settings(cli, env={})
     empty = load_settings({**cli, "project": project + "-empty"}, env={})
     bootstrap = kafka_bootstrap(settings.stream_path)
     topic, empty_topic = topic_names(project)["events"], topic_names(empty.project)["events"]
     window_ms = settings.base_period_ms
 
-    print(f"bench_job: {args.events:,} events, {args.endpoints} endpoints x {N_FEATURES} numeric features, "
+    print(f"bench_job: {args.events:,} events, {args.endpoints} endpoints x {args.features} numeric features, "
           f"parallelism {args.parallelism}, repeats {args.repeats}; {platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} cores; project {project}, data {tmp}")
     try:
         t0 = time.perf_counter()
-        ids = register_endpoints(settings, project, args.endpoints)
+        ids = register_endpoints(settings, project, args.endpoints, features=args.features)
         t_register = time.perf_counter() - t0
-        start_ms = (int(time.time() * 1000) // 60_000 - args.windows - 5) * 60_000
-        t0 = time.perf_counter()
-        payloads = serialise_events(ids, args.events, args.windows, start_ms)
-        t_serialise = time.perf_counter() - t0
-        size = sum(map(len, payloads))
+        payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
         create_topic(bootstrap, topic)
         create_topic(bootstrap, empty_topic)
         t_produce = produce(bootstrap, topic, payloads)
@@ -827,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"correctness: rows in TSDB predictions {r['rows_in_tsdb']:,} over {r['tsdb_windows']} windows "
                   f"(summaries emitted: {r['windows_written']}), events produced {args.events:,}: {ok}")
 
-        print(f"\nState bound (one endpoint window of {bound['events']:,} events, {N_FEATURES} numeric columns, "
+        print(f"\nState bound (one endpoint window of {bound['events']:,} events, {args.features} numeric columns, "
               f"sample_size {args.sample_size}):")
         print(f"  WindowAggregate.to_bytes: {bound['total']:,} B (accumulator {bound['accumulator']:,} B, "
               f"without the sample {bound['without_sample']:,} B)")
