@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -152,7 +153,12 @@ class JSONText(sa.types.TypeDecorator):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
     def process_result_value(self, value, dialect):
-        return None if value is None else json.loads(value)
+        if value is None:
+            return None
+        try:  # orjson: ~4x faster on references (10,000 endpoints' statistics are ~200 MB of JSON)
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:  # e.g. NaN, which json.dumps writes and orjson refuses
+            return json.loads(value)
 
 
 class LongBlob(sa.types.TypeDecorator):
@@ -411,10 +417,10 @@ class ModelEndpoint:
 
     # a mapping too: dict(endpoint) gives the fields with their Python values
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
+        return list(_ENDPOINT_FIELDS)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
+        if key not in _ENDPOINT_FIELD_SET:
             raise KeyError(key)
         return getattr(self, key)
 
@@ -427,6 +433,10 @@ class ModelEndpoint:
             value = getattr(self, f.name)
             out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else value
         return out
+
+
+_ENDPOINT_FIELDS = tuple(f.name for f in dataclasses.fields(ModelEndpoint))
+_ENDPOINT_FIELD_SET = frozenset(_ENDPOINT_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True)
