@@ -13,7 +13,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, Runt
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from operators.metrics import ShowOnce
-from udfs.catalog import EndpointCatalog
+from operators.catalog import endpoint_catalog
 from udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
 from udfs.window import WindowAggregate
 
@@ -41,7 +41,7 @@ class RunApplications(MapFunction):
         self.apps_refresh_seconds = apps_refresh_seconds
 
     def open(self, runtime_context: RuntimeContext):
-        self.catalog = EndpointCatalog(self.load_endpoints)
+        self.catalog = endpoint_catalog(self.load_endpoints)
         self.apps = list(self.load_apps())
         self.apps_loaded = time.monotonic()
         group = runtime_context.get_metrics_group()

@@ -18,7 +18,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from connectors.raw_rows import hour_partitions, shard_partitions
 from udfs.applications import sample_size_for
-from udfs.catalog import EndpointCatalog
+from operators.catalog import endpoint_catalog
 from udfs.columnar import ColumnarReader
 from udfs.contract import TimeBounds
 from udfs.events import MAX_EVENT_BYTES
@@ -85,7 +85,7 @@ class ParseRecords(ScalarFunction):
         gc.freeze()
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
-        self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
+        self.catalog = endpoint_catalog(self.load_endpoints, self.refresh_seconds)
         self.apps_loaded, self.window_sample = -float("inf"), self.sample_size
         self.reader = ColumnarReader()
         self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)

@@ -29,7 +29,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from operators.metrics import ShowOnce
-from udfs.catalog import EndpointCatalog
+from operators.catalog import endpoint_catalog
 from udfs.window import WindowAggregate
 
 LATE = -1
@@ -70,7 +70,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.pending = runtime_context.get_map_state(MapStateDescriptor("window-pending", Types.STRING(), blob))
         self.n_pending = runtime_context.get_map_state(MapStateDescriptor("window-pending-count", Types.LONG(),
                                                                           Types.INT()))
-        self.catalog = EndpointCatalog(self.load_endpoints)
+        self.catalog = endpoint_catalog(self.load_endpoints)
         group = runtime_context.get_metrics_group()
         self.late_partials = group.counter("late_partials")
         self.corrections = group.counter("corrections")
