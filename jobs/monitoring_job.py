@@ -44,6 +44,9 @@ class JobOptions:
     batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
     bundle_time_ms: int = 1_000
     state_backend: str = "hashmap"  # or "rocksdb" for large state
+    # keys whose state a Python worker keeps decoded (per keyed stage and subtask): at least the
+    # endpoints of a subtask, else every partial writes back and re-reads another endpoint's state
+    state_cache_keys: int = 20_000
     checkpoint_dir: str | None = None  # default: <data_dir>/checkpoints
     group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
     endpoint_refresh_seconds: float = 30.0
@@ -93,6 +96,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
              # records are not copied between chained JVM operators (the Table runtime's operators
              # do not keep references to their input; the Python ones get serialised bytes)
              "pipeline.object-reuse": "true",
+             "python.state.cache-size": str(options.state_cache_keys),
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
@@ -319,6 +323,9 @@ def add_job_flags(parser) -> None:
     parser.add_argument("--checkpoint-interval-seconds", type=float, default=10.0)
     parser.add_argument("--checkpoint-dir", default=None, help="e.g. file:///var/lib/streamdrift/checkpoints")
     parser.add_argument("--state-backend", choices=["hashmap", "rocksdb"], default="hashmap")
+    parser.add_argument("--state-cache-keys", type=int, default=20_000,
+                        help="endpoints whose window state a Python worker keeps decoded, per subtask; at "
+                             "least the endpoints per subtask (default 20,000)")
     parser.add_argument("--arrow-batch-size", type=int, default=20_000,
                         help="records per batch handed to the parse function (default 20,000)")
     parser.add_argument("--max-clock-skew-seconds", type=float, default=300.0,
@@ -343,6 +350,7 @@ def options_from_args(args) -> JobOptions:
         sample_size=args.sample_size, parallelism=args.parallelism,
         checkpoint_interval_ms=ms(args.checkpoint_interval_seconds), bounded=args.bounded,
         arrow_batch_size=args.arrow_batch_size, state_backend=args.state_backend,
+        state_cache_keys=args.state_cache_keys,
         checkpoint_dir=args.checkpoint_dir, max_clock_skew_ms=ms(args.max_clock_skew_seconds),
         restart_max_failures=args.restart_max_failures,
         restart_delay_s=args.restart_delay_seconds, metrics_port=args.metrics_port)
