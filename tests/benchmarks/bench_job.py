@@ -664,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--endpoints", type=int, default=100)
     parser.add_argument("--features", type=int, default=N_FEATURES, help="numeric features per endpoint")
+    parser.add_argument("--reference-sample", type=int, default=1_000,
+                        help="rows of each reference kept in the store (the job does not read them)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--windows", type=int, default=10, help="one-minute windows the event time spans")
@@ -683,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-consume", action="store_true", help="do not run the consume-only job")
     parser.add_argument("--skip-floor", action="store_true",
                         help="do not run the pyfloor job (source → a pandas function doing nothing → blackhole)")
+    parser.add_argument("--skip-empty", action="store_true",
+                        help="do not run the jobs on the empty topic (start-up; only 'ev/s exec-empty' needs them)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -713,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.python_version()}, {os.cpu_count()} cores; project {project}, data {tmp}")
     try:
         t0 = time.perf_counter()
-        ids = register_endpoints(settings, project, args.endpoints, features=args.features)
+        ids = register_endpoints(settings, project, args.endpoints, features=args.features,
+                                 sample_size=args.reference_sample)
         t_register = time.perf_counter() - t0
         payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
         create_topic(bootstrap, topic)
@@ -747,8 +752,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict] = {}
         for kind in kinds:
             empties, runs = [], []
-            print(f"running {kind} job on the empty topic (start-up) ...", flush=True)
-            empties.append(run_child(spec(kind, f"{kind}-empty-0", empty, f"bench-{kind}-e0-{project}"), tmp))
+            if not args.skip_empty:
+                print(f"running {kind} job on the empty topic (start-up) ...", flush=True)
+                empties.append(run_child(spec(kind, f"{kind}-empty-0", empty, f"bench-{kind}-e0-{project}"), tmp))
             for r in range(args.repeats):
                 s = settings
                 if kind != "consume":  # own TSDB and Parquet directory per run
@@ -761,8 +767,9 @@ def main(argv: list[str] | None = None) -> int:
                     res["rows_in_tsdb"] = sum(p.count for p in preds)
                     res["tsdb_windows"] = len(preds)
                 runs.append(res)
-            print(f"running {kind} job on the empty topic again (start-up) ...", flush=True)
-            empties.append(run_child(spec(kind, f"{kind}-empty-1", empty, f"bench-{kind}-e1-{project}"), tmp))
+            if not args.skip_empty:
+                print(f"running {kind} job on the empty topic again (start-up) ...", flush=True)
+                empties.append(run_child(spec(kind, f"{kind}-empty-1", empty, f"bench-{kind}-e1-{project}"), tmp))
             results[kind] = {"empties": empties, "runs": runs}
 
         # ------------------------------------------------------------------ tables
@@ -784,14 +791,14 @@ def main(argv: list[str] | None = None) -> int:
 
         for kind, res in results.items():
             empties, runs = res["empties"], res["runs"]
-            startup = min(e["execute_s"] for e in empties)
+            startup = min((e["execute_s"] for e in empties), default=None)
             for i, e in enumerate(empties):
                 line(f"{kind} empty {'before' if i == 0 else 'after'}", e["execute_s"], e["net_s"], None, None, None,
                      None, None, [e])
             execute = _median([r["execute_s"] for r in runs])
             rec_to_win = _median([args.events / (r["last_window_s"] - r["first_record_s"]) for r in runs
                                   if r.get("last_window_s") and r.get("first_record_s") is not None])
-            rates[kind] = args.events / (execute - startup) if execute > startup else None
+            rates[kind] = args.events / (execute - startup) if startup is not None and execute > startup else None
             headline[kind] = rec_to_win if kind == "monitor" else rates[kind]
             line(kind, execute, _median([r["net_s"] for r in runs]),
                  _median([r.get("first_record_s") for r in runs]), _median([r["first_window_s"] for r in runs]),
@@ -840,7 +847,13 @@ def main(argv: list[str] | None = None) -> int:
         if rates.get("pyfloor"):
             summary += f"; PyFlink's Arrow path alone (no-op function) {_fmt(rates['pyfloor'], ',.0f')} events/s"
         print(summary + f"; naive per-record numpy state (DESIGN.md): ~{NAIVE_EVENTS_PER_S:,} events/s")
-        for r in results["monitor"]["runs"]:
+        for i, r in enumerate(results["monitor"]["runs"]):
+            busy = r["last_window_s"] - r["first_record_s"] if r.get("last_window_s") and \
+                r.get("first_record_s") is not None else None
+            jvm_s, py_s = r.get("steady_cpu") or (None, None)
+            per = 1e6 / max(args.events, 1)
+            print(f"repeat {i + 1}: {_fmt(busy and args.events / busy, ',.0f')} events/s, CPU µs/event JVM "
+                  f"{_fmt(jvm_s and jvm_s * per)} / Python {_fmt(py_s and py_s * per)}")
             ok = "OK" if r["rows_in_tsdb"] == args.events else "MISMATCH"
             print(f"correctness: rows in TSDB predictions {r['rows_in_tsdb']:,} over {r['tsdb_windows']} windows "
                   f"(summaries emitted: {r['windows_written']}), events produced {args.events:,}: {ok}")

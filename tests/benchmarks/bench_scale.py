@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-sample", type=int, default=1_000,
                         help="rows of each reference kept in the store (the job does not read them)")
     parser.add_argument("--jvm-args", default="-Xmx2g", help="JVM options of the job's JVM (default -Xmx2g)")
+    parser.add_argument("--store", default=None, help="an endpoint store (SQLite file) registered by an earlier "
+                        "run (--keep): its endpoints and project are used, registration is skipped")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
     args = parser.parse_args(argv)
 
@@ -236,8 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     kafka.start()  # idempotent: returns at once when the broker already answers
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     project = f"scale{random.randrange(16 ** 6):06x}"
+    reused = None
+    if args.store:
+        from connectors.sql_store import SqlStore
+
+        reused = SqlStore(f"sqlite:///{Path(args.store).resolve()}")
+        endpoints = reused.list_endpoints(with_stats=False)
+        project = endpoints[0].project
+        args.endpoints = len(endpoints)
     cli = {"data_dir": str(tmp), "project": project, "stream_path": f"kafka://127.0.0.1:{kafka.port}",
-           "base_period": 1}
+           "base_period": 1, **({"endpoint_store_connection": reused.url} if reused else {})}
     settings = load_settings(cli, env={})
     bootstrap = kafka_bootstrap(settings.stream_path)
     topic = topic_names(project)["events"]
@@ -248,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} cores, load average {load_average()}; project {project}, data {tmp}", flush=True)
     try:
         t0 = time.perf_counter()
-        ids = register_endpoints(settings, project, args.endpoints, features=args.features,
-                                 sample_size=args.reference_sample)
+        if reused is None:
+            ids = register_endpoints(settings, project, args.endpoints, features=args.features,
+                                     sample_size=args.reference_sample)
+        else:
+            ids = [e.endpoint_id for e in endpoints]
         t_register = time.perf_counter() - t0
         store_file = Path(settings.endpoint_store_connection.removeprefix("sqlite:///"))
         store_bytes = store_file.stat().st_size if store_file.exists() else None
