@@ -109,6 +109,16 @@ class EndpointWindows(KeyedProcessFunction):
     def _windows(self) -> list[int]:
         return sorted(set(self.aggs.keys()) | set(self.n_pending.keys()))
 
+    def _timer_windows(self, timestamp: int) -> list[int]:
+        """The open windows an event-time timer at ``timestamp`` is for: the one it fires (its end
+        - 1) and the one whose allowed lateness it ends (end - 1 + lateness). Every window
+        registers both timers, so no other window needs a look; listing the key's windows
+        (:meth:`_windows`) is a round trip to the JVM's state at every timer, which PyFlink does
+        not cache (a third of the stage's time while 10,000 endpoints' windows fired)."""
+        fire = timestamp + 1 - self.window_ms
+        return [start for start in sorted({fire, fire - self.lateness})
+                if self.aggs.contains(start) or self.n_pending.contains(start)]
+
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
         return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
 
@@ -159,7 +169,7 @@ class EndpointWindows(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
-        for start in self._windows():
+        for start in self._timer_windows(timestamp) if event_time else self._windows():
             try:
                 out = self._on_timer(key, start, timestamp, event_time, ctx.timer_service())
             except Exception as exc:  # noqa: BLE001
