@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,7 @@ MAX_SAMPLE_CELLS = 2_000_000
 DEFAULT_SEED = 0
 
 __all__ = [
-    "get_or_create_model_endpoint", "list_model_endpoints", "get_model_endpoint", "update_reference",
+    "get_or_create_model_endpoint", "register_model_endpoints", "list_model_endpoints", "get_model_endpoint", "update_reference",
     "delete_model_endpoint", "get_reference_sample", "reference_sample", "open_store", "endpoint_uid", "endpoint_json",
     "DEFAULT_SAMPLE_SIZE", "MAX_SAMPLE_CELLS",
 ]
@@ -159,6 +159,17 @@ def _build_reference(
     }
 
 
+def _definition(reference, feature_names, output_names, label_names, sample_size: int, seed: int,
+                numeric=None, categorical=None) -> dict[str, Any]:
+    """:func:`_build_reference`, or only the names when there is no ``reference``."""
+    if reference is not None:
+        return _build_reference(reference, feature_names, output_names, label_names, sample_size, seed,
+                                numeric or (), categorical or ())
+    return {"feature_names": normalize_names(feature_names or []), "output_names": normalize_names(output_names or []),
+            "label_names": normalize_names(label_names or []), "feature_stats": {}, "reference_sample": None,
+            "reference_rows": None}
+
+
 # --------------------------------------------------------------------------------- API
 
 
@@ -210,20 +221,72 @@ def get_or_create_model_endpoint(
                 return _update_reference(db, existing, reference, feature_names, output_names, label_names,
                                          sample_size, seed, numeric, categorical)
             return existing
-        if reference is not None:
-            ref = _build_reference(reference, feature_names, output_names, label_names, sample_size, seed,
-                                   numeric or (), categorical or ())
-        else:
-            ref = {"feature_names": normalize_names(feature_names or []),
-                   "output_names": normalize_names(output_names or []),
-                   "label_names": normalize_names(label_names or []),
-                   "feature_stats": {}, "reference_sample": None, "reference_rows": None}
+        ref = _definition(reference, feature_names, output_names, label_names, sample_size, seed, numeric,
+                          categorical)
         return db.upsert_endpoint(
             endpoint_id, project=project, model_name=model_name, model_version=model_version,
             function_name=function_name, function_tag=function_tag, **ref)
     finally:
         if close:
             db.close()
+
+
+def register_model_endpoints(
+    project: str,
+    models: Iterable[Mapping[str, Any]],
+    store: SqlStore | str | None = None,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = DEFAULT_SEED,
+    chunk: int = 500,
+) -> list[str]:
+    """Create or replace many endpoints at once (a fleet of models); returns their ids in order.
+
+    Each of ``models`` is a mapping of :func:`get_or_create_model_endpoint`'s arguments:
+    ``model_name`` and ``function_name`` (required), ``reference``, ``feature_names``,
+    ``output_names``, ``label_names``, ``model_version``, ``function_tag``, ``endpoint_id``,
+    ``numeric``, ``categorical``. References are read and summarised one at a time; the endpoints
+    are written ``chunk`` at a time, each chunk in one transaction (:meth:`SqlStore.upsert_endpoints`).
+    Unlike :func:`get_or_create_model_endpoint`, an existing endpoint's definition and reference
+    are replaced (its counters and drift status are kept). ``models`` may be a generator: only
+    ``chunk`` references' summaries are held at once. Raises ValueError naming the model whose
+    definition or reference is wrong (the chunks before it are written)."""
+    db, close = _with_store(store)
+    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for model in models:
+            unknown = set(model) - _MODEL_KEYS
+            if unknown:
+                raise ValueError(f"model {model.get('model_name')!r}: unknown keys {sorted(unknown)}; "
+                                 f"use {sorted(_MODEL_KEYS)}")
+            endpoint_id = model.get("endpoint_id") or endpoint_uid(
+                project, model["function_name"], model.get("function_tag"), model["model_name"],
+                model.get("model_version"))
+            problem = endpoint_id_problem(endpoint_id)
+            if problem is not None:
+                raise ValueError(f"endpoint id {endpoint_id!r} of model {model['model_name']!r} {problem}")
+            try:
+                ref = _definition(model.get("reference"), model.get("feature_names"), model.get("output_names"),
+                                  model.get("label_names"), sample_size, seed, model.get("numeric"),
+                                  model.get("categorical"))
+            except ValueError as exc:
+                raise ValueError(f"model {model['model_name']!r}: {exc}") from exc
+            rows.append({"endpoint_id": endpoint_id, "project": project, "model_name": model["model_name"],
+                         "model_version": model.get("model_version"), "function_name": model["function_name"],
+                         "function_tag": model.get("function_tag"), **ref})
+            ids.append(endpoint_id)
+            if len(rows) >= chunk:
+                db.upsert_endpoints(rows, chunk)
+                rows = []
+        db.upsert_endpoints(rows, chunk)
+        return ids
+    finally:
+        if close:
+            db.close()
+
+
+_MODEL_KEYS = {"model_name", "function_name", "reference", "feature_names", "output_names", "label_names",
+               "model_version", "function_tag", "endpoint_id", "numeric", "categorical"}
 
 
 def _update_reference(db: SqlStore, endpoint: ModelEndpoint, reference: Any, feature_names, output_names,

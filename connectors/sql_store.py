@@ -49,10 +49,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -135,7 +136,12 @@ class JSONText(sa.types.TypeDecorator):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
     def process_result_value(self, value, dialect):
-        return None if value is None else json.loads(value)
+        if value is None:
+            return None
+        try:  # orjson: ~4x faster on references (10,000 endpoints' statistics are ~200 MB of JSON)
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:  # e.g. NaN, which json.dumps writes and orjson refuses
+            return json.loads(value)
 
 
 class LongBlob(sa.types.TypeDecorator):
@@ -394,10 +400,10 @@ class ModelEndpoint:
 
     # a mapping too: dict(endpoint) gives the fields with their Python values
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
+        return list(_ENDPOINT_FIELDS)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
+        if key not in _ENDPOINT_FIELD_SET:
             raise KeyError(key)
         return getattr(self, key)
 
@@ -410,6 +416,10 @@ class ModelEndpoint:
             value = getattr(self, f.name)
             out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else value
         return out
+
+
+_ENDPOINT_FIELDS = tuple(f.name for f in dataclasses.fields(ModelEndpoint))
+_ENDPOINT_FIELD_SET = frozenset(_ENDPOINT_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -706,31 +716,85 @@ class SqlStore:
         The counters, request times and drift status of an existing endpoint are kept; the totals
         are (re)derived from the window counters already stored for this id.
         """
-        row = {
-            "endpoint_id": _check_id(endpoint_id, "endpoint id"),
-            "project": _check_id(project, "project"),
-            "model_name": _check_id(model_name, "model name"),
-            "model_version": None if model_version is None else _check_id(model_version, "model version"),
-            "function_name": None if function_name is None else _check_id(function_name, "function name"),
-            "function_tag": None if function_tag is None else _check_id(function_tag, "function tag"),
-            "feature_names": _str_list(feature_names, "feature_names"),
-            "output_names": _str_list(output_names, "output_names"),
-            "label_names": _str_list(label_names, "label_names"),
-            "feature_stats": dict(feature_stats or {}),
-            "reference_sample": reference_sample,
-            "reference_rows": reference_rows,
-            "monitoring_mode": _check_mode(monitoring_mode),
-        }
-        now = _now()
-        insert_row = dict(row, created=now, updated=now, rows_count=0, events_count=0, error_count=0, late_count=0)
-        update = [c for c in row if c != "endpoint_id"] + ["updated"]
+        rows, update = self._endpoint_rows([dict(
+            endpoint_id=endpoint_id, project=project, model_name=model_name, model_version=model_version,
+            function_name=function_name, function_tag=function_tag, feature_names=feature_names,
+            output_names=output_names, label_names=label_names, feature_stats=feature_stats,
+            reference_sample=reference_sample, reference_rows=reference_rows, monitoring_mode=monitoring_mode)])
 
         def write(conn: sa.Connection) -> ModelEndpoint:
-            self._upsert(conn, self._t["endpoints"], [insert_row], update)
+            self._upsert(conn, self._t["endpoints"], rows, update)
             self._refresh_totals(conn, endpoint_id)
             return self._get_endpoint(conn, endpoint_id)
 
         return self._run(f"writing endpoint {endpoint_id!r}", write)
+
+    def upsert_endpoints(self, endpoints: Sequence[Mapping[str, Any]], chunk: int = 500) -> int:
+        """Create or replace many endpoints (each a mapping of :meth:`upsert_endpoint`'s arguments,
+        ``endpoint_id`` included), ``chunk`` at a time, each chunk in one transaction with one
+        multi-row upsert and one set-based refresh of the totals; returns the number written.
+
+        Every endpoint is checked before anything is written (ValueError naming the first bad one);
+        a later id given twice replaces the earlier one. Registering 10,000 endpoints one by one
+        with :meth:`upsert_endpoint` costs one transaction and four statements each."""
+        rows, update = self._endpoint_rows(endpoints)
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+
+            def write(conn: sa.Connection, part=part) -> None:
+                self._upsert(conn, self._t["endpoints"], part, update)
+                self._refresh_totals_many(conn, [r["endpoint_id"] for r in part])
+
+            self._run(f"writing endpoints {lo + 1}-{lo + len(part)} of {len(rows)}", write)
+        return len(rows)
+
+    def _endpoint_rows(self, endpoints: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Checked rows of the ``endpoints`` table (new endpoints' counters at zero) and the columns
+        an existing endpoint's row takes from them."""
+        now = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        for e in endpoints:
+            def opt(name: str, what: str):
+                value = e.get(name)
+                return None if value is None else _check_id(value, what)
+
+            row = {
+                "endpoint_id": _check_id(e["endpoint_id"], "endpoint id"),
+                "project": _check_id(e["project"], "project"),
+                "model_name": _check_id(e["model_name"], "model name"),
+                "model_version": opt("model_version", "model version"),
+                "function_name": opt("function_name", "function name"),
+                "function_tag": opt("function_tag", "function tag"),
+                "feature_names": _str_list(e.get("feature_names", ()), "feature_names"),
+                "output_names": _str_list(e.get("output_names", ()), "output_names"),
+                "label_names": _str_list(e.get("label_names", ()), "label_names"),
+                "feature_stats": dict(e.get("feature_stats") or {}),
+                "reference_sample": e.get("reference_sample"),
+                "reference_rows": e.get("reference_rows"),
+                "monitoring_mode": _check_mode(e.get("monitoring_mode", "enabled")),
+            }
+            rows[row["endpoint_id"]] = dict(row, created=now, updated=now, rows_count=0, events_count=0,
+                                            error_count=0, late_count=0)
+        update = [c for c in row if c != "endpoint_id"] + ["updated"] if rows else []
+        return list(rows.values()), update
+
+    def _refresh_totals_many(self, conn: sa.Connection, endpoint_ids: Sequence[str]) -> None:
+        """:meth:`_refresh_totals` of many endpoints in one statement (correlated sub-queries)."""
+        if not endpoint_ids:
+            return
+        w, t = self._t["endpoint_windows"], self._t["endpoints"]
+
+        def over_windows(expr):
+            return sa.select(expr).where(w.c.endpoint_id == t.c.endpoint_id).scalar_subquery()
+
+        conn.execute(sa.update(t).where(t.c.endpoint_id.in_(list(endpoint_ids))).values(
+            rows_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.rows_count), 0)),
+            events_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.events_count), 0)),
+            error_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.error_count), 0)),
+            late_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.late_count), 0)),
+            first_request=over_windows(sa.func.min(w.c.first_request)),
+            last_request=over_windows(sa.func.max(w.c.last_request)),
+            last_window_end=over_windows(sa.func.max(w.c.window_end))))
 
     def update_reference(
         self,

@@ -57,6 +57,10 @@ class JobOptions:
     bundle_time_ms: int = 1_000
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "
                                "state)", choices=["hashmap", "rocksdb"])
+    # keys whose state a Python worker keeps decoded (per keyed stage and subtask): at least the
+    # endpoints of a subtask, else every partial writes back and re-reads another endpoint's state
+    state_cache_keys: int = _flag("--state-cache-keys", 20_000, "endpoints whose window state a Python worker "
+                                  "keeps decoded, per subtask; at least the endpoints per subtask", type=int)
     checkpoint_dir: str | None = _flag("--checkpoint-dir", None, "e.g. file:///var/lib/streamdrift/checkpoints "
                                        "(default: <data_dir>/checkpoints)")
     group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
@@ -115,6 +119,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
              # records are not copied between chained JVM operators (the Table runtime's operators
              # do not keep references to their input; the Python ones get serialised bytes)
              "pipeline.object-reuse": "true",
+             "python.state.cache-size": str(options.state_cache_keys),
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}

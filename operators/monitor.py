@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -12,7 +13,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from streamdrift.operators.app_calls import call_with_timeout
 from streamdrift.operators.metrics import ShowOnce
-from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.operators.catalog import endpoint_catalog
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import WindowAggregate
@@ -22,10 +23,13 @@ END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bound
 log = logging.getLogger("streamdrift.applications")
 
 SUMMARY_TYPE = Types.ROW_NAMED(
-    ["endpoint_id", "window_start", "window_end", "revision", "rows", "general_drift", "status", "top_features"],
+    ["endpoint_id", "window_start", "window_end", "revision", "rows", "general_drift", "status", "top_features",
+     "fired_ms", "written_ms"],
     [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.LONG(), Types.DOUBLE(), Types.INT(),
-     Types.STRING()],
+     Types.STRING(), Types.LONG(), Types.LONG()],
 )
+"""One row per written window; ``fired_ms`` and ``written_ms``: the wall clock (epoch ms) when the
+window stage fired it and when the stores had its records."""
 
 
 class RunApplications(MapFunction):
@@ -38,7 +42,7 @@ class RunApplications(MapFunction):
         self.apps_refresh_seconds = apps_refresh_seconds
 
     def open(self, runtime_context: RuntimeContext):
-        self.catalog = EndpointCatalog(self.load_endpoints)
+        self.catalog = endpoint_catalog(self.load_endpoints)
         self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
         self.apps.refresh()
         group = runtime_context.get_metrics_group()
@@ -54,7 +58,10 @@ class RunApplications(MapFunction):
 
     def map(self, value) -> WindowOutput:
         self.show_counters()
-        key, start, end, revision, body = value[0], value[1], value[2], value[3], value[4]
+        out = self._run(value[0], value[1], value[2], value[3], value[4])
+        return dataclasses.replace(out, fired_ms=value[5]) if len(value) > 5 else out
+
+    def _run(self, key: str, start: int, end: int, revision: int, body: bytes) -> WindowOutput:
         record = None
         try:
             record = self.catalog.record(key)
@@ -97,8 +104,12 @@ class WriteOutputs(KeyedProcessFunction):
         # gauges, not counters: most windows are written from a timer, and PyFlink does not report a
         # counter's increments made in one (the numbers are this subtask's totals since it started)
         self.written = self.refused = 0
+        self.write_delay_ms = 0
         group = runtime_context.get_metrics_group()
         group.gauge("windows_written", lambda: self.written)
+        # how far the stores are behind the windows: from the firing of the earliest window of the
+        # last batch to the end of its write
+        group.gauge("window_write_delay_ms", lambda: self.write_delay_ms)
         group.gauge("windows_refused_by_store", lambda: self.refused)
         group.gauge("store_retries", lambda: self.writer.retries)
 
@@ -126,7 +137,14 @@ class WriteOutputs(KeyedProcessFunction):
         self.count.clear()
         if not outs:
             return
+        started = time.time()
         refused = {id(out): reason for out, reason in self.writer.write_many(outs)}
+        written_ms = int(time.time() * 1000)
+        fired = [out.fired_ms for out in outs if out.fired_ms is not None]
+        if fired:
+            self.write_delay_ms = written_ms - min(fired)
+        log.info("wrote %d windows in %.0f ms (%d refused); %s ms from the earliest firing", len(outs),
+                 written_ms - started * 1000, len(refused), self.write_delay_ms if fired else "-")
         for out in outs:
             if id(out) in refused:
                 self.refused += 1
@@ -136,10 +154,10 @@ class WriteOutputs(KeyedProcessFunction):
                 yield WRITE_FAILURES, window_dead_letter(out, message)
             else:
                 self.written += 1
-                yield summary_row(out)
+                yield summary_row(out, written_ms)
 
 
-def summary_row(out: WindowOutput) -> Row:
+def summary_row(out: WindowOutput, written_ms: int | None = None) -> Row:
     """The one-line summary of a written window (``--print``): rows, general_drift, its status and
     the three most drifted columns."""
     drift = next((r for r in out.results if r.result_name == "general_drift"), None)
@@ -150,4 +168,5 @@ def summary_row(out: WindowOutput) -> Row:
         top = json.dumps({name: round(columns[name]["drift"], 3) for name in worst})
     rows = out.prediction.count if out.prediction is not None else out.late_rows
     return Row(out.endpoint_id, out.start_ms, out.end_ms, out.revision, rows,
-               None if drift is None else drift.value, None if drift is None else drift.status, top)
+               None if drift is None else drift.value, None if drift is None else drift.status, top, out.fired_ms,
+               written_ms)

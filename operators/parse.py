@@ -18,7 +18,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streamdrift.udfs.applications import sample_size_for
 from streamdrift.udfs.batch import EventClock, aggregate_isolated
-from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.operators.catalog import endpoint_catalog
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.events import MAX_EVENT_BYTES
@@ -86,7 +86,7 @@ class ParseRecords(ScalarFunction):
         gc.freeze()
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
-        self.catalog = EndpointCatalog(self.load_endpoints, self.refresh_seconds)
+        self.catalog = endpoint_catalog(self.load_endpoints, self.refresh_seconds)
         self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
         self.window_sample = self.sample_size
         self.reader = ColumnarReader()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, TimeDomain
@@ -28,7 +29,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
-from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.operators.catalog import endpoint_catalog
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
@@ -47,9 +48,11 @@ INPUT_TYPE = Types.ROW_NAMED(
 MLRun's ``batch_complete``: the endpoint's windows that start at or before ``window_start`` close."""
 
 OUTPUT_TYPE = Types.ROW_NAMED(
-    ["endpoint_id", "window_start", "window_end", "revision", "body"],
-    [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+    ["endpoint_id", "window_start", "window_end", "revision", "body", "fired_ms"],
+    [Types.STRING(), Types.LONG(), Types.LONG(), Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG()],
 )
+"""A window's aggregate as it fires (``fired_ms``: the wall clock then, epoch ms; the writer
+measures from it how long the window took to be written)."""
 
 
 class EndpointWindows(KeyedProcessFunction):
@@ -67,7 +70,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.pending = runtime_context.get_map_state(MapStateDescriptor("window-pending", Types.STRING(), blob))
         self.n_pending = runtime_context.get_map_state(MapStateDescriptor("window-pending-count", Types.LONG(),
                                                                           Types.INT()))
-        self.catalog = EndpointCatalog(self.load_endpoints)
+        self.catalog = endpoint_catalog(self.load_endpoints)
         group = runtime_context.get_metrics_group()
         self.late_partials = group.counter("late_partials")
         self.corrections = group.counter("corrections")
@@ -106,8 +109,18 @@ class EndpointWindows(KeyedProcessFunction):
     def _windows(self) -> list[int]:
         return sorted(set(self.aggs.keys()) | set(self.n_pending.keys()))
 
+    def _timer_windows(self, timestamp: int) -> list[int]:
+        """The open windows an event-time timer at ``timestamp`` is for: the one it fires (its end
+        - 1) and the one whose allowed lateness it ends (end - 1 + lateness). Every window
+        registers both timers, so no other window needs a look; listing the key's windows
+        (:meth:`_windows`) is a round trip to the JVM's state at every timer, which PyFlink does
+        not cache (a third of the stage's time while 10,000 endpoints' windows fired)."""
+        fire = timestamp + 1 - self.window_ms
+        return [start for start in sorted({fire, fire - self.lateness})
+                if self.aggs.contains(start) or self.n_pending.contains(start)]
+
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
-        return Row(key, start, start + self.window_ms, revision, data)
+        return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         self.show_counters()
@@ -156,7 +169,7 @@ class EndpointWindows(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
-        for start in self._windows():
+        for start in self._timer_windows(timestamp) if event_time else self._windows():
             try:
                 out = self._on_timer(key, start, timestamp, event_time, ctx.timer_service())
             except Exception as exc:  # noqa: BLE001

@@ -22,10 +22,39 @@ from streamdrift.udfs.reloading import Reloading
 log = logging.getLogger("streamdrift.catalog")
 
 
+class LayoutCache:
+    """The layouts of references, by endpoint: a reference's layout is built once however many
+    catalogs of a process ask for it (each operator of a job has its own catalog; with 10,000
+    endpoints a layout per endpoint costs seconds). An entry is reused while the endpoint's
+    ``feature_stats`` is the same object or equal to the one it was built from."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[Mapping[str, Any], Layout]] = {}
+
+    def layout(self, endpoint_id: str, stats: Mapping[str, Any]) -> Layout:
+        """The layout of ``stats`` (:meth:`Layout.from_feature_stats`; its ValueError when they are
+        malformed)."""
+        entry = self._entries.get(endpoint_id)
+        if entry is not None and (entry[0] is stats or entry[0] == stats):
+            return entry[1]
+        layout = Layout.from_feature_stats(stats)
+        self._entries[endpoint_id] = (stats, layout)
+        return layout
+
+    def retain(self, endpoint_ids: Iterable[str]) -> None:
+        """Forget the layouts of endpoints not among ``endpoint_ids`` (deleted ones)."""
+        keep = set(endpoint_ids)
+        for endpoint_id in [e for e in self._entries if e not in keep]:
+            del self._entries[endpoint_id]
+
+
 class EndpointCatalog:
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
-                 miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 layouts: LayoutCache | None = None):
+        """``layouts``: a cache shared with other catalogs of the process (default: one of its own)."""
         self._loading = Reloading(load, refresh_seconds, "endpoints", clock)
+        self._cache = LayoutCache() if layouts is None else layouts
         self.miss_seconds = miss_seconds
         self._records: dict[str, Mapping[str, Any]] = {}
         self._layouts: dict[str, Layout] = {}
@@ -49,14 +78,12 @@ class EndpointCatalog:
         layouts, errors = {}, {}
         for endpoint_id, record in records.items():
             stats = record.get("feature_stats") or {}
-            old = self._records.get(endpoint_id)
-            if old is not None and old.get("feature_stats") == stats and endpoint_id in self._layouts:
-                layouts[endpoint_id] = self._layouts[endpoint_id]
-            elif stats:
+            if stats:
                 try:
-                    layouts[endpoint_id] = Layout.from_feature_stats(stats)
+                    layouts[endpoint_id] = self._cache.layout(endpoint_id, stats)
                 except ValueError as exc:  # one bad reference must not stop the others
                     errors[endpoint_id] = f"feature_stats of endpoint {endpoint_id} not usable: {exc}"
+        self._cache.retain(records)
         self._records, self._layouts, self.errors, self._last_load = records, layouts, errors, loaded
         self._columns = {endpoint_id: row_columns(record) for endpoint_id, record in records.items()}
         for layout in layouts.values():

@@ -63,6 +63,7 @@ class WindowOutput:
     metrics: tuple[MetricRecord, ...] = ()
     errors: tuple[ErrorRecord, ...] = ()
     feature_drift: tuple[FeatureDriftRecord, ...] = ()  # per-feature rows of the default application
+    fired_ms: int | None = None  # wall clock (epoch ms) when the window stage fired the window
 
 
 _RECORD_FIELDS = ("results", "metrics", "errors", "feature_drift")

@@ -71,32 +71,38 @@ MB = 1024 * 1024
 # --------------------------------------------------------------------------- data
 
 
-def feature_names() -> list[str]:
-    return [f"f{j}" for j in range(N_FEATURES)]
+def feature_names(features: int = N_FEATURES) -> list[str]:
+    return [f"f{j}" for j in range(features)]
 
 
-def register_endpoints(settings, project: str, n: int, seed: int = 0) -> list[str]:
-    """``n`` endpoints, each with a reference of 5,000 rows x 20 standard normal features."""
+def register_endpoints(settings, project: str, n: int, seed: int = 0, features: int = N_FEATURES,
+                       sample_size: int = 1_000) -> list[str]:
+    """``n`` endpoints, each with its own reference of 5,000 rows x ``features`` standard normal
+    features (and a stored sample of ``sample_size`` of its rows), registered in bulk
+    (:func:`connectors.endpoints.register_model_endpoints`)."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
-    from streamdrift.connectors.endpoints import get_or_create_model_endpoint, open_store
+    from streamdrift.connectors.endpoints import open_store, register_model_endpoints
 
     store = open_store(settings.endpoint_store_connection)
     rng = np.random.default_rng(seed)
-    ids = []
-    try:
+    names = feature_names(features)
+
+    def models():
         for i in range(n):
-            ref = pd.DataFrame(rng.normal(size=(REFERENCE_ROWS, N_FEATURES)), columns=feature_names())
-            ep = get_or_create_model_endpoint(project, f"model-{i}", "serving", reference=ref,
-                                              output_names=["prediction"], store=store, sample_size=1_000)
-            ids.append(ep.endpoint_id)
+            x = rng.normal(size=(features, REFERENCE_ROWS))
+            yield {"model_name": f"model-{i}", "function_name": "serving", "output_names": ["prediction"],
+                   "reference": pa.table(dict(zip(names, x)))}
+
+    try:
+        return register_model_endpoints(project, models(), store, sample_size=sample_size)
     finally:
         store.close()
-    return ids
 
 
-def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: int, seed: int = 1) -> list[bytes]:
+def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: int, seed: int = 1,
+                     features: int = N_FEATURES) -> list[bytes]:
     """``n`` native events as JSON bytes, round robin over endpoints, event time in order over
     ``windows`` one-minute windows from ``start_ms``."""
     import numpy as np
@@ -109,7 +115,7 @@ def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: in
     dumps = json.dumps
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        x = np.round(rng.normal(0.1, 1.0, size=(hi - lo, N_FEATURES)), 4).tolist()
+        x = np.round(rng.normal(0.1, 1.0, size=(hi - lo, features)), 4).tolist()
         y = rng.integers(0, 2, size=hi - lo).tolist()
         lat = np.round(rng.lognormal(7, 0.4, size=hi - lo), 1).tolist()
         for k in range(hi - lo):
@@ -119,6 +125,15 @@ def serialise_events(endpoint_ids: list[str], n: int, windows: int, start_ms: in
                 "request_id": f"r{i}", "inputs": [x[k]], "outputs": [y[k]], "latency_us": lat[k],
             }, separators=(",", ":")).encode())
     return out
+
+
+def recent_events(endpoint_ids: list[str], n: int, windows: int, features: int) -> tuple[list[bytes], float, int]:
+    """:func:`serialise_events` over ``windows`` minutes ending 5 minutes ago: (payloads, seconds it
+    took, bytes)."""
+    start_ms = (int(time.time() * 1000) // 60_000 - windows - 5) * 60_000
+    t0 = time.perf_counter()
+    payloads = serialise_events(endpoint_ids, n, windows, start_ms, features=features)
+    return payloads, time.perf_counter() - t0, sum(map(len, payloads))
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
@@ -370,7 +385,8 @@ def _stamp_class():
             self.file = open(os.path.join(self.directory, f"stamps-{index}-{os.getpid()}.txt"), "a")
 
         def map(self, value):
-            self.file.write(f"{time.time()} {value[1]}\n")  # wall time, window start
+            # wall time, window start, and when the window stage fired it and the stores had it (epoch ms)
+            self.file.write(f"{time.time()} {value[1]} {value[8]} {value[9]}\n")
             self.file.flush()
             return 0
 
@@ -395,9 +411,11 @@ def _stamp_first_record(stamp_dir: str) -> None:
         import os as _os
         import time as _time
 
+        start = _time.time()
+        records = original(store_url)
         with open(_os.path.join(stamp_dir, f"load-{_os.getpid()}.txt"), "a") as f:
-            f.write(f"{_time.time()}\n")
-        return original(store_url)
+            f.write(f"{start} {_time.time() - start}\n")  # the call's start, its seconds
+        return records
 
     job_io.load_endpoints = load_endpoints
 
@@ -508,7 +526,8 @@ def run_child(spec: dict, workdir: Path) -> dict:
     by_window: dict[int, list[float]] = {}
     for w in written:
         by_window.setdefault(int(w[1]), []).append(float(w[0]) - res["start"])
-    loads = sorted(float(line) for f in stamp_dir.glob("load-*") for line in f.read_text().split())
+    loads = sorted(float(line.split()[0]) for f in stamp_dir.glob("load-*") for line in f.read_text().splitlines()
+                   if line.strip())
     steady = sampler.cpu_between(loads[0], stamps[-1]) if loads and stamps else None
     steady_jvm = sampler.jvm_groups_between(loads[0], stamps[-1]) if loads and stamps else None
     res.update(windows_written=len(stamps), first_record_s=(loads[0] - res["start"]) if loads else None,
@@ -574,7 +593,8 @@ def offline_profile(settings, payloads: list[bytes], window_ms: int, sample_size
     # EndpointWindows.process_element per partial: from_bytes(state) + from_bytes(body) + merge + to_bytes,
     # with the window state already holding a full sample (sample_size rows), as in steady state
     first = partials[0].endpoint_id
-    own = serialise_events([first], max(sample_size, 1), 1, partials[0].window_start, seed=2)
+    own = serialise_events([first], max(sample_size, 1), 1, partials[0].window_start, seed=2,
+                           features=len(catalog.record(first)["feature_names"]))
     full = WindowAggregate(sample=Sample.empty(sample_size))
     full.add_events([decode(p, catalog.columns) for p in own], catalog.layout(first), sample_size)
     state = full.to_bytes()
@@ -644,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_job", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--endpoints", type=int, default=100)
+    parser.add_argument("--features", type=int, default=N_FEATURES, help="numeric features per endpoint")
+    parser.add_argument("--reference-sample", type=int, default=1_000,
+                        help="rows of each reference kept in the store (the job does not read them)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--windows", type=int, default=10, help="one-minute windows the event time spans")
@@ -663,6 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-consume", action="store_true", help="do not run the consume-only job")
     parser.add_argument("--skip-floor", action="store_true",
                         help="do not run the pyfloor job (source → a pandas function doing nothing → blackhole)")
+    parser.add_argument("--skip-empty", action="store_true",
+                        help="do not run the jobs on the empty topic (start-up; only 'ev/s exec-empty' needs them)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -680,25 +705,23 @@ def main(argv: list[str] | None = None) -> int:
     Kafka().start()  # idempotent: returns at once when the broker already answers
     tmp = Path(tempfile.mkdtemp(prefix="bench-job-"))
     project = f"bench{random.randrange(16 ** 6):06x}"
-    cli = {"data_dir": str(tmp), "project": project, "stream_path": "kafka://127.0.0.1:9092", "base_period": 1}
+    cli = {"data_dir": str(tmp), "project": project, "stream_path": f"kafka://127.0.0.1:{Kafka().port}",
+           "base_period": 1}
     settings = load_settings(cli, env={})
     empty = load_settings({**cli, "project": project + "-empty"}, env={})
     bootstrap = kafka_bootstrap(settings.stream_path)
     topic, empty_topic = topic_names(project)["events"], topic_names(empty.project)["events"]
     window_ms = settings.base_period_ms
 
-    print(f"bench_job: {args.events:,} events, {args.endpoints} endpoints x {N_FEATURES} numeric features, "
+    print(f"bench_job: {args.events:,} events, {args.endpoints} endpoints x {args.features} numeric features, "
           f"parallelism {args.parallelism}, repeats {args.repeats}; {platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} cores; project {project}, data {tmp}")
     try:
         t0 = time.perf_counter()
-        ids = register_endpoints(settings, project, args.endpoints)
+        ids = register_endpoints(settings, project, args.endpoints, features=args.features,
+                                 sample_size=args.reference_sample)
         t_register = time.perf_counter() - t0
-        start_ms = (int(time.time() * 1000) // 60_000 - args.windows - 5) * 60_000
-        t0 = time.perf_counter()
-        payloads = serialise_events(ids, args.events, args.windows, start_ms)
-        t_serialise = time.perf_counter() - t0
-        size = sum(map(len, payloads))
+        payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
         create_topic(bootstrap, topic)
         create_topic(bootstrap, empty_topic)
         t_produce = produce(bootstrap, topic, payloads)
@@ -730,8 +753,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict] = {}
         for kind in kinds:
             empties, runs = [], []
-            print(f"running {kind} job on the empty topic (start-up) ...", flush=True)
-            empties.append(run_child(spec(kind, f"{kind}-empty-0", empty, f"bench-{kind}-e0-{project}"), tmp))
+            if not args.skip_empty:
+                print(f"running {kind} job on the empty topic (start-up) ...", flush=True)
+                empties.append(run_child(spec(kind, f"{kind}-empty-0", empty, f"bench-{kind}-e0-{project}"), tmp))
             for r in range(args.repeats):
                 s = settings
                 if kind != "consume":  # own TSDB and Parquet directory per run
@@ -744,8 +768,9 @@ def main(argv: list[str] | None = None) -> int:
                     res["rows_in_tsdb"] = sum(p.count for p in preds)
                     res["tsdb_windows"] = len(preds)
                 runs.append(res)
-            print(f"running {kind} job on the empty topic again (start-up) ...", flush=True)
-            empties.append(run_child(spec(kind, f"{kind}-empty-1", empty, f"bench-{kind}-e1-{project}"), tmp))
+            if not args.skip_empty:
+                print(f"running {kind} job on the empty topic again (start-up) ...", flush=True)
+                empties.append(run_child(spec(kind, f"{kind}-empty-1", empty, f"bench-{kind}-e1-{project}"), tmp))
             results[kind] = {"empties": empties, "runs": runs}
 
         # ------------------------------------------------------------------ tables
@@ -767,14 +792,14 @@ def main(argv: list[str] | None = None) -> int:
 
         for kind, res in results.items():
             empties, runs = res["empties"], res["runs"]
-            startup = min(e["execute_s"] for e in empties)
+            startup = min((e["execute_s"] for e in empties), default=None)
             for i, e in enumerate(empties):
                 line(f"{kind} empty {'before' if i == 0 else 'after'}", e["execute_s"], e["net_s"], None, None, None,
                      None, None, [e])
             execute = _median([r["execute_s"] for r in runs])
             rec_to_win = _median([args.events / (r["last_window_s"] - r["first_record_s"]) for r in runs
                                   if r.get("last_window_s") and r.get("first_record_s") is not None])
-            rates[kind] = args.events / (execute - startup) if execute > startup else None
+            rates[kind] = args.events / (execute - startup) if startup is not None and execute > startup else None
             headline[kind] = rec_to_win if kind == "monitor" else rates[kind]
             line(kind, execute, _median([r["net_s"] for r in runs]),
                  _median([r.get("first_record_s") for r in runs]), _median([r["first_window_s"] for r in runs]),
@@ -823,12 +848,18 @@ def main(argv: list[str] | None = None) -> int:
         if rates.get("pyfloor"):
             summary += f"; PyFlink's Arrow path alone (no-op function) {_fmt(rates['pyfloor'], ',.0f')} events/s"
         print(summary + f"; naive per-record numpy state (DESIGN.md): ~{NAIVE_EVENTS_PER_S:,} events/s")
-        for r in results["monitor"]["runs"]:
+        for i, r in enumerate(results["monitor"]["runs"]):
+            busy = r["last_window_s"] - r["first_record_s"] if r.get("last_window_s") and \
+                r.get("first_record_s") is not None else None
+            jvm_s, py_s = r.get("steady_cpu") or (None, None)
+            per = 1e6 / max(args.events, 1)
+            print(f"repeat {i + 1}: {_fmt(busy and args.events / busy, ',.0f')} events/s, CPU µs/event JVM "
+                  f"{_fmt(jvm_s and jvm_s * per)} / Python {_fmt(py_s and py_s * per)}")
             ok = "OK" if r["rows_in_tsdb"] == args.events else "MISMATCH"
             print(f"correctness: rows in TSDB predictions {r['rows_in_tsdb']:,} over {r['tsdb_windows']} windows "
                   f"(summaries emitted: {r['windows_written']}), events produced {args.events:,}: {ok}")
 
-        print(f"\nState bound (one endpoint window of {bound['events']:,} events, {N_FEATURES} numeric columns, "
+        print(f"\nState bound (one endpoint window of {bound['events']:,} events, {args.features} numeric columns, "
               f"sample_size {args.sample_size}):")
         print(f"  WindowAggregate.to_bytes: {bound['total']:,} B (accumulator {bound['accumulator']:,} B, "
               f"without the sample {bound['without_sample']:,} B)")

@@ -346,6 +346,44 @@ def test_a_subtask_without_partitions_does_not_hold_the_windows_back(tmp_path, k
         client.cancel().result()
 
 
+def test_each_written_window_says_when_it_fired_and_when_the_stores_had_it(tmp_path, kafka, project):
+    """The summary row of a window carries the wall clock of its firing and of its write (what the
+    scale benchmark measures the latency with): fired before written, both during the run, and the
+    windows in event-time order fire in that order (one watermark passes them one by one)."""
+    rng, settings, endpoint = _named_endpoint(tmp_path, kafka, project, "model-g", seed=6)
+    window_ms = WINDOW_MS
+    events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + i * 3_000, "request_id": f"r{i}",
+               "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(100)]  # 5 windows
+    _produce(kafka, topic_names(project)["events"], events)
+    graph = build(settings, JobOptions(window_ms=window_ms, bounded=True, checkpoint_interval_ms=2_000,
+                                       parallelism=2))
+    from pyflink.common import Types
+    from pyflink.datastream.functions import MapFunction
+
+    class Keep(MapFunction):  # defined here: pickled by value for the Python workers
+        def __init__(self, path):
+            self.path = path
+
+        def map(self, row):
+            with open(self.path, "a") as f:
+                f.write(json.dumps([row[i] for i in range(len(row))]) + "\n")
+            return 0
+
+    out = tmp_path / "summaries.jsonl"
+    graph.summaries.map(Keep(str(out)), output_type=Types.INT())
+    before = time.time() * 1000
+    graph.env.execute("it-fired-written")
+    after = time.time() * 1000
+    summaries = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r[1])
+    assert [r[1] for r in summaries] == [T0 + k * window_ms for k in range(5)]
+    assert [r[4] for r in summaries] == [20] * 5
+    for row in summaries:
+        fired, written = row[8], row[9]
+        assert before <= fired <= written <= after, (fired, written)
+    fired = [r[8] for r in summaries]
+    assert fired == sorted(fired)
+
+
 def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     rng = np.random.default_rng(3)
     reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)

@@ -327,6 +327,31 @@ def test_counters_before_registration_count_once_registered(store):
     assert endpoint(store).rows_count == 100
 
 
+def test_many_endpoints_at_once_are_stored_as_one_by_one_and_keep_their_counters(store):
+    endpoint(store, "ep-1", feature_names=["old"])
+    for n, endpoint_id in ((0, "ep-1"), (1, "ep-1"), (2, "ep-7")):  # ep-7: counted before it exists
+        store.add_window_counters(endpoint_id, window(n, endpoint_id, rows=10 * (n + 1), events=n + 1, errors=n))
+    stats = {"a": {"count": 3, "mean": 0.25, "hist": [[0, 3, 0], [-1.0, 0.0, 1.0, 2.0]]}}
+    many = [{"endpoint_id": f"ep-{i}", "project": "fleet", "model_name": f"m{i}", "feature_names": ["a"],
+             "feature_stats": stats, "reference_rows": 3, "reference_sample": b"PAR1" if i % 2 else None}
+            for i in range(1, 1201)]  # over two chunks
+    assert store.upsert_endpoints(many, chunk=1000) == 1200
+    got = {e.endpoint_id: e for e in store.list_endpoints("fleet")}
+    assert len(got) == 1200 and store.endpoints_version()[0] == 1200
+    one = got["ep-1"]  # replaced definition, counters from the windows stored before
+    assert (one.model_name, one.feature_names, one.feature_stats) == ("m1", ["a"], stats)
+    assert (one.rows_count, one.events_count, one.error_count) == (10 + 20, 1 + 2, 0 + 1)
+    assert one.last_window_end == T0 + 2 * W and one.first_request == T0 + dt.timedelta(seconds=5)
+    assert (got["ep-7"].rows_count, got["ep-7"].error_count, got["ep-7"].last_window_end) == (30, 2, T0 + 3 * W)
+    fresh = got["ep-1200"]
+    assert (fresh.rows_count, fresh.events_count, fresh.last_window_end, fresh.first_request) == (0, 0, None, None)
+    assert [got[f"ep-{i}"].has_reference_sample for i in (1, 2)] == [True, False]
+    assert store.get_reference_sample("ep-3") == b"PAR1"
+    with pytest.raises(ValueError, match="duplicates"):  # checked before anything is written
+        store.upsert_endpoints([{**many[0], "endpoint_id": "ep-new"}, {**many[1], "feature_names": ["a", "a"]}])
+    assert store.get_endpoint("ep-new") is None
+
+
 def test_counters_must_match_the_endpoint(store):
     with pytest.raises(ValueError, match="'ep-2'"):
         store.add_window_counters("ep-1", window(0, endpoint_id="ep-2"))

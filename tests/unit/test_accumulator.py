@@ -292,6 +292,42 @@ def test_state_of_version_1_is_read_as_without_invalid_values():
         Accumulator.from_bytes(head.pack(magic, 7, fingerprint, rows, *sizes) + data[head.size:], LAYOUT)
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 400), seed=st.integers(0, 10_000))
+def test_bytes_of_any_number_of_rows_round_trip_and_few_rows_take_little(rows, seed):
+    """Few rows fill few bins: their counts are written sparse (version 3) when that is smaller;
+    whatever the form, the bytes read back to the same accumulator."""
+    import struct
+
+    twenty = _reference(n_cols=20, categorical=False)
+    a = Accumulator.from_reference(twenty)
+    if rows:
+        a.add_batch(np.random.default_rng(seed).normal(0, 1, (rows, 20)))
+    data = a.to_bytes()
+    restored = Accumulator.from_bytes(data, twenty)
+    _assert_same(restored, a)
+    np.testing.assert_array_equal(restored.mean, a.mean)
+    np.testing.assert_array_equal(restored.m2, a.m2)
+    dense = 40 + 8 * (4 * 20 + 20 * 22) + 8 * 4 * 20  # version 2 (module docstring)
+    nonzero = int(sum(np.count_nonzero(getattr(a, n)) for n in ("count", "nulls", "infs", "invalid", "hist")))
+    version = struct.unpack_from("<4sB", data)[1]
+    assert len(data) == min(dense, 40 + 4 + 12 * nonzero + 8 * 4 * 20)
+    assert version == (3 if len(data) < dense else 2)
+    if rows <= 2:
+        assert len(data) < 1_500
+
+
+def test_sparse_bytes_pointing_outside_the_counts_are_refused():
+    a = Accumulator.from_reference(LAYOUT).add_batch(np.ones((1, 3)), {"color": ["red"]})
+    data = bytearray(a.to_bytes())
+    assert data[4] == 3
+    data[44:48] = (10_000).to_bytes(4, "little")  # the first index
+    with pytest.raises(ValueError, match="indexes integer 10000"):
+        Accumulator.from_bytes(bytes(data), LAYOUT)
+    with pytest.raises(ValueError, match="expected"):
+        Accumulator.from_bytes(a.to_bytes()[:-1], LAYOUT)
+
+
 def test_bad_bytes_are_refused():
     data = _random_acc(5)[0].to_bytes()
     with pytest.raises(ValueError, match="bad magic"):

@@ -366,3 +366,61 @@ def test_cli_create_prints_the_invalid_values_and_takes_the_overrides(cli_env, c
                           ["endpoint_id"], *cli_env["store"]], capsys)
     assert [line for line in out.splitlines() if line.startswith("invalid")] == [line]
     store.close()
+
+
+# --------------------------------------------------------------------------------- many at once
+
+
+def test_register_many_gives_each_model_the_statistics_of_its_own_reference(store):
+    rng = np.random.default_rng(3)
+    refs = [pd.DataFrame({"x": rng.normal(i, 1 + i, 500), "y": rng.integers(0, 5, 500), "prediction": rng.random(500)})
+            for i in range(3)]
+    models = ({"model_name": f"m{i}", "function_name": "serving", "reference": ref, "output_names": ["prediction"]}
+              for i, ref in enumerate(refs))  # a generator, as a fleet's list may be
+    ids = api.register_model_endpoints("fleet", models, store, sample_size=100, chunk=2)
+    assert ids == [hashlib.sha1(f"fleet_serving_N/A_m{i}_N/A".encode()).hexdigest() for i in range(3)]
+    for endpoint_id, ref in zip(ids, refs):
+        ep = store.get_endpoint(endpoint_id)
+        assert ep.feature_names == ["x", "y"] and ep.output_names == ["prediction"]
+        x = ep.feature_stats["x"]
+        assert x["mean"] == pytest.approx(ref["x"].mean(), rel=1e-12)
+        assert x["25%"] == pytest.approx(np.percentile(ref["x"], 25), rel=1e-12)
+        inner = np.histogram(ref["x"], bins=np.linspace(ref["x"].min(), ref["x"].max(), 21))[0]
+        assert x["hist"][0] == [0, *inner.tolist(), 0]
+        assert ep.reference_rows == 500 and len(api.get_reference_sample(endpoint_id, store)) == 100
+        assert ep.rows_count == 0 and ep.monitoring_mode == "enabled"
+
+
+def test_register_many_replaces_definitions_and_keeps_counters_stored_before(store, training):
+    import datetime as dt
+
+    from streamdrift.udfs.records import PredictionRecord
+
+    first = api.get_or_create_model_endpoint("fleet", "m0", "serving", reference=training.head(50), store=store)
+    t0 = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    for n, endpoint_id in ((1, first.endpoint_id), (2, first.endpoint_id), (3, "not-registered-yet")):
+        start, end = t0 + dt.timedelta(minutes=n), t0 + dt.timedelta(minutes=n + 1)
+        store.add_window_counters(endpoint_id, PredictionRecord(
+            "fleet", endpoint_id, start, end, 10 * n, n, 0, 10 * n, 1.0, 1.0, 1.0, 1.0, start, end))
+    api.register_model_endpoints("fleet", [
+        {"model_name": "m0", "function_name": "serving", "reference": training, "output_names": ["prediction"]},
+        {"model_name": "m1", "function_name": "serving", "endpoint_id": "not-registered-yet",
+         "feature_names": ["color"]},
+    ], store)
+    again = store.get_endpoint(first.endpoint_id)
+    assert again.reference_rows == len(training) and again.output_names == ["prediction"]
+    assert (again.rows_count, again.events_count) == (10 + 20, 1 + 2)  # counted before, kept
+    assert again.last_window_end == t0 + dt.timedelta(minutes=3)
+    late = store.get_endpoint("not-registered-yet")
+    assert (late.rows_count, late.feature_names, late.feature_stats) == (30, ["color"], {})
+
+
+def test_register_many_names_the_model_that_is_wrong(store, training):
+    with pytest.raises(ValueError, match="'bad'.*nope"):
+        api.register_model_endpoints("fleet", [
+            {"model_name": "good", "function_name": "serving", "reference": training},
+            {"model_name": "bad", "function_name": "serving", "reference": training, "feature_names": ["nope"]},
+        ], store)
+    with pytest.raises(ValueError, match="unknown keys.*refernce"):
+        api.register_model_endpoints("fleet", [{"model_name": "m", "function_name": "f", "refernce": training}], store)
+    assert store.list_endpoints() == []  # nothing written: both were in the first chunk

@@ -598,6 +598,26 @@ def test_catalog_keeps_old_layouts_after_a_reference_change():
     assert WindowAggregate.from_bytes(agg.to_bytes(), catalog.layout_by_fingerprint).accumulator.layout is old
 
 
+def test_catalogs_sharing_a_layout_cache_lay_each_reference_out_once():
+    from streamdrift.udfs.catalog import LayoutCache
+
+    store, clock, cache = Store(_endpoint("a"), _endpoint("b", REF_B)), Clock(), LayoutCache()
+    parse, windows = (EndpointCatalog(store, refresh_seconds=30, clock=clock, layouts=cache) for _ in range(2))
+    assert parse.layout("a") is windows.layout("a") and parse.layout("b") is windows.layout("b")
+    assert parse.layout("a").fingerprint != parse.layout("b").fingerprint
+    old_b = parse.layout("b")
+    # the store gives new dicts each load (Store copies): equal references keep their layout
+    clock.now = 31
+    assert parse.layout("b") is old_b and store.loads == 3
+    # a changed reference gets a new layout, in every catalog that reloads; a deleted endpoint goes
+    old_a = parse.layout("a")
+    store.records = [_endpoint("b", REF)]
+    clock.now = 62
+    new_b = parse.layout("b")
+    assert new_b is not old_b and new_b.fingerprint == old_a.fingerprint  # now the reference a had
+    assert windows.layout("b") is new_b and parse.layout("a") is None and windows.layout("a") is None
+
+
 def test_catalog_unknown_fingerprint_reloads_at_most_every_miss_seconds():
     store, clock = Store(_endpoint("a")), Clock()
     catalog = EndpointCatalog(store, refresh_seconds=30, miss_seconds=5, clock=clock)

@@ -1,0 +1,384 @@
+"""Benchmark of the monitoring job at scale (issue 18): 10,000 endpoints in one job.
+
+Run from the project root (the local Kafka broker is started on ``STREAMDRIFT_KAFKA_PORT`` when it
+is not running, never stopped)::
+
+    .venv/bin/python -m tests.benchmarks.bench_scale                          # 10,000 endpoints x 20 features
+    .venv/bin/python -m tests.benchmarks.bench_scale --endpoints 1000 --events 200000 --backends hashmap
+
+What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
+
+1. registers ``--endpoints`` endpoints, each with its own reference (5,000 rows x ``--features``
+   normal features), in bulk in a SQLite store (timed; the store's size is reported);
+2. times the endpoint catalog offline (no Flink), as the parse stage builds it: the first load of
+   every reference (store read + layouts) and a refresh while nothing changed;
+3. pre-loads a 2-partition topic with ``--events`` native events, round robin over all endpoints,
+   event time in order over ``--windows`` one-minute windows;
+4. runs the monitoring job (parallelism 2, bounded, checkpoints every ``--checkpoint-interval``
+   seconds to files) once per state backend of ``--backends``, alternately, ``--repeats`` times,
+   each in a fresh process sampled from ``/proc``; the JVM writes a GC log (heap used before and
+   after each collection); the checkpoint directory is measured every second;
+5. checks every row: the TSDB's ``predictions`` rows equal the events produced, and one window is
+   written per endpoint and window (``endpoints x windows``);
+6. latency: the window stage stamps the wall clock on each window as it fires it (``fired_ms``, the
+   first firing of a window's end is the moment the watermark passed it there), the writer stamps
+   it again once the stores hold the window's results, metrics, predictions and per-feature rows
+   (``written_ms``); per event-time window: last written - first fired, over all endpoints.
+
+Figures are medians over the repeats of a backend. Not collected by pytest (no ``test_`` names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: put the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks.bench_job import (  # noqa: E402
+    MB, N_FEATURES, _fmt, _median, create_topic, delete_topics, produce, recent_events, register_endpoints,
+    run_child)
+
+LATENCY_TARGET_S = 10.0
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+class CheckpointSampler(threading.Thread):
+    """Every second: the bytes of each checkpoint (the files of each ``chk-N`` directory under
+    ``directory``; full checkpoints, as the job takes them, hold all their state there) and of the
+    whole directory."""
+
+    def __init__(self, directory: Path):
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.stop_event = threading.Event()
+        self.sizes: dict[int, int] = {}  # N of chk-N → largest size seen (bytes)
+        self.completed: set[int] = set()  # chk-N seen with its _metadata (complete)
+        self.total_peak = 0
+
+    def sample(self) -> None:
+        total = 0
+        for root, _, files in os.walk(self.directory):
+            size = 0
+            for name in files:
+                try:
+                    size += os.path.getsize(os.path.join(root, name))
+                except OSError:
+                    pass
+            total += size
+            chk = next((part for part in Path(root).relative_to(self.directory).parts if part.startswith("chk-")), None)
+            if chk is not None:
+                n = int(chk[4:])
+                self.sizes[n] = self.sizes.get(n, 0) + size
+                if "_metadata" in files:
+                    self.completed.add(n)
+        self.total_peak = max(self.total_peak, total)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            before, self.sizes = self.sizes, {}
+            self.sample()
+            self.sizes = {n: max(self.sizes.get(n, 0), before.get(n, 0)) for n in set(before) | set(self.sizes)}
+            self.stop_event.wait(1.0)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+    def summary(self) -> dict:
+        sizes = [self.sizes[n] for n in sorted(self.completed) if n in self.sizes]
+        return {"checkpoints": len(sizes), "max_bytes": max(sizes) if sizes else None,
+                "last_bytes": sizes[-1] if sizes else None, "dir_peak_bytes": self.total_peak}
+
+
+_GC_LINE = re.compile(r"\[([\d.]+)s\].*GC\(\d+\) (Pause \w+).* (\d+)M->(\d+)M\((\d+)M\)")
+
+
+def heap_from_gc_log(path: Path) -> dict:
+    """Peak heap used (before a collection), peak live heap (after one) and the last full
+    collection's result, in MiB, from a JVM's ``-Xlog:gc`` file."""
+    before, after, full_after, committed, pauses = [], [], [], [], 0
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    for m in _GC_LINE.finditer(text):
+        pauses += 1
+        before.append(int(m.group(3)))
+        after.append(int(m.group(4)))
+        committed.append(int(m.group(5)))
+        if m.group(2) == "Pause Full":
+            full_after.append(int(m.group(4)))
+    if not before:
+        return {}
+    return {"used_peak_mb": max(before), "live_peak_mb": max(after), "full_gc_live_max_mb": max(full_after or [0]),
+            "committed_peak_mb": max(committed), "collections": pauses}
+
+
+def catalog_timings(store_url: str) -> dict:
+    """Seconds to build the endpoint catalog the parse stage builds at its first batch (the store
+    read of every reference and one layout per endpoint), and of a refresh while nothing changed
+    (one query of the store's endpoints version). Run in a fresh process, offline."""
+    import tracemalloc
+
+    from streamdrift.connectors import job_io, sql_store  # noqa: F401 - imported before the clock starts
+    from streamdrift.udfs.catalog import EndpointCatalog
+
+    sql_store.SqlStore(store_url).endpoints_version()  # the driver's first connection, apart
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    records = job_io.load_endpoints(store_url)
+    t_load = time.perf_counter() - t0
+    catalog = EndpointCatalog(lambda: job_io.load_endpoints(store_url))
+    t0 = time.perf_counter()
+    catalog.refresh(force=True)  # the records come from the cache now: the layouts only
+    t_layouts = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    refreshes = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        catalog.refresh(force=True)
+        refreshes.append(time.perf_counter() - t0)
+    return {"endpoints": len(records), "load_s": t_load, "layouts_s": t_layouts,
+            "refresh_unchanged_s": statistics.median(refreshes), "python_mb": peak / MB}
+
+
+def _catalog_in_child(store_url: str, out: Path) -> None:
+    import json
+    import subprocess
+
+    code = ("import json, sys; from tests.benchmarks.bench_scale import catalog_timings; "
+            f"json.dump(catalog_timings({store_url!r}), open({str(out)!r}, 'w'))")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    return json.loads(out.read_text())
+
+
+def window_latencies(stamp_dir: Path) -> list[dict]:
+    """Per event-time window, from the summary stamps (bench_job's StampWindows): windows written,
+    the first and last firing, the last write (epoch s), and last write - first firing."""
+    by_window: dict[int, list[tuple[float, float]]] = {}
+    for f in stamp_dir.glob("stamps-*"):
+        for line in f.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] != "None":
+                by_window.setdefault(int(parts[1]), []).append((int(parts[2]) / 1000, int(parts[3]) / 1000))
+    out = []
+    for start, stamps in sorted(by_window.items()):
+        fired = [f for f, _ in stamps]
+        written = [w for _, w in stamps]
+        out.append({"window_start": start, "windows": len(stamps), "first_fired": min(fired),
+                    "last_fired": max(fired), "last_written": max(written),
+                    "latency_s": max(written) - min(fired), "firing_s": max(fired) - min(fired),
+                    "max_window_s": max(w - f for f, w in stamps)})
+    return out
+
+
+def first_load_seconds(stamp_dir: Path) -> float | None:
+    """The longest first call of the endpoint loader in a Python worker process (bench_job stamps
+    each call's start and duration): the parse stage's first catalog load in the job."""
+    firsts = []
+    for f in stamp_dir.glob("load-*"):
+        calls = [line.split() for line in f.read_text().splitlines() if line.strip()]
+        if calls and len(calls[0]) > 1:
+            firsts.append(float(min(calls)[1]))
+    return max(firsts) if firsts else None
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=10_000)
+    parser.add_argument("--features", type=int, default=N_FEATURES)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--windows", type=int, default=3, help="one-minute windows the event time spans")
+    parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per state backend (medians)")
+    parser.add_argument("--backends", default="hashmap,rocksdb", help="state backends, comma separated")
+    parser.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints")
+    parser.add_argument("--reference-sample", type=int, default=1_000,
+                        help="rows of each reference kept in the store (the job does not read them)")
+    parser.add_argument("--jvm-args", default="-Xmx2g", help="JVM options of the job's JVM (default -Xmx2g)")
+    parser.add_argument("--store", default=None, help="an endpoint store (SQLite file) registered by an earlier "
+                        "run (--keep): its endpoints and project are used, registration is skipped")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
+    args = parser.parse_args(argv)
+
+    from streamdrift.connectors.local_services import Kafka
+    from streamdrift.connectors.settings import kafka_bootstrap, load_settings, topic_names
+    from streamdrift.connectors.tsdb import open_tsdb
+
+    kafka = Kafka()
+    kafka.start()  # idempotent: returns at once when the broker already answers
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    project = f"scale{random.randrange(16 ** 6):06x}"
+    reused = None
+    if args.store:
+        from streamdrift.connectors.sql_store import SqlStore
+
+        reused = SqlStore(f"sqlite:///{Path(args.store).resolve()}")
+        endpoints = reused.list_endpoints(with_stats=False)
+        project = endpoints[0].project
+        args.endpoints = len(endpoints)
+    cli = {"data_dir": str(tmp), "project": project, "stream_path": f"kafka://127.0.0.1:{kafka.port}",
+           "base_period": 1, **({"endpoint_store_connection": reused.url} if reused else {})}
+    settings = load_settings(cli, env={})
+    bootstrap = kafka_bootstrap(settings.stream_path)
+    topic = topic_names(project)["events"]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    expected_windows = args.endpoints * args.windows
+    print(f"bench_scale: {args.events:,} events, {args.endpoints:,} endpoints x {args.features} features, "
+          f"{args.windows} windows, parallelism {args.parallelism}, backends {backends} x {args.repeats}; "
+          f"{os.cpu_count()} cores, load average {load_average()}; project {project}, data {tmp}", flush=True)
+    try:
+        t0 = time.perf_counter()
+        if reused is None:
+            ids = register_endpoints(settings, project, args.endpoints, features=args.features,
+                                     sample_size=args.reference_sample)
+        else:
+            ids = [e.endpoint_id for e in endpoints]
+        t_register = time.perf_counter() - t0
+        store_file = Path(settings.endpoint_store_connection.removeprefix("sqlite:///"))
+        store_bytes = store_file.stat().st_size if store_file.exists() else None
+        print(f"registered {len(ids):,} endpoints in {t_register:.1f} s ({t_register / len(ids) * 1e3:.1f} ms each); "
+              f"store {_fmt(store_bytes and store_bytes / MB, ',.0f')} MiB", flush=True)
+        catalog = _catalog_in_child(settings.endpoint_store_connection, tmp / "catalog.json")
+        print(f"catalog: {catalog}", flush=True)
+
+        payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
+        create_topic(bootstrap, topic)
+        t_produce = produce(bootstrap, topic, payloads)
+        del payloads
+        print(f"serialised {args.events:,} events ({size / MB:,.0f} MiB) in {t_serialise:.1f} s; produced in "
+              f"{t_produce:.1f} s", flush=True)
+
+        runs: list[dict] = []
+        for r in range(args.repeats):
+            for backend in backends:
+                name = f"{backend}-{r}"
+                s = dataclasses.replace(settings, tsdb_connection=f"sqlite:///{tmp / f'tsdb-{name}.sqlite'}",
+                                        parquet_path=str(tmp / f"parquet-{name}"))
+                checkpoints = tmp / "checkpoints" / name
+                checkpoints.mkdir(parents=True)
+                gc_log = tmp / f"gc-{name}.log"
+                options = {"parallelism": args.parallelism, "bounded": True,
+                           "checkpoint_interval_ms": int(args.checkpoint_interval * 1000), "state_backend": backend,
+                           "group_id": f"bench-{name}-{project}", "checkpoint_dir": checkpoints.as_uri()}
+                spec = {"kind": "monitor", "name": name, "settings": dataclasses.asdict(s), "options": options,
+                        "worker_mode": "process", "jvm_args": f"{args.jvm_args} -Xlog:gc:file={gc_log}".strip()}
+                print(f"running the job, {backend}, repeat {r + 1}/{args.repeats} (load average {load_average()}) ...",
+                      flush=True)
+                sampler = CheckpointSampler(checkpoints)
+                sampler.start()
+                try:
+                    res = run_child(spec, tmp)
+                finally:
+                    sampler.stop()
+                preds = open_tsdb(s.tsdb_connection).query_predictions(project)
+                res.update(backend=backend, load=load_average(), rows_in_tsdb=sum(p.count for p in preds),
+                           tsdb_windows=len(preds), checkpoint=sampler.summary(), heap=heap_from_gc_log(gc_log),
+                           latencies=window_latencies(tmp / f"stamps-{name}"),
+                           parquet_bytes=dir_size(Path(s.parquet_path)),
+                           first_load_s=first_load_seconds(tmp / f"stamps-{name}"))
+                runs.append(res)
+                _print_run(res, args)
+
+        # ------------------------------------------------------------------ tables
+        print(f"\nScale, {args.events:,} events over {args.endpoints:,} endpoints x {args.features} features, "
+              f"{args.windows} windows (medians over {args.repeats} runs per backend; load average now "
+              f"{load_average()}):\n")
+        print(f"registration: {t_register:.1f} s for {len(ids):,} endpoints ({t_register / len(ids) * 1e3:.1f} ms "
+              f"each); SQLite store {_fmt(store_bytes and store_bytes / MB, ',.0f')} MiB "
+              f"(reference samples of {args.reference_sample} rows)")
+        print(f"catalog (offline): first load {catalog['load_s']:.2f} s (store read) + {catalog['layouts_s']:.2f} s "
+              f"(layouts), refresh while nothing changed {catalog['refresh_unchanged_s'] * 1e3:.1f} ms; "
+              f"Python memory {catalog['python_mb']:,.0f} MiB")
+        head = (f"| backend | events/s | CPU µs/event JVM / Python | rows counted | windows written | "
+                f"latency s (worst window) | checkpoint MiB (max) | JVM heap used / live peak MiB | JVM RSS MiB | "
+                f"Python workers RSS MiB (sum, #) | in-job first catalog load s |")
+        print("\n" + head)
+        print("|" + "---|" * (head.count("|") - 1))
+        ok = True
+        for backend in backends:
+            mine = [r for r in runs if r["backend"] == backend]
+            rate = _median([args.events / (r["last_window_s"] - r["first_record_s"]) for r in mine
+                            if r.get("last_window_s") and r.get("first_record_s") is not None])
+            jvm = _median([r["steady_cpu"][0] * 1e6 / args.events for r in mine if r.get("steady_cpu")])
+            py = _median([r["steady_cpu"][1] * 1e6 / args.events for r in mine if r.get("steady_cpu")])
+            rows_ok = all(r["rows_in_tsdb"] == args.events for r in mine)
+            wins_ok = all(r["tsdb_windows"] == expected_windows and r["windows_written"] == expected_windows
+                          for r in mine)
+            ok &= rows_ok and wins_ok
+            worst = _median([max((w["latency_s"] for w in r["latencies"]), default=None) for r in mine])
+            ckpt = _median([r["checkpoint"]["max_bytes"] for r in mine])
+            used = _median([r["heap"].get("used_peak_mb") for r in mine])
+            live = _median([r["heap"].get("live_peak_mb") for r in mine])
+            loads = _median([r.get("first_load_s") for r in mine])
+            rows_seen = ", ".join(format(r["rows_in_tsdb"], ",") for r in mine)
+            windows_seen = ", ".join(format(r["tsdb_windows"], ",") for r in mine)
+            print(f"| {backend} | {_fmt(rate, ',.0f')} | {_fmt(jvm)} / {_fmt(py)} | "
+                  f"{'all' if rows_ok else 'MISMATCH'} ({rows_seen}) | "
+                  f"{'all' if wins_ok else 'MISMATCH'} ({windows_seen}) | "
+                  f"{_fmt(worst)} | {_fmt(ckpt and ckpt / MB)} | {_fmt(used, ',.0f')} / {_fmt(live, ',.0f')} | "
+                  f"{_fmt(_median([r['jvm_peak'] / MB for r in mine]), ',.0f')} | "
+                  f"{_fmt(_median([r['py_sum_peak'] / MB for r in mine]), ',.0f')} "
+                  f"({max(r['py_workers'] for r in mine)}) | {_fmt(loads, '.2f')} |")
+        print(f"\nlatency target {LATENCY_TARGET_S:.0f} s: from the first firing of an event-time window (the watermark "
+              f"passing its end at the window stage) to the last of its {args.endpoints:,} endpoints' records written")
+        print("all rows counted: " + ("OK" if ok else "MISMATCH"))
+        return 0 if ok else 1
+    finally:
+        if not args.keep:
+            delete_topics(bootstrap, [topic, topic_names(project)["dead_letters"]])
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp} and topic {topic}")
+
+
+def _print_run(res: dict, args) -> None:
+    """One run's figures, as they come."""
+    busy = (res["last_window_s"] - res["first_record_s"]) if res.get("last_window_s") and \
+        res.get("first_record_s") is not None else None
+    cpu = res.get("steady_cpu") or (None, None)
+    per = 1e6 / max(args.events, 1)
+    print(f"  {res['backend']}: {_fmt(busy and args.events / busy, ',.0f')} events/s (first record → last window "
+          f"{_fmt(busy)} s, execute {res['execute_s']:.1f} s); CPU JVM {_fmt(cpu[0] and cpu[0] * per)} / Python "
+          f"{_fmt(cpu[1] and cpu[1] * per)} µs/event; rows {res['rows_in_tsdb']:,} in {res['tsdb_windows']:,} windows "
+          f"(summaries {res['windows_written']:,}); checkpoints {res['checkpoint']}; heap {res['heap']}; JVM RSS "
+          f"{res['jvm_peak'] / MB:,.0f} MiB; Python workers {res['py_sum_peak'] / MB:,.0f} MiB "
+          f"({res['py_workers']}), largest {res['py_one_peak'] / MB:,.0f}; Parquet {res['parquet_bytes'] / MB:,.0f} "
+          f"MiB; load {res['load']}", flush=True)
+    for w in res["latencies"]:
+        print(f"    window +{(w['window_start'] - res['latencies'][0]['window_start']) // 60_000}m: "
+              f"{w['windows']:,} written; firing took {w['firing_s']:.1f} s; first firing → last written "
+              f"{w['latency_s']:.1f} s (longest single window {w['max_window_s']:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
