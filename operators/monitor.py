@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
