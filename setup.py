@@ -1,6 +1,6 @@
 from setuptools import setup
 
-PACKAGES = ["jobs", "operators", "udfs", "connectors", "connectors.tsdb", "ui"]
+PACKAGES = ["jobs", "operators", "udfs", "connectors", "connectors.sql_store", "connectors.tsdb", "ui"]
 
 setup(
     name="streamdrift",

@@ -1,0 +1,225 @@
+"""The SQL store's connection: the engine, one transaction per operation retried on transient
+errors (:func:`retrying`), idempotent upserts, the store's errors and the checks every table's rows share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from streamdrift.connectors.errors import StoreFailure, backoff_delays, is_transient
+from streamdrift.connectors.settings import mask_password
+from streamdrift.connectors.sql_store.tables import ID_LENGTH, UTC, build_tables
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreError(StoreFailure):
+    """The SQL store failed; the message says what and where, with any password masked.
+
+    ``transient`` (:mod:`streamdrift.connectors.errors`) is that of ``original`` unless given."""
+
+    def __init__(self, message: str, original: BaseException | None = None, *, transient: bool | None = None):
+        if transient is None:
+            transient = original is not None and is_transient(original)
+        super().__init__(mask_password(message), transient=transient)
+        self.original = original  # kept for debugging, never printed with the message
+
+
+class NotFoundError(StoreError, KeyError):
+    """An endpoint, application or alert that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+def check_id(value: Any, what: str) -> str:
+    """Ids and free names (endpoint id, project, model...): any non-empty text up to 255 characters."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > ID_LENGTH:
+        raise ValueError(f"{what} {value[:40]!r}... is {len(value)} characters long: at most {ID_LENGTH}")
+    if "\x00" in value:
+        raise ValueError(f"{what} {value!r} contains a NUL character")
+    return value
+
+
+def retrying(
+    fn: Callable[[], T],
+    attempts: int = 5,
+    backoff: float = 0.5,
+    *,
+    max_backoff: float = 30.0,
+    retry_if: Callable[[BaseException], bool] = is_transient,
+    what: str = "SQL store operation",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn()``; when it raises an error for which ``retry_if`` is true (default
+    :func:`is_transient`), wait ``backoff * 2**i`` seconds (at most ``max_backoff``) and call it
+    again; after ``attempts`` calls raise :class:`StoreError`.
+
+    A :class:`SQLAlchemyError` that is not retried is raised as a :class:`StoreError` (password
+    masked, statement and parameters left out); any other exception is raised as it is.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts}")
+    delays = backoff_delays(backoff, max_backoff)
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if not retry_if(exc):
+                if isinstance(exc, SQLAlchemyError):
+                    raise StoreError(f"{what} failed: {_describe(exc)}", exc) from None
+                raise
+            if attempt == attempts:
+                raise StoreError(f"{what} failed after {attempts} attempt(s): {_describe(exc)}", exc) from None
+            wait = next(delays)
+            log.warning("%s failed (attempt %d of %d), retrying in %.2fs: %s",
+                        what, attempt, attempts, wait, _describe(exc))
+            sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: BaseException) -> str:
+    """The database's own message, without SQLAlchemy's statement and parameters (which can be
+    megabytes of statistics), at most 500 characters."""
+    orig = getattr(exc, "orig", None)
+    text = f"{type(orig).__name__}: {orig}" if orig is not None else f"{type(exc).__name__}: {exc}"
+    text = mask_password(text)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def finite(value: float | None) -> float | None:
+    """NaN and infinities are not stored (MySQL refuses them, SQLite turns NaN into NULL)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class SqlStoreBase:
+    """The connection of :class:`streamdrift.connectors.sql_store.SqlStore`, which composes this
+    with one mixin per kind of thing stored; the mixins reach the database only through
+    :meth:`_run` (a transaction, retried) and :meth:`_upsert`. Parameters: see ``SqlStore``."""
+
+    def __init__(self, url: str, *, attempts: int = 4, backoff: float = 0.25, echo: bool = False):
+        self.url = str(url)
+        self.masked_url = mask_password(self.url)
+        self.attempts = attempts
+        self.backoff = backoff
+        try:
+            parsed = make_url(self.url)
+        except Exception:  # noqa: BLE001 - SQLAlchemy raises several kinds; none may echo the URL
+            raise StoreError(f"not a valid SQLAlchemy URL: {self.masked_url!r}; "
+                             "expected mysql+pymysql://user:pass@host:port/db or sqlite:///path") from None
+        kw: dict[str, Any] = {"pool_pre_ping": True, "echo": echo}
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            else:
+                kw["poolclass"] = StaticPool
+            kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        elif backend == "mysql":
+            kw["pool_recycle"] = 3600
+            if "charset" not in parsed.query:
+                kw["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 10}
+        else:
+            raise StoreError(f"unsupported SQL store {self.masked_url!r}: use mysql+pymysql:// or sqlite:///")
+        self.backend = backend
+        try:
+            self.engine = sa.create_engine(parsed, **kw)
+        except Exception as exc:  # noqa: BLE001 - e.g. the driver is not installed
+            raise StoreError(f"cannot open the SQL store {self.masked_url!r}: {_describe(exc)}", exc) from None
+        if backend == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_on_connect)
+        self._t = build_tables(sa.MetaData())
+        self._upserts: dict[tuple, Any] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.masked_url!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _run(self, what: str, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one transaction, retried on transient errors."""
+
+        def once() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return retrying(once, self.attempts, self.backoff, what=f"{what} on {self.masked_url}")
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
+                update: Sequence[str], *, newer_only: str | None = None) -> None:
+        """Insert ``rows``; on a primary-key clash update the ``update`` columns.
+
+        With ``newer_only`` (a time column), an existing row is updated only when the incoming
+        value of that column is the same or later.
+        """
+        if not rows:
+            return
+        key = (table.name, tuple(update), newer_only)
+        stmt = self._upserts.get(key)
+        if stmt is None:  # built once: building the statement cost as much as running it (SQLite)
+            stmt = self._upserts[key] = self._upsert_statement(table, update, newer_only)
+        conn.execute(stmt, rows)
+
+    def _upsert_statement(self, table: sa.Table, update: Sequence[str], newer_only: str | None):
+        keys = [c.name for c in table.primary_key.columns]
+        if self.backend == "mysql":
+            stmt = mysql_dialect.insert(table)
+            if newer_only is None:
+                sets = [(c, stmt.inserted[c]) for c in update]
+            else:
+                newer = stmt.inserted[newer_only] >= table.c[newer_only]
+                # MySQL assigns left to right: the time column that the condition reads goes last
+                cols = [c for c in update if c != newer_only] + [newer_only]
+                sets = [(c, sa.case((newer, stmt.inserted[c]), else_=table.c[c])) for c in cols]
+            stmt = stmt.on_duplicate_key_update(sets)
+        else:
+            stmt = sqlite_dialect.insert(table)
+            where = None if newer_only is None else stmt.excluded[newer_only] >= table.c[newer_only]
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where)
+        return stmt
+
+
+def _sqlite_on_connect(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # the job writes while the CLI reads
+    except Exception:  # noqa: BLE001 - an in-memory database has no WAL; nothing to do
+        pass
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

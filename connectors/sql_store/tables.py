@@ -1,0 +1,234 @@
+"""The SQL store's schema: its column types and the definition of every table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+
+from streamdrift.udfs.records import NAME_LENGTH
+
+UTC = dt.timezone.utc
+ID_LENGTH = 255  # endpoint ids, projects, model/function names, alert names
+
+
+class _WiderOnMySQL(sa.types.TypeDecorator):
+    """A column type that is ``impl`` in general and the wider ``mysql_type`` on MySQL."""
+
+    cache_ok = True
+    mysql_type: Callable[[], sa.types.TypeEngine]
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(self.mysql_type() if dialect.name == "mysql" else self.impl_instance)
+
+
+class LongText(_WiderOnMySQL):
+    """Text without the 64 KB limit: ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere."""
+
+    impl = sa.Text
+    mysql_type = mysql_dialect.LONGTEXT
+    cache_ok = True
+
+
+class JSONText(LongText):
+    """JSON kept as text: ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere. Floats round-trip exactly."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        try:  # orjson: ~4x faster on references (10,000 endpoints' statistics are ~200 MB of JSON)
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:  # e.g. NaN, which json.dumps writes and orjson refuses
+            return json.loads(value)
+
+
+class LongBlob(_WiderOnMySQL):
+    """Bytes: ``LONGBLOB`` on MySQL (up to 4 GB), ``BLOB`` elsewhere."""
+
+    impl = sa.LargeBinary
+    mysql_type = mysql_dialect.LONGBLOB
+    cache_ok = True
+
+
+class UTCDateTime(_WiderOnMySQL):
+    """A UTC instant with microseconds; stored naive (``DATETIME(6)`` on MySQL), read back aware."""
+
+    impl = sa.DateTime
+    mysql_type = functools.partial(mysql_dialect.DATETIME, fsp=6)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__} {value!r}")
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite returns text when the column was written by hand
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id_column(name: str, **kw) -> sa.Column:
+    return sa.Column(name, sa.String(ID_LENGTH), **kw)
+
+
+def _name_column(name: str, **kw) -> sa.Column:
+    return sa.Column(name, sa.String(NAME_LENGTH), **kw)
+
+
+def build_tables(metadata: sa.MetaData, collation: str | None = None) -> dict[str, sa.Table]:
+    """Define every table of the schema on ``metadata`` (``collation`` only matters on MySQL)."""
+    mysql_kw: dict[str, str] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    if collation:
+        mysql_kw["mysql_collate"] = collation
+    t: dict[str, sa.Table] = {}
+    t["schema_version"] = sa.Table(
+        "schema_version", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["endpoints"] = sa.Table(
+        "endpoints", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        _id_column("project", nullable=False, index=True),
+        _id_column("model_name", nullable=False),
+        _id_column("model_version"),
+        _id_column("function_name"),
+        _id_column("function_tag"),
+        sa.Column("feature_names", JSONText, nullable=False),
+        sa.Column("output_names", JSONText, nullable=False),
+        sa.Column("label_names", JSONText, nullable=False),
+        sa.Column("feature_stats", JSONText, nullable=False),
+        sa.Column("reference_sample", LongBlob),
+        sa.Column("reference_rows", sa.BigInteger),
+        sa.Column("created", UTCDateTime, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False, index=True),
+        sa.Column("first_request", UTCDateTime),
+        sa.Column("last_request", UTCDateTime),
+        sa.Column("rows_count", sa.BigInteger, nullable=False, default=0),
+        sa.Column("events_count", sa.BigInteger, nullable=False, default=0),
+        sa.Column("error_count", sa.BigInteger, nullable=False, default=0),
+        sa.Column("late_count", sa.BigInteger, nullable=False, default=0),
+        sa.Column("last_window_end", UTCDateTime),
+        sa.Column("drift_status", sa.Integer),
+        sa.Column("drift_measure", sa.Float),
+        sa.Column("monitoring_mode", sa.String(16), nullable=False, default="enabled"),
+        **mysql_kw,
+    )
+    t["endpoint_windows"] = sa.Table(
+        "endpoint_windows", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        sa.Column("window_end", UTCDateTime, primary_key=True),
+        sa.Column("window_start", UTCDateTime, nullable=False),
+        sa.Column("rows_count", sa.BigInteger, nullable=False),
+        sa.Column("events_count", sa.BigInteger, nullable=False),
+        sa.Column("error_count", sa.BigInteger, nullable=False),
+        sa.Column("late_count", sa.BigInteger, nullable=False),
+        sa.Column("first_request", UTCDateTime),
+        sa.Column("last_request", UTCDateTime),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["latest_results"] = sa.Table(
+        "latest_results", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        _name_column("application_name", primary_key=True),
+        _name_column("result_name", primary_key=True),
+        _id_column("project", nullable=False),
+        sa.Column("kind", sa.Integer, nullable=False),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("value", sa.Float),
+        sa.Column("extra_data", JSONText, nullable=False),
+        sa.Column("start_infer_time", UTCDateTime, nullable=False),
+        sa.Column("end_infer_time", UTCDateTime, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["latest_metrics"] = sa.Table(
+        "latest_metrics", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        _name_column("application_name", primary_key=True),
+        _name_column("metric_name", primary_key=True),
+        _id_column("project", nullable=False),
+        sa.Column("value", sa.Float),
+        sa.Column("start_infer_time", UTCDateTime, nullable=False),
+        sa.Column("end_infer_time", UTCDateTime, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["applications"] = sa.Table(
+        "applications", metadata,
+        _id_column("project", primary_key=True),
+        _name_column("name", primary_key=True),
+        sa.Column("class_path", sa.String(1024), nullable=False),
+        sa.Column("params", JSONText, nullable=False),
+        sa.Column("enabled", sa.Boolean, nullable=False),
+        sa.Column("created", UTCDateTime, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["alert_configs"] = sa.Table(
+        "alert_configs", metadata,
+        _id_column("project", primary_key=True),
+        _id_column("name", primary_key=True),
+        sa.Column("summary", LongText, nullable=False),
+        sa.Column("severity", sa.String(32), nullable=False),
+        sa.Column("entities", JSONText, nullable=False),
+        sa.Column("trigger_kinds", JSONText, nullable=False),
+        sa.Column("criteria", JSONText, nullable=False),
+        sa.Column("reset_policy", sa.String(32), nullable=False),
+        sa.Column("notifications", JSONText, nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("created", UTCDateTime, nullable=False),
+        sa.Column("updated", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    t["alert_activations"] = sa.Table(
+        "alert_activations", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        _id_column("project", nullable=False),
+        _id_column("alert_name", nullable=False),
+        sa.Column("activated_at", UTCDateTime, nullable=False),
+        sa.Column("entity", sa.String(1024), nullable=False),
+        sa.Column("event_kind", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(32), nullable=False),
+        sa.Column("summary", LongText, nullable=False),
+        sa.Column("value", sa.Float),
+        sa.Column("window_end", UTCDateTime),
+        sa.Column("notified", JSONText, nullable=False),
+        sa.Column("reset_at", UTCDateTime),
+        sa.Index("ix_alert_activations_project_alert", "project", "alert_name", "activated_at"),
+        **mysql_kw,
+    )
+    t["endpoint_problems"] = sa.Table(
+        "endpoint_problems", metadata,
+        _id_column("endpoint_id", primary_key=True),
+        sa.Column("kind", sa.String(64), primary_key=True),
+        _id_column("project", nullable=False),
+        sa.Column("message", LongText, nullable=False),
+        sa.Column("occurrences", sa.BigInteger, nullable=False),
+        sa.Column("first_seen", UTCDateTime, nullable=False),
+        sa.Column("last_seen", UTCDateTime, nullable=False),
+        **mysql_kw,
+    )
+    return t
