@@ -78,7 +78,16 @@ class EventError(ValueError):
 class PositionalRows(Sequence):
     """The fast path's rows: one list of values per row under one tuple of column names, so the
     window stage can count them without a dict per row. Reads as the tuple of name → value dicts
-    the general path makes (made on first use) and compares equal to it."""
+    the general path makes (made on first use) and compares equal to it.
+
+    Examples
+    --------
+    >>> rows = PositionalRows(('a', 'b'), [[1, 2], [3, 4]])
+    >>> len(rows), rows[1]
+    (2, {'a': 3, 'b': 4})
+    >>> rows == [{'a': 1, 'b': 2}, {'a': 3, 'b': 4}]
+    True
+    """
 
     __slots__ = ("names", "values", "_dicts")
 
@@ -145,6 +154,11 @@ class DeadLetter:
     endpoint_id: str | None = None  # the endpoint the record named, when it named a valid one
 
     def to_json(self) -> str:
+        """The dead letter as the dead-letter topic carries it (a JSON object, ``kind`` "record").
+
+        >>> print(dead_letter('{}', "no field 'endpoint_id'").to_json())
+        {"kind": "record", "reason": "no field 'endpoint_id'", "payload": "{}", "truncated": false, "size_bytes": 2}
+        """
         letter = {"kind": "record", "reason": self.reason, "payload": self.payload, "truncated": self.truncated,
                   "size_bytes": self.size}
         if self.endpoint_id is not None:
@@ -161,13 +175,25 @@ class Columns:
 
     @functools.cached_property
     def arrays(self) -> frozenset[str]:
-        """The reference's array columns: those it has derived columns of (``<name>.mean``, ...)."""
+        """The reference's array columns: those it has derived columns of (``<name>.mean``, ...).
+
+        >>> sorted(Columns(('age', 'img.mean', 'img.std')).arrays)
+        ['img']
+        """
         return frozenset(name[:-5] for name in self.features if name.endswith(".mean"))
 
     @functools.cached_property
     def with_one_output(self) -> tuple[str, ...] | None:
         """The names of a row of features followed by one output value (as :func:`decode` names
-        it), or None when that output's name is a feature's (such a row is a dead letter)."""
+        it), or None when that output's name is a feature's (such a row is a dead letter).
+
+        >>> Columns(('a', 'b'), ('label',)).with_one_output
+        ('a', 'b', 'label')
+        >>> Columns(('a', 'b')).with_one_output  # no output names: "prediction"
+        ('a', 'b', 'prediction')
+        >>> Columns(('a', 'label'), ('label',)).with_one_output is None
+        True
+        """
         name = normalize_name(_output_names(1, self.outputs)[0])
         return None if name in self.features else (*self.features, name)
 
@@ -179,7 +205,17 @@ def dead_letter(payload: bytes | str, reason: str, size: int | None = None,
                 endpoint_id: str | None = None) -> DeadLetter:
     """The dead letter of a record: its first :data:`DEAD_LETTER_PAYLOAD_BYTES` bytes and the
     reason. ``size``: the record's size when ``payload`` is only its first bytes; ``endpoint_id``:
-    the endpoint it is counted on (a record that named one)."""
+    the endpoint it is counted on (a record that named one).
+
+    Examples
+    --------
+    >>> letter = dead_letter(b'{"endpoint_id": 7}', 'bad id')
+    >>> letter.reason, letter.size, letter.truncated
+    ('bad id', 18, False)
+    >>> big = dead_letter('x' * 70_000, 'too big')  # keeps the first 64 KiB
+    >>> len(big.payload), big.size, big.truncated
+    (65536, 70000, True)
+    """
     raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else bytes(payload)
     kept = raw[:DEAD_LETTER_PAYLOAD_BYTES]
     size = len(raw) if size is None else size
@@ -643,7 +679,40 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
     job), or a :class:`DeadLetter` saying what is wrong.
 
     ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`); None accepts any
-    time Python can represent."""
+    time Python can represent.
+
+    Examples
+    --------
+    A native event with a batch of two rows; positional values are named ``f0, f1, ...`` and
+    ``prediction`` when the endpoint's names are not known:
+
+    >>> event = decode(b'{"endpoint_id": "ep1", "timestamp": "2025-11-26T12:00:00Z",'
+    ...                b' "inputs": [[5.1, 3.5], [6.2, 2.9]], "outputs": [0, 1]}')
+    >>> event.endpoint_id, event.timestamp_ms, event.shape
+    ('ep1', 1764158400000, 'native')
+    >>> list(event.rows)
+    [{'f0': 5.1, 'f1': 3.5, 'prediction': 0}, {'f0': 6.2, 'f1': 2.9, 'prediction': 1}]
+
+    With the endpoint's names, and an epoch time in seconds:
+
+    >>> names = lambda endpoint_id: Columns(('sepal_length', 'sepal_width'), ('species',))
+    >>> list(decode('{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [5.1, 3.5],'
+    ...             ' "outputs": [0]}', columns_of=names).rows)
+    [{'sepal_length': 5.1, 'sepal_width': 3.5, 'species': 0}]
+
+    What cannot be monitored is a dead letter with its reason:
+
+    >>> decode(b'[1, 2]').reason
+    'an event must be a JSON object, got list'
+    >>> decode(b'{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [[1, 2], [3, 4]],'
+    ...        b' "outputs": [0]}').reason
+    "field 'outputs' has 1 values, 'inputs' has 2 rows"
+
+    MLRun's end of a batch job:
+
+    >>> decode('{"kind": "batch_complete", "endpoint_id": "ep1", "last_timestamp": "2025-11-26T12:00:00Z"}')
+    BatchComplete(endpoint_id='ep1', last_timestamp_ms=1764158400000)
+    """
     size = len(payload.encode("utf-8", "replace")) if isinstance(payload, str) else len(payload)
     if size > max_bytes:
         return dead_letter(payload, f"record of {size} bytes exceeds the limit of {max_bytes} bytes")
@@ -693,5 +762,11 @@ def window_start(timestamp_ms: int, window_ms: int) -> int:
 
 
 def row_columns(columns: Mapping[str, Any]) -> Columns:
-    """An endpoint record's names → :class:`Columns`."""
+    """An endpoint record's names → :class:`Columns`.
+
+    >>> row_columns({'feature_names': ['a', 'b'], 'output_names': ['y']})
+    Columns(features=('a', 'b'), outputs=('y',))
+    >>> row_columns({})
+    Columns(features=(), outputs=())
+    """
     return Columns(tuple(columns.get("feature_names") or ()), tuple(columns.get("output_names") or ()))
