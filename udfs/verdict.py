@@ -109,6 +109,12 @@ class ReferenceCounts:
     first flat bin of each column; ``widths`` (C,) bins per column (categories + ``other`` for a
     categorical column); ``total`` (C,) N, the counts' sum per column (0: not testable);
     ``key``: identifies layout and counts, for caches.
+
+    Examples
+    --------
+    >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[10, 20, 30, 40], [5, 5, 2]], n_numeric=1)
+    >>> ref.total.tolist(), ref.starts.tolist(), ref.widths.tolist()
+    ([100.0, 12.0], [0, 4], [4, 3])
     """
 
     names: tuple[str, ...]
@@ -121,12 +127,20 @@ class ReferenceCounts:
 
     @property
     def column_of_bin(self) -> np.ndarray:
-        """(B,) the column of each flat bin."""
+        """(B,) the column of each flat bin.
+
+        >>> ReferenceCounts.from_counts(['x', 'color'], [[1, 2, 3, 4], [5, 5, 2]], 1).column_of_bin.tolist()
+        [0, 0, 0, 0, 1, 1, 1]
+        """
         return np.repeat(np.arange(len(self.names)), self.widths)
 
     @property
     def numeric_bins(self) -> int:
-        """Flat bins of the numeric columns (they come first)."""
+        """Flat bins of the numeric columns (they come first).
+
+        >>> ReferenceCounts.from_counts(['x', 'color'], [[1, 2, 3, 4], [5, 5, 2]], 1).numeric_bins
+        4
+        """
         return int(self.widths[: self.n_numeric].sum())
 
     @classmethod
@@ -135,6 +149,13 @@ class ReferenceCounts:
         """From one count vector per column (numeric columns first, then categorical).
 
         Raises ValueError for empty, negative or non-finite counts or ``n_numeric`` out of range.
+
+        >>> ReferenceCounts.from_counts(['x'], [[3, 4, 3]], n_numeric=1).total.tolist()
+        [10.0]
+        >>> ReferenceCounts.from_counts(['x'], [[3, -1]], n_numeric=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: column 'x': reference counts must be non-empty, finite and >= 0
         """
         arrays = [np.asarray(c, dtype=np.float64).reshape(-1) for c in counts]
         if len(arrays) != len(names) or not 0 <= n_numeric <= len(names):
@@ -163,6 +184,16 @@ class ReferenceCounts:
         A column whose statistics are missing or not on the layout's edges (categories) gets
         zero counts, so N = 0 and it is not tested. Raises ValueError naming the column for
         negative or non-finite counts. One pass of Python over the columns, the checks in numpy.
+
+        A numeric column gets MLRun's padding bins (below the training minimum, above the
+        maximum); a categorical one its categories and ``other``:
+
+        >>> from streamdrift.udfs.accumulator import Layout
+        >>> stats = {'x': {'hist': [[3, 4, 3], [0.0, 1.0, 2.0, 3.0]]},
+        ...          'color': {'categories': ['red', 'blue'], 'category_counts': [6, 3], 'other_count': 1}}
+        >>> ref = ReferenceCounts.from_layout(Layout.from_feature_stats(stats), stats)
+        >>> ref.names, ref.counts.tolist()
+        (('x', 'color'), [0.0, 3.0, 4.0, 3.0, 0.0, 6.0, 3.0, 1.0])
         """
         counts: list[float] = []
         edges: list[float] = []
@@ -201,7 +232,16 @@ class ReferenceCounts:
 
 def window_counts(accumulator: Accumulator) -> np.ndarray:
     """(B,) float64: an accumulator's counts on the flat axis of :meth:`ReferenceCounts.from_layout`
-    (numeric ``hist``, then ``cat_hist``): mergeable state only, no rows."""
+    (numeric ``hist``, then ``cat_hist``): mergeable state only, no rows.
+
+    Examples
+    --------
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'hist': [[3, 4, 3], [0.0, 1.0, 2.0, 3.0]]}}
+    >>> acc = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [2.5], [2.9], [7.0]]))
+    >>> window_counts(acc).tolist()  # 7.0 is above the training maximum: the last padding bin
+    [0.0, 1.0, 0.0, 2.0, 1.0]
+    """
     return np.concatenate([accumulator.hist, accumulator.cat_hist]).astype(np.float64)
 
 
@@ -210,7 +250,15 @@ def window_counts(accumulator: Accumulator) -> np.ndarray:
 
 def n_bucket(n, per_doubling: int = BUCKETS_PER_DOUBLING) -> np.ndarray:
     """Lower end of n's bucket, elementwise: ``floor(2^(floor(k log2 n) / k))``, k = per_doubling;
-    1 for n < 1. int64, the shape of ``n``."""
+    1 for n < 1. int64, the shape of ``n``.
+
+    Examples
+    --------
+    2^(floor(8 · log2 100) / 8) = 2^(53 / 8) ≈ 98.7:
+
+    >>> n_bucket([0, 1, 100, 256]).tolist()
+    [1, 1, 98, 256]
+    """
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         e = np.floor(per_doubling * np.log2(np.maximum(n, 1.0)) + 1e-9) / per_doubling
@@ -236,6 +284,15 @@ def numeric_merge_starts(r: np.ndarray, widths: np.ndarray, threshold: np.ndarra
     :param threshold: (C,) T: a group closes once it holds >= T reference rows; a last group
         holding fewer joins the one before.
     :returns: (C, W) bool, True where a group starts (always at bin 0; never in the padding).
+
+    Examples
+    --------
+    With T = 10, bins of 5 close a group every second bin; in the second column the last group
+    (1 row) joins the one before:
+
+    >>> numeric_merge_starts(np.array([[5., 5, 5, 5, 20], [10, 1, 0, 0, 0]]), np.array([5, 2]),
+    ...                      np.array([10., 10.])).astype(int).tolist()
+    [[1, 0, 1, 0, 1], [1, 0, 0, 0, 0]]
     """
     c, w = r.shape
     start = np.zeros((c, w), dtype=bool)
@@ -267,6 +324,15 @@ def category_groups(r: np.ndarray, widths: np.ndarray, threshold: np.ndarray) ->
     :returns: (order, start), both (K, W): ``order[k]`` the column's bins with the kept ones
         first (in their order), then the pool, then the padding; ``start[k]`` True where a
         group starts in that order.
+
+    Examples
+    --------
+    Categories a, b, c and ``other`` holding 3, 50, 40 and 20 reference rows, T = 10: b and c
+    are kept, a is pooled with ``other`` (23 rows, enough to stay a group of its own):
+
+    >>> order, start = category_groups(np.array([[3., 50, 40, 20]]), np.array([4]), np.array([10.]))
+    >>> order.tolist(), start.astype(int).tolist()
+    ([[1, 2, 0, 3]], [[1, 1, 1, 0]])
     """
     k, w = r.shape
     pos = np.arange(w)
@@ -294,6 +360,13 @@ class MergeMap:
     columns); ``is_start`` (B,): True where a group starts in that order; derived: ``starts``
     (G,), ``column`` (G,) the column of each group, ``first`` (C,) its first group, ``groups``
     (C,) groups per column, ``ref`` (G,) reference rows per group, ``inv_q`` (C,) Σ_g N / r_g.
+
+    Examples
+    --------
+    >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
+    >>> mm = merge_map(ref, n_bucket([100, 100]))  # T = 10 · 1000 / 98 ≈ 102 reference rows
+    >>> mm.starts.tolist(), mm.column.tolist(), mm.ref.tolist()
+    ([0, 2, 3, 5, 6, 7], [0, 0, 0, 1, 1, 1], [300.0, 400.0, 300.0, 500.0, 300.0, 200.0])
     """
 
     order: np.ndarray
@@ -365,7 +438,13 @@ class MergeMaps:
         self.__init__(**state)
 
     def get(self, reference: ReferenceCounts, n_lo: np.ndarray) -> MergeMap:
-        """The map for buckets ``n_lo`` (C,); a mix of buckets is assembled from one map per bucket."""
+        """The map for buckets ``n_lo`` (C,); a mix of buckets is assembled from one map per bucket.
+
+        >>> ref = ReferenceCounts.from_counts(['x'], [[25, 25, 25, 25]], n_numeric=1)
+        >>> maps = MergeMaps()
+        >>> maps.get(ref, np.array([98])) is maps.get(ref, np.array([98])), len(maps)
+        (True, 1)
+        """
         n_lo = np.asarray(n_lo, dtype=np.int64)
         uniform = bool(n_lo.size == 0 or n_lo.min() == n_lo.max())
         key = (reference.key, int(n_lo.flat[0]) if n_lo.size else 1) if uniform else (reference.key, n_lo.tobytes())
@@ -399,7 +478,13 @@ class MergeMaps:
 
 
 def effect_floor(total: np.ndarray, min_effect: float = 0.0) -> np.ndarray:
-    """d = max(3 / √N, min_effect), in reference standard deviations, per column (N > 0)."""
+    """d = max(3 / √N, min_effect), in reference standard deviations, per column (N > 0).
+
+    >>> effect_floor(np.array([100., 10_000.])).tolist()  # 3 / 10, 3 / 100
+    [0.3, 0.03]
+    >>> effect_floor(np.array([10_000.]), min_effect=0.1).tolist()
+    [0.1]
+    """
     with np.errstate(divide="ignore"):
         return np.maximum(NOISE_SIGMAS / np.sqrt(total), float(min_effect))
 
@@ -408,6 +493,21 @@ def chi2_two_sample(w: np.ndarray, n: np.ndarray, mm: MergeMap, reference: Refer
     """Pearson's two-sample χ² on the merged groups: (X², df), each (..., C).
 
     X² = Σ_g (w_g N − r_g n)² / (n N (w_g + r_g)), df = G − 1; a group empty on both sides adds 0.
+
+    Examples
+    --------
+    Four bins of 25 reference rows, a window of 100 rows: no bin is merged, and X² is Pearson's
+    statistic of the 2 × 4 table:
+
+    >>> from scipy.stats import chi2_contingency
+    >>> ref = ReferenceCounts.from_counts(['x'], [[25, 25, 25, 25]], n_numeric=1)
+    >>> w, n = np.array([10., 20, 30, 40]), np.array([100.])
+    >>> mm = merge_map(ref, n_bucket(n))
+    >>> x2, df = chi2_two_sample(w, n, mm, ref)
+    >>> df.tolist()
+    [3.0]
+    >>> bool(np.isclose(x2[0], chi2_contingency([[10, 20, 30, 40], [25, 25, 25, 25]], correction=False).statistic))
+    True
     """
     wg = np.add.reduceat(w[..., mm.order], mm.starts, axis=-1)
     ng = n[..., mm.column]
@@ -425,6 +525,22 @@ def chi2_pvalue(x2: np.ndarray, df: np.ndarray, n: np.ndarray, mm: MergeMap, ref
 
     p = 1 − F_{χ²'}(X²/a; df/a, λ₀), a = (2 df + max(Σ 1/q_g − G² − 2G + 2, 0) / min(n, N)) / (2 df),
     λ₀ = n N / (n + N) · floor². 1 where df = 0 (one group: nothing to compare).
+
+    Examples
+    --------
+    Groups of equal reference rows make Satterthwaite's a = 1 (Σ 1/q_g = G²), and with no effect
+    floor the p-value is the χ² tail:
+
+    >>> from scipy.stats import chi2
+    >>> ref = ReferenceCounts.from_counts(['x'], [[25, 25, 25, 25]], n_numeric=1)
+    >>> w, n = np.array([20., 30, 20, 30]), np.array([100.])
+    >>> mm = merge_map(ref, n_bucket(n))
+    >>> x2, df = chi2_two_sample(w, n, mm, ref)
+    >>> p = chi2_pvalue(x2, df, n, mm, ref, floor=np.array([0.0]))
+    >>> bool(np.isclose(p[0], chi2.sf(x2[0], 3)))
+    True
+    >>> bool(chi2_pvalue(x2, df, n, mm, ref, floor=effect_floor(ref.total))[0] > p[0])  # "drift <= d"
+    True
     """
     big_n = reference.total
     g = mm.groups
@@ -442,7 +558,22 @@ def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
     (..., C_numeric), with mid-ranks and the exact tie correction (module docstring).
 
     One cumulative sum runs over all columns; the rows before a column shift each of its window
-    rows' ranks by the same amount, so S = Σ_j w_j (C_j − (c_j − 1)/2) − n · (rows before)."""
+    rows' ranks by the same amount, so S = Σ_j w_j (C_j − (c_j − 1)/2) − n · (rows before).
+
+    Examples
+    --------
+    S − E is the Mann–Whitney U of the window minus n N / 2, and V the tie-corrected variance
+    n N (M + 1) / 12 · (1 − Σ (t³ − t) / (M³ − M)):
+
+    >>> from scipy.stats import mannwhitneyu, rankdata, tiecorrect
+    >>> ref = ReferenceCounts.from_counts(['x'], [[3, 4, 3]], n_numeric=1)
+    >>> s_e, v = rank_sum(np.array([1., 0, 2]), np.array([3.]), ref)
+    >>> x, y = [0, 2, 2], [0] * 3 + [1] * 4 + [2] * 3  # the rows, one value per bin
+    >>> float(s_e[0]), float(mannwhitneyu(x, y).statistic - 3 * 10 / 2)
+    (3.5, 3.5)
+    >>> bool(np.isclose(v[0], 3 * 10 * 14 / 12 * tiecorrect(rankdata(x + y))))
+    True
+    """
     k = reference.n_numeric
     starts = reference.starts[:k]
     wn = w[..., : reference.numeric_bins]
@@ -461,7 +592,21 @@ def rank_sum(w: np.ndarray, n: np.ndarray, reference: ReferenceCounts):
 def rank_pvalue(s_minus_e: np.ndarray, v: np.ndarray, n: np.ndarray, big_n: np.ndarray,
                 floor: np.ndarray) -> np.ndarray:
     """Two-sided p of the rank sum under "|P(X_w > X_r) − 1/2| ≤ θ", θ = Φ(floor / √2) − 1/2:
-    z = (|S − E| − θ n N) / √V, p = min(1, erfc(z / √2)); 1 where V = 0."""
+    z = (|S − E| − θ n N) / √V, p = min(1, erfc(z / √2)); 1 where V = 0.
+
+    Examples
+    --------
+    With no effect floor (θ = 0) this is the asymptotic two-sided Mann–Whitney test, without
+    continuity correction:
+
+    >>> from scipy.stats import mannwhitneyu
+    >>> ref = ReferenceCounts.from_counts(['x'], [[3, 4, 3]], n_numeric=1)
+    >>> s_e, v = rank_sum(np.array([1., 0, 2]), np.array([3.]), ref)
+    >>> p = rank_pvalue(s_e, v, np.array([3.]), np.array([10.]), floor=np.array([0.0]))
+    >>> x, y = [0, 2, 2], [0] * 3 + [1] * 4 + [2] * 3
+    >>> bool(np.isclose(p[0], mannwhitneyu(x, y, use_continuity=False, method='asymptotic').pvalue))
+    True
+    """
     theta = ndtr(floor / math.sqrt(2)) - 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (np.abs(s_minus_e) - theta * n * big_n) / np.sqrt(v)
@@ -513,6 +658,22 @@ def column_tests(reference: ReferenceCounts, counts, maps: MergeMaps | None = No
     :param min_effect: raise the effect floor to this many reference σ.
     :param columns: (C,) bool, the columns to test (default all); others get p = 1, untested.
     Raises ValueError when ``counts`` is not on the reference's flat axis.
+
+    Examples
+    --------
+    A window shifted to the right of the reference; ``effect`` is √((X² − df) / n_eff) on the
+    merged groups (bins 0–1, 2, 3–4 for a window of 100 against 1,000 reference rows):
+
+    >>> from scipy.stats import chi2_contingency
+    >>> ref = ReferenceCounts.from_counts(['x'], [[100, 200, 400, 200, 100]], n_numeric=1)
+    >>> t = column_tests(ref, [0, 0, 10, 40, 50])
+    >>> t.n.tolist(), t.total.tolist(), t.p_value.tolist()
+    ([100.0], [1000.0], [0.0])
+    >>> x2 = chi2_contingency([[0, 10, 90], [300, 400, 300]], correction=False).statistic
+    >>> bool(np.isclose(t.effect[0], np.sqrt((x2 - 2) / (100 * 1000 / 1100))))
+    True
+    >>> bool(t.shift[0] > 0)  # the window lies to the right
+    True
     """
     w = np.asarray(counts, dtype=np.float64)
     if w.shape[-1:] != reference.counts.shape:
@@ -569,6 +730,21 @@ def benjamini_hochberg(p, alpha: float, tested=None) -> np.ndarray:
     Reject the k smallest of the m tested p-values, k the largest with p_(k) <= k alpha / m
     (Benjamini & Hochberg 1995). Untested entries (``tested`` False) are never rejected and do
     not count in m.
+
+    Examples
+    --------
+    m = 5 at 5 %: the thresholds k · 0.01; p_(1) and p_(2) are below theirs, p_(3) = 0.039 > 0.03:
+
+    >>> benjamini_hochberg([0.001, 0.008, 0.039, 0.041, 0.2], alpha=0.05).tolist()
+    [True, True, False, False, False]
+
+    The same as rejecting where scipy's BH-adjusted p-values are <= alpha:
+
+    >>> from scipy.stats import false_discovery_control
+    >>> (false_discovery_control([0.001, 0.008, 0.039, 0.041, 0.2]) <= 0.05).tolist()
+    [True, True, False, False, False]
+    >>> benjamini_hochberg([0.01, 0.04, 0.9], alpha=0.05, tested=[True, True, False]).tolist()  # m = 2
+    [True, True, False]
     """
     p = np.asarray(p, dtype=np.float64)
     tested = np.broadcast_to(True if tested is None else np.asarray(tested, dtype=bool), p.shape)
@@ -597,7 +773,15 @@ class Verdict:
 
     def columns(self) -> dict[str, dict[str, float | int | bool]]:
         """One window's tested columns: name → {p_value, rejected, n, N, effect[, shift]} (flat,
-        numbers and bools; ``shift`` for numeric columns only)."""
+        numbers and bools; ``shift`` for numeric columns only).
+
+        >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
+        >>> cols = feature_verdict(ref, [0, 0, 10, 40, 50, 50, 30, 20]).columns()
+        >>> sorted(cols), cols['x']['n'], cols['x']['N'], cols['x']['rejected'], cols['color']['rejected']
+        (['color', 'x'], 100, 1000, True, False)
+        >>> sorted(cols['x']), sorted(cols['color'])
+        (['N', 'effect', 'n', 'p_value', 'rejected', 'shift'], ['N', 'effect', 'n', 'p_value', 'rejected'])
+        """
         if self.status.ndim:
             raise ValueError("columns() describes one window: index the verdict's arrays for a stack")
         t = self.tests
@@ -612,7 +796,14 @@ class Verdict:
 
 
 def check_parameters(alpha: float, alpha_detected: float, min_effect: float) -> None:
-    """ValueError naming the parameter unless 0 < alpha_detected <= alpha < 1 and min_effect >= 0."""
+    """ValueError naming the parameter unless 0 < alpha_detected <= alpha < 1 and min_effect >= 0.
+
+    >>> check_parameters(alpha=0.01, alpha_detected=0.001, min_effect=0.0)
+    >>> check_parameters(alpha=0.001, alpha_detected=0.01, min_effect=0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: levels must satisfy 0 < alpha_detected <= alpha < 1, got alpha=0.001, alpha_detected=0.01
+    """
     if not (0 < alpha_detected <= alpha < 1):
         raise ValueError(f"levels must satisfy 0 < alpha_detected <= alpha < 1, got alpha={alpha!r}, "
                          f"alpha_detected={alpha_detected!r}")
@@ -627,6 +818,20 @@ def feature_verdict(reference: ReferenceCounts, counts, maps: MergeMaps | None =
 
     Raises ValueError for levels outside 0 < alpha_detected <= alpha < 1, a negative
     ``min_effect``, or counts not on the reference's flat axis.
+
+    Examples
+    --------
+    A numeric column (5 bins) and a categorical one (2 categories and ``other``); two windows
+    of 100 rows, one in the reference's proportions, one with ``x`` shifted to the right:
+
+    >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
+    >>> same = [10, 20, 40, 20, 10, 50, 30, 20]
+    >>> shifted = [0, 0, 10, 40, 50, 50, 30, 20]
+    >>> v = feature_verdict(ref, [same, shifted])
+    >>> v.status.tolist(), v.value.tolist()  # 0 no detection, 2 detected; share of columns rejected
+    ([0, 2], [0.0, 0.5])
+    >>> v.rejected.tolist()
+    [[False, False], [True, False]]
     """
     check_parameters(alpha, alpha_detected, min_effect)
     tests = column_tests(reference, counts, maps, min_effect=min_effect, columns=columns)
