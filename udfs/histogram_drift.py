@@ -68,6 +68,13 @@ class DriftClassifier:
 
     ``detected`` at ``value >= detected``, ``potential_detection`` at ``value >= potential``,
     else ``no_detection``. Requires ``0 < potential < detected < 1``.
+
+    Examples
+    --------
+    >>> DriftClassifier(potential=0.7, detected=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: drift thresholds must satisfy 0 < potential < detected < 1, got potential=0.7, detected=0.5
     """
 
     potential: float = 0.5
@@ -81,7 +88,15 @@ class DriftClassifier:
             )
 
     def status(self, value: float) -> ResultStatusApp:
-        """Return the status of ``value``; ValueError if it is NaN or outside [0, 1]."""
+        """Return the status of ``value``; ValueError if it is NaN or outside [0, 1].
+
+        >>> [int(DriftClassifier().status(v)) for v in (0.2, 0.5, 0.7)]
+        [0, 1, 2]
+        >>> DriftClassifier().status(float('nan'))
+        Traceback (most recent call last):
+        ...
+        ValueError: drift value must be in [0, 1], got nan
+        """
         if not (0 <= value <= 1):
             raise ValueError(f"drift value must be in [0, 1], got {value!r}")
         if value >= self.detected:
@@ -107,6 +122,12 @@ class ColumnDrift:
     invalid_share: float | None = None  # numeric columns: the window's invalid values / (non-null + invalid)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without the name (the report keys the columns by name); ``status`` an int.
+
+        >>> c = ColumnDrift('x', 'numeric', 0.25, 0.2, 0.3, 0.225, ResultStatusApp.no_detection, 4, 4)
+        >>> c.to_dict()['status'], 'invalid_share' in c.to_dict()
+        (0, False)
+        """
         out = {
             "kind": self.kind,
             "tvd": self.tvd,
@@ -142,7 +163,12 @@ class DriftReport:
     name: str = field(default=RESULT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (plain ints, floats, strings, lists; None for "no value")."""
+        """JSON-ready form (plain ints, floats, strings, lists; None for "no value").
+
+        >>> report = histogram_drift({'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}, {'y': {}})
+        >>> report.to_dict()['value'], report.to_dict()['status'], report.to_dict()['missing_in_window']
+        (None, -1, ['x'])
+        """
         return {
             "name": self.name,
             "kind": int(self.kind),
@@ -238,6 +264,35 @@ def histogram_drift(
     :param classifier:    thresholds; default potential 0.5, detected 0.7.
     :param include_categorical: let categorical columns take part (False: MLRun's means).
     :param zero_scaling:  KLD's replacement for a zero denominator (MLRun: 1e-4).
+
+    Examples
+    --------
+    A reference of 4 rows in two bins [0, 1), [1, 2] (padded by MLRun's two outer bins) and a
+    window of 4 rows, 1 in the first bin and 3 in the second: p = (0, 1/4, 3/4, 0) and
+    q = (0, 1/2, 1/2, 0).
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> window = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [1.5], [1.5], [1.5]]))
+    >>> window.to_stats()['x']['hist'][0]
+    [0, 1, 3, 0]
+    >>> report = histogram_drift(stats, window.to_stats())
+    >>> p, q = np.array([0.25, 0.75]), np.array([0.5, 0.5])
+    >>> tvd = np.abs(p - q).sum() / 2
+    >>> hellinger = np.sqrt(1 - np.sqrt(p * q).sum())
+    >>> kld = (p * np.log(p / q)).sum() + (q * np.log(q / p)).sum()  # MLRun's: both directions
+    >>> float(tvd), bool(np.isclose(report.metrics['hellinger_mean'], hellinger))
+    (0.25, True)
+    >>> bool(np.isclose(report.metrics['kld_mean'], kld))
+    True
+    >>> bool(np.isclose(report.general_drift, (tvd + hellinger) / 2)), int(report.status)  # below 0.5
+    (True, 0)
+
+    A column on one side only is listed, not compared; with nothing compared there is no value:
+
+    >>> report = histogram_drift(stats, {'timestamp': {'count': 4}})
+    >>> report.general_drift, int(report.status), report.missing_in_window, report.missing_in_reference
+    (None, -1, ('x',), ('timestamp',))
     """
     classifier = classifier or DriftClassifier()
     names, kinds, win_rows, ref_rows, win_n, ref_n, shares = [], [], [], [], [], [], []
@@ -331,7 +386,14 @@ def drift_from_accumulator(
     accumulator: Any,
     **kwargs: Any,
 ) -> DriftReport:
-    """``histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)``."""
+    """``histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)``.
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> window = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [0.6], [1.5], [1.6]]))
+    >>> drift_from_accumulator(stats, window).general_drift  # the reference's own proportions
+    0.0
+    """
     return histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)
 
 
@@ -340,7 +402,13 @@ _MEASURES = ("tvd", "hellinger", "kld")
 
 def per_feature_columns(extra_data: Mapping[str, Any] | None) -> Mapping[str, Mapping[str, Any]] | None:
     """``extra_data["columns"]`` when it is per-feature drift (name → a dict with ``tvd``,
-    ``hellinger`` and ``kld``, as :meth:`DriftReport.to_dict` writes it), else None."""
+    ``hellinger`` and ``kld``, as :meth:`DriftReport.to_dict` writes it), else None.
+
+    >>> per_feature_columns({'columns': {'x': {'tvd': 0.25, 'hellinger': 0.18, 'kld': 0.27}}})
+    {'x': {'tvd': 0.25, 'hellinger': 0.18, 'kld': 0.27}}
+    >>> per_feature_columns({'columns': {'x': {'p_value': 0.5}}}) is None  # not per-feature drift
+    True
+    """
     columns = (extra_data or {}).get("columns") if isinstance(extra_data, Mapping) else None
     if not isinstance(columns, Mapping) or not columns:
         return None
@@ -371,6 +439,20 @@ def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = N
     (the same window's ``feature_drift`` result: its ``p_value``, ``rejected``, ``effect``) when
     given, else where the result itself holds them. Pure: the window, endpoint and application
     are the result's.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+    >>> general = ResultRecord('p', 'ep1', APP_NAME, RESULT_NAME, 0, 0, 0.2, t0, t0 + dt.timedelta(minutes=1),
+    ...                        {'columns': {'x': {'tvd': 0.25, 'hellinger': 0.18, 'kld': 0.27, 'window_count': 4}}})
+    >>> verdict = ResultRecord('p', 'ep1', APP_NAME, FEATURE_DRIFT_NAME, 0, 0, 0.0, t0, t0 + dt.timedelta(minutes=1),
+    ...                        {'columns': {'x': {'p_value': 0.9, 'rejected': False, 'effect': 0.0}}})
+    >>> [row] = feature_drift_records(general, verdict)
+    >>> row.feature_name, row.tvd, row.window_count, row.p_value, row.rejected
+    ('x', 0.25, 4, 0.9, False)
+    >>> feature_drift_records(verdict)  # not per-feature drift
+    []
     """
     columns = per_feature_columns(result.extra_data)
     if columns is None:
@@ -393,7 +475,17 @@ def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = N
 
 def window_feature_drift(results: Sequence[ResultRecord]) -> list[FeatureDriftRecord]:
     """The per-feature rows of one window's results: :func:`feature_drift_records` of
-    ``histogram-data-drift``'s ``general_drift`` with the same application's ``feature_drift``."""
+    ``histogram-data-drift``'s ``general_drift`` with the same application's ``feature_drift``.
+
+    >>> import datetime as dt
+    >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+    >>> general = ResultRecord('p', 'ep1', APP_NAME, RESULT_NAME, 0, 0, 0.2, t0, t0,
+    ...                        {'columns': {'x': {'tvd': 0.25, 'hellinger': 0.18, 'kld': 0.27}}})
+    >>> [(r.feature_name, r.tvd) for r in window_feature_drift([general])]
+    [('x', 0.25)]
+    >>> window_feature_drift([])
+    []
+    """
     by_name = {r.result_name: r for r in results if r.application_name == APP_NAME}
     general = by_name.get(RESULT_NAME)
     return [] if general is None else feature_drift_records(general, by_name.get(FEATURE_DRIFT_NAME))
@@ -430,7 +522,13 @@ class FeatureDriftReport:
     name: str = field(default=FEATURE_DRIFT_NAME)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; p-values, effects and shifts to 4 significant digits (it is stored)."""
+        """JSON-ready form; p-values, effects and shifts to 4 significant digits (it is stored).
+
+        >>> report = FeatureDriftReport(0.0, ResultStatusApp.no_detection,
+        ...                             {'x': {'p_value': 0.123456, 'rejected': False, 'n': 4}}, (), 0.01, 0.001, 0.0)
+        >>> report.to_dict()['columns']
+        {'x': {'p_value': 0.1235, 'rejected': False, 'n': 4}}
+        """
         columns = {
             name: {k: (_significant(v) if isinstance(v, float) else v) for k, v in c.items()}
             for name, c in self.columns.items()
@@ -469,6 +567,19 @@ def feature_drift_from_accumulator(
     :param min_effect: the smallest drift worth a flag, in reference standard deviations
         (default 0: the floor is the reference's own noise, 3 / √N).
     Raises ValueError for bad levels or ``min_effect`` (see :func:`streamdrift.udfs.verdict.feature_verdict`).
+
+    Examples
+    --------
+    A reference of 1,000 rows over [0, 5) and a window of 100 rows all in its last bin:
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 1000, 'hist': [[100, 200, 400, 200, 100], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]}}
+    >>> window = Accumulator.from_reference(stats).add_batch(np.full((100, 1), 4.5))
+    >>> report = feature_drift_from_accumulator(stats, window)
+    >>> int(report.status), report.value, report.drifted  # detected; 1 of 1 columns rejected
+    (2, 1.0, ('x',))
+    >>> report.columns['x']['n'], report.columns['x']['N']
+    (100, 1000)
     """
     reference = vd.ReferenceCounts.from_layout(accumulator.layout, feature_stats)
     wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
