@@ -52,6 +52,17 @@ def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
     ``catalog`` answers ``columns(endpoint_id) -> Columns`` and ``layout(endpoint_id) -> Layout | None``.
     Returns ``(partials, dead)`` where ``dead`` is a list of ``(record index, DeadLetter)``: a
     record that cannot be decoded, or whose values do not fit the endpoint's reference columns.
+
+    Examples
+    --------
+    >>> from streamdrift.udfs.catalog import EndpointCatalog
+    >>> catalog = EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'feature_names': ['x']}])
+    >>> partials, dead = aggregate_batch([b'{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [1.5]}',
+    ...                                   b'not json'], catalog, window_ms=60_000)
+    >>> [(p.endpoint_id, p.window_start, p.aggregate.rows) for p in partials]
+    [('ep1', 1764158400000, 1)]
+    >>> [(i, letter.reason[:14]) for i, letter in dead]
+    [(1, 'malformed JSON')]
     """
     batch = aggregate_records(payloads, catalog, window_ms, sample_size)
     return batch.partials, batch.dead
@@ -81,7 +92,14 @@ class EventClock:
     newest_ms: int = _NEVER
 
     def late(self, timestamps: np.ndarray, accepted: np.ndarray) -> np.ndarray:
-        """Per record (epoch ms, in read order): late or not; only ``accepted`` records move the clock."""
+        """Per record (epoch ms, in read order): late or not; only ``accepted`` records move the clock.
+
+        >>> clock = EventClock(window_ms=60_000, allowed_lateness_ms=0, max_disorder_ms=0)
+        >>> clock.late(np.array([120_000, 30_000]), np.array([False, True])).tolist()  # the first moves nothing
+        [False, False]
+        >>> clock.newest_ms
+        30000
+        """
         ts = np.where(accepted, timestamps, _NEVER)
         running = np.maximum.accumulate(np.concatenate(([self.newest_ms], ts)))[1:]
         if running.size:
@@ -107,7 +125,30 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
     worked), True for a new one, False for none. The records it reads column-wise are
     aggregated there; every other record is decoded one by one here. Either way a record ends
     in the same counts (a batch may then carry two partials of one endpoint and window, which
-    merge by addition)."""
+    merge by addition).
+
+    Examples
+    --------
+    Three records of one endpoint in two one-minute windows (12:00:00, 12:00:30 and 12:01:10
+    UTC on 2025-11-26), and a record that is not JSON:
+
+    >>> from streamdrift.udfs.catalog import EndpointCatalog
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> catalog = EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'feature_names': ['x'], 'feature_stats': stats}])
+    >>> records = [b'{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [[0.5], [1.5]], "latency_us": 900}',
+    ...            b'{"endpoint_id": "ep1", "timestamp": 1764158430, "inputs": [[1.7]]}',
+    ...            b'{"endpoint_id": "ep1", "timestamp": 1764158470, "inputs": [[0.2]]}',
+    ...            b'not json']
+    >>> batch = aggregate_records(records, catalog, window_ms=60_000)
+    >>> [(p.window_start, p.aggregate.events, p.aggregate.rows) for p in batch.partials]
+    [(1764158400000, 2, 3), (1764158460000, 1, 1)]
+    >>> batch.partials[0].aggregate.accumulator.histogram('x').tolist()  # 0.5 | 1.5, 1.7
+    [0, 1, 2, 0]
+    >>> [i for i, letter in batch.dead], batch.endpoint_ids
+    ([3], ['ep1', 'ep1', 'ep1', None])
+    >>> batch.latency_us.tolist()
+    [900.0, nan, nan, nan]
+    """
     n = len(payloads)
     oversize: list[tuple[int, DeadLetter]] = []
     if sizes is not None:
@@ -236,7 +277,23 @@ def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
                        clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_records`, where no record can fail the batch: when the batch raises (a
     fault of ours that some record triggers), each record is aggregated alone, and one that still
-    raises becomes a dead letter carrying the exception (the others are counted as usual)."""
+    raises becomes a dead letter carrying the exception (the others are counted as usual).
+
+    Examples
+    --------
+    A catalog whose lookups fail stands for a fault of ours: every record becomes a dead letter
+    saying so, and nothing is lost uncounted.
+
+    >>> class Broken:
+    ...     def columns(self, endpoint_id): raise RuntimeError('store down')
+    ...     def layout(self, endpoint_id): raise RuntimeError('store down')
+    >>> import logging; logging.disable(logging.ERROR)
+    >>> batch = aggregate_isolated([b'{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [1.5]}'],
+    ...                            Broken(), window_ms=60_000)
+    >>> logging.disable(logging.NOTSET)
+    >>> batch.partials, [(i, letter.reason) for i, letter in batch.dead]
+    ([], [(0, 'the parse stage failed on this record: RuntimeError: store down')])
+    """
     try:
         return aggregate_records(payloads, catalog, window_ms, sample_size, reader, bounds, sizes, clock)
     except Exception:  # noqa: BLE001 - isolate the record that causes it, below
