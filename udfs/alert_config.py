@@ -53,7 +53,17 @@ _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 def parse_period(value: str | int | float | None, what: str = "period") -> int | None:
     """``"30m"`` → 1 800 000 ms. Units ``ms s m h d``, combinable (``"1h30m"``); a bare number is
-    seconds; ``None`` or ``""`` is no period. Raises ValueError naming ``what`` otherwise."""
+    seconds; ``None`` or ``""`` is no period. Raises ValueError naming ``what`` otherwise.
+
+    Examples
+    --------
+    >>> parse_period('30m'), parse_period('1h30m'), parse_period(90), parse_period('')
+    (1800000, 5400000, 90000, None)
+    >>> parse_period('soon', 'cooldown')
+    Traceback (most recent call last):
+    ...
+    ValueError: cooldown 'soon' is not a period: use e.g. '15s', '30m', '3h', '1d' or '1h30m'
+    """
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -75,7 +85,13 @@ def parse_period(value: str | int | float | None, what: str = "period") -> int |
 
 
 def format_period(ms: int | None) -> str:
-    """1 800 000 → ``"30m"`` (the largest unit that divides it); None → ``"-"``."""
+    """1 800 000 → ``"30m"`` (the largest unit that divides it); None → ``"-"``.
+
+    >>> format_period(1_800_000), format_period(5_400_000), format_period(86_400_000), format_period(1_500)
+    ('30m', '90m', '1d', '1500ms')
+    >>> format_period(None)
+    '-'
+    """
     if ms is None:
         return "-"
     for unit in ("d", "h", "m", "s"):
@@ -85,13 +101,22 @@ def format_period(ms: int | None) -> str:
 
 
 def result_fqn(endpoint_id: str, application: str, result_name: str) -> str:
-    """MLRun's result entity id: ``<endpoint_id>.<app>.result.<result_name>``."""
+    """MLRun's result entity id: ``<endpoint_id>.<app>.result.<result_name>``.
+
+    >>> result_fqn('ep1', 'histogram-data-drift', 'general_drift')
+    'ep1.histogram-data-drift.result.general_drift'
+    """
     return f"{endpoint_id}.{application}.result.{result_name}"
 
 
 def render_summary(template: str, values: Mapping[str, Any]) -> str:
     """Replace each ``{{name}}`` with ``values[name]``; a float value is shown with 4 significant
-    digits, None as ``-``. Unknown names stay as written (:func:`check_template` refuses them)."""
+    digits, None as ``-``. Unknown names stay as written (:func:`check_template` refuses them).
+
+    >>> render_summary('{{entity}} drifts: {{ value }} ({{count}} windows, {{message}}) {{other}}',
+    ...                {'entity': 'ep1', 'value': 0.7251234, 'count': 3, 'message': None})
+    'ep1 drifts: 0.7251 (3 windows, -) {{other}}'
+    """
 
     def one(match: re.Match) -> str:
         name = match.group(1)
@@ -108,7 +133,16 @@ def render_summary(template: str, values: Mapping[str, Any]) -> str:
 
 
 def check_template(template: str) -> str:
-    """Return ``template`` if every ``{{name}}`` in it is one of :data:`PLACEHOLDERS`."""
+    """Return ``template`` if every ``{{name}}`` in it is one of :data:`PLACEHOLDERS`; else
+    ValueError naming the unknown ones.
+
+    >>> check_template('{{entity}} is drifting ({{value}})')
+    '{{entity}} is drifting ({{value}})'
+    >>> check_template('{{entity}} at {{when}}')
+    Traceback (most recent call last):
+    ...
+    ValueError: summary uses unknown placeholder(s) {{when}}; known: ...
+    """
     unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(PLACEHOLDERS))
     if unknown:
         raise ValueError(f"summary uses unknown placeholder(s) {', '.join('{{' + u + '}}' for u in unknown)}; "
@@ -133,7 +167,13 @@ class AlertEvent:
 
     @property
     def entity(self) -> str:
-        """The MLRun entity id of a result; ``<endpoint_id>.<app>`` for a failed application."""
+        """The MLRun entity id of a result; ``<endpoint_id>.<app>`` for a failed application.
+
+        >>> AlertEvent('p', 'ep1', 'my-app', 'accuracy', 'model-performance-detected', 0.6, 0, 60_000, 0).entity
+        'ep1.my-app.result.accuracy'
+        >>> AlertEvent('p', 'ep1', 'my-app', None, 'mm-app-failed', None, 0, 60_000, 0).entity
+        'ep1.my-app'
+        """
         if self.result_name is None:
             return f"{self.endpoint_id}.{self.application}"
         return result_fqn(self.endpoint_id, self.application, self.result_name)
@@ -142,7 +182,17 @@ class AlertEvent:
 @dataclasses.dataclass(frozen=True, repr=False)
 class NotificationTarget:
     """Where an activation is sent. ``params`` may hold secrets (webhook URLs): never log them
-    (the ``repr`` leaves them out, so an error message that shows a record does not leak them)."""
+    (the ``repr`` leaves them out, so an error message that shows a record does not leak them).
+
+    Examples
+    --------
+    >>> target = NotificationTarget.from_config({'kind': 'webhook', 'url': 'https://hooks.example/T0k3n',
+    ...                                          'cooldown': '1h', 'name': 'ops'})
+    >>> target
+    NotificationTarget(kind='webhook', id='ops', cooldown_ms=3600000)
+    >>> target.to_config()
+    {'kind': 'webhook', 'url': 'https://hooks.example/T0k3n', 'cooldown': '1h', 'name': 'ops'}
+    """
 
     kind: str
     params: Mapping[str, Any]
@@ -154,7 +204,13 @@ class NotificationTarget:
 
     @property
     def id(self) -> str:
-        """Stable identity (``name``, else kind + a hash of the params): the key of its cooldown."""
+        """Stable identity (``name``, else kind + a hash of the params): the key of its cooldown.
+
+        >>> import hashlib
+        >>> target = NotificationTarget('console', {})
+        >>> target.id == 'console-' + hashlib.sha1(b'{}').hexdigest()[:10]
+        True
+        """
         if self.name:
             return self.name
         digest = hashlib.sha1(json.dumps(dict(self.params), sort_keys=True, default=str).encode()).hexdigest()
@@ -164,7 +220,17 @@ class NotificationTarget:
     def from_config(cls, value: Mapping[str, Any]) -> NotificationTarget:
         """``{"kind": "webhook", "url": ..., "cooldown": "1h", "name": ...}``; MLRun's
         ``{"notification": {"kind": ..., "params"/"secret_params": {...}}, "cooldown_period": ...}``
-        is accepted too."""
+        is accepted too.
+
+        >>> NotificationTarget.from_config({'notification': {'kind': 'slack', 'secret_params':
+        ...                                 {'webhook': 'https://hooks.slack.com/services/X'}},
+        ...                                 'cooldown_period': '10m'}).cooldown_ms
+        600000
+        >>> NotificationTarget.from_config({'kind': 'webhook'})
+        Traceback (most recent call last):
+        ...
+        ValueError: a webhook notification needs a 'url'
+        """
         if not isinstance(value, Mapping):
             raise ValueError(f"a notification must be an object with a 'kind', got {value!r:.60}")
         value = dict(value)
@@ -195,6 +261,11 @@ class NotificationTarget:
         return cls(kind, value, cooldown, str(name) if name else None)
 
     def to_config(self) -> dict[str, Any]:
+        """The configuration :meth:`from_config` reads back (the cooldown as a period).
+
+        >>> NotificationTarget('console', {}, cooldown_ms=90_000).to_config()
+        {'kind': 'console', 'cooldown': '90s'}
+        """
         out: dict[str, Any] = {"kind": self.kind, **self.params}
         if self.cooldown_ms is not None:
             out["cooldown"] = format_period(self.cooldown_ms)
@@ -205,7 +276,16 @@ class NotificationTarget:
 
 @dataclasses.dataclass(frozen=True)
 class AlertSpec:
-    """One alert configuration, validated."""
+    """One alert configuration, validated.
+
+    Examples
+    --------
+    >>> spec = AlertSpec.from_config({'project': 'p', 'name': 'drift', 'summary': '{{entity}} drifts',
+    ...                               'entities': 'ep1', 'trigger_kinds': ['data-drift-detected'],
+    ...                               'criteria': {'count': 3, 'period': '30m'}})
+    >>> spec.count, spec.period_ms, spec.severity, spec.reset_policy
+    (3, 1800000, 'medium', 'auto')
+    """
 
     project: str
     name: str
@@ -225,7 +305,16 @@ class AlertSpec:
         what is wrong. ``entities`` is ``"*"``, an endpoint id, a result entity
         ``<endpoint_id>.<app>.result.<name>`` (``*`` wildcards allowed), a list of these, or MLRun's
         ``{"kind": ..., "project": ..., "ids": [...]}``; ``trigger_kinds`` a list of event kinds
-        (or MLRun's ``{"events": [...]}``); ``criteria`` ``{"count": 3, "period": "30m"}``."""
+        (or MLRun's ``{"events": [...]}``); ``criteria`` ``{"count": 3, "period": "30m"}``.
+
+        >>> AlertSpec.from_config({'project': 'p', 'name': 'a', 'summary': 's', 'trigger_kinds': ['drift']})
+        Traceback (most recent call last):
+        ...
+        ValueError: alert 'a': unknown event kind(s) 'drift'; known: data-drift-detected, ...
+        >>> AlertSpec.from_config({'project': 'p', 'name': 'a', 'summary': 's', 'trigger': {'events': ['mm-app-failed']},
+        ...                        'entities': {'kind': 'model-endpoint-result', 'ids': ['ep1.*']}}).entities
+        ('ep1.*',)
+        """
         c = dict(config)
         project, name = c.get("project"), c.get("name")
         if not isinstance(project, str) or not project:
@@ -281,7 +370,14 @@ class AlertSpec:
                    targets, int(version))
 
     def to_config(self) -> dict[str, Any]:
-        """The keyword arguments of ``SqlStore.add_alert_config`` (besides project and name)."""
+        """The keyword arguments of ``SqlStore.add_alert_config`` (besides project and name).
+
+        >>> spec = AlertSpec('p', 'a', 's', 'high', ('*',), ('data-drift-detected',), 2, 3_600_000)
+        >>> spec.to_config()['criteria']
+        {'count': 2, 'period': '1h'}
+        >>> AlertSpec.from_config({'project': 'p', 'name': 'a', **spec.to_config()}) == spec
+        True
+        """
         criteria: dict[str, Any] = {"count": self.count}
         if self.period_ms is not None:
             criteria["period"] = format_period(self.period_ms)
@@ -290,7 +386,19 @@ class AlertSpec:
                 "reset_policy": self.reset_policy, "notifications": [n.to_config() for n in self.notifications]}
 
     def matches(self, event: AlertEvent) -> bool:
-        """Does ``event`` trigger this alert (its project, one of its kinds, one of its entities)?"""
+        """Does ``event`` trigger this alert (its project, one of its kinds, one of its entities)?
+
+        An entity without a dot is an endpoint id and matches all its results; ``*`` wildcards:
+
+        >>> event = AlertEvent('p', 'ep1', 'histogram-data-drift', 'general_drift', 'data-drift-detected',
+        ...                    0.8, 0, 60_000, 0)
+        >>> def spec(entities, kinds=('data-drift-detected',)):
+        ...     return AlertSpec('p', 'a', 's', 'medium', entities, kinds)
+        >>> spec(('ep1',)).matches(event), spec(('*.histogram-data-drift.result.*',)).matches(event)
+        (True, True)
+        >>> spec(('ep2',)).matches(event), spec(('*',), ('data-drift-suspected',)).matches(event)
+        (False, False)
+        """
         if event.project != self.project or event.kind not in self.trigger_kinds:
             return False
         return any(_entity_matches(p, event) for p in self.entities)
@@ -335,7 +443,22 @@ class AlertBook:
     """The alert specs a running job knows, reloaded from ``load()`` (mappings as
     :meth:`AlertSpec.from_config` takes) at most every ``refresh_seconds``. A configuration that
     is not valid is left out, with the reason in ``errors``; a failed reload keeps the known specs
-    (the first load must succeed)."""
+    (the first load must succeed).
+
+    Examples
+    --------
+    >>> configs = [{'project': 'p', 'name': 'drift', 'summary': 's', 'trigger_kinds': ['data-drift-detected']},
+    ...            {'project': 'p', 'name': 'bad', 'summary': 's', 'trigger_kinds': []}]
+    >>> import logging; logging.disable(logging.WARNING)
+    >>> book = AlertBook(lambda: configs)
+    >>> book.refresh()
+    >>> logging.disable(logging.NOTSET)
+    >>> sorted(book.specs), book.errors
+    ([('p', 'drift')], {('p', 'bad'): "alert 'bad': give at least one trigger event kind: data-drift-detected, ..."})
+    >>> event = AlertEvent('p', 'ep1', 'app', 'r', 'data-drift-detected', 0.9, 0, 60_000, 0)
+    >>> [s.name for s in book.matching(event)], book.get('p', 'drift').name, book.get('p', 'bad')
+    (['drift'], 'drift', None)
+    """
 
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
