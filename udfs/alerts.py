@@ -67,7 +67,11 @@ KIND_PREFIX: dict[int, str] = {
 
 
 def iso_ms(ms: int | None) -> str:
-    """Epoch ms → ``2024-01-01T00:10:00Z`` (milliseconds shown only when there are some)."""
+    """Epoch ms → ``2024-01-01T00:10:00Z`` (milliseconds shown only when there are some).
+
+    >>> iso_ms(1_764_158_400_000), iso_ms(1_764_158_400_250), iso_ms(None)
+    ('2025-11-26T12:00:00Z', '2025-11-26T12:00:00.250Z', '-')
+    """
     if ms is None:
         return "-"
     when = utc_from_ms(ms)
@@ -75,7 +79,13 @@ def iso_ms(ms: int | None) -> str:
 
 
 def event_kind(result_kind: int, status: int) -> str | None:
-    """``(data_drift, 2)`` → ``"data-drift-detected"``, status 1 → ``-suspected``, else None."""
+    """``(data_drift, 2)`` → ``"data-drift-detected"``, status 1 → ``-suspected``, else None.
+
+    >>> event_kind(ResultKindApp.data_drift, 2), event_kind(ResultKindApp.model_performance, 1)
+    ('data-drift-detected', 'model-performance-suspected')
+    >>> event_kind(ResultKindApp.data_drift, 0) is None
+    True
+    """
     prefix = KIND_PREFIX.get(int(result_kind))
     if prefix is None:
         return None
@@ -97,7 +107,23 @@ raises data-drift events (the other is stored, not alerted on)."""
 def events_from_output(out, verdict: str | None = None) -> list[AlertEvent]:
     """The events of one :class:`streamdrift.udfs.monitor.WindowOutput` (late-only outputs raise none).
     ``verdict``: the default application's result that raises data-drift events (one of
-    :data:`VERDICT_RESULTS`; None: both)."""
+    :data:`VERDICT_RESULTS`; None: both).
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> from streamdrift.udfs.monitor import WindowOutput
+    >>> from streamdrift.udfs.records import ResultRecord
+    >>> t0, t1 = utc_from_ms(1_764_158_400_000), utc_from_ms(1_764_158_460_000)
+    >>> results = (ResultRecord('p', 'ep1', HISTOGRAM_DATA_DRIFT, 'general_drift', 0, 2, 0.8, t0, t1),
+    ...            ResultRecord('p', 'ep1', HISTOGRAM_DATA_DRIFT, 'feature_drift', 0, 1, 0.5, t0, t1),
+    ...            ResultRecord('p', 'ep1', 'latency-app', 'p99', 3, 0, 120.0, t0, t1))
+    >>> out = WindowOutput('p', 'ep1', 1_764_158_400_000, 1_764_158_460_000, 0, 0, None, results)
+    >>> [(e.result_name, e.kind) for e in events_from_output(out)]  # status 0 raises nothing
+    [('general_drift', 'data-drift-detected'), ('feature_drift', 'data-drift-suspected')]
+    >>> [(e.result_name, e.kind) for e in events_from_output(out, verdict='feature_drift')]
+    [('feature_drift', 'data-drift-suspected')]
+    """
     if out.revision < 0:
         return []
     events = []
@@ -122,7 +148,16 @@ def events_from_output(out, verdict: str | None = None) -> list[AlertEvent]:
 
 @dataclasses.dataclass(frozen=True)
 class AlertState:
-    """What one (alert, entity) remembers between events; kept in Flink keyed state as bytes."""
+    """What one (alert, entity) remembers between events; kept in Flink keyed state as bytes.
+
+    Examples
+    --------
+    >>> state = AlertState(version=7, counted=(60_000, 120_000), last_sent=(('ops', 60_000),))
+    >>> state.to_bytes()
+    b'{"v":7,"c":[60000,120000],"s":null,"h":false,"hw":null,"ls":[["ops",60000]],"n":0}'
+    >>> AlertState.from_bytes(state.to_bytes()) == state, AlertState.from_bytes(None) == AlertState()
+    (True, True)
+    """
 
     version: int | None = None  # the spec version this state belongs to
     counted: tuple[int, ...] = ()  # window ends counted towards the criteria, ascending
@@ -170,7 +205,14 @@ class Activation:
     resend_id: int | None = None  # a recorded activation whose pending notifications are sent again
 
     def payload(self) -> dict[str, Any]:
-        """The JSON body of webhook and Kafka messages (no secrets)."""
+        """The JSON body of webhook and Kafka messages (no secrets).
+
+        >>> spec = AlertSpec('p', 'drift', '{{entity}}: {{value}}', 'high', ('*',), ('data-drift-detected',))
+        >>> event = AlertEvent('p', 'ep1', 'app', 'r', 'data-drift-detected', 0.8, 0, 60_000, 0)
+        >>> body = evaluate(spec, AlertState(), event, now_ms=61_000).activation.payload()
+        >>> body['summary'], body['window_end'], body['activated_at'], body['count']
+        ('ep1.app.result.r: 0.8', '1970-01-01T00:01:00Z', '1970-01-01T00:01:01Z', 1)
+        """
         return {
             "project": self.project, "alert": self.alert_name, "severity": self.severity,
             "summary": self.summary, "event_kind": self.event_kind, "entity": self.entity,
@@ -191,12 +233,23 @@ class Recorded:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
+    """What :func:`evaluate` or :func:`settle` decided: the new state, the activation if any, and why."""
+
     state: AlertState
     activation: Activation | None
     reason: str  # what happened, for counters and tests
 
 
 def summary_values(spec: AlertSpec, event: AlertEvent, count: int) -> dict[str, Any]:
+    """The values of the summary's placeholders (:data:`~streamdrift.udfs.alert_config.PLACEHOLDERS`)
+    for an activation of ``spec`` by ``event`` after ``count`` counted windows.
+
+    >>> spec = AlertSpec('p', 'drift', 's', 'high', ('*',), ('data-drift-detected',))
+    >>> event = AlertEvent('p', 'ep1', 'app', 'r', 'data-drift-detected', 0.8, 0, 60_000, 0)
+    >>> values = summary_values(spec, event, 3)
+    >>> values['entity'], values['severity'], values['window_start'], values['count']
+    ('ep1.app.result.r', 'high', '1970-01-01T00:00:00Z', 3)
+    """
     return {
         "project": event.project, "name": spec.name, "entity": event.entity, "endpoint_id": event.endpoint_id,
         "application": event.application, "result_name": event.result_name, "kind": event.kind,
@@ -206,7 +259,32 @@ def summary_values(spec: AlertSpec, event: AlertEvent, count: int) -> dict[str, 
 
 
 def evaluate(spec: AlertSpec, state: AlertState, event: AlertEvent, now_ms: int) -> Step:
-    """One event of an entity on the state of (``spec``, that entity). See the module docstring."""
+    """One event of an entity on the state of (``spec``, that entity). See the module docstring.
+
+    Examples
+    --------
+    Two windows within 30 minutes activate; the next window starts counting again:
+
+    >>> spec = AlertSpec('p', 'drift', '{{entity}} drifts', 'high', ('ep1',), ('data-drift-detected',),
+    ...                  count=2, period_ms=1_800_000)
+    >>> def event(end_ms):
+    ...     return AlertEvent('p', 'ep1', 'app', 'r', 'data-drift-detected', 0.8, end_ms - 60_000, end_ms, 0)
+    >>> state, reasons = AlertState(), []
+    >>> for end in (60_000, 60_000, 120_000, 180_000):
+    ...     step = evaluate(spec, state, event(end), now_ms=end)
+    ...     state = step.state
+    ...     reasons.append(step.reason)
+    >>> reasons
+    ['counted', 'already counted', 'activated', 'counted']
+    >>> state.counted, state.settled_ms, state.activations
+    ((180000,), 120000, 1)
+
+    Windows farther apart than the period do not add up:
+
+    >>> step = evaluate(spec, AlertState(counted=(60_000,), version=0), event(60_000 + 1_800_000), now_ms=0)
+    >>> step.reason, step.state.counted
+    ('counted', (1860000,))
+    """
     if state.version != spec.version:  # new, reset or reconfigured: start over, keep what was settled/sent
         state = AlertState(spec.version, settled_ms=state.settled_ms, last_sent=state.last_sent,
                            activations=state.activations)
@@ -253,7 +331,27 @@ def settle(spec: AlertSpec, before: AlertState, step: Step, recorded: Recorded) 
     """``step`` activated, but the store already has that activation (a replay with fresh state, or
     a restart from a checkpoint older than the record). Nothing is recorded or sent again, except
     notifications the record still shows as pending (the job stopped while sending them); the
-    state follows the record: released if it was reset, cooldowns as it was sent."""
+    state follows the record: released if it was reset, cooldowns as it was sent.
+
+    Examples
+    --------
+    The record shows the webhook as sent and the console notification as pending: only the
+    console one is sent again.
+
+    >>> console = NotificationTarget('console', {})
+    >>> webhook = NotificationTarget('webhook', {'url': 'https://hooks.example/x'}, name='ops')
+    >>> spec = AlertSpec('p', 'drift', 's', 'high', ('*',), ('data-drift-detected',), notifications=(console, webhook))
+    >>> event = AlertEvent('p', 'ep1', 'app', 'r', 'data-drift-detected', 0.8, 0, 60_000, 0)
+    >>> step = evaluate(spec, AlertState(), event, now_ms=61_000)
+    >>> recorded = Recorded(17, reset=False, notified=[{'id': 'ops', 'status': 'sent'},
+    ...                                                 {'id': console.id, 'status': 'pending'}])
+    >>> again = settle(spec, AlertState(), step, recorded)
+    >>> again.reason, again.activation.send == (console,), again.activation.resend_id
+    ('resend', True, 17)
+    >>> settle(spec, AlertState(), step, Recorded(17, False, [{'id': 'ops', 'status': 'sent'},
+    ...                                                       {'id': console.id, 'status': 'sent'}])).reason
+    'already recorded'
+    """
     act = step.activation
     if act is None:
         return step
@@ -273,5 +371,9 @@ def settle(spec: AlertSpec, before: AlertState, step: Step, recorded: Recorded) 
 
 
 def state_key(alert_name: str, entity: str) -> str:
-    """The key of an (alert, entity) state within the state of its endpoint."""
+    """The key of an (alert, entity) state within the state of its endpoint.
+
+    >>> state_key('drift', 'ep1.app.result.r')
+    'drift\\x1fep1.app.result.r'
+    """
     return f"{alert_name}\x1f{entity}"
