@@ -96,6 +96,12 @@ def read_table(data: Any) -> pa.Table:
     Accepts a ``pyarrow.Table`` or ``RecordBatch``, a pandas DataFrame (converted column by
     column; a column of mixed Python objects becomes strings), or a path to a Parquet
     (``.parquet``, ``.pq``, ``.parq``) or CSV (``.csv``, ``.csv.gz``, ``.csv.bz2``) file.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> read_table(pd.DataFrame({'x': [1.5, 2.0], 'c': ['a', 'b']})).schema.types
+    [DataType(double), DataType(string)]
     """
     if isinstance(data, pa.Table):
         return data
@@ -156,6 +162,9 @@ def as_string_array(values: Any) -> pa.Array:
 
     Strings pass through; any other value is compared as ``str(value)`` (so ``True`` is
     ``"True"`` and ``1`` is ``"1"``), whether it comes from Python, numpy or Arrow.
+
+    >>> as_string_array(['a', True, 1, None, float('nan')]).to_pylist()
+    ['a', 'True', '1', None, None]
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -176,7 +185,11 @@ def as_string_array(values: Any) -> pa.Array:
 
 
 def is_numeric_type(t: pa.DataType) -> bool:
-    """True for Arrow types monitored as numbers: integers, floats, decimals, booleans."""
+    """True for Arrow types monitored as numbers: integers, floats, decimals, booleans.
+
+    >>> is_numeric_type(pa.int64()), is_numeric_type(pa.bool_()), is_numeric_type(pa.string())
+    (True, True, False)
+    """
     return (
         pa.types.is_integer(t)
         or pa.types.is_floating(t)
@@ -186,14 +199,24 @@ def is_numeric_type(t: pa.DataType) -> bool:
 
 
 def is_string_type(t: pa.DataType) -> bool:
-    """True for Arrow types monitored as categories: (large) strings and string dictionaries."""
+    """True for Arrow types monitored as categories: (large) strings and string dictionaries.
+
+    >>> is_string_type(pa.large_string()), is_string_type(pa.dictionary(pa.int8(), pa.string()))
+    (True, True)
+    >>> is_string_type(pa.binary())
+    False
+    """
     if pa.types.is_dictionary(t):
         t = t.value_type
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 def arrow_to_float64(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Return a numeric Arrow array as float64 numpy values, nulls as NaN."""
+    """Return a numeric Arrow array as float64 numpy values, nulls as NaN.
+
+    >>> arrow_to_float64(pa.array([1, None, 3])).tolist()
+    [1.0, nan, 3.0]
+    """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
@@ -233,7 +256,14 @@ def parse_numbers(values: Any) -> tuple[np.ndarray, np.ndarray]:
 def numbers_of_cells(cells: Sequence[Any]) -> tuple[list[Any], np.ndarray | None]:
     """``cells`` (Python values) with each string replaced by the number it spells
     (:func:`parse_numbers`; NaN when it spells none), and the mask of the strings that spell none
-    (None when there is none). Other values are left as they are."""
+    (None when there is none). Other values are left as they are.
+
+    >>> cells, invalid = numbers_of_cells([1, '2.5', 'N/A', None])
+    >>> cells, invalid.tolist()
+    ([1, 2.5, nan, None], [False, False, True, False])
+    >>> numbers_of_cells([1, 2.0])
+    ([1, 2.0], None)
+    """
     text = [i for i, v in enumerate(cells) if isinstance(v, str)]
     if not text:
         return list(cells), None
@@ -250,7 +280,11 @@ def numbers_of_cells(cells: Sequence[Any]) -> tuple[list[Any], np.ndarray | None
 
 def invalid_tokens(values: Any, invalid: np.ndarray) -> dict[str, int]:
     """The most frequent invalid values and their counts (at most :data:`MAX_INVALID_TOKENS`, most
-    frequent first, ties by value; each cut to 64 characters)."""
+    frequent first, ties by value; each cut to 64 characters).
+
+    >>> invalid_tokens(np.array(['?', 'N/A', '?', '7'], dtype=object), np.array([True, True, True, False]))
+    {'?': 2, 'N/A': 1}
+    """
     arr = as_string_array(values).filter(pa.array(invalid))
     counts: dict[str, int] = {}
     vc = pc.value_counts(arr)
@@ -324,6 +358,18 @@ def reference_hist(name: str, stats: Mapping[str, Any]) -> tuple[np.ndarray, np.
 
     Raises ValueError naming the column when the histogram is malformed: counts and edges of
     inconsistent length, non-finite or decreasing edges, negative counts.
+
+    Examples
+    --------
+    An unpadded histogram is padded as MLRun pads it:
+
+    >>> counts, edges = reference_hist('x', {'hist': [[2, 2], [0.0, 1.0, 2.0]]})
+    >>> counts.tolist(), edges[1:-1].tolist(), bool(edges[0] == -MAX_FLOAT)
+    ([0.0, 2.0, 2.0, 0.0], [0.0, 1.0, 2.0], True)
+    >>> reference_hist('x', {'hist': [[2, 2], [0.0, 2.0, 1.0]]})
+    Traceback (most recent call last):
+    ...
+    ValueError: column 'x': ...
     """
     hist = stats.get("hist")
     if not isinstance(hist, (list, tuple)) or len(hist) != 2:
@@ -381,7 +427,21 @@ def _quartiles(finite: np.ndarray) -> np.ndarray:
 
 
 def numeric_stats(values: Any, num_bins: int = NUM_BINS) -> dict[str, Any]:
-    """Return the statistics of one numeric column (NaN = null), in the module's format."""
+    """Return the statistics of one numeric column (NaN = null), in the module's format.
+
+    Examples
+    --------
+    Two inner bins over [1, 4] (edge 2.5), padded; std with ddof=1; quartiles as np.percentile:
+
+    >>> values = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    >>> stats = numeric_stats(values, num_bins=2)
+    >>> stats['count'], stats['nulls'], stats['mean'], stats['hist'][0], stats['hist'][1][1:-1]
+    (4, 1, 2.5, [0, 2, 2, 0], [1.0, 2.5, 4.0])
+    >>> bool(np.isclose(stats['std'], np.nanstd(values, ddof=1)))
+    True
+    >>> [stats['25%'], stats['50%'], stats['75%']] == np.nanpercentile(values, [25, 50, 75]).tolist()
+    True
+    """
     x = np.asarray(values, dtype=np.float64).ravel()
     nan = np.isnan(x)
     nulls = int(nan.sum())
@@ -419,6 +479,22 @@ def text_stats(values: Any, numeric: bool | None = None, *, num_bins: int = NUM_
     :param numeric: True: numeric whatever the share of invalid values; False: categorical;
         None: numeric when at most :data:`MAX_INVALID_PERCENT` % of the non-null values are
         invalid (and at least one is a number).
+
+    Examples
+    --------
+    1 of 21 values (4.8 %) is not a number: numeric, the token counted ``invalid``:
+
+    >>> values = [str(i) for i in range(20)] + ['N/A']
+    >>> stats = text_stats(values)
+    >>> stats['count'], stats['invalid'], stats['invalid_tokens']
+    (20, 1, {'N/A': 1})
+
+    1 of 4 (25 %) is too many: categorical, unless forced:
+
+    >>> 'categories' in text_stats(['1.5', '2', 'N/A', '3'])
+    True
+    >>> text_stats(['1.5', '2', 'N/A', '3'], numeric=True)['invalid']
+    1
     """
     arr = as_string_array(values)
     x, invalid = parse_numbers(arr)
@@ -436,7 +512,11 @@ def text_stats(values: Any, numeric: bool | None = None, *, num_bins: int = NUM_
 
 
 def categorical_stats(values: Any, max_categories: int = MAX_CATEGORIES) -> dict[str, Any]:
-    """Return the statistics of one categorical column (None/NaN = null), in the module's format."""
+    """Return the statistics of one categorical column (None/NaN = null), in the module's format.
+
+    >>> categorical_stats(['a', 'b', 'a', None, 'c'], max_categories=2)
+    {'count': 4, 'unique': 3, 'top': 'a', 'freq': 2, 'categories': ['a', 'b'], 'category_counts': [2, 1], 'other_count': 1, 'nulls': 1}
+    """
     arr = as_string_array(values)
     nulls = int(arr.null_count)
     count = len(arr) - nulls
@@ -472,6 +552,17 @@ def column_stats(
     text, which declares categories, stays categorical), ``"numeric"`` or ``"categorical"`` to
     force one. Raises ValueError when a column of another type (timestamps, binary, nested) is
     forced numeric.
+
+    Examples
+    --------
+    >>> column_stats(pa.array(['a', 'b', 'a']))['categories']
+    ['a', 'b']
+    >>> column_stats(pa.array([True, False, True]), num_bins=2)['mean']  # booleans as 0/1
+    0.6666666666666666
+    >>> column_stats(pa.array([b'x']), kind='numeric')
+    Traceback (most recent call last):
+    ...
+    ValueError: ...
     """
     t = values.type
     if pa.types.is_dictionary(t) and is_numeric_type(t.value_type):
@@ -512,6 +603,18 @@ def feature_stats(
     :param categorical:    columns (likewise) monitored as categories.
     :returns:              ``{normalised name: stats}`` as described in the module docstring.
     Raises ValueError for a name in ``numeric`` or ``categorical`` that is no column, or in both.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({'petal length (cm)': [1.0, 2.0, 3.0, 4.0], 'color': ['r', 'g', 'r', 'r']})
+    >>> stats = feature_stats(df, num_bins=2)
+    >>> list(stats)  # normalised names
+    ['petal_length_cm', 'color']
+    >>> stats['petal_length_cm']['hist'][0], stats['color']['category_counts']
+    ([0, 2, 2, 0], [3, 1])
+    >>> feature_stats(df, categorical=['petal length (cm)'])['petal_length_cm']['categories']
+    ['1.0', '2.0', '3.0', '4.0']
     """
     if not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
@@ -558,7 +661,12 @@ def _forced_kinds(names: Sequence[str], normalised: Sequence[str], numeric: Sequ
 
 def invalid_report(stats: FeatureStats) -> list[str]:
     """One line per column of ``stats`` that holds invalid values: how many, their share of the
-    non-null values, the most frequent tokens; what registration prints and logs."""
+    non-null values, the most frequent tokens; what registration prints and logs.
+
+    >>> stats = {'x': text_stats([str(i) for i in range(20)] + ['N/A']), 'y': numeric_stats(np.array([1.0]))}
+    >>> invalid_report(stats)  # 1 / 21 = 4.76 %
+    ["column 'x': 1 of 21 non-null values (4.76 %) are not numbers ('N/A' x1): counted as invalid values, the column is numeric"]
+    """
     lines = []
     for name, s in stats.items():
         n = s.get("invalid") or 0
@@ -572,10 +680,18 @@ def invalid_report(stats: FeatureStats) -> list[str]:
 
 
 def is_numeric_stats(stats: Mapping[str, Any]) -> bool:
-    """True when a ``feature_stats`` entry carries a numeric histogram."""
+    """True when a ``feature_stats`` entry carries a numeric histogram.
+
+    >>> is_numeric_stats({'count': 2, 'hist': [[1, 1], [0.0, 1.0, 2.0]]}), is_numeric_stats({'count': 0})
+    (True, False)
+    """
     return "hist" in stats
 
 
 def is_categorical_stats(stats: Mapping[str, Any]) -> bool:
-    """True when a ``feature_stats`` entry carries category counts."""
+    """True when a ``feature_stats`` entry carries category counts.
+
+    >>> is_categorical_stats(categorical_stats(['a', 'b'])), is_categorical_stats({'count': 0})
+    (True, False)
+    """
     return "categories" in stats and "category_counts" in stats
