@@ -94,6 +94,14 @@ class Layout:
 
     Build it once per reference with :meth:`from_feature_stats` and reuse it: accumulators
     of the same layout share it. ``fingerprint`` identifies it in serialised state.
+
+    Examples
+    --------
+    >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]},
+    ...          'c': {'categories': ['r', 'g'], 'category_counts': [3, 1], 'other_count': 0}}
+    >>> layout = Layout.from_feature_stats(stats)
+    >>> layout.numeric, layout.categorical, layout.edges[0][1:-1].tolist(), layout.categories
+    (('x',), ('c',), [0.0, 1.0, 2.0], (('r', 'g'),))
     """
 
     numeric: tuple[str, ...]
@@ -113,12 +121,20 @@ class Layout:
 
     @property
     def n_bins(self) -> int:
-        """Numeric bins over all columns."""
+        """Numeric bins over all columns.
+
+        >>> Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}).n_bins  # 2 + 2 padding
+        4
+        """
         return int(self.left.size)
 
     @property
     def n_cat_bins(self) -> int:
-        """Category bins over all categorical columns, ``other`` included."""
+        """Category bins over all categorical columns, ``other`` included.
+
+        >>> Layout.from_feature_stats({'c': {'categories': ['r', 'g'], 'category_counts': [3, 1]}}).n_cat_bins
+        3
+        """
         return int(self.cat_start[-1])
 
     @classmethod
@@ -129,6 +145,11 @@ class Layout:
         ``pad_hist`` does), columns with ``categories`` categorical; others (no values in
         training, unsupported types) are not monitored. Raises ValueError naming the column
         when a histogram or category list is malformed.
+
+        >>> Layout.from_feature_stats({'c': {'categories': ['r', 'r'], 'category_counts': [1, 1]}})
+        Traceback (most recent call last):
+        ...
+        ValueError: column 'c': 'categories' has duplicates
         """
         numeric, edges, categorical, categories = [], [], [], []
         for name, stats in feature_stats.items():
@@ -213,6 +234,14 @@ def bin_index(xt: np.ndarray, layout: Layout) -> np.ndarray:
     ``floor((x - e_1) * (n - 2) / (e_n-1 - e_1)) + 1`` clipped to [0, n - 1], then corrected
     against the actual edges (one step for equal-width edges, more only for the values that
     still need it when the reference edges are uneven).
+
+    Examples
+    --------
+    Edges 0, 1, 2 padded: bin 0 below 0, [0, 1) bin 1, [1, 2] bin 2 (closed), bin 3 above 2:
+
+    >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+    >>> bin_index(np.array([[-5.0, 0.0, 0.99, 1.0, 2.0, 2.5, np.inf]]), layout).tolist()
+    [[0, 1, 1, 2, 2, 3, 3]]
     """
     g = xt * layout.scale
     g -= layout.shift
@@ -363,6 +392,21 @@ class Accumulator:
 
     The one mutable object of the module: :meth:`add_batch` updates it in place;
     :meth:`merge` and ``+`` return a new accumulator.
+
+    Examples
+    --------
+    >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]},
+    ...          'c': {'categories': ['r', 'g'], 'category_counts': [3, 1], 'other_count': 0}}
+    >>> a = Accumulator.from_reference(stats).add_batch({'x': [0.5, 1.5, 'N/A']}, {'c': ['r', 'b', None]})
+    >>> a.histogram('x').tolist(), a.histogram('c').tolist()  # 'b' is not a training category: other
+    ([0, 1, 1, 0], [1, 0, 1])
+    >>> b = Accumulator.from_reference(stats).add_batch(np.array([[1.0], [2.0]]), {'c': ['g', 'g']})
+    >>> both = a + b
+    >>> both.histogram('x').tolist(), both.rows
+    ([0, 1, 3, 0], 5)
+    >>> x = both.to_stats()['x']  # of the finite values 0.5, 1.5, 1.0, 2.0
+    >>> x['count'], x['mean'], bool(np.isclose(x['std'], np.std([0.5, 1.5, 1.0, 2.0], ddof=1))), x['invalid']
+    (4, 1.25, True, 1)
     """
 
     __slots__ = (
@@ -391,17 +435,30 @@ class Accumulator:
 
     @classmethod
     def from_reference(cls, reference: Layout | Mapping[str, Mapping[str, Any]]) -> Accumulator:
-        """Return an empty accumulator for a ``Layout`` or a reference ``feature_stats``."""
+        """Return an empty accumulator for a ``Layout`` or a reference ``feature_stats``.
+
+        >>> Accumulator.from_reference({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+        Accumulator(rows=0, numeric=1, categorical=0)
+        """
         layout = reference if isinstance(reference, Layout) else Layout.from_feature_stats(reference)
         return cls(layout)
 
     @property
     def numeric_columns(self) -> tuple[str, ...]:
-        """Numeric columns, in the order a 2-D batch must have them."""
+        """Numeric columns, in the order a 2-D batch must have them.
+
+        >>> Accumulator.from_reference({'b': {'hist': [[1], [0.0, 1.0]]}, 'a': {'hist': [[1], [0.0, 1.0]]}}).numeric_columns
+        ('b', 'a')
+        """
         return self.layout.numeric
 
     @property
     def categorical_columns(self) -> tuple[str, ...]:
+        """Categorical columns, in the reference's order.
+
+        >>> Accumulator.from_reference({'c': {'categories': ['r'], 'category_counts': [1]}}).categorical_columns
+        ('c',)
+        """
         return self.layout.categorical
 
     # ----------------------------------------------------------------- counting
@@ -427,6 +484,14 @@ class Accumulator:
         Raises ValueError naming the column for a missing column, a wrong column count, rows
         of different lengths, or a value in a numeric column that is neither a number, a null
         nor a string. An empty batch is a no-op.
+
+        >>> acc = Accumulator.from_reference({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+        >>> acc.add_batch(np.array([[0.5], [9.0]])).histogram('x').tolist()  # 9 is above the training maximum
+        [0, 1, 0, 1]
+        >>> acc.add_batch(np.array([[0.5, 1.0]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
         """
         rows, xt, x, inv, cat_arrays = self._prepare(numeric, categorical, invalid)
         if rows == 0:
@@ -572,7 +637,14 @@ class Accumulator:
             raise ValueError("cannot merge accumulators of different references (layouts differ)")
 
     def merge(self, other: Accumulator) -> Accumulator:
-        """Return a new accumulator holding the rows of both: counts add, moments merge."""
+        """Return a new accumulator holding the rows of both: counts add, moments merge.
+
+        >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> a = Accumulator.from_reference(stats).add_batch(np.array([[0.0], [2.0]]))
+        >>> b = Accumulator.from_reference(stats).add_batch(np.array([[2.0], [6.0]]))
+        >>> a.merge(b).to_stats()['x']['mean']  # of 0, 2, 2, 6
+        2.5
+        """
         self._check_same_layout(other)
         out = Accumulator(self.layout)
         out.rows = self.rows + other.rows
@@ -592,7 +664,13 @@ class Accumulator:
     # ----------------------------------------------------------------- bytes
 
     def to_bytes(self) -> bytes:
-        """Serialise the counts and moments (format in the module docstring)."""
+        """Serialise the counts and moments (format in the module docstring).
+
+        >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> acc = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [1.5]]))
+        >>> Accumulator.from_bytes(acc.to_bytes(), stats).histogram('x').tolist()
+        [0, 1, 1, 0]
+        """
         layout = self.layout
         ints = np.concatenate(
             [self.count, self.nulls, self.infs, self.invalid, self.hist, self.cat_count, self.cat_nulls,
@@ -619,6 +697,12 @@ class Accumulator:
 
         Raises ValueError when the bytes are not accumulator state, are truncated, of an unknown
         version, or were written for another reference (the layout fingerprint differs).
+
+        >>> data = Accumulator.from_reference({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}).to_bytes()
+        >>> Accumulator.from_bytes(data, {'x': {'hist': [[2, 2], [0.0, 1.0, 3.0]]}})
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
         """
         acc = cls.from_reference(reference)
         layout = acc.layout
@@ -673,7 +757,12 @@ class Accumulator:
     # ----------------------------------------------------------------- views
 
     def histogram(self, name: str) -> np.ndarray:
-        """Return one column's counts: reference bins for numeric, categories + other for categorical."""
+        """Return one column's counts: reference bins for numeric, categories + other for categorical.
+
+        >>> acc = Accumulator.from_reference({'c': {'categories': ['r', 'g'], 'category_counts': [3, 1]}})
+        >>> acc.add_batch(categorical={'c': ['g', 'g', 'b']}).histogram('c').tolist()
+        [0, 2, 1]
+        """
         layout = self.layout
         if name in layout.numeric:
             j = layout.numeric.index(name)
@@ -692,6 +781,11 @@ class Accumulator:
         than two.
         categorical: count, categories, category_counts, other_count, nulls. Quartiles and
         top/freq/unique are not kept (not mergeable) and so not given.
+
+        >>> acc = Accumulator.from_reference({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+        >>> x = acc.add_batch(np.array([[0.5], [1.5], [np.nan]])).to_stats()['x']
+        >>> x['count'], x['nulls'], x['mean'], x['min'], x['max'], x['hist'][0]
+        (2, 1, 1.0, 0.5, 1.5, [0, 1, 1, 0])
         """
         layout = self.layout
         out: dict[str, dict[str, Any]] = {}
@@ -725,7 +819,14 @@ class Accumulator:
 
     def invalid_share(self) -> float | None:
         """Invalid values / (non-null + invalid values), over all numeric columns; None when
-        they hold no value at all."""
+        they hold no value at all.
+
+        >>> acc = Accumulator.from_reference({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+        >>> acc.invalid_share() is None
+        True
+        >>> acc.add_batch({'x': [0.5, 1.5, 'N/A', '?']}).invalid_share()  # 2 of 4
+        0.5
+        """
         total = int(self.count.sum() + self.invalid.sum())
         return int(self.invalid.sum()) / total if total else None
 
