@@ -45,11 +45,35 @@ class Reloading:
         self.loaded_at = -float("inf")
 
     def age(self) -> float:
-        """Seconds since the last load (or failed reload); infinite before the first."""
+        """Seconds since the last load (or failed reload); infinite before the first.
+
+        >>> now = [100.0]
+        >>> names = Reloading(lambda: ['a'], clock=lambda: now[0])
+        >>> names.age()
+        inf
+        >>> names.refresh(); now[0] = 112.5; names.age()
+        True
+        12.5
+        """
         return self._clock() - self.loaded_at
 
     def refresh(self, force: bool = False) -> bool:
-        """Load again when due (or ``force``); True when a new value was loaded."""
+        """Load again when due (or ``force``); True when a new value was loaded.
+
+        A failed reload keeps the last value:
+
+        >>> answers = iter([['a', 'b'], ConnectionError('store down')])
+        >>> def load():
+        ...     answer = next(answers)
+        ...     if isinstance(answer, Exception):
+        ...         raise answer
+        ...     return answer
+        >>> import logging; logging.disable(logging.WARNING)
+        >>> names = Reloading(load, what='names')
+        >>> names.refresh(), names.refresh(force=True), names.value
+        (True, False, ['a', 'b'])
+        >>> logging.disable(logging.NOTSET)
+        """
         now = self._clock()
         if not force and now - self.loaded_at < self.refresh_seconds:
             return False
