@@ -26,14 +26,26 @@ class LayoutCache:
     """The layouts of references, by endpoint: a reference's layout is built once however many
     catalogs of a process ask for it (each operator of a job has its own catalog; with 10,000
     endpoints a layout per endpoint costs seconds). An entry is reused while the endpoint's
-    ``feature_stats`` is the same object or equal to the one it was built from."""
+    ``feature_stats`` is the same object or equal to the one it was built from.
+
+    Examples
+    --------
+    >>> cache = LayoutCache()
+    >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> cache.layout('ep1', stats) is cache.layout('ep1', dict(stats))  # equal stats: built once
+    True
+    """
 
     def __init__(self):
         self._entries: dict[str, tuple[Mapping[str, Any], Layout]] = {}
 
     def layout(self, endpoint_id: str, stats: Mapping[str, Any]) -> Layout:
         """The layout of ``stats`` (:meth:`Layout.from_feature_stats`; its ValueError when they are
-        malformed)."""
+        malformed).
+
+        >>> LayoutCache().layout('ep1', {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}).numeric
+        ('x',)
+        """
         entry = self._entries.get(endpoint_id)
         if entry is not None and (entry[0] is stats or entry[0] == stats):
             return entry[1]
@@ -42,13 +54,37 @@ class LayoutCache:
         return layout
 
     def retain(self, endpoint_ids: Iterable[str]) -> None:
-        """Forget the layouts of endpoints not among ``endpoint_ids`` (deleted ones)."""
+        """Forget the layouts of endpoints not among ``endpoint_ids`` (deleted ones).
+
+        >>> cache, stats = LayoutCache(), {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> first = cache.layout('ep1', stats)
+        >>> cache.retain(['ep2'])
+        >>> cache.layout('ep1', stats) is first  # built again
+        False
+        """
         keep = set(endpoint_ids)
         for endpoint_id in [e for e in self._entries if e not in keep]:
             del self._entries[endpoint_id]
 
 
 class EndpointCatalog:
+    """The endpoints of ``load()`` by id: their column names, records and reference layouts
+    (see the module docstring for when it reloads).
+
+    Examples
+    --------
+    >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> endpoints = [{'endpoint_id': 'ep1', 'feature_names': ['x'], 'output_names': ['y'], 'feature_stats': stats},
+    ...              {'endpoint_id': 'ep2', 'feature_stats': {'x': {'hist': [[1], [2.0, 1.0]]}}}]
+    >>> catalog = EndpointCatalog(lambda: endpoints)
+    >>> catalog.columns('ep1'), catalog.layout('ep1').numeric
+    (Columns(features=('x',), outputs=('y',)), ('x',))
+    >>> catalog.layout('ep2') is None, sorted(catalog.errors)  # its rows are only counted
+    (True, ['ep2'])
+    >>> catalog.record('ep3') is None, catalog.columns('ep3')  # unknown: reloaded once, still unknown
+    (True, Columns(features=(), outputs=()))
+    """
+
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
                  miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  layouts: LayoutCache | None = None):
@@ -66,9 +102,25 @@ class EndpointCatalog:
 
     @property
     def refresh_seconds(self) -> float:
+        """Seconds between reloads.
+
+        >>> EndpointCatalog(lambda: [], refresh_seconds=60).refresh_seconds
+        60
+        """
         return self._loading.refresh_seconds
 
     def refresh(self, force: bool = False) -> None:
+        """Reload when due (or ``force``): records, names and layouts; a layout is built once per
+        reference (:class:`LayoutCache`).
+
+        >>> endpoints = []
+        >>> catalog = EndpointCatalog(lambda: list(endpoints), refresh_seconds=3600)
+        >>> catalog.refresh()
+        >>> endpoints.append({'endpoint_id': 'ep1', 'feature_names': ['x']})
+        >>> catalog.refresh(force=True)
+        >>> catalog.columns('ep1').features
+        ('x',)
+        """
         if not self._loading.refresh(force):
             return
         loaded = self._loading.value
@@ -101,17 +153,39 @@ class EndpointCatalog:
         return endpoint_id in self._records
 
     def record(self, endpoint_id: str) -> Mapping[str, Any] | None:
+        """The endpoint's record as ``load()`` gave it; None for an endpoint not known.
+
+        >>> EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'model': 'm'}]).record('ep1')
+        {'endpoint_id': 'ep1', 'model': 'm'}
+        """
         return self._records.get(endpoint_id) if self._known(endpoint_id) else None
 
     def columns(self, endpoint_id: str) -> Columns:
-        """Asked once per record: the names are made once per load."""
+        """The endpoint's feature and output names (:class:`~streamdrift.udfs.events.Columns`; empty
+        when not known). Asked once per record: the names are made once per load.
+
+        >>> EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'feature_names': ['a', 'b']}]).columns('ep1')
+        Columns(features=('a', 'b'), outputs=())
+        """
         return self._columns.get(endpoint_id, NO_COLUMNS) if self._known(endpoint_id) else NO_COLUMNS
 
     def layout(self, endpoint_id: str) -> Layout | None:
+        """The layout of the endpoint's reference; None without a usable one.
+
+        >>> EndpointCatalog(lambda: [{'endpoint_id': 'ep1'}]).layout('ep1') is None  # no feature_stats
+        True
+        """
         return self._layouts.get(endpoint_id) if self._known(endpoint_id) else None
 
     def layout_by_fingerprint(self, fingerprint: bytes) -> Layout | None:
-        """A layout seen since start (old references too, for state written before an update)."""
+        """A layout seen since start (old references too, for state written before an update).
+
+        >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> catalog = EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'feature_stats': stats}])
+        >>> layout = catalog.layout('ep1')
+        >>> catalog.layout_by_fingerprint(layout.fingerprint) is layout
+        True
+        """
         self.refresh()
         if fingerprint not in self._by_fingerprint:
             self._reload_on_miss()
