@@ -42,7 +42,8 @@ def _schema(inputs: str):
 
 @dataclasses.dataclass(frozen=True)
 class ColumnarPart:
-    """The records of a batch read column-wise: their indices in the batch, raw-row columns, partials."""
+    """The records of a batch read column-wise: their indices in the batch, raw-row columns, partials
+    (:meth:`ColumnarReader.aggregate` makes them)."""
 
     index: np.ndarray
     endpoint_ids: list[str]
@@ -93,7 +94,32 @@ def _candidates(payloads: list[bytes]) -> tuple[np.ndarray, bytes]:
 
 class ColumnarReader:
     """Reads batches column-wise; keep one per operator: it remembers the inputs shape that worked
-    and rests after a batch it could not read (1, 2, 4, ... up to ``max_rest`` batches)."""
+    and rests after a batch it could not read (1, 2, 4, ... up to ``max_rest`` batches).
+
+    Examples
+    --------
+    Two native events are read column-wise; the record that is not an object is left to the
+    per-record path (its index is not in ``part.index``):
+
+    >>> from streamdrift.udfs.catalog import EndpointCatalog
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> catalog = EndpointCatalog(lambda: [{'endpoint_id': 'ep1', 'feature_names': ['x'], 'feature_stats': stats}])
+    >>> records = [b'{"endpoint_id": "ep1", "timestamp": 1764158400000, "inputs": [[0.5], [1.5]], "latency_us": 900}',
+    ...            b'{"endpoint_id": "ep1", "timestamp": 1764158430000, "inputs": [[1.7]], "request_id": "r2"}',
+    ...            b'[1]']
+    >>> reader = ColumnarReader()
+    >>> part = reader.aggregate(records, catalog, window_ms=60_000, sample_size=100)
+    >>> part.index.tolist(), part.request_ids, part.latency_us.tolist()
+    ([0, 1], [None, 'r2'], [900.0, nan])
+    >>> [(p.window_start, p.aggregate.rows, p.aggregate.accumulator.histogram('x').tolist()) for p in part.partials]
+    [(1764158400000, 3, [0, 1, 2, 0])]
+
+    A batch it cannot read as a whole (a field of another type) is left to the per-record path,
+    and the reader rests for the next batch:
+
+    >>> reader.aggregate([b'{"endpoint_id": 5}'], catalog, 60_000, 100) is None, reader.rest
+    (True, 1)
+    """
 
     def __init__(self, max_rest: int = 64):
         self.schemas = list(_SCHEMAS)
@@ -130,7 +156,8 @@ class ColumnarReader:
     def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int, sample_size: int,
                   bounds: TimeBounds | None = None) -> ColumnarPart | None:
         """The partials of the records read here, or None when none were. A record whose time is
-        outside ``bounds`` is left to the per-record path (which says why it is refused)."""
+        outside ``bounds`` is left to the per-record path (which says why it is refused).
+        See the class's example."""
         if self.rest:
             self.rest -= 1
             return None
