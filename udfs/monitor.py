@@ -50,7 +50,7 @@ MAX_MESSAGE = 2000
 
 @dataclasses.dataclass(frozen=True)
 class WindowOutput:
-    """Everything one closed (or corrected) window produces."""
+    """Everything one closed (or corrected) window produces (:func:`monitor_window` makes it)."""
 
     project: str
     endpoint_id: str
@@ -71,7 +71,13 @@ _RECORD_FIELDS = ("results", "metrics", "errors", "feature_drift")
 
 def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
     """``out`` as a JSON-ready dict (records by :func:`streamdrift.udfs.records.record_to_json`): what a dead
-    letter of the writer carries, so that the window can be written later as it would have been."""
+    letter of the writer carries, so that the window can be written later as it would have been.
+
+    >>> out = window_failed('p', 'ep1', 1_764_158_400_000, 1_764_158_460_000, 0, ValueError('boom'))
+    >>> data = window_output_to_json(out)
+    >>> data['errors'][0]['message'], window_output_from_json(data) == out
+    ('ValueError: boom', True)
+    """
     data = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
     data["prediction"] = None if out.prediction is None else record_to_json(out.prediction)
     for name in _RECORD_FIELDS:
@@ -80,7 +86,12 @@ def window_output_to_json(out: WindowOutput) -> dict[str, Any]:
 
 
 def window_output_from_json(data: Mapping[str, Any]) -> WindowOutput:
-    """The :class:`WindowOutput` of :func:`window_output_to_json`."""
+    """The :class:`WindowOutput` of :func:`window_output_to_json` (see its example).
+
+    >>> out = WindowOutput('p', 'ep1', 0, 60_000, 1, 3, None)
+    >>> window_output_from_json(window_output_to_json(out)) == out
+    True
+    """
     fields = dict(data)
     fields["prediction"] = None if data.get("prediction") is None else record_from_json(data["prediction"])
     for name in _RECORD_FIELDS:
@@ -94,7 +105,13 @@ WINDOW_OUTPUT = "window-output"
 
 def window_dead_letter(out: WindowOutput, reason: str) -> str:
     """The dead letter (JSON) of a window whose records a store refused for good: the reason, the
-    window, and everything it would have written (``streamdrift dead-letters replay`` writes it)."""
+    window, and everything it would have written (``streamdrift dead-letters replay`` writes it).
+
+    >>> import json
+    >>> letter = json.loads(window_dead_letter(WindowOutput('p', 'ep1', 0, 60_000, 0, 0, None), 'table full'))
+    >>> letter['kind'], letter['reason'], letter['window_end_ms'], letter['output']['endpoint_id']
+    ('window-output', 'table full', 60000, 'ep1')
+    """
     import json
 
     return json.dumps({"kind": WINDOW_OUTPUT, "reason": reason, "endpoint_id": out.endpoint_id,
@@ -103,6 +120,14 @@ def window_dead_letter(out: WindowOutput, reason: str) -> str:
 
 
 def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int, agg: WindowAggregate) -> PredictionRecord:
+    """The window's prediction aggregate: rows, events, errors, latency (mean and quantiles from
+    the log histogram, µs), first and last request time.
+
+    >>> agg = WindowAggregate(rows=4, events=2, errors=1, latency_count=2, latency_sum=1800.0)
+    >>> record = prediction_record('p', 'ep1', 1_764_158_400_000, 1_764_158_460_000, agg)
+    >>> record.count, record.events, record.error_count, record.latency_mean_us, str(record.end_infer_time)
+    (4, 2, 1, 900.0, '2025-11-26 12:01:00+00:00')
+    """
     return PredictionRecord(
         project=project, endpoint_id=endpoint_id, start_infer_time=utc_from_ms(start_ms),
         end_infer_time=utc_from_ms(end_ms), count=agg.rows, events=agg.events, error_count=agg.errors,
@@ -122,7 +147,12 @@ JOB_APPLICATION = "streamdrift"
 def window_failed(project: str, endpoint_id: str, start_ms: int, end_ms: int, revision: int,
                   exc: BaseException) -> WindowOutput:
     """The output of a window whose processing raised: one ``mm-window-failed`` error record with
-    the exception, so the window is visible (and alertable) instead of stopping the job."""
+    the exception, so the window is visible (and alertable) instead of stopping the job.
+
+    >>> out = window_failed('p', 'ep1', 0, 60_000, -1, KeyError('x'))
+    >>> out.revision, [(e.application_name, e.error_type, e.message) for e in out.errors]
+    (0, [('streamdrift', 'mm-window-failed', "KeyError: 'x'")])
+    """
     message = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
     error = ErrorRecord(project, endpoint_id, JOB_APPLICATION, WINDOW_FAILED, message, utc_from_ms(end_ms))
     return WindowOutput(project, endpoint_id, start_ms, end_ms, max(revision, 0), 0, None, errors=(error,))
@@ -198,6 +228,35 @@ def monitor_window(
     ``reference_sample_loader(endpoint_id, endpoint)`` and ``artifacts_dir`` reach the contexts
     (``reference_sample_df``, ``artifact_path``); an application's own ``reference_sample_loader``
     and ``artifacts_dir`` attributes (set by :mod:`streamdrift.connectors.app_registry`) take precedence.
+
+    Examples
+    --------
+    A window of 4 rows, 1 in [0, 1) and 3 in [1, 2], against a reference of 2 and 2; the default
+    application and one that raises:
+
+    >>> from streamdrift.udfs.events import decode
+    >>> from streamdrift.udfs.accumulator import Layout
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> agg = WindowAggregate()
+    >>> agg.add_events([decode('{"endpoint_id": "ep1", "timestamp": 1764158400, "latency_us": 900,'
+    ...                        ' "inputs": [{"x": 0.5}, {"x": 1.5}, {"x": 1.5}, {"x": 1.5}]}')],
+    ...                Layout.from_feature_stats(stats))
+    >>> from streamdrift.udfs.applications import HistogramDataDriftApplication
+    >>> class Broken(ModelMonitoringApplicationBase):
+    ...     def do_tracking(self, monitoring_context):
+    ...         raise ValueError('boom')
+    >>> logging.disable(logging.WARNING)
+    >>> out = monitor_window({'endpoint_id': 'ep1', 'project': 'p', 'feature_stats': stats}, 'ep1', 'default',
+    ...                      1_764_158_400_000, 1_764_158_460_000, agg, [HistogramDataDriftApplication(), Broken()])
+    >>> logging.disable(logging.NOTSET)
+    >>> [(r.result_name, r.status) for r in out.results]
+    [('general_drift', 0), ('feature_drift', 0)]
+    >>> {m.metric_name: m.value for m in out.metrics}['tvd_mean']  # (|1/4 - 1/2| + |3/4 - 1/2|) / 2
+    0.25
+    >>> [(e.application_name, e.error_type, e.message) for e in out.errors]  # the others went on
+    [('Broken', 'mm-app-failed', 'ValueError: boom')]
+    >>> out.prediction.count, [f.feature_name for f in out.feature_drift]
+    (4, ['x'])
     """
     project = (endpoint or {}).get("project") or default_project
     prediction = prediction_record(project, endpoint_id, start_ms, end_ms, agg)
@@ -262,7 +321,17 @@ UNMATCHED_COLUMNS = "mm-app-unmatched-columns"
 
 def unmatched_columns(agg: WindowAggregate, feature_stats: Mapping[str, Any]) -> str | None:
     """Why a window that received rows has nothing to compare with the reference (no value in any
-    reference column: renamed or re-cased features, all-null inputs), or None when it has."""
+    reference column: renamed or re-cased features, all-null inputs), or None when it has.
+
+    >>> from streamdrift.udfs.events import decode
+    >>> from streamdrift.udfs.accumulator import Layout
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> agg = WindowAggregate()
+    >>> agg.add_events([decode('{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [{"X": 0.5}]}')],
+    ...                Layout.from_feature_stats(stats))
+    >>> print(unmatched_columns(agg, stats))
+    the window's 1 rows have no value in any column of the reference: its columns ['X'] (all null when they are the reference's), the reference's ['x']; were features renamed or re-cased, or are the inputs empty?
+    """
     acc = agg.accumulator
     if not agg.rows or acc is None or int(acc.count.sum()) + int(acc.cat_count.sum()) > 0:
         return None
