@@ -81,7 +81,20 @@ class ModelMonitoringApplicationResult:
     """A result of an application (MLRun's): ``name`` ``[a-zA-Z_][a-zA-Z0-9_]*``, ``value`` a number
     (None only with status irrelevant: nothing could be measured), ``kind`` a :class:`ResultKindApp`,
     ``status`` a :class:`ResultStatusApp` (ints of those values are accepted), ``extra_data`` a
-    JSON-able dict."""
+    JSON-able dict.
+
+    Examples
+    --------
+    >>> result = ModelMonitoringApplicationResult('accuracy', 0.91, 'model_performance', 0)
+    >>> result.kind, result.status
+    (<ResultKindApp.model_performance: 2>, <ResultStatusApp.no_detection: 0>)
+    >>> result.to_dict()
+    {'result_name': 'accuracy', 'result_value': 0.91, 'result_kind': 2, 'result_status': 0, 'result_extra_data': '{}'}
+    >>> ModelMonitoringApplicationResult('accuracy', 0.91, 'model_performance', 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: result status 5 is not one of irrelevant (-1), no_detection (0), potential_detection (1), detected (2)
+    """
 
     name: str
     value: float | None
@@ -101,7 +114,11 @@ class ModelMonitoringApplicationResult:
 
 @dataclasses.dataclass
 class ModelMonitoringApplicationMetric:
-    """A metric of an application (MLRun's): a name ``[a-zA-Z_][a-zA-Z0-9_]*`` and a number."""
+    """A metric of an application (MLRun's): a name ``[a-zA-Z_][a-zA-Z0-9_]*`` and a number.
+
+    >>> ModelMonitoringApplicationMetric('rows_seen', 120).to_dict()
+    {'metric_name': 'rows_seen', 'metric_value': 120}
+    """
 
     name: str
     value: float
@@ -129,7 +146,20 @@ def _enum(cls, value: Any, what: str):
 
 class AppLogger:
     """MLRun's application logger on top of :mod:`logging`: ``logger.info("msg", key=value, ...)``
-    logs ``msg {"key": value}``; with no keyword arguments it is a plain logger call."""
+    logs ``msg {"key": value}``; with no keyword arguments it is a plain logger call.
+
+    Examples
+    --------
+    >>> import sys
+    >>> base = logging.getLogger('streamdrift.example')
+    >>> handler = logging.StreamHandler(sys.stdout); base.addHandler(handler); base.setLevel(logging.INFO)
+    >>> log = AppLogger(base, app='my-app')
+    >>> log.info('window done', rows=4, drift=0.25)
+    [app=my-app] window done {"drift": 0.25, "rows": 4}
+    >>> log.debug('not shown'); log.isEnabledFor(logging.DEBUG)
+    False
+    >>> base.removeHandler(handler)
+    """
 
     def __init__(self, logger: logging.Logger | str = "streamdrift.app", **context: Any):
         self._logger = logging.getLogger(logger) if isinstance(logger, str) else logger
@@ -170,7 +200,17 @@ class EndpointRecord(dict):
     """The endpoint record given to an application: a dict of the SQL store's fields
     (``endpoint_id``, ``project``, ``model_name``, ``feature_names``, ``feature_stats``, ...), also
     readable the way MLRun's ``ModelEndpoint`` is: ``.metadata.uid``/``.name``/``.project``,
-    ``.spec.feature_names``/``.label_names``/``.feature_stats``/``.model_name``..., ``.status.*``."""
+    ``.spec.feature_names``/``.label_names``/``.feature_stats``/``.model_name``..., ``.status.*``.
+
+    Examples
+    --------
+    >>> endpoint = EndpointRecord({'endpoint_id': 'ep1', 'model_name': 'scorer', 'project': 'p',
+    ...                            'feature_names': ['x'], 'monitoring_mode': 'enabled'})
+    >>> endpoint.metadata.uid, endpoint.metadata.name, endpoint.spec.feature_names, endpoint.status.monitoring_mode
+    ('ep1', 'scorer', ['x'], 'enabled')
+    >>> endpoint['project']
+    'p'
+    """
 
     @property
     def metadata(self) -> SimpleNamespace:
@@ -212,6 +252,15 @@ class MonitoringApplicationContext:
     (the :class:`streamdrift.udfs.window.WindowAggregate`) and ``reference_sample_df`` (the stored sample of
     the training rows, or None). Each application gets its own copies: what it changes in place
     reaches neither the other applications nor the next window.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+    >>> context = MonitoringApplicationContext(application_name='my-app', project_name='p', endpoint_id='ep1',
+    ...     model_endpoint={'model_name': 'scorer'}, start_infer_time=t0, end_infer_time=t0 + dt.timedelta(minutes=1))
+    >>> context.endpoint_name, str(context.end_infer_time), context.feature_stats, context.sample_df_stats
+    ('scorer', '2025-11-26 12:01:00+00:00', {}, {})
     """
 
     def __init__(
@@ -268,7 +317,18 @@ class MonitoringApplicationContext:
 
     @property
     def sample_df(self):
-        """A uniform sample of the window's rows (at most the job's ``sample_size``), a DataFrame."""
+        """A uniform sample of the window's rows (at most the job's ``sample_size``), a DataFrame;
+        given as a frame or as a callable that makes it (called once, on first use).
+
+        >>> import datetime as dt, pandas as pd
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> calls = []
+        >>> context = MonitoringApplicationContext(application_name='a', project_name='p', endpoint_id='ep1',
+        ...     model_endpoint=None, start_infer_time=t0, end_infer_time=t0,
+        ...     sample_df=lambda: calls.append(1) or pd.DataFrame({'x': [0.5, 1.5]}))
+        >>> context.sample_df['x'].tolist(), context.sample_df['x'].tolist(), len(calls)
+        ([0.5, 1.5], [0.5, 1.5], 1)
+        """
         if self._sample_df is None or callable(self._sample_df):
             import pandas as pd
 
@@ -278,7 +338,15 @@ class MonitoringApplicationContext:
 
     @property
     def sample_df_stats(self) -> Mapping[str, Any]:
-        """The window's statistics (all rows) in ``feature_stats`` form, on the reference's bins."""
+        """The window's statistics (all rows) in ``feature_stats`` form, on the reference's bins;
+        ``{}`` when none were given.
+
+        >>> import datetime as dt
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> MonitoringApplicationContext(application_name='a', project_name='p', endpoint_id='ep1', model_endpoint=None,
+        ...     start_infer_time=t0, end_infer_time=t0, sample_df_stats=lambda: {'x': {'count': 2}}).sample_df_stats
+        {'x': {'count': 2}}
+        """
         if self._sample_df_stats is None or callable(self._sample_df_stats):
             value = self._resolve(self._sample_df_stats)
             self._sample_df_stats = value if value is not None else {}
@@ -286,7 +354,15 @@ class MonitoringApplicationContext:
 
     @property
     def window(self):
-        """The window's aggregate (:class:`streamdrift.udfs.window.WindowAggregate`), or None."""
+        """The window's aggregate (:class:`streamdrift.udfs.window.WindowAggregate`), or None.
+
+        >>> import datetime as dt
+        >>> from streamdrift.udfs.window import WindowAggregate
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> MonitoringApplicationContext(application_name='a', project_name='p', endpoint_id='ep1', model_endpoint=None,
+        ...     start_infer_time=t0, end_infer_time=t0, window=lambda: WindowAggregate(rows=3)).window.rows
+        3
+        """
         if callable(self._window):
             self._window = self._window()
         return self._window
@@ -294,7 +370,16 @@ class MonitoringApplicationContext:
     @property
     def reference_sample_df(self):
         """The stored sample of the endpoint's training rows (at most 10,000, normalised column
-        names) as a pandas DataFrame; None when the endpoint has none or no loader was given."""
+        names) as a pandas DataFrame; None when the endpoint has none or no loader was given.
+
+        >>> import datetime as dt
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> def loader(endpoint_id, endpoint):
+        ...     return f'the training rows of {endpoint_id}'
+        >>> MonitoringApplicationContext(application_name='a', project_name='p', endpoint_id='ep1', model_endpoint=None,
+        ...     start_infer_time=t0, end_infer_time=t0, reference_sample_loader=loader).reference_sample_df
+        'the training rows of ep1'
+        """
         if not self._reference_loaded:
             self._reference_loaded = True
             if self._reference_loader is not None:
@@ -306,7 +391,12 @@ class MonitoringApplicationContext:
     @staticmethod
     def dict_to_histogram(histogram_dict: Mapping[str, Any]):
         """``{feature: {"hist": [counts, edges], "count": n}}`` → DataFrame of each feature's bin
-        probabilities (counts / count), as MLRun's."""
+        probabilities (counts / count), as MLRun's.
+
+        >>> MonitoringApplicationContext.dict_to_histogram(
+        ...     {'x': {'hist': [[1, 3], [0.0, 1.0, 2.0]], 'count': 4}, 'c': {'categories': ['a']}})['x'].tolist()
+        [0.25, 0.75]
+        """
         import numpy as np
         import pandas as pd
 
@@ -315,7 +405,17 @@ class MonitoringApplicationContext:
 
     def artifact_path(self, name: str | None = None, suffix: str = ".html") -> Path:
         """``<artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>[-<name>]<suffix>``
-        (:func:`artifact_file`); its folder is created."""
+        (:func:`artifact_file`); its folder is created. RuntimeError without an artifacts directory.
+
+        >>> import datetime as dt, tempfile
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> root = tempfile.mkdtemp()
+        >>> context = MonitoringApplicationContext(application_name='my-app', project_name='p', endpoint_id='ep1',
+        ...     model_endpoint=None, start_infer_time=t0, end_infer_time=t0, artifacts_dir=root)
+        >>> path = context.artifact_path('report')
+        >>> path.relative_to(root).as_posix(), path.parent.is_dir()
+        ('p/ep1/my-app/20251126T120000Z-report.html', True)
+        """
         if self.artifacts_dir is None:
             raise RuntimeError("no artifacts directory: register the application with artifacts_dir "
                                "(streamdrift apps add --artifacts-dir DIR) or give it to the context")
@@ -328,7 +428,17 @@ class MonitoringApplicationContext:
                      local_path: str | None = None, **kwargs: Any) -> str:
         """Keep an artifact of this window as a file (MLRun's ``log_artifact``, local files only):
         ``body`` (bytes or text), or the file at ``local_path``, is written to
-        :meth:`artifact_path` (``item`` in the name, ``format`` as the suffix). Returns the path."""
+        :meth:`artifact_path` (``item`` in the name, ``format`` as the suffix). Returns the path.
+
+        >>> import datetime as dt, tempfile
+        >>> from pathlib import Path
+        >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+        >>> context = MonitoringApplicationContext(application_name='my-app', project_name='p', endpoint_id='ep1',
+        ...     model_endpoint=None, start_infer_time=t0, end_infer_time=t0, artifacts_dir=tempfile.mkdtemp())
+        >>> path = context.log_artifact('summary', body='rows: 4', format='txt')
+        >>> Path(path).name, Path(path).read_text()
+        ('20251126T120000Z-summary.txt', 'rows: 4')
+        """
         if body is None and local_path is None:
             raise ValueError("log_artifact needs body or local_path")
         suffix = "." + (format or (Path(local_path).suffix.lstrip(".") if local_path else "") or "bin")
@@ -354,7 +464,13 @@ def artifact_file(artifacts_dir: str | os.PathLike, project: str, endpoint_id: s
     """Where a window's artifact lives (pure: nothing is created):
     ``<artifacts_dir>/<project>/<endpoint_id>/<application>/<window end>[-<name>]<suffix>``, the
     window end as ``20240101T001000Z`` (``.123`` milliseconds when it has some) and every part
-    outside ``[A-Za-z0-9._-]`` as ``_``."""
+    outside ``[A-Za-z0-9._-]`` as ``_``.
+
+    >>> import datetime as dt
+    >>> end = dt.datetime(2025, 11, 26, 12, 1, 0, 250_000, tzinfo=dt.timezone.utc)
+    >>> artifact_file('/srv/artifacts', 'p', 'ep1', 'my app', end, 'drift/report').as_posix()
+    '/srv/artifacts/p/ep1/my_app/20251126T120100.250Z-drift_report.html'
+    """
     end = end_infer_time.astimezone(dt.timezone.utc)
     stamp = end.strftime("%Y%m%dT%H%M%S") + (f".{end.microsecond // 1000:03d}" if end.microsecond else "") + "Z"
     stem = stamp if not name else f"{stamp}-{_file_part(name)}"
@@ -370,6 +486,21 @@ class ModelMonitoringApplicationBase:
     of ``do_tracking`` (default 60; :mod:`streamdrift.udfs.monitor`). ``uses_sample``: whether it reads the
     window's ``sample_df``; the job keeps a sample of each window's rows only while an enabled
     application does (an application that sets it False and reads ``sample_df`` gets no rows).
+
+    Examples
+    --------
+    >>> class RowCount(ModelMonitoringApplicationBase):
+    ...     def do_tracking(self, monitoring_context):
+    ...         return {'rows': len(monitoring_context.sample_df)}
+    >>> import datetime as dt, pandas as pd
+    >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+    >>> context = MonitoringApplicationContext(application_name='row-count', project_name='p', endpoint_id='ep1',
+    ...     model_endpoint=None, start_infer_time=t0, end_infer_time=t0, sample_df=pd.DataFrame({'x': [1, 2, 3]}))
+    >>> RowCount().do_tracking(context)
+    {'rows': 3}
+    >>> items, _ = RowCount().do(context)  # MLRun's wrapper: metrics of a dict
+    >>> items
+    [ModelMonitoringApplicationMetric(name='rows', value=3)]
     """
 
     NAME: str | None = None
@@ -381,7 +512,7 @@ class ModelMonitoringApplicationBase:
         raise NotImplementedError(f"{type(self).__name__} must implement do_tracking(monitoring_context)")
 
     def do(self, monitoring_context: MonitoringApplicationContext):
-        """MLRun's wrapper: ``(list of results and metrics, context)``."""
+        """MLRun's wrapper: ``(list of results and metrics, context)`` (see the class's example)."""
         out = self.do_tracking(monitoring_context)
         if isinstance(out, Mapping):
             out = [ModelMonitoringApplicationMetric(k, v) for k, v in out.items()]
@@ -400,6 +531,28 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
     window's values that are not numbers ("N/A", "?") in numeric columns / (non-null + invalid
     values), never part of the drift; per column in ``general_drift``'s ``extra_data``.
     Enabled in every project unless registered disabled (``streamdrift apps disable histogram-data-drift``).
+
+    Examples
+    --------
+    A window of 4 rows, 1 in [0, 1) and 3 in [1, 2], against a reference of 2 and 2:
+    TVD = (|1/4 − 1/2| + |3/4 − 1/2|) / 2 = 0.25.
+
+    >>> import datetime as dt
+    >>> import numpy as np
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> from streamdrift.udfs.window import WindowAggregate
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> window = WindowAggregate(rows=4, accumulator=Accumulator.from_reference(stats).add_batch(
+    ...     np.array([[0.5], [1.5], [1.5], [1.5]])))
+    >>> t0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+    >>> context = MonitoringApplicationContext(application_name=HISTOGRAM_DATA_DRIFT, project_name='p',
+    ...     endpoint_id='ep1', model_endpoint=None, start_infer_time=t0, end_infer_time=t0,
+    ...     feature_stats=stats, window=window)
+    >>> out = HistogramDataDriftApplication().do_tracking(context)
+    >>> [(r.name, int(r.status)) for r in out if isinstance(r, ModelMonitoringApplicationResult)]
+    [('general_drift', 0), ('feature_drift', 0)]
+    >>> {m.name: m.value for m in out if isinstance(m, ModelMonitoringApplicationMetric)}['tvd_mean']
+    0.25
     """
 
     NAME = HISTOGRAM_DATA_DRIFT
@@ -462,7 +615,13 @@ def split_class_path(class_path: str) -> tuple[str, str]:
 
 def app_name(app: Any) -> str:
     """The name an application's records carry: its ``NAME`` (the registry sets it to the
-    registration's name), else its class name."""
+    registration's name), else its class name.
+
+    >>> class Mine(ModelMonitoringApplicationBase):
+    ...     pass
+    >>> app_name(Mine()), app_name(HistogramDataDriftApplication())
+    ('Mine', 'histogram-data-drift')
+    """
     return getattr(app, "NAME", None) or type(app).__name__
 
 
@@ -470,12 +629,24 @@ def sample_size_for(apps: Iterable[Any], sample_size: int) -> int:
     """The rows of each window to keep as its sample: ``sample_size`` while one of ``apps`` reads
     the sample (:attr:`ModelMonitoringApplicationBase.uses_sample`, true unless an application says
     otherwise), else 0: carrying rows nobody reads costs every event its values' bytes, several
-    times over (to the window's state and back)."""
+    times over (to the window's state and back).
+
+    >>> sample_size_for([HistogramDataDriftApplication()], 1000)  # counts only
+    0
+    >>> sample_size_for([HistogramDataDriftApplication(), ModelMonitoringApplicationBase()], 1000)
+    1000
+    """
     return sample_size if any(getattr(app, "uses_sample", True) for app in apps) else 0
 
 
 def app_timeout(app: Any) -> float | None:
-    """Seconds one ``do_tracking`` call may take (``timeout_seconds``; None or <= 0: no limit)."""
+    """Seconds one ``do_tracking`` call may take (``timeout_seconds``; None or <= 0: no limit).
+
+    >>> class Slow(ModelMonitoringApplicationBase):
+    ...     timeout_seconds = 0
+    >>> app_timeout(ModelMonitoringApplicationBase()), app_timeout(Slow())
+    (60.0, None)
+    """
     value = getattr(app, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
     if value is None:
         return None
@@ -508,7 +679,26 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def normalise_output(output: Any, context: MonitoringApplicationContext) -> tuple[list[ResultRecord], list[MetricRecord]]:
-    """An application's return value → result and metric records. Raises ValueError for garbage."""
+    """An application's return value → result and metric records. Raises ValueError for garbage.
+
+    Examples
+    --------
+    >>> import datetime as dt, numpy as np
+    >>> window_end = dt.datetime(2025, 11, 26, 12, 1, tzinfo=dt.timezone.utc)
+    >>> context = MonitoringApplicationContext(application_name='my_app', project_name='p', endpoint_id='ep1',
+    ...                                        model_endpoint=None, start_infer_time=window_end - dt.timedelta(minutes=1),
+    ...                                        end_infer_time=window_end)
+    >>> results, metrics = normalise_output([ModelMonitoringApplicationResult('accuracy', np.float32(0.5), 2, 1),
+    ...                                      ModelMonitoringApplicationMetric('rows', 4)], context)
+    >>> [(r.result_name, r.value, r.kind, r.status) for r in results], [(m.metric_name, m.value) for m in metrics]
+    ([('accuracy', 0.5, 2, 1)], [('rows', 4.0)])
+    >>> normalise_output({'rows': 4}, context)[1][0].application_name
+    'my_app'
+    >>> normalise_output('all good', context)
+    Traceback (most recent call last):
+    ...
+    ValueError: application 'my_app' returned str: return results, metrics, a list of them, or a dict of metric values
+    """
     name = context.application_name
     if output is None:
         items: list = []
