@@ -203,7 +203,12 @@ class FeatureDriftRecord:
 
 def record_to_json(record: Any) -> dict[str, Any]:
     """A record (any dataclass of this module) as a JSON-ready dict: its fields, times as ISO 8601
-    strings, and ``"type"``, its class name (see :func:`record_from_json`)."""
+    strings, and ``"type"``, its class name (see :func:`record_from_json`).
+
+    >>> t0 = utc_from_ms(1_764_158_400_000)
+    >>> record_to_json(MetricRecord('p', 'ep1', 'my-app', 'rows', 4.0, t0, t0))
+    {'type': 'MetricRecord', 'project': 'p', 'endpoint_id': 'ep1', 'application_name': 'my-app', 'metric_name': 'rows', 'value': 4.0, 'start_infer_time': '2025-11-26T12:00:00+00:00', 'end_infer_time': '2025-11-26T12:00:00+00:00'}
+    """
     out: dict[str, Any] = {"type": type(record).__name__}
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
@@ -212,7 +217,17 @@ def record_to_json(record: Any) -> dict[str, Any]:
 
 
 def record_from_json(data: dict[str, Any]) -> Any:
-    """The record :func:`record_to_json` made ``data`` of; ValueError for an unknown type."""
+    """The record :func:`record_to_json` made ``data`` of; ValueError for an unknown type.
+
+    >>> t0 = utc_from_ms(1_764_158_400_000)
+    >>> record = ErrorRecord('p', 'ep1', 'my-app', 'mm-app-failed', 'ValueError: boom', t0)
+    >>> record_from_json(record_to_json(record)) == record
+    True
+    >>> record_from_json({'type': 'Row'})
+    Traceback (most recent call last):
+    ...
+    ValueError: not a record of streamdrift: type 'Row'
+    """
     import typing
 
     cls = _RECORD_TYPES.get(data.get("type"))
