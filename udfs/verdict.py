@@ -394,7 +394,18 @@ class MergeMap:
 
 def merge_map(reference: ReferenceCounts, n_lo: np.ndarray, min_expected: float = MIN_EXPECTED) -> MergeMap:
     """The merged groups of every column for windows whose columns' n buckets are ``n_lo`` (C,)
-    (see the module docstring: T = m N / min(n_lo, N))."""
+    (see the module docstring: T = m N / min(n_lo, N)).
+
+    Examples
+    --------
+    100 reference rows in 4 bins; windows of about 40 rows (bucket 38): T = 10 · 100 / 38 ≈ 26.3,
+    so the bins of 25 merge in pairs:
+
+    >>> ref = ReferenceCounts.from_counts(['x'], [[25, 25, 25, 25]], n_numeric=1)
+    >>> mm = merge_map(ref, n_bucket([40]))
+    >>> n_bucket([40]).tolist(), mm.starts.tolist(), mm.ref.tolist()
+    ([38], [0, 2], [50.0, 50.0])
+    """
     n_cols = len(reference.names)
     n_lo = np.broadcast_to(np.asarray(n_lo, dtype=np.float64), (n_cols,))
     threshold = min_expected * reference.total / np.maximum(np.minimum(n_lo, reference.total), 1.0)
