@@ -127,7 +127,7 @@ class Sample:
 
     The rows are held column-wise (:class:`RowBlock`): offering and merging select rows with
     numpy, and the state's bytes are the block's. ``rows`` gives them as name → value dicts (as
-    :func:`decode_rows` does: numbers as floats, a missing number as NaN).
+    :meth:`RowBlock.to_rows` gives them: numbers as floats, a missing number as NaN).
 
     Examples
     --------
