@@ -452,9 +452,6 @@ class MonitoringApplicationContext:
                 f"endpoint_id={self.endpoint_id!r}, start={self.start_infer_time}, end={self.end_infer_time})")
 
 
-MonitoringContext = MonitoringApplicationContext  # the name this module used before
-
-
 def _file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(text)) or "_"
 
