@@ -63,7 +63,7 @@ from streamdrift.udfs.verdict import MergeMaps, check_parameters
 
 __all__ = [
     "artifact_file", "ModelMonitoringApplicationBase", "ModelMonitoringApplicationResult", "ModelMonitoringApplicationMetric",
-    "MonitoringApplicationContext", "MonitoringContext", "ResultKindApp", "ResultStatusApp",
+    "MonitoringApplicationContext", "ResultKindApp", "ResultStatusApp",
     "HistogramDataDriftApplication", "AppLogger", "app_name", "app_timeout", "normalise_output",
     "DEFAULT_TIMEOUT_SECONDS", "HISTOGRAM_DATA_DRIFT",
 ]
