@@ -65,6 +65,7 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     from pyflink.datastream import StreamExecutionEnvironment
 
     use_job_jvm_options()
+    ignore_empty_java_home()
     if PROMETHEUS_FACTORY in (extra or {}).values():
         reporter_on_classpath()
 
@@ -87,6 +88,15 @@ JIT_OPTION = "-XX:CompileThresholdScaling=5"
 hot is still compiled within seconds; the lukewarm code of Flink, Beam, Kafka and Parquet mostly
 is not. In the job benchmark the JIT compiler's CPU halved (~11.5 s to ~5.5 s of a ~40 s run); the
 rest of the JVM spent ~1.5 s more."""
+
+
+def ignore_empty_java_home() -> None:
+    """Drop an empty ``JAVA_HOME`` from this process's environment: PyFlink would start its JVM as
+    ``$JAVA_HOME/bin/java``, i.e. ``bin/java`` (FileNotFoundError), where ``java`` on the PATH is
+    meant. Flink's scripts export it empty when it is not set, and a local job's Python workers,
+    which run in this process, copy their environment into it."""
+    if os.environ.get("JAVA_HOME") == "":
+        del os.environ["JAVA_HOME"]
 
 
 def use_job_jvm_options() -> None:
