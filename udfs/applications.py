@@ -654,6 +654,13 @@ def app_timeout(app: Any) -> float | None:
 def _jsonable(value: Any, where: str) -> Any:
     """``value`` as plain JSON types (numpy scalars and arrays, datetimes, paths, sets converted;
     NaN and infinities become None); ValueError naming ``where`` for anything else."""
+    kind = type(value)  # the plain types first: an application's extra_data is mostly floats in dicts
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v, where) for k, v in value.items()}
+    if kind is str or kind is int or kind is list:
+        return [_jsonable(v, where) for v in value] if kind is list else value
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, numbers.Integral):

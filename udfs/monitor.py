@@ -21,6 +21,7 @@ from typing import Any
 
 from streamdrift.udfs.applications import (
     HISTOGRAM_DATA_DRIFT,
+    HistogramDataDriftApplication,
     ModelMonitoringApplicationBase,
     MonitoringApplicationContext,
     app_name,
@@ -283,19 +284,25 @@ def monitor_window(
     def window():
         return agg + WindowAggregate(sample=Sample.empty(0))  # a copy
 
+    def shared_stats():
+        stats()
+        return shared["stats"]
+
     where = f"endpoint {endpoint_id} window {start.isoformat()}/{end.isoformat()}"
     for app in apps:
         name = app_name(app)
         # each app gets its own copies: the endpoint record is the catalog's cache, and what one
-        # app changes in place must reach neither the next app nor the next window
-        mine = copy.deepcopy(dict(endpoint))
+        # app changes in place must reach neither the next app nor the next window; an app known
+        # to only read shares them (copying was a fifth of the stage's time at 20 features)
+        reads_only = type(app) in READS_ONLY_APPLICATIONS
+        mine = endpoint if reads_only else copy.deepcopy(dict(endpoint))
         try:
             context = MonitoringApplicationContext(
                 application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=mine,
                 start_infer_time=start, end_infer_time=end, feature_stats=mine["feature_stats"],
-                sample_df_stats=stats, sample_df=sample,
+                sample_df_stats=shared_stats if reads_only else stats, sample_df=sample,
                 feature_names=list(mine.get("feature_names") or []), label_names=list(mine.get("label_names") or []),
-                window=window,
+                window=agg if reads_only else window,
                 reference_sample_loader=getattr(app, "reference_sample_loader", None) or reference_sample_loader,
                 artifacts_dir=getattr(app, "artifacts_dir", None) or artifacts_dir)
             output = call(name, lambda: app.do_tracking(context), app_timeout(app), where)
@@ -314,6 +321,10 @@ def monitor_window(
     return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction,
                         tuple(results), tuple(metrics), tuple(errors), tuple(window_feature_drift(results)))
 
+
+READS_ONLY_APPLICATIONS = (HistogramDataDriftApplication,)
+"""Application classes (exactly these, not subclasses) that change nothing they are given: they
+get the window's and the catalog's objects themselves instead of copies."""
 
 UNMATCHED_COLUMNS = "mm-app-unmatched-columns"
 """The error type of a window whose rows have no value in any column of the reference."""

@@ -147,6 +147,12 @@ def test_a_list_of_results_and_metrics_and_a_dict_of_metrics():
     json.dumps(out.results[0].extra_data, allow_nan=False)
     assert sorted((m.application_name, m.metric_name, m.value) for m in out.metrics) == [
         ("dicted", "k1", 1.0), ("dicted", "k2", 0.25), ("listed", "m", 2.5), ("tupled", "m", 2.5)]
+    plain = {"columns": {"x": {"tvd": float("nan"), "n": 3, "ok": True, "tags": ["a", float("-inf")]}}, 7: None}
+    out = _run([Returns(ModelMonitoringApplicationResult("a", 1, 0, 0, plain), "plain")])
+    # plain Python values as numpy's: non-finite floats null, keys strings, the rest as given
+    assert out.results[0].extra_data == {"columns": {"x": {"tvd": None, "n": 3, "ok": True, "tags": ["a", None]}},
+                                         "7": None}
+    assert type(out.results[0].extra_data["columns"]["x"]["ok"]) is bool
 
 
 @pytest.mark.parametrize("make", [

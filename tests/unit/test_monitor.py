@@ -177,6 +177,40 @@ def test_an_app_that_changes_its_inputs_cannot_harm_the_others_nor_the_next_wind
     assert again.results[0].value == out.results[0].value
 
 
+def test_the_built_in_app_shares_its_inputs_and_changes_none_of_them():
+    """The built-in application gets the catalog's record and the window themselves, not copies
+    (READS_ONLY_APPLICATIONS): it must leave both as they were, window after window."""
+    endpoint = copy.deepcopy(ENDPOINT)
+    pristine = copy.deepcopy(endpoint)
+    agg, rows, _ = _window(0.6, endpoint=endpoint)
+    before = agg.to_bytes()
+    first = _run(agg, [HistogramDataDriftApplication()], endpoint=endpoint)
+    second = _run(agg, [HistogramDataDriftApplication()], endpoint=endpoint)
+    assert endpoint == pristine and agg.to_bytes() == before
+    assert [r.value for r in first.results] == [r.value for r in second.results]
+    tvd, hel, _ = _expected_drift(rows)
+    assert second.results[0].value == pytest.approx((tvd + hel) / 2, rel=1e-9)
+
+
+class VandalDrift(HistogramDataDriftApplication):
+    """A subclass of the built-in app that changes its inputs: it gets copies (the rule is by exact class)."""
+
+    def do_tracking(self, monitoring_context):
+        out = super().do_tracking(monitoring_context)
+        monitoring_context.feature_stats.pop("y")
+        monitoring_context.window.accumulator.hist[:] = 0
+        return out
+
+
+def test_a_subclass_of_the_built_in_app_gets_copies():
+    endpoint = copy.deepcopy(ENDPOINT)
+    pristine = copy.deepcopy(endpoint)
+    agg, rows, _ = _window(0.6, endpoint=endpoint)
+    before = agg.to_bytes()
+    _run(agg, [VandalDrift()], endpoint=endpoint)
+    assert endpoint == pristine and agg.to_bytes() == before
+
+
 class Metrics(ModelMonitoringApplicationBase):
     NAME = "business_kpis"
 
