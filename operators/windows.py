@@ -80,9 +80,6 @@ class EndpointWindows(KeyedProcessFunction):
         self.show_counters = ShowOnce(self.late_partials, self.corrections, self.idle_closes, self.window_failures,
                                       self.batch_closes)
 
-    def _agg(self, data: bytes) -> WindowAggregate:
-        return WindowAggregate.from_bytes(data, self.catalog.layout_by_fingerprint, unknown_reference="drop")
-
     def _failed(self, key: str, start: int, what: str, exc: Exception):
         """One window's fault: its state is dropped and a dead letter says why (the job goes on)."""
         log.exception("endpoint %s window %s: %s failed", key, start, what)
@@ -99,7 +96,8 @@ class EndpointWindows(KeyedProcessFunction):
         if len(parts) == 1:
             data = parts[0]
         else:
-            data = WindowAggregate.merge_all([self._agg(part) for part in parts]).to_bytes()
+            data = WindowAggregate.merge_bytes(parts, self.catalog.layout_by_fingerprint,
+                                               unknown_reference="drop").to_bytes()
         self.aggs.put(start, data)
         for i in range(n):
             self.pending.remove(f"{start}/{i}")

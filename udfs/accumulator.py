@@ -271,6 +271,52 @@ def bin_index(xt: np.ndarray, layout: Layout) -> np.ndarray:
     return k
 
 
+def _decode(data: bytes, layout: Layout) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(rows, ints, floats)`` of accumulator bytes of any version, ints in version 2's order
+    (version 1's missing ``invalid`` as zeros). Raises ValueError for bytes that are not
+    accumulator state of ``layout`` (see :meth:`Accumulator.from_bytes`)."""
+    data = bytes(data)
+    if len(data) < _HEADER.size:
+        raise ValueError(f"accumulator state too short: {len(data)} bytes")
+    magic, version, fingerprint, rows, c, b, k, cb = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("not accumulator state (bad magic bytes)")
+    if version not in _READS:
+        raise ValueError(f"accumulator state version {version}, this code reads versions {list(_READS)}")
+    if fingerprint != layout.fingerprint or (c, b, k, cb) != (
+        len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
+    ):
+        raise ValueError("accumulator state was written for another reference (fingerprint differs)")
+    per_column = 3 if version == 1 else 4
+    n_int = per_column * c + b + 2 * k + cb
+    n_float = 4 * c
+    pos = _HEADER.size
+    if version == _SPARSE:
+        if len(data) < pos + _COUNT.size:
+            raise ValueError(f"accumulator state too short: {len(data)} bytes")
+        (nnz,) = _COUNT.unpack_from(data, pos)
+        pos += _COUNT.size
+        expected = pos + 12 * nnz + 8 * n_float
+    else:
+        expected = pos + 8 * (n_int + n_float)
+    if len(data) != expected:
+        raise ValueError(f"accumulator state has {len(data)} bytes, expected {expected}")
+    if version == _SPARSE:
+        index = np.frombuffer(data, dtype="<u4", count=nnz, offset=pos)
+        if nnz and int(index.max()) >= n_int:
+            raise ValueError(f"accumulator state indexes integer {int(index.max())} of {n_int}")
+        ints = np.zeros(n_int, dtype=np.int64)
+        ints[index] = np.frombuffer(data, dtype="<i8", count=nnz, offset=pos + 4 * nnz)
+        pos += 12 * nnz
+    else:
+        ints = np.frombuffer(data, dtype="<i8", count=n_int, offset=pos).astype(np.int64)
+        pos += 8 * n_int
+    if version == 1:  # no invalid values then
+        ints = np.insert(ints, 3 * c, np.zeros(c, dtype=np.int64))
+    floats = np.frombuffer(data, dtype="<f8", count=n_float, offset=pos).astype(np.float64)
+    return rows, ints, floats
+
+
 def merge_moments(
     n_a: np.ndarray,
     mean_a: np.ndarray,
@@ -705,53 +751,60 @@ class Accumulator:
         ValueError: ...
         """
         acc = cls.from_reference(reference)
-        layout = acc.layout
-        data = bytes(data)
-        if len(data) < _HEADER.size:
-            raise ValueError(f"accumulator state too short: {len(data)} bytes")
-        magic, version, fingerprint, rows, c, b, k, cb = _HEADER.unpack_from(data)
-        if magic != _MAGIC:
-            raise ValueError("not accumulator state (bad magic bytes)")
-        if version not in _READS:
-            raise ValueError(f"accumulator state version {version}, this code reads versions {list(_READS)}")
-        if fingerprint != layout.fingerprint or (c, b, k, cb) != (
-            len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
-        ):
-            raise ValueError("accumulator state was written for another reference (fingerprint differs)")
-        per_column = ("count", "nulls", "infs") if version == 1 else ("count", "nulls", "infs", "invalid")
-        n_int = len(per_column) * c + b + 2 * k + cb
-        n_float = 4 * c
-        pos = _HEADER.size
-        if version == _SPARSE:
-            if len(data) < pos + _COUNT.size:
-                raise ValueError(f"accumulator state too short: {len(data)} bytes")
-            (nnz,) = _COUNT.unpack_from(data, pos)
-            pos += _COUNT.size
-            expected = pos + 12 * nnz + 8 * n_float
-        else:
-            expected = pos + 8 * (n_int + n_float)
-        if len(data) != expected:
-            raise ValueError(f"accumulator state has {len(data)} bytes, expected {expected}")
-        if version == _SPARSE:
-            index = np.frombuffer(data, dtype="<u4", count=nnz, offset=pos)
-            if nnz and int(index.max()) >= n_int:
-                raise ValueError(f"accumulator state indexes integer {int(index.max())} of {n_int}")
-            ints = np.zeros(n_int, dtype=np.int64)
-            ints[index] = np.frombuffer(data, dtype="<i8", count=nnz, offset=pos + 4 * nnz)
-            pos += 12 * nnz
-        else:
-            ints = np.frombuffer(data, dtype="<i8", count=n_int, offset=pos).astype(np.int64)
-            pos += 8 * n_int
-        floats = np.frombuffer(data, dtype="<f8", count=n_float, offset=pos).astype(np.float64)
-        acc.rows = rows
-        pos = 0
-        for attr, size in (
-            *((name, c) for name in per_column), ("hist", b),
-            ("cat_count", k), ("cat_nulls", k), ("cat_hist", cb),
-        ):
-            setattr(acc, attr, ints[pos:pos + size].copy())
+        acc.rows, ints, floats = _decode(data, acc.layout)
+        acc._set_arrays(ints, floats)
+        return acc
+
+    def _set_arrays(self, ints: np.ndarray, floats: np.ndarray) -> None:
+        """Take the counts from ``ints`` and the moments from ``floats`` (version 2's order)."""
+        c, pos = len(self.layout.numeric), 0
+        for attr, size in (("count", c), ("nulls", c), ("infs", c), ("invalid", c), ("hist", self.layout.n_bins),
+                           ("cat_count", len(self.layout.categorical)), ("cat_nulls", len(self.layout.categorical)),
+                           ("cat_hist", self.layout.n_cat_bins)):
+            setattr(self, attr, ints[pos:pos + size].copy())
             pos += size
-        acc.mean, acc.m2, acc.min, acc.max = (floats[i * c:(i + 1) * c].copy() for i in range(4))
+        self.mean, self.m2, self.min, self.max = (floats[i * c:(i + 1) * c].copy() for i in range(4))
+
+    @classmethod
+    def merge_bytes(cls, parts: Sequence[bytes], reference: Layout | Mapping[str, Mapping[str, Any]]) -> Accumulator:
+        """The accumulator of the rows of all ``parts`` (:meth:`to_bytes` output of one reference),
+        decoded and merged in one pass: the counts add, the moments merge as Chan et al.'s formula
+        generalised to k parts, with :math:`n_i` the finite values of part i:
+
+        .. math::
+
+            n = \\sum n_i,\\quad \\bar x = \\frac{\\sum n_i \\bar x_i}{n},\\quad
+            M_2 = \\sum M_{2,i} + \\sum n_i (\\bar x_i - \\bar x)^2
+
+        The counts equal folding :meth:`merge` over the parts; mean and M2 equal it to rounding.
+        Raises ValueError as :meth:`from_bytes` does for any part.
+
+        >>> stats = {'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> parts = [Accumulator.from_reference(stats).add_batch(np.array(x)[:, None]).to_bytes()
+        ...          for x in ([0.0, 2.0], [2.0], [6.0, np.inf])]
+        >>> merged = Accumulator.merge_bytes(parts, stats).to_stats()['x']
+        >>> merged['count'], merged['mean'], merged['hist'][0]  # 6 and +inf in the upper padding bin
+        (5, 2.5, [0, 1, 2, 2])
+        """
+        layout = reference if isinstance(reference, Layout) else Layout.from_feature_stats(reference)
+        acc = cls(layout)
+        if not parts:
+            return acc
+        decoded = [_decode(part, layout) for part in parts]
+        ints = np.stack([d[1] for d in decoded])
+        floats = np.stack([d[2] for d in decoded])
+        c = len(layout.numeric)
+        acc.rows = sum(d[0] for d in decoded)
+        acc._set_arrays(ints.sum(axis=0), floats[0])
+        n_i = (ints[:, :c] - ints[:, 2 * c:3 * c]).astype(np.float64)  # finite values: count - infs
+        mean_i, m2_i = floats[:, :c], floats[:, c:2 * c]
+        n = n_i.sum(axis=0)
+        safe = np.where(n > 0, n, 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            acc.mean = np.where(n > 0, (n_i * mean_i).sum(axis=0) / safe, 0.0)
+            acc.m2 = np.where(n > 0, m2_i.sum(axis=0) + (n_i * (mean_i - acc.mean) ** 2).sum(axis=0), 0.0)
+        acc.min = np.fmin.reduce(floats[:, 2 * c:3 * c], axis=0)
+        acc.max = np.fmax.reduce(floats[:, 3 * c:4 * c], axis=0)
         return acc
 
     # ----------------------------------------------------------------- views

@@ -368,6 +368,73 @@ class WindowAggregate:
         out.sample = Sample.merge_all(samples)
         return out
 
+    @classmethod
+    def merge_bytes(cls, parts: Sequence[bytes], layouts=None, unknown_reference: str = "raise") -> WindowAggregate:
+        """``merge_all`` of the parts' :meth:`from_bytes`, without building an aggregate per part
+        (the window stage merges a window's pending partials with it): the bin counts of all parts
+        are decoded and added in one pass (:meth:`Accumulator.merge_bytes`). Counts, rows and the
+        sample equal ``merge_all``'s; mean and std equal it to rounding. ``layouts`` and
+        ``unknown_reference`` as in :meth:`from_bytes`.
+
+        >>> from streamdrift.udfs.events import decode
+        >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+        >>> parts = []
+        >>> for x in (0.5, 1.5, 1.7):
+        ...     part = WindowAggregate()
+        ...     part.add_events([decode('{"endpoint_id": "e", "timestamp": 1764158400, "inputs": [{"x": %s}]}' % x)],
+        ...                     layout)
+        ...     parts.append(part.to_bytes())
+        >>> window = WindowAggregate.merge_bytes(parts, layout)
+        >>> window.rows, window.accumulator.histogram('x').tolist(), len(window.sample.rows)
+        (3, [0, 1, 2, 0], 3)
+        """
+        if not parts:
+            return cls()
+        heads, pieces = [], []
+        for data in parts:
+            magic, n = _HEAD.unpack_from(data)
+            if magic != _MAGIC:
+                raise ValueError("not window aggregate state (bad magic bytes)")
+            pos = _HEAD.size
+            head = json.loads(data[pos:pos + n])
+            pos += n
+            piece = []
+            for size in head["sizes"]:
+                piece.append(data[pos:pos + size])
+                pos += size
+            heads.append(head)
+            pieces.append(piece)
+        accs = [piece[0] for piece in pieces if piece[0]]
+        if len({bytes(acc[8:16]) for acc in accs}) > 1:  # the reference changed within the window: merge_all's rule
+            return cls.merge_all([cls.from_bytes(data, layouts, unknown_reference) for data in parts])
+        hist = np.zeros(LATENCY_EDGES.size + 1, np.int64)
+        unknown: Counter = Counter()
+        for head, piece in zip(heads, pieces):
+            if piece[1]:
+                idx, counts = np.frombuffer(bytes(piece[1]), "<i8").reshape(2, -1)
+                hist[idx] += counts
+            unknown.update(head["unknown"])
+        firsts = [h["first"] for h in heads if h["first"] is not None]
+        lasts = [h["last"] for h in heads if h["last"] is not None]
+        samples = [Sample(h["k"], np.frombuffer(bytes(p[2]), "<u8").copy(), block=RowBlock.from_bytes(bytes(p[3])))
+                   for i, (h, p) in enumerate(zip(heads, pieces)) if i == 0 or p[2]]
+        agg = cls(rows=sum(h["rows"] for h in heads), events=sum(h["events"] for h in heads),
+                  errors=sum(h["errors"] for h in heads), first_ms=min(firsts) if firsts else None,
+                  last_ms=max(lasts) if lasts else None, latency_count=sum(h["lc"] for h in heads),
+                  latency_sum=sum(h["ls"] for h in heads), latency_hist=hist, unknown_columns=dict(unknown),
+                  sampled_extra=sum(h.get("se", 0.0) for h in heads),
+                  sample=Sample.merge_all(samples + [Sample.empty(h["k"]) for h in heads]))
+        if accs:
+            layout = _find_layout(bytes(accs[0][8:16]), layouts)
+            if layout is not None:
+                agg.accumulator = Accumulator.merge_bytes(accs, layout)
+            elif unknown_reference == "raise":
+                raise ValueError("window state holds counts for a reference that is not known")
+            else:
+                log.warning("window state holds bin counts for a reference no longer known: its rows are "
+                            "counted, their bins left out")
+        return agg
+
     # ----------------------------------------------------------------- views
 
     def latency_quantile(self, q: float) -> float | None:

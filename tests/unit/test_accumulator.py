@@ -292,6 +292,69 @@ def test_state_of_version_1_is_read_as_without_invalid_values():
         Accumulator.from_bytes(head.pack(magic, 7, fingerprint, rows, *sizes) + data[head.size:], LAYOUT)
 
 
+def _as_version_1(data):
+    """Version-2 bytes of an accumulator without invalid values, written as version 1."""
+    import struct
+
+    c = len(LAYOUT.numeric)
+    head = struct.Struct("<4sB3x8sQIIII")
+    magic, _, fingerprint, rows, *sizes = head.unpack_from(data)
+    n_int = 4 * c + sum(sizes[1:])
+    ints = np.frombuffer(data, "<i8", count=n_int, offset=head.size)
+    floats = data[head.size + 8 * n_int:]
+    return head.pack(magic, 1, fingerprint, rows, *sizes) + np.delete(ints, np.s_[3 * c:4 * c]).tobytes() + floats
+
+
+@FAST
+@given(seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=12), sizes=st.data())
+def test_merge_bytes_equals_counting_all_rows_at_once(seeds, sizes):
+    """The window stage's one-pass merge of many parts (dense and sparse bytes, and version 1's):
+    the counts of all their rows counted together, mean and M2 those of numpy on the finite values."""
+    parts, xs, cs = [], [], []
+    for i, seed in enumerate(seeds):
+        rows = sizes.draw(st.integers(0, 60), label=f"rows of part {i}")
+        acc, x, cats = _random_acc(seed, rows=rows)
+        if i % 3 == 2 and rows:  # some parts as version 1: no invalid values then
+            x[np.isin(x, ["N/A", "?"])] = np.nan
+            acc = Accumulator.from_reference(LAYOUT).add_batch(x, {"color": cats})
+            data = _as_version_1(acc.to_bytes() if acc.to_bytes()[4] == 2 else _dense(acc))
+        else:
+            data = acc.to_bytes()
+        parts.append(data)
+        xs.append(x)
+        cs.append(cats)
+    merged = Accumulator.merge_bytes(parts, LAYOUT)
+    together = Accumulator.from_reference(LAYOUT).add_batch(np.vstack(xs), {"color": np.concatenate(cs)})
+    _assert_same(merged, together)
+    values = np.vstack(xs)
+    for j in range(3):
+        column = np.array([v for v in values[:, j] if isinstance(v, float) and np.isfinite(v)])
+        if column.size:
+            assert merged.mean[j] == pytest.approx(column.mean(), rel=1e-12, abs=1e-12)
+            assert merged.m2[j] == pytest.approx(((column - column.mean()) ** 2).sum(), rel=1e-9, abs=1e-9)
+        else:
+            assert (merged.mean[j], merged.m2[j]) == (0.0, 0.0)
+
+
+def _dense(acc):
+    """Version-2 (dense) bytes of ``acc``, whatever form to_bytes chose."""
+    import struct
+
+    head = struct.Struct("<4sB3x8sQIIII")
+    ints = np.concatenate([acc.count, acc.nulls, acc.infs, acc.invalid, acc.hist, acc.cat_count, acc.cat_nulls,
+                           acc.cat_hist]).astype("<i8")
+    floats = np.concatenate([acc.mean, acc.m2, acc.min, acc.max]).astype("<f8")
+    return (head.pack(b"SDAC", 2, LAYOUT.fingerprint, acc.rows, len(LAYOUT.numeric), LAYOUT.n_bins,
+                      len(LAYOUT.categorical), LAYOUT.n_cat_bins) + ints.tobytes() + floats.tobytes())
+
+
+def test_merge_bytes_refuses_a_part_of_another_reference():
+    other = Accumulator.from_reference(_reference(seed=1)).to_bytes()
+    with pytest.raises(ValueError, match="another reference"):
+        Accumulator.merge_bytes([Accumulator.from_reference(LAYOUT).to_bytes(), other], LAYOUT)
+    assert Accumulator.merge_bytes([], LAYOUT).rows == 0
+
+
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(0, 400), seed=st.integers(0, 10_000))
 def test_bytes_of_any_number_of_rows_round_trip_and_few_rows_take_little(rows, seed):

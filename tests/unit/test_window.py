@@ -11,6 +11,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from streamdrift.udfs.accumulator import Layout
@@ -273,7 +275,7 @@ def _assert_same(a: WindowAggregate, b: WindowAggregate):
     for attr in ("rows", "count", "nulls", "hist", "cat_count", "cat_hist"):
         np.testing.assert_array_equal(getattr(a.accumulator, attr), getattr(b.accumulator, attr))
     np.testing.assert_allclose(a.accumulator.mean, b.accumulator.mean)
-    assert a.sample.rows == b.sample.rows
+    assert pd.DataFrame(a.sample.rows).equals(pd.DataFrame(b.sample.rows))  # NaN (a missing number) equal to NaN
 
 
 def test_merging_partials_equals_aggregating_all_at_once():
@@ -509,6 +511,53 @@ def test_merging_many_parts_at_once_equals_adding_them_one_by_one():
     assert at_once.to_bytes() == one_by_one.to_bytes()
     assert at_once.rows == 9 * 30 + 1 and len(at_once.sample.rows) == 40
     assert parts[0].rows == 30  # the parts are left as they were
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), chunk=st.integers(1, 40), sample_size=st.sampled_from([0, 7, 25]))
+def test_merge_bytes_of_a_windows_partials_equals_aggregating_all_at_once(seed, chunk, sample_size):
+    """The window stage merges a window's pending partials from their bytes in one pass: the same
+    window as aggregating all its records in one batch (counts, rows, latency, sample exactly;
+    mean and std to rounding), with special values (null, inf, placeholders, new columns) among them."""
+    rng = np.random.default_rng(seed)
+    payloads = _mixed_payloads(seed)
+    for i in range(0, len(payloads), 9):  # special values in some events
+        x = [None, float("inf"), "N/A", -1e308][i % 4]
+        payloads.insert(i, json.dumps({"endpoint_id": "ab"[i % 2], "timestamp": T0 + int(rng.integers(0, WINDOW_MS)),
+                                       "request_id": f"s{i}", "inputs": [{"x": x, "y": 12.5, "color": "blue",
+                                                                          "new": i}], "outputs": [0.5]}))
+    catalog = _catalog(_endpoint("a"), _endpoint("b", REF_B))
+    whole, _ = aggregate_batch(payloads, catalog, WINDOW_MS, sample_size=sample_size)
+    parts = {}
+    for lo in range(0, len(payloads), chunk):
+        for p in aggregate_batch(payloads[lo:lo + chunk], catalog, WINDOW_MS, sample_size=sample_size)[0]:
+            parts.setdefault((p.endpoint_id, p.window_start), []).append(p.aggregate.to_bytes())
+    assert set(parts) == {(p.endpoint_id, p.window_start) for p in whole}
+    for p in whole:
+        merged = WindowAggregate.merge_bytes(parts[p.endpoint_id, p.window_start], catalog.layout_by_fingerprint)
+        _assert_same(merged, p.aggregate)
+        a, b = merged.accumulator, p.aggregate.accumulator
+        for attr in ("invalid", "infs", "nulls", "cat_nulls", "min", "max"):
+            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+        np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9)
+        assert merged.sampled_extra == p.aggregate.sampled_extra and merged.sample.k == p.aggregate.sample.k
+
+
+def test_merge_bytes_follows_merge_all_when_the_reference_changes_within_the_window():
+    parts = []
+    for i, stats in enumerate([REF, REF, REF_B, REF]):
+        payloads = [_event("a", T0 + 1000 * i + j, f"m{i}-{j}", [r]) for j, r in
+                    enumerate(_rows(np.random.default_rng(i), 5))]
+        (partial,), _ = aggregate_batch(payloads, _catalog(_endpoint("a", stats)), WINDOW_MS, sample_size=3)
+        parts.append(partial.aggregate.to_bytes())
+    layouts = {layout.fingerprint: layout for layout in (Layout.from_feature_stats(REF), Layout.from_feature_stats(REF_B))}
+    one_by_one = WindowAggregate.merge_all([WindowAggregate.from_bytes(data, layouts) for data in parts])
+    assert WindowAggregate.merge_bytes(parts, layouts).to_bytes() == one_by_one.to_bytes()
+    assert one_by_one.rows == 20 and one_by_one.accumulator.rows == 5  # only the last part counted on its reference
+    with pytest.raises(ValueError, match="not known"):
+        WindowAggregate.merge_bytes(parts[:2], {})
+    dropped = WindowAggregate.merge_bytes(parts[:2], {}, unknown_reference="drop")
+    assert dropped.rows == 10 and dropped.accumulator is None
 
 
 def test_sample_merges_parts_whose_columns_differ():
