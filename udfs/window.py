@@ -390,20 +390,7 @@ class WindowAggregate:
         """
         if not parts:
             return cls()
-        heads, pieces = [], []
-        for data in parts:
-            magic, n = _HEAD.unpack_from(data)
-            if magic != _MAGIC:
-                raise ValueError("not window aggregate state (bad magic bytes)")
-            pos = _HEAD.size
-            head = json.loads(data[pos:pos + n])
-            pos += n
-            piece = []
-            for size in head["sizes"]:
-                piece.append(data[pos:pos + size])
-                pos += size
-            heads.append(head)
-            pieces.append(piece)
+        heads, pieces = zip(*map(_split, parts))
         accs = [piece[0] for piece in pieces if piece[0]]
         if len({bytes(acc[8:16]) for acc in accs}) > 1:  # the reference changed within the window: merge_all's rule
             return cls.merge_all([cls.from_bytes(data, layouts, unknown_reference) for data in parts])
@@ -425,14 +412,7 @@ class WindowAggregate:
                   sampled_extra=sum(h.get("se", 0.0) for h in heads),
                   sample=Sample.merge_all(samples + [Sample.empty(h["k"]) for h in heads]))
         if accs:
-            layout = _find_layout(bytes(accs[0][8:16]), layouts)
-            if layout is not None:
-                agg.accumulator = Accumulator.merge_bytes(accs, layout)
-            elif unknown_reference == "raise":
-                raise ValueError("window state holds counts for a reference that is not known")
-            else:
-                log.warning("window state holds bin counts for a reference no longer known: its rows are "
-                            "counted, their bins left out")
+            agg.accumulator = _accumulator_of(accs, layouts, unknown_reference)
         return agg
 
     # ----------------------------------------------------------------- views
@@ -556,17 +536,8 @@ class WindowAggregate:
         >>> WindowAggregate.from_bytes(agg.to_bytes(), unknown_reference='drop').rows
         1
         """
-        magic, n = _HEAD.unpack_from(data)
-        if magic != _MAGIC:
-            raise ValueError("not window aggregate state (bad magic bytes)")
-        pos = _HEAD.size
-        head = json.loads(data[pos:pos + n])
-        pos += n
-        parts = []
-        for size in head["sizes"]:
-            parts.append(bytes(data[pos:pos + size]))
-            pos += size
-        acc_b, lat_b, pri_b, sample_b = parts
+        head, parts = _split(data)
+        acc_b, lat_b, pri_b, sample_b = map(bytes, parts)
         hist = np.zeros(LATENCY_EDGES.size + 1, np.int64)
         if lat_b:
             idx, counts = np.frombuffer(lat_b, "<i8").reshape(2, -1)
@@ -576,15 +547,37 @@ class WindowAggregate:
                   unknown_columns=head["unknown"], sampled_extra=head.get("se", 0.0),
                   sample=Sample(head["k"], np.frombuffer(pri_b, "<u8").copy(), block=RowBlock.from_bytes(sample_b)))
         if acc_b:
-            layout = _find_layout(acc_b[8:16], layouts)
-            if layout is not None:
-                agg.accumulator = Accumulator.from_bytes(acc_b, layout)
-            elif unknown_reference == "raise":
-                raise ValueError("window state holds counts for a reference that is not known")
-            else:
-                log.warning("window state holds bin counts for a reference no longer known: its rows are "
-                            "counted, their bins left out")
+            agg.accumulator = _accumulator_of([acc_b], layouts, unknown_reference)
         return agg
+
+
+def _accumulator_of(parts: Sequence[bytes], layouts, unknown_reference: str) -> Accumulator | None:
+    """The accumulator of ``parts`` (accumulator bytes of one reference, see :meth:`WindowAggregate.from_bytes`
+    for ``layouts`` and ``unknown_reference``), or None when their reference is not known and may be dropped."""
+    layout = _find_layout(bytes(parts[0][8:16]), layouts)
+    if layout is not None:
+        return Accumulator.from_bytes(parts[0], layout) if len(parts) == 1 else Accumulator.merge_bytes(parts, layout)
+    if unknown_reference == "raise":
+        raise ValueError("window state holds counts for a reference that is not known")
+    log.warning("window state holds bin counts for a reference no longer known: its rows are counted, their bins "
+                "left out")
+    return None
+
+
+def _split(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    """The JSON header of :meth:`WindowAggregate.to_bytes` output and its four parts (accumulator,
+    latency histogram, sample priorities, sample rows)."""
+    magic, n = _HEAD.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("not window aggregate state (bad magic bytes)")
+    pos = _HEAD.size
+    head = json.loads(data[pos:pos + n])
+    pos += n
+    parts = []
+    for size in head["sizes"]:
+        parts.append(data[pos:pos + size])
+        pos += size
+    return head, parts
 
 
 def _find_layout(fingerprint: bytes, layouts) -> Layout | None:
