@@ -76,6 +76,10 @@ class JobOptions:
                                      "configuration). Default: off", metavar="PORT[-PORT]")
 
 
+IDLE_WINDOWS = 3
+"""A subtask that sends no records for this many windows stops holding the watermark back."""
+
+
 def _window_ms(settings: Settings, options: JobOptions) -> int:
     return options.window_ms or settings.base_period_ms
 
@@ -134,8 +138,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     conf.set("pipeline.name", f"streamdrift-{settings.project}")
     conf.set("table.local-time-zone", "UTC")
     # a subtask without records (fewer partitions than subtasks, a quiet partition) does not hold
-    # the watermark back for longer than a window
-    conf.set("table.exec.source.idle-timeout", f"{max(window_ms, 1000)} ms")
+    # the watermark back for longer than three windows. The timeout is wall clock after the parse
+    # stage: a worker busy firing many endpoints' windows sends nothing meanwhile, and once marked
+    # idle its records come behind the watermark, as corrections of windows already written
+    conf.set("table.exec.source.idle-timeout", f"{max(IDLE_WINDOWS * window_ms, 1000)} ms")
     t_env.execute_sql(source_ddl(settings, options.bounded, options.group_id))
 
     load_endpoints = functools.partial(job_io.load_endpoints, settings.endpoint_store_connection)

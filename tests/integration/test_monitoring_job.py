@@ -325,7 +325,7 @@ def test_events_beyond_the_allowed_lateness_are_counted_and_flagged_late_in_parq
 
 def test_a_subtask_without_partitions_does_not_hold_the_windows_back(tmp_path, kafka, project):
     """Parallelism 2, every event in one of the two partitions: the other subtask reads nothing, is
-    marked idle after a window, and the windows still close on the watermark (long before the idle
+    marked idle after three windows, and the windows still close on the watermark (long before the idle
     close, set here to ten minutes)."""
     rng, settings, endpoint = _named_endpoint(tmp_path, kafka, project, "model-f", seed=5)
     window_ms = 2_000
