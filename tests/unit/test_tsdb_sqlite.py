@@ -433,3 +433,21 @@ def test_a_general_drift_too_big_even_without_its_columns_goes_to_an_artifact(ts
     with pytest.raises(FileNotFoundError, match="is gone"):
         load_extra_data(row.extra_data)
     assert load_extra_data({"a": 1}) == {"a": 1}  # a row that holds its value whole
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"b": 1, "a": [0.5, 1e-05]}, {"a": [0.5, 1e-05], "b": 1}),
+    ({"tvd": float("nan"), "top": float("inf"), "low": -float("inf")}, {"tvd": None, "top": None, "low": None}),
+    ({"feature": "température", "emoji": "\U0001f600"}, {"feature": "température", "emoji": "\U0001f600"}),
+    ({"big": 2 ** 70, "nan": float("nan")}, {"big": 2 ** 70, "nan": None}),
+    ({"when": dt.date(2026, 11, 30), "n": np.int64(3).item()}, {"when": "2026-11-30", "n": 3}),
+    ({"NaN_share": "NaN", "x": None}, {"NaN_share": "NaN", "x": None}),
+])
+def test_extra_data_is_stored_as_ascii_json_with_sorted_keys_and_no_nan(extra, expected):
+    """What the TSDB keeps of extra_data: valid JSON (NaN and infinities as null, which JSON has no
+    other word for), ASCII only (non-ASCII escaped), keys sorted, other objects as their text."""
+    from streamdrift.connectors.tsdb.base import extra_data_json
+
+    text = extra_data_json(extra)
+    assert text.isascii() and json.loads(text, parse_constant=pytest.fail) == expected
+    assert list(json.loads(text)) == sorted(expected)
