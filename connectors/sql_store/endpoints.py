@@ -13,7 +13,11 @@ import sqlalchemy as sa
 
 from streamdrift.connectors.settings import mask_password
 from streamdrift.connectors.sql_store.base import NotFoundError, SqlStoreBase, check_id, finite, utc_now
-from streamdrift.connectors.sql_store.tables import UTCDateTime
+from streamdrift.connectors.sql_store.tables import COUNT_COLUMNS, STATUS_COLUMNS, UTCDateTime
+
+
+DRIFT_COLUMNS = ("drift_status", "drift_measure")
+TOTAL_COLUMNS = tuple(name for name in STATUS_COLUMNS if name not in DRIFT_COLUMNS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +155,7 @@ class EndpointsMixin(SqlStoreBase):
                 "reference_rows": e.get("reference_rows"),
                 "monitoring_mode": _check_mode(e.get("monitoring_mode", "enabled")),
             }
-            rows[row["endpoint_id"]] = dict(row, created=now, updated=now, rows_count=0, events_count=0,
-                                            error_count=0, late_count=0)
+            rows[row["endpoint_id"]] = dict(row, created=now, updated=now)
         update = [c for c in row if c != "endpoint_id"] + ["updated"] if rows else []
         return list(rows.values()), update
 
@@ -208,25 +211,27 @@ class EndpointsMixin(SqlStoreBase):
         t = self._t["endpoints"]
 
         def write(conn: sa.Connection) -> bool:
-            done = conn.execute(sa.update(t).where(t.c.endpoint_id == endpoint_id).values(
-                drift_status=None if drift_status is None else int(drift_status),
-                drift_measure=finite(drift_measure)))
-            return done.rowcount > 0
+            if conn.execute(sa.select(t.c.endpoint_id).where(t.c.endpoint_id == endpoint_id)).first() is None:
+                return False
+            self._upsert(conn, self._t["endpoint_status"], [{
+                "endpoint_id": endpoint_id, "drift_status": None if drift_status is None else int(drift_status),
+                "drift_measure": finite(drift_measure)}], DRIFT_COLUMNS)
+            return True
 
         return self._run(f"setting the drift status of {endpoint_id!r}", write)
 
     def _drift_status_writer(self, endpoint_ids: list[str], verdict: tuple[str, str]):
         """Each endpoint's drift status and measure from its latest verdict result (``latest_results``
         keeps the newest window's), to run in a transaction after the latest results are written."""
-        t, latest = self._t["endpoints"], self._t["latest_results"]
+        latest = self._t["latest_results"]
 
         def write(conn: sa.Connection) -> None:
             rows = conn.execute(sa.select(latest.c.endpoint_id, latest.c.status, latest.c.value).where(
                 latest.c.endpoint_id.in_(endpoint_ids), latest.c.application_name == verdict[0],
                 latest.c.result_name == verdict[1])).all()
-            for endpoint_id, status, value in rows:
-                conn.execute(sa.update(t).where(t.c.endpoint_id == endpoint_id).values(
-                    drift_status=int(status), drift_measure=finite(value)))
+            self._upsert(conn, self._t["endpoint_status"], [
+                {"endpoint_id": endpoint_id, "drift_status": int(status), "drift_measure": finite(value)}
+                for endpoint_id, status, value in rows], DRIFT_COLUMNS)
 
         return write
 
@@ -234,14 +239,18 @@ class EndpointsMixin(SqlStoreBase):
         """The endpoint, or None when there is none with this id."""
         return self._run(f"reading endpoint {endpoint_id!r}", lambda conn: self._get_endpoint(conn, endpoint_id))
 
-    def _endpoint_columns(self, with_stats: bool = True) -> list:
-        t = self._t["endpoints"]
+    def _select_endpoints(self, with_stats: bool = True) -> sa.Select:
+        """Endpoints with their status (totals 0 and no status before their first window)."""
+        t, status = self._t["endpoints"], self._t["endpoint_status"]
         cols = [c for c in t.c if c.name != "reference_sample" and (with_stats or c.name != "feature_stats")]
-        return cols + [(t.c.reference_sample.is_not(None)).label("has_reference_sample")]
+        cols += [sa.func.coalesce(status.c[name], 0).label(name) if name in COUNT_COLUMNS else status.c[name]
+                 for name in STATUS_COLUMNS]
+        return (sa.select(*cols, t.c.reference_sample.is_not(None).label("has_reference_sample"))
+                .select_from(t.outerjoin(status, status.c.endpoint_id == t.c.endpoint_id)))
 
     def _get_endpoint(self, conn: sa.Connection, endpoint_id: str) -> ModelEndpoint | None:
         t = self._t["endpoints"]
-        row = conn.execute(sa.select(*self._endpoint_columns()).where(t.c.endpoint_id == endpoint_id)).mappings().first()
+        row = conn.execute(self._select_endpoints().where(t.c.endpoint_id == endpoint_id)).mappings().first()
         return None if row is None else _endpoint_from_row(row)
 
     def get_reference_sample(self, endpoint_id: str) -> bytes | None:
@@ -256,7 +265,7 @@ class EndpointsMixin(SqlStoreBase):
         ``with_stats=False`` leaves ``feature_stats`` empty (cheaper for long lists).
         """
         t = self._t["endpoints"]
-        query = sa.select(*self._endpoint_columns(with_stats)).order_by(
+        query = self._select_endpoints(with_stats).order_by(
             t.c.project, t.c.model_name, t.c.model_version, t.c.endpoint_id)
         if project is not None:
             query = query.where(t.c.project == project)
@@ -273,7 +282,7 @@ class EndpointsMixin(SqlStoreBase):
         """
 
         def write(conn: sa.Connection) -> bool:
-            for name in ("latest_results", "latest_metrics", "endpoint_windows", "endpoint_problems"):
+            for name in ("latest_results", "latest_metrics", "endpoint_windows", "endpoint_problems", "endpoint_status"):
                 t = self._t[name]
                 conn.execute(sa.delete(t).where(t.c.endpoint_id == endpoint_id))
             t = self._t["endpoints"]
@@ -297,7 +306,7 @@ class EndpointsMixin(SqlStoreBase):
         """Endpoints created or changed (definition, reference, mode) after ``since`` (at or after
         with ``inclusive``; all if None)."""
         t = self._t["endpoints"]
-        query = sa.select(*self._endpoint_columns()).order_by(t.c.updated, t.c.endpoint_id)
+        query = self._select_endpoints().order_by(t.c.updated, t.c.endpoint_id)
         if since is not None:
             query = query.where(t.c.updated >= since if inclusive else t.c.updated > since)
         if project is not None:
@@ -313,50 +322,35 @@ class EndpointsMixin(SqlStoreBase):
     # ------------------------------------------------------------------ totals over the window counters
 
     @functools.cached_property
-    def _totals_statements(self) -> tuple[sa.Select, sa.Update]:
-        """The endpoint's totals over its windows, and their update (built once; ``eid`` binds the endpoint)."""
-        w, t = self._t["endpoint_windows"], self._t["endpoints"]
-        eid = sa.bindparam("eid")
-        select = sa.select(
-            sa.func.coalesce(sa.func.sum(w.c.rows_count), 0),
-            sa.func.coalesce(sa.func.sum(w.c.events_count), 0),
-            sa.func.coalesce(sa.func.sum(w.c.error_count), 0),
-            sa.func.coalesce(sa.func.sum(w.c.late_count), 0),
+    def _totals_select(self) -> sa.Select:
+        """Each endpoint's totals over its window counters (built once; ``ids`` binds the endpoints)."""
+        w = self._t["endpoint_windows"]
+        return sa.select(
+            w.c.endpoint_id,
+            *(sa.func.coalesce(sa.func.sum(w.c[name]), 0) for name in COUNT_COLUMNS),
             sa.func.min(w.c.first_request),
             sa.func.max(w.c.last_request),
             sa.func.max(w.c.window_end),
-        ).where(w.c.endpoint_id == eid)
-        return select, sa.update(t).where(t.c.endpoint_id == eid)
+        ).where(w.c.endpoint_id.in_(sa.bindparam("ids", expanding=True))).group_by(w.c.endpoint_id)
 
     def _refresh_totals(self, conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
-        select, update = self._totals_statements
-        sums = conn.execute(select, {"eid": endpoint_id}).one()
-        as_time = UTCDateTime().process_result_value
-        totals = {
-            "rows_count": int(sums[0]), "events_count": int(sums[1]), "error_count": int(sums[2]),
-            "late_count": int(sums[3]), "first_request": as_time(sums[4], None),
-            "last_request": as_time(sums[5], None), "last_window_end": as_time(sums[6], None),
-        }
-        conn.execute(update, {"eid": endpoint_id, **totals})
-        return totals
+        """The endpoint's totals derived from its window counters, stored and returned."""
+        return self._refresh_totals_many(conn, [endpoint_id])[endpoint_id]
 
-    def _refresh_totals_many(self, conn: sa.Connection, endpoint_ids: Sequence[str]) -> None:
-        """:meth:`_refresh_totals` of many endpoints in one statement (correlated sub-queries)."""
+    def _refresh_totals_many(self, conn: sa.Connection, endpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`_refresh_totals` of many endpoints: one query, one multi-row upsert."""
         if not endpoint_ids:
-            return
-        w, t = self._t["endpoint_windows"], self._t["endpoints"]
-
-        def over_windows(expr):
-            return sa.select(expr).where(w.c.endpoint_id == t.c.endpoint_id).scalar_subquery()
-
-        conn.execute(sa.update(t).where(t.c.endpoint_id.in_(list(endpoint_ids))).values(
-            rows_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.rows_count), 0)),
-            events_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.events_count), 0)),
-            error_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.error_count), 0)),
-            late_count=over_windows(sa.func.coalesce(sa.func.sum(w.c.late_count), 0)),
-            first_request=over_windows(sa.func.min(w.c.first_request)),
-            last_request=over_windows(sa.func.max(w.c.last_request)),
-            last_window_end=over_windows(sa.func.max(w.c.window_end))))
+            return {}
+        as_time = UTCDateTime().process_result_value
+        totals = {endpoint_id: {"endpoint_id": endpoint_id, **dict.fromkeys(COUNT_COLUMNS, 0), "first_request": None,
+                                "last_request": None, "last_window_end": None} for endpoint_id in endpoint_ids}
+        for endpoint_id, *sums, first, last, window_end in conn.execute(self._totals_select,
+                                                                        {"ids": list(totals)}):
+            totals[endpoint_id].update(zip(COUNT_COLUMNS, map(int, sums)), first_request=as_time(first, None),
+                                       last_request=as_time(last, None), last_window_end=as_time(window_end, None))
+        rows = list(totals.values())
+        self._upsert(conn, self._t["endpoint_status"], rows, TOTAL_COLUMNS)
+        return {row["endpoint_id"]: {k: v for k, v in row.items() if k != "endpoint_id"} for row in rows}
 
     # ------------------------------------------------------------------ problems
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from streamdrift.connectors.sql_store.base import SqlStoreBase, StoreError, utc_now
-from streamdrift.connectors.sql_store.tables import build_tables
+from streamdrift.connectors.sql_store.tables import STATUS_COLUMNS, build_tables
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,27 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "alert configurations and activations", ("alert_configs", "alert_activations")),
     Migration(4, "the last problem of each kind per endpoint (a store that refused a window, ...)",
               ("endpoint_problems",)),
+    Migration(5, "endpoints' totals and drift status in their own table, apart from their reference",
+              ("endpoint_status",), lambda conn, tables: _move_status(conn)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def _move_status(conn: sa.Connection) -> None:
+    """Step 5: the totals and drift status of a store created before it move from ``endpoints`` to
+    ``endpoint_status``, and their columns leave ``endpoints`` (a store created since has none)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("endpoints")}
+    moved = [name for name in STATUS_COLUMNS if name in present]
+    if not moved:
+        return
+    columns = ", ".join(moved)
+    conn.execute(sa.text(f"INSERT INTO endpoint_status (endpoint_id, {columns}) SELECT endpoint_id, {columns} "
+                         "FROM endpoints WHERE endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_status)"))
+    if conn.dialect.name == "mysql":  # one rebuild of the table
+        conn.execute(sa.text("ALTER TABLE endpoints " + ", ".join(f"DROP COLUMN {name}" for name in moved)))
+    else:
+        for name in moved:
+            conn.execute(sa.text(f"ALTER TABLE endpoints DROP COLUMN {name}"))
 
 
 class SchemaMixin(SqlStoreBase):

@@ -94,6 +94,12 @@ def _name_column(name: str, **kw) -> sa.Column:
     return sa.Column(name, sa.String(NAME_LENGTH), **kw)
 
 
+COUNT_COLUMNS = ("rows_count", "events_count", "error_count", "late_count")
+"""An endpoint's totals over its window counters (``endpoint_status``; 0 before its first window)."""
+STATUS_COLUMNS = ("first_request", "last_request", *COUNT_COLUMNS, "last_window_end", "drift_status", "drift_measure")
+"""The columns of ``endpoint_status`` besides the endpoint id."""
+
+
 def build_tables(metadata: sa.MetaData, collation: str | None = None) -> dict[str, sa.Table]:
     """Define every table of the schema on ``metadata`` (``collation`` only matters on MySQL)."""
     mysql_kw: dict[str, str] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
@@ -123,16 +129,20 @@ def build_tables(metadata: sa.MetaData, collation: str | None = None) -> dict[st
         sa.Column("reference_rows", sa.BigInteger),
         sa.Column("created", UTCDateTime, nullable=False),
         sa.Column("updated", UTCDateTime, nullable=False, index=True),
+        sa.Column("monitoring_mode", sa.String(16), nullable=False, default="enabled"),
+        **mysql_kw,
+    )
+    # what the job moves every window, apart from the endpoint's definition and reference: an
+    # update rewrites a whole row (SQLite), and an endpoint's row holds its reference (~200 KB)
+    t["endpoint_status"] = sa.Table(
+        "endpoint_status", metadata,
+        _id_column("endpoint_id", primary_key=True),
         sa.Column("first_request", UTCDateTime),
         sa.Column("last_request", UTCDateTime),
-        sa.Column("rows_count", sa.BigInteger, nullable=False, default=0),
-        sa.Column("events_count", sa.BigInteger, nullable=False, default=0),
-        sa.Column("error_count", sa.BigInteger, nullable=False, default=0),
-        sa.Column("late_count", sa.BigInteger, nullable=False, default=0),
+        *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in COUNT_COLUMNS),
         sa.Column("last_window_end", UTCDateTime),
         sa.Column("drift_status", sa.Integer),
         sa.Column("drift_measure", sa.Float),
-        sa.Column("monitoring_mode", sa.String(16), nullable=False, default="enabled"),
         **mysql_kw,
     )
     t["endpoint_windows"] = sa.Table(

@@ -25,12 +25,10 @@ class WindowsMixin(EndpointsMixin):
     """Window counters and latest results and metrics (a window also moves its endpoint's totals
     and drift status, hence the endpoints mixin underneath)."""
 
-    def _window_counters_writer(self, predictions: Sequence[PredictionRecord], late: int | None = None,
-                                totals: bool = True):
+    def _window_counters_writer(self, predictions: Sequence[PredictionRecord], late: int | None = None):
         """The write of :meth:`add_window_counters` for the windows of ``predictions`` (any
-        endpoints), to run in a transaction (checked now): one multi-row upsert, then each
-        endpoint's totals refreshed once; it returns them by endpoint, or with ``totals=False``
-        refreshes them all in one statement and returns nothing."""
+        endpoints), to run in a transaction (checked now): one multi-row upsert, then the
+        endpoints' totals refreshed (one query, one upsert), which it returns by endpoint."""
         now = utc_now()
         rows: dict[tuple[str, dt.datetime], dict[str, Any]] = {}  # the last given of a window wins
         for prediction in predictions:
@@ -51,11 +49,9 @@ class WindowsMixin(EndpointsMixin):
                   "updated"] + (["late_count"] if late is not None else [])
         endpoints = list(dict.fromkeys(endpoint_id for endpoint_id, _ in rows))
 
-        def write(conn: sa.Connection) -> dict[str, dict[str, Any]] | None:
+        def write(conn: sa.Connection) -> dict[str, dict[str, Any]]:
             self._upsert(conn, self._t["endpoint_windows"], list(rows.values()), update)
-            if not totals:
-                return self._refresh_totals_many(conn, endpoints)
-            return {endpoint_id: self._refresh_totals(conn, endpoint_id) for endpoint_id in endpoints}
+            return self._refresh_totals_many(conn, endpoints)
 
         return write
 
@@ -101,7 +97,7 @@ class WindowsMixin(EndpointsMixin):
             predictions = list(prediction)
         steps = [self._latest_writer("latest_results", results), self._latest_writer("latest_metrics", metrics)]
         if predictions:
-            steps.append(self._window_counters_writer(predictions, totals=False))
+            steps.append(self._window_counters_writer(predictions))
         if verdict is not None:
             judged = sorted({r.endpoint_id for r in results if (r.application_name, r.result_name) == verdict})
             if judged:

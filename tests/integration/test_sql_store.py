@@ -106,12 +106,52 @@ def test_schema_is_created_and_upgraded_step_by_step(url):
         tables = set(sa.inspect(s.engine).get_table_names())
         assert {"endpoints", "endpoint_windows", "latest_results", "latest_metrics", "schema_version"} <= tables
         assert "applications" not in tables and "alert_configs" not in tables
-        endpoint(s)  # data written at version 1 ...
+        with s.engine.begin() as conn:  # data written at version 1 ...
+            conn.execute(sa.text("INSERT INTO endpoints (endpoint_id, project, model_name, feature_names, "
+                                 "output_names, label_names, feature_stats, created, updated, monitoring_mode) "
+                                 "VALUES ('ep-1', 'fraud', 'classifier', '[]', '[]', '[]', '{}', :t, :t, 'enabled')"),
+                         {"t": T0.replace(tzinfo=None)})
         assert s.create_schema() == SCHEMA_VERSION == MIGRATIONS[-1].version
         assert s.get_endpoint("ep-1").model_name == "classifier"  # ... survives the upgrade
         s.add_application("fraud", "my-app", "apps.mine:MyApp")
         assert s.create_schema() == SCHEMA_VERSION  # idempotent
         assert count(s, "schema_version") == 1
+
+
+def test_an_endpoint_of_a_store_before_step_5_keeps_its_totals_and_drift_status(url):
+    """Up to schema version 4 the endpoint's totals and drift status were columns of ``endpoints``
+    (created here as they were); step 5 moves them to ``endpoint_status`` and drops them there."""
+    old = ("first_request {t}, last_request {t}, rows_count BIGINT NOT NULL, events_count BIGINT NOT NULL, "
+           "error_count BIGINT NOT NULL, late_count BIGINT NOT NULL, last_window_end {t}, drift_status INTEGER, "
+           "drift_measure FLOAT")
+    with SqlStore(url) as s:
+        timestamp = "DATETIME(6)" if s.backend == "mysql" else "DATETIME"
+        with s.engine.begin() as conn:
+            conn.execute(sa.text(
+                "CREATE TABLE endpoints (endpoint_id VARCHAR(255) NOT NULL PRIMARY KEY, project VARCHAR(255) NOT NULL, "
+                "model_name VARCHAR(255) NOT NULL, model_version VARCHAR(255), function_name VARCHAR(255), "
+                "function_tag VARCHAR(255), feature_names TEXT NOT NULL, output_names TEXT NOT NULL, "
+                "label_names TEXT NOT NULL, feature_stats TEXT NOT NULL, reference_sample BLOB, reference_rows BIGINT, "
+                f"created {timestamp} NOT NULL, updated {timestamp} NOT NULL, {old.format(t=timestamp)}, "
+                "monitoring_mode VARCHAR(16) NOT NULL)"))
+        assert s.create_schema(target_version=4) == 4
+        with s.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO endpoints VALUES ('ep-old', 'fraud', 'm', NULL, NULL, NULL, '[\"a\"]', '[]', '[]', '{}', "
+                "NULL, NULL, :t, :t, :first, :last, 420, 42, 4, 2, :end, 2, 0.75, 'enabled')"),
+                {"t": T0.replace(tzinfo=None), "first": T0.replace(tzinfo=None) + dt.timedelta(seconds=1),
+                 "last": T0.replace(tzinfo=None) + W, "end": T0.replace(tzinfo=None) + W})
+        assert s.create_schema() == SCHEMA_VERSION
+        e = s.get_endpoint("ep-old")
+        assert (e.rows_count, e.events_count, e.error_count, e.late_count) == (420, 42, 4, 2)
+        assert (e.drift_status, e.drift_measure, e.feature_names) == (2, 0.75, ["a"])
+        assert (e.first_request, e.last_request, e.last_window_end) == (T0 + dt.timedelta(seconds=1), T0 + W, T0 + W)
+        columns = {c["name"] for c in sa.inspect(s.engine).get_columns("endpoints")}
+        assert not columns & {"rows_count", "drift_status", "last_window_end"} and "monitoring_mode" in columns
+        endpoint(s, "ep-new")  # a new endpoint is written without the dropped columns
+        s.add_window_counters("ep-new", window(0, "ep-new"))
+        assert s.get_endpoint("ep-new").rows_count == 100 and s.get_endpoint("ep-old").rows_count == 420
+        assert s.create_schema() == SCHEMA_VERSION  # idempotent
 
 
 def test_schema_created_by_several_processes_at_once(url):
@@ -612,6 +652,9 @@ def test_a_batch_is_one_multi_row_statement_per_table_on_mariadb(mysql):
     with admin.begin() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
     admin.dispose()
-    assert len(inserts) == 3  # endpoint_windows, latest_results, latest_metrics
+    # endpoint_windows, latest_results, latest_metrics, and the endpoint's totals (endpoint_status)
+    assert sorted(next(t for t in ("endpoint_windows", "latest_results", "latest_metrics", "endpoint_status")
+                       if f"INTO {t} " in q or f"INTO `{t}`" in q) for q in inserts) == [
+        "endpoint_status", "endpoint_windows", "latest_metrics", "latest_results"]
     windows_insert = next(q for q in inserts if "endpoint_windows" in q)
     assert windows_insert.count("),(") + windows_insert.count("), (") == 99  # 100 rows in one statement
