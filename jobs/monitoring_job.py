@@ -76,6 +76,10 @@ class JobOptions:
                                      "configuration). Default: off", metavar="PORT[-PORT]")
 
 
+WRITER_BUCKETS_PER_SUBTASK = 4
+"""Keys of the writer per subtask: Flink spreads keys over subtasks by hash, and with 4 per
+subtask all of them fall on one subtask of two once in 128 jobs (with 1 per subtask, once in 2)."""
+
 IDLE_WINDOWS = 3
 """A subtask that sends no records for this many windows stops holding the watermark back."""
 
@@ -105,7 +109,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from streamdrift.jobs.flink_env import prometheus_reporter, stream_env
     from streamdrift.jobs.pyflink_internals import (
         from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
-    from streamdrift.operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs
+    from streamdrift.operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs, WriterBucket
     from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
     from streamdrift.operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
     from streamdrift.operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
@@ -197,10 +201,11 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
                              output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
     outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
                           output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
-    # one writer key: the windows that close together are written together (WriteOutputs)
+    # the windows that close together are written together (WriteOutputs), in a few buckets of
+    # endpoints per writer subtask (with one key, one subtask wrote every window)
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
                                     keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
-    summaries = (outputs.key_by(lambda out: 0, key_type=Types.INT())
+    summaries = (outputs.key_by(WriterBucket(WRITER_BUCKETS_PER_SUBTASK * options.parallelism), key_type=Types.INT())
                  .process(WriteOutputs(open_writer), output_type=SUMMARY_TYPE).name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))

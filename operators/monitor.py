@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import time
+import zlib
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
@@ -44,6 +45,7 @@ class RunApplications(MapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.catalog = endpoint_catalog(self.load_endpoints)
+        self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
         self.apps.refresh()
         group = runtime_context.get_metrics_group()
@@ -78,6 +80,19 @@ class RunApplications(MapFunction):
             return window_failed((record or {}).get("project") or self.project, key, start, end, revision, exc)
         self.app_failures.inc(len(out.errors))
         return out
+
+
+class WriterBucket:
+    """The writer's key: one of ``buckets`` buckets of the window's endpoint id (CRC-32: the same in
+    every worker process). The windows that close together are written by every writer subtask,
+    each its share in batches; an endpoint's windows and their corrections all reach one writer,
+    in order."""
+
+    def __init__(self, buckets: int):
+        self.buckets = max(1, int(buckets))
+
+    def __call__(self, out: WindowOutput) -> int:
+        return zlib.crc32(out.endpoint_id.encode("utf-8", "surrogatepass")) % self.buckets
 
 
 WRITE_FAILURES = OutputTag("write-failures", Types.STRING())

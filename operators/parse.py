@@ -87,6 +87,7 @@ class ParseRecords(ScalarFunction):
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = endpoint_catalog(self.load_endpoints, self.refresh_seconds)
+        self.catalog.refresh()
         self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
         self.window_sample = self.sample_size
         self.reader = ColumnarReader()

@@ -289,3 +289,28 @@ def test_prediction_record_is_there_with_a_reference_too():
     out = _run(agg, [HistogramDataDriftApplication()], revision=2)
     assert out.revision == 2 and out.prediction.project == "shop"
     _check_prediction(out.prediction, agg, rows, lat, 300, 7)
+
+
+def test_the_writer_key_of_an_endpoint_is_the_same_in_every_worker_process():
+    """Windows of one endpoint must reach one writer (in order): the bucket is CRC-32 of the id,
+    not Python's hash(), which each process seeds at random."""
+    import os
+    import subprocess
+    import sys
+    import zlib
+
+    from streamdrift.operators.monitor import WriterBucket
+    from streamdrift.udfs.monitor import WindowOutput
+
+    ids = ["ep-1", "模型-ünïcødé", "a" * 255, "x\udc80y"]
+    here = [WriterBucket(8)(WindowOutput("p", e, 0, 60_000, 0, 0, None)) for e in ids]
+    assert here == [zlib.crc32(e.encode("utf-8", "surrogatepass")) % 8 for e in ids]
+    code = ("import sys; from streamdrift.operators.monitor import WriterBucket; "
+            "from streamdrift.udfs.monitor import WindowOutput; "
+            f"print([WriterBucket(8)(WindowOutput('p', e, 0, 60_000, 0, 0, None)) for e in {ids!r}])")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        assert out.strip() == str(here)
+    spread = {WriterBucket(8)(WindowOutput("p", f"ep-{i}", 0, 60_000, 0, 0, None)) for i in range(200)}
+    assert spread == set(range(8))
