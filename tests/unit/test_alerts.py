@@ -8,12 +8,15 @@ import dataclasses
 import datetime as dt
 import json
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from streamdrift.jobs import alerts_cli
 from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
 from streamdrift.udfs.alerts import AlertState, Recorded, evaluate, event_kind, events_from_output, settle
-from streamdrift.udfs.alert_config import EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, parse_period, render_summary
+from streamdrift.udfs.alert_config import (EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, format_period, parse_period,
+                                           render_summary)
 from streamdrift.udfs.monitor import WindowOutput
 from streamdrift.udfs.records import ErrorRecord, ResultKindApp, ResultRecord
 
@@ -137,6 +140,17 @@ def test_periods():
     for bad in ("30 minutes", "m", "-5m", "0s", True):
         with pytest.raises(ValueError, match="period"):
             parse_period(bad)
+
+
+@pytest.mark.parametrize("ms, text", [(5_400_000, "1h30m"), (90_000, "1m30s"), (3_600_000, "1h"),
+                                      (86_400_000 + 1, "1d1ms"), (1_500, "1s500ms"), (7 * 86_400_000, "7d")])
+def test_a_period_is_shown_in_the_units_a_user_writes(ms, text):
+    assert format_period(ms) == text
+
+
+@hypothesis.given(st.integers(min_value=1, max_value=10**13))
+def test_a_shown_period_reads_back_as_itself(ms):
+    assert parse_period(format_period(ms)) == ms
 
 
 def test_summary_template():
