@@ -482,19 +482,29 @@ class TSDB(abc.ABC):
         """Create the database objects if missing (idempotent)."""
 
     @abc.abstractmethod
-    def write_results(self, records: Sequence[ResultRecord]) -> int: ...
+    def write_rows(self, table: Table, records: list[Any]) -> None:
+        """Write records of ``table`` already checked (:func:`check_record`; results bounded,
+        :meth:`bounded_results`): the one write each backend implements for its dialect."""
 
-    @abc.abstractmethod
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int: ...
+    def write_results(self, records: Sequence[ResultRecord]) -> int:
+        return self._write_checked(tables.RESULTS, self.bounded_results(records))
 
-    @abc.abstractmethod
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int: ...
+    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
+        return self._write_checked(tables.METRICS, [check_metric(m) for m in records])
 
-    @abc.abstractmethod
-    def write_errors(self, records: Sequence[ErrorRecord]) -> int: ...
+    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
+        return self._write_checked(tables.PREDICTIONS, [check_prediction(p) for p in records])
 
-    @abc.abstractmethod
-    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int: ...
+    def write_errors(self, records: Sequence[ErrorRecord]) -> int:
+        return self._write_checked(tables.ERRORS, [check_error(e) for e in records])
+
+    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
+        return self._write_checked(tables.FEATURE_DRIFT, [check_feature_drift(f) for f in records])
+
+    def _write_checked(self, table: Table, checked: list[Any]) -> int:
+        if checked:
+            self.write_rows(table, checked)
+        return len(checked)
 
     @abc.abstractmethod
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
@@ -521,52 +531,36 @@ class TSDB(abc.ABC):
         return ([bound_extra_data(r, self.artifacts_dir) for r in checked[0]], *checked[1:])
 
     @abc.abstractmethod
-    def query_results(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        result_name: str | None = None,
-    ) -> list[ResultRecord]: ...
+    def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                   end: dt.datetime | None = None, application_name: str | None = None,
+                   name: str | None = None) -> list[Any]:
+        """The records of ``table`` that match :func:`query_conditions` (``name``: of the table's
+        ``name_tag``), sorted (:func:`sort_records`): the one query each backend implements."""
 
-    @abc.abstractmethod
-    def query_metrics(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        metric_name: str | None = None,
-    ) -> list[MetricRecord]: ...
+    def query_results(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                      end: dt.datetime | None = None, application_name: str | None = None,
+                      result_name: str | None = None) -> list[ResultRecord]:
+        return self.query_rows(tables.RESULTS, project, endpoint_id, start, end, application_name, result_name)
 
-    @abc.abstractmethod
-    def query_predictions(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-    ) -> list[PredictionRecord]: ...
+    def query_metrics(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                      end: dt.datetime | None = None, application_name: str | None = None,
+                      metric_name: str | None = None) -> list[MetricRecord]:
+        return self.query_rows(tables.METRICS, project, endpoint_id, start, end, application_name, metric_name)
 
-    @abc.abstractmethod
-    def query_errors(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        error_type: str | None = None,
-    ) -> list[ErrorRecord]: ...
+    def query_predictions(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                          end: dt.datetime | None = None) -> list[PredictionRecord]:
+        return self.query_rows(tables.PREDICTIONS, project, endpoint_id, start, end)
 
-    @abc.abstractmethod
+    def query_errors(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                     end: dt.datetime | None = None, application_name: str | None = None,
+                     error_type: str | None = None) -> list[ErrorRecord]:
+        return self.query_rows(tables.ERRORS, project, endpoint_id, start, end, application_name, error_type)
+
     def query_feature_drift(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                             end: dt.datetime | None = None, application_name: str | None = None,
                             feature_name: str | None = None) -> list[FeatureDriftRecord]:
         """Per-feature drift rows of a project, sorted by window end, endpoint, application, feature."""
+        return self.query_rows(tables.FEATURE_DRIFT, project, endpoint_id, start, end, application_name, feature_name)
 
     @abc.abstractmethod
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:

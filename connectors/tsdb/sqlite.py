@@ -22,10 +22,6 @@ from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
     TSDB,
     TSDBError,
-    check_error,
-    check_feature_drift,
-    check_metric,
-    check_prediction,
     decode_row,
     encode_row,
     query_conditions,
@@ -170,28 +166,9 @@ class SqliteTSDB(TSDB):
 
     # ------------------------------------------------------------------ writes
 
-    def _write(self, table: Table, checked: Sequence[Any]) -> int:
-        """Upsert records already checked (``check_*`` of :mod:`streamdrift.connectors.tsdb.base`)."""
-        rows = [encode_row(table, r) for r in checked]
-        if rows:
-            self._transaction(f"writing {table.noun}",
-                              lambda conn: conn.executemany(_UPSERT[table], rows))
-        return len(rows)
-
-    def write_results(self, records: Sequence[ResultRecord]) -> int:
-        return self._write(tables.RESULTS, self.bounded_results(records))
-
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        return self._write(tables.METRICS, list(map(check_metric, records)))
-
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        return self._write(tables.PREDICTIONS, list(map(check_prediction, records)))
-
-    def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        return self._write(tables.ERRORS, list(map(check_error, records)))
-
-    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
-        return self._write(tables.FEATURE_DRIFT, list(map(check_feature_drift, records)))
+    def write_rows(self, table: Table, records: list[Any]) -> None:
+        rows = [encode_row(table, r) for r in records]
+        self._transaction(f"writing {table.noun}", lambda conn: conn.executemany(_UPSERT[table], rows))
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                      errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
@@ -220,33 +197,12 @@ class SqliteTSDB(TSDB):
         sql = " WHERE " + " AND ".join(terms) if used else ""
         return sql, [v for _, _, v in used]
 
-    def _query(self, table: Table, project: str, endpoint_id: str | None, start, end,
-               application_name: str | None = None, name: str | None = None) -> list[Any]:
-        """The records of ``table`` of a project, narrowed by the filters that are not None
-        (:func:`~streamdrift.connectors.tsdb.base.query_conditions`), sorted."""
+    def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start=None, end=None,
+                   application_name: str | None = None, name: str | None = None) -> list[Any]:
         where, params = self._where(query_conditions(table, project, endpoint_id, start, end, application_name, name))
         sql = f"SELECT {', '.join(table.column_names)} FROM {table.name}{where}"
         rows = self._select(f"querying {table.name}", sql, params)
         return sort_records(table, (decode_row(table, row) for row in rows))
-
-    def query_results(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      result_name=None) -> list[ResultRecord]:
-        return self._query(tables.RESULTS, project, endpoint_id, start, end, application_name, result_name)
-
-    def query_metrics(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      metric_name=None) -> list[MetricRecord]:
-        return self._query(tables.METRICS, project, endpoint_id, start, end, application_name, metric_name)
-
-    def query_predictions(self, project, endpoint_id=None, start=None, end=None) -> list[PredictionRecord]:
-        return self._query(tables.PREDICTIONS, project, endpoint_id, start, end)
-
-    def query_errors(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                     error_type=None) -> list[ErrorRecord]:
-        return self._query(tables.ERRORS, project, endpoint_id, start, end, application_name, error_type)
-
-    def query_feature_drift(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                            feature_name=None) -> list[FeatureDriftRecord]:
-        return self._query(tables.FEATURE_DRIFT, project, endpoint_id, start, end, application_name, feature_name)
 
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:
         table = tables.RESULTS

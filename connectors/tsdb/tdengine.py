@@ -165,6 +165,7 @@ PREDICTIONS = SuperTable(tables.PREDICTIONS, "pred")
 ERRORS = SuperTable(tables.ERRORS, "err")
 FEATURE_DRIFT = SuperTable(tables.FEATURE_DRIFT, "fd")
 SUPERTABLES = (APP_RESULTS, METRICS, PREDICTIONS, ERRORS, FEATURE_DRIFT)
+_SUPERTABLE = {s.name: s for s in SUPERTABLES}
 
 
 def subtable_name(stable: SuperTable, tags: dict[str, Any]) -> str:
@@ -685,30 +686,11 @@ class TDengineTSDB(TSDB):
                      self.database_keep_days, self.keep_days)
             self.database_keep_days = self.keep_days
 
-    def _insert(self, what: str, statements: list[str], count: int) -> int:
-        self._execute(statements, what)
-        return count
-
-    def write_results(self, records: Sequence[ResultRecord]) -> int:
-        rows = map(_result_row, self.bounded_results(records))  # checked there
-        return self._insert("writing results", insert_sql(
-            self.database, APP_RESULTS, rows, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        return self._insert("writing metrics", insert_metrics_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        return self._insert("writing predictions", insert_predictions_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        return self._insert("writing errors", insert_errors_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
-        return self._insert("writing feature drift", insert_feature_drift_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
+    def write_rows(self, table: Table, records: list[Any]) -> None:
+        stable = _SUPERTABLE[table.name]
+        statements = insert_sql(self.database, stable, map(functools.partial(row, stable), records),
+                                max_bytes=self.max_statement_bytes)
+        self._execute(statements, f"writing {table.noun}")
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                      errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
@@ -720,32 +702,12 @@ class TDengineTSDB(TSDB):
         statements = insert_statements(self.database, _window_groups(*checked), max_bytes=self.max_statement_bytes)
         self._execute(statements, "writing windows")
 
-    def _records(self, stable: SuperTable, sql: str) -> list[Any]:
-        rows = self._query(sql, f"querying {stable.table.noun}")
-        return sort_records(stable.table, (decode_row(stable.table, r) for r in rows))
-
-    def query_results(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      result_name=None) -> list[ResultRecord]:
-        return self._records(APP_RESULTS, query_results_sql(self.database, project, endpoint_id, start, end,
-                                                            application_name, result_name))
-
-    def query_metrics(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      metric_name=None) -> list[MetricRecord]:
-        return self._records(METRICS, query_metrics_sql(self.database, project, endpoint_id, start, end,
-                                                        application_name, metric_name))
-
-    def query_predictions(self, project, endpoint_id=None, start=None, end=None) -> list[PredictionRecord]:
-        return self._records(PREDICTIONS, query_predictions_sql(self.database, project, endpoint_id, start, end))
-
-    def query_errors(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                     error_type=None) -> list[ErrorRecord]:
-        return self._records(ERRORS, query_errors_sql(self.database, project, endpoint_id, start, end,
-                                                      application_name, error_type))
-
-    def query_feature_drift(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                            feature_name=None) -> list[FeatureDriftRecord]:
-        return self._records(FEATURE_DRIFT, query_feature_drift_sql(self.database, project, endpoint_id, start, end,
-                                                                    application_name, feature_name))
+    def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start=None, end=None,
+                   application_name: str | None = None, name: str | None = None) -> list[Any]:
+        sql = _select_sql(self.database, _SUPERTABLE[table.name], project, endpoint_id, start, end,
+                          application_name, name)
+        rows = self._query(sql, f"querying {table.noun}")
+        return sort_records(table, (decode_row(table, r) for r in rows))
 
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:
         sql = latest_status_sql(self.database, project, endpoint_id)
