@@ -1,9 +1,10 @@
 """Local services for development and tests: a Kafka KRaft broker, MariaDB and a Flink cluster.
 
-Each service keeps its data and logs under one folder, :func:`run_dir` (``.run/<service>`` at the root
-of a checkout, git-ignored; see :func:`home` for an installed package), listens on 127.0.0.1 only, and has ``start`` / ``stop`` /
-``status`` that are idempotent: ``start`` on a running service does nothing, ``stop`` on a stopped
-one does nothing, and ``start`` returns only once the service answers.
+Each service keeps its data and logs under one folder, :func:`run_dir` (``.run/<service>`` at the
+root of a checkout, git-ignored; see :func:`home` for an installed package), listens on 127.0.0.1
+only, and has ``start`` / ``stop`` / ``status`` that are idempotent: ``start`` on a running service
+does nothing, ``stop`` on a stopped one does nothing, and ``start`` returns only once the service
+answers.
 
 Ports (environment overrides): Kafka ``STREAMDRIFT_KAFKA_PORT`` (9092, controller on port + 1),
 MariaDB ``STREAMDRIFT_MYSQL_PORT`` (3307), Flink REST ``STREAMDRIFT_FLINK_PORT`` (8081) and RPC

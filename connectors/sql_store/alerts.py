@@ -73,17 +73,13 @@ class AlertsMixin(SqlStoreBase):
 
         def write(conn: sa.Connection) -> AlertConfig:
             self._upsert(conn, self._t["alert_configs"], [dict(row, created=now, updated=now)], update)
-            return self._get_alert_config(conn, project, name)
+            return self._named(conn, "alert_configs", AlertConfig, project, name)
 
         return self._run(f"writing alert {name!r}", write)
 
-    def _get_alert_config(self, conn: sa.Connection, project: str, name: str) -> AlertConfig | None:
-        t = self._t["alert_configs"]
-        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
-        return None if row is None else AlertConfig(**row)
-
     def get_alert_config(self, project: str, name: str) -> AlertConfig | None:
-        return self._run(f"reading alert {name!r}", lambda conn: self._get_alert_config(conn, project, name))
+        return self._run(f"reading alert {name!r}",
+                         lambda conn: self._named(conn, "alert_configs", AlertConfig, project, name))
 
     def list_alert_configs(self, project: str) -> list[AlertConfig]:
         t = self._t["alert_configs"]

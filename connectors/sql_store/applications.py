@@ -39,17 +39,13 @@ class ApplicationsMixin(SqlStoreBase):
         def write(conn: sa.Connection) -> Application:
             self._upsert(conn, self._t["applications"], [dict(row, created=now, updated=now)],
                          ["class_path", "params", "enabled", "updated"])
-            return self._get_application(conn, project, name)
+            return self._named(conn, "applications", Application, project, name)
 
         return self._run(f"registering application {name!r}", write)
 
-    def _get_application(self, conn: sa.Connection, project: str, name: str) -> Application | None:
-        t = self._t["applications"]
-        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
-        return None if row is None else Application(**row)
-
     def get_application(self, project: str, name: str) -> Application | None:
-        return self._run(f"reading application {name!r}", lambda conn: self._get_application(conn, project, name))
+        return self._run(f"reading application {name!r}",
+                         lambda conn: self._named(conn, "applications", Application, project, name))
 
     def list_applications(self, project: str, *, enabled_only: bool = False) -> list[Application]:
         t = self._t["applications"]

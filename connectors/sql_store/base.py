@@ -180,6 +180,12 @@ class SqlStoreBase:
 
         return retrying(once, self.attempts, self.backoff, what=f"{what} on {self.masked_url}")
 
+    def _named(self, conn: sa.Connection, table: str, record: Callable[..., T], project: str, name: str) -> T | None:
+        """The row of ``table`` keyed by (project, name) as ``record(**row)``, or None."""
+        t = self._t[table]
+        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
+        return None if row is None else record(**row)
+
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                 update: Sequence[str], *, newer_only: str | None = None) -> None:
         """Insert ``rows``; on a primary-key clash update the ``update`` columns.

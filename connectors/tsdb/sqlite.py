@@ -2,9 +2,10 @@
 
 SQLite's dialect of the five tables of :mod:`streamdrift.connectors.tsdb.tables` (column types, DDL,
 upserts, the migrations of older files). The tags are ordinary columns, with a UNIQUE key on the
-series plus its time (the rule TDengine's subtable names follow), so that writing a window again replaces its row (``INSERT ... ON CONFLICT DO UPDATE``). Times are integers,
-microseconds since the epoch, like TDengine's ``PRECISION 'us'``. Values are bound as parameters,
-never spliced into SQL. A file written before a table's key had its present form is rebuilt on
+series plus its time (the rule TDengine's subtable names follow), so that writing a window again
+replaces its row (``INSERT ... ON CONFLICT DO UPDATE``). Times are integers, microseconds since the
+epoch, like TDengine's ``PRECISION 'us'``. Values are bound as parameters, never spliced into SQL.
+A file written before a table's key had its present form is rebuilt on
 :meth:`SqliteTSDB.create_schema`, rows kept.
 """
 
