@@ -3,9 +3,9 @@ replays and corrections (streamdrift.udfs.alerts), and the ``streamdrift alerts`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 
 import hypothesis
@@ -19,6 +19,7 @@ from streamdrift.udfs.alert_config import (EVENT_KINDS, AlertBook, AlertEvent, A
                                            render_summary)
 from streamdrift.udfs.monitor import WindowOutput
 from streamdrift.udfs.records import ErrorRecord, ResultKindApp, ResultRecord
+from tests.unit.clikit import run_command
 
 UTC = dt.timezone.utc
 MIN = 60_000
@@ -303,13 +304,7 @@ def test_alert_book_skips_bad_configurations_and_keeps_specs_when_the_store_fail
 # --------------------------------------------------------------------------------- the command line
 
 
-def run_cli(argv, capsys):
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    alerts_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    rc = args.func(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+run_cli = functools.partial(run_command, alerts_cli.register)
 
 
 @pytest.fixture()
