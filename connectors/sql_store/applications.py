@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from streamdrift.connectors.sql_store.base import NotFoundError, SqlStoreBase, check_id, utc_now
+from streamdrift.connectors.sql_store.base import SqlStoreBase, check_id, utc_now
 from streamdrift.udfs.records import validate_application_name
 
 
@@ -55,17 +55,8 @@ class ApplicationsMixin(SqlStoreBase):
         return self._run("listing applications", lambda conn: [Application(**r) for r in conn.execute(query).mappings()])
 
     def remove_application(self, project: str, name: str) -> bool:
-        t = self._t["applications"]
-        return self._run(f"removing application {name!r}", lambda conn: conn.execute(
-            sa.delete(t).where(t.c.project == project, t.c.name == name)).rowcount > 0)
+        return self._delete_named("applications", project, name, f"removing application {name!r}")
 
     def set_application_enabled(self, project: str, name: str, enabled: bool) -> None:
-        t = self._t["applications"]
-
-        def write(conn: sa.Connection) -> None:
-            done = conn.execute(sa.update(t).where(t.c.project == project, t.c.name == name)
-                                .values(enabled=bool(enabled), updated=utc_now()))
-            if done.rowcount == 0:
-                raise NotFoundError(f"no application {name!r} in project {project!r}")
-
-        self._run(f"enabling application {name!r}", write)
+        self._update_named("applications", project, name, {"enabled": bool(enabled)},
+                           f"enabling application {name!r}", "application")
