@@ -1,9 +1,10 @@
 """Local services for development and tests: a Kafka KRaft broker, MariaDB and a Flink cluster.
 
-Each service keeps its data and logs under one git-ignored folder (``.run/<service>`` at the project
-root, or ``$STREAMDRIFT_RUN_DIR``), listens on 127.0.0.1 only, and has ``start`` / ``stop`` /
-``status`` that are idempotent: ``start`` on a running service does nothing, ``stop`` on a stopped
-one does nothing, and ``start`` returns only once the service answers.
+Each service keeps its data and logs under one folder, :func:`run_dir` (``.run/<service>`` at the
+root of a checkout, git-ignored; see :func:`home` for an installed package), listens on 127.0.0.1
+only, and has ``start`` / ``stop`` / ``status`` that are idempotent: ``start`` on a running service
+does nothing, ``stop`` on a stopped one does nothing, and ``start`` returns only once the service
+answers.
 
 Ports (environment overrides): Kafka ``STREAMDRIFT_KAFKA_PORT`` (9092, controller on port + 1),
 MariaDB ``STREAMDRIFT_MYSQL_PORT`` (3307), Flink REST ``STREAMDRIFT_FLINK_PORT`` (8081) and RPC
@@ -25,8 +26,10 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
+#: The folder of the package's folders: a checkout's root, or ``site-packages/streamdrift`` when
+#: installed from a wheel (it holds ``jars/pom.xml`` either way).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,12 +43,33 @@ def kafka_cluster_id() -> str:
             return cluster_id
 
 
+def is_checkout(root: Path = PROJECT_ROOT) -> bool:
+    """Whether the package runs from a checkout (its root has ``setup.py``), not from an install."""
+    return (root / "setup.py").is_file()
+
+
+def home(root: Path = PROJECT_ROOT, environ: Mapping[str, str] = os.environ) -> tuple[Path, str, str]:
+    """``(folder, name of the run folder in it, name of the jars folder in it)``, the defaults of
+    :func:`run_dir` and :func:`jars_dir`: ``$STREAMDRIFT_HOME`` (``run``, ``jars``) when set; else
+    a checkout's root (``.run``, ``.jars``); else, installed, ``~/.streamdrift`` (``run``,
+    ``jars``): never inside ``site-packages``."""
+    if environ.get("STREAMDRIFT_HOME"):
+        return Path(environ["STREAMDRIFT_HOME"]).expanduser(), "run", "jars"
+    if is_checkout(root):
+        return root, ".run", ".jars"
+    return Path(environ.get("HOME") or Path.home()) / ".streamdrift", "run", "jars"
+
+
 def run_dir() -> Path:
-    return Path(os.environ.get("STREAMDRIFT_RUN_DIR", PROJECT_ROOT / ".run")).resolve()
+    """The services' data and logs, the job's zip: ``$STREAMDRIFT_RUN_DIR``, else in :func:`home`."""
+    folder, run, _ = home()
+    return Path(os.environ.get("STREAMDRIFT_RUN_DIR") or folder / run).expanduser().resolve()
 
 
 def jars_dir() -> Path:
-    return Path(os.environ.get("STREAMDRIFT_JARS_DIR", PROJECT_ROOT / ".jars")).resolve()
+    """The JVM jars ``streamdrift jars`` fetches: ``$STREAMDRIFT_JARS_DIR``, else in :func:`home`."""
+    folder, _, jars = home()
+    return Path(os.environ.get("STREAMDRIFT_JARS_DIR") or folder / jars).expanduser().resolve()
 
 
 def plugins_dir() -> Path:

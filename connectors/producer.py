@@ -104,8 +104,12 @@ def as_rows(value: Any, what: str = "inputs") -> Any:
       column order need not match the endpoint's features); outputs as ``{column: [values per
       row]}``, each column a port;
     * pandas Series: one row ``{name: value}`` (inputs) or one value per row (outputs);
-    * dict: as given: for inputs one row ``{name: value}`` (a list value is an array feature, as
-      the job reads it), for outputs ``{port: [values per row]}``.
+    * dict: as given, and the job reads it as it reads any event's object
+      (:mod:`streamdrift.udfs.events`): for inputs ``{name: value}`` is one row, ``{name: [one value
+      per row]}`` (every value a list, all of one length) is a batch by columns, a list beside
+      scalars is an array feature of the row (summarised as ``<name>.mean``, ...), and
+      ``{"columns": [...], "data": [[...], ...]}`` is pandas' split orientation; for outputs
+      ``{port: [values per row]}``.
 
     Raises TypeError for anything else, ValueError for an array of more than 2 dimensions or a
     0-d one.

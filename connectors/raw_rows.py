@@ -36,12 +36,12 @@ output (decoded exactly as the job decodes them), plus timestamp, request id, la
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
 from streamdrift.udfs.partitions import hour_label, shard_of
+from streamdrift.udfs.records import ms_from_utc
 
 TABLE = "raw_rows"
 def sink_ddl(parquet_path: str) -> str:
@@ -86,7 +86,8 @@ WHERE kind IN ('R', 'P')"""
 
 def _hours(start: dt.datetime, end: dt.datetime) -> list[str]:
     """The hour partitions (UTC) that can hold events of [start, end)."""
-    return [hour_label(h) for h in range(math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600))]
+    hour = 3_600_000  # ms
+    return [hour_label(h) for h in range(ms_from_utc(start) // hour, -(-ms_from_utc(end) // hour))]
 
 
 def files(parquet_path: str, endpoint_id: str, hours: list[str] | None = None) -> tuple[list[Path], list[Path]]:
@@ -125,7 +126,7 @@ def read_window_rows(parquet_path: str, endpoint_id: str, start: dt.datetime, en
         records += table.filter(pc.equal(table["endpoint_id"], endpoint_id)).to_pylist()
     if legacy:
         records += pq.ParquetDataset(legacy).read(columns=["event_ms", "late", "payload"]).to_pylist()
-    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    start_ms, end_ms = ms_from_utc(start), ms_from_utc(end)
     columns_of = columns_of or (lambda _: NO_COLUMNS)
     out = []
     for record in records:

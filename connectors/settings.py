@@ -97,9 +97,7 @@ def _check_tsdb(name: str, value: str) -> str:
                 raise _fail(name, value, str(exc), "taosws://root:taosdata@127.0.0.1:6041/streamdrift") from None
         return value
     if parts.scheme == "sqlite":
-        if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
-            raise _fail(name, value, "a SQLite TSDB needs a file path after sqlite:///", example)
-        return value
+        return _check_sqlite(name, value, "TSDB", example)
     raise _fail(name, value, "the scheme must be taosws://, taos:// or sqlite:///", example)
 
 
@@ -112,10 +110,15 @@ def _check_sql_store(name: str, value: str) -> str:
             raise _fail(name, value, "no database name after the host", example)
         return value
     if parts.scheme == "sqlite":
-        if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
-            raise _fail(name, value, "a SQLite store needs a file path after sqlite:///", example)
-        return value
+        return _check_sqlite(name, value, "store", example)
     raise _fail(name, value, "the scheme must be mysql+pymysql:// or sqlite:///", example)
+
+
+def _check_sqlite(name: str, value: str, what: str, example: str) -> str:
+    """A ``sqlite:///<path>`` URL (the file path may not be empty)."""
+    if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
+        raise _fail(name, value, f"a SQLite {what} needs a file path after sqlite:///", example)
+    return value
 
 
 def _check_path(name: str, value: str) -> str:

@@ -39,7 +39,8 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_jars(args: argparse.Namespace) -> int:
-    """Fetch the JVM dependencies declared in jars/pom.xml into .jars/ with Maven."""
+    """Fetch the JVM dependencies declared in jars/pom.xml with Maven into
+    :func:`~streamdrift.connectors.local_services.jars_dir` (``.jars/`` of a checkout)."""
     pom = local_services.PROJECT_ROOT / "jars" / "pom.xml"
     cmd = ["mvn", "-q", "-B", "-f", str(pom), f"-Djars.dir={local_services.jars_dir()}", "package"]
     return subprocess.call(cmd)

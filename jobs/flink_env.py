@@ -9,7 +9,8 @@ from streamdrift.connectors.local_services import jars_dir, plugins_dir
 
 
 def flink_jar_uris() -> list[str]:
-    """``file://`` URIs of the connector jars fetched by ``make jars`` (``.jars/flink``)."""
+    """``file://`` URIs of the connector jars fetched by ``make jars`` (``flink/`` of
+    :func:`~streamdrift.connectors.local_services.jars_dir`)."""
     jars = sorted((jars_dir() / "flink").glob("*.jar"))
     if not jars:
         raise RuntimeError(f"no Flink connector jars in {jars_dir() / 'flink'}: run `make jars` first")

@@ -85,19 +85,24 @@ def parse_period(value: str | int | float | None, what: str = "period") -> int |
 
 
 def format_period(ms: int | None) -> str:
-    """1 800 000 → ``"30m"`` (the largest unit that divides it); None → ``"-"``.
+    """A period in milliseconds as :func:`parse_period` reads it: each unit from days down to
+    milliseconds that it holds, largest first (``5 400 000`` → ``"1h30m"``); None → ``"-"``.
 
     >>> format_period(1_800_000), format_period(5_400_000), format_period(86_400_000), format_period(1_500)
-    ('30m', '90m', '1d', '1500ms')
-    >>> format_period(None)
-    '-'
+    ('30m', '1h30m', '1d', '1s500ms')
+    >>> format_period(None), parse_period(format_period(93_784_005))
+    ('-', 93784005)
     """
     if ms is None:
         return "-"
-    for unit in ("d", "h", "m", "s"):
-        if ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    return f"{ms}ms"
+    if ms <= 0:
+        return f"{ms}ms"
+    parts = []
+    for unit in ("d", "h", "m", "s", "ms"):
+        count, ms = divmod(ms, _UNIT_MS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
 
 
 def result_fqn(endpoint_id: str, application: str, result_name: str) -> str:
@@ -264,7 +269,7 @@ class NotificationTarget:
         """The configuration :meth:`from_config` reads back (the cooldown as a period).
 
         >>> NotificationTarget('console', {}, cooldown_ms=90_000).to_config()
-        {'kind': 'console', 'cooldown': '90s'}
+        {'kind': 'console', 'cooldown': '1m30s'}
         """
         out: dict[str, Any] = {"kind": self.kind, **self.params}
         if self.cooldown_ms is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from streamdrift.connectors.sql_store.base import NotFoundError, SqlStoreBase, check_id, finite, utc_now
+from streamdrift.connectors.sql_store.base import SqlStoreBase, check_id, finite, utc_now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,17 +73,13 @@ class AlertsMixin(SqlStoreBase):
 
         def write(conn: sa.Connection) -> AlertConfig:
             self._upsert(conn, self._t["alert_configs"], [dict(row, created=now, updated=now)], update)
-            return self._get_alert_config(conn, project, name)
+            return self._named(conn, "alert_configs", AlertConfig, project, name)
 
         return self._run(f"writing alert {name!r}", write)
 
-    def _get_alert_config(self, conn: sa.Connection, project: str, name: str) -> AlertConfig | None:
-        t = self._t["alert_configs"]
-        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
-        return None if row is None else AlertConfig(**row)
-
     def get_alert_config(self, project: str, name: str) -> AlertConfig | None:
-        return self._run(f"reading alert {name!r}", lambda conn: self._get_alert_config(conn, project, name))
+        return self._run(f"reading alert {name!r}",
+                         lambda conn: self._named(conn, "alert_configs", AlertConfig, project, name))
 
     def list_alert_configs(self, project: str) -> list[AlertConfig]:
         t = self._t["alert_configs"]
@@ -91,21 +87,12 @@ class AlertsMixin(SqlStoreBase):
         return self._run("listing alerts", lambda conn: [AlertConfig(**r) for r in conn.execute(query).mappings()])
 
     def set_alert_state(self, project: str, name: str, state: str) -> None:
-        t = self._t["alert_configs"]
-
-        def write(conn: sa.Connection) -> None:
-            done = conn.execute(sa.update(t).where(t.c.project == project, t.c.name == name)
-                                .values(state=str(state), updated=utc_now()))
-            if done.rowcount == 0:
-                raise NotFoundError(f"no alert {name!r} in project {project!r}")
-
-        self._run(f"setting the state of alert {name!r}", write)
+        self._update_named("alert_configs", project, name, {"state": str(state)},
+                           f"setting the state of alert {name!r}", "alert")
 
     def delete_alert_config(self, project: str, name: str) -> bool:
         """Delete an alert configuration (its activations stay, as history)."""
-        t = self._t["alert_configs"]
-        return self._run(f"deleting alert {name!r}", lambda conn: conn.execute(
-            sa.delete(t).where(t.c.project == project, t.c.name == name)).rowcount > 0)
+        return self._delete_named("alert_configs", project, name, f"deleting alert {name!r}")
 
     def add_activation(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from streamdrift.connectors.sql_store.base import NotFoundError, SqlStoreBase, check_id, utc_now
+from streamdrift.connectors.sql_store.base import SqlStoreBase, check_id, utc_now
 from streamdrift.udfs.records import validate_application_name
 
 
@@ -39,17 +39,13 @@ class ApplicationsMixin(SqlStoreBase):
         def write(conn: sa.Connection) -> Application:
             self._upsert(conn, self._t["applications"], [dict(row, created=now, updated=now)],
                          ["class_path", "params", "enabled", "updated"])
-            return self._get_application(conn, project, name)
+            return self._named(conn, "applications", Application, project, name)
 
         return self._run(f"registering application {name!r}", write)
 
-    def _get_application(self, conn: sa.Connection, project: str, name: str) -> Application | None:
-        t = self._t["applications"]
-        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
-        return None if row is None else Application(**row)
-
     def get_application(self, project: str, name: str) -> Application | None:
-        return self._run(f"reading application {name!r}", lambda conn: self._get_application(conn, project, name))
+        return self._run(f"reading application {name!r}",
+                         lambda conn: self._named(conn, "applications", Application, project, name))
 
     def list_applications(self, project: str, *, enabled_only: bool = False) -> list[Application]:
         t = self._t["applications"]
@@ -59,17 +55,8 @@ class ApplicationsMixin(SqlStoreBase):
         return self._run("listing applications", lambda conn: [Application(**r) for r in conn.execute(query).mappings()])
 
     def remove_application(self, project: str, name: str) -> bool:
-        t = self._t["applications"]
-        return self._run(f"removing application {name!r}", lambda conn: conn.execute(
-            sa.delete(t).where(t.c.project == project, t.c.name == name)).rowcount > 0)
+        return self._delete_named("applications", project, name, f"removing application {name!r}")
 
     def set_application_enabled(self, project: str, name: str, enabled: bool) -> None:
-        t = self._t["applications"]
-
-        def write(conn: sa.Connection) -> None:
-            done = conn.execute(sa.update(t).where(t.c.project == project, t.c.name == name)
-                                .values(enabled=bool(enabled), updated=utc_now()))
-            if done.rowcount == 0:
-                raise NotFoundError(f"no application {name!r} in project {project!r}")
-
-        self._run(f"enabling application {name!r}", write)
+        self._update_named("applications", project, name, {"enabled": bool(enabled)},
+                           f"enabling application {name!r}", "application")

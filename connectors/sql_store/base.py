@@ -180,6 +180,31 @@ class SqlStoreBase:
 
         return retrying(once, self.attempts, self.backoff, what=f"{what} on {self.masked_url}")
 
+    def _named(self, conn: sa.Connection, table: str, record: Callable[..., T], project: str, name: str) -> T | None:
+        """The row of ``table`` keyed by (project, name) as ``record(**row)``, or None."""
+        t = self._t[table]
+        row = conn.execute(sa.select(t).where(t.c.project == project, t.c.name == name)).mappings().first()
+        return None if row is None else record(**row)
+
+    def _update_named(self, table: str, project: str, name: str, values: dict[str, Any], what: str, noun: str) -> None:
+        """Set ``values`` (and ``updated``) on the row of ``table`` keyed by (project, name);
+        :class:`NotFoundError` naming the ``noun`` when there is none."""
+        t = self._t[table]
+
+        def write(conn: sa.Connection) -> None:
+            done = conn.execute(sa.update(t).where(t.c.project == project, t.c.name == name)
+                                .values(**values, updated=utc_now()))
+            if done.rowcount == 0:
+                raise NotFoundError(f"no {noun} {name!r} in project {project!r}")
+
+        self._run(what, write)
+
+    def _delete_named(self, table: str, project: str, name: str, what: str) -> bool:
+        """Delete the row of ``table`` keyed by (project, name); whether there was one."""
+        t = self._t[table]
+        return self._run(what, lambda conn: conn.execute(
+            sa.delete(t).where(t.c.project == project, t.c.name == name)).rowcount > 0)
+
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                 update: Sequence[str], *, newer_only: str | None = None) -> None:
         """Insert ``rows``; on a primary-key clash update the ``update`` columns.

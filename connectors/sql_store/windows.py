@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -194,27 +195,20 @@ class WindowsMixin(EndpointsMixin):
 
     def latest_results(self, endpoint_id: str) -> list[ResultRecord]:
         """The latest result of each (application, name) of an endpoint, sorted by both."""
-        t = self._t["latest_results"]
-        query = sa.select(t).where(t.c.endpoint_id == endpoint_id).order_by(t.c.application_name, t.c.result_name)
-
-        def read(conn: sa.Connection) -> list[ResultRecord]:
-            return [ResultRecord(
-                project=r["project"], endpoint_id=r["endpoint_id"], application_name=r["application_name"],
-                result_name=r["result_name"], kind=r["kind"], status=r["status"], value=r["value"],
-                start_infer_time=r["start_infer_time"], end_infer_time=r["end_infer_time"],
-                extra_data=r["extra_data"]) for r in conn.execute(query).mappings()]
-
-        return self._run(f"reading latest results of {endpoint_id!r}", read)
+        return self._latest(endpoint_id, "latest_results", ResultRecord, "result_name")
 
     def latest_metrics(self, endpoint_id: str) -> list[MetricRecord]:
         """The latest value of each (application, metric) of an endpoint, sorted by both."""
-        t = self._t["latest_metrics"]
-        query = sa.select(t).where(t.c.endpoint_id == endpoint_id).order_by(t.c.application_name, t.c.metric_name)
+        return self._latest(endpoint_id, "latest_metrics", MetricRecord, "metric_name")
 
-        def read(conn: sa.Connection) -> list[MetricRecord]:
-            return [MetricRecord(
-                project=r["project"], endpoint_id=r["endpoint_id"], application_name=r["application_name"],
-                metric_name=r["metric_name"], value=r["value"], start_infer_time=r["start_infer_time"],
-                end_infer_time=r["end_infer_time"]) for r in conn.execute(query).mappings()]
+    def _latest(self, endpoint_id: str, table: str, record: type, name: str) -> list[Any]:
+        """The rows of a latest_* table of an endpoint as ``record``s (its fields are columns of
+        the table), sorted by application and ``name``."""
+        t = self._t[table]
+        query = sa.select(t).where(t.c.endpoint_id == endpoint_id).order_by(t.c.application_name, t.c[name])
+        fields = [f.name for f in dataclasses.fields(record)]
 
-        return self._run(f"reading latest metrics of {endpoint_id!r}", read)
+        def read(conn: sa.Connection) -> list[Any]:
+            return [record(**{f: r[f] for f in fields}) for r in conn.execute(query).mappings()]
+
+        return self._run(f"reading {table.replace('_', ' ')} of {endpoint_id!r}", read)

@@ -5,8 +5,9 @@ and SQLite (:mod:`streamdrift.connectors.tsdb.sqlite`, the embedded default). Th
 same records come out of both; what they accept is checked here, once.
 
 Keys. A row is identified by what names its series plus its time (:data:`SERIES_KEYS`,
-:data:`TIME_COLUMNS`; the one rule both stores follow: TDengine hashes the series into its
-subtable name, SQLite has it as the table's UNIQUE key):
+:data:`TIME_COLUMNS`, from the tables' one definition in :mod:`streamdrift.connectors.tsdb.tables`;
+the one rule both stores follow: TDengine hashes the series into its subtable name, SQLite has it
+as the table's UNIQUE key):
 
 =================  ==================================================================  ==============
 table              series                                                              time
@@ -53,6 +54,7 @@ import datetime as dt
 import json
 import logging
 import math
+import operator
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,6 +63,8 @@ from typing import Any
 import orjson
 
 from streamdrift.connectors.errors import StoreFailure
+from streamdrift.connectors.tsdb import tables
+from streamdrift.connectors.tsdb.tables import SERIES_KEYS, TIME_COLUMNS, Table
 from streamdrift.udfs.histogram_drift import per_feature_columns
 from streamdrift.udfs.records import (
     ErrorRecord,
@@ -80,26 +84,13 @@ MAX_EXTRA_DATA_BYTES = 16_000
 MAX_MESSAGE_CHARS = 1_000
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
 
-#: The fields that name a series, per table (see the module doc): one rule for both stores.
-SERIES_KEYS: dict[str, tuple[str, ...]] = {
-    "app_results": ("project", "endpoint_id", "application_name", "result_name", "result_kind"),
-    "metrics": ("project", "endpoint_id", "application_name", "metric_name"),
-    "predictions": ("project", "endpoint_id"),
-    "errors": ("project", "endpoint_id", "application_name", "error_type"),
-    "feature_drift": ("project", "endpoint_id", "application_name", "feature_name"),
-}
-#: The time column of each table's rows: with the series, a row's key.
-TIME_COLUMNS: dict[str, str] = {
-    "app_results": "end_infer_time", "metrics": "end_infer_time", "predictions": "end_infer_time",
-    "errors": "time", "feature_drift": "end_infer_time",
-}
-
 __all__ = [
     "TSDB", "TSDBError", "check_result", "check_metric", "check_prediction", "check_error",
     "check_feature_drift", "check_text", "check_record", "check_filters", "sort_metrics", "sort_predictions",
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
     "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
-    "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS",
+    "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS", "encode_row", "decode_row", "as_text", "query_conditions",
+    "sort_records",
 ]
 
 
@@ -368,6 +359,106 @@ def sort_feature_drift(records: Iterable[FeatureDriftRecord]) -> list[FeatureDri
     return sorted(records, key=lambda r: (r.end_infer_time, r.endpoint_id, r.application_name, r.feature_name))
 
 
+def sort_records(table: Table, records: Iterable[Any]) -> list[Any]:
+    """Records of ``table`` in the order queries return them (the ``sort_*`` of its kind)."""
+    return {"app_results": sort_results, "metrics": sort_metrics, "predictions": sort_predictions,
+            "errors": sort_errors, "feature_drift": sort_feature_drift}[table.name](records)
+
+
+# --------------------------------------------------------------------------------- rows
+
+
+def as_text(value: Any) -> Any:
+    """Text as a database returns it, bytes decoded (UTF-8); anything else as it is."""
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _opt_micros(value: dt.datetime | None) -> int | None:
+    return None if value is None else micros(value)
+
+
+def _json_of(text: Any) -> dict[str, Any]:
+    text = as_text(text)
+    return json.loads(text) if text else {}
+
+
+def _text_or_empty(value: Any) -> str:
+    return as_text(value) or ""
+
+
+#: Logical value → stored value, per logical type (others are stored as they are; a bool stays a
+#: bool: SQLite binds it as 1 or 0, TDengine writes true or false; JSON: :func:`extra_data_json`).
+_ENCODE = {tables.TIMESTAMP: _opt_micros, tables.INT32: _int}
+#: Stored value (as either backend returns it) → logical value, per logical type.
+_DECODE = {tables.TIMESTAMP: from_micros, tables.INT32: _int, tables.INT64: _int, tables.FLOAT64: _float,
+           tables.BOOL: _bool, tables.TEXT: as_text, tables.UNICODE: as_text, tables.JSON: _json_of}
+
+
+class _Codec:
+    """What :func:`encode_row` and :func:`decode_row` need of a table, computed once."""
+
+    def __init__(self, table: Table):
+        columns = table.all_columns
+        self.getter = operator.attrgetter(*(c.field for c in columns))
+        self.encoders = [(i, micros if c.type == tables.TIMESTAMP and not c.nullable else _ENCODE[c.type])
+                         for i, c in enumerate(columns) if c.type in _ENCODE]
+        self.json = [i for i, c in enumerate(columns) if c.type == tables.JSON]
+        self.decoders = [_text_or_empty if c.type == tables.UNICODE and not c.nullable and c in table.columns
+                         else _DECODE[c.type] for c in columns]
+        index = {c.field: i for i, c in enumerate(columns)}
+        self.order = [index[f.name] for f in dataclasses.fields(table.record)]  # the record's fields in row order
+
+
+_CODECS: dict[str, _Codec] = {t.name: _Codec(t) for t in tables.TABLES}
+
+
+def encode_row(table: Table, record: Any) -> list[Any]:
+    """A checked record as stored (:func:`check_record`): its values in the row's order
+    (:attr:`Table.all_columns`: value columns, then tags), timestamps as microseconds since the
+    epoch, ``extra_data`` as JSON text (:func:`extra_data_json`)."""
+    codec = _CODECS[table.name]
+    values = list(codec.getter(record))
+    for i, encode in codec.encoders:
+        values[i] = encode(values[i])
+    for i in codec.json:
+        values[i] = extra_data_json(values[i], f"{table.name} {getattr(record, table.name_tag or '', '')!r} of "
+                                               f"endpoint {record.endpoint_id!r}")
+    return values
+
+
+def decode_row(table: Table, row: Sequence[Any]) -> Any:
+    """The record of a stored row (in :func:`encode_row`'s order; timestamps as microseconds, a
+    datetime or ISO text, text as str or UTF-8 bytes)."""
+    codec = _CODECS[table.name]
+    values = [decode(v) for decode, v in zip(codec.decoders, row, strict=True)]
+    return table.record(*[values[i] for i in codec.order])
+
+
+def query_conditions(table: Table, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                     end: dt.datetime | None = None, application_name: str | None = None,
+                     name: str | None = None) -> list[tuple[str, str, Any]]:
+    """The ``(column, operator, value)`` terms of a query of ``table`` (filters checked by
+    :func:`check_filters`; a None value means no such term): the project, the endpoint, the
+    application, the table's name tag, and the time range (inclusive, in microseconds)."""
+    check_filters(project, endpoint_id, start, end, application_name, name,
+                  (table.name_tag or "name").replace("_", " "))
+    time = table.time_column
+    return [("project", "=", project), ("endpoint_id", "=", endpoint_id), ("application_name", "=", application_name),
+            (table.name_tag, "=", name), (time, ">=", _opt_micros(start)), (time, "<=", _opt_micros(end))]
+
+
 # --------------------------------------------------------------------------------- the interface
 
 
@@ -391,19 +482,29 @@ class TSDB(abc.ABC):
         """Create the database objects if missing (idempotent)."""
 
     @abc.abstractmethod
-    def write_results(self, records: Sequence[ResultRecord]) -> int: ...
+    def write_rows(self, table: Table, records: list[Any]) -> None:
+        """Write records of ``table`` already checked (:func:`check_record`; results bounded,
+        :meth:`bounded_results`): the one write each backend implements for its dialect."""
 
-    @abc.abstractmethod
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int: ...
+    def write_results(self, records: Sequence[ResultRecord]) -> int:
+        return self._write_checked(tables.RESULTS, self.bounded_results(records))
 
-    @abc.abstractmethod
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int: ...
+    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
+        return self._write_checked(tables.METRICS, [check_metric(m) for m in records])
 
-    @abc.abstractmethod
-    def write_errors(self, records: Sequence[ErrorRecord]) -> int: ...
+    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
+        return self._write_checked(tables.PREDICTIONS, [check_prediction(p) for p in records])
 
-    @abc.abstractmethod
-    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int: ...
+    def write_errors(self, records: Sequence[ErrorRecord]) -> int:
+        return self._write_checked(tables.ERRORS, [check_error(e) for e in records])
+
+    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
+        return self._write_checked(tables.FEATURE_DRIFT, [check_feature_drift(f) for f in records])
+
+    def _write_checked(self, table: Table, checked: list[Any]) -> int:
+        if checked:
+            self.write_rows(table, checked)
+        return len(checked)
 
     @abc.abstractmethod
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
@@ -430,52 +531,36 @@ class TSDB(abc.ABC):
         return ([bound_extra_data(r, self.artifacts_dir) for r in checked[0]], *checked[1:])
 
     @abc.abstractmethod
-    def query_results(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        result_name: str | None = None,
-    ) -> list[ResultRecord]: ...
+    def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                   end: dt.datetime | None = None, application_name: str | None = None,
+                   name: str | None = None) -> list[Any]:
+        """The records of ``table`` that match :func:`query_conditions` (``name``: of the table's
+        ``name_tag``), sorted (:func:`sort_records`): the one query each backend implements."""
 
-    @abc.abstractmethod
-    def query_metrics(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        metric_name: str | None = None,
-    ) -> list[MetricRecord]: ...
+    def query_results(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                      end: dt.datetime | None = None, application_name: str | None = None,
+                      result_name: str | None = None) -> list[ResultRecord]:
+        return self.query_rows(tables.RESULTS, project, endpoint_id, start, end, application_name, result_name)
 
-    @abc.abstractmethod
-    def query_predictions(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-    ) -> list[PredictionRecord]: ...
+    def query_metrics(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                      end: dt.datetime | None = None, application_name: str | None = None,
+                      metric_name: str | None = None) -> list[MetricRecord]:
+        return self.query_rows(tables.METRICS, project, endpoint_id, start, end, application_name, metric_name)
 
-    @abc.abstractmethod
-    def query_errors(
-        self,
-        project: str,
-        endpoint_id: str | None = None,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        application_name: str | None = None,
-        error_type: str | None = None,
-    ) -> list[ErrorRecord]: ...
+    def query_predictions(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                          end: dt.datetime | None = None) -> list[PredictionRecord]:
+        return self.query_rows(tables.PREDICTIONS, project, endpoint_id, start, end)
 
-    @abc.abstractmethod
+    def query_errors(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
+                     end: dt.datetime | None = None, application_name: str | None = None,
+                     error_type: str | None = None) -> list[ErrorRecord]:
+        return self.query_rows(tables.ERRORS, project, endpoint_id, start, end, application_name, error_type)
+
     def query_feature_drift(self, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                             end: dt.datetime | None = None, application_name: str | None = None,
                             feature_name: str | None = None) -> list[FeatureDriftRecord]:
         """Per-feature drift rows of a project, sorted by window end, endpoint, application, feature."""
+        return self.query_rows(tables.FEATURE_DRIFT, project, endpoint_id, start, end, application_name, feature_name)
 
     @abc.abstractmethod
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:

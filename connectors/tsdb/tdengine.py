@@ -6,30 +6,12 @@ Layout (column and tag names follow MLRun's TDengine schema where it has one):
 
 ``CREATE DATABASE IF NOT EXISTS <db> PRECISION 'us' KEEP <days>`` (default database
 ``streamdrift``; KEEP from the ``tsdb_keep_days`` setting, default 36,500 days, so replays of old
-events are accepted), and in it the supertables
+events are accepted), and in it one supertable per table of :mod:`streamdrift.connectors.tsdb.tables`
+(its value columns as columns, the first one the row's timestamp key, its series as tags), with
+TDengine's type of each logical type (:data:`TYPES`: TIMESTAMP, INT, BIGINT, DOUBLE, BOOL, VARCHAR(n)
+for ASCII text and JSON, NCHAR(n) for any text).
 
-=================  =====================================================  ============================
-supertable         columns (the first one is the row's timestamp key)     tags
-=================  =====================================================  ============================
-``app_results``    end_infer_time, start_infer_time, result_value,        project, endpoint_id,
-                   result_status, result_extra_data                       application_name,
-                                                                          result_name, result_kind
-``metrics``        end_infer_time, start_infer_time, metric_value         project, endpoint_id,
-                                                                          application_name,
-                                                                          metric_name
-``predictions``    end_infer_time, start_infer_time, row_count,           project, endpoint_id
-                   event_count, error_count, latency_count,
-                   latency_mean_us, latency_p50_us, latency_p95_us,
-                   latency_p99_us, first_request, last_request
-``errors``         time, model_error                                      project, endpoint_id,
-                                                                          application_name,
-                                                                          error_type
-``feature_drift``  end_infer_time, start_infer_time, tvd, hellinger,      project, endpoint_id,
-                   kld, p_value, rejected, effect_size, window_count,     application_name,
-                   reference_count, invalid_share                         feature_name
-=================  =====================================================  ============================
-
-One subtable per series (:data:`streamdrift.connectors.tsdb.base.SERIES_KEYS`: every tag names the series).
+One subtable per series (:data:`streamdrift.connectors.tsdb.tables.SERIES_KEYS`: every tag names the series).
 Its name is a prefix and the SHA-1 of the series' identity (``res_<40 hex>``): no name given by a
 user ever becomes an identifier, so none can inject SQL, and a long or Unicode name cannot make an
 invalid table name. In TDengine a row is keyed by (subtable, timestamp), so writing a window again
@@ -59,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -70,25 +53,23 @@ from urllib.parse import unquote, urlsplit
 from streamdrift.connectors.errors import is_transient, tdengine_code
 from streamdrift.connectors.settings import DEFAULT_TSDB_KEEP_DAYS, mask_password
 from streamdrift.connectors.tdengine_names import KEYWORDS, check_database_name, identifier
+from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
-    SERIES_KEYS,
     TSDB,
     TSDBError,
+    as_text,
     check_error,
     check_feature_drift,
-    check_filters,
     check_metric,
     check_prediction,
     check_result,
-    extra_data_json,
-    from_micros,
+    decode_row,
+    encode_row,
     micros,
-    sort_errors,
-    sort_feature_drift,
-    sort_metrics,
-    sort_predictions,
-    sort_results,
+    query_conditions,
+    sort_records,
 )
+from streamdrift.connectors.tsdb.tables import Column, Table
 from streamdrift.udfs.records import ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
 
 log = logging.getLogger(__name__)
@@ -131,66 +112,60 @@ def literal(value: Any) -> str:
 # --------------------------------------------------------------------------------- schema
 
 
+#: TDengine's column type of each logical type (:mod:`streamdrift.connectors.tsdb.tables`).
+TYPES = {tables.TIMESTAMP: "TIMESTAMP", tables.INT32: "INT", tables.INT64: "BIGINT", tables.FLOAT64: "DOUBLE",
+         tables.BOOL: "BOOL", tables.TEXT: "VARCHAR", tables.UNICODE: "NCHAR", tables.JSON: "VARCHAR"}
+
+
+def column_type(column: Column) -> str:
+    """TDengine's type of a column: ``DOUBLE``, ``NCHAR(255)``, ..."""
+    kind = TYPES[column.type]
+    return f"{kind}({column.length})" if kind in ("VARCHAR", "NCHAR") else kind
+
+
 @dataclasses.dataclass(frozen=True)
 class SuperTable:
-    name: str
-    prefix: str  # of subtable names
-    columns: tuple[tuple[str, str], ...]  # (name, type); the first is the timestamp key
-    tags: tuple[tuple[str, str], ...]
+    """A table of :mod:`streamdrift.connectors.tsdb.tables` as a TDengine supertable; ``prefix``
+    starts the names of its subtables."""
+
+    table: Table
+    prefix: str
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        """``(name, type)`` of the columns; the first is the timestamp key."""
+        return tuple((c.name, column_type(c)) for c in self.table.columns)
+
+    @property
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.name, column_type(c)) for c in self.table.tags)
 
     @property
     def identity(self) -> tuple[str, ...]:
         """The tags that name a series (hashed into the subtable name): the table's
-        :data:`~streamdrift.connectors.tsdb.base.SERIES_KEYS`."""
-        return SERIES_KEYS[self.name]
+        :data:`~streamdrift.connectors.tsdb.tables.SERIES_KEYS`."""
+        return self.table.series
 
     @property
     def column_names(self) -> list[str]:
-        return [c for c, _ in self.columns]
+        return [c.name for c in self.table.columns]
 
     @property
     def tag_names(self) -> list[str]:
-        return [t for t, _ in self.tags]
+        return list(self.table.series)
 
 
-APP_RESULTS = SuperTable(
-    "app_results", "res",
-    columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("result_value", "DOUBLE"),
-             ("result_status", "INT"), ("result_extra_data", "VARCHAR(16000)")),
-    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
-          ("result_name", "VARCHAR(128)"), ("result_kind", "INT")),
-)
-METRICS = SuperTable(
-    "metrics", "met",
-    columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("metric_value", "DOUBLE")),
-    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
-          ("metric_name", "VARCHAR(128)")),
-)
-PREDICTIONS = SuperTable(
-    "predictions", "pred",
-    columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("row_count", "BIGINT"),
-             ("event_count", "BIGINT"), ("error_count", "BIGINT"), ("latency_count", "BIGINT"),
-             ("latency_mean_us", "DOUBLE"), ("latency_p50_us", "DOUBLE"), ("latency_p95_us", "DOUBLE"),
-             ("latency_p99_us", "DOUBLE"), ("first_request", "TIMESTAMP"), ("last_request", "TIMESTAMP"),
-             ("estimated_count", "DOUBLE")),
-    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)")),
-)
-ERRORS = SuperTable(
-    "errors", "err",
-    columns=(("time", "TIMESTAMP"), ("model_error", "NCHAR(1000)")),
-    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
-          ("error_type", "NCHAR(255)")),
-)
-FEATURE_DRIFT = SuperTable(
-    "feature_drift", "fd",
-    columns=(("end_infer_time", "TIMESTAMP"), ("start_infer_time", "TIMESTAMP"), ("tvd", "DOUBLE"),
-             ("hellinger", "DOUBLE"), ("kld", "DOUBLE"), ("p_value", "DOUBLE"), ("rejected", "BOOL"),
-             ("effect_size", "DOUBLE"), ("window_count", "BIGINT"), ("reference_count", "BIGINT"),
-             ("invalid_share", "DOUBLE")),
-    tags=(("project", "NCHAR(255)"), ("endpoint_id", "NCHAR(255)"), ("application_name", "VARCHAR(128)"),
-          ("feature_name", "NCHAR(255)")),
-)
+APP_RESULTS = SuperTable(tables.RESULTS, "res")
+METRICS = SuperTable(tables.METRICS, "met")
+PREDICTIONS = SuperTable(tables.PREDICTIONS, "pred")
+ERRORS = SuperTable(tables.ERRORS, "err")
+FEATURE_DRIFT = SuperTable(tables.FEATURE_DRIFT, "fd")
 SUPERTABLES = (APP_RESULTS, METRICS, PREDICTIONS, ERRORS, FEATURE_DRIFT)
+_SUPERTABLE = {s.name: s for s in SUPERTABLES}
 
 
 def subtable_name(stable: SuperTable, tags: dict[str, Any]) -> str:
@@ -255,7 +230,7 @@ def add_columns_sql(database: str, present: Iterable[Sequence[Any]]) -> list[str
     (``present``: rows of (supertable, column), :func:`columns_sql`); old rows read NULL there."""
     have: dict[str, set[str]] = {}
     for row in present:
-        have.setdefault(_text(row[0]), set()).add(_text(row[1]))
+        have.setdefault(as_text(row[0]), set()).add(as_text(row[1]))
     return [f"ALTER STABLE {database}.{stable.name} ADD COLUMN {column} {kind}"
             for stable in SUPERTABLES if stable.name in have
             for column, kind in stable.columns if column not in have[stable.name]]
@@ -270,41 +245,16 @@ def schema_sql(database: str, keep_days: int = DEFAULT_TSDB_KEEP_DAYS) -> list[s
 # --------------------------------------------------------------------------------- inserts
 
 
+def row(stable: SuperTable, record: Any) -> tuple[dict[str, Any], list[Any]]:
+    """``(tags, values)`` of a checked record (:func:`~streamdrift.connectors.tsdb.base.encode_row`):
+    the tags by name, the values in ``stable.columns`` order."""
+    values = encode_row(stable.table, record)
+    n = len(stable.table.columns)
+    return dict(zip(stable.tag_names, values[n:])), values[:n]
+
+
 def _result_row(r: ResultRecord) -> tuple[dict[str, Any], list[Any]]:
-    tags = {"project": r.project, "endpoint_id": r.endpoint_id, "application_name": r.application_name,
-            "result_name": r.result_name, "result_kind": int(r.kind)}
-    where = f"result {r.result_name!r} of endpoint {r.endpoint_id!r}"
-    values = [micros(r.end_infer_time), micros(r.start_infer_time), r.value, int(r.status),
-              extra_data_json(r.extra_data, where)]
-    return tags, values
-
-
-def _metric_row(m: MetricRecord) -> tuple[dict[str, Any], list[Any]]:
-    tags = {"project": m.project, "endpoint_id": m.endpoint_id, "application_name": m.application_name,
-            "metric_name": m.metric_name}
-    return tags, [micros(m.end_infer_time), micros(m.start_infer_time), m.value]
-
-
-def _prediction_row(p: PredictionRecord) -> tuple[dict[str, Any], list[Any]]:
-    tags = {"project": p.project, "endpoint_id": p.endpoint_id}
-    values = [micros(p.end_infer_time), micros(p.start_infer_time), p.count, p.events, p.error_count,
-              p.latency_count, p.latency_mean_us, p.latency_p50_us, p.latency_p95_us, p.latency_p99_us,
-              None if p.first_request is None else micros(p.first_request),
-              None if p.last_request is None else micros(p.last_request), p.estimated_count]
-    return tags, values
-
-
-def _error_row(e: ErrorRecord) -> tuple[dict[str, Any], list[Any]]:
-    tags = {"project": e.project, "endpoint_id": e.endpoint_id, "application_name": e.application_name,
-            "error_type": e.error_type}
-    return tags, [micros(e.time), e.message]
-
-
-def _feature_drift_row(f: FeatureDriftRecord) -> tuple[dict[str, Any], list[Any]]:
-    tags = {"project": f.project, "endpoint_id": f.endpoint_id, "application_name": f.application_name,
-            "feature_name": f.feature_name}
-    return tags, [micros(f.end_infer_time), micros(f.start_infer_time), f.tvd, f.hellinger, f.kld, f.p_value,
-                  f.rejected, f.effect_size, f.window_count, f.reference_count, f.invalid_share]
+    return row(APP_RESULTS, r)
 
 
 _INSERT = "INSERT INTO"
@@ -370,31 +320,35 @@ def insert_sql(database: str, stable: SuperTable, rows: Iterable[tuple[dict[str,
     return insert_statements(database, [(stable, rows)], **kw)
 
 
+def _insert_checked_sql(database: str, stable: SuperTable, check: Any, records: Sequence[Any], **kw) -> list[str]:
+    return insert_sql(database, stable, (row(stable, check(r)) for r in records), **kw)
+
+
 def insert_results_sql(database: str, records: Sequence[ResultRecord], **kw) -> list[str]:
-    return insert_sql(database, APP_RESULTS, (_result_row(check_result(r)) for r in records), **kw)
+    return _insert_checked_sql(database, APP_RESULTS, check_result, records, **kw)
 
 
 def insert_metrics_sql(database: str, records: Sequence[MetricRecord], **kw) -> list[str]:
-    return insert_sql(database, METRICS, (_metric_row(check_metric(m)) for m in records), **kw)
+    return _insert_checked_sql(database, METRICS, check_metric, records, **kw)
 
 
 def insert_predictions_sql(database: str, records: Sequence[PredictionRecord], **kw) -> list[str]:
-    return insert_sql(database, PREDICTIONS, (_prediction_row(check_prediction(p)) for p in records), **kw)
+    return _insert_checked_sql(database, PREDICTIONS, check_prediction, records, **kw)
 
 
 def insert_errors_sql(database: str, records: Sequence[ErrorRecord], **kw) -> list[str]:
-    return insert_sql(database, ERRORS, (_error_row(check_error(e)) for e in records), **kw)
+    return _insert_checked_sql(database, ERRORS, check_error, records, **kw)
 
 
 def insert_feature_drift_sql(database: str, records: Sequence[FeatureDriftRecord], **kw) -> list[str]:
-    return insert_sql(database, FEATURE_DRIFT, (_feature_drift_row(check_feature_drift(f)) for f in records), **kw)
+    return _insert_checked_sql(database, FEATURE_DRIFT, check_feature_drift, records, **kw)
 
 
 def _window_groups(results, metrics, errors, predictions, feature_drift) -> list:
     """The ``(supertable, rows)`` of records already checked."""
-    return [(APP_RESULTS, map(_result_row, results)), (METRICS, map(_metric_row, metrics)),
-            (ERRORS, map(_error_row, errors)), (PREDICTIONS, map(_prediction_row, predictions)),
-            (FEATURE_DRIFT, map(_feature_drift_row, feature_drift))]
+    kinds = zip((APP_RESULTS, METRICS, ERRORS, PREDICTIONS, FEATURE_DRIFT),
+                (results, metrics, errors, predictions, feature_drift))
+    return [(stable, map(functools.partial(row, stable), records)) for stable, records in kinds]
 
 
 def insert_window_sql(database: str, results: Sequence[ResultRecord] = (), metrics: Sequence[MetricRecord] = (),
@@ -411,150 +365,93 @@ def insert_window_sql(database: str, results: Sequence[ResultRecord] = (), metri
 # --------------------------------------------------------------------------------- queries
 
 
-def _where(conditions: Sequence[tuple[str, str, Any]]) -> str:
+def _where(conditions: Sequence[tuple[str | None, str, Any]]) -> str:
     parts = [f"{column} {op} {literal(value)}" for column, op, value in conditions if value is not None]
     return " WHERE " + " AND ".join(parts) if parts else ""
 
 
-def _time_conditions(column: str, start: dt.datetime | None, end: dt.datetime | None) -> list:
-    return [(column, ">=", None if start is None else micros(start)),
-            (column, "<=", None if end is None else micros(end))]
+def select_list(stable: SuperTable) -> str:
+    """The columns, then the tags, of a supertable's rows as queries read them (timestamps as
+    integers: :func:`~streamdrift.connectors.tsdb.base.decode_row`'s order and units)."""
+    return ", ".join(f"CAST({c.name} AS BIGINT)" if c.type == tables.TIMESTAMP else c.name
+                     for c in stable.table.all_columns)
 
 
-RESULT_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), result_value, result_status, "
-                 "result_extra_data, project, endpoint_id, application_name, result_name, result_kind")
-METRIC_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), metric_value, "
-                 "project, endpoint_id, application_name, metric_name")
-PREDICTION_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), row_count, event_count, "
-                     "error_count, latency_count, latency_mean_us, latency_p50_us, latency_p95_us, latency_p99_us, "
-                     "CAST(first_request AS BIGINT), CAST(last_request AS BIGINT), estimated_count, project, "
-                     "endpoint_id")
-ERROR_SELECT = "CAST(time AS BIGINT), model_error, project, endpoint_id, application_name, error_type"
-FEATURE_DRIFT_SELECT = ("CAST(end_infer_time AS BIGINT), CAST(start_infer_time AS BIGINT), tvd, hellinger, kld, "
-                        "p_value, rejected, effect_size, window_count, reference_count, invalid_share, project, "
-                        "endpoint_id, application_name, feature_name")
+RESULT_SELECT = select_list(APP_RESULTS)
+METRIC_SELECT = select_list(METRICS)
+PREDICTION_SELECT = select_list(PREDICTIONS)
+ERROR_SELECT = select_list(ERRORS)
+FEATURE_DRIFT_SELECT = select_list(FEATURE_DRIFT)
 
 
-def _select_sql(database: str, stable: SuperTable, select: str, project: str, endpoint_id: str | None,
+def _select_sql(database: str, stable: SuperTable, project: str, endpoint_id: str | None,
                 start: dt.datetime | None, end: dt.datetime | None, application_name: str | None = None,
-                name_tag: str | None = None, name: str | None = None) -> str:
-    """``SELECT <select> FROM <db>.<stable>`` of a project, narrowed by the filters that are not
-    None (the time range on the supertable's timestamp column, inclusive)."""
-    check_filters(project, endpoint_id, start, end, application_name, name, (name_tag or "name").replace("_", " "))
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id),
-                    ("application_name", "=", application_name), (name_tag, "=", name),
-                    *_time_conditions(stable.column_names[0], start, end)])
-    return f"SELECT {select} FROM {check_database_name(database)}.{stable.name}{where}"
+                name: str | None = None) -> str:
+    """``SELECT <columns> FROM <db>.<stable>`` of a project, narrowed by the filters that are not
+    None (:func:`~streamdrift.connectors.tsdb.base.query_conditions`)."""
+    where = _where(query_conditions(stable.table, project, endpoint_id, start, end, application_name, name))
+    return f"SELECT {select_list(stable)} FROM {check_database_name(database)}.{stable.name}{where}"
 
 
 def query_results_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                       end: dt.datetime | None = None, application_name: str | None = None,
                       result_name: str | None = None) -> str:
-    return _select_sql(database, APP_RESULTS, RESULT_SELECT, project, endpoint_id, start, end, application_name,
-                       "result_name", result_name)
+    return _select_sql(database, APP_RESULTS, project, endpoint_id, start, end, application_name, result_name)
 
 
 def query_metrics_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                       end: dt.datetime | None = None, application_name: str | None = None,
                       metric_name: str | None = None) -> str:
-    return _select_sql(database, METRICS, METRIC_SELECT, project, endpoint_id, start, end, application_name,
-                       "metric_name", metric_name)
+    return _select_sql(database, METRICS, project, endpoint_id, start, end, application_name, metric_name)
 
 
 def query_predictions_sql(database: str, project: str, endpoint_id: str | None = None,
                           start: dt.datetime | None = None, end: dt.datetime | None = None) -> str:
-    return _select_sql(database, PREDICTIONS, PREDICTION_SELECT, project, endpoint_id, start, end)
+    return _select_sql(database, PREDICTIONS, project, endpoint_id, start, end)
 
 
 def query_errors_sql(database: str, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,
                      end: dt.datetime | None = None, application_name: str | None = None,
                      error_type: str | None = None) -> str:
-    return _select_sql(database, ERRORS, ERROR_SELECT, project, endpoint_id, start, end, application_name,
-                       "error_type", error_type)
+    return _select_sql(database, ERRORS, project, endpoint_id, start, end, application_name, error_type)
 
 
 def query_feature_drift_sql(database: str, project: str, endpoint_id: str | None = None,
                             start: dt.datetime | None = None, end: dt.datetime | None = None,
                             application_name: str | None = None, feature_name: str | None = None) -> str:
-    return _select_sql(database, FEATURE_DRIFT, FEATURE_DRIFT_SELECT, project, endpoint_id, start, end,
-                       application_name, "feature_name", feature_name)
+    return _select_sql(database, FEATURE_DRIFT, project, endpoint_id, start, end, application_name, feature_name)
 
 
 def latest_status_sql(database: str, project: str, endpoint_id: str | None = None) -> str:
     """The newest row of every result series of a project: ``LAST_ROW`` grouped by the series tags."""
-    check_filters(project, endpoint_id)
-    db = check_database_name(database)
-    where = _where([("project", "=", project), ("endpoint_id", "=", endpoint_id)])
-    return ("SELECT LAST_ROW(end_infer_time), LAST_ROW(start_infer_time), LAST_ROW(result_value), "
-            "LAST_ROW(result_status), LAST_ROW(result_extra_data), project, endpoint_id, application_name, "
-            f"result_name, result_kind FROM {db}.{APP_RESULTS.name}{where} "
-            "GROUP BY project, endpoint_id, application_name, result_name, result_kind")
+    table = APP_RESULTS.table
+    where = _where(query_conditions(table, project, endpoint_id))
+    newest = ", ".join(f"LAST_ROW({c})" for c in APP_RESULTS.column_names)
+    series = ", ".join(table.series)
+    return f"SELECT {newest}, {series} FROM {check_database_name(database)}.{table.name}{where} GROUP BY {series}"
 
 
 # --------------------------------------------------------------------------------- rows → records
 
 
-def _text(value: Any) -> Any:
-    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def result_from_row(row: Sequence[Any]) -> ResultRecord:
-    end, start, value, status, extra, project, endpoint_id, app, name, kind = row
-    extra = _text(extra)
-    return ResultRecord(
-        project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
-        result_name=_text(name), kind=int(kind), status=int(status), value=_float(value),
-        start_infer_time=from_micros(start), end_infer_time=from_micros(end),
-        extra_data=json.loads(extra) if extra else {},
-    )
+    return decode_row(tables.RESULTS, row)
 
 
 def metric_from_row(row: Sequence[Any]) -> MetricRecord:
-    end, start, value, project, endpoint_id, app, name = row
-    return MetricRecord(
-        project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
-        metric_name=_text(name), value=_float(value), start_infer_time=from_micros(start),
-        end_infer_time=from_micros(end),
-    )
+    return decode_row(tables.METRICS, row)
 
 
 def prediction_from_row(row: Sequence[Any]) -> PredictionRecord:
-    (end, start, rows, events, errors, lat_count, mean, p50, p95, p99, first, last, estimated, project,
-     endpoint_id) = row
-    return PredictionRecord(
-        project=_text(project), endpoint_id=_text(endpoint_id), start_infer_time=from_micros(start),
-        end_infer_time=from_micros(end), count=int(rows), events=int(events), error_count=int(errors),
-        latency_count=int(lat_count), latency_mean_us=_float(mean), latency_p50_us=_float(p50),
-        latency_p95_us=_float(p95), latency_p99_us=_float(p99), first_request=from_micros(first),
-        last_request=from_micros(last), estimated_count=_float(estimated),
-    )
+    return decode_row(tables.PREDICTIONS, row)
 
 
 def error_from_row(row: Sequence[Any]) -> ErrorRecord:
-    time, message, project, endpoint_id, app, error_type = row
-    return ErrorRecord(
-        project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
-        error_type=_text(error_type), message=_text(message) or "", time=from_micros(time),
-    )
-
-
-def _whole(value: Any) -> int | None:
-    return None if value is None else int(value)
+    return decode_row(tables.ERRORS, row)
 
 
 def feature_drift_from_row(row: Sequence[Any]) -> FeatureDriftRecord:
-    (end, start, tvd, hel, kld, p_value, rejected, effect, n, big_n, invalid, project, endpoint_id, app, feature) = row
-    return FeatureDriftRecord(
-        project=_text(project), endpoint_id=_text(endpoint_id), application_name=_text(app),
-        feature_name=_text(feature), start_infer_time=from_micros(start), end_infer_time=from_micros(end),
-        tvd=_float(tvd), hellinger=_float(hel), kld=_float(kld), p_value=_float(p_value),
-        rejected=None if rejected is None else bool(rejected), effect_size=_float(effect),
-        window_count=_whole(n), reference_count=_whole(big_n), invalid_share=_float(invalid),
-    )
+    return decode_row(tables.FEATURE_DRIFT, row)
 
 
 # --------------------------------------------------------------------------------- connections
@@ -768,7 +665,7 @@ class TDengineTSDB(TSDB):
             log.warning("TDengine %s: database %r is not listed in information_schema.ins_databases; its "
                         "precision and KEEP cannot be checked", self.masked_url, self.database)
             return
-        _, precision, keep = (_text(v) for v in rows[0][:3])
+        _, precision, keep = (as_text(v) for v in rows[0][:3])
         if str(precision).strip().lower() != "us":
             raise TSDBError(
                 f"TDengine database {self.database!r} on {self.masked_url} has precision {precision!r}, but "
@@ -789,30 +686,11 @@ class TDengineTSDB(TSDB):
                      self.database_keep_days, self.keep_days)
             self.database_keep_days = self.keep_days
 
-    def _insert(self, what: str, statements: list[str], count: int) -> int:
-        self._execute(statements, what)
-        return count
-
-    def write_results(self, records: Sequence[ResultRecord]) -> int:
-        rows = map(_result_row, self.bounded_results(records))  # checked there
-        return self._insert("writing results", insert_sql(
-            self.database, APP_RESULTS, rows, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_metrics(self, records: Sequence[MetricRecord]) -> int:
-        return self._insert("writing metrics", insert_metrics_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> int:
-        return self._insert("writing predictions", insert_predictions_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_errors(self, records: Sequence[ErrorRecord]) -> int:
-        return self._insert("writing errors", insert_errors_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
-
-    def write_feature_drift(self, records: Sequence[FeatureDriftRecord]) -> int:
-        return self._insert("writing feature drift", insert_feature_drift_sql(
-            self.database, records, max_bytes=self.max_statement_bytes), len(records))
+    def write_rows(self, table: Table, records: list[Any]) -> None:
+        stable = _SUPERTABLE[table.name]
+        statements = insert_sql(self.database, stable, map(functools.partial(row, stable), records),
+                                max_bytes=self.max_statement_bytes)
+        self._execute(statements, f"writing {table.noun}")
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                      errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
@@ -824,29 +702,12 @@ class TDengineTSDB(TSDB):
         statements = insert_statements(self.database, _window_groups(*checked), max_bytes=self.max_statement_bytes)
         self._execute(statements, "writing windows")
 
-    def query_results(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      result_name=None) -> list[ResultRecord]:
-        sql = query_results_sql(self.database, project, endpoint_id, start, end, application_name, result_name)
-        return sort_results(result_from_row(r) for r in self._query(sql, "querying results"))
-
-    def query_metrics(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                      metric_name=None) -> list[MetricRecord]:
-        sql = query_metrics_sql(self.database, project, endpoint_id, start, end, application_name, metric_name)
-        return sort_metrics(metric_from_row(r) for r in self._query(sql, "querying metrics"))
-
-    def query_predictions(self, project, endpoint_id=None, start=None, end=None) -> list[PredictionRecord]:
-        sql = query_predictions_sql(self.database, project, endpoint_id, start, end)
-        return sort_predictions(prediction_from_row(r) for r in self._query(sql, "querying predictions"))
-
-    def query_errors(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                     error_type=None) -> list[ErrorRecord]:
-        sql = query_errors_sql(self.database, project, endpoint_id, start, end, application_name, error_type)
-        return sort_errors(error_from_row(r) for r in self._query(sql, "querying errors"))
-
-    def query_feature_drift(self, project, endpoint_id=None, start=None, end=None, application_name=None,
-                            feature_name=None) -> list[FeatureDriftRecord]:
-        sql = query_feature_drift_sql(self.database, project, endpoint_id, start, end, application_name, feature_name)
-        return sort_feature_drift(feature_drift_from_row(r) for r in self._query(sql, "querying feature drift"))
+    def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start=None, end=None,
+                   application_name: str | None = None, name: str | None = None) -> list[Any]:
+        sql = _select_sql(self.database, _SUPERTABLE[table.name], project, endpoint_id, start, end,
+                          application_name, name)
+        rows = self._query(sql, f"querying {table.noun}")
+        return sort_records(table, (decode_row(table, r) for r in rows))
 
     def latest_status(self, project: str, endpoint_id: str | None = None) -> list[ResultRecord]:
         sql = latest_status_sql(self.database, project, endpoint_id)
@@ -869,4 +730,5 @@ __all__ = [
     "insert_feature_drift_sql", "insert_window_sql", "query_results_sql", "query_metrics_sql",
     "query_predictions_sql", "query_errors_sql", "query_feature_drift_sql", "latest_status_sql", "result_from_row",
     "metric_from_row", "prediction_from_row", "error_from_row", "feature_drift_from_row", "DEFAULT_DATABASE",
+    "TYPES", "column_type", "row", "select_list",
 ]

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka import KafkaProducer
 
 from streamdrift.connectors.endpoints import get_or_create_model_endpoint
 from streamdrift.connectors.notifications import AlertDispatcher, NotificationSender
@@ -26,6 +25,7 @@ from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
 from streamdrift.jobs.monitoring_job import JobOptions, build
 from streamdrift.udfs.alerts import AlertState, evaluate
 from streamdrift.udfs.alert_config import AlertBook, AlertEvent
+from tests.integration.jobkit import consume, new_project
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)
@@ -67,11 +67,7 @@ class Receiver:
 
 @pytest.fixture()
 def project(kafka):
-    name = f"it-alerts-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in topic_names(name).values()])
-    admin.close()
-    return name
+    return new_project(kafka, "it-alerts")
 
 
 @pytest.fixture()
@@ -90,14 +86,6 @@ def _wait_until_sent(store: SqlStore, project: str, alerts, timeout: float = 60.
             return
         assert time.monotonic() < deadline, [a.notified for a in activations]
         time.sleep(0.2)
-
-
-def _consume(kafka, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5_000)
-    out = [json.loads(m.value) for m in consumer]
-    consumer.close()
-    return out
 
 
 def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, kafka, project, receivers):
@@ -181,7 +169,7 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
     time.sleep(1.0)  # anything sent again would have arrived by now
     assert len(receivers["hook"].bodies) == hook_before and len(receivers["slack"].bodies) == slack_before
     assert [len(store.list_activations(project, n)) for n in ("drift-any", "drift-twice")] == [3, 1]
-    on_kafka = _consume(kafka, topic_names(project)["alerts"])
+    on_kafka = consume(kafka, topic_names(project)["alerts"], timeout_ms=5_000)
     assert sorted(m["window_end"] for m in on_kafka) == ends and {m["alert"] for m in on_kafka} == {"drift-any"}
     store.close()
 

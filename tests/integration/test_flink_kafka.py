@@ -1,38 +1,22 @@
 """PyFlink with the Flink Kafka connector, locally and on the standalone cluster."""
 
-import json
-import os
 import subprocess
 import sys
 import time
 import uuid
 
-import pytest
-from kafka import KafkaConsumer, KafkaProducer
-
 from streamdrift.connectors.local_services import PROJECT_ROOT, flink_home
 from streamdrift.jobs import smoke
 from streamdrift.jobs.flink_env import stream_env
+from tests.integration.jobkit import consume, produce
 
 RECORDS = 500
 
 
 def _produce(kafka, topic: str) -> list[dict]:
     records = [{"n": n, "feature": n * 0.5} for n in range(RECORDS)]
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-    for record in records:
-        producer.send(topic, json.dumps(record).encode())
-    producer.flush()
-    producer.close()
+    produce(kafka, topic, records)
     return records
-
-
-def _consume(kafka, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=10_000)
-    out = [json.loads(message.value) for message in consumer]
-    consumer.close()
-    return out
 
 
 def _check_record_by_record(sent: list[dict], received: list[dict]) -> None:
@@ -50,7 +34,7 @@ def test_local_pyflink_job_copies_topic_transformed(kafka):
     suffix = uuid.uuid4().hex[:8]
     sent = _produce(kafka, f"it-in-{suffix}")
     smoke.build(stream_env(), kafka.bootstrap, f"it-in-{suffix}", f"it-out-{suffix}").execute("it-local")
-    _check_record_by_record(sent, _consume(kafka, f"it-out-{suffix}"))
+    _check_record_by_record(sent, consume(kafka, f"it-out-{suffix}"))
 
 
 def test_flink_run_on_standalone_cluster(kafka, flink):
@@ -64,7 +48,7 @@ def test_flink_run_on_standalone_cluster(kafka, flink):
     proc = subprocess.run(cmd, env=dict(flink.env(), PYFLINK_CLIENT_EXECUTABLE=sys.executable),
                           capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    _check_record_by_record(sent, _consume(kafka, f"it-out-{suffix}"))
+    _check_record_by_record(sent, consume(kafka, f"it-out-{suffix}"))
 
     deadline = time.monotonic() + 30
     while True:

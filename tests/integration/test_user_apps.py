@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from streamdrift.connectors.endpoints import get_or_create_model_endpoint
 from streamdrift.connectors.local_services import PROJECT_ROOT
@@ -28,6 +27,7 @@ from streamdrift.connectors.settings import load_settings, topic_names
 from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.connectors.tsdb import open_tsdb
 from streamdrift.jobs.monitoring_job import JobOptions, build
+from tests.integration.jobkit import new_project
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - (1_700_000_040_000 % WINDOW_MS)
@@ -80,11 +80,7 @@ class Sleeper(ModelMonitoringApplicationBase):
 
 @pytest.fixture()
 def project(kafka):
-    name = f"it-apps-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topic_names(name).values()])
-    admin.close()
-    return name
+    return new_project(kafka, "it-apps", partitions=1)
 
 
 def _apps(*argv: str) -> subprocess.CompletedProcess:

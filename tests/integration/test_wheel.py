@@ -98,12 +98,30 @@ def test_the_installed_command_runs_and_no_checkout_is_importable(venv, tmp_path
         assert command in help_text
 
 
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_installed_the_run_and_jars_folders_are_in_the_users_home(venv, tmp_path):
+    env = {k: v for k, v in _env(tmp_path).items() if k not in (f"{ENV_PREFIX}JARS_DIR", f"{ENV_PREFIX}RUN_DIR")}
+    env["HOME"] = str(tmp_path / "user")
+    probe = "from streamdrift.connectors.local_services import run_dir, jars_dir; print(run_dir()); print(jars_dir())"
+    out = _run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=env).stdout.split()
+    assert out == [str(tmp_path / "user" / ".streamdrift" / "run"), str(tmp_path / "user" / ".streamdrift" / "jars")]
+
+
 def test_a_bounded_run_from_the_wheel_with_the_jars_it_fetched(venv, tmp_path):
-    env = _env(tmp_path)
+    env = {k: v for k, v in _env(tmp_path).items() if k not in (f"{ENV_PREFIX}JARS_DIR", f"{ENV_PREFIX}RUN_DIR")}
+    env[f"{ENV_PREFIX}HOME"] = str(tmp_path / "home")
+    package = Path(_run([str(venv / "bin" / "python"), "-c", "import streamdrift.jobs, os; "
+                         "print(os.path.dirname(os.path.dirname(streamdrift.jobs.__file__)))"],
+                        cwd=tmp_path, env=env).stdout.strip())
+    before = _files(package)
     sd = str(venv / "bin" / "streamdrift")
     _run([sd, "jars"], cwd=tmp_path, env=env, timeout=600)
-    assert sorted(p.name for p in (tmp_path / "jars" / "flink").glob("*.jar"))  # fetched into STREAMDRIFT_JARS_DIR
+    assert sorted(p.name for p in (tmp_path / "home" / "jars" / "flink").glob("*.jar"))  # into STREAMDRIFT_HOME
     proc = _run([sd, "demo", "--data-dir", str(tmp_path / "demo")], cwd=tmp_path, env=env, timeout=600)
     windows = [int(m.group(1)) for m in map(WINDOW_LINE.match, proc.stdout.splitlines()) if m]
     assert windows == [250] * 8, proc.stdout[-3000:]
     assert "DRIFT DETECTED" in proc.stdout and "3 dead letters" in proc.stdout
+    assert package.name == "streamdrift" and _files(package) == before  # nothing written beside the code

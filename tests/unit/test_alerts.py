@@ -3,19 +3,23 @@ replays and corrections (streamdrift.udfs.alerts), and the ``streamdrift alerts`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from streamdrift.jobs import alerts_cli
 from streamdrift.jobs.alerts_wiring import load_alerts, lookup_activation
 from streamdrift.udfs.alerts import AlertState, Recorded, evaluate, event_kind, events_from_output, settle
-from streamdrift.udfs.alert_config import EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, parse_period, render_summary
+from streamdrift.udfs.alert_config import (EVENT_KINDS, AlertBook, AlertEvent, AlertSpec, format_period, parse_period,
+                                           render_summary)
 from streamdrift.udfs.monitor import WindowOutput
 from streamdrift.udfs.records import ErrorRecord, ResultKindApp, ResultRecord
+from tests.unit.clikit import run_command
 
 UTC = dt.timezone.utc
 MIN = 60_000
@@ -137,6 +141,17 @@ def test_periods():
     for bad in ("30 minutes", "m", "-5m", "0s", True):
         with pytest.raises(ValueError, match="period"):
             parse_period(bad)
+
+
+@pytest.mark.parametrize("ms, text", [(5_400_000, "1h30m"), (90_000, "1m30s"), (3_600_000, "1h"),
+                                      (86_400_000 + 1, "1d1ms"), (1_500, "1s500ms"), (7 * 86_400_000, "7d")])
+def test_a_period_is_shown_in_the_units_a_user_writes(ms, text):
+    assert format_period(ms) == text
+
+
+@hypothesis.given(st.integers(min_value=1, max_value=10**13))
+def test_a_shown_period_reads_back_as_itself(ms):
+    assert parse_period(format_period(ms)) == ms
 
 
 def test_summary_template():
@@ -289,13 +304,7 @@ def test_alert_book_skips_bad_configurations_and_keeps_specs_when_the_store_fail
 # --------------------------------------------------------------------------------- the command line
 
 
-def run_cli(argv, capsys):
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    alerts_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    rc = args.func(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+run_cli = functools.partial(run_command, alerts_cli.register)
 
 
 @pytest.fixture()

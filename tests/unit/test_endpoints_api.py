@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import subprocess
@@ -17,18 +18,11 @@ import pytest
 from streamdrift.connectors import endpoints as api
 from streamdrift.connectors.sql_store import NotFoundError, SqlStore
 from streamdrift.jobs import endpoints_cli
+from tests.unit.clikit import run_command
 from streamdrift.udfs.endpoint_id import endpoint_uid
 from streamdrift.udfs.reference import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = SqlStore(f"sqlite:///{tmp_path}/store.sqlite")
-    s.create_schema()
-    yield s
-    s.close()
 
 
 @pytest.fixture()
@@ -244,13 +238,7 @@ def test_store_can_be_a_url(tmp_path, training):
 # --------------------------------------------------------------------------------- CLI
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="streamdrift")
-    endpoints_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    rc = args.func(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+run_cli = functools.partial(run_command, endpoints_cli.register)
 
 
 @pytest.fixture()

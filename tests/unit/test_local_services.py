@@ -59,3 +59,38 @@ def test_flink_pid_files_with_a_reused_number_count_as_not_running(run_dir, slee
     assert flink.status().detail == "not running"
     _pid_file(flink.home / "flink--standalonesession.pid", sleeper.pid, age_s=0)
     assert f"pids [{sleeper.pid}]" in flink.status().detail
+
+
+# --------------------------------------------------------------------------------- default folders
+
+
+def test_a_checkout_keeps_run_and_jars_at_its_root(monkeypatch):
+    from streamdrift.connectors import local_services
+
+    for name in ("STREAMDRIFT_HOME", "STREAMDRIFT_RUN_DIR", "STREAMDRIFT_JARS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    root = local_services.PROJECT_ROOT
+    assert (root / "setup.py").is_file() and (root / "udfs").is_dir()  # this test runs from a checkout
+    assert (local_services.run_dir(), local_services.jars_dir()) == (root / ".run", root / ".jars")
+
+
+def test_an_installed_package_keeps_run_and_jars_in_the_users_home_never_beside_its_code(tmp_path):
+    from streamdrift.connectors.local_services import home
+
+    installed = tmp_path / "site-packages" / "streamdrift"  # no setup.py: not a checkout
+    (installed / "connectors").mkdir(parents=True)
+    user = tmp_path / "user"
+    assert home(installed, {"HOME": str(user)}) == (user / ".streamdrift", "run", "jars")
+    assert home(installed, {"HOME": str(user), "STREAMDRIFT_HOME": str(tmp_path / "sd")}) == (
+        tmp_path / "sd", "run", "jars")
+
+
+def test_the_folder_variables_win_over_every_default(monkeypatch, tmp_path):
+    from streamdrift.connectors import local_services
+
+    monkeypatch.setenv("STREAMDRIFT_HOME", str(tmp_path / "home"))
+    assert local_services.run_dir() == tmp_path / "home" / "run"
+    assert local_services.jars_dir() == tmp_path / "home" / "jars"
+    monkeypatch.setenv("STREAMDRIFT_RUN_DIR", str(tmp_path / "r"))
+    monkeypatch.setenv("STREAMDRIFT_JARS_DIR", str(tmp_path / "j"))
+    assert (local_services.run_dir(), local_services.jars_dir()) == (tmp_path / "r", tmp_path / "j")

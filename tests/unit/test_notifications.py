@@ -20,7 +20,6 @@ from streamdrift.connectors.notifications import (
     mask_url,
     slack_payload,
 )
-from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.jobs.alerts_wiring import lookup_activation
 from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
 from streamdrift.udfs.alert_config import AlertBook
@@ -99,14 +98,6 @@ def receivers():
     yield make
     for r in made:
         r.close()
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = SqlStore(f"sqlite:///{tmp_path}/store.sqlite")
-    s.create_schema()
-    yield s
-    s.close()
 
 
 def _spec_config(notifications, **kw):

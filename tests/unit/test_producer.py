@@ -72,6 +72,13 @@ def test_one_row_as_a_1d_array_a_series_or_a_dict():
         assert _floats(rows) == [{**dict(zip(FEATURES, row.tolist())), "score": 0.25}]
 
 
+def test_a_dict_of_equal_length_lists_is_a_batch_by_columns_and_a_list_beside_scalars_an_array_feature():
+    _, rows = _rows(encode_event("ep", {"f_a": np.array([1.0, 2.0]), "f_b": [3, 4]}, [0, 1]))
+    assert [(r["f_a"], r["f_b"]) for r in rows] == [(1.0, 3), (2.0, 4)]
+    _, (row,) = _rows(encode_event("ep", {"f_a": 1.0, "emb": [0.5, 1.5]}, [0]))
+    assert (row["f_a"], row["emb.mean"], row["emb.max"]) == (1.0, 1.0, 1.5)
+
+
 def test_missing_values_are_null_and_strings_stay_strings():
     frame = pd.DataFrame({"f_a": [1.0, np.nan], "f_b": ["x", "y"], "f_c": [np.nan, 2.0]})
     payload = encode_event("ep", frame, [1, 0])
