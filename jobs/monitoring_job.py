@@ -76,6 +76,10 @@ class JobOptions:
                                      "configuration). Default: off", metavar="PORT[-PORT]")
 
 
+STATES_PER_KEY = 5
+"""Keyed states of the window stage per endpoint (aggregates, revisions, touched, pending
+partials and their count): what the Python state cache holds per endpoint."""
+
 WRITER_BUCKETS_PER_SUBTASK = 4
 """Keys of the writer per subtask: Flink spreads keys over subtasks by hash, and with 4 per
 subtask all of them fall on one subtask of two once in 128 jobs (with 1 per subtask, once in 2)."""
@@ -127,7 +131,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
              # records are not copied between chained JVM operators (the Table runtime's operators
              # do not keep references to their input; the Python ones get serialised bytes)
              "pipeline.object-reuse": "true",
-             "python.state.cache-size": str(options.state_cache_keys),
+             # PyFlink counts one entry per state and key: the window stage keeps 5 states per endpoint
+             "python.state.cache-size": str(options.state_cache_keys * STATES_PER_KEY),
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
