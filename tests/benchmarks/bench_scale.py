@@ -47,8 +47,8 @@ if __package__ in (None, ""):  # run as a script: put the project root on the pa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks.bench_job import (  # noqa: E402
-    MB, N_FEATURES, _fmt, _median, create_topic, delete_topics, produce, recent_events, register_endpoints,
-    run_child)
+    MB, N_FEATURES, _fmt, _job_option, _median, create_topic, delete_topics, produce, recent_events,
+    register_endpoints, run_child)
 
 LATENCY_TARGET_S = 10.0
 
@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=None, help="an endpoint store (SQLite file) registered by an earlier "
                         "run (--keep): its endpoints and project are used, registration is skipped")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
+    parser.add_argument("--option", action="append", default=[], type=_job_option, metavar="NAME=VALUE",
+                        help="a JobOptions field of the job, e.g. arrow_batch_size=100000 (repeatable)")
     args = parser.parse_args(argv)
 
     from streamdrift.connectors.local_services import Kafka
@@ -289,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                 gc_log = tmp / f"gc-{name}.log"
                 options = {"parallelism": args.parallelism, "bounded": True,
                            "checkpoint_interval_ms": int(args.checkpoint_interval * 1000), "state_backend": backend,
-                           "group_id": f"bench-{name}-{project}", "checkpoint_dir": checkpoints.as_uri()}
+                           "group_id": f"bench-{name}-{project}", "checkpoint_dir": checkpoints.as_uri(),
+                           **dict(args.option)}
                 spec = {"kind": "monitor", "name": name, "settings": dataclasses.asdict(s), "options": options,
                         "worker_mode": "process", "jvm_args": f"{args.jvm_args} -Xlog:gc:file={gc_log}".strip()}
                 print(f"running the job, {backend}, repeat {r + 1}/{args.repeats} (load average {load_average()}) ...",
