@@ -292,20 +292,23 @@ def monitor_window(
     for app in apps:
         name = app_name(app)
         # each app gets its own copies: the endpoint record is the catalog's cache, and what one
-        # app changes in place must reach neither the next app nor the next window; an app known
-        # to only read shares them (copying was a fifth of the stage's time at 20 features)
-        reads_only = type(app) in READS_ONLY_APPLICATIONS
-        mine = endpoint if reads_only else copy.deepcopy(dict(endpoint))
+        # app changes in place must reach neither the next app nor the next window; the built-in
+        # ones share them (copying was a fifth of the stage's time at 20 features)
+        built_in = type(app) in BUILT_IN_APPLICATIONS
+        mine = endpoint if built_in else copy.deepcopy(dict(endpoint))
         try:
             context = MonitoringApplicationContext(
                 application_name=name, project_name=project, endpoint_id=endpoint_id, model_endpoint=mine,
                 start_infer_time=start, end_infer_time=end, feature_stats=mine["feature_stats"],
-                sample_df_stats=shared_stats if reads_only else stats, sample_df=sample,
+                sample_df_stats=shared_stats if built_in else stats, sample_df=sample,
                 feature_names=list(mine.get("feature_names") or []), label_names=list(mine.get("label_names") or []),
-                window=agg if reads_only else window,
+                window=agg if built_in else window,
                 reference_sample_loader=getattr(app, "reference_sample_loader", None) or reference_sample_loader,
                 artifacts_dir=getattr(app, "artifacts_dir", None) or artifacts_dir)
-            output = call(name, lambda: app.do_tracking(context), app_timeout(app), where)
+            # a built-in app runs in this thread: handing each window to a pool thread and back
+            # waits for the GIL twice, up to the switch interval each while other stages run
+            output = (call_directly if built_in else call)(name, lambda: app.do_tracking(context),
+                                                           app_timeout(app), where)
             r, m = normalise_output(output, context)
         except Exception as exc:  # isolation: one app's failure is recorded, never fatal
             message = _describe(exc)
@@ -322,9 +325,10 @@ def monitor_window(
                         tuple(results), tuple(metrics), tuple(errors), tuple(window_feature_drift(results)))
 
 
-READS_ONLY_APPLICATIONS = (HistogramDataDriftApplication,)
-"""Application classes (exactly these, not subclasses) that change nothing they are given: they
-get the window's and the catalog's objects themselves instead of copies."""
+BUILT_IN_APPLICATIONS = (HistogramDataDriftApplication,)
+"""The project's own application classes (exactly these, not subclasses): they change nothing they
+are given and do no I/O, so they get the window's and the catalog's objects themselves instead of
+copies, and run in the caller's thread instead of through ``call`` (they cannot hang)."""
 
 UNMATCHED_COLUMNS = "mm-app-unmatched-columns"
 """The error type of a window whose rows have no value in any column of the reference."""

@@ -179,7 +179,7 @@ def test_an_app_that_changes_its_inputs_cannot_harm_the_others_nor_the_next_wind
 
 def test_the_built_in_app_shares_its_inputs_and_changes_none_of_them():
     """The built-in application gets the catalog's record and the window themselves, not copies
-    (READS_ONLY_APPLICATIONS): it must leave both as they were, window after window."""
+    (BUILT_IN_APPLICATIONS): it must leave both as they were, window after window."""
     endpoint = copy.deepcopy(ENDPOINT)
     pristine = copy.deepcopy(endpoint)
     agg, rows, _ = _window(0.6, endpoint=endpoint)
@@ -190,6 +190,33 @@ def test_the_built_in_app_shares_its_inputs_and_changes_none_of_them():
     assert [r.value for r in first.results] == [r.value for r in second.results]
     tvd, hel, _ = _expected_drift(rows)
     assert second.results[0].value == pytest.approx((tvd + hel) / 2, rel=1e-9)
+
+
+def test_the_built_in_app_runs_in_this_thread_and_user_apps_through_call():
+    """The job runs applications through a call with a timeout (a pool thread); the built-in one
+    cannot hang and runs in the stage's own thread, so only user applications reach ``call``."""
+    import threading
+
+    from streamdrift.operators.app_calls import call_with_timeout
+
+    seen = []
+
+    def call(name, fn, timeout, where=""):
+        seen.append(name)
+        return call_with_timeout(name, fn, timeout, where)
+
+    class Where(ModelMonitoringApplicationBase):
+        def do_tracking(self, monitoring_context):
+            return {"in_caller_thread": float(threading.get_ident() == caller)}
+
+    caller = threading.get_ident()
+    agg, rows, _ = _window(0.6)
+    out = monitor_window(ENDPOINT, "ep", "p", T0, T0 + WINDOW_MS, agg, [HistogramDataDriftApplication(), Where()],
+                         call=call)
+    assert seen == ["Where"]
+    assert {m.metric_name: m.value for m in out.metrics}["in_caller_thread"] == 0.0  # the pool's thread
+    tvd, hel, _ = _expected_drift(rows)
+    assert out.results[0].value == pytest.approx((tvd + hel) / 2, rel=1e-9)
 
 
 class VandalDrift(HistogramDataDriftApplication):
