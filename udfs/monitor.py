@@ -305,8 +305,8 @@ def monitor_window(
                 window=agg if built_in else window,
                 reference_sample_loader=getattr(app, "reference_sample_loader", None) or reference_sample_loader,
                 artifacts_dir=getattr(app, "artifacts_dir", None) or artifacts_dir)
-            # a built-in app runs in this thread: handing each window to a pool thread and back
-            # waits for the GIL twice, up to the switch interval each while other stages run
+            # a built-in app runs in this thread: it does no I/O and cannot hang, so a timeout (a
+            # pool thread and two hand-overs per window) would buy nothing
             output = (call_directly if built_in else call)(name, lambda: app.do_tracking(context),
                                                            app_timeout(app), where)
             r, m = normalise_output(output, context)
