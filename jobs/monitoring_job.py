@@ -76,9 +76,9 @@ class JobOptions:
                                      "configuration). Default: off", metavar="PORT[-PORT]")
 
 
-STATES_PER_KEY = 5
-"""Keyed states of the window stage per endpoint (aggregates, revisions, touched, pending
-partials and their count): what the Python state cache holds per endpoint."""
+STATES_PER_KEY = 1
+"""Keyed states of the window stage per endpoint (one map state of its open windows): what the
+Python state cache holds per endpoint."""
 
 WRITER_BUCKETS_PER_SUBTASK = 4
 """Keys of the writer per subtask: Flink spreads keys over subtasks by hash, and with 4 per

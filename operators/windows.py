@@ -7,6 +7,10 @@ appended as they come and merged into the window's aggregate every ``COMPACT_EVE
 when the window fires, so the large merged state is read and written once per ``COMPACT_EVERY``
 partials, not per partial.
 
+All of an endpoint's windows live in one map state (:class:`WindowSlots`): PyFlink sends each
+keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's end,
+so one state per key is one request per endpoint and bundle.
+
 * event time: a window fires when the watermark passes its end;
 * idle close: when no partial arrives for a window during ``base_period + grace`` of processing
   time, it fires anyway (the watermark does not move when traffic stops; MLRun loses that window);
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import time
+from typing import NamedTuple
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, TimeDomain
@@ -55,6 +61,56 @@ OUTPUT_TYPE = Types.ROW_NAMED(
 measures from it how long the window took to be written)."""
 
 
+class WindowMeta(NamedTuple):
+    """What the window stage knows of one open window besides its counts."""
+
+    touched: int  # processing time of its last partial, ms
+    revision: int  # NOT_FIRED, or the revision it last fired with
+    pending: int  # partials appended since the last merge
+    merged: bool  # whether a merged aggregate is stored (a look for one that is not is a round trip)
+
+
+NOT_FIRED = -1
+_META = struct.Struct("<qii?")
+
+
+class WindowSlots:
+    """The map-state keys of a window: slot 0 its :class:`WindowMeta`, 1 its merged aggregate, 2..
+    its pending partials. ``start * SLOTS + slot`` keeps one LONG key per entry (floor division
+    gives the start back, negative starts too).
+
+    >>> key = WindowSlots.key(-60_000, WindowSlots.PENDING + 3)
+    >>> WindowSlots.start(key), key % WindowSlots.SLOTS
+    (-60000, 5)
+    """
+
+    SLOTS = 32
+    META, MERGED, PENDING = 0, 1, 2
+
+    @staticmethod
+    def key(start: int, slot: int) -> int:
+        return start * WindowSlots.SLOTS + slot
+
+    @staticmethod
+    def start(key: int) -> int:
+        return key // WindowSlots.SLOTS
+
+
+assert WindowSlots.PENDING + COMPACT_EVERY <= WindowSlots.SLOTS
+
+
+def pack_meta(meta: WindowMeta) -> bytes:
+    """
+    >>> unpack_meta(pack_meta(WindowMeta(1_764_158_400_123, NOT_FIRED, 15, True)))
+    WindowMeta(touched=1764158400123, revision=-1, pending=15, merged=True)
+    """
+    return _META.pack(*meta)
+
+
+def unpack_meta(data: bytes) -> WindowMeta:
+    return WindowMeta._make(_META.unpack(bytes(data)))
+
+
 class EndpointWindows(KeyedProcessFunction):
     def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int):
         self.load_endpoints = load_endpoints
@@ -63,13 +119,8 @@ class EndpointWindows(KeyedProcessFunction):
         self.idle_ms = window_ms + idle_grace_ms
 
     def open(self, runtime_context: RuntimeContext):
-        blob = Types.PRIMITIVE_ARRAY(Types.BYTE())
-        self.aggs = runtime_context.get_map_state(MapStateDescriptor("window-aggregates", Types.LONG(), blob))
-        self.revisions = runtime_context.get_map_state(MapStateDescriptor("window-revisions", Types.LONG(), Types.INT()))
-        self.touched = runtime_context.get_map_state(MapStateDescriptor("window-touched", Types.LONG(), Types.LONG()))
-        self.pending = runtime_context.get_map_state(MapStateDescriptor("window-pending", Types.STRING(), blob))
-        self.n_pending = runtime_context.get_map_state(MapStateDescriptor("window-pending-count", Types.LONG(),
-                                                                          Types.INT()))
+        self.state = runtime_context.get_map_state(MapStateDescriptor("endpoint-windows", Types.LONG(),
+                                                                      Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         group = runtime_context.get_metrics_group()
@@ -81,43 +132,58 @@ class EndpointWindows(KeyedProcessFunction):
         self.show_counters = ShowOnce(self.late_partials, self.corrections, self.idle_closes, self.window_failures,
                                       self.batch_closes)
 
+    def _meta(self, start: int) -> WindowMeta | None:
+        data = self.state.get(WindowSlots.key(start, WindowSlots.META))
+        return None if data is None else unpack_meta(data)
+
+    def _put_meta(self, start: int, meta: WindowMeta) -> None:
+        self.state.put(WindowSlots.key(start, WindowSlots.META), pack_meta(meta))
+
     def _failed(self, key: str, start: int, what: str, exc: Exception):
         """One window's fault: its state is dropped and a dead letter says why (the job goes on)."""
         log.exception("endpoint %s window %s: %s failed", key, start, what)
         self.window_failures.inc()
-        self._forget(start)
+        self._forget(start, None)
         return DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": key, "window_start_ms": start,
                                          "reason": f"the window stage failed ({what}): {type(exc).__name__}: {exc}"})
 
-    def _compact(self, start: int, extra: bytes | None = None) -> bytes:
-        """Merge the window's aggregate, its pending partials and ``extra`` into one; store it."""
-        n = self.n_pending.get(start) or 0
-        parts = [self.aggs.get(start)] + [self.pending.get(f"{start}/{i}") for i in range(n)] + [extra]
-        parts = [p for p in parts if p is not None]
+    def _merged(self, start: int, meta: WindowMeta, extra: bytes | None = None) -> bytes:
+        """The window's aggregate merged with its pending partials and ``extra`` (nothing stored)."""
+        parts = [self.state.get(WindowSlots.key(start, WindowSlots.MERGED))] if meta.merged else []
+        parts += [self.state.get(WindowSlots.key(start, WindowSlots.PENDING + i)) for i in range(meta.pending)]
+        parts = [p for p in parts + [extra] if p is not None]
         if len(parts) == 1:
-            data = parts[0]
-        else:
-            data = WindowAggregate.merge_bytes(parts, self.catalog.layout_by_fingerprint,
-                                               unknown_reference="drop").to_bytes()
-        self.aggs.put(start, data)
-        for i in range(n):
-            self.pending.remove(f"{start}/{i}")
-        self.n_pending.remove(start)
+            return parts[0]
+        return WindowAggregate.merge_bytes(parts, self.catalog.layout_by_fingerprint,
+                                           unknown_reference="drop").to_bytes()
+
+    def _compact(self, start: int, meta: WindowMeta, extra: bytes | None = None, **changes) -> bytes:
+        """Merge the window's aggregate, its pending partials and ``extra`` into one; store it with
+        its meta (``changes``: fields of the meta to set besides)."""
+        data = self._merged(start, meta, extra)
+        self.state.put(WindowSlots.key(start, WindowSlots.MERGED), data)
+        for i in range(meta.pending):
+            self.state.remove(WindowSlots.key(start, WindowSlots.PENDING + i))
+        self._put_meta(start, meta._replace(pending=0, merged=True, **changes))
         return data
 
     def _windows(self) -> list[int]:
-        """The key's open windows: each partial puts its window in ``touched``, :meth:`_forget` takes it out."""
-        return sorted(self.touched.keys())
+        """The key's open windows (each has a meta entry from its first partial until :meth:`_forget`)."""
+        return sorted(WindowSlots.start(k) for k in self.state.keys() if k % WindowSlots.SLOTS == WindowSlots.META)
 
-    def _timer_windows(self, timestamp: int) -> list[int]:
-        """The open windows an event-time timer at ``timestamp`` is for: the one it fires (its end
-        - 1) and the one whose allowed lateness it ends (end - 1 + lateness). Every window
-        registers both timers, so no other window needs a look; listing the key's windows
-        (:meth:`_windows`) is a round trip to the JVM's state at every timer, which PyFlink does
-        not cache (a third of the stage's time while 10,000 endpoints' windows fired). One look
-        (``touched``, written by every partial), not two: a state that is not cached is a round trip."""
+    def _timer_windows(self, timestamp: int) -> list[tuple[int, WindowMeta]]:
+        """The open windows an event-time timer at ``timestamp`` is for, with their metas: the one
+        it fires (its end - 1) and the one whose allowed lateness it ends (end - 1 + lateness).
+        Every window registers both timers, so no other window needs a look; listing the key's
+        windows (:meth:`_windows`) is a round trip to the JVM's state at every timer, which
+        PyFlink does not cache (a third of the stage's time while 10,000 endpoints' windows fired)."""
         fire = timestamp + 1 - self.window_ms
-        return [start for start in sorted({fire, fire - self.lateness}) if self.touched.contains(start)]
+        found = []
+        for start in sorted({fire, fire - self.lateness}):
+            meta = self._meta(start)
+            if meta is not None:
+                found.append((start, meta))
+        return found
 
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
         return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
@@ -146,21 +212,20 @@ class EndpointWindows(KeyedProcessFunction):
             yield self._emit(key, start, LATE, body)
             return
         now = timers.current_processing_time()
-        first = self.touched.get(start) is None
-        self.touched.put(start, now)
-        revision = self.revisions.get(start)
-        if revision is not None:  # already fired: a correction by late data
-            data = self._compact(start, body)
-            self.revisions.put(start, revision + 1)
+        meta = self._meta(start)
+        if meta is not None and meta.revision != NOT_FIRED:  # already fired: a correction by late data
+            revision = meta.revision + 1
+            data = self._compact(start, meta, body, touched=now, revision=revision)
             self.corrections.inc()
-            yield self._emit(key, start, revision + 1, data)
+            yield self._emit(key, start, revision, data)
             return
-        n = self.n_pending.get(start) or 0
-        if n + 1 >= COMPACT_EVERY:
-            self._compact(start, body)
+        first = meta is None
+        meta = (meta or WindowMeta(now, NOT_FIRED, 0, False))._replace(touched=now)
+        if meta.pending + 1 >= COMPACT_EVERY:
+            self._compact(start, meta, body)
         else:
-            self.pending.put(f"{start}/{n}", body)
-            self.n_pending.put(start, n + 1)
+            self.state.put(WindowSlots.key(start, WindowSlots.PENDING + meta.pending), body)
+            self._put_meta(start, meta._replace(pending=meta.pending + 1))
         if first:
             timers.register_event_time_timer(end - 1)
             # the idle close: one timer per window, which re-arms itself from the window's last
@@ -171,9 +236,10 @@ class EndpointWindows(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
-        for start in self._timer_windows(timestamp) if event_time else self._windows():
+        windows = self._timer_windows(timestamp) if event_time else [(s, None) for s in self._windows()]
+        for start, meta in windows:
             try:
-                out = self._on_timer(key, start, timestamp, event_time, ctx.timer_service())
+                out = self._on_timer(key, start, meta, timestamp, event_time, ctx.timer_service())
             except Exception as exc:  # noqa: BLE001
                 out = self._failed(key, start, "firing the window", exc)
             if out is not None:
@@ -183,52 +249,57 @@ class EndpointWindows(KeyedProcessFunction):
         """MLRun's ``batch_complete``: every open window of the endpoint that starts at or before
         ``last_ms`` fires now (as an idle window would), without waiting for the watermark."""
         for start in self._windows():
-            if start <= last_ms and self.revisions.get(start) is None:
-                try:
-                    self.revisions.put(start, 0)
-                    self.batch_closes.inc()
-                    if self.lateness > 0:
-                        timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
-                    yield self._emit(key, start, 0, self._compact(start))
-                except Exception as exc:  # noqa: BLE001
-                    yield self._failed(key, start, "closing the window at batch_complete", exc)
+            if start > last_ms:
+                continue
+            try:
+                meta = self._meta(start)
+                if meta is None or meta.revision != NOT_FIRED:
+                    continue
+                self.batch_closes.inc()
+                if self.lateness > 0:
+                    timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
+                yield self._emit(key, start, 0, self._compact(start, meta, revision=0))
+            except Exception as exc:  # noqa: BLE001
+                yield self._failed(key, start, "closing the window at batch_complete", exc)
 
-    def _on_timer(self, key: str, start: int, timestamp: int, event_time: bool, timers):
+    def _on_timer(self, key: str, start: int, meta: WindowMeta | None, timestamp: int, event_time: bool, timers):
         """What a timer at ``timestamp`` does to window ``start``: its output row, or None."""
         end = start + self.window_ms
         if event_time:
             if end - 1 + self.lateness <= timestamp:
-                out = self._emit(key, start, 0, self._compact(start)) if self.revisions.get(start) is None else None
-                self._forget(start)
+                out = self._emit(key, start, 0, self._merged(start, meta)) if meta.revision == NOT_FIRED else None
+                self._forget(start, meta)
                 return out
-            if end - 1 <= timestamp and self.revisions.get(start) is None:
-                self.revisions.put(start, 0)
+            if end - 1 <= timestamp and meta.revision == NOT_FIRED:
                 if self.lateness > 0:
                     timers.register_event_time_timer(end - 1 + self.lateness)
-                return self._emit(key, start, 0, self._compact(start))
+                return self._emit(key, start, 0, self._compact(start, meta, revision=0))
             return None
         # processing time: close a window that went idle, or look again when it can have
-        touched = self.touched.get(start)
-        if self.revisions.get(start) is not None or touched is None:
+        meta = self._meta(start)
+        if meta is None or meta.revision != NOT_FIRED:
             return None
-        if touched + self.idle_ms > timestamp:
-            timers.register_processing_time_timer(self._idle_deadline(touched))
+        if meta.touched + self.idle_ms > timestamp:
+            timers.register_processing_time_timer(self._idle_deadline(meta.touched))
             return None
-        self.revisions.put(start, 0)
         self.idle_closes.inc()
         if self.lateness > 0:
             timers.register_event_time_timer(end - 1 + self.lateness)
-        return self._emit(key, start, 0, self._compact(start))
+        return self._emit(key, start, 0, self._compact(start, meta, revision=0))
 
     def _idle_deadline(self, touched: int) -> int:
         """When a window last touched at ``touched`` (processing time, ms) is idle: ``idle_ms``
         later, rounded up to the second (the timers of a second coincide)."""
         return (touched + self.idle_ms) // 1000 * 1000 + 1000
 
-    def _forget(self, start: int) -> None:
-        for i in range(self.n_pending.get(start) or 0):
-            self.pending.remove(f"{start}/{i}")
-        self.n_pending.remove(start)
-        self.aggs.remove(start)
-        self.revisions.remove(start)
-        self.touched.remove(start)
+    def _forget(self, start: int, meta: WindowMeta | None) -> None:
+        """Drop the window's entries (``meta``: its meta when read; else every slot it can have)."""
+        if meta is None:
+            try:
+                meta = self._meta(start)
+            except Exception:  # noqa: BLE001 - an unreadable meta: drop every slot
+                meta = None
+        pending = COMPACT_EVERY if meta is None else meta.pending
+        slots = [WindowSlots.META, WindowSlots.MERGED] + [WindowSlots.PENDING + i for i in range(pending)]
+        for slot in slots:
+            self.state.remove(WindowSlots.key(start, slot))
