@@ -121,6 +121,7 @@ class EndpointWindows(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_map_state(MapStateDescriptor("endpoint-windows", Types.LONG(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
+        self.listed: set[str] = set()
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         group = runtime_context.get_metrics_group()
@@ -131,6 +132,16 @@ class EndpointWindows(KeyedProcessFunction):
         self.batch_closes = group.counter("batch_complete_closes")
         self.show_counters = ShowOnce(self.late_partials, self.corrections, self.idle_closes, self.window_failures,
                                       self.batch_closes)
+
+    def _list_once(self, key: str) -> None:
+        """Read the endpoint's whole window state once in this worker. PyFlink's cache then holds
+        every entry of it, so looking for one that does not exist (the meta of a window's first
+        partial) needs no round trip to the JVM; it answers only for entries read or written before.
+        A hint, not state: after the cache drops the endpoint the looks are round trips again."""
+        if key not in self.listed:
+            self.listed.add(key)
+            for _ in self.state.items():
+                pass
 
     def _meta(self, start: int) -> WindowMeta | None:
         data = self.state.get(WindowSlots.key(start, WindowSlots.META))
@@ -212,6 +223,7 @@ class EndpointWindows(KeyedProcessFunction):
             yield self._emit(key, start, LATE, body)
             return
         now = timers.current_processing_time()
+        self._list_once(key)
         meta = self._meta(start)
         if meta is not None and meta.revision != NOT_FIRED:  # already fired: a correction by late data
             revision = meta.revision + 1
