@@ -49,6 +49,7 @@ from typing import Any
 from streamdrift.udfs.histogram_drift import (
     FEATURE_DRIFT_NAME,
     DriftClassifier,
+    ReferencePlans,
     drift_from_accumulator,
     feature_drift_from_accumulator,
 )
@@ -562,12 +563,14 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         check_parameters(alpha, alpha_detected, min_effect)
         self.alpha, self.alpha_detected, self.min_effect = float(alpha), float(alpha_detected), float(min_effect)
         self.merge_maps = MergeMaps()  # kept between windows: maps depend on the reference and n's bucket
+        self.plans = ReferencePlans()  # per endpoint: the reference's side of the measures, worked out once
 
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
         if window is None or window.accumulator is None or not monitoring_context.feature_stats:
             return []
-        report = drift_from_accumulator(monitoring_context.feature_stats, window.accumulator,
+        plan = self.plans.get(monitoring_context.feature_stats, window.accumulator.layout, self.include_categorical)
+        report = drift_from_accumulator(monitoring_context.feature_stats, window.accumulator, plan=plan,
                                         classifier=self.classifier, include_categorical=self.include_categorical)
         share = window.accumulator.invalid_share()
         invalid = [] if share is None else [ModelMonitoringApplicationMetric("invalid_share", share)]
@@ -583,7 +586,8 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
             extra_data=details)]
         verdict = feature_drift_from_accumulator(
             monitoring_context.feature_stats, window.accumulator, columns=[c.name for c in report.columns],
-            maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect)
+            maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect,
+            plan=plan)
         if verdict.value is not None:
             out.append(ModelMonitoringApplicationResult(
                 verdict.name, verdict.value, ResultKindApp.data_drift, ResultStatusApp(int(verdict.status)),
@@ -658,7 +662,15 @@ def _jsonable(value: Any, where: str) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is dict:
-        return {k if type(k) is str else str(k): _jsonable(v, where) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():  # a dict's plain values without a call each (most of the time here)
+            t = type(v)
+            if t is float:
+                v = v if math.isfinite(v) else None
+            elif not (t is str or t is int or t is bool or v is None):
+                v = _jsonable(v, where)
+            out[k if type(k) is str else str(k)] = v
+        return out
     if kind is str or kind is int or kind is list:
         return [_jsonable(v, where) for v in value] if kind is list else value
     if value is None or isinstance(value, (bool, str)):

@@ -346,6 +346,16 @@ def histogram_drift(
     for i, (w, r) in enumerate(zip(win_rows, ref_rows)):
         p[i, : w.size] = w / win_n[i]
         q[i, : r.size] = r / ref_n[i]
+    return _report(names, kinds, p, q, win_n, ref_n, shares, classifier, zero_scaling,
+                   tuple(missing_in_window), missing_in_reference, tuple(skipped))
+
+
+def _report(names: Sequence[str], kinds: Sequence[str], p: np.ndarray, q: np.ndarray, win_n: Sequence[float],
+            ref_n: Sequence[float], shares: Sequence[float | None], classifier: DriftClassifier, zero_scaling: float,
+            missing_in_window: tuple[str, ...], missing_in_reference: tuple[str, ...],
+            skipped: tuple[tuple[str, str], ...]) -> DriftReport:
+    """The report of the compared columns' probabilities ``p`` (window) and ``q`` (reference),
+    (C, W) each, and their non-null counts."""
     col_tvd = np.atleast_1d(tvd(p, q))
     col_hel = np.atleast_1d(hellinger(p, q))
     col_kld = np.atleast_1d(kld(p, q, zero_scaling))
@@ -375,26 +385,216 @@ def histogram_drift(
         status=status,
         metrics={"tvd_mean": tvd_mean, "hellinger_mean": hellinger_mean, "kld_mean": kld_mean},
         columns=columns,
-        missing_in_window=tuple(missing_in_window),
+        missing_in_window=missing_in_window,
         missing_in_reference=missing_in_reference,
-        skipped=tuple(skipped),
+        skipped=skipped,
     )
 
 
 def drift_from_accumulator(
     feature_stats: Mapping[str, Mapping[str, Any]],
     accumulator: Any,
+    *,
+    plan: ReferencePlan | None = None,
     **kwargs: Any,
 ) -> DriftReport:
     """``histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)``.
+
+    With ``plan`` (:func:`plan_reference` of the same ``feature_stats`` and the accumulator's
+    layout, the same ``include_categorical``) the reference's side is not worked out again and
+    the window's counts are read from the accumulator's arrays; the report is the same, float
+    for float. A window with no non-null value in some compared column takes the path above.
 
     >>> from streamdrift.udfs.accumulator import Accumulator
     >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
     >>> window = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [0.6], [1.5], [1.6]]))
     >>> drift_from_accumulator(stats, window).general_drift  # the reference's own proportions
     0.0
+    >>> drift_from_accumulator(stats, window, plan=plan_reference(stats, window.layout)).general_drift
+    0.0
     """
+    if plan is not None and kwargs.get("include_categorical", True) == plan.include_categorical:
+        report = _planned_drift(plan, accumulator, kwargs.get("classifier"), kwargs.get("zero_scaling", ZERO_SCALING))
+        if report is not None:
+            return report
     return histogram_drift(feature_stats, accumulator.to_stats(), **kwargs)
+
+
+@dataclass(frozen=True, eq=False)
+class ReferencePlan:
+    """What :func:`histogram_drift` and the verdict derive from one reference on one accumulator
+    layout, whatever the window: made once per endpoint (:func:`plan_reference`), used for each
+    of its windows. C compared columns, W the widest of their padded histograms.
+
+    ``gather`` (C, W) indexes ``[*hist, *cat_hist, 0]`` of an accumulator (the last slot pads a
+    row with zeros), ``count_index`` (C,) ``[*count, *cat_count]``, ``invalid_index`` (C,) the
+    numeric columns' ``invalid`` (-1: categorical); ``ref_n`` (C,) the reference's non-null
+    counts and ``q`` (C, W) its probabilities, as :func:`histogram_drift` computes them.
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    gather: np.ndarray
+    count_index: np.ndarray
+    invalid_index: np.ndarray
+    ref_n: np.ndarray
+    q: np.ndarray
+    missing_in_window: tuple[str, ...]
+    missing_in_reference: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+    include_categorical: bool
+    reference: vd.ReferenceCounts  # the verdict's counts on the layout (ReferenceCounts.from_layout)
+    tested: np.ndarray  # (len(reference.names),) bool: the compared columns, the verdict's ``columns``
+
+
+def plan_reference(feature_stats: Mapping[str, Mapping[str, Any]], layout: Any,
+                   include_categorical: bool = True) -> ReferencePlan | None:
+    """The :class:`ReferencePlan` of ``feature_stats`` on ``layout`` (an accumulator's), or None
+    when the reference is one :func:`histogram_drift` compares only through its general path: a
+    malformed histogram (it raises there, naming the column), unpadded layout edges, categories
+    other than the layout's, or no column to compare.
+
+    >>> from streamdrift.udfs.accumulator import Layout
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}, 'ts': {'count': 4}}
+    >>> plan = plan_reference(stats, Layout.from_feature_stats(stats))
+    >>> plan.names, plan.q.tolist(), plan.missing_in_window  # no histogram: the layout has no 'ts'
+    (('x',), [[0.0, 0.5, 0.5, 0.0]], ('ts',))
+    """
+    try:
+        return _plan(feature_stats, layout, include_categorical)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _plan(feature_stats: Mapping[str, Mapping[str, Any]], layout: Any, include_categorical: bool) -> ReferencePlan | None:
+    # (kind, index) as Accumulator.to_stats() lists the window's columns: numeric, then categorical
+    window = {**{n: ("numeric", j) for j, n in enumerate(layout.numeric)},
+              **{n: ("categorical", j) for j, n in enumerate(layout.categorical)}}
+    n_hist = layout.n_bins
+    pad = n_hist + layout.n_cat_bins  # the zero appended after cat_hist
+    names, kinds, rows, ref_rows, ref_n, count_index, invalid_index = [], [], [], [], [], [], []
+    missing, skipped = [], []
+    for name, ref in feature_stats.items():
+        if name not in window:
+            missing.append(name)
+            continue
+        wkind, j = window[name]
+        if is_numeric_stats(ref):
+            ref_counts, ref_edges = _hist_lists(name, ref)
+            if wkind != "numeric":
+                skipped.append((name, "numeric in the reference, no histogram in the window"))
+                continue
+            edges = layout.edges[j].tolist()
+            if pad_hist([0] * (len(edges) - 1), edges)[1] != edges:
+                return None  # the window's histogram would be padded: the general path
+            if edges != ref_edges:
+                skipped.append((name, "window histogram is not on the reference edges"))
+                continue
+            start = int(layout.bin_start[j])
+            kind, bins = "numeric", list(range(start, start + len(edges) - 1))
+            ref_array = np.asarray(ref_counts, dtype=np.float64)
+        elif is_categorical_stats(ref):
+            if wkind != "categorical":
+                skipped.append((name, "categorical in the reference, no category counts in the window"))
+                continue
+            cats = tuple(ref["categories"])
+            if cats != tuple(layout.categories[j]) or len(set(cats)) != len(cats):
+                return None  # window counts would be re-aligned on the reference's categories
+            kind = "categorical"
+            bins = list(range(n_hist + int(layout.cat_start[j]), n_hist + int(layout.cat_start[j + 1])))
+            ref_array = np.asarray([*ref["category_counts"], ref.get("other_count", 0)], dtype=np.float64)
+        else:
+            skipped.append((name, "no histogram in the reference (unsupported type or no values in training)"))
+            continue
+        if kind == "categorical" and not include_categorical:
+            skipped.append((name, "categorical, excluded by include_categorical=False"))
+            continue
+        n = _count(ref, ref_array)
+        if n <= 0:
+            skipped.append((name, "no values in the reference"))
+            continue
+        if len(bins) != ref_array.size:
+            return None
+        names.append(name)
+        kinds.append(kind)
+        rows.append(bins)
+        ref_rows.append(ref_array)
+        ref_n.append(n)
+        count_index.append(j if kind == "numeric" else len(layout.numeric) + j)
+        invalid_index.append(j if kind == "numeric" else -1)
+    if not names:
+        return None
+    width = max(len(r) for r in rows)
+    gather = np.full((len(names), width), pad, dtype=np.intp)
+    q = np.zeros((len(names), width))
+    for i, (bins, r) in enumerate(zip(rows, ref_rows)):
+        gather[i, : len(bins)] = bins
+        q[i, : r.size] = r / ref_n[i]
+    reference = vd.ReferenceCounts.from_layout(layout, feature_stats)
+    return ReferencePlan(
+        names=tuple(names), kinds=tuple(kinds), gather=gather, count_index=np.array(count_index, dtype=np.intp),
+        invalid_index=np.array(invalid_index, dtype=np.intp), ref_n=np.array(ref_n), q=q,
+        missing_in_window=tuple(missing), missing_in_reference=tuple(n for n in window if n not in feature_stats),
+        skipped=tuple(skipped), include_categorical=include_categorical, reference=reference,
+        tested=np.isin(np.array(reference.names, dtype=object), list(names)))
+
+
+def _planned_drift(plan: ReferencePlan, acc: Any, classifier: DriftClassifier | None,
+                   zero_scaling: float) -> DriftReport | None:
+    """:func:`histogram_drift` of the accumulator's window by ``plan``; None when some compared
+    column has no non-null value in it (that column is skipped there, with its reason)."""
+    win_n = np.concatenate([acc.count, acc.cat_count]).astype(np.float64)[plan.count_index]
+    if not (win_n > 0).all():
+        return None
+    counts = np.concatenate([acc.hist, acc.cat_hist, [0]]).astype(np.float64)
+    p = counts[plan.gather] / win_n[:, None]
+    invalid = acc.invalid.tolist()
+    win_counts = win_n.tolist()
+    shares = []
+    for i, j in enumerate(plan.invalid_index.tolist()):  # as _invalid_share of to_stats(): Python ints
+        total = int(invalid[j]) + int(win_counts[i]) if j >= 0 else 0
+        shares.append(int(invalid[j]) / total if total else None)
+    return _report(plan.names, plan.kinds, p, plan.q, win_counts, plan.ref_n.tolist(), shares,
+                   classifier or DriftClassifier(), zero_scaling, plan.missing_in_window, plan.missing_in_reference,
+                   plan.skipped)
+
+
+class ReferencePlans:
+    """The :class:`ReferencePlan` of each endpoint, kept while its catalog entry is the same
+    object: keyed by the identity of ``feature_stats`` and of the layout, both held by the entry
+    (so an id is never reused while its plan is kept). A changed reference is a new object and
+    gets a new plan. At most ``capacity`` plans; when full it starts again empty.
+    Thread-safe for the job's use (dict operations only)."""
+
+    def __init__(self, capacity: int = 50_000):
+        self.capacity = capacity
+        self._plans: dict[tuple[int, int, bool], tuple[Any, Any, ReferencePlan | None]] = {}
+
+    def __getstate__(self) -> dict:  # a copy starts empty
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def get(self, feature_stats: Mapping[str, Mapping[str, Any]], layout: Any,
+            include_categorical: bool = True) -> ReferencePlan | None:
+        """:func:`plan_reference`, made once per (``feature_stats``, ``layout``) objects.
+
+        >>> from streamdrift.udfs.accumulator import Layout
+        >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+        >>> layout, plans = Layout.from_feature_stats(stats), ReferencePlans()
+        >>> plans.get(stats, layout) is plans.get(stats, layout), plans.get(dict(stats), layout) is plans.get(stats, layout)
+        (True, False)
+        """
+        key = (id(feature_stats), id(layout), include_categorical)
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is feature_stats and hit[1] is layout:
+            return hit[2]
+        plan = plan_reference(feature_stats, layout, include_categorical)
+        if len(self._plans) >= self.capacity:
+            self._plans.clear()
+        self._plans[key] = (feature_stats, layout, plan)
+        return plan
 
 
 _MEASURES = ("tvd", "hellinger", "kld")
@@ -555,6 +755,7 @@ def feature_drift_from_accumulator(
     alpha: float = vd.ALPHA,
     alpha_detected: float = vd.ALPHA_DETECTED,
     min_effect: float = 0.0,
+    plan: ReferencePlan | None = None,
 ) -> FeatureDriftReport:
     """The verdict of a window's counts (an :class:`streamdrift.udfs.accumulator.Accumulator`) against the
     reference ``feature_stats``.
@@ -566,6 +767,8 @@ def feature_drift_from_accumulator(
     :param alpha, alpha_detected: FDR levels of potential and detected.
     :param min_effect: the smallest drift worth a flag, in reference standard deviations
         (default 0: the floor is the reference's own noise, 3 / √N).
+    :param plan: :func:`plan_reference` of the same ``feature_stats`` and layout: its reference
+        counts are used when ``columns`` are its compared columns (the result is the same).
     Raises ValueError for bad levels or ``min_effect`` (see :func:`streamdrift.udfs.verdict.feature_verdict`).
 
     Examples
@@ -581,8 +784,11 @@ def feature_drift_from_accumulator(
     >>> report.columns['x']['n'], report.columns['x']['N']
     (100, 1000)
     """
-    reference = vd.ReferenceCounts.from_layout(accumulator.layout, feature_stats)
-    wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
+    if plan is not None and columns is not None and tuple(columns) == plan.names:
+        reference, wanted = plan.reference, plan.tested
+    else:
+        reference = vd.ReferenceCounts.from_layout(accumulator.layout, feature_stats)
+        wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
     verdict = vd.feature_verdict(reference, vd.window_counts(accumulator), maps, alpha=alpha,
                                  alpha_detected=alpha_detected, min_effect=min_effect, columns=wanted)
     status = int(verdict.status)
