@@ -1,7 +1,8 @@
 """Wiring of the alert stage after the applications stage (called by ``streamdrift.jobs.monitoring_job``).
 
-    outputs (WindowOutput) → ToAlertEvents → key by endpoint → EvaluateAlerts (keyed state)
-      → NotifyActivations (SQL store + webhook / Slack / console / Kafka in the background)
+    alert events (the window stage's side output: endpoint id, AlertEvent) → keyed by endpoint (JVM)
+      → EvaluateAlerts (keyed state) → NotifyActivations (SQL store + webhook / Slack / console / Kafka
+        in the background)
 
 The configurations come from the SQL store (``alert_configs`` of the job's project), reloaded every
 ``refresh_seconds``; activations go to ``alert_activations``. ``streamdrift alerts reset`` advances
@@ -51,19 +52,19 @@ def open_dispatcher(store_url: str, bootstrap: str | None, sender_options: dict[
     return AlertDispatcher.open(store_url, bootstrap, **(sender_options or {}))
 
 
-def attach_alerts(outputs, settings: Settings, refresh_seconds: float = 30.0,
+def attach_alerts(events, settings: Settings, refresh_seconds: float = 30.0,
                   sender_options: dict[str, Any] | None = None):
-    """Add the alert stage to ``outputs`` (a DataStream of pickled ``WindowOutput``); returns the
-    DataStream of one JSON line per activation handled."""
+    """Add the alert stage to ``events`` (a DataStream of rows: endpoint id, pickled
+    ``AlertEvent``: :data:`streamdrift.operators.monitor.ALERT_EVENTS`); returns the DataStream of
+    one JSON line per activation handled."""
     from pyflink.common import Types
 
-    from streamdrift.operators.alerts import EvaluateAlerts, NotifyActivations, ToAlertEvents
+    from streamdrift.jobs.pyflink_internals import keyed_by_first_field
+    from streamdrift.operators.alerts import EvaluateAlerts, NotifyActivations
 
     url = settings.endpoint_store_connection
     bootstrap = kafka_bootstrap(settings.stream_path) if settings.stream_path.startswith("kafka://") else None
-    events = outputs.flat_map(ToAlertEvents(settings.verdict_result),
-                              output_type=Types.PICKLED_BYTE_ARRAY()).name("alert-events")
-    activations = (events.key_by(lambda e: e.endpoint_id, key_type=Types.STRING())
+    activations = (keyed_by_first_field(events, Types.PICKLED_BYTE_ARRAY(), declare=False)
                    .process(EvaluateAlerts(functools.partial(load_alerts, url, settings.project),
                                            functools.partial(lookup_activation, url), refresh_seconds),
                             output_type=Types.PICKLED_BYTE_ARRAY()).name("alerts").uid("alerts"))

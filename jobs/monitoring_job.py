@@ -7,10 +7,12 @@
       → watermarks (bounded disorder, on every record's event time; JVM)
       ├─ good records (JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour, late flag
       └─ partials and dead letters, keyed by endpoint (JVM)
-           → EndpointWindows (tumbling, lateness, idle close)
+           → MonitorWindows (tumbling, lateness, idle close; the applications run on each window
+             as it fires, in the same Python operator)
                ├─ dead letters (side output) ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters
-               └─ RunApplications → WriteOutputs (TSDB + SQL store) → one summary row per window
-                                         └─ windows a store refused (side output) ─► dead letters
+               ├─ alert events (side output) → keyed by endpoint (JVM) → alerts → notifications
+               └─ keyed by writer bucket (JVM) → WriteOutputs (TSDB + SQL store) → one summary row per window
+                                                    └─ windows a store refused (side output) ─► dead letters
 """
 
 from __future__ import annotations
@@ -113,9 +115,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from streamdrift.jobs.flink_env import prometheus_reporter, stream_env
     from streamdrift.jobs.pyflink_internals import (
         from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
-    from streamdrift.operators.monitor import SUMMARY_TYPE, WRITE_FAILURES, RunApplications, WriteOutputs, WriterBucket
+    from streamdrift.operators.monitor import (
+        ALERT_EVENTS, SUMMARY_TYPE, WINDOW_OUTPUT_TYPE, WRITE_FAILURES, MonitorWindows, RunApplications, WriteOutputs)
     from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
-    from streamdrift.operators.windows import DEAD_LETTERS, OUTPUT_TYPE, EndpointWindows
+    from streamdrift.operators.windows import DEAD_LETTERS
     from streamdrift.operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
     window_ms = _window_ms(settings, options)
@@ -202,28 +205,29 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
         f"kind = '{DEAD}', kind = '{CONTROL}') AS v "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     keyed = keyed_by_first_field(records, WINDOW_INPUT_TYPE)
-    windows = (keyed.process(EndpointWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms),
-                             output_type=OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
-    outputs = windows.map(RunApplications(load_endpoints, load_apps, settings.project),
-                          output_type=Types.PICKLED_BYTE_ARRAY()).name("applications")
     # the windows that close together are written together (WriteOutputs), in a few buckets of
     # endpoints per writer subtask (with one key, one subtask wrote every window)
+    applications = RunApplications(load_endpoints, load_apps, settings.project)
+    windows = (keyed.process(MonitorWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms, applications,
+                                            WRITER_BUCKETS_PER_SUBTASK * options.parallelism,
+                                            settings.verdict_result),
+                             output_type=WINDOW_OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
                                     keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
-    summaries = (outputs.key_by(WriterBucket(WRITER_BUCKETS_PER_SUBTASK * options.parallelism), key_type=Types.INT())
+    summaries = (keyed_by_first_field(windows, Types.PICKLED_BYTE_ARRAY(), Types.INT(), declare=False)
                  .process(WriteOutputs(open_writer), output_type=SUMMARY_TYPE).name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
     sink_dead_letters(dead_letters, settings)
-    _attach_alerts(outputs, settings)
+    _attach_alerts(windows.get_side_output(ALERT_EVENTS), settings)
     return JobGraph(env, summaries, dead_letters)
 
 
-def _attach_alerts(outputs, settings: Settings) -> None:
-    """Alert evaluation and notifications after the applications stage (jobs/alerts_wiring.py)."""
+def _attach_alerts(events, settings: Settings) -> None:
+    """Alert evaluation and notifications of the windows' alert events (jobs/alerts_wiring.py)."""
     from streamdrift.jobs.alerts_wiring import attach_alerts
 
-    attach_alerts(outputs, settings)
+    attach_alerts(events, settings)
 
 
 # --------------------------------------------------------------------------- command line

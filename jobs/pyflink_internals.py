@@ -57,16 +57,20 @@ def through_stream(t_env, table):
     return from_internal_stream(t_env, internal_stream(t_env, table))
 
 
-def keyed_by_first_field(stream, value_type):
-    """``stream`` (rows of a string key and a row of ``value_type``, from the Table API) keyed by its
-    first field in the JVM, as PyFlink's ``key_by`` keys what its Python key selector returns,
-    without that Python step. The rows' type is declared as the plain row type that PyFlink's keyed
-    Python operators read (the Table API's own type of the same rows is not one)."""
+def keyed_by_first_field(stream, value_type, key_type=None, declare: bool = True):
+    """``stream`` (rows of a key, a string unless ``key_type`` says otherwise, and a value of
+    ``value_type``) keyed by its first field in the JVM, as PyFlink's ``key_by`` keys what its
+    Python key selector returns, without that Python step (for a Python operator's output: one
+    more pass through Python per record). ``declare``: declare the rows' type as the plain row type
+    that PyFlink's keyed Python operators read (for rows of the Table API, whose own type of the
+    same rows is not one); a Python operator's output already has it."""
     from pyflink.common import Types
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
+    key_type = key_type or Types.STRING()
     j_stream = stream._j_data_stream
-    j_stream.getTransformation().setOutputType(Types.ROW([Types.STRING(), value_type]).get_java_type_info())
-    j_keyed = j_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    if declare:
+        j_stream.getTransformation().setOutputType(Types.ROW([key_type, value_type]).get_java_type_info())
+    j_keyed = j_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, stream)

@@ -1,4 +1,4 @@
-"""The alert stage: window outputs → events → (keyed by endpoint) evaluation → notifications.
+"""The alert stage: the window stage's alert events (keyed by endpoint) → evaluation → notifications.
 
 Thin: the logic is in :mod:`streamdrift.udfs.alerts`; what touches the store comes in as callables built in
 ``streamdrift.jobs.alerts_wiring``:
@@ -18,25 +18,14 @@ import json
 import logging
 
 from pyflink.common import Types
-from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
-from streamdrift.udfs.alerts import AlertState, evaluate, events_from_output, settle, state_key
+from streamdrift.udfs.alerts import AlertState, evaluate, settle, state_key
 from streamdrift.udfs.alert_config import AlertBook
 
 log = logging.getLogger("streamdrift.alerts")
-
-
-class ToAlertEvents(FlatMapFunction):
-    """:class:`streamdrift.udfs.monitor.WindowOutput` → :class:`streamdrift.udfs.alert_config.AlertEvent` s; the default
-    application's data-drift events from the ``verdict`` result only."""
-
-    def __init__(self, verdict: str | None = None):
-        self.verdict = verdict
-
-    def flat_map(self, value):
-        yield from events_from_output(value, self.verdict)
 
 
 class EvaluateAlerts(KeyedProcessFunction):

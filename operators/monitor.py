@@ -1,4 +1,10 @@
-"""The monitoring applications stage and the writer stage."""
+"""The window stage with its applications (:class:`MonitorWindows`), and the writer stage.
+
+The applications run in the window stage's Python operator, on each window as it fires: PyFlink
+hands every record between two Python operators through the JVM (serialised, sent, read back), so
+a window would otherwise cross three more times before it is written (to the applications, to a
+Python step keying it for the writer, and to the alert stage). Its records now cross once, keyed
+for the writer in the JVM; the rare alert events leave by a side output."""
 
 from __future__ import annotations
 
@@ -10,12 +16,13 @@ import zlib
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from streamdrift.operators.app_calls import call_with_timeout
-from streamdrift.operators.metrics import ShowOnce
 from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.windows import EndpointWindows
+from streamdrift.udfs.alerts import events_from_output
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import WindowAggregate
@@ -34,8 +41,10 @@ SUMMARY_TYPE = Types.ROW_NAMED(
 window stage fired it and when the stores had its records."""
 
 
-class RunApplications(MapFunction):
-    """A closed window → :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on it)."""
+class RunApplications:
+    """A closed window (a row of :data:`streamdrift.operators.windows.OUTPUT_TYPE`) →
+    :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on it): what
+    :class:`MonitorWindows` does with each window it emits."""
 
     def __init__(self, load_endpoints, load_apps, project: str, apps_refresh_seconds: float = 30.0):
         self.load_endpoints = load_endpoints
@@ -48,10 +57,10 @@ class RunApplications(MapFunction):
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
         self.apps.refresh()
-        group = runtime_context.get_metrics_group()
-        self.app_failures = group.counter("app_failures")
-        self.window_failures = group.counter("window_failures")
-        self.show_counters = ShowOnce(self.window_failures)
+        # totals since the subtask started, for the operator's gauges (windows fire in timers, where
+        # PyFlink reports no counter's increments): applications that failed, windows that failed
+        self.failed_apps = 0
+        self.failed_windows = 0
 
     def _applications(self) -> list:
         """The enabled applications, reloaded from the registry every ``apps_refresh_seconds``
@@ -59,8 +68,7 @@ class RunApplications(MapFunction):
         self.apps.refresh()
         return self.apps.value
 
-    def map(self, value) -> WindowOutput:
-        self.show_counters()
+    def run(self, value) -> WindowOutput:
         out = self._run(value[0], value[1], value[2], value[3], value[4])
         return dataclasses.replace(out, fired_ms=value[5]) if len(value) > 5 else out
 
@@ -76,10 +84,66 @@ class RunApplications(MapFunction):
                                  call=call_with_timeout)
         except Exception as exc:  # noqa: BLE001 - one window's fault: an error record, the job goes on
             log.exception("window %s/%s of endpoint %s failed", start, end, key)
-            self.window_failures.inc()
+            self.failed_windows += 1
             return window_failed((record or {}).get("project") or self.project, key, start, end, revision, exc)
-        self.app_failures.inc(len(out.errors))
+        self.failed_apps += len(out.errors)
         return out
+
+
+WINDOW_OUTPUT_TYPE = Types.ROW([Types.INT(), Types.PICKLED_BYTE_ARRAY()])
+"""What :class:`MonitorWindows` emits per window: the writer's bucket (:class:`WriterBucket`) and
+the :class:`streamdrift.udfs.monitor.WindowOutput`; the job keys it by the bucket in the JVM."""
+
+ALERT_EVENTS = OutputTag("alert-events", Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()]))
+"""Side output of :class:`MonitorWindows`: (endpoint id, :class:`streamdrift.udfs.alert_config.AlertEvent`)
+for each result or failure of a window that can raise an alert (``streamdrift.udfs.alerts.events_from_output``)."""
+
+
+class MonitorWindows(EndpointWindows):
+    """:class:`streamdrift.operators.windows.EndpointWindows` whose windows go through the
+    applications (:class:`RunApplications`) as they fire: emits a :data:`WINDOW_OUTPUT_TYPE` row
+    per window, its alert events to :data:`ALERT_EVENTS` (``verdict``: the default application's
+    result that raises data-drift events, None: both), and the window stage's dead letters."""
+
+    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
+                 applications: RunApplications, writer_buckets: int, verdict: str | None = None):
+        super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms)
+        self.applications = applications
+        self.bucket = WriterBucket(writer_buckets)
+        self.verdict = verdict
+
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self.applications.open(runtime_context)
+        group = runtime_context.get_metrics_group()
+        group.gauge("app_failures", lambda: self.applications.failed_apps)
+        self.failed_alert_events = 0
+        group.gauge("alert_event_failures", lambda: self.failed_alert_events)
+
+    def _window_failures(self) -> int:
+        return self.failed_windows + self.applications.failed_windows
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        return self._monitored(super().process_element(value, ctx))
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        return self._monitored(super().on_timer(timestamp, ctx))
+
+    def _monitored(self, emitted):
+        for item in emitted:
+            if not isinstance(item, Row):  # a side output: (tag, value)
+                yield item
+                continue
+            out = self.applications.run(item)
+            yield Row(self.bucket(out), out)
+            try:
+                events = events_from_output(out, self.verdict)
+            except Exception:  # noqa: BLE001 - the window is written; only its alerts are missed
+                log.exception("the alert events of endpoint %s window %s failed", out.endpoint_id, out.start_ms)
+                self.failed_alert_events += 1
+                continue
+            for event in events:
+                yield ALERT_EVENTS, Row(event.endpoint_id, event)
 
 
 class WriterBucket:
