@@ -78,6 +78,23 @@ class UTCDateTime(_WiderOnMySQL):
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect):
+        """:meth:`process_bind_param` then the dialect's own processing, done once per distinct
+        value of a statement's rows (a batch of windows shares a few starts, ends and its time
+        of writing): plain datetimes whose tzinfo is None or a fixed offset, for which equal
+        means the same instant; any other value is processed on its own."""
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        cached = functools.lru_cache(maxsize=4096)(process)
+
+        def bind(value):
+            if type(value) is dt.datetime and (value.tzinfo is None or type(value.tzinfo) is dt.timezone):
+                return cached(value)
+            return process(value)
+
+        return bind
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None

@@ -24,7 +24,7 @@ from streamdrift.connectors.tsdb.base import (
     TSDB,
     TSDBError,
     decode_row,
-    encode_row,
+    encode_rows,
     query_conditions,
     sort_records,
 )
@@ -168,7 +168,7 @@ class SqliteTSDB(TSDB):
     # ------------------------------------------------------------------ writes
 
     def write_rows(self, table: Table, records: list[Any]) -> None:
-        rows = [encode_row(table, r) for r in records]
+        rows = encode_rows(table, records)
         self._transaction(f"writing {table.noun}", lambda conn: conn.executemany(_UPSERT[table], rows))
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
@@ -178,7 +178,7 @@ class SqliteTSDB(TSDB):
         nothing is written when one is invalid)."""
         checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
         order = (tables.RESULTS, tables.METRICS, tables.ERRORS, tables.PREDICTIONS, tables.FEATURE_DRIFT)
-        writes = [(_UPSERT[table], [encode_row(table, r) for r in records]) for table, records in zip(order, checked)]
+        writes = [(_UPSERT[table], encode_rows(table, records)) for table, records in zip(order, checked)]
 
         def write(conn: sqlite3.Connection) -> None:
             for sql, rows in writes:
