@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -35,15 +37,66 @@ class LongText(_WiderOnMySQL):
     cache_ok = True
 
 
+_JSON_LEAVES = frozenset((str, int, float, bool, type(None)))
+_JSON_PLAIN = _JSON_LEAVES | {dict, list, tuple}
+#: Where orjson writes a float otherwise than ``repr`` (which ``json.dumps`` uses): between 1e-9
+#: and 1e-4, as ``0.00001`` or ``1e-7`` where ``repr`` writes ``1e-05``, ``1e-07``.
+_NOT_AS_REPR = (re.compile(rb"e-\d(?!\d)"), re.compile(rb"0\.0000"))  # two searches: 10x faster than one of both
+
+
+def _plain_nones(value: Any, depth: int = 0) -> int:
+    """How many None ``value`` holds when it is made only of dicts, lists, tuples, str, int, float,
+    bool and None (these exact types, at most 64 levels deep); -1 otherwise."""
+    kind = type(value)
+    if kind is dict:
+        values: Any = value.values()
+    elif kind is list or kind is tuple:
+        values = value
+    else:
+        return (value is None) if kind in _JSON_LEAVES else -1
+    types = set(map(type, values))
+    if types <= _JSON_LEAVES:
+        return list(values).count(None) if type(None) in types else 0
+    if not types <= _JSON_PLAIN or depth >= 64:
+        return -1
+    total = 0
+    for item in values:
+        n = _plain_nones(item, depth + 1)
+        if n < 0:
+            return -1
+        total += n
+    return total
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, the same text and errors,
+    written by orjson (~10x faster: a result's 20 features of statistics) when that is provably
+    the same text: plain types only (:func:`_plain_nones`; orjson also writes enums, UUIDs and
+    dataclasses, which json refuses), a ``null`` for each None and no other (orjson writes NaN
+    and infinities as null, json as NaN and Infinity), no float where the two write it otherwise
+    (:data:`_NOT_AS_REPR`); orjson refuses what else differs (non-str keys, ints beyond 64 bits,
+    lone surrogates)."""
+    nones = _plain_nones(value)
+    if nones >= 0:
+        try:
+            data = orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError is one
+            data = None
+        if data is not None and data.count(b"null") == nones and not any(p.search(data) for p in _NOT_AS_REPR):
+            return data.decode()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 class JSONText(LongText):
-    """JSON kept as text: ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere. Floats round-trip exactly."""
+    """JSON kept as text (:func:`json_text`): ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere. Floats
+    round-trip exactly."""
 
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json_text(value)
 
     def process_result_value(self, value, dialect):
         if value is None:
