@@ -44,28 +44,35 @@ _JSON_PLAIN = _JSON_LEAVES | {dict, list, tuple}
 _NOT_AS_REPR = (re.compile(rb"e-\d(?!\d)"), re.compile(rb"0\.0000"))  # two searches: 10x faster than one of both
 
 
-def _plain_nones(value: Any, depth: int = 0) -> int:
+_JSON_CONTAINERS = (dict, list, tuple)
+_MAX_CONTAINERS = 100_000  # looked into at most (a value holding itself would never end)
+
+
+def _plain_nones(value: Any) -> int:
     """How many None ``value`` holds when it is made only of dicts, lists, tuples, str, int, float,
-    bool and None (these exact types, at most 64 levels deep); -1 otherwise."""
+    bool and None (these exact types, at most 64 levels and 100,000 containers); -1 otherwise."""
     kind = type(value)
-    if kind is dict:
-        values: Any = value.values()
-    elif kind is list or kind is tuple:
-        values = value
-    else:
+    if kind not in _JSON_CONTAINERS:
         return (value is None) if kind in _JSON_LEAVES else -1
-    types = set(map(type, values))
-    if types <= _JSON_LEAVES:
-        return list(values).count(None) if type(None) in types else 0
-    if not types <= _JSON_PLAIN or depth >= 64:
-        return -1
-    total = 0
-    for item in values:
-        n = _plain_nones(item, depth + 1)
-        if n < 0:
+    nones, looked, level = 0, 0, [value]
+    for _depth in range(64):
+        deeper: list = []
+        for container in level:
+            values = container.values() if type(container) is dict else container
+            types = set(map(type, values))
+            if not types <= _JSON_LEAVES:
+                if not types <= _JSON_PLAIN:
+                    return -1
+                deeper.extend(v for v in values if type(v) in _JSON_CONTAINERS)
+            if type(None) in types:
+                nones += list(values).count(None)
+        looked += len(level)
+        if not deeper:
+            return nones
+        if looked + len(deeper) > _MAX_CONTAINERS:
             return -1
-        total += n
-    return total
+        level = deeper
+    return -1
 
 
 def json_text(value: Any) -> str:

@@ -90,7 +90,7 @@ __all__ = [
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
     "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
     "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS", "encode_row", "decode_row", "as_text", "query_conditions",
-    "sort_records", "check_feature_drift_many", "encode_rows",
+    "sort_records", "check_feature_drift_many", "encode_rows", "BatchChecks",
 ]
 
 
@@ -362,7 +362,7 @@ def _stored_as_given(f: FeatureDriftRecord) -> bool:
     return True
 
 
-class _BatchChecks:
+class BatchChecks:
     """The checks of :func:`check_record` over a batch of windows, each distinct (project,
     endpoint id, application name, window start, window end) and each distinct result, metric or
     feature name checked once, not once per record (a window's 20 to 2,000 feature rows, its
@@ -374,6 +374,9 @@ class _BatchChecks:
     def __init__(self) -> None:
         self.windows: set[tuple] = set()
         self.names: dict[str, set[str]] = {"result_name": set(), "metric_name": set(), "feature_name": set()}
+        #: id of a result's extra_data (alive in the batch's records) → its stored JSON, within
+        #: :data:`MAX_EXTRA_DATA_BYTES` (the result needs no bounding): written once, not thrice
+        self.texts: dict[int, str] = {}
 
     def _known(self, record: Any, field: str) -> tuple[bool, Any, Any]:
         """(whether the record's window fields and ``field`` passed before, its key, its name);
@@ -405,6 +408,7 @@ class _BatchChecks:
             text = None
         if text is None or len(text) > MAX_EXTRA_DATA_BYTES:
             return check_result(r)
+        self.texts[id(r.extra_data)] = text
         known, key, name = self._known(r, "result_name")
         if not known:
             where = f"result {getattr(r, 'result_name', '?')!r} of endpoint {getattr(r, 'endpoint_id', '?')!r}"
@@ -439,8 +443,8 @@ class _BatchChecks:
 def check_feature_drift_many(records: Iterable[FeatureDriftRecord]) -> list[FeatureDriftRecord]:
     """``[check_feature_drift(f) for f in records]``: the same records returned and the same first
     ValueError raised, each distinct window (project, endpoint id, application name, start, end)
-    and feature name checked once (:class:`_BatchChecks`)."""
-    checks = _BatchChecks()
+    and feature name checked once (:class:`BatchChecks`)."""
+    checks = BatchChecks()
     return [checks.feature_drift(f) for f in records]
 
 
@@ -553,9 +557,12 @@ def encode_row(table: Table, record: Any) -> list[Any]:
     return values
 
 
-def encode_rows(table: Table, records: Iterable[Any]) -> list[list[Any]]:
+def encode_rows(table: Table, records: Iterable[Any], json_texts: Mapping[int, str] | None = None) -> list[list[Any]]:
     """``[encode_row(table, r) for r in records]``, each distinct timestamp converted once (a
-    batch of windows shares a few starts and ends): the same rows, the same first error."""
+    batch of windows shares a few starts and ends): the same rows, the same first error.
+    ``json_texts``: the stored text of JSON values already written, by ``id`` of the value
+    (:meth:`TSDB.checked_window`'s ``checks.texts``)."""
+    json_texts = json_texts or {}
     codec = _CODECS[table.name]
     stamps: dict[dt.datetime, int] = {}
 
@@ -576,7 +583,8 @@ def encode_rows(table: Table, records: Iterable[Any]) -> list[list[Any]]:
         for i, encode, timestamp in encoders:
             values[i] = stamp(values[i], encode) if timestamp else encode(values[i])
         for i in codec.json:
-            values[i] = extra_data_json(values[i], f"{table.name} {getattr(record, table.name_tag or '', '')!r} of "
+            text = json_texts.get(id(values[i]))
+            values[i] = text if text is not None else extra_data_json(values[i], f"{table.name} {getattr(record, table.name_tag or '', '')!r} of "
                                                    f"endpoint {record.endpoint_id!r}")
         rows.append(values)
     return rows
@@ -666,17 +674,20 @@ class TSDB(abc.ABC):
 
     def checked_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                        errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
-                       feature_drift: Sequence[FeatureDriftRecord]) -> tuple[list, list, list, list, list]:
+                       feature_drift: Sequence[FeatureDriftRecord],
+                       checks: BatchChecks | None = None) -> tuple[list, list, list, list, list]:
         """The records of :meth:`write_window` as stored: all checked (ValueError before anything,
         an artifact file included, is written), then the results' ``extra_data`` bounded. The
         checks and errors are those of :func:`check_record`, with each window's shared fields
-        checked once (:class:`_BatchChecks`); a result's ``extra_data`` is kept as given where
-        its stored JSON is the same."""
-        checks = _BatchChecks()
+        checked once (:class:`BatchChecks`); a result's ``extra_data`` is kept as given where
+        its stored JSON is the same (then its text is in ``checks.texts``, for :func:`encode_rows`)."""
+        checks = BatchChecks() if checks is None else checks
         checked = ([checks.result(r) for r in results], [checks.metric(m) for m in metrics],
                    [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
                    [checks.feature_drift(f) for f in feature_drift])
-        return ([bound_extra_data(r, self.artifacts_dir) for r in checked[0]], *checked[1:])
+        texts = checks.texts
+        return ([r if id(r.extra_data) in texts else bound_extra_data(r, self.artifacts_dir) for r in checked[0]],
+                *checked[1:])
 
     @abc.abstractmethod
     def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,

@@ -22,6 +22,7 @@ from streamdrift.connectors.errors import sqlite_transient
 from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
     TSDB,
+    BatchChecks,
     TSDBError,
     decode_row,
     encode_rows,
@@ -176,9 +177,10 @@ class SqliteTSDB(TSDB):
                      feature_drift: Sequence[FeatureDriftRecord] = ()) -> None:
         """The records of any number of windows in one transaction (every record checked first:
         nothing is written when one is invalid)."""
-        checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
+        checks = BatchChecks()
+        checked = self.checked_window(results, metrics, errors, predictions, feature_drift, checks)
         order = (tables.RESULTS, tables.METRICS, tables.ERRORS, tables.PREDICTIONS, tables.FEATURE_DRIFT)
-        writes = [(_UPSERT[table], encode_rows(table, records)) for table, records in zip(order, checked)]
+        writes = [(_UPSERT[table], encode_rows(table, records, checks.texts)) for table, records in zip(order, checked)]
 
         def write(conn: sqlite3.Connection) -> None:
             for sql, rows in writes:

@@ -74,6 +74,9 @@ def test_a_circular_or_very_deep_value_is_refused_or_written_as_before():
     loop: dict = {}
     loop["self"] = loop
     assert outcome(json_text, loop) == ("ValueError", "Circular reference detected")
+    fan: list = []
+    fan.extend([fan] * 10)  # looked into naively, 10**64 paths
+    assert outcome(json_text, fan) == ("ValueError", "Circular reference detected")
     deep: list = [0.5]
     for _ in range(300):
         deep = [deep]

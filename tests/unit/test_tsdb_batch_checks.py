@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 from streamdrift.connectors import job_io
 from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
+    BatchChecks,
     bound_extra_data,
-    check_error,
     check_feature_drift,
     check_feature_drift_many,
     check_metric,
-    check_prediction,
     check_result,
     encode_row,
     encode_rows,
@@ -102,9 +101,11 @@ def batched(res, met, feats):
     tsdb = SqliteTSDB(":memory:")
     try:
         def run():
-            checked = tsdb.checked_window(res, met, [], [], feats)
-            return [encode_rows(t, rs) for t, rs in zip((tables.RESULTS, tables.METRICS, tables.FEATURE_DRIFT),
-                                                        (checked[0], checked[1], checked[4]))]
+            checks = BatchChecks()  # as SqliteTSDB.write_window: the results' JSON written once
+            checked = tsdb.checked_window(res, met, [], [], feats, checks)
+            return [encode_rows(t, rs, checks.texts)
+                    for t, rs in zip((tables.RESULTS, tables.METRICS, tables.FEATURE_DRIFT),
+                                     (checked[0], checked[1], checked[4]))]
         return outcome(run)
     finally:
         tsdb.close()
