@@ -97,15 +97,18 @@ def one_by_one(res, met, feats):
     return outcome(run)
 
 
-def batched(res, met, feats):
+def batched(res, met, feats, sqlite_rows: bool = True):
+    """The rows a batch gives: as SqliteTSDB.write_window encodes them (the results' JSON written
+    once, ``checks.texts``), or, ``sqlite_rows`` False, as TDengine's writer does (encode_row)."""
     tsdb = SqliteTSDB(":memory:")
     try:
         def run():
-            checks = BatchChecks()  # as SqliteTSDB.write_window: the results' JSON written once
+            checks = BatchChecks()
             checked = tsdb.checked_window(res, met, [], [], feats, checks)
-            return [encode_rows(t, rs, checks.texts)
-                    for t, rs in zip((tables.RESULTS, tables.METRICS, tables.FEATURE_DRIFT),
-                                     (checked[0], checked[1], checked[4]))]
+            kinds = zip((tables.RESULTS, tables.METRICS, tables.FEATURE_DRIFT), (checked[0], checked[1], checked[4]))
+            if sqlite_rows:
+                return [encode_rows(t, rs, checks.texts) for t, rs in kinds]
+            return [[encode_row(t, r) for r in rs] for t, rs in kinds]
         return outcome(run)
     finally:
         tsdb.close()
@@ -119,7 +122,9 @@ def same(a, b) -> bool:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(results, metrics, feature_rows())
 def test_a_batch_accepts_and_refuses_what_each_record_alone_does(res, met, feats):
-    assert same(batched(res, met, feats), one_by_one(res, met, feats))
+    alone = one_by_one(res, met, feats)
+    assert same(batched(res, met, feats), alone)
+    assert same(batched(res, met, feats, sqlite_rows=False), alone)
 
 
 @settings(max_examples=300, deadline=None)
