@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -35,15 +37,73 @@ class LongText(_WiderOnMySQL):
     cache_ok = True
 
 
+_JSON_LEAVES = frozenset((str, int, float, bool, type(None)))
+_JSON_PLAIN = _JSON_LEAVES | {dict, list, tuple}
+#: Where orjson writes a float otherwise than ``repr`` (which ``json.dumps`` uses): between 1e-9
+#: and 1e-4, as ``0.00001`` or ``1e-7`` where ``repr`` writes ``1e-05``, ``1e-07``.
+_NOT_AS_REPR = (re.compile(rb"e-\d(?!\d)"), re.compile(rb"0\.0000"))  # two searches: 10x faster than one of both
+
+
+_JSON_CONTAINERS = (dict, list, tuple)
+_MAX_CONTAINERS = 100_000  # looked into at most (a value holding itself would never end)
+
+
+def _plain_nones(value: Any) -> int:
+    """How many None ``value`` holds when it is made only of dicts, lists, tuples, str, int, float,
+    bool and None (these exact types, at most 64 levels and 100,000 containers); -1 otherwise."""
+    kind = type(value)
+    if kind not in _JSON_CONTAINERS:
+        return (value is None) if kind in _JSON_LEAVES else -1
+    nones, looked, level = 0, 0, [value]
+    for _depth in range(64):
+        deeper: list = []
+        for container in level:
+            values = container.values() if type(container) is dict else container
+            types = set(map(type, values))
+            if not types <= _JSON_LEAVES:
+                if not types <= _JSON_PLAIN:
+                    return -1
+                deeper.extend(v for v in values if type(v) in _JSON_CONTAINERS)
+            if type(None) in types:
+                nones += list(values).count(None)
+        looked += len(level)
+        if not deeper:
+            return nones
+        if looked + len(deeper) > _MAX_CONTAINERS:
+            return -1
+        level = deeper
+    return -1
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, the same text and errors,
+    written by orjson (~10x faster: a result's 20 features of statistics) when that is provably
+    the same text: plain types only (:func:`_plain_nones`; orjson also writes enums, UUIDs and
+    dataclasses, which json refuses), a ``null`` for each None and no other (orjson writes NaN
+    and infinities as null, json as NaN and Infinity), no float where the two write it otherwise
+    (:data:`_NOT_AS_REPR`); orjson refuses what else differs (non-str keys, ints beyond 64 bits,
+    lone surrogates)."""
+    nones = _plain_nones(value)
+    if nones >= 0:
+        try:
+            data = orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError is one
+            data = None
+        if data is not None and data.count(b"null") == nones and not any(p.search(data) for p in _NOT_AS_REPR):
+            return data.decode()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 class JSONText(LongText):
-    """JSON kept as text: ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere. Floats round-trip exactly."""
+    """JSON kept as text (:func:`json_text`): ``LONGTEXT`` on MySQL, ``TEXT`` elsewhere. Floats
+    round-trip exactly."""
 
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json_text(value)
 
     def process_result_value(self, value, dialect):
         if value is None:
@@ -77,6 +137,23 @@ class UTCDateTime(_WiderOnMySQL):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
+
+    def bind_processor(self, dialect):
+        """:meth:`process_bind_param` then the dialect's own processing, done once per distinct
+        value of a statement's rows (a batch of windows shares a few starts, ends and its time
+        of writing): plain datetimes whose tzinfo is None or a fixed offset, for which equal
+        means the same instant; any other value is processed on its own."""
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        cached = functools.lru_cache(maxsize=4096)(process)
+
+        def bind(value):
+            if type(value) is dt.datetime and (value.tzinfo is None or type(value.tzinfo) is dt.timezone):
+                return cached(value)
+            return process(value)
+
+        return bind
 
     def process_result_value(self, value, dialect):
         if value is None:

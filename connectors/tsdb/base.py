@@ -90,7 +90,7 @@ __all__ = [
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
     "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
     "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS", "encode_row", "decode_row", "as_text", "query_conditions",
-    "sort_records",
+    "sort_records", "check_feature_drift_many", "encode_rows", "BatchChecks",
 ]
 
 
@@ -183,16 +183,23 @@ def _check_window(record: Any, where: str) -> None:
     _check_time(record.end_infer_time, "end_infer_time", where)
 
 
+def _orjson_ascii(extra: Any) -> str | None:
+    """:func:`_json`'s text when orjson writes it, in ASCII; else None. Such a text reads back
+    (``orjson.loads``) as values that write the same text again: the JSON every value of it keeps."""
+    try:
+        data = orjson.dumps(extra or {}, default=str, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
+    return data.decode() if data.isascii() else None
+
+
 def _json(extra: Any) -> str:
     """Compact ASCII JSON, keys sorted, other objects as their text; NaN and infinities as null.
     orjson where it can (5x the standard library, a third of the writer's time at 20 features),
     the standard library for what orjson refuses (integers beyond 64 bits) or writes as UTF-8."""
-    try:
-        data = orjson.dumps(extra or {}, default=str, option=orjson.OPT_SORT_KEYS)
-        if data.isascii():
-            return data.decode()
-    except TypeError:  # orjson.JSONEncodeError is one
-        pass
+    text = _orjson_ascii(extra)
+    if text is not None:
+        return text
     text = json.dumps(extra or {}, separators=(",", ":"), ensure_ascii=True, sort_keys=True, default=str)
     return json.dumps(json.loads(text, parse_constant=lambda _: None), separators=(",", ":"), sort_keys=True) \
         if "NaN" in text or "Infinity" in text else text
@@ -329,6 +336,118 @@ def check_feature_drift(f: FeatureDriftRecord) -> FeatureDriftRecord:
     return dataclasses.replace(f, **stored)
 
 
+_SERIES_AND_WINDOW = operator.attrgetter("project", "endpoint_id", "application_name", "start_infer_time",
+                                         "end_infer_time")
+_PLAIN_KEY = (str, str, str, dt.datetime, dt.datetime)
+_MEASURES = operator.attrgetter("tvd", "hellinger", "kld", "p_value", "effect_size", "invalid_share")
+
+
+def _plain_float(value: Any) -> bool:
+    """Whether :func:`_finite` returns ``value`` itself: None or a finite ``float``."""
+    return value is None or (type(value) is float and math.isfinite(value))
+
+
+def _stored_as_given(f: FeatureDriftRecord) -> bool:
+    """Whether :func:`check_feature_drift` keeps ``f``'s values as they are (it returns ``f``
+    itself): measures finite floats or None, counts ints >= 0 or None, ``rejected`` a bool or None."""
+    rejected = f.rejected
+    if rejected is not None and type(rejected) is not bool:
+        return False
+    for value in _MEASURES(f):
+        if not _plain_float(value):
+            return False
+    for value in (f.window_count, f.reference_count):
+        if value is not None and (type(value) is not int or value < 0):
+            return False
+    return True
+
+
+class BatchChecks:
+    """The checks of :func:`check_record` over a batch of windows, each distinct (project,
+    endpoint id, application name, window start, window end) and each distinct result, metric or
+    feature name checked once, not once per record (a window's 20 to 2,000 feature rows, its
+    results and metrics share them). The same records come out and the same first ValueError is
+    raised as checking each record alone: a record takes the short way only when those fields are
+    plain ``str`` and ``datetime`` equal to ones that passed (the checks are functions of their
+    values); any other record is checked by the ``check_*`` of its kind."""
+
+    def __init__(self) -> None:
+        self.windows: set[tuple] = set()
+        self.names: dict[str, set[str]] = {"result_name": set(), "metric_name": set(), "feature_name": set()}
+        #: id of a result's extra_data (alive in the batch's records) → its stored JSON, within
+        #: :data:`MAX_EXTRA_DATA_BYTES` (the result needs no bounding): written once, not thrice
+        self.texts: dict[int, str] = {}
+
+    def _known(self, record: Any, field: str) -> tuple[bool, Any, Any]:
+        """(whether the record's window fields and ``field`` passed before, its key, its name);
+        key None when they are not plain values (not remembered)."""
+        try:
+            key = _SERIES_AND_WINDOW(record)
+            name = getattr(record, field)
+        except AttributeError:  # not a record: its check says which field is missing, in its order
+            return False, None, None
+        if type(name) is not str or tuple(map(type, key)) != _PLAIN_KEY:
+            return False, None, None
+        return key in self.windows and name in self.names[field], key, name
+
+    def _passed(self, key: Any, name: Any, field: str) -> None:
+        if key is not None:
+            self.windows.add(key)
+            self.names[field].add(name)
+
+    def result(self, r: ResultRecord) -> ResultRecord:
+        """:func:`check_result`'s checks and errors and the same stored row (:func:`encode_row`),
+        ``extra_data`` kept as given when orjson writes it in ASCII within
+        :data:`MAX_EXTRA_DATA_BYTES` (reading that back would write the very same text again:
+        :func:`_orjson_ascii`), which spares parsing 20 features' statistics per result."""
+        if r.extra_data is None or type(r.extra_data) is not dict:
+            return check_result(r)
+        try:
+            text = _orjson_ascii(r.extra_data)
+        except Exception:  # noqa: BLE001 - e.g. an object's text failing: check_result says what, in its order
+            text = None
+        if text is None or len(text) > MAX_EXTRA_DATA_BYTES:
+            return check_result(r)
+        self.texts[id(r.extra_data)] = text
+        known, key, name = self._known(r, "result_name")
+        if not known:
+            where = f"result {getattr(r, 'result_name', '?')!r} of endpoint {getattr(r, 'endpoint_id', '?')!r}"
+            _check_series(r, where)
+            _check_name(r.result_name, "result name", where)
+            _check_window(r, where)
+            self._passed(key, name, "result_name")
+        kind, status, value = int(r.kind), int(r.status), _finite(r.value)
+        if kind is r.kind and status is r.status and value is r.value:
+            return r
+        return dataclasses.replace(r, kind=kind, status=status, value=value)
+
+    def metric(self, m: MetricRecord) -> MetricRecord:
+        """:func:`check_metric`, ``m`` itself when its value is stored as given."""
+        known, key, name = self._known(m, "metric_name")
+        if not known:
+            m = check_metric(m)
+            self._passed(key, name, "metric_name")
+            return m
+        return m if _plain_float(m.value) else dataclasses.replace(m, value=_finite(m.value))
+
+    def feature_drift(self, f: FeatureDriftRecord) -> FeatureDriftRecord:
+        """:func:`check_feature_drift`."""
+        known, key, name = self._known(f, "feature_name")
+        if known and _stored_as_given(f):
+            return f
+        f = check_feature_drift(f)
+        self._passed(key, name, "feature_name")
+        return f
+
+
+def check_feature_drift_many(records: Iterable[FeatureDriftRecord]) -> list[FeatureDriftRecord]:
+    """``[check_feature_drift(f) for f in records]``: the same records returned and the same first
+    ValueError raised, each distinct window (project, endpoint id, application name, start, end)
+    and feature name checked once (:class:`BatchChecks`)."""
+    checks = BatchChecks()
+    return [checks.feature_drift(f) for f in records]
+
+
 def check_record(record: Any) -> Any:
     """Dispatch to the check of the record's type."""
     for cls, check in ((ResultRecord, check_result), (MetricRecord, check_metric),
@@ -438,6 +557,39 @@ def encode_row(table: Table, record: Any) -> list[Any]:
     return values
 
 
+def encode_rows(table: Table, records: Iterable[Any], json_texts: Mapping[int, str] | None = None) -> list[list[Any]]:
+    """``[encode_row(table, r) for r in records]``, each distinct timestamp converted once (a
+    batch of windows shares a few starts and ends): the same rows, the same first error.
+    ``json_texts``: the stored text of JSON values already written, by ``id`` of the value
+    (:meth:`TSDB.checked_window`'s ``checks.texts``)."""
+    json_texts = json_texts or {}
+    codec = _CODECS[table.name]
+    stamps: dict[dt.datetime, int] = {}
+
+    def stamp(when: Any, encode: Any) -> Any:
+        # equal datetimes are the same instant (naive: as UTC) when their tzinfo is None or a
+        # fixed offset; any other value is converted on its own
+        if type(when) is dt.datetime and (when.tzinfo is None or type(when.tzinfo) is dt.timezone):
+            value = stamps.get(when)
+            if value is None:
+                value = stamps[when] = micros(when)
+            return value
+        return encode(when)
+
+    encoders = [(i, encode, encode is micros or encode is _opt_micros) for i, encode in codec.encoders]
+    rows = []
+    for record in records:
+        values = list(codec.getter(record))
+        for i, encode, timestamp in encoders:
+            values[i] = stamp(values[i], encode) if timestamp else encode(values[i])
+        for i in codec.json:
+            text = json_texts.get(id(values[i]))
+            values[i] = text if text is not None else extra_data_json(values[i], f"{table.name} {getattr(record, table.name_tag or '', '')!r} of "
+                                                   f"endpoint {record.endpoint_id!r}")
+        rows.append(values)
+    return rows
+
+
 def decode_row(table: Table, row: Sequence[Any]) -> Any:
     """The record of a stored row (in :func:`encode_row`'s order; timestamps as microseconds, a
     datetime or ISO text, text as str or UTF-8 bytes)."""
@@ -522,13 +674,20 @@ class TSDB(abc.ABC):
 
     def checked_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                        errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
-                       feature_drift: Sequence[FeatureDriftRecord]) -> tuple[list, list, list, list, list]:
+                       feature_drift: Sequence[FeatureDriftRecord],
+                       checks: BatchChecks | None = None) -> tuple[list, list, list, list, list]:
         """The records of :meth:`write_window` as stored: all checked (ValueError before anything,
-        an artifact file included, is written), then the results' ``extra_data`` bounded."""
-        checked = ([check_result(r) for r in results], [check_metric(m) for m in metrics],
+        an artifact file included, is written), then the results' ``extra_data`` bounded. The
+        checks and errors are those of :func:`check_record`, with each window's shared fields
+        checked once (:class:`BatchChecks`); a result's ``extra_data`` is kept as given where
+        its stored JSON is the same (then its text is in ``checks.texts``, for :func:`encode_rows`)."""
+        checks = BatchChecks() if checks is None else checks
+        checked = ([checks.result(r) for r in results], [checks.metric(m) for m in metrics],
                    [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
-                   [check_feature_drift(f) for f in feature_drift])
-        return ([bound_extra_data(r, self.artifacts_dir) for r in checked[0]], *checked[1:])
+                   [checks.feature_drift(f) for f in feature_drift])
+        texts = checks.texts
+        return ([r if id(r.extra_data) in texts else bound_extra_data(r, self.artifacts_dir) for r in checked[0]],
+                *checked[1:])
 
     @abc.abstractmethod
     def query_rows(self, table: Table, project: str, endpoint_id: str | None = None, start: dt.datetime | None = None,

@@ -22,9 +22,10 @@ from streamdrift.connectors.errors import sqlite_transient
 from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
     TSDB,
+    BatchChecks,
     TSDBError,
     decode_row,
-    encode_row,
+    encode_rows,
     query_conditions,
     sort_records,
 )
@@ -168,7 +169,7 @@ class SqliteTSDB(TSDB):
     # ------------------------------------------------------------------ writes
 
     def write_rows(self, table: Table, records: list[Any]) -> None:
-        rows = [encode_row(table, r) for r in records]
+        rows = encode_rows(table, records)
         self._transaction(f"writing {table.noun}", lambda conn: conn.executemany(_UPSERT[table], rows))
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
@@ -176,9 +177,10 @@ class SqliteTSDB(TSDB):
                      feature_drift: Sequence[FeatureDriftRecord] = ()) -> None:
         """The records of any number of windows in one transaction (every record checked first:
         nothing is written when one is invalid)."""
-        checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
+        checks = BatchChecks()
+        checked = self.checked_window(results, metrics, errors, predictions, feature_drift, checks)
         order = (tables.RESULTS, tables.METRICS, tables.ERRORS, tables.PREDICTIONS, tables.FEATURE_DRIFT)
-        writes = [(_UPSERT[table], [encode_row(table, r) for r in records]) for table, records in zip(order, checked)]
+        writes = [(_UPSERT[table], encode_rows(table, records, checks.texts)) for table, records in zip(order, checked)]
 
         def write(conn: sqlite3.Connection) -> None:
             for sql, rows in writes:
