@@ -214,7 +214,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
                              output_type=WINDOW_OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
                                     keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
-    summaries = (keyed_by_first_field(windows, Types.PICKLED_BYTE_ARRAY(), Types.INT(), declare=False)
+    summaries = (keyed_by_first_field(windows, Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), declare=False)
                  .process(WriteOutputs(open_writer), output_type=SUMMARY_TYPE).name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 import time
 import zlib
 
@@ -90,9 +91,11 @@ class RunApplications:
         return out
 
 
-WINDOW_OUTPUT_TYPE = Types.ROW([Types.INT(), Types.PICKLED_BYTE_ARRAY()])
+WINDOW_OUTPUT_TYPE = Types.ROW([Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 """What :class:`MonitorWindows` emits per window: the writer's bucket (:class:`WriterBucket`) and
-the :class:`streamdrift.udfs.monitor.WindowOutput`; the job keys it by the bucket in the JVM."""
+the :class:`streamdrift.udfs.monitor.WindowOutput`, pickled (:func:`pickle.dumps`: PyFlink's own
+pickled type goes through cloudpickle, several times slower, and again into the writer's state);
+the job keys it by the bucket in the JVM."""
 
 ALERT_EVENTS = OutputTag("alert-events", Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()]))
 """Side output of :class:`MonitorWindows`: (endpoint id, :class:`streamdrift.udfs.alert_config.AlertEvent`)
@@ -135,7 +138,7 @@ class MonitorWindows(EndpointWindows):
                 yield item
                 continue
             out = self.applications.run(item)
-            yield Row(self.bucket(out), out)
+            yield Row(self.bucket(out), pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
             try:
                 events = events_from_output(out, self.verdict)
             except Exception:  # noqa: BLE001 - the window is written; only its alerts are missed
@@ -179,8 +182,10 @@ class WriteOutputs(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.writer = self.open_writer()
-        self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-windows", Types.PICKLED_BYTE_ARRAY()))
-        self.count = runtime_context.get_state(ValueStateDescriptor("waiting-count", Types.INT()))
+        # the windows as they come, pickled (WINDOW_OUTPUT_TYPE): stored and read back as bytes
+        self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-window-bytes",
+                                                                          Types.PRIMITIVE_ARRAY(Types.BYTE())))
+        self.count = runtime_context.get_state(ValueStateDescriptor("waiting-window-count", Types.INT()))
         # gauges, not counters: most windows are written from a timer, and PyFlink does not report a
         # counter's increments made in one (the numbers are this subtask's totals since it started)
         self.written = self.refused = 0
@@ -196,8 +201,8 @@ class WriteOutputs(KeyedProcessFunction):
     def close(self):
         self.writer.close()
 
-    def process_element(self, out: WindowOutput, ctx: KeyedProcessFunction.Context):
-        self.waiting.add(out)
+    def process_element(self, data: bytes, ctx: KeyedProcessFunction.Context):
+        self.waiting.add(data)
         n = (self.count.value() or 0) + 1
         self.count.update(n)
         if n == 1:
@@ -212,7 +217,7 @@ class WriteOutputs(KeyedProcessFunction):
         yield from self._flush()
 
     def _flush(self):
-        outs = list(self.waiting.get() or [])
+        outs = [pickle.loads(data) for data in self.waiting.get() or []]
         self.waiting.clear()
         self.count.clear()
         if not outs:
