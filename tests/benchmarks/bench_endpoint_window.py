@@ -13,8 +13,8 @@ gets its partials of a few rows each. Then, per endpoint window, each step as th
    beside it ``merge_all`` of each partial decoded, the merge it replaced) and encodes the window;
 2. applications: ``monitor_window`` with the project's applications (the built-in histogram drift
    application: MLRun's numbers, the verdict, the per-feature rows);
-3. crossings: the window's records pickled and unpickled twice (applications → writer, and the
-   writer's keyed state);
+3. crossing: the window's records pickled once and read back once (the window stage, which runs
+   the applications, to the writer, which keeps the bytes in its keyed state until its batch);
 4. writer: ``StoreWriter.write_many`` of all the windows as one batch (SQLite TSDB and SQL store).
 
 Prints the median over ``--repeats`` of ms per endpoint window.
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return [monitor_window(catalog.record(k), k, "bench", START_MS, START_MS + WINDOW_MS,
                                WindowAggregate.from_bytes(body, layouts), apps) for k, body in fired.items()]
 
-    def crossings(outs):
-        return [pickle.loads(pickle.dumps(pickle.loads(pickle.dumps(out)))) for out in outs]
+    def crossing(outs):
+        return [pickle.loads(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)) for out in outs]
 
     times: dict[str, list[float]] = {}
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         timed("fire, beside: merge_all of each partial decoded", fire_decoding_each)
         fired = timed("fire: merge_bytes of the pending partials", fire)
         outs = timed("applications (monitor_window)", applications, fired)
-        outs = timed("crossings (pickle x 2)", crossings, outs)
+        outs = timed("crossing (pickle, once)", crossing, outs)
         timed("writer (one batch, SQLite stores)", writer.write_many, outs)
     writer.close()
     sizes = [len(p) for p in parts.values()]
