@@ -220,6 +220,45 @@ class SqlStoreBase:
             stmt = self._upserts[key] = self._upsert_statement(table, update, newer_only)
         conn.execute(stmt, rows)
 
+    def _accumulate(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *,
+                    add: Sequence[str] = (), earliest: Sequence[str] = (), latest: Sequence[str] = ()) -> None:
+        """Insert ``rows``; on a primary-key clash move the stored row by them in the database, so
+        that writers at the same time add up rather than overwrite each other: each ``add`` column
+        becomes stored + given, each ``earliest`` (``latest``) column the earlier (later) of the
+        stored and the given value, where NULL means no value."""
+        if not rows:
+            return
+        key = ("accumulate", table.name, tuple(add), tuple(earliest), tuple(latest))
+        stmt = self._upserts.get(key)
+        if stmt is None:
+            stmt = self._upserts[key] = self._accumulate_statement(table, add, earliest, latest)
+        conn.execute(stmt, rows)
+
+    def _accumulate_statement(self, table: sa.Table, add: Sequence[str], earliest: Sequence[str],
+                              latest: Sequence[str]):
+        if self.backend == "mysql":
+            stmt = mysql_dialect.insert(table)
+            given = stmt.inserted
+        else:
+            stmt = sqlite_dialect.insert(table)
+            given = stmt.excluded
+        # each column reads only itself: MySQL's left-to-right assignment cannot change a result
+        sets = {c: table.c[c] + given[c] for c in add}
+        sets.update({c: _pick(table.c[c], given[c], earlier=True) for c in earliest})
+        sets.update({c: _pick(table.c[c], given[c], earlier=False) for c in latest})
+        if self.backend == "mysql":
+            return stmt.on_duplicate_key_update(list(sets.items()))
+        return stmt.on_conflict_do_update(index_elements=[c.name for c in table.primary_key.columns], set_=sets)
+
+    def _lock_for_update(self, conn: sa.Connection) -> None:
+        """Make what ``conn``'s transaction reads next hold until it commits, for a write computed
+        from a read. MySQL: nothing to do here, the read says ``FOR UPDATE``. SQLite: pysqlite opens the transaction at the
+        first write only, so a read before it sees a state another writer may change before ours
+        starts; this takes the database's write lock first (``BEGIN IMMEDIATE``, waiting up to the
+        busy timeout) unless the transaction has already written."""
+        if self.backend == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     def _upsert_statement(self, table: sa.Table, update: Sequence[str], newer_only: str | None):
         keys = [c.name for c in table.primary_key.columns]
         if self.backend == "mysql":
@@ -238,6 +277,12 @@ class SqlStoreBase:
             stmt = stmt.on_conflict_do_update(
                 index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where)
         return stmt
+
+
+def _pick(stored: sa.ColumnElement, given: sa.ColumnElement, earlier: bool) -> sa.ColumnElement:
+    """The earlier (or later) of two values of a column in SQL, NULL standing for no value."""
+    better = given < stored if earlier else given > stored
+    return sa.case((given.is_(None), stored), (stored.is_(None), given), (better, given), else_=stored)
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:

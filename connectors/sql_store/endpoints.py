@@ -323,7 +323,11 @@ class EndpointsMixin(SqlStoreBase):
 
     @functools.cached_property
     def _totals_select(self) -> sa.Select:
-        """Each endpoint's totals over its window counters (built once; ``ids`` binds the endpoints)."""
+        """Each endpoint's totals over its window counters (built once; ``ids`` binds the endpoints).
+
+        A locking read on MySQL (``LOCK IN SHARE MODE``): it waits for a writer that is moving the
+        same endpoints' totals by a delta (:meth:`_move_totals`) and reads what that one committed,
+        so the totals it then stores cannot leave that delta out."""
         w = self._t["endpoint_windows"]
         return sa.select(
             w.c.endpoint_id,
@@ -331,7 +335,52 @@ class EndpointsMixin(SqlStoreBase):
             sa.func.min(w.c.first_request),
             sa.func.max(w.c.last_request),
             sa.func.max(w.c.window_end),
-        ).where(w.c.endpoint_id.in_(sa.bindparam("ids", expanding=True))).group_by(w.c.endpoint_id)
+        ).where(w.c.endpoint_id.in_(sa.bindparam("ids", expanding=True))).group_by(
+            w.c.endpoint_id).with_for_update(read=True)
+
+    @functools.cached_property
+    def _counted_select(self) -> sa.Select:
+        """The endpoints among ``ids`` whose totals have counted a window, their status rows locked
+        (``FOR UPDATE`` on MySQL) until the transaction ends."""
+        status = self._t["endpoint_status"]
+        return sa.select(status.c.endpoint_id).where(
+            status.c.endpoint_id.in_(sa.bindparam("ids", expanding=True)),
+            status.c.last_window_end.is_not(None)).with_for_update()
+
+    @functools.cached_property
+    def _stored_totals_select(self) -> sa.Select:
+        status = self._t["endpoint_status"]
+        return sa.select(status.c.endpoint_id, *(status.c[name] for name in TOTAL_COLUMNS)).where(
+            status.c.endpoint_id.in_(sa.bindparam("ids", expanding=True)))
+
+    def _move_totals(self, conn: sa.Connection, deltas: Mapping[str, Mapping[str, Any]],
+                     read_back: bool = True) -> dict[str, dict[str, Any]]:
+        """Move endpoints' totals by what a write of their window counters changed, reading none of
+        their other windows; returns the totals by endpoint when ``read_back``.
+
+        ``deltas`` by endpoint: for each of :data:`COUNT_COLUMNS` new minus old summed over the
+        windows written (old = 0 for a window not stored before), ``first_request`` the earliest
+        and ``last_request``, ``last_window_end`` the latest of those windows (None for none). To
+        run in the write's transaction, after the windows are written, with their old counters
+        read under :meth:`_lock_for_update`.
+
+        Counts are added in the database (``rows_count = rows_count + d``, one multi-row upsert);
+        ``first_request``/``last_request``/``last_window_end`` become the earlier/later of stored
+        and given. An endpoint whose totals have counted no window yet (no ``endpoint_status`` row,
+        or one without ``last_window_end``: new, unregistered, carried over from an older schema,
+        or holding a drift status only) gets :meth:`_refresh_totals_many` over all its windows
+        instead, so that a delta is only ever added to totals that were exact."""
+        ids = list(deltas)
+        if not ids:
+            return {}
+        counted = set(conn.execute(self._counted_select, {"ids": ids}).scalars())
+        self._accumulate(conn, self._t["endpoint_status"], [dict(deltas[e], endpoint_id=e) for e in ids if e in counted],
+                         add=COUNT_COLUMNS, earliest=("first_request",), latest=("last_request", "last_window_end"))
+        totals = self._refresh_totals_many(conn, [e for e in ids if e not in counted])
+        if read_back and counted:
+            for endpoint_id, *values in conn.execute(self._stored_totals_select, {"ids": list(counted)}):
+                totals[endpoint_id] = dict(zip(TOTAL_COLUMNS, values))
+        return totals
 
     def _refresh_totals(self, conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
         """The endpoint's totals derived from its window counters, stored and returned."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from streamdrift.connectors.sql_store.base import check_id, finite, utc_now
 from streamdrift.connectors.sql_store.endpoints import EndpointsMixin
+from streamdrift.connectors.sql_store.tables import COUNT_COLUMNS, UTC
 from streamdrift.udfs.records import (
     MetricRecord,
     PredictionRecord,
@@ -26,15 +28,17 @@ class WindowsMixin(EndpointsMixin):
     """Window counters and latest results and metrics (a window also moves its endpoint's totals
     and drift status, hence the endpoints mixin underneath)."""
 
-    def _window_counters_writer(self, predictions: Sequence[PredictionRecord], late: int | None = None):
+    def _window_counters_writer(self, predictions: Sequence[PredictionRecord], late: int | None = None,
+                                read_back: bool = True):
         """The write of :meth:`add_window_counters` for the windows of ``predictions`` (any
-        endpoints), to run in a transaction (checked now): one multi-row upsert, then the
-        endpoints' totals refreshed (one query, one upsert), which it returns by endpoint."""
+        endpoints), to run in a transaction (checked now): the windows' old counters read (point
+        lookups, locked), one multi-row upsert, then each endpoint's totals moved by the
+        difference (:meth:`_move_totals`); it returns the totals by endpoint when ``read_back``."""
         now = utc_now()
         rows: dict[tuple[str, dt.datetime], dict[str, Any]] = {}  # the last given of a window wins
         for prediction in predictions:
             endpoint_id = check_id(prediction.endpoint_id, "endpoint id")
-            rows[(endpoint_id, prediction.end_infer_time)] = {
+            rows[(endpoint_id, as_utc(prediction.end_infer_time))] = {
                 "endpoint_id": endpoint_id,
                 "window_end": prediction.end_infer_time,
                 "window_start": prediction.start_infer_time,
@@ -48,13 +52,31 @@ class WindowsMixin(EndpointsMixin):
             }
         update = ["window_start", "rows_count", "events_count", "error_count", "first_request", "last_request",
                   "updated"] + (["late_count"] if late is not None else [])
+        replaced = COUNT_COLUMNS if late is not None else tuple(c for c in COUNT_COLUMNS if c != "late_count")
         endpoints = list(dict.fromkeys(endpoint_id for endpoint_id, _ in rows))
+        ends = list(dict.fromkeys(window_end for _, window_end in rows))
 
         def write(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+            self._lock_for_update(conn)
+            old = {}  # a batch holds few window ends: endpoints x ends, then the exact pairs
+            for endpoint_id, window_end, *counts in conn.execute(self._window_counts_select,
+                                                                  {"ids": endpoints, "ends": ends}):
+                key = (endpoint_id, as_utc(window_end))
+                if key in rows:
+                    old[key] = dict(zip(COUNT_COLUMNS, counts))
             self._upsert(conn, self._t["endpoint_windows"], list(rows.values()), update)
-            return self._refresh_totals_many(conn, endpoints)
+            return self._move_totals(conn, totals_deltas(rows, old, replaced), read_back)
 
         return write
+
+    @functools.cached_property
+    def _window_counts_select(self) -> sa.Select:
+        """The counters of the stored windows of endpoints ``ids`` ending at ``ends``, locked
+        (``FOR UPDATE`` on MySQL) until the transaction ends."""
+        w = self._t["endpoint_windows"]
+        return sa.select(w.c.endpoint_id, w.c.window_end, *(w.c[name] for name in COUNT_COLUMNS)).where(
+            w.c.endpoint_id.in_(sa.bindparam("ids", expanding=True)),
+            w.c.window_end.in_(sa.bindparam("ends", expanding=True))).with_for_update()
 
     def add_window_counters(self, endpoint_id: str, prediction: PredictionRecord,
                             late: int | None = None) -> dict[str, Any]:
@@ -67,6 +89,12 @@ class WindowsMixin(EndpointsMixin):
         over its windows, ``first_request``/``last_request`` the min/max, ``last_window_end`` the
         newest window end; all in the same transaction. Returns those totals. Counters of an
         endpoint that is not registered yet are kept and counted when it is.
+
+        The totals move by the difference this write makes (new minus old counters of the window),
+        not by summing the endpoint's windows again: the cost does not grow with its history. So
+        ``first_request``/``last_request`` are the earliest/latest ever recorded: a revision that
+        moves a window's first request later leaves the endpoint's earlier one (registering the
+        endpoint again derives all totals from the stored windows).
         """
         check_id(endpoint_id, "endpoint id")
         if prediction.endpoint_id != endpoint_id:
@@ -84,7 +112,9 @@ class WindowsMixin(EndpointsMixin):
         ``results``, ``metrics`` and ``prediction`` (one record, several, or None) may hold the
         records of many windows and endpoints: each table gets one multi-row upsert (PyMySQL
         sends it as one ``INSERT ... VALUES (...), (...)``), the newest window of a series wins
-        whatever the order, and each endpoint's totals are refreshed once.
+        whatever the order, and each endpoint's totals move once by what the batch changed
+        (point lookups of the batch's windows, one multi-row upsert: nothing reads an endpoint's
+        other windows once it has totals).
 
         ``verdict``: (application, result name) of the result that is an endpoint's drift verdict;
         each endpoint with such a result among ``results`` gets the status and value of its latest
@@ -98,7 +128,7 @@ class WindowsMixin(EndpointsMixin):
             predictions = list(prediction)
         steps = [self._latest_writer("latest_results", results), self._latest_writer("latest_metrics", metrics)]
         if predictions:
-            steps.append(self._window_counters_writer(predictions))
+            steps.append(self._window_counters_writer(predictions, read_back=False))
         if verdict is not None:
             judged = sorted({r.endpoint_id for r in results if (r.application_name, r.result_name) == verdict})
             if judged:
@@ -126,12 +156,15 @@ class WindowsMixin(EndpointsMixin):
         row = {"endpoint_id": endpoint_id, "window_end": window_end, "window_start": window_end, "rows_count": 0,
                "events_count": 0, "error_count": 0, "late_count": late_rows, "updated": utc_now()}
 
+        delta = {**dict.fromkeys(COUNT_COLUMNS, 0), "late_count": late_rows, "first_request": None,
+                 "last_request": None, "last_window_end": window_end}
+
         def write(conn: sa.Connection) -> dict[str, Any]:
             done = conn.execute(sa.update(w).where(w.c.endpoint_id == endpoint_id, w.c.window_end == window_end)
                                 .values(late_count=w.c.late_count + late_rows, updated=row["updated"]))
             if done.rowcount == 0:  # the window's counters are not stored (yet): start its row
                 conn.execute(sa.insert(w).values(**row))
-            return self._refresh_totals(conn, endpoint_id)
+            return self._move_totals(conn, {endpoint_id: delta})[endpoint_id]
 
         return self._run(f"adding late rows of {endpoint_id!r}", write)
 
@@ -212,3 +245,39 @@ class WindowsMixin(EndpointsMixin):
             return [record(**{f: r[f] for f in fields}) for r in conn.execute(query).mappings()]
 
         return self._run(f"reading {table.replace('_', ' ')} of {endpoint_id!r}", read)
+
+
+def as_utc(when: dt.datetime) -> dt.datetime:
+    """``when`` as an aware UTC datetime (a naive one is taken as UTC, as the store does)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def totals_deltas(rows: Mapping[tuple[str, dt.datetime], Mapping[str, Any]],
+                  old: Mapping[tuple[str, dt.datetime], Mapping[str, int]],
+                  replaced: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """How writing window rows moves each endpoint's totals (:meth:`EndpointsMixin._move_totals`).
+
+    ``rows`` by (endpoint, window end): the window rows written; ``old`` the counters they
+    replace (a window missing there was not stored); ``replaced`` the count columns the write
+    sets (the others keep their stored value: no change). Per endpoint, for each count column
+    c: Σ_windows (new_c − old_c) over ``replaced``, 0 otherwise; ``first_request`` the minimum
+    and ``last_request`` the maximum over its windows (None if none has one), ``last_window_end``
+    the maximum window end."""
+    deltas: dict[str, dict[str, Any]] = {}
+    for (endpoint_id, window_end), row in rows.items():
+        d = deltas.setdefault(endpoint_id, {**dict.fromkeys(COUNT_COLUMNS, 0), "first_request": None,
+                                            "last_request": None, "last_window_end": None})
+        before = old.get((endpoint_id, window_end))
+        for name in replaced:
+            d[name] += row[name] - (before[name] if before else 0)
+        d["first_request"] = _extreme(min, d["first_request"], row["first_request"])
+        d["last_request"] = _extreme(max, d["last_request"], row["last_request"])
+        d["last_window_end"] = _extreme(max, d["last_window_end"], window_end)
+    return deltas
+
+
+def _extreme(pick, a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    """``pick`` (min or max) of two times, None standing for none; naive ones taken as UTC."""
+    if a is None or b is None:
+        return b if a is None else a
+    return pick(as_utc(a), as_utc(b))

@@ -7,6 +7,7 @@ create ``streamdrift_*`` databases), dropped afterwards.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -17,6 +18,8 @@ import pandas as pd
 import pymysql
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from streamdrift.connectors.sql_store import (
@@ -38,12 +41,19 @@ HOSTILE = ["it's", 'say "hi"', "`tick`", "semi;colon", "'); DROP TABLE endpoints
            "模型-ünïcødé-🚀", "100%_sure", "x", "x "]
 
 
-def _mysql_database(mysql):
+@contextlib.contextmanager
+def mariadb_database(mysql):
+    """A fresh database on the local MariaDB, dropped on leaving: (an admin engine, its URL)."""
     name = f"streamdrift_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(mysql.url)
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    return admin, name, mysql.url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield admin, mysql.url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -51,13 +61,8 @@ def url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/store.sqlite"
         return
-    admin, name, db_url = _mysql_database(request.getfixturevalue("mysql"))
-    try:
+    with mariadb_database(request.getfixturevalue("mysql")) as (_, db_url):
         yield db_url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 @pytest.fixture()
@@ -141,6 +146,9 @@ def test_an_endpoint_of_a_store_before_step_5_keeps_its_totals_and_drift_status(
                 "NULL, NULL, :t, :t, :first, :last, 420, 42, 4, 2, :end, 2, 0.75, 'enabled')"),
                 {"t": T0.replace(tzinfo=None), "first": T0.replace(tzinfo=None) + dt.timedelta(seconds=1),
                  "last": T0.replace(tzinfo=None) + W, "end": T0.replace(tzinfo=None) + W})
+            conn.execute(s._t["endpoint_windows"].insert().values(  # counters as version 4 kept them: no totals
+                endpoint_id="ep-unregistered", window_end=T0 + W, window_start=T0, rows_count=100, events_count=10,
+                error_count=1, late_count=0, updated=T0))
         assert s.create_schema() == SCHEMA_VERSION
         e = s.get_endpoint("ep-old")
         assert (e.rows_count, e.events_count, e.error_count, e.late_count) == (420, 42, 4, 2)
@@ -151,6 +159,10 @@ def test_an_endpoint_of_a_store_before_step_5_keeps_its_totals_and_drift_status(
         endpoint(s, "ep-new")  # a new endpoint is written without the dropped columns
         s.add_window_counters("ep-new", window(0, "ep-new"))
         assert s.get_endpoint("ep-new").rows_count == 100 and s.get_endpoint("ep-old").rows_count == 420
+        s.add_window_counters("ep-old", window(5, "ep-old"))  # the totals carried over keep counting
+        assert s.get_endpoint("ep-old").rows_count == 420 + 100
+        # counters of an endpoint not registered before the upgrade: no totals to move, derived at its next window
+        assert s.add_window_counters("ep-unregistered", window(1, "ep-unregistered"))["rows_count"] == 100 + 100
         assert s.create_schema() == SCHEMA_VERSION  # idempotent
 
 
@@ -175,8 +187,7 @@ def test_a_newer_schema_is_refused(url):
 
 
 def test_mariadb_columns_hold_megabytes_and_compare_exactly(mysql):
-    admin, name, db_url = _mysql_database(mysql)
-    try:
+    with mariadb_database(mysql) as (_, db_url):
         with SqlStore(db_url) as s:
             s.create_schema()
             with s.engine.connect() as conn:
@@ -190,10 +201,6 @@ def test_mariadb_columns_hold_megabytes_and_compare_exactly(mysql):
         assert types["latest_results.extra_data"] == "longtext"
         assert types["endpoints.updated"] == "datetime"
         assert collations == {"utf8mb4_nopad_bin"}
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 # --------------------------------------------------------------------------------- endpoints
@@ -397,6 +404,198 @@ def test_counters_must_match_the_endpoint(store):
         store.add_window_counters("ep-1", window(0, endpoint_id="ep-2"))
 
 
+VERDICT = ("histogram-data-drift", "general_drift")
+
+
+def _timed_window(endpoint_id: str, n: int, rows: int, events: int, errors: int, first_s: int | None,
+                  last_s: int, naive: bool) -> PredictionRecord:
+    """Window ``n`` of an endpoint; its first request ``first_s`` seconds into the window (None: no
+    request times), its last ``last_s`` seconds after that; ``naive``: times without a time zone."""
+    start = T0 + n * W
+    first = None if first_s is None else start + dt.timedelta(seconds=first_s)
+    last = None if first is None else first + dt.timedelta(seconds=last_s)
+    times = [start, start + W, first, last]
+    if naive:
+        times = [None if t is None else t.replace(tzinfo=None) for t in times]
+    return PredictionRecord("fraud", endpoint_id, times[0], times[1], rows, events, errors, rows - errors,
+                            None, None, None, None, times[2], times[3])
+
+
+class TotalsBook:
+    """The totals the store must hold, kept here from what the test wrote: the last counters given
+    per (endpoint, window) and the request times recorded since the endpoint's totals were last
+    derived from its windows (registration, or its first window)."""
+
+    def __init__(self):
+        self.windows: dict[tuple[str, int], dict] = {}
+        self.requests: dict[str, list] = {}  # endpoint -> [earliest first request, latest last request]
+
+    def _has_windows(self, e: str) -> bool:
+        return any(key[0] == e for key in self.windows)
+
+    def write(self, records: list[tuple], late: int | None) -> None:
+        """``records``: (endpoint, window, rows, events, errors, first, last); the last of a window wins."""
+        last_given = {(r[0], r[1]): r for r in records}
+        for e in {e for e, _ in last_given}:
+            if not self._has_windows(e):  # nothing counted yet: derived from the windows written now
+                self.requests[e] = [None, None]
+        for (e, n), (_, _, rows, events, errors, first, last) in last_given.items():
+            old_late = self.windows.get((e, n), {}).get("late", 0)
+            self.windows[(e, n)] = {"rows": rows, "events": events, "errors": errors,
+                                    "late": old_late if late is None else late, "first": first, "last": last}
+            seen = self.requests[e]
+            seen[0] = first if seen[0] is None or (first is not None and first < seen[0]) else seen[0]
+            seen[1] = last if seen[1] is None or (last is not None and last > seen[1]) else seen[1]
+
+    def late(self, e: str, n: int, late_rows: int) -> None:
+        if not self._has_windows(e):
+            self.requests[e] = [None, None]
+        window = self.windows.setdefault((e, n), {"rows": 0, "events": 0, "errors": 0, "late": 0,
+                                                   "first": None, "last": None})
+        window["late"] += late_rows
+
+    def register(self, e: str) -> None:
+        firsts = [w["first"] for (x, _), w in self.windows.items() if x == e and w["first"] is not None]
+        lasts = [w["last"] for (x, _), w in self.windows.items() if x == e and w["last"] is not None]
+        self.requests[e] = [min(firsts, default=None), max(lasts, default=None)]
+
+    def totals(self, e: str) -> dict:
+        mine = {n: w for (x, n), w in self.windows.items() if x == e}
+        first, last = self.requests.get(e, [None, None])
+        return {"rows_count": sum(w["rows"] for w in mine.values()),
+                "events_count": sum(w["events"] for w in mine.values()),
+                "error_count": sum(w["errors"] for w in mine.values()),
+                "late_count": sum(w["late"] for w in mine.values()),
+                "first_request": first, "last_request": last,
+                "last_window_end": max((T0 + (n + 1) * W for n in mine), default=None)}
+
+
+def stored_totals(store: SqlStore, endpoint_id: str) -> dict:
+    """The endpoint's row of ``endpoint_status`` as read by hand (zeros and no times without one)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT rows_count, events_count, error_count, late_count, first_request, last_request, "
+            "last_window_end FROM endpoint_status WHERE endpoint_id = :e"), {"e": endpoint_id}).first()
+    names = ["rows_count", "events_count", "error_count", "late_count", "first_request", "last_request",
+             "last_window_end"]
+    if row is None:
+        return dict(zip(names, [0, 0, 0, 0, None, None, None]))
+    return {name: (value.replace(tzinfo=UTC) if isinstance(value, dt.datetime) else  # stored naive UTC
+                   dt.datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else int(value)
+                   if name.endswith("_count") else value) for name, value in zip(names, row)}
+
+
+_window_strategy = st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, 1000), st.integers(0, 100),
+                             st.integers(0, 10), st.none() | st.integers(0, 599), st.integers(0, 600), st.booleans())
+_operations = st.lists(st.one_of(
+    # record_window: windows in any order, some repeated; and verdict results of some endpoints
+    st.tuples(st.just("record"), st.lists(_window_strategy, min_size=1, max_size=6),
+              st.lists(st.integers(0, 2), max_size=2)),
+    st.tuples(st.just("counters"), _window_strategy, st.none() | st.integers(0, 50)),
+    st.tuples(st.just("late"), st.integers(0, 2), st.integers(0, 4), st.integers(0, 50)),
+    st.tuples(st.just("register"), st.integers(0, 2)),
+), min_size=1, max_size=12)
+
+
+def check_totals_follow_the_windows(store: SqlStore, operations: list[tuple]) -> None:
+    """Run ``operations`` on fresh endpoints (registered only by a "register" step) and compare the
+    store's totals with the book's after each."""
+    ids = [f"{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+    book = TotalsBook()
+
+    def aware(t):
+        return None if t is None else t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+    for op in operations:
+        returned = None
+        if op[0] in ("record", "counters"):
+            windows = op[1] if op[0] == "record" else [op[1]]
+            predictions = [_timed_window(ids[e], n, *rest) for e, n, *rest in windows]
+            book.write([(p.endpoint_id, n, p.count, p.events, p.error_count, aware(p.first_request),
+                         aware(p.last_request)) for p, (_, n, *_) in zip(predictions, windows)],
+                       op[2] if op[0] == "counters" else None)
+            if op[0] == "record":
+                judged = [result(0, 0.5, endpoint_id=ids[e], status=1) for e in op[2]]
+                store.record_window(judged, [], predictions, VERDICT)
+            else:
+                returned = (ids[op[1][0]], store.add_window_counters(ids[op[1][0]], predictions[0], op[2]))
+        elif op[0] == "late":
+            book.late(ids[op[1]], op[2], op[3])
+            returned = (ids[op[1]], store.add_late_rows(ids[op[1]], T0 + (op[2] + 1) * W, op[3]))
+        else:
+            book.register(ids[op[1]])
+            endpoint(store, ids[op[1]])
+        for e in ids:
+            assert stored_totals(store, e) == book.totals(e), (op, e)
+        if returned is not None:
+            assert returned[1] == book.totals(returned[0])
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory):
+    with SqlStore(f"sqlite:///{tmp_path_factory.mktemp('totals')}/store.sqlite") as s:
+        s.create_schema()
+        yield s
+
+
+@pytest.fixture(scope="module")
+def mariadb_store(mysql):
+    with mariadb_database(mysql) as (_, url), SqlStore(url) as s:
+        s.create_schema()
+        yield s
+
+
+@settings(max_examples=400, deadline=None)
+@given(_operations)
+def test_totals_are_the_sums_over_the_last_counters_of_each_window_sqlite(sqlite_store, operations):
+    check_totals_follow_the_windows(sqlite_store, operations)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_operations)
+def test_totals_are_the_sums_over_the_last_counters_of_each_window_mariadb(mariadb_store, operations):
+    check_totals_follow_the_windows(mariadb_store, operations)
+
+
+def test_the_writer_reads_no_window_but_those_it_writes_once_an_endpoint_has_totals(store):
+    """Its cost must not grow with an endpoint's history: no statement sums ``endpoint_windows``,
+    and a window stored behind the store's back is not counted until a registration derives the
+    totals from every window again."""
+    for e in ("ep-1", "ep-2"):
+        endpoint(store, e)
+    for n in range(5):  # history: the first of these derives the totals, the others move them
+        store.record_window([], [], [window(n, e) for e in ("ep-1", "ep-2")])
+    statements: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.record_window([result(5, 0.3, endpoint_id=e) for e in ("ep-1", "ep-2")], [],
+                            [window(5, e, rows=7) for e in ("ep-1", "ep-2")] + [window(2, "ep-1", rows=1)], VERDICT)
+        assert store.add_window_counters("ep-2", window(6, "ep-2"), late=3)["rows_count"] == 500 + 7 + 100
+        assert store.add_late_rows("ep-1", T0 + 3 * W, 2)["late_count"] == 2
+        hot = len(statements)
+        store.add_window_counters("ep-3", window(0, "ep-3"))  # a first window: its totals are derived
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    assert not [s for s in statements[:hot] if "sum(" in s.lower()]
+    assert [s for s in statements[hot:] if "sum(endpoint_windows.rows_count)" in s.lower()]  # what is looked for
+    for s in statements[:hot]:  # whatever reads endpoint_windows names the windows' keys
+        if "from endpoint_windows" in s.lower():
+            assert "endpoint_windows.window_end IN" in s or "endpoint_windows.window_end =" in s, s
+    assert (store.get_endpoint("ep-1").rows_count, store.get_endpoint("ep-1").late_count) == (500 - 100 + 1 + 7, 2)
+    with store.engine.begin() as conn:  # a window the store did not write
+        conn.execute(store._t["endpoint_windows"].insert().values(
+            endpoint_id="ep-1", window_end=T0 + 50 * W, window_start=T0 + 49 * W, rows_count=1000, events_count=0,
+            error_count=0, late_count=0, updated=T0))
+    store.record_window([], [], [window(7, "ep-1", rows=10)])
+    assert store.get_endpoint("ep-1").rows_count == 408 + 10
+    endpoint(store, "ep-1")
+    assert store.get_endpoint("ep-1").rows_count == 408 + 10 + 1000
+
+
 # --------------------------------------------------------------------------------- latest results and metrics
 
 
@@ -549,8 +748,7 @@ def test_cli_masks_the_password(mysql, capsys):
 
 
 def test_a_killed_connection_is_replaced(mysql):
-    admin, name, db_url = _mysql_database(mysql)
-    try:
+    with mariadb_database(mysql) as (admin, db_url):
         with SqlStore(db_url) as s:
             s.create_schema()
             endpoint(s)
@@ -559,10 +757,6 @@ def test_a_killed_connection_is_replaced(mysql):
             with admin.begin() as conn:
                 conn.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
             assert s.get_endpoint("ep-1").model_name == "classifier"  # pre-ping reconnects
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def test_repr_hides_the_password():
@@ -627,34 +821,33 @@ def test_a_batch_of_100_windows_recorded_at_once(store):
 
 
 def test_a_batch_is_one_multi_row_statement_per_table_on_mariadb(mysql):
-    """What reaches the server: one INSERT ... VALUES (...), (...) per table, not one per window."""
-    admin, name, url = _mysql_database(mysql)
-    store = SqlStore(url)
-    store.create_schema()
-    endpoint(store)
-    sent: list[str] = []
+    """What reaches the server: one INSERT ... VALUES (...), (...) per table, not one per window,
+    both when the endpoint's totals are first derived and when a later batch moves them."""
     import pymysql.cursors
 
     original = pymysql.cursors.Cursor._query
+    with mariadb_database(mysql) as (_, url), SqlStore(url) as store:
+        store.create_schema()
+        endpoint(store)
+        for first in (0, 50):  # windows 50-99 again, and 50 new ones
+            sent: list[str] = []
 
-    def record(cursor, q):
-        sent.append(q if isinstance(q, str) else q.decode("utf-8", "replace"))
-        return original(cursor, q)
+            def record(cursor, q):
+                sent.append(q if isinstance(q, str) else q.decode("utf-8", "replace"))
+                return original(cursor, q)
 
-    pymysql.cursors.Cursor._query = record
-    try:
-        store.record_window([result(n, 0.1) for n in range(100)], [metric(n, 0.2) for n in range(100)],
-                            [window(n) for n in range(100)])
-    finally:
-        pymysql.cursors.Cursor._query = original
-    inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT")]
-    store.close()
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
-    # endpoint_windows, latest_results, latest_metrics, and the endpoint's totals (endpoint_status)
-    assert sorted(next(t for t in ("endpoint_windows", "latest_results", "latest_metrics", "endpoint_status")
-                       if f"INTO {t} " in q or f"INTO `{t}`" in q) for q in inserts) == [
-        "endpoint_status", "endpoint_windows", "latest_metrics", "latest_results"]
-    windows_insert = next(q for q in inserts if "endpoint_windows" in q)
-    assert windows_insert.count("),(") + windows_insert.count("), (") == 99  # 100 rows in one statement
+            pymysql.cursors.Cursor._query = record
+            try:
+                store.record_window([result(n, 0.1) for n in range(first, first + 100)],
+                                    [metric(n, 0.2) for n in range(first, first + 100)],
+                                    [window(n) for n in range(first, first + 100)])
+            finally:
+                pymysql.cursors.Cursor._query = original
+            inserts = [q for q in sent if q.lstrip().upper().startswith("INSERT")]
+            # endpoint_windows, latest_results, latest_metrics, and the endpoint's totals (endpoint_status)
+            assert sorted(next(t for t in ("endpoint_windows", "latest_results", "latest_metrics", "endpoint_status")
+                               if f"INTO {t} " in q or f"INTO `{t}`" in q) for q in inserts) == [
+                "endpoint_status", "endpoint_windows", "latest_metrics", "latest_results"]
+            windows_insert = next(q for q in inserts if "endpoint_windows" in q)
+            assert windows_insert.count("),(") + windows_insert.count("), (") == 99  # 100 rows in one statement
+        assert store.get_endpoint("ep-1").rows_count == 150 * 100
