@@ -5,8 +5,12 @@ record, 20 per-feature rows), on the embedded SQLite stores.
 
     .venv/bin/python -m tests.benchmarks.bench_writer                    # 1,000 endpoints, batches of 1,000, 3 windows
     .venv/bin/python -m tests.benchmarks.bench_writer --endpoints 10000  # the scale benchmark's fleet
+    .venv/bin/python -m tests.benchmarks.bench_writer --endpoints 10000 --history 1440  # a day of 1-minute windows
 
-Prints the median over the windows of ms per batch and µs per endpoint window, per store.
+Prints the median over the windows of µs per endpoint window, per store. ``--history N`` stores N
+earlier windows per endpoint first (untimed, straight into ``endpoint_windows``; the endpoints'
+registration then derives their totals from them): what a job that has run for N windows writes
+into.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ import statistics
 import tempfile
 import time
 
-from streamdrift.connectors.sql_store import SqlStore
+import sqlalchemy as sa
+
+from streamdrift.connectors.sql_store import SqlStore, build_tables
+from streamdrift.connectors.sql_store.tables import UTCDateTime
 from streamdrift.connectors.tsdb import open_tsdb
 from streamdrift.udfs.applications import HISTOGRAM_DATA_DRIFT
 from streamdrift.udfs.records import FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
@@ -43,11 +50,41 @@ def window_records(project: str, endpoint: str, start: dt.datetime, seed: int):
     return results, metrics, prediction, features
 
 
+def store_history(store: SqlStore, ids: list[str], before: dt.datetime, windows: int) -> None:
+    """``windows`` one-minute windows per endpoint of ``ids``, the last ending at ``before``,
+    written into ``endpoint_windows`` by one ``INSERT ... SELECT`` over two temporary tables (ids ×
+    window times: millions of rows in seconds, no Python per row)."""
+    if windows <= 0:
+        return
+    meta = sa.MetaData()
+    ids_table = sa.Table("bench_ids", meta, sa.Column("endpoint_id", sa.String(255)), prefixes=["TEMPORARY"])
+    times = sa.Table("bench_times", meta, *(sa.Column(name, UTCDateTime) for name in (
+        "window_end", "window_start", "first_request", "last_request")), prefixes=["TEMPORARY"])
+    w = build_tables(sa.MetaData())["endpoint_windows"]
+    ends = [before - dt.timedelta(minutes=n) for n in range(windows)]
+    with store.engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(ids_table.insert(), [{"endpoint_id": e} for e in ids])
+        conn.execute(times.insert(), [{"window_end": end, "window_start": end - dt.timedelta(minutes=1),
+                                       "first_request": end - dt.timedelta(minutes=1),
+                                       "last_request": end - dt.timedelta(seconds=1)} for end in ends])
+        counts = [sa.literal(2000), sa.literal(2000), sa.literal(3), sa.literal(0)]
+        conn.execute(w.insert().from_select(
+            ["endpoint_id", "window_end", "window_start", "rows_count", "events_count", "error_count", "late_count",
+             "first_request", "last_request", "updated"],
+            sa.select(ids_table.c.endpoint_id, times.c.window_end, times.c.window_start, *counts,
+                      times.c.first_request, times.c.last_request, times.c.window_end)
+            .select_from(ids_table.join(times, sa.true()))))
+        meta.drop_all(conn)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoints", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=1_000, help="windows per write (the writer's batch)")
     parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--history", type=int, default=0,
+                        help="windows already stored per endpoint before the timed ones (untimed)")
     args = parser.parse_args(argv)
     project = "bench"
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         tsdb = open_tsdb(f"sqlite:///{tmp}/tsdb.db")
         tsdb.create_schema()
         ids = [f"{i:040x}" for i in range(args.endpoints)]
-        for endpoint in ids:
-            store.upsert_endpoint(endpoint, project=project, model_name=f"m{endpoint[-6:]}", feature_names=FEATURES)
-        times: dict[str, list[float]] = {"SQL store record_window": [], "TSDB write_window": []}
         t0 = dt.datetime(2026, 11, 29, tzinfo=UTC)
+        t = time.perf_counter()
+        store_history(store, ids, t0, args.history)
+        store.upsert_endpoints([{"endpoint_id": e, "project": project, "model_name": f"m{e[-6:]}",
+                                 "feature_names": FEATURES} for e in ids])  # derives the totals from the history
+        setup = time.perf_counter() - t
+        times: dict[str, list[float]] = {"SQL store record_window": [], "TSDB write_window": []}
         for w in range(args.windows):
             start = t0 + dt.timedelta(minutes=w)
             for lo in range(0, len(ids), args.batch):
@@ -76,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 times["TSDB write_window"].append((time.perf_counter() - t) / len(batch))
         store.close()
         tsdb.close()
-    print(f"{args.endpoints:,} endpoints, {args.windows} windows, batches of {args.batch:,} windows (SQLite stores)")
+    print(f"{args.endpoints:,} endpoints, {args.history:,} windows of history each, {args.windows} windows timed, "
+          f"batches of {args.batch:,} windows (SQLite stores; history and registration took {setup:.0f} s)")
     print(f"{'write':<28} {'µs per endpoint window (median)':>32} {'min':>8} {'max':>8}")
     for name, values in times.items():
         us = [v * 1e6 for v in values]

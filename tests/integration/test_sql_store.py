@@ -557,6 +557,42 @@ def test_totals_are_the_sums_over_the_last_counters_of_each_window_mariadb(maria
     check_totals_follow_the_windows(mariadb_store, operations)
 
 
+def test_writers_and_registrations_at_the_same_time_leave_totals_equal_to_the_windows(url):
+    """Three writers rewrite the same windows of three endpoints with other counts while the
+    endpoints are registered again and again, each through its own connection: the totals
+    still equal the sums of the stored windows (a delta computed from old counters that another
+    writer changed meanwhile, or a registration's sums that miss a writer's window, would not)."""
+    ids = ["ep-1", "ep-2", "ep-3"]
+    with SqlStore(url) as s:
+        s.create_schema()
+    stores = [SqlStore(url, attempts=50, backoff=0.01) for _ in range(4)]  # deadlocks are retried
+
+    def write(k: int) -> None:
+        rng = np.random.default_rng(k)
+        for _ in range(25):  # all in the same order: they wait for each other rather than deadlock
+            stores[k].record_window([], [], [window(n, e, rows=int(rng.integers(1, 1000)), events=int(rng.integers(1, 9)))
+                                             for e in ids for n in range(3)])
+
+    def register() -> None:
+        for _ in range(10):
+            for e in ids:
+                endpoint(stores[3], e)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(write, k) for k in range(3)] + [pool.submit(register)]:
+                done.result()
+        with stores[0].engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT endpoint_id, rows_count, events_count FROM endpoint_windows")).all()
+        for e in ids:
+            got = stores[0].get_endpoint(e)
+            assert (got.rows_count, got.events_count) == (sum(r[1] for r in rows if r[0] == e),
+                                                          sum(r[2] for r in rows if r[0] == e))
+    finally:
+        for s in stores:
+            s.close()
+
+
 def test_the_writer_reads_no_window_but_those_it_writes_once_an_endpoint_has_totals(store):
     """Its cost must not grow with an endpoint's history: no statement sums ``endpoint_windows``,
     and a window stored behind the store's back is not counted until a registration derives the
