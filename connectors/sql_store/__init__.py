@@ -12,12 +12,15 @@ status, problems), :mod:`.windows` (window counters, latest results and metrics)
 Tables (the schema is created and upgraded by :meth:`SqlStore.create_schema`, never by hand):
 
 ``endpoints``          one row per model endpoint: what it is (project, model, function,
-                       feature/output/label names), its reference (``feature_stats`` and a
-                       bounded sample of the training rows as Parquet bytes), and what was seen
-                       (request counts, first/last request, last window, drift status).
+                       feature/output/label names) and its reference (``feature_stats`` and a
+                       bounded sample of the training rows as Parquet bytes).
+``endpoint_status``    what was seen of an endpoint: its totals (request counts, first/last
+                       request, last window) and drift status, apart from its reference.
 ``endpoint_windows``   the serving counters of each window of an endpoint, keyed by
-                       (endpoint_id, window_end); the totals in ``endpoints`` are derived from it,
-                       so replaying a window never counts it twice.
+                       (endpoint_id, window_end). Writing a window moves the endpoint's totals
+                       by what it changed (new minus old counters), so replaying a window never
+                       counts it twice and a write costs the same however many windows the
+                       endpoint has; registering an endpoint derives its totals from all of them.
 ``latest_results``     the newest result per (endpoint_id, application_name, result_name).
 ``latest_metrics``     the newest metric per (endpoint_id, application_name, metric_name).
 ``applications``       the monitoring applications of a project (``module:Class`` and params).

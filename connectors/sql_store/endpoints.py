@@ -1,5 +1,6 @@
-"""Endpoints in the SQL store: their definition and reference, their totals (derived from the
-window counters), drift status and problems."""
+"""Endpoints in the SQL store: their definition and reference, their totals (over the window
+counters: derived from all of them at registration, moved by each window write), drift status and
+problems."""
 
 from __future__ import annotations
 

@@ -80,14 +80,14 @@ class WindowsMixin(EndpointsMixin):
 
     def add_window_counters(self, endpoint_id: str, prediction: PredictionRecord,
                             late: int | None = None) -> dict[str, Any]:
-        """Record one window's serving counters and refresh the endpoint's totals from all windows.
+        """Record one window's serving counters and move the endpoint's totals by what they changed.
 
         Keyed by (endpoint_id, window end): writing the same window again replaces its counters
         rather than adding them, so a replay or a late-data revision never double-counts. ``late``
         sets the window's late-row count; None keeps what :meth:`add_late_rows` recorded. The
         endpoint's ``rows_count``, ``events_count``, ``error_count``, ``late_count`` are the sums
-        over its windows, ``first_request``/``last_request`` the min/max, ``last_window_end`` the
-        newest window end; all in the same transaction. Returns those totals. Counters of an
+        over its windows, ``first_request``/``last_request`` the earliest/latest recorded (below),
+        ``last_window_end`` the newest window end; all in the same transaction. Returns those totals. Counters of an
         endpoint that is not registered yet are kept and counted when it is.
 
         The totals move by the difference this write makes (new minus old counters of the window),
@@ -145,6 +145,8 @@ class WindowsMixin(EndpointsMixin):
         a datetime or epoch milliseconds); returns the endpoint's totals.
 
         Additive, unlike :meth:`add_window_counters`: the same late rows given twice count twice.
+        The endpoint's ``late_count`` grows by ``late_rows`` (and ``last_window_end`` becomes this
+        window's end if later) without reading its other windows.
         """
         check_id(endpoint_id, "endpoint id")
         if isinstance(window_end, (int, float)) and not isinstance(window_end, bool):
