@@ -252,10 +252,10 @@ class SqlStoreBase:
 
     def _lock_for_update(self, conn: sa.Connection) -> None:
         """Make what ``conn``'s transaction reads next hold until it commits, for a write computed
-        from a read. MySQL: nothing to do here, the read says ``FOR UPDATE``. SQLite: pysqlite opens the transaction at the
-        first write only, so a read before it sees a state another writer may change before ours
-        starts; this takes the database's write lock first (``BEGIN IMMEDIATE``, waiting up to the
-        busy timeout) unless the transaction has already written."""
+        from a read. MySQL: nothing to do here, the read says ``FOR UPDATE``. SQLite: pysqlite
+        opens the transaction at the first write only, so a read before it sees a state another
+        writer may change before ours starts; this takes the database's write lock first
+        (``BEGIN IMMEDIATE``, waiting up to the busy timeout) unless the transaction has written."""
         if self.backend == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

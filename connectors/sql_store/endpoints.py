@@ -375,8 +375,9 @@ class EndpointsMixin(SqlStoreBase):
         if not ids:
             return {}
         counted = set(conn.execute(self._counted_select, {"ids": ids}).scalars())
-        self._accumulate(conn, self._t["endpoint_status"], [dict(deltas[e], endpoint_id=e) for e in ids if e in counted],
-                         add=COUNT_COLUMNS, earliest=("first_request",), latest=("last_request", "last_window_end"))
+        self._accumulate(conn, self._t["endpoint_status"],
+                         [dict(deltas[e], endpoint_id=e) for e in ids if e in counted], add=COUNT_COLUMNS,
+                         earliest=("first_request",), latest=("last_request", "last_window_end"))
         totals = self._refresh_totals_many(conn, [e for e in ids if e not in counted])
         if read_back and counted:
             for endpoint_id, *values in conn.execute(self._stored_totals_select, {"ids": list(counted)}):

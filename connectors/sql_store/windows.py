@@ -87,8 +87,8 @@ class WindowsMixin(EndpointsMixin):
         sets the window's late-row count; None keeps what :meth:`add_late_rows` recorded. The
         endpoint's ``rows_count``, ``events_count``, ``error_count``, ``late_count`` are the sums
         over its windows, ``first_request``/``last_request`` the earliest/latest recorded (below),
-        ``last_window_end`` the newest window end; all in the same transaction. Returns those totals. Counters of an
-        endpoint that is not registered yet are kept and counted when it is.
+        ``last_window_end`` the newest window end; all in the same transaction. Returns those
+        totals. Counters of an endpoint that is not registered yet are kept and counted when it is.
 
         The totals move by the difference this write makes (new minus old counters of the window),
         not by summing the endpoint's windows again: the cost does not grow with its history. So

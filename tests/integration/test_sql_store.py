@@ -480,9 +480,13 @@ def stored_totals(store: SqlStore, endpoint_id: str) -> dict:
              "last_window_end"]
     if row is None:
         return dict(zip(names, [0, 0, 0, 0, None, None, None]))
-    return {name: (value.replace(tzinfo=UTC) if isinstance(value, dt.datetime) else  # stored naive UTC
-                   dt.datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else int(value)
-                   if name.endswith("_count") else value) for name, value in zip(names, row)}
+
+    def read(value):  # times are stored naive in UTC (text on SQLite)
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if isinstance(value, dt.datetime) else value
+
+    return {name: read(value) for name, value in zip(names, row)}
 
 
 _window_strategy = st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, 1000), st.integers(0, 100),
@@ -570,8 +574,8 @@ def test_writers_and_registrations_at_the_same_time_leave_totals_equal_to_the_wi
     def write(k: int) -> None:
         rng = np.random.default_rng(k)
         for _ in range(25):  # all in the same order: they wait for each other rather than deadlock
-            stores[k].record_window([], [], [window(n, e, rows=int(rng.integers(1, 1000)), events=int(rng.integers(1, 9)))
-                                             for e in ids for n in range(3)])
+            stores[k].record_window([], [], [window(n, e, rows=int(rng.integers(1, 1000)),
+                                                    events=int(rng.integers(1, 9))) for e in ids for n in range(3)])
 
     def register() -> None:
         for _ in range(10):
