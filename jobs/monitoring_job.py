@@ -114,7 +114,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from streamdrift.connectors.event_source import source_ddl
     from streamdrift.jobs.flink_env import prometheus_reporter, stream_env
     from streamdrift.jobs.pyflink_internals import (
-        from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
+        balanced_int_keys, from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
     from streamdrift.operators.monitor import (
         ALERT_EVENTS, SUMMARY_TYPE, WINDOW_OUTPUT_TYPE, WRITE_FAILURES, MonitorWindows, RunApplications, WriteOutputs)
     from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
@@ -206,10 +206,12 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     keyed = keyed_by_first_field(records, WINDOW_INPUT_TYPE)
     # the windows that close together are written together (WriteOutputs), in a few buckets of
-    # endpoints per writer subtask (with one key, one subtask wrote every window)
+    # endpoints per writer subtask (with one key, one subtask wrote every window), as many on each
     applications = RunApplications(load_endpoints, load_apps, settings.project)
+    writer_keys = balanced_int_keys(options.parallelism, WRITER_BUCKETS_PER_SUBTASK,
+                                    env.get_max_parallelism() if env.get_max_parallelism() > 0 else None)
     windows = (keyed.process(MonitorWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms, applications,
-                                            WRITER_BUCKETS_PER_SUBTASK * options.parallelism,
+                                            writer_keys,
                                             settings.verdict_result),
                              output_type=WINDOW_OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,

@@ -5,14 +5,16 @@ Each of these keeps records in the JVM where the public API would take them thro
 convert every field (the job benchmark's numbers are in the functions' docs): a table as a stream
 of Flink's internal rows and back (:func:`internal_stream`, :func:`from_internal_stream`,
 :func:`through_stream`), the union of several such streams (:func:`union`), and a stream keyed by
-its first field in the JVM (:func:`keyed_by_first_field`). They depend on PyFlink internals of the
+its first field in the JVM (:func:`keyed_by_first_field`) with keys spread evenly over its
+subtasks (:func:`balanced_int_keys`). They depend on PyFlink internals of the
 version setup.py pins (2.2): a PyFlink upgrade checks them first (the integration tests of the job
 exercise every one).
 """
 
 from __future__ import annotations
 
-__all__ = ["internal_stream", "from_internal_stream", "union", "through_stream", "keyed_by_first_field"]
+__all__ = ["internal_stream", "from_internal_stream", "union", "through_stream", "keyed_by_first_field",
+           "balanced_int_keys"]
 
 
 def internal_stream(t_env, table):
@@ -74,3 +76,33 @@ def keyed_by_first_field(stream, value_type, key_type=None, declare: bool = True
         j_stream.getTransformation().setOutputType(Types.ROW([key_type, value_type]).get_java_type_info())
     j_keyed = j_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, stream)
+
+
+def balanced_int_keys(parallelism: int, per_subtask: int, max_parallelism: int | None = None) -> list[int]:
+    """``parallelism × per_subtask`` INT keys for :func:`keyed_by_first_field` (``key_type`` INT),
+    the i-th of them on subtask ``i % parallelism``, so that keys used equally load every subtask
+    equally. Flink puts a key on the subtask of its key group (a hash of the key: a few keys picked
+    at random leave subtasks unequal, e.g. 5 and 3 of 8 keys). The subtasks are asked of Flink's
+    own ``KeyGroupRangeAssignment`` for the key object ``keyed_by_first_field`` keys by, a row of
+    the integer; ``max_parallelism`` None is Flink's default for ``parallelism``. The keys are the
+    smallest non-negative integers that fill each subtask's share, in order."""
+    from pyflink.java_gateway import get_gateway
+
+    if parallelism < 1 or per_subtask < 1:
+        raise ValueError(f"parallelism and keys per subtask must be >= 1, got {parallelism} and {per_subtask}")
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+    if max_parallelism is None:
+        max_parallelism = assignment.computeDefaultMaxParallelism(parallelism)
+    if max_parallelism < parallelism:
+        raise ValueError(f"max parallelism {max_parallelism} is below the parallelism {parallelism}")
+    chosen: list[list[int]] = [[] for _ in range(parallelism)]
+    key = 0
+    while any(len(keys) < per_subtask for keys in chosen):
+        row = jvm.org.apache.flink.types.Row(1)
+        row.setField(0, key)
+        keys = chosen[assignment.assignKeyToParallelOperator(row, max_parallelism, parallelism)]
+        if len(keys) < per_subtask:
+            keys.append(key)
+        key += 1
+    return [chosen[i % parallelism][i // parallelism] for i in range(parallelism * per_subtask)]

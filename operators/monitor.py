@@ -109,10 +109,10 @@ class MonitorWindows(EndpointWindows):
     result that raises data-drift events, None: both), and the window stage's dead letters."""
 
     def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
-                 applications: RunApplications, writer_buckets: int, verdict: str | None = None):
+                 applications: RunApplications, writer_keys: int | list[int], verdict: str | None = None):
         super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms)
         self.applications = applications
-        self.bucket = WriterBucket(writer_buckets)
+        self.bucket = WriterBucket(writer_keys)
         self.verdict = verdict
 
     def open(self, runtime_context: RuntimeContext):
@@ -150,16 +150,19 @@ class MonitorWindows(EndpointWindows):
 
 
 class WriterBucket:
-    """The writer's key: one of ``buckets`` buckets of the window's endpoint id (CRC-32: the same in
-    every worker process). The windows that close together are written by every writer subtask,
+    """The writer's key: the key of one of the buckets of the window's endpoint id (CRC-32: the same
+    in every worker process). The windows that close together are written by every writer subtask,
     each its share in batches; an endpoint's windows and their corrections all reach one writer,
-    in order."""
+    in order. ``keys``: the buckets' keys (the job's spread evenly over the writer's subtasks:
+    ``jobs.pyflink_internals.balanced_int_keys``), or a number of buckets keyed 0, 1, ..."""
 
-    def __init__(self, buckets: int):
-        self.buckets = max(1, int(buckets))
+    def __init__(self, keys: int | list[int]):
+        self.keys = list(range(max(1, int(keys)))) if isinstance(keys, int) else [int(k) for k in keys]
+        if not self.keys:
+            raise ValueError("the writer needs at least one bucket key")
 
     def __call__(self, out: WindowOutput) -> int:
-        return zlib.crc32(out.endpoint_id.encode("utf-8", "surrogatepass")) % self.buckets
+        return self.keys[zlib.crc32(out.endpoint_id.encode("utf-8", "surrogatepass")) % len(self.keys)]
 
 
 WRITE_FAILURES = OutputTag("write-failures", Types.STRING())

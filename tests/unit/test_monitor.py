@@ -341,3 +341,18 @@ def test_the_writer_key_of_an_endpoint_is_the_same_in_every_worker_process():
         assert out.strip() == str(here)
     spread = {WriterBucket(8)(WindowOutput("p", f"ep-{i}", 0, 60_000, 0, 0, None)) for i in range(200)}
     assert spread == set(range(8))
+
+
+def test_the_writer_bucket_of_an_endpoint_is_the_key_the_job_chose_for_it():
+    import zlib
+
+    from streamdrift.operators.monitor import WriterBucket
+    from streamdrift.udfs.monitor import WindowOutput
+
+    keys = [4, 0, 8, 2, 5]
+    ids = [f"ep-{i}" for i in range(50)]
+    got = [WriterBucket(keys)(WindowOutput("p", e, 0, 60_000, 0, 0, None)) for e in ids]
+    assert got == [keys[zlib.crc32(e.encode()) % 5] for e in ids]
+    assert set(got) == set(keys)
+    with pytest.raises(ValueError, match="at least one bucket"):
+        WriterBucket([])
