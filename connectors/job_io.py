@@ -4,6 +4,8 @@ the endpoints (with their references), the enabled applications, and a writer to
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamdrift.connectors.errors import wait_out
@@ -79,7 +81,11 @@ class StoreWriter:
     A store that is down or busy is retried with exponential backoff for as long as it takes (the
     job waits: nothing is dropped). Any other error is permanent for that window: :meth:`write`
     raises :class:`WindowNotWritten` with the store's message, and the caller sets the window aside
-    (a dead letter that ``streamdrift dead-letters replay`` writes once the cause is fixed)."""
+    (a dead letter that ``streamdrift dead-letters replay`` writes once the cause is fixed).
+
+    The two stores are written at the same time, the SQL store from a thread of this writer: both
+    drivers release the GIL while the database works (SQLite's engine, a server's round trip). So
+    a store may hold a window the other refused; the dead letter writes both again."""
 
     def __init__(self, tsdb_url: str, store_url: str, max_backoff_s: float = 30.0, keep_days: int | None = None,
                  verdict: str = "feature_drift"):
@@ -92,6 +98,8 @@ class StoreWriter:
         self.max_backoff_s = max_backoff_s
         self.verdict = (HISTOGRAM_DATA_DRIFT, verdict)  # the result that is an endpoint's drift status
         self.retries = 0
+        self._retries_lock = threading.Lock()  # both stores' writes retry, from two threads
+        self._sql_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sql-store-write")
         self._retry(self.tsdb.create_schema)
         self._retry(self.store.create_schema)
 
@@ -99,7 +107,8 @@ class StoreWriter:
         """Call ``fn(*args)``; while a store is unreachable, wait (0.5 s doubling up to
         ``max_backoff_s``) and call again. Other errors are raised."""
         def retried(exc: BaseException, delay: float) -> None:
-            self.retries += 1
+            with self._retries_lock:
+                self.retries += 1
             log.warning("store write failed, retrying in %.1f s: %s", delay, describe(exc))
 
         return wait_out(lambda: fn(*args), max_backoff_s=self.max_backoff_s, on_retry=retried)
@@ -116,15 +125,23 @@ class StoreWriter:
 
     def _write_windows(self, outs: list[WindowOutput]) -> None:
         """Windows' records in one transaction per store (where the store has them)."""
+        results = [r for o in outs for r in o.results]
+        metrics = [m for o in outs for m in o.metrics]
+        predictions = [o.prediction for o in outs if o.prediction is not None]
+        sql = self._sql_thread.submit(self._retry, self.store.record_window, results, metrics, predictions,
+                                      self.verdict)
+        failure: BaseException | None = None
         try:
-            self._retry(self.tsdb.write_window, [r for o in outs for r in o.results], [m for o in outs for m in o.metrics],
-                        [e for o in outs for e in o.errors], [o.prediction for o in outs if o.prediction is not None],
+            self._retry(self.tsdb.write_window, results, metrics, [e for o in outs for e in o.errors], predictions,
                         [f for o in outs for f in o.feature_drift])
-            self._retry(self.store.record_window, [r for o in outs for r in o.results],
-                        [m for o in outs for m in o.metrics], [o.prediction for o in outs if o.prediction is not None],
-                        self.verdict)
-        except Exception as exc:  # permanent: transient errors were retried above
-            raise WindowNotWritten(describe(exc)) from exc
+        except Exception as exc:  # permanent: transient errors were retried
+            failure = exc
+        try:
+            sql.result()  # the batch is done when both stores are
+        except Exception as exc:  # noqa: BLE001 - as above
+            failure = failure or exc
+        if failure is not None:
+            raise WindowNotWritten(describe(failure)) from failure
         for out in outs:
             for error in out.errors:  # what went wrong stays visible on the endpoint (streamdrift endpoints show)
                 self.record_problem(out, error.error_type, error.message)
@@ -158,6 +175,7 @@ class StoreWriter:
                         describe(exc))
 
     def close(self) -> None:
+        self._sql_thread.shutdown(wait=True)
         for part in (self.tsdb, self.store):
             try:
                 part.close()
