@@ -9,6 +9,7 @@ import json
 import math
 import sqlite3
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -221,4 +222,54 @@ def test_the_stores_keep_a_batch_of_windows_as_its_records_say(tmp_path):
                                "error_count, first_request, last_request FROM endpoint_windows"))
     assert got == sorted((f"ep-{i}", end.strftime(text), start.strftime(text), 100 + i, 90, 1, start.strftime(text),
                           (end - dt.timedelta(seconds=1)).strftime(text)) for i in range(4))
+    store.close()
+
+
+@pytest.mark.parametrize("locked", ["tsdb", "store"])
+def test_a_batch_waits_for_a_store_another_connection_is_writing_and_lands_in_both(tmp_path, locked):
+    """The two stores are written at the same time (the SQL store from a thread): a store busy with
+    another writer's transaction is waited for, and every record of the batch lands in both."""
+    import threading
+
+    outs = windows(4, 3)
+    writer = job_io.StoreWriter(f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite")
+    other = sqlite3.connect(tmp_path / f"{locked}.sqlite", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the file's write lock, as another writer holds it
+    release = threading.Timer(1.0, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        assert writer.write_many(outs) == []
+    finally:
+        release.join()
+        other.close()
+        writer.close()
+    tsdb = sqlite3.connect(tmp_path / "tsdb.sqlite")
+    assert sorted(tsdb.execute("SELECT endpoint_id, feature_name FROM feature_drift")) == sorted(
+        (f"ep-{i}", f"f{k}") for i in range(4) for k in range(3))
+    assert tsdb.execute("SELECT COUNT(*) FROM predictions").fetchone() == (4,)
+    tsdb.close()
+    store = sqlite3.connect(tmp_path / "store.sqlite")
+    assert sorted(store.execute("SELECT endpoint_id, rows_count FROM endpoint_windows")) == [
+        (f"ep-{i}", 100 + i) for i in range(4)]
+    store.close()
+
+
+def test_a_window_the_tsdb_refuses_is_set_aside_and_the_others_land_in_both_stores(tmp_path):
+    outs = windows(4, 3)
+    bad = outs[2]
+    outs[2] = dataclasses.replace(bad, feature_drift=(dataclasses.replace(bad.feature_drift[0], window_count=-3),
+                                                      *bad.feature_drift[1:]))
+    writer = job_io.StoreWriter(f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite")
+    try:
+        refused = writer.write_many(outs)
+    finally:
+        writer.close()
+    assert [out.endpoint_id for out, _ in refused] == ["ep-2"]
+    assert "window_count must be a whole number >= 0" in refused[0][1]
+    tsdb = sqlite3.connect(tmp_path / "tsdb.sqlite")
+    assert sorted(r[0] for r in tsdb.execute("SELECT endpoint_id FROM predictions")) == ["ep-0", "ep-1", "ep-3"]
+    tsdb.close()
+    store = sqlite3.connect(tmp_path / "store.sqlite")
+    written = {r[0] for r in store.execute("SELECT endpoint_id FROM endpoint_windows")}
+    assert {"ep-0", "ep-1", "ep-3"} <= written  # the refused one may be there too: its dead letter writes both
     store.close()
