@@ -1,0 +1,51 @@
+"""The window state's JSON parts (header, sample rows) read back as the standard library reads them,
+whatever numbers and text they hold."""
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamdrift.udfs.window import RowBlock, WindowAggregate, _json_loads
+
+SCALARS = (st.none() | st.booleans() | st.floats() | st.text()
+           | st.integers() | st.integers(-(2 ** 70), 2 ** 70) | st.sampled_from([2 ** 63, 2 ** 64, -(2 ** 63) - 1]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                      max_leaves=20)
+
+
+def same(a, b) -> bool:
+    """Equal values of the same types all the way down (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+@settings(max_examples=400)
+@given(VALUES, st.booleans())
+def test_state_json_reads_as_the_standard_library_reads_it(value, ascii_only):
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert same(_json_loads(text), json.loads(text))
+
+
+def test_a_header_with_counts_beyond_64_bits_reads_back_exactly():
+    agg = WindowAggregate(rows=2 ** 64 + 1, events=3, latency_count=2, latency_sum=2 ** 70 + 3,
+                          unknown_columns={"ts": 2 ** 65 + 7, "b\u00e9": 1})
+    back = WindowAggregate.from_bytes(agg.to_bytes())
+    assert (back.rows, back.latency_sum, back.unknown_columns) == (2 ** 64 + 1, 2 ** 70 + 3, {"ts": 2 ** 65 + 7, "b\u00e9": 1})
+    assert type(back.rows) is int
+
+
+def test_sample_rows_with_integers_beyond_float64_nan_and_text_read_back():
+    rows = [{"x": 1.5, "big": 10 ** 400 + 5, "c": "caf\u00e9"}, {"x": float("nan"), "big": -(2 ** 70), "c": "\ud800"}]
+    back = RowBlock.from_bytes(RowBlock.from_rows(rows).to_bytes())
+    first, second = back.to_rows()
+    assert first == {"x": 1.5, "big": 10 ** 400 + 5, "c": "caf\u00e9"}
+    assert (second["big"], second["c"]) == (-(2 ** 70), "\ud800") and math.isnan(second["x"])
