@@ -53,7 +53,7 @@ import numpy as np
 
 from streamdrift.udfs import verdict as vd
 from streamdrift.udfs.drift import ZERO_SCALING, hellinger, kld, tvd
-from streamdrift.udfs.records import FeatureDriftRecord, ResultKindApp, ResultRecord, ResultStatusApp
+from streamdrift.udfs.records import FeatureDriftRecord, ResultKindApp, ResultRecord, ResultStatusApp, record_builder
 from streamdrift.udfs.reference import is_categorical_stats, is_numeric_stats, pad_hist
 
 APP_NAME = "histogram-data-drift"
@@ -180,6 +180,9 @@ class DriftReport:
             "missing_in_reference": list(self.missing_in_reference),
             "skipped": {name: reason for name, reason in self.skipped},
         }
+
+
+_column_drift = record_builder(ColumnDrift)
 
 
 def _category_vector(ref: Mapping[str, Any], win: Mapping[str, Any]) -> np.ndarray | None:
@@ -362,19 +365,10 @@ def _report(names: Sequence[str], kinds: Sequence[str], p: np.ndarray, q: np.nda
     col_drift = (col_tvd + col_hel) / 2
 
     columns = tuple(
-        ColumnDrift(
-            name=name,
-            kind=kind,
-            tvd=float(col_tvd[i]),
-            hellinger=float(col_hel[i]),
-            kld=float(col_kld[i]),
-            drift=float(col_drift[i]),
-            status=classifier.status(min(max(float(col_drift[i]), 0.0), 1.0)),
-            window_count=int(win_n[i]),
-            reference_count=int(ref_n[i]),
-            invalid_share=shares[i],
-        )
-        for i, (name, kind) in enumerate(zip(names, kinds))
+        _column_drift(name, kind, t, h, k, d, classifier.status(min(max(d, 0.0), 1.0)), int(win_n[i]), int(ref_n[i]),
+                      shares[i])
+        for i, (name, kind, t, h, k, d) in enumerate(zip(names, kinds, col_tvd.tolist(), col_hel.tolist(),
+                                                         col_kld.tolist(), col_drift.tolist()))
     )
     tvd_mean, hellinger_mean, kld_mean = (float(np.mean(v)) for v in (col_tvd, col_hel, col_kld))
     general = (tvd_mean + hellinger_mean) / 2
@@ -598,6 +592,7 @@ class ReferencePlans:
 
 
 _MEASURES = ("tvd", "hellinger", "kld")
+_MEASURE_SET = frozenset(_MEASURES)
 
 
 def per_feature_columns(extra_data: Mapping[str, Any] | None) -> Mapping[str, Mapping[str, Any]] | None:
@@ -612,13 +607,14 @@ def per_feature_columns(extra_data: Mapping[str, Any] | None) -> Mapping[str, Ma
     columns = (extra_data or {}).get("columns") if isinstance(extra_data, Mapping) else None
     if not isinstance(columns, Mapping) or not columns:
         return None
-    if not all(isinstance(c, Mapping) and all(m in c for m in _MEASURES) for c in columns.values()):
-        return None
+    for c in columns.values():
+        if not (isinstance(c, Mapping) and _MEASURE_SET <= c.keys()):
+            return None
     return columns
 
 
 def _number(value: Any) -> float | None:
-    return None if value is None or isinstance(value, bool) else float(value)
+    return value if type(value) is float else None if value is None or isinstance(value, bool) else float(value)
 
 
 def _whole(value: Any) -> int | None:
@@ -627,6 +623,9 @@ def _whole(value: Any) -> int | None:
 
 def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
+
+
+_feature_drift_record = record_builder(FeatureDriftRecord)
 
 
 def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = None) -> list[FeatureDriftRecord]:
@@ -658,18 +657,17 @@ def feature_drift_records(result: ResultRecord, verdict: ResultRecord | None = N
     if columns is None:
         return []
     tested = (verdict.extra_data or {}).get("columns") or {} if verdict is not None else {}
+    series = (result.project, result.endpoint_id, result.application_name)
+    window = (result.start_infer_time, result.end_infer_time)
     rows = []
     for name, c in columns.items():
         t = tested.get(name)
-        if isinstance(t, Mapping):
-            c = {**c, "p_value": t.get("p_value"), "rejected": t.get("rejected"), "effect_size": t.get("effect")}
-        rows.append(FeatureDriftRecord(
-            project=result.project, endpoint_id=result.endpoint_id, application_name=result.application_name,
-            feature_name=str(name), start_infer_time=result.start_infer_time, end_infer_time=result.end_infer_time,
-            tvd=_number(c["tvd"]), hellinger=_number(c["hellinger"]), kld=_number(c["kld"]),
-            p_value=_number(c.get("p_value")), rejected=_flag(c.get("rejected")), effect_size=_number(c.get("effect_size")),
-            window_count=_whole(c.get("window_count")), reference_count=_whole(c.get("reference_count")),
-            invalid_share=_number(c.get("invalid_share"))))
+        test = (t.get("p_value"), t.get("rejected"), t.get("effect")) if isinstance(t, Mapping) else \
+            (c.get("p_value"), c.get("rejected"), c.get("effect_size"))
+        rows.append(_feature_drift_record(
+            *series, str(name), *window, _number(c["tvd"]), _number(c["hellinger"]), _number(c["kld"]),
+            _number(test[0]), _flag(test[1]), _number(test[2]), _whole(c.get("window_count")),
+            _whole(c.get("reference_count")), _number(c.get("invalid_share"))))
     return rows
 
 

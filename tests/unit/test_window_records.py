@@ -1,0 +1,88 @@
+"""A window's records as the stages make them: the same records, whichever way they are built."""
+
+import dataclasses
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamdrift.udfs.histogram_drift import ColumnDrift, feature_drift_records
+from streamdrift.udfs.records import (ErrorRecord, FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord,
+                                      record_builder)
+
+T0 = dt.datetime(2025, 11, 26, 12, tzinfo=dt.timezone.utc)
+ANY = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+NUMBER = st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | st.floats(allow_nan=False)
+
+
+@given(st.sampled_from([ResultRecord, MetricRecord, PredictionRecord, ErrorRecord, FeatureDriftRecord, ColumnDrift]),
+       st.data())
+def test_a_built_record_is_the_record_its_class_makes(cls, data):
+    values = [data.draw(ANY) for _ in dataclasses.fields(cls)]
+    built, made = record_builder(cls)(*values), cls(*values)
+    assert built == made and repr(built) == repr(made) and vars(built) == vars(made)
+    try:
+        assert hash(built) == hash(made)
+    except TypeError:  # an unhashable value: the same for both
+        assert values and any(isinstance(v, (list, dict)) for v in values)
+    assert dataclasses.replace(built, **{dataclasses.fields(cls)[0].name: "x"}) == \
+        dataclasses.replace(made, **{dataclasses.fields(cls)[0].name: "x"})
+
+
+def test_a_builder_wants_every_field():
+    try:
+        record_builder(MetricRecord)("p", "ep1")
+    except TypeError as exc:
+        assert "takes 7 values" in str(exc)
+    else:
+        raise AssertionError("two values of seven were taken")
+
+
+def reference_rows(general: ResultRecord, verdict: ResultRecord | None) -> list[FeatureDriftRecord]:
+    """The per-feature rows, field by field as their docstring reads (an independent reading)."""
+    columns = (general.extra_data or {}).get("columns")
+    if not isinstance(columns, dict) or not columns or not all(
+            isinstance(c, dict) and {"tvd", "hellinger", "kld"} <= set(c) for c in columns.values()):
+        return []
+    tested = ((verdict.extra_data or {}).get("columns") or {}) if verdict is not None else {}
+
+    def number(v):
+        return None if v is None or isinstance(v, bool) else float(v)
+
+    def whole(v):
+        return None if v is None or isinstance(v, bool) else int(v)
+
+    rows = []
+    for name, c in columns.items():
+        t = tested.get(name)
+        if isinstance(t, dict):
+            p, rejected, effect = t.get("p_value"), t.get("rejected"), t.get("effect")
+        else:
+            p, rejected, effect = c.get("p_value"), c.get("rejected"), c.get("effect_size")
+        rows.append(FeatureDriftRecord(
+            general.project, general.endpoint_id, general.application_name, str(name), general.start_infer_time,
+            general.end_infer_time, tvd=number(c["tvd"]), hellinger=number(c["hellinger"]), kld=number(c["kld"]),
+            p_value=number(p), rejected=None if rejected is None else bool(rejected), effect_size=number(effect),
+            window_count=whole(c.get("window_count")), reference_count=whole(c.get("reference_count")),
+            invalid_share=number(c.get("invalid_share"))))
+    return rows
+
+
+MEASURE_KEYS = st.sampled_from(["tvd", "hellinger", "kld", "window_count", "reference_count", "invalid_share",
+                                "p_value", "rejected", "effect_size", "drift", "kind"])
+COLUMN = st.dictionaries(MEASURE_KEYS, NUMBER, max_size=9)
+TEST = st.dictionaries(st.sampled_from(["p_value", "rejected", "effect", "n", "N", "shift"]), NUMBER, max_size=6)
+NAMES = st.text(min_size=1, max_size=3)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(NAMES, COLUMN, max_size=6), st.none() | st.dictionaries(NAMES, TEST | NUMBER, max_size=6))
+def test_per_feature_rows_read_every_column_and_its_test(columns, tests):
+    general = ResultRecord("p", "ep1", "histogram-data-drift", "general_drift", 0, 0, 0.2, T0, T0,
+                           {"columns": columns, "metrics": {}})
+    verdict = None if tests is None else ResultRecord("p", "ep1", "histogram-data-drift", "feature_drift", 0, 0,
+                                                      0.0, T0, T0, {"columns": tests})
+    rows = feature_drift_records(general, verdict)
+    expected = reference_rows(general, verdict)
+    assert rows == expected
+    assert [[type(v) for v in vars(r).values()] for r in rows] == [[type(v) for v in vars(r).values()] for r in expected]
