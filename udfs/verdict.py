@@ -796,12 +796,14 @@ class Verdict:
         if self.status.ndim:
             raise ValueError("columns() describes one window: index the verdict's arrays for a stack")
         t = self.tests
+        p, rejected, n, total, effect, shift = (a.tolist() for a in (t.p_value, self.rejected, t.n, t.total,
+                                                                     t.effect, t.shift))
         out = {}
-        for j in np.flatnonzero(t.tested):
-            entry = {"p_value": float(t.p_value[j]), "rejected": bool(self.rejected[j]),
-                     "n": int(round(t.n[j])), "N": int(round(t.total[j])), "effect": float(t.effect[j])}
+        for j in np.flatnonzero(t.tested).tolist():
+            entry = {"p_value": p[j], "rejected": rejected[j], "n": int(round(n[j])), "N": int(round(total[j])),
+                     "effect": effect[j]}
             if j < self.n_numeric:
-                entry["shift"] = float(t.shift[j])
+                entry["shift"] = shift[j]
             out[self.names[j]] = entry
         return out
 

@@ -86,3 +86,35 @@ def test_per_feature_rows_read_every_column_and_its_test(columns, tests):
     expected = reference_rows(general, verdict)
     assert rows == expected
     assert [[type(v) for v in vars(r).values()] for r in rows] == [[type(v) for v in vars(r).values()] for r in expected]
+
+
+def reference_columns(verdict) -> dict:
+    """A verdict's per-column dicts read element by element from its arrays (as its docstring reads)."""
+    t, out = verdict.tests, {}
+    for j, name in enumerate(verdict.names):
+        if t.tested[j]:
+            entry = {"p_value": float(t.p_value[j]), "rejected": bool(verdict.rejected[j]), "n": int(round(t.n[j])),
+                     "N": int(round(t.total[j])), "effect": float(t.effect[j])}
+            if j < verdict.n_numeric:
+                entry["shift"] = float(t.shift[j])
+            out[name] = entry
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_verdicts_columns_are_its_arrays_per_tested_column(data):
+    from streamdrift.udfs.verdict import ReferenceCounts, feature_verdict
+
+    counts = data.draw(st.lists(st.lists(st.integers(0, 400), min_size=2, max_size=6), min_size=1, max_size=5))
+    n_numeric = data.draw(st.integers(0, len(counts)))
+    reference = ReferenceCounts.from_counts([f"c{i}" for i in range(len(counts))], counts, n_numeric)
+    window = data.draw(st.lists(st.integers(0, 60), min_size=reference.counts.size, max_size=reference.counts.size))
+    verdict = feature_verdict(reference, window)
+    columns, expected = verdict.columns(), reference_columns(verdict)
+    assert list(columns) == list(expected)
+    for name, entry in expected.items():
+        assert list(columns[name]) == list(entry)
+        for key, value in entry.items():
+            got = columns[name][key]
+            assert type(got) is type(value) and (got == value or (got != got and value != value)), (name, key)
