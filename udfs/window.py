@@ -412,7 +412,7 @@ class WindowAggregate:
                   last_ms=max(lasts) if lasts else None, latency_count=sum(h["lc"] for h in heads),
                   latency_sum=sum(h["ls"] for h in heads), latency_hist=hist, unknown_columns=dict(unknown),
                   sampled_extra=sum(h.get("se", 0.0) for h in heads),
-                  sample=Sample.merge_all(samples + [Sample.empty(h["k"]) for h in heads]))
+                  sample=Sample.merge_all(samples + [Sample.empty(k) for k in dict.fromkeys(h["k"] for h in heads)]))
         if accs:
             agg.accumulator = _accumulator_of(accs, layouts, unknown_reference)
         return agg

@@ -49,3 +49,21 @@ def test_sample_rows_with_integers_beyond_float64_nan_and_text_read_back():
     first, second = back.to_rows()
     assert first == {"x": 1.5, "big": 10 ** 400 + 5, "c": "caf\u00e9"}
     assert (second["big"], second["c"]) == (-(2 ** 70), "\ud800") and math.isnan(second["x"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.lists(st.floats(-1e6, 1e6), max_size=4)), min_size=1, max_size=8))
+def test_merging_partials_keeps_the_sample_size_of_those_with_rows(parts):
+    import numpy as np
+
+    from streamdrift.udfs.window import Sample
+
+    aggs = []
+    for i, (k, xs) in enumerate(parts):
+        priorities = np.arange(i * 10, i * 10 + len(xs), dtype=np.uint64)
+        aggs.append(WindowAggregate(rows=len(xs), events=len(xs), sample=Sample(
+            k, priorities, block=RowBlock.from_rows([{"x": x} for x in xs]))))
+    merged = WindowAggregate.merge_bytes([a.to_bytes() for a in aggs])
+    with_rows = [k for k, xs in parts if xs]
+    assert merged.sample.k == max(with_rows or [k for k, _ in parts])  # an empty sample's k is neutral
+    assert merged.to_bytes() == WindowAggregate.merge_all([WindowAggregate.from_bytes(a.to_bytes()) for a in aggs]).to_bytes()
