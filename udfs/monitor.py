@@ -129,12 +129,12 @@ def prediction_record(project: str, endpoint_id: str, start_ms: int, end_ms: int
     >>> record.count, record.events, record.error_count, record.latency_mean_us, str(record.end_infer_time)
     (4, 2, 1, 900.0, '2025-11-26 12:01:00+00:00')
     """
+    p50, p95, p99 = agg.latency_quantiles((0.5, 0.95, 0.99))
     return PredictionRecord(
         project=project, endpoint_id=endpoint_id, start_infer_time=utc_from_ms(start_ms),
         end_infer_time=utc_from_ms(end_ms), count=agg.rows, events=agg.events, error_count=agg.errors,
         latency_count=agg.latency_count, latency_mean_us=agg.latency_mean,
-        latency_p50_us=agg.latency_quantile(0.5), latency_p95_us=agg.latency_quantile(0.95),
-        latency_p99_us=agg.latency_quantile(0.99),
+        latency_p50_us=p50, latency_p95_us=p95, latency_p99_us=p99,
         first_request=None if agg.first_ms is None else utc_from_ms(agg.first_ms),
         last_request=None if agg.last_ms is None else utc_from_ms(agg.last_ms),
         estimated_count=agg.estimated_rows)

@@ -434,15 +434,26 @@ class WindowAggregate:
         >>> WindowAggregate().latency_quantile(0.5) is None
         True
         """
+        return self.latency_quantiles([q])[0]
+
+    def latency_quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """``[self.latency_quantile(q) for q in qs]``, the histogram summed once.
+
+        >>> WindowAggregate().latency_quantiles([0.5, 0.99])
+        [None, None]
+        """
         total = int(self.latency_hist.sum())
         if total == 0:
-            return None
-        i = int(np.searchsorted(np.cumsum(self.latency_hist), q * total, side="left"))
-        if i == 0:
-            return float(LATENCY_EDGES[0])
-        if i >= LATENCY_EDGES.size:
-            return float(LATENCY_EDGES[-1])
-        return float(np.sqrt(LATENCY_EDGES[i - 1] * LATENCY_EDGES[i]))
+            return [None] * len(qs)
+        out: list[float | None] = []
+        for i in np.searchsorted(np.cumsum(self.latency_hist), [q * total for q in qs], side="left").tolist():
+            if i == 0:
+                out.append(float(LATENCY_EDGES[0]))
+            elif i >= LATENCY_EDGES.size:
+                out.append(float(LATENCY_EDGES[-1]))
+            else:
+                out.append(float(np.sqrt(LATENCY_EDGES[i - 1] * LATENCY_EDGES[i])))
+        return out
 
     @property
     def latency_mean(self) -> float | None:

@@ -118,3 +118,34 @@ def test_a_verdicts_columns_are_its_arrays_per_tested_column(data):
         for key, value in entry.items():
             got = columns[name][key]
             assert type(got) is type(value) and (got == value or (got != got and value != value)), (name, key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 300), st.integers(1, 50), max_size=12),
+       st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_latency_quantiles_are_the_first_bin_reaching_q_of_the_rows(bins, qs):
+    import numpy as np
+
+    from streamdrift.udfs.window import LATENCY_EDGES, WindowAggregate
+
+    agg = WindowAggregate()
+    for i, count in bins.items():
+        agg.latency_hist[min(i, agg.latency_hist.size - 1)] += count
+    hist = agg.latency_hist.tolist()
+    total = sum(hist)
+
+    def by_hand(q):
+        if total == 0:
+            return None
+        seen = 0
+        for i, count in enumerate(hist):
+            seen += count
+            if seen >= q * total:
+                break
+        if i == 0:
+            return float(LATENCY_EDGES[0])
+        if i >= LATENCY_EDGES.size:
+            return float(LATENCY_EDGES[-1])
+        return float(np.sqrt(LATENCY_EDGES[i - 1] * LATENCY_EDGES[i]))
+
+    assert agg.latency_quantiles(qs) == [by_hand(q) for q in qs] == [agg.latency_quantile(q) for q in qs]
