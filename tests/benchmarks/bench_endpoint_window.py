@@ -17,11 +17,14 @@ gets its partials of a few rows each. Then, per endpoint window, each step as th
    the applications, to the writer, which keeps the bytes in its keyed state until its batch);
 4. writer: ``StoreWriter.write_many`` of all the windows as one batch (SQLite TSDB and SQL store).
 
-Prints the median over ``--repeats`` of ms per endpoint window.
+Prints the median over ``--repeats`` of ms per endpoint window. ``--worker-gc``: the cyclic
+collector as the job's Python worker sets it (``operators.parse.ParseRecords.open``), not
+CPython's defaults, under which its full collections walk the catalog and the windows' records.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import pickle
 import statistics
 import tempfile
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-partial", type=int, default=2, help="rows of each partial (a batch of "
                         "20,000 records over 10,000 endpoints: 2)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--worker-gc", action="store_true", help="gc.freeze() after the setup and the young "
+                        "generation collected every 50,000 allocations, as in the job's Python worker")
     args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
     settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     def crossing(outs):
         return [pickle.loads(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)) for out in outs]
 
+    if args.worker_gc:
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
     times: dict[str, list[float]] = {}
 
     def timed(name, fn, *a):
@@ -94,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         timed("writer (one batch, SQLite stores)", writer.write_many, outs)
     writer.close()
     sizes = [len(p) for p in parts.values()]
+    collector = "the worker's" if args.worker_gc else "CPython's defaults"
     print(f"{args.endpoints:,} endpoints x 20 features, {args.rows} rows per window in partials of "
           f"{args.rows_per_partial} rows ({statistics.median(sizes):.0f} partials per window); "
-          f"median of {args.repeats}, ms per endpoint window")
+          f"median of {args.repeats}, ms per endpoint window; collector: {collector}")
     print(f"| {'step':<50} | {'ms':>7} |")
     print(f"|{'-' * 52}|{'-' * 9}|")
     total = 0.0
