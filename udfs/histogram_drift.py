@@ -692,9 +692,8 @@ def window_feature_drift(results: Sequence[ResultRecord]) -> list[FeatureDriftRe
 # --------------------------------------------------------------------------- the verdict
 
 
-def _significant(x: float, digits: int = 4) -> float:
-    """``x`` rounded to ``digits`` significant digits: what the stored per-column numbers need."""
-    return float(f"{x:.{digits}g}")
+_FOUR_DIGITS = "{:.4g}".format
+"""``x`` → its text with 4 significant digits: ``float`` of it is what the stored per-column numbers need."""
 
 
 @dataclass(frozen=True)
@@ -728,7 +727,7 @@ class FeatureDriftReport:
         {'x': {'p_value': 0.1235, 'rejected': False, 'n': 4}}
         """
         columns = {
-            name: {k: (_significant(v) if isinstance(v, float) else v) for k, v in c.items()}
+            name: {k: (float(_FOUR_DIGITS(v)) if isinstance(v, float) else v) for k, v in c.items()}
             for name, c in self.columns.items()
         }
         return {
