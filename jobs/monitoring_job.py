@@ -82,9 +82,11 @@ STATES_PER_KEY = 1
 """Keyed states of the window stage per endpoint (one map state of its open windows): what the
 Python state cache holds per endpoint."""
 
-WRITER_BUCKETS_PER_SUBTASK = 4
-"""Keys of the writer per subtask: Flink spreads keys over subtasks by hash, and with 4 per
-subtask all of them fall on one subtask of two once in 128 jobs (with 1 per subtask, once in 2)."""
+WRITER_BUCKETS_PER_SUBTASK = 1
+"""Keys of the writer per subtask (chosen so that Flink puts as many on each): a subtask's windows
+wait in one batch, so the windows that close together are written in full batches and one last
+one, which waits for its linger timer (with several keys, each key's last batch waited for its own
+timer, and they were written one after another)."""
 
 IDLE_WINDOWS = 3
 """A subtask that sends no records for this many windows stops holding the watermark back."""
@@ -205,8 +207,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
         f"kind = '{DEAD}', kind = '{CONTROL}') AS v "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     keyed = keyed_by_first_field(records, WINDOW_INPUT_TYPE)
-    # the windows that close together are written together (WriteOutputs), in a few buckets of
-    # endpoints per writer subtask (with one key, one subtask wrote every window), as many on each
+    # the windows that close together are written together (WriteOutputs), by every writer subtask
+    # (a bucket of endpoints each: with one key, one subtask wrote every window)
     applications = RunApplications(load_endpoints, load_apps, settings.project)
     writer_keys = balanced_int_keys(options.parallelism, WRITER_BUCKETS_PER_SUBTASK,
                                     env.get_max_parallelism() if env.get_max_parallelism() > 0 else None)

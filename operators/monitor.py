@@ -69,6 +69,24 @@ class RunApplications:
         self.apps.refresh()
         return self.apps.value
 
+    def prepare(self, key: str) -> None:
+        """Let the applications work out what depends on the endpoint's reference alone
+        (``prepare_reference(feature_stats, layout)``, where an application has it) before its
+        windows fire:
+        at 10,000 endpoints that work at the first firing was ~15 % of it. A failure here is not
+        the window's: the firing meets it again and records it."""
+        record, layout = self.catalog.record(key), self.catalog.layout(key)
+        stats = (record or {}).get("feature_stats")
+        if not stats or layout is None:
+            return
+        for app in self._applications():
+            prepare = getattr(app, "prepare_reference", None)
+            if callable(prepare):
+                try:
+                    prepare(stats, layout)
+                except Exception:  # noqa: BLE001
+                    log.debug("application %r could not prepare endpoint %s", app, key, exc_info=True)
+
     def run(self, value) -> WindowOutput:
         out = self._run(value[0], value[1], value[2], value[3], value[4])
         return dataclasses.replace(out, fired_ms=value[5]) if len(value) > 5 else out
@@ -125,6 +143,11 @@ class MonitorWindows(EndpointWindows):
 
     def _window_failures(self) -> int:
         return self.failed_windows + self.applications.failed_windows
+
+    def _list_once(self, key: str) -> None:
+        if key not in self.listed:  # the endpoint's first partial in this worker
+            self.applications.prepare(key)
+        super()._list_once(key)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         return self._monitored(super().process_element(value, ctx))

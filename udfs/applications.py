@@ -565,6 +565,13 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         self.merge_maps = MergeMaps()  # kept between windows: maps depend on the reference and n's bucket
         self.plans = ReferencePlans()  # per endpoint: the reference's side of the measures, worked out once
 
+    def prepare_reference(self, feature_stats: Mapping[str, Any], layout: Any) -> None:
+        """Work out now what depends on the endpoint's reference alone (its plan), so that its
+        window's firing does not: the window stage calls it at an endpoint's first partial in a
+        worker (optional for an application). ``feature_stats`` and ``layout``: the catalog's own
+        objects, which the window's context will carry (the plan is kept per object)."""
+        self.plans.get(feature_stats, layout, self.include_categorical)
+
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
         if window is None or window.accumulator is None or not monitoring_context.feature_stats:

@@ -35,16 +35,18 @@ def _subtask_of_each_key(keys: list[int], parallelism: int) -> dict[int, set[int
     return seen
 
 
-@pytest.mark.parametrize("parallelism", [2, 3])
-def test_each_writer_subtask_gets_the_same_number_of_bucket_keys(parallelism):
+@pytest.mark.parametrize("parallelism, per_subtask", [(2, 4), (3, 4), (2, "job"), (3, "job")])
+def test_each_writer_subtask_gets_the_same_number_of_bucket_keys(parallelism, per_subtask):
+    from streamdrift.jobs.monitoring_job import WRITER_BUCKETS_PER_SUBTASK
     from streamdrift.jobs.pyflink_internals import balanced_int_keys
 
-    keys = balanced_int_keys(parallelism, 4)
-    assert len(set(keys)) == 4 * parallelism
+    per_subtask = WRITER_BUCKETS_PER_SUBTASK if per_subtask == "job" else per_subtask
+    keys = balanced_int_keys(parallelism, per_subtask)
+    assert len(set(keys)) == per_subtask * parallelism
     seen = _subtask_of_each_key(keys, parallelism)
     assert all(len(subtasks) == 1 for subtasks in seen.values()), seen  # a key is on one subtask
-    per_subtask = collections.Counter(next(iter(seen[k])) for k in keys)
-    assert per_subtask == {s: 4 for s in range(parallelism)}
+    per = collections.Counter(next(iter(seen[k])) for k in keys)
+    assert per == {s: per_subtask for s in range(parallelism)}
     # and as planned: the i-th key on subtask i % parallelism
     assert [next(iter(seen[k])) for k in keys] == [i % parallelism for i in range(len(keys))]
 
