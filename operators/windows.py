@@ -77,6 +77,7 @@ class WindowMeta(NamedTuple):
 
 
 NOT_FIRED = -1
+UNKNOWN_WATERMARK = -(1 << 63)  # Flink's watermark before the first one of a new or restored job
 OPENED_LATE = -2  # its first partial came when the watermark had passed its end: it fires at the next one
 _META = struct.Struct("<qii?")
 
@@ -129,6 +130,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.state = runtime_context.get_map_state(MapStateDescriptor("endpoint-windows", Types.LONG(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.listed: set[str] = set()
+        self.opened_ms = int(time.time() * 1000)
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         group = runtime_context.get_metrics_group()
@@ -214,7 +216,10 @@ class EndpointWindows(KeyedProcessFunction):
         fire = timestamp + 1 - self.window_ms
         found = []
         expiring = self._expiring(timestamp)
-        for start in [fire] if self._expiry(expiring) != timestamp else sorted({fire, expiring}):
+        starts = {fire, fire - self.lateness}  # the lateness end: a savepoint of an earlier version has timers there
+        if self._expiry(expiring) == timestamp:
+            starts.add(expiring)
+        for start in sorted(starts):
             meta = self._meta(start)
             if meta is not None:
                 found.append((start, meta))
@@ -222,20 +227,21 @@ class EndpointWindows(KeyedProcessFunction):
 
     def _expiry(self, start: int) -> int:
         """When window ``start`` leaves the state (event time, ms): the first time half a window
-        after a firing (``start + window_ms / 2 - 1`` plus whole windows) at or after the end of its
-        allowed lateness; at its end - 1 without lateness. Dropping an endpoint's window commits
+        after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
+        allowed lateness (a partial the watermark meets exactly there still corrects it); at its
+        end - 1 without lateness. Dropping an endpoint's window commits
         its key (~0.3 ms each), and at the end of the lateness, a whole number of windows after
         its end, every endpoint's next window fires: there, the commit held all of them back."""
         lateness_end = start + self.window_ms - 1 + self.lateness
         if self.lateness == 0:
             return lateness_end
-        return lateness_end + (start + self.window_ms // 2 - 1 - lateness_end) % self.window_ms
+        return lateness_end + 1 + (start + self.window_ms // 2 - 2 - lateness_end) % self.window_ms
 
     def _expiring(self, timestamp: int) -> int:
         """The start of the window whose :meth:`_expiry` is ``timestamp``, if any window's is (else
         a start whose expiry is not ``timestamp``)."""
         phase = timestamp - (self.window_ms // 2 - 1)
-        return phase + (timestamp - self.window_ms + 1 - self.lateness - phase) // self.window_ms * self.window_ms
+        return phase + (timestamp - self.window_ms - self.lateness - phase) // self.window_ms * self.window_ms
 
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
         return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
@@ -328,12 +334,13 @@ class EndpointWindows(KeyedProcessFunction):
         end = start + self.window_ms
         unfired = meta is not None and meta.revision in (NOT_FIRED, OPENED_LATE)
         if event_time:
-            if self._expiry(start) <= timestamp:
-                # with allowed lateness, the end's earlier timer has fired the window already
+            if self._expiry(start) <= timestamp or (meta.revision >= 0 and end - 1 + self.lateness <= timestamp):
+                # its expiry; or the end of the lateness of a window stored as fired, where an earlier
+                # version's timer drops it. With allowed lateness, the end's timer has fired it already
                 out = self._emit(key, start, 0, self._merged(start, meta)) if unfired and self.lateness == 0 else None
                 self._forget(start, meta)
                 return out
-            if end - 1 <= timestamp and unfired:
+            if end - 1 == timestamp and unfired:
                 if self.lateness > 0:
                     timers.register_event_time_timer(self._expiry(start))
                 if meta.revision == OPENED_LATE:  # not implied by the watermark: stored (rare)
@@ -342,10 +349,16 @@ class EndpointWindows(KeyedProcessFunction):
             return None
         # processing time: close a window that went idle, or look again when it can have
         meta = self._meta(start)
-        if meta is None or self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
+        watermark = timers.current_watermark()
+        if meta is None or self._fired(start, meta, watermark) != NOT_FIRED:
             return None
-        if meta.touched + self.idle_ms > timestamp:
-            timers.register_processing_time_timer(self._idle_deadline(meta.touched))
+        touched = meta.touched
+        if watermark is None or watermark == UNKNOWN_WATERMARK:
+            # no watermark yet since this worker opened (a restore): whether the window fired
+            # before it is not known yet, so it is idle only from the opening on
+            touched = max(touched, self.opened_ms)
+        if touched + self.idle_ms > timestamp:
+            timers.register_processing_time_timer(self._idle_deadline(touched))
             return None
         self.idle_closes.inc()
         if self.lateness > 0:

@@ -50,7 +50,7 @@ def test_a_window_leaves_the_state_within_a_window_after_its_lateness_and_never_
     start = k * window
     lateness_end = start + window - 1 + lateness
     expiry = stage._expiry(start)
-    assert lateness_end <= expiry < lateness_end + window
+    assert lateness_end < expiry <= lateness_end + window
     # windows fire at start + window - 1 for every start k * window: never the expiry's time
     assert (expiry - (window - 1)) % window != 0
     # the timer at the expiry finds that window, and no other window expires then
