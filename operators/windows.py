@@ -3,15 +3,21 @@
 Keyed by endpoint. Input: partial aggregates (few per batch and endpoint), and the dead letters,
 which go to the side output :data:`DEAD_LETTERS` (they come keyed by the empty string); state: one merged
 aggregate per open window (bounded by columns × bins + sample size) and its revision. Partials are
-appended as they come and merged into the window's aggregate every ``COMPACT_EVERY`` partials and
-when the window fires, so the large merged state is read and written once per ``COMPACT_EVERY``
-partials, not per partial.
+appended as they come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and
+when a correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state
+is read and written once per ``COMPACT_EVERY`` partials, not per partial.
 
 All of an endpoint's windows live in one map state (:class:`WindowSlots`): PyFlink sends each
 keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's end,
 so one state per key is one request per endpoint and bundle.
 
-* event time: a window fires when the watermark passes its end;
+* event time: a window fires when the watermark passes its end. Neither that firing nor the
+  drop of older windows at the same watermark writes to the state: PyFlink commits every key
+  changed in a bundle with one blocking request each (~0.3 ms), and no window of the bundle
+  reaches the writer before that commit ends (~1.9 s at 5,000 endpoints per subtask). A window
+  stored NOT_FIRED whose end the watermark has passed has fired (:meth:`EndpointWindows._fired`),
+  unless its first partial came after that (``OPENED_LATE``, stored); a window leaves the state
+  at its expiry (:meth:`EndpointWindows._expiry`), half a window away from any firing;
 * idle close: when no partial arrives for a window during ``base_period + grace`` of processing
   time, it fires anyway (the watermark does not move when traffic stops; MLRun loses that window);
 * lateness: partials up to ``allowed_lateness`` after the window fired update it and fire it again
@@ -71,6 +77,8 @@ class WindowMeta(NamedTuple):
 
 
 NOT_FIRED = -1
+UNKNOWN_WATERMARK = -(1 << 63)  # Flink's watermark before the first one of a new or restored job
+OPENED_LATE = -2  # its first partial came when the watermark had passed its end: it fires at the next one
 _META = struct.Struct("<qii?")
 
 
@@ -122,6 +130,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.state = runtime_context.get_map_state(MapStateDescriptor("endpoint-windows", Types.LONG(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.listed: set[str] = set()
+        self.opened_ms = int(time.time() * 1000)
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         group = runtime_context.get_metrics_group()
@@ -151,6 +160,17 @@ class EndpointWindows(KeyedProcessFunction):
     def _meta(self, start: int) -> WindowMeta | None:
         data = self.state.get(WindowSlots.key(start, WindowSlots.META))
         return None if data is None else unpack_meta(data)
+
+    def _fired(self, start: int, meta: WindowMeta, watermark: int | None) -> int:
+        """The revision window ``start`` last fired with, or NOT_FIRED. Its firing when the
+        watermark passed its end is not stored: a window stored NOT_FIRED whose end the watermark
+        ``watermark`` has passed fired then, with revision 0 (Flink fires a key's event-time
+        timers before it hands on any element that sees the later watermark)."""
+        if meta.revision >= 0:
+            return meta.revision
+        if meta.revision == NOT_FIRED and watermark is not None and start + self.window_ms - 1 <= watermark:
+            return 0
+        return NOT_FIRED
 
     def _put_meta(self, start: int, meta: WindowMeta) -> None:
         self.state.put(WindowSlots.key(start, WindowSlots.META), pack_meta(meta))
@@ -189,17 +209,39 @@ class EndpointWindows(KeyedProcessFunction):
 
     def _timer_windows(self, timestamp: int) -> list[tuple[int, WindowMeta]]:
         """The open windows an event-time timer at ``timestamp`` is for, with their metas: the one
-        it fires (its end - 1) and the one whose allowed lateness it ends (end - 1 + lateness).
+        it fires (its end - 1) and the one it drops (:meth:`_expiry`).
         Every window registers both timers, so no other window needs a look; listing the key's
         windows (:meth:`_windows`) is a round trip to the JVM's state at every timer, which
         PyFlink does not cache (a third of the stage's time while 10,000 endpoints' windows fired)."""
         fire = timestamp + 1 - self.window_ms
         found = []
-        for start in sorted({fire, fire - self.lateness}):
+        expiring = self._expiring(timestamp)
+        starts = {fire, fire - self.lateness}  # the lateness end: a savepoint of an earlier version has timers there
+        if self._expiry(expiring) == timestamp:
+            starts.add(expiring)
+        for start in sorted(starts):
             meta = self._meta(start)
             if meta is not None:
                 found.append((start, meta))
         return found
+
+    def _expiry(self, start: int) -> int:
+        """When window ``start`` leaves the state (event time, ms): the first time half a window
+        after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
+        allowed lateness (a partial the watermark meets exactly there still corrects it); at its
+        end - 1 without lateness. Dropping an endpoint's window commits
+        its key (~0.3 ms each), and at the end of the lateness, a whole number of windows after
+        its end, every endpoint's next window fires: there, the commit held all of them back."""
+        lateness_end = start + self.window_ms - 1 + self.lateness
+        if self.lateness == 0:
+            return lateness_end
+        return lateness_end + 1 + (start + self.window_ms // 2 - 2 - lateness_end) % self.window_ms
+
+    def _expiring(self, timestamp: int) -> int:
+        """The start of the window whose :meth:`_expiry` is ``timestamp``, if any window's is (else
+        a start whose expiry is not ``timestamp``)."""
+        phase = timestamp - (self.window_ms // 2 - 1)
+        return phase + (timestamp - self.window_ms - self.lateness - phase) // self.window_ms * self.window_ms
 
     def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
         return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
@@ -230,14 +272,16 @@ class EndpointWindows(KeyedProcessFunction):
         now = timers.current_processing_time()
         self._list_once(key)
         meta = self._meta(start)
-        if meta is not None and meta.revision != NOT_FIRED:  # already fired: a correction by late data
-            revision = meta.revision + 1
+        fired = NOT_FIRED if meta is None else self._fired(start, meta, watermark)
+        if fired != NOT_FIRED:  # already fired: a correction by late data
+            revision = fired + 1
             data = self._compact(start, meta, body, touched=now, revision=revision)
             self.corrections.inc()
             yield self._emit(key, start, revision, data)
             return
         first = meta is None
-        meta = (meta or WindowMeta(now, NOT_FIRED, 0, False))._replace(touched=now)
+        opened = OPENED_LATE if watermark is not None and end - 1 <= watermark else NOT_FIRED
+        meta = (meta or WindowMeta(now, opened, 0, False))._replace(touched=now)
         if meta.pending + 1 >= COMPACT_EVERY:
             self._compact(start, meta, body)
         else:
@@ -249,6 +293,12 @@ class EndpointWindows(KeyedProcessFunction):
             # partial when it fires early (one per partial and second fired ~10,000 a second at
             # 10,000 endpoints, each reading the key's state)
             timers.register_processing_time_timer(self._idle_deadline(now))
+        else:
+            # a window stored NOT_FIRED that the watermark has not passed may still have fired:
+            # before a restore, whose watermark starts again from the records read after it. Its
+            # end's timer, again (a no-op when it is still set), fires it anew with every partial
+            # (the writer replaces the earlier result)
+            timers.register_event_time_timer(end - 1)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         key = ctx.get_current_key()
@@ -270,11 +320,11 @@ class EndpointWindows(KeyedProcessFunction):
                 continue
             try:
                 meta = self._meta(start)
-                if meta is None or meta.revision != NOT_FIRED:
+                if meta is None or self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
                     continue
                 self.batch_closes.inc()
                 if self.lateness > 0:
-                    timers.register_event_time_timer(start + self.window_ms - 1 + self.lateness)
+                    timers.register_event_time_timer(self._expiry(start))
                 yield self._emit(key, start, 0, self._compact(start, meta, revision=0))
             except Exception as exc:  # noqa: BLE001
                 yield self._failed(key, start, "closing the window at batch_complete", exc)
@@ -282,26 +332,37 @@ class EndpointWindows(KeyedProcessFunction):
     def _on_timer(self, key: str, start: int, meta: WindowMeta | None, timestamp: int, event_time: bool, timers):
         """What a timer at ``timestamp`` does to window ``start``: its output row, or None."""
         end = start + self.window_ms
+        unfired = meta is not None and meta.revision in (NOT_FIRED, OPENED_LATE)
         if event_time:
-            if end - 1 + self.lateness <= timestamp:
-                out = self._emit(key, start, 0, self._merged(start, meta)) if meta.revision == NOT_FIRED else None
+            if self._expiry(start) <= timestamp or (meta.revision >= 0 and end - 1 + self.lateness <= timestamp):
+                # its expiry; or the end of the lateness of a window stored as fired, where an earlier
+                # version's timer drops it. With allowed lateness, the end's timer has fired it already
+                out = self._emit(key, start, 0, self._merged(start, meta)) if unfired and self.lateness == 0 else None
                 self._forget(start, meta)
                 return out
-            if end - 1 <= timestamp and meta.revision == NOT_FIRED:
+            if end - 1 == timestamp and unfired:
                 if self.lateness > 0:
-                    timers.register_event_time_timer(end - 1 + self.lateness)
-                return self._emit(key, start, 0, self._compact(start, meta, revision=0))
+                    timers.register_event_time_timer(self._expiry(start))
+                if meta.revision == OPENED_LATE:  # not implied by the watermark: stored (rare)
+                    self._put_meta(start, meta._replace(revision=0))
+                return self._emit(key, start, 0, self._merged(start, meta))
             return None
         # processing time: close a window that went idle, or look again when it can have
         meta = self._meta(start)
-        if meta is None or meta.revision != NOT_FIRED:
+        watermark = timers.current_watermark()
+        if meta is None or self._fired(start, meta, watermark) != NOT_FIRED:
             return None
-        if meta.touched + self.idle_ms > timestamp:
-            timers.register_processing_time_timer(self._idle_deadline(meta.touched))
+        touched = meta.touched
+        if watermark is None or watermark == UNKNOWN_WATERMARK:
+            # no watermark yet since this worker opened (a restore): whether the window fired
+            # before it is not known yet, so it is idle only from the opening on
+            touched = max(touched, self.opened_ms)
+        if touched + self.idle_ms > timestamp:
+            timers.register_processing_time_timer(self._idle_deadline(touched))
             return None
         self.idle_closes.inc()
         if self.lateness > 0:
-            timers.register_event_time_timer(end - 1 + self.lateness)
+            timers.register_event_time_timer(self._expiry(start))
         return self._emit(key, start, 0, self._compact(start, meta, revision=0))
 
     def _idle_deadline(self, touched: int) -> int:

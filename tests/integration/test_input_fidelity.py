@@ -119,7 +119,10 @@ def test_late_rows_are_counted_once_through_the_job(tmp_path, batch):
         return {"endpoint_id": endpoint.endpoint_id, "timestamp": ts, "request_id": f"{tag}{i}",
                 "inputs": [rng.normal(size=2).round(5).tolist()]}
 
-    records = [ev(w0 + i * 100, "a", i) for i in range(100)] + [ev(w0 + WINDOW_MS + i * 100, "b", i) for i in range(100)]
+    records = [ev(w0 + i * 100, "a", i) for i in range(100)]
+    # a window whose first rows come after the watermark passed its end, within the allowed lateness
+    records += [ev(w0 - WINDOW_MS + 30_000, "z", i) for i in range(5)]
+    records += [ev(w0 + WINDOW_MS + i * 100, "b", i) for i in range(100)]
     records += [ev(w0 + WINDOW_MS + 20_000 - 80_000, "c", i) for i in range(20)]  # 80 s behind: corrects window 0
     records += [ev(w0 + 2 * WINDOW_MS + i * 100, "d", i) for i in range(100)]
     records += [ev(w0 + 2 * WINDOW_MS + 10_000 - 130_000, "e", i) for i in range(10)]  # 130 s behind: late
@@ -128,10 +131,10 @@ def test_late_rows_are_counted_once_through_the_job(tmp_path, batch):
                                checkpoint_interval_ms=1_000, arrow_batch_size=batch)).env.execute(f"late-{batch}")
 
     counts = {p.start_infer_time: p.count for p in open_tsdb(settings.tsdb_connection).query_predictions(project)}
-    assert counts == {utc(w0): 120, utc(w0 + WINDOW_MS): 100, utc(w0 + 2 * WINDOW_MS): 100}
+    assert counts == {utc(w0 - WINDOW_MS): 5, utc(w0): 120, utc(w0 + WINDOW_MS): 100, utc(w0 + 2 * WINDOW_MS): 100}
     assert SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id).late_count == 10
     raw = _raw_rows(settings, endpoint.endpoint_id)
-    assert len(raw) == 330 and sorted(raw.loc[raw["late"], "request_id"]) == sorted(f"e{i}" for i in range(10))
+    assert len(raw) == 335 and sorted(raw.loc[raw["late"], "request_id"]) == sorted(f"e{i}" for i in range(10))
 
 
 def test_every_record_of_a_mixed_stream_is_accounted_for(tmp_path):

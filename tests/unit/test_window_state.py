@@ -4,7 +4,8 @@ by (window start, slot) packed in one LONG."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamdrift.operators.windows import COMPACT_EVERY, NOT_FIRED, WindowMeta, WindowSlots, pack_meta, unpack_meta
+from streamdrift.operators.windows import (
+    COMPACT_EVERY, OPENED_LATE, EndpointWindows, WindowMeta, WindowSlots, pack_meta, unpack_meta)
 
 # any window start an event time can give (ms since 1970, either side), with room for the slots
 STARTS = st.integers(-(2 ** 58), 2 ** 58 - 1)
@@ -32,8 +33,32 @@ def test_every_pending_partial_has_its_own_slot():
     assert max(slots) < WindowSlots.SLOTS
 
 
-@given(INT64, st.integers(NOT_FIRED, 2 ** 31 - 1), st.integers(0, COMPACT_EVERY), st.booleans())
+@given(INT64, st.integers(OPENED_LATE, 2 ** 31 - 1), st.integers(0, COMPACT_EVERY), st.booleans())
 def test_meta_round_trips(touched, revision, pending, merged):
     meta = WindowMeta(touched, revision, pending, merged)
     assert unpack_meta(pack_meta(meta)) == meta
     assert unpack_meta(bytearray(pack_meta(meta))) == meta  # as PyFlink may hand a byte array back
+
+
+WINDOWS = st.integers(2, 10 ** 7)
+LATENESS = st.integers(1, 10 ** 8)
+
+
+@given(WINDOWS, LATENESS, st.integers(-(2 ** 40), 2 ** 40))
+def test_a_window_leaves_the_state_within_a_window_after_its_lateness_and_never_as_windows_fire(window, lateness, k):
+    stage = EndpointWindows(None, window, lateness, 0)
+    start = k * window
+    lateness_end = start + window - 1 + lateness
+    expiry = stage._expiry(start)
+    assert lateness_end < expiry <= lateness_end + window
+    # windows fire at start + window - 1 for every start k * window: never the expiry's time
+    assert (expiry - (window - 1)) % window != 0
+    # the timer at the expiry finds that window, and no other window expires then
+    assert stage._expiring(expiry) == start
+    assert stage._expiry(start + window) != expiry and stage._expiry(start - window) != expiry
+
+
+@given(WINDOWS, st.integers(-(2 ** 40), 2 ** 40))
+def test_without_lateness_a_window_leaves_the_state_when_it_fires(window, k):
+    stage = EndpointWindows(None, window, 0, 0)
+    assert stage._expiry(k * window) == k * window + window - 1
