@@ -248,7 +248,8 @@ class SqlStoreBase:
         sets.update({c: _pick(table.c[c], given[c], earlier=False) for c in latest})
         if self.backend == "mysql":
             return stmt.on_duplicate_key_update(list(sets.items()))
-        return stmt.on_conflict_do_update(index_elements=[c.name for c in table.primary_key.columns], set_=sets)
+        return _many_rows(stmt.on_conflict_do_update(index_elements=[c.name for c in table.primary_key.columns],
+                                                     set_=sets), table)
 
     def _lock_for_update(self, conn: sa.Connection) -> None:
         """Make what ``conn``'s transaction reads next hold until it commits, for a write computed
@@ -274,9 +275,17 @@ class SqlStoreBase:
         else:
             stmt = sqlite_dialect.insert(table)
             where = None if newer_only is None else stmt.excluded[newer_only] >= table.c[newer_only]
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where)
+            stmt = _many_rows(stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where), table)
         return stmt
+
+
+def _many_rows(stmt, table: sa.Table):
+    """A SQLite upsert that SQLAlchemy sends with up to 1,000 rows per statement when given many
+    ("insertmanyvalues", which it applies to an upsert with RETURNING only): pysqlite gives up the
+    GIL at every step of a statement and waits for it after, so a statement per row waited once per
+    row on the worker's other threads. (PyMySQL sends a batch as one statement already.)"""
+    return stmt.returning(*table.primary_key.columns)
 
 
 def _pick(stored: sa.ColumnElement, given: sa.ColumnElement, earlier: bool) -> sa.ColumnElement:
