@@ -83,7 +83,7 @@ def _upsert_rows(conn: sqlite3.Connection, table: Table, rows: Sequence[tuple]) 
     """Upsert ``rows`` (tuples in the order of ``table.column_names``) with a statement per up to
     1,000 rows: the sqlite3 module gives up the GIL at every step of a statement and waits for it
     after, so a statement per row waited once per row on the worker's other threads (the SQL
-    store's write, the parse stage): 10x slower at 1,000 windows beside one busy thread."""
+    store's write, the parse stage)."""
     per = max(1, min(_ROWS_PER_STATEMENT, _VARIABLES // len(table.column_names)))
     for i in range(0, len(rows), per):
         chunk = rows[i:i + per]
