@@ -57,6 +57,7 @@ class JobOptions:
                                   type=int)  # and per bundle, at most
     batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
     bundle_time_ms: int = 1_000
+    writer_linger_ms: int = 200  # a batch of the writer waits at most this long for more windows (tests)
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "
                                "state)", choices=["hashmap", "rocksdb"])
     # keys whose state a Python worker keeps decoded (per keyed stage and subtask): at least the
@@ -85,8 +86,7 @@ Python state cache holds per endpoint."""
 WRITER_BUCKETS_PER_SUBTASK = 1
 """Keys of the writer per subtask (chosen so that Flink puts as many on each): a subtask's windows
 wait in one batch, so the windows that close together are written in full batches and one last
-one, which waits for its linger timer (with several keys, each key's last batch waited for its own
-timer, and they were written one after another)."""
+one (with several keys, each key's last batch is a write of its own)."""
 
 IDLE_WINDOWS = 3
 """A subtask that sends no records for this many windows stops holding the watermark back."""
@@ -219,7 +219,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
                                     keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
     summaries = (keyed_by_first_field(windows, Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), declare=False)
-                 .process(WriteOutputs(open_writer), output_type=SUMMARY_TYPE).name("writer").uid("writer"))
+                 .process(WriteOutputs(open_writer, linger_ms=options.writer_linger_ms), output_type=SUMMARY_TYPE)
+                 .name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
     sink_dead_letters(dead_letters, settings)

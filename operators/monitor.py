@@ -193,13 +193,14 @@ WRITE_FAILURES = OutputTag("write-failures", Types.STRING())
 
 
 class WriteOutputs(KeyedProcessFunction):
-    """Writes windows' records to the stores (idempotently) in batches: the windows that come
-    within ``linger_ms`` of each other (a watermark closes every endpoint's window at once), at
-    most ``max_batch`` at a time, in one write per store; returns a one-line summary row per
-    window. The windows waiting are keyed state (checkpointed: none is lost by a restart). A window
-    a store refuses for good (not an outage, which is waited out) goes to the side output
-    :data:`WRITE_FAILURES` as a dead letter with the store's message; the endpoint's record shows
-    the problem, and the job goes on."""
+    """Writes windows' records to the stores (idempotently) in batches: at most ``max_batch``
+    windows at a time, in one write per store; a batch not full is written when the next watermark
+    reaches the writer (a watermark closes every endpoint's window at once, and the window stage
+    hands it on after them) or ``linger_ms`` after its first window, whichever comes first. Returns
+    a one-line summary row per window. The windows waiting are keyed state (checkpointed: none is
+    lost by a restart). A window a store refuses for good (not an outage, which is waited out) goes
+    to the side output :data:`WRITE_FAILURES` as a dead letter with the store's message; the
+    endpoint's record shows the problem, and the job goes on."""
 
     def __init__(self, open_writer, max_batch: int = 1000, linger_ms: int = 200):
         self.open_writer = open_writer
@@ -234,6 +235,12 @@ class WriteOutputs(KeyedProcessFunction):
         if n == 1:
             timers = ctx.timer_service()
             timers.register_processing_time_timer(timers.current_processing_time() + self.linger_ms)
+            # and at the next watermark: the window stage hands a watermark on after every window it
+            # fired at it, so a firing's last batch is written once complete (a processing-time timer
+            # reaches Python only when the writer's bundle ends, 1-2 s later at 10,000 endpoints)
+            watermark = timers.current_watermark()
+            if watermark < END_OF_INPUT:
+                timers.register_event_time_timer(watermark + 1)
             # and at the end of a bounded input (its last watermark), which drops processing-time timers
             timers.register_event_time_timer(END_OF_INPUT)
         if n >= self.max_batch:

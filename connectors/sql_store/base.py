@@ -156,6 +156,7 @@ class SqlStoreBase:
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
         self._t = build_tables(sa.MetaData())
         self._upserts: dict[tuple, Any] = {}
+        self._many_rows: dict[tuple, tuple] = {}  # (statement key, row keys) -> _many_rows_plan
 
     # ------------------------------------------------------------------ plumbing
 
@@ -218,7 +219,7 @@ class SqlStoreBase:
         stmt = self._upserts.get(key)
         if stmt is None:  # built once: building the statement cost as much as running it (SQLite)
             stmt = self._upserts[key] = self._upsert_statement(table, update, newer_only)
-        conn.execute(stmt, rows)
+        self._execute_rows(conn, key, stmt, rows)
 
     def _accumulate(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *,
                     add: Sequence[str] = (), earliest: Sequence[str] = (), latest: Sequence[str] = ()) -> None:
@@ -232,7 +233,30 @@ class SqlStoreBase:
         stmt = self._upserts.get(key)
         if stmt is None:
             stmt = self._upserts[key] = self._accumulate_statement(table, add, earliest, latest)
-        conn.execute(stmt, rows)
+        self._execute_rows(conn, key, stmt, rows)
+
+    def _execute_rows(self, conn: sa.Connection, key: tuple, stmt, rows: list[dict[str, Any]]) -> None:
+        """Run the one-row INSERT ``stmt`` for each of ``rows`` (dicts with the same keys), in row
+        order. SQLite: up to 1,000 rows per statement, each value through its column type's bind
+        processing as SQLAlchemy's own execution does: pysqlite gives up the GIL at every step of
+        a statement and waits for it after, so a statement per row waited once per row on the
+        worker's other threads. MySQL: PyMySQL sends the rows as one statement already."""
+        names = tuple(rows[0])
+        plan = None
+        if self.backend == "sqlite" and len(rows) > 1 and all(tuple(row) == names for row in rows):
+            if (key, names) not in self._many_rows:
+                self._many_rows[(key, names)] = _many_rows_plan(stmt, names, self.engine.dialect)
+            plan = self._many_rows[(key, names)]
+        if plan is None:
+            conn.execute(stmt, rows)
+            return
+        sql_of, order, processors = plan
+        per = max(1, min(1_000, 32_766 // len(order)))
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            values = [value if process is None else process(value)
+                      for row in chunk for name, process in zip(order, processors) for value in (row[name],)]
+            conn.exec_driver_sql(sql_of(len(chunk)), tuple(values))
 
     def _accumulate_statement(self, table: sa.Table, add: Sequence[str], earliest: Sequence[str],
                               latest: Sequence[str]):
@@ -277,6 +301,29 @@ class SqlStoreBase:
             stmt = stmt.on_conflict_do_update(
                 index_elements=keys, set_={c: stmt.excluded[c] for c in update}, where=where)
         return stmt
+
+
+def _many_rows_plan(stmt, names: tuple[str, ...], dialect) -> tuple[Callable[[int], str], list[str], list] | None:
+    """How to run the one-row INSERT ``stmt`` (its values named ``names``) on many rows at once on
+    SQLite: the SQL of n rows (its ``VALUES`` group n times, the rest as compiled), the values'
+    names in their order, and each one's bind processor (None: the value as given). None for a
+    statement of another shape (a value that is not a parameter of ``names``)."""
+    import functools
+
+    compiled = stmt.compile(dialect=dialect, column_keys=list(names))
+    head, values_word, rest = compiled.string.partition(" VALUES (")
+    group, closing, tail = rest.partition(")")
+    order = list(compiled.positiontup)
+    if not values_word or not closing or group.count("?") != len(order) or any(n not in names for n in order):
+        return None
+    processors = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order]
+    one = f"({group})"
+
+    @functools.lru_cache(maxsize=64)
+    def sql_of(n: int) -> str:
+        return f"{head} VALUES {', '.join([one] * n)}{tail}"
+
+    return sql_of, order, processors
 
 
 def _pick(stored: sa.ColumnElement, given: sa.ColumnElement, earlier: bool) -> sa.ColumnElement:

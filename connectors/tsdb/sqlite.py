@@ -11,6 +11,7 @@ A file written before a table's key had its present form is rebuilt on
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -65,7 +66,28 @@ def _upsert_sql(table: Table) -> str:
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
-_UPSERT = {table: _upsert_sql(table) for table in tables.TABLES}
+_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999  # SQLite's default bound per statement
+_ROWS_PER_STATEMENT = 1_000
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_rows_sql(table: Table, n: int) -> str:
+    """:func:`_upsert_sql` for ``n`` rows in one ``VALUES`` list (SQLite applies the upsert to
+    each row in order, as ``executemany`` of the one-row statement does)."""
+    head, _, rest = _upsert_sql(table).partition(" VALUES ")
+    row, _, conflict = rest.partition(" ON CONFLICT ")
+    return f"{head} VALUES {', '.join([row] * n)} ON CONFLICT {conflict}"
+
+
+def _upsert_rows(conn: sqlite3.Connection, table: Table, rows: Sequence[tuple]) -> None:
+    """Upsert ``rows`` (tuples in the order of ``table.column_names``) with a statement per up to
+    1,000 rows: the sqlite3 module gives up the GIL at every step of a statement and waits for it
+    after, so a statement per row waited once per row on the worker's other threads (the SQL
+    store's write, the parse stage)."""
+    per = max(1, min(_ROWS_PER_STATEMENT, _VARIABLES // len(table.column_names)))
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        conn.execute(_upsert_rows_sql(table, len(chunk)), [value for row in chunk for value in row])
 
 
 def _unique_keys(conn: sqlite3.Connection, table: str) -> list[list[str]]:
@@ -170,7 +192,7 @@ class SqliteTSDB(TSDB):
 
     def write_rows(self, table: Table, records: list[Any]) -> None:
         rows = encode_rows(table, records)
-        self._transaction(f"writing {table.noun}", lambda conn: conn.executemany(_UPSERT[table], rows))
+        self._transaction(f"writing {table.noun}", lambda conn: _upsert_rows(conn, table, rows))
 
     def write_window(self, results: Sequence[ResultRecord], metrics: Sequence[MetricRecord],
                      errors: Sequence[ErrorRecord], predictions: Sequence[PredictionRecord],
@@ -180,12 +202,11 @@ class SqliteTSDB(TSDB):
         checks = BatchChecks()
         checked = self.checked_window(results, metrics, errors, predictions, feature_drift, checks)
         order = (tables.RESULTS, tables.METRICS, tables.ERRORS, tables.PREDICTIONS, tables.FEATURE_DRIFT)
-        writes = [(_UPSERT[table], encode_rows(table, records, checks.texts)) for table, records in zip(order, checked)]
+        writes = [(table, encode_rows(table, records, checks.texts)) for table, records in zip(order, checked)]
 
         def write(conn: sqlite3.Connection) -> None:
-            for sql, rows in writes:
-                if rows:
-                    conn.executemany(sql, rows)
+            for table, rows in writes:
+                _upsert_rows(conn, table, rows)
 
         self._transaction("writing windows", write)
 

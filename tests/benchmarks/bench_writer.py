@@ -6,11 +6,14 @@ record, 20 per-feature rows), on the embedded SQLite stores.
     .venv/bin/python -m tests.benchmarks.bench_writer                    # 1,000 endpoints, batches of 1,000, 3 windows
     .venv/bin/python -m tests.benchmarks.bench_writer --endpoints 10000  # the scale benchmark's fleet
     .venv/bin/python -m tests.benchmarks.bench_writer --endpoints 10000 --history 1440  # a day of 1-minute windows
+    .venv/bin/python -m tests.benchmarks.bench_writer --busy-thread     # beside a thread running Python
 
 Prints the median over the windows of µs per endpoint window, per store. ``--history N`` stores N
 earlier windows per endpoint first (untimed, straight into ``endpoint_windows``; the endpoints'
 registration then derives their totals from them): what a job that has run for N windows writes
-into.
+into. ``--busy-thread``: a thread of the same process runs Python meanwhile, as the job's other
+stages and the writer's other store do in its Python worker (a write that gives up the GIL waits
+for it to come back).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import argparse
 import datetime as dt
 import statistics
 import tempfile
+import threading
 import time
 
 import sqlalchemy as sa
@@ -85,7 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--history", type=int, default=0,
                         help="windows already stored per endpoint before the timed ones (untimed)")
+    parser.add_argument("--busy-thread", action="store_true", help="a thread running Python meanwhile")
     args = parser.parse_args(argv)
+    done = threading.Event()
+
+    def busy() -> None:
+        n = 0
+        while not done.is_set():
+            for i in range(1_000):
+                n += i
+
+    if args.busy_thread:
+        threading.Thread(target=busy, daemon=True).start()
     project = "bench"
     with tempfile.TemporaryDirectory() as tmp:
         store = SqlStore(f"sqlite:///{tmp}/store.db")
@@ -116,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                 times["TSDB write_window"].append((time.perf_counter() - t) / len(batch))
         store.close()
         tsdb.close()
+    done.set()
     print(f"{args.endpoints:,} endpoints, {args.history:,} windows of history each, {args.windows} windows timed, "
-          f"batches of {args.batch:,} windows (SQLite stores; history and registration took {setup:.0f} s)")
+          f"batches of {args.batch:,} windows (SQLite stores; history and registration took {setup:.0f} s)"
+          + ("; beside a thread running Python" if args.busy_thread else ""))
     print(f"{'write':<28} {'µs per endpoint window (median)':>32} {'min':>8} {'max':>8}")
     for name, values in times.items():
         us = [v * 1e6 for v in values]

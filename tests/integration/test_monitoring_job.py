@@ -384,6 +384,33 @@ def test_each_written_window_says_when_it_fired_and_when_the_stores_had_it(tmp_p
     assert fired == sorted(fired)
 
 
+def test_the_windows_a_watermark_fires_are_written_when_it_reaches_the_writer(tmp_path, kafka, project):
+    """The writer writes a firing's windows once the watermark that fired them reaches it, not when
+    its linger timer fires: with the linger set to an hour (and no idle close), the window is
+    written while the job runs, with the rows sent and the drift computed offline from them."""
+    rng, settings, endpoint = _named_endpoint(tmp_path, kafka, project, "model-w", seed=8)
+    window_ms = 2_000
+    rows = [rng.normal(size=3).round(5).tolist() for _ in range(30)]
+    events = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + i * 10, "request_id": f"r{i}",
+               "inputs": [row]} for i, row in enumerate(rows)]
+    later = [{"endpoint_id": endpoint.endpoint_id, "timestamp": T0 + 10 * window_ms + i, "request_id": f"l{i}",
+              "inputs": [rng.normal(size=3).round(5).tolist()]} for i in range(5)]
+    _produce(kafka, topic_names(project)["events"], events + later, partition=0)
+    graph = build(settings, JobOptions(window_ms=window_ms, max_disorder_ms=200, idle_grace_ms=3_600_000,
+                                       writer_linger_ms=3_600_000, checkpoint_interval_ms=1_000))
+    client = graph.env.execute_async("it-written-at-watermark")
+    tsdb = open_tsdb(settings.tsdb_connection)
+    try:
+        _wait_for(lambda: tsdb.query_predictions(project, endpoint.endpoint_id), 90, "the window's records")
+        (prediction,) = tsdb.query_predictions(project, endpoint.endpoint_id)
+        assert int(prediction.start_infer_time.timestamp() * 1000) == T0 and prediction.count == 30
+        (drift,) = tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")
+        stats = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id).feature_stats
+        assert drift.value == pytest.approx(_mlrun_general_drift(stats, FEATURES, np.array(rows)), abs=1e-9)
+    finally:
+        client.cancel().result()
+
+
 def test_submitted_to_the_standalone_cluster(tmp_path, kafka, flink, project):
     rng = np.random.default_rng(3)
     reference = pd.DataFrame(rng.normal(size=(1000, 3)), columns=FEATURES)

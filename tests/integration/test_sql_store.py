@@ -825,14 +825,16 @@ def test_a_window_recorded_at_once_equals_its_writes_one_by_one(store):
     assert [r.value for r in store.latest_results("ep-1")] == [0.4]
 
 
-def test_a_batch_of_100_windows_recorded_at_once(store):
-    """The writer's batch: the records of 100 windows of three endpoints, given in shuffled order,
-    in one call; the stored latest values and totals computed here from the inputs."""
+@pytest.mark.parametrize("n_windows", [100, 900])
+def test_a_batch_of_windows_recorded_at_once(store, n_windows):
+    """The writer's batch: the records of 100 (900) windows of three endpoints, given in shuffled
+    order, in one call (2,700 rows per table: statements of many rows, over several); the stored
+    latest values and totals computed here from the inputs."""
     rng = np.random.default_rng(3)
     endpoints = ["ep-1", "ep-2", "ep-3"]
     for e in endpoints[:2]:  # ep-3 is not registered yet: its counters wait for it
         endpoint(store, e)
-    windows = [(e, n) for n in range(100) for e in endpoints]
+    windows = [(e, n) for n in range(n_windows) for e in endpoints]
     values = {w: float(rng.uniform()) for w in windows}
     rows = {w: int(rng.integers(1, 1000)) for w in windows}
     order = rng.permutation(len(windows))
@@ -843,21 +845,22 @@ def test_a_batch_of_100_windows_recorded_at_once(store):
                          for e, n in shuffled])
     for e in endpoints[:2]:
         got = store.get_endpoint(e)
-        assert got.rows_count == sum(rows[(e, n)] for n in range(100))
-        assert got.events_count == sum(n + 1 for n in range(100)) and got.error_count == 50
-        assert got.last_window_end == T0 + 100 * W
-        # (the value columns are FLOAT on MySQL: single precision)
+        assert got.rows_count == sum(rows[(e, n)] for n in range(n_windows))
+        assert got.events_count == sum(n + 1 for n in range(n_windows)) and got.error_count == n_windows // 2
+        assert got.last_window_end == T0 + n_windows * W
+        # (the value columns are FLOAT on MySQL: single precision, read back with 6 digits)
         assert [(r.value, r.end_infer_time) for r in store.latest_results(e)] == [
-            (pytest.approx(values[(e, 99)], rel=1e-6), T0 + 100 * W)]
-        assert [m.value for m in store.latest_metrics(e)] == [pytest.approx(values[(e, 99)] / 2, rel=1e-6)]
-        assert len(store.window_counters(e)) == 100
-    assert len(store.window_counters("ep-3")) == 100
+            (pytest.approx(values[(e, n_windows - 1)], rel=1e-5), T0 + n_windows * W)]
+        assert [m.value for m in store.latest_metrics(e)] == [
+            pytest.approx(values[(e, n_windows - 1)] / 2, rel=1e-5)]
+        assert len(store.window_counters(e)) == n_windows
+    assert len(store.window_counters("ep-3")) == n_windows
     endpoint(store, "ep-3")
-    assert store.get_endpoint("ep-3").rows_count == sum(rows[("ep-3", n)] for n in range(100))
+    assert store.get_endpoint("ep-3").rows_count == sum(rows[("ep-3", n)] for n in range(n_windows))
     # the same batch again (a replay) counts nothing twice
     store.record_window([], [], [window(n, endpoint_id=e, rows=rows[(e, n)], events=n + 1, errors=n % 2)
                                  for e, n in windows])
-    assert store.get_endpoint("ep-1").rows_count == sum(rows[("ep-1", n)] for n in range(100))
+    assert store.get_endpoint("ep-1").rows_count == sum(rows[("ep-1", n)] for n in range(n_windows))
 
 
 def test_a_batch_is_one_multi_row_statement_per_table_on_mariadb(mysql):
@@ -891,3 +894,21 @@ def test_a_batch_is_one_multi_row_statement_per_table_on_mariadb(mysql):
             windows_insert = next(q for q in inserts if "endpoint_windows" in q)
             assert windows_insert.count("),(") + windows_insert.count("), (") == 99  # 100 rows in one statement
         assert store.get_endpoint("ep-1").rows_count == 150 * 100
+
+
+def test_a_batch_is_a_few_statements_of_many_rows_on_sqlite(tmp_path):
+    """What SQLite runs for a batch of 2,500 windows: the windows' counters in statements of up to
+    1,000 rows (three), not a statement per window (pysqlite gives up the GIL at each statement's
+    step and waits for it after: a statement per row waits once per row on the worker's threads)."""
+    with SqlStore(f"sqlite:///{tmp_path}/store.sqlite") as store:
+        store.create_schema()
+        endpoint(store)
+        ran: list[str] = []
+        sa.event.listen(store.engine, "connect", lambda dbapi_conn, _: dbapi_conn.set_trace_callback(ran.append))
+        store.engine.dispose()  # the next connection is traced
+        store.record_window([result(n, 0.1) for n in range(2500)], [metric(n, 0.2) for n in range(2500)],
+                            [window(n, rows=n + 1) for n in range(2500)])
+        inserts = [q for q in ran if q.lstrip().upper().startswith("INSERT INTO ENDPOINT_WINDOWS")]
+        assert len(inserts) == 3
+        assert store.get_endpoint("ep-1").rows_count == sum(n + 1 for n in range(2500))
+        assert len(store.window_counters("ep-1")) == 2500

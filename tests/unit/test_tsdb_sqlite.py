@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamdrift.connectors.tsdb import TSDBError, open_tsdb
 from streamdrift.connectors.tsdb.base import from_micros, micros
@@ -451,3 +453,33 @@ def test_extra_data_is_stored_as_ascii_json_with_sorted_keys_and_no_nan(extra, e
     text = extra_data_json(extra)
     assert text.isascii() and json.loads(text, parse_constant=pytest.fail) == expected
     assert list(json.loads(text)) == sorted(expected)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), min_size=1, max_size=2_600),
+       statement_rows=st.sampled_from([1, 7, 1_000]))
+def test_many_rows_in_one_write_keep_the_last_row_of_each_key(tmp_path_factory, keys, statement_rows):
+    """A write of any number of rows (over one statement's 1,000 or fewer rows, keys repeated inside
+    a statement and across statements, rows already stored) leaves per key the row given last, as
+    one upsert per row in order would."""
+    from streamdrift.connectors.tsdb import sqlite as sqlite_tsdb
+
+    db = open_tsdb(f"sqlite:///{tmp_path_factory.mktemp('many')}/tsdb.sqlite", create_schema=True)
+    try:
+        db.write_metrics([met(f"e{e}", window=w, value=-1.0) for e, w in keys[::3]])  # some already stored
+        given_rows = [met(f"e{e}", window=w, value=float(i)) for i, (e, w) in enumerate(keys)]
+        features = [feat(f"f{e}", window=w, i=i) for i, (e, w) in enumerate(keys)]
+        saved = sqlite_tsdb._ROWS_PER_STATEMENT
+        sqlite_tsdb._ROWS_PER_STATEMENT = statement_rows
+        try:
+            db.write_window([], given_rows, [], [], features)
+        finally:
+            sqlite_tsdb._ROWS_PER_STATEMENT = saved
+        last = {(m.endpoint_id, m.end_infer_time): m for m in given_rows}  # a dict keeps the last given
+        assert sorted(db.query_metrics("fraud"), key=lambda m: (m.endpoint_id, m.end_infer_time)) == \
+            sorted(last.values(), key=lambda m: (m.endpoint_id, m.end_infer_time))
+        last_features = {(f.feature_name, f.end_infer_time): f for f in features}
+        assert sorted(db.query_feature_drift("fraud"), key=lambda f: (f.feature_name, f.end_infer_time)) == \
+            sorted(last_features.values(), key=lambda f: (f.feature_name, f.end_infer_time))
+    finally:
+        db.close()
