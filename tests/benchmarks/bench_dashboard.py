@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=7, help="measured loads per page (after one warm-up)")
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--columns", type=int, default=2000)
-    parser.add_argument("--port", type=int, default=38790, help="first of the two ports used")
+    parser.add_argument("--port", type=int, default=28790, help="first of the two ports used (below the "
+                        "ephemeral ports, which clients' connections take)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright

@@ -483,3 +483,20 @@ def test_many_rows_in_one_write_keep_the_last_row_of_each_key(tmp_path_factory, 
             sorted(last_features.values(), key=lambda f: (f.feature_name, f.end_infer_time))
     finally:
         db.close()
+
+
+def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(tmp_path, monkeypatch):
+    """SQLite before 3.32 takes 999 parameters per statement (emulated with ``setlimit``; the
+    module reads the bound off the library's version at import): a batch of 2,500 windows'
+    per-feature rows (15 values each) is written whole."""
+    from streamdrift.connectors.tsdb import sqlite as sqlite_tsdb
+
+    monkeypatch.setattr(sqlite_tsdb, "_VARIABLES", 999)
+    db = open_tsdb(f"sqlite:///{tmp_path}/tsdb.sqlite", create_schema=True)
+    try:
+        db._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        features = [feat("f0", window=w, i=w) for w in range(2_500)]
+        db.write_window([], [], [], [], features)
+        assert db.query_feature_drift("fraud") == features
+    finally:
+        db.close()
