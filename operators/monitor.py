@@ -236,8 +236,9 @@ class WriteOutputs(KeyedProcessFunction):
             timers = ctx.timer_service()
             timers.register_processing_time_timer(timers.current_processing_time() + self.linger_ms)
             # and at the next watermark: the window stage hands a watermark on after every window it
-            # fired at it, so a firing's last batch is written once complete (a processing-time timer
-            # reaches Python only when the writer's bundle ends, 1-2 s later at 10,000 endpoints)
+            # fired at it, so a firing's last batch is written once complete, at the latest (a
+            # processing-time timer reaches Python only when the writer's bundle ends, 1-2 s later at
+            # 10,000 endpoints; with several window subtasks an earlier watermark may cut a batch short)
             watermark = timers.current_watermark()
             if watermark < END_OF_INPUT:
                 timers.register_event_time_timer(watermark + 1)

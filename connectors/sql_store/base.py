@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -251,11 +252,15 @@ class SqlStoreBase:
             conn.execute(stmt, rows)
             return
         sql_of, order, processors = plan
-        per = max(1, min(1_000, 32_766 // len(order)))
+        variables = conn.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per = max(1, min(1_000, variables // len(order)))
         for i in range(0, len(rows), per):
             chunk = rows[i:i + per]
-            values = [value if process is None else process(value)
-                      for row in chunk for name, process in zip(order, processors) for value in (row[name],)]
+            try:
+                values = [value if process is None else process(value)
+                          for row in chunk for name, process in zip(order, processors) for value in (row[name],)]
+            except Exception as exc:  # as SQLAlchemy's own execution reports a value its type refuses
+                raise sa.exc.StatementError(f"({type(exc).__name__}) {exc}", sql_of(1), None, exc) from exc
             conn.exec_driver_sql(sql_of(len(chunk)), tuple(values))
 
     def _accumulate_statement(self, table: sa.Table, add: Sequence[str], earliest: Sequence[str],
@@ -312,9 +317,9 @@ def _many_rows_plan(stmt, names: tuple[str, ...], dialect) -> tuple[Callable[[in
 
     compiled = stmt.compile(dialect=dialect, column_keys=list(names))
     head, values_word, rest = compiled.string.partition(" VALUES (")
-    group, closing, tail = rest.partition(")")
+    group, _, tail = rest.partition(")")
     order = list(compiled.positiontup)
-    if not values_word or not closing or group.count("?") != len(order) or any(n not in names for n in order):
+    if not values_word or group.replace(" ", "") != ",".join("?" * len(order)) or any(n not in names for n in order):
         return None
     processors = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order]
     one = f"({group})"

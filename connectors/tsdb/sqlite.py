@@ -66,7 +66,6 @@ def _upsert_sql(table: Table) -> str:
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
-_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999  # SQLite's default bound per statement
 _ROWS_PER_STATEMENT = 1_000
 
 
@@ -84,7 +83,8 @@ def _upsert_rows(conn: sqlite3.Connection, table: Table, rows: Sequence[tuple]) 
     1,000 rows: the sqlite3 module gives up the GIL at every step of a statement and waits for it
     after, so a statement per row waited once per row on the worker's other threads (the SQL
     store's write, the parse stage)."""
-    per = max(1, min(_ROWS_PER_STATEMENT, _VARIABLES // len(table.column_names)))
+    variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before SQLite 3.32, 32,766 after
+    per = max(1, min(_ROWS_PER_STATEMENT, variables // len(table.column_names)))
     for i in range(0, len(rows), per):
         chunk = rows[i:i + per]
         conn.execute(_upsert_rows_sql(table, len(chunk)), [value for row in chunk for value in row])

@@ -828,7 +828,7 @@ def test_a_window_recorded_at_once_equals_its_writes_one_by_one(store):
 @pytest.mark.parametrize("n_windows", [100, 900])
 def test_a_batch_of_windows_recorded_at_once(store, n_windows):
     """The writer's batch: the records of 100 (900) windows of three endpoints, given in shuffled
-    order, in one call (2,700 rows per table: statements of many rows, over several); the stored
+    order, in one call (2,700 window counters: statements of many rows, over several); the stored
     latest values and totals computed here from the inputs."""
     rng = np.random.default_rng(3)
     endpoints = ["ep-1", "ep-2", "ep-3"]
@@ -912,3 +912,32 @@ def test_a_batch_is_a_few_statements_of_many_rows_on_sqlite(tmp_path):
         assert len(inserts) == 3
         assert store.get_endpoint("ep-1").rows_count == sum(n + 1 for n in range(2500))
         assert len(store.window_counters("ep-1")) == 2500
+
+
+def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(tmp_path):
+    """SQLite before 3.32 takes 999 parameters per statement (emulated with ``setlimit``): a batch of
+    900 windows (their reads hold 901 parameters) is recorded whole, its writes cut to fit."""
+    import sqlite3
+
+    with SqlStore(f"sqlite:///{tmp_path}/store.sqlite") as store:
+        store.create_schema()
+        endpoint(store)
+        sa.event.listen(store.engine, "connect",
+                        lambda dbapi_conn, _: dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999))
+        store.engine.dispose()  # the next connection has the limit
+        store.record_window([result(n, 0.1) for n in range(900)], [metric(n, 0.2) for n in range(900)],
+                            [window(n, rows=n + 1) for n in range(900)])
+        assert store.get_endpoint("ep-1").rows_count == sum(n + 1 for n in range(900))
+        assert len(store.window_counters("ep-1")) == 900
+
+
+def test_a_value_its_column_type_refuses_is_a_store_error_on_sqlite(tmp_path):
+    """A batch whose extra_data holds what JSON cannot hold fails as the store's error, whether its
+    rows go in one statement or one each."""
+    with SqlStore(f"sqlite:///{tmp_path}/store.sqlite") as store:
+        store.create_schema()
+        endpoint(store)
+        bad = dataclasses.replace(result(1, 0.1), extra_data={"s": {1, 2}})
+        for results in ([bad], [result(1, 0.1, endpoint_id="ep-2"), bad]):  # one row; two in one statement
+            with pytest.raises(StoreError):
+                store.record_window(results, [], None)

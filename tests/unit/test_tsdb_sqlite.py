@@ -485,13 +485,9 @@ def test_many_rows_in_one_write_keep_the_last_row_of_each_key(tmp_path_factory, 
         db.close()
 
 
-def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(tmp_path, monkeypatch):
-    """SQLite before 3.32 takes 999 parameters per statement (emulated with ``setlimit``; the
-    module reads the bound off the library's version at import): a batch of 2,500 windows'
-    per-feature rows (15 values each) is written whole."""
-    from streamdrift.connectors.tsdb import sqlite as sqlite_tsdb
-
-    monkeypatch.setattr(sqlite_tsdb, "_VARIABLES", 999)
+def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(tmp_path):
+    """SQLite before 3.32 takes 999 parameters per statement (emulated with ``setlimit``): a batch
+    of 2,500 windows' per-feature rows (15 values each) is written whole."""
     db = open_tsdb(f"sqlite:///{tmp_path}/tsdb.sqlite", create_schema=True)
     try:
         db._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
