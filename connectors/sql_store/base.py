@@ -263,6 +263,18 @@ class SqlStoreBase:
                 raise sa.exc.StatementError(f"({type(exc).__name__}) {exc}", sql_of(1), None, exc) from exc
             conn.exec_driver_sql(sql_of(len(chunk)), tuple(values))
 
+    def _upsert_from_select(self, table: sa.Table, columns: Sequence[str], update: Sequence[str],
+                            select: sa.Select):
+        """``INSERT INTO table (columns) SELECT ...``; on a primary-key clash the ``update``
+        columns take the selected values. ``select`` must have a WHERE clause (SQLite reads an
+        upsert after a bare SELECT as a join)."""
+        if self.backend == "mysql":
+            stmt = mysql_dialect.insert(table).from_select(list(columns), select)
+            return stmt.on_duplicate_key_update([(c, stmt.inserted[c]) for c in update])
+        stmt = sqlite_dialect.insert(table).from_select(list(columns), select)
+        return stmt.on_conflict_do_update(index_elements=[c.name for c in table.primary_key.columns],
+                                          set_={c: stmt.excluded[c] for c in update})
+
     def _accumulate_statement(self, table: sa.Table, add: Sequence[str], earliest: Sequence[str],
                               latest: Sequence[str]):
         if self.backend == "mysql":

@@ -225,14 +225,16 @@ class EndpointsMixin(SqlStoreBase):
         """Each endpoint's drift status and measure from its latest verdict result (``latest_results``
         keeps the newest window's), to run in a transaction after the latest results are written."""
         latest = self._t["latest_results"]
+        # copied in the database: no row comes back to Python (on SQLite each would be one more
+        # step of the statement, and one more wait for the GIL beside the worker's other threads)
+        copy = self._upsert_from_select(
+            self._t["endpoint_status"], ("endpoint_id", *DRIFT_COLUMNS), DRIFT_COLUMNS,
+            sa.select(latest.c.endpoint_id, latest.c.status, latest.c.value).where(
+                latest.c.endpoint_id.in_(endpoint_ids), latest.c.application_name == verdict[0],
+                latest.c.result_name == verdict[1]))
 
         def write(conn: sa.Connection) -> None:
-            rows = conn.execute(sa.select(latest.c.endpoint_id, latest.c.status, latest.c.value).where(
-                latest.c.endpoint_id.in_(endpoint_ids), latest.c.application_name == verdict[0],
-                latest.c.result_name == verdict[1])).all()
-            self._upsert(conn, self._t["endpoint_status"], [
-                {"endpoint_id": endpoint_id, "drift_status": int(status), "drift_measure": finite(value)}
-                for endpoint_id, status, value in rows], DRIFT_COLUMNS)
+            conn.execute(copy)
 
         return write
 
@@ -349,6 +351,15 @@ class EndpointsMixin(SqlStoreBase):
             status.c.last_window_end.is_not(None)).with_for_update()
 
     @functools.cached_property
+    def _counted_count_select(self) -> sa.Select:
+        """How many of the endpoints ``ids`` (distinct) have totals that counted a window, their
+        status rows locked as by :attr:`_counted_select`."""
+        status = self._t["endpoint_status"]
+        return sa.select(sa.func.count()).select_from(status).where(
+            status.c.endpoint_id.in_(sa.bindparam("ids", expanding=True)),
+            status.c.last_window_end.is_not(None)).with_for_update()
+
+    @functools.cached_property
     def _stored_totals_select(self) -> sa.Select:
         status = self._t["endpoint_status"]
         return sa.select(status.c.endpoint_id, *(status.c[name] for name in TOTAL_COLUMNS)).where(
@@ -374,7 +385,12 @@ class EndpointsMixin(SqlStoreBase):
         ids = list(deltas)
         if not ids:
             return {}
-        counted = set(conn.execute(self._counted_select, {"ids": ids}).scalars())
+        # once its endpoints have counted a window (every batch but their first), a batch reads one
+        # number here, not one row per endpoint
+        if conn.execute(self._counted_count_select, {"ids": ids}).scalar_one() == len(ids):
+            counted = set(ids)
+        else:
+            counted = set(conn.execute(self._counted_select, {"ids": ids}).scalars())
         self._accumulate(conn, self._t["endpoint_status"],
                          [dict(deltas[e], endpoint_id=e) for e in ids if e in counted], add=COUNT_COLUMNS,
                          earliest=("first_request",), latest=("last_request", "last_window_end"))

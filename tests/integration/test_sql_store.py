@@ -561,6 +561,48 @@ def test_totals_are_the_sums_over_the_last_counters_of_each_window_mariadb(maria
     check_totals_follow_the_windows(mariadb_store, operations)
 
 
+# batches of verdict results: (endpoint, window, status, value as a fraction of 1,000), other results mixed in
+_verdict_batches = st.lists(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(0, 2),
+                                               st.integers(0, 1000), st.booleans()), max_size=8),
+                            min_size=1, max_size=5)
+
+
+def check_drift_status_follows_the_newest_verdict(store: SqlStore, batches: list[list[tuple]]) -> None:
+    """Each endpoint's drift status and measure are those of its verdict result of the newest window
+    recorded so far, of equal windows the one given last (within a batch, and a later batch's);
+    a result of another name moves nothing. Expected values kept here in a dict."""
+    ids = [f"{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
+    for e in ids[:3]:  # the fourth is not registered: its status row comes with its first verdict
+        endpoint(store, e)
+    newest: dict[str, tuple[int, int, float]] = {}  # endpoint -> (window, status, value)
+    for batch in batches:
+        results = []
+        for e, n, status, value, is_verdict in batch:
+            name = VERDICT[1] if is_verdict else "other_drift"
+            results.append(result(n, value / 1000, endpoint_id=ids[e], name=name, status=status))
+            if is_verdict and (ids[e] not in newest or n >= newest[ids[e]][0]):
+                newest[ids[e]] = (n, status, value / 1000)
+        store.record_window(results, [], None, VERDICT)
+        with store.engine.connect() as conn:
+            got = {e: (s, v) for e, s, v in conn.execute(sa.text(
+                "SELECT endpoint_id, drift_status, drift_measure FROM endpoint_status")) if e in ids}
+        # (drift_measure is FLOAT on MySQL: single precision)
+        assert {e: sv for e, sv in got.items() if sv[0] is not None} == {
+            e: (status, pytest.approx(value, rel=1e-5, abs=1e-7)) for e, (_, status, value) in newest.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(_verdict_batches)
+def test_drift_status_follows_the_newest_verdict_sqlite(sqlite_store, batches):
+    check_drift_status_follows_the_newest_verdict(sqlite_store, batches)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_verdict_batches)
+def test_drift_status_follows_the_newest_verdict_mariadb(mariadb_store, batches):
+    check_drift_status_follows_the_newest_verdict(mariadb_store, batches)
+
+
 def test_writers_and_registrations_at_the_same_time_leave_totals_equal_to_the_windows(url):
     """Three writers rewrite the same windows of three endpoints with other counts while the
     endpoints are registered again and again, each through its own connection: the totals
@@ -912,6 +954,31 @@ def test_a_batch_is_a_few_statements_of_many_rows_on_sqlite(tmp_path):
         assert len(inserts) == 3
         assert store.get_endpoint("ep-1").rows_count == sum(n + 1 for n in range(2500))
         assert len(store.window_counters("ep-1")) == 2500
+
+
+def test_a_batch_of_endpoints_that_have_totals_reads_no_row_per_endpoint_on_sqlite(tmp_path):
+    """A batch of 1,000 endpoints' next windows with their verdicts: SQLite returns no row per
+    endpoint (each would be one more step of a statement, one more wait for the GIL beside the
+    worker's other threads), and the totals and drift statuses are those of the windows given."""
+    ids = [f"ep-{i}" for i in range(1000)]
+    with SqlStore(f"sqlite:///{tmp_path}/store.sqlite") as store:
+        store.create_schema()
+        for e in ids:
+            endpoint(store, e)
+        store.record_window([result(0, 0.1, endpoint_id=e) for e in ids], [], [window(0, e) for e in ids], VERDICT)
+        ran: list[str] = []
+        sa.event.listen(store.engine, "connect", lambda dbapi_conn, _: dbapi_conn.set_trace_callback(ran.append))
+        store.engine.dispose()  # the next connection is traced
+        store.record_window([result(1, i / 1000, endpoint_id=e, status=i % 3) for i, e in enumerate(ids)], [],
+                            [window(1, e, rows=i + 1) for i, e in enumerate(ids)], VERDICT)
+        selects = [" ".join(q.split()).split(" FROM ")[0] for q in ran if q.lstrip().upper().startswith("SELECT")]
+        assert selects == ["SELECT endpoint_windows.endpoint_id, endpoint_windows.window_end, "
+                           "endpoint_windows.rows_count, endpoint_windows.events_count, "
+                           "endpoint_windows.error_count, endpoint_windows.late_count",
+                           "SELECT count(*) AS count_1"], selects  # how many of them counted a window
+        for i, e in enumerate(ids):  # the windows' new counters are not stored yet: nothing comes back
+            got = store.get_endpoint(e)
+            assert (got.rows_count, got.drift_status, got.drift_measure) == (100 + i + 1, i % 3, i / 1000)
 
 
 def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(tmp_path):
