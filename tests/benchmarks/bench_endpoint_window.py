@@ -42,6 +42,25 @@ START_MS = 1_764_158_400_000
 WINDOW_MS = 60_000
 
 
+def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int):
+    """(store settings, catalog, endpoint id → its window's partials as bytes) of ``endpoints``
+    endpoints registered in new SQLite stores, with ``rows`` rows each in one window, aggregated
+    in batches of ``endpoints x rows_per_partial`` records (as the parse stage does)."""
+    tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
+    settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
+                                     tsdb_connection=f"sqlite:///{tmp}/tsdb.sqlite")
+    ids = register_endpoints(settings, "bench", endpoints, sample_size=0)
+    records = job_io.load_endpoints(settings.endpoint_store_connection)
+    catalog = EndpointCatalog(lambda: records)
+    payloads = serialise_events(ids, endpoints * rows, 1, START_MS)
+    parts: dict[str, list[bytes]] = {}
+    step = endpoints * rows_per_partial
+    for lo in range(0, len(payloads), step):
+        for partial in aggregate_records(payloads[lo:lo + step], catalog, WINDOW_MS, 0).partials:
+            parts.setdefault(partial.endpoint_id, []).append(partial.aggregate.to_bytes())
+    return settings, catalog, parts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoints", type=int, default=200)
@@ -53,18 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-gc", action="store_true", help="gc.freeze() after the setup and the young "
                         "generation collected every 50,000 allocations, as in the job's Python worker")
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
-    settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
-                                     tsdb_connection=f"sqlite:///{tmp}/tsdb.sqlite")
-    ids = register_endpoints(settings, "bench", args.endpoints, sample_size=0)
-    records = job_io.load_endpoints(settings.endpoint_store_connection)
-    catalog = EndpointCatalog(lambda: records)
-    payloads = serialise_events(ids, args.endpoints * args.rows, 1, START_MS)
-    parts: dict[str, list[bytes]] = {}
-    step = args.endpoints * args.rows_per_partial
-    for lo in range(0, len(payloads), step):
-        for partial in aggregate_records(payloads[lo:lo + step], catalog, WINDOW_MS, 0).partials:
-            parts.setdefault(partial.endpoint_id, []).append(partial.aggregate.to_bytes())
+    settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
     writer = job_io.StoreWriter(settings.tsdb_connection, settings.endpoint_store_connection)
     layouts = catalog.layout_by_fingerprint
