@@ -180,3 +180,85 @@ def test_endpoints_prepared_at_the_writers_start_make_no_plan_in_their_first_bat
     again = fresh.run_many([_window_row(e["endpoint_id"], 0, b) for e, b in zip(endpoints, bodies)])
     assert [_records(o) for o in outs] == [_records(o) for o in again]
     assert {r.result_name: r.status for r in outs[0].results}["feature_drift"] == 2  # 1.5 times the values
+
+
+class _StateStandIn:
+    """Flink's keyed list and value state for one key, in memory (no Flink runs in a unit test)."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, value):
+        self.items.append(value)
+
+    def get(self):
+        return list(self.items)
+
+    def value(self):
+        return self.items[-1] if self.items else None
+
+    def update(self, value):
+        self.items = [value]
+
+    def clear(self):
+        self.items = []
+
+
+class _RuntimeContextStandIn:
+    def get_list_state(self, descriptor):
+        return _StateStandIn()
+
+    def get_state(self, descriptor):
+        return _StateStandIn()
+
+    def get_metrics_group(self):
+        return type("Group", (), {"gauge": lambda self, name, fn: None})()
+
+    def get_index_of_this_subtask(self):
+        return 0
+
+    def get_number_of_parallel_subtasks(self):
+        return 1
+
+
+def test_the_writer_runs_the_applications_on_its_batch_and_writes_what_an_earlier_version_left_as_it_is__flink_state_stand_in(
+        tmp_path):
+    """A batch holding a window as the window stage hands it now (its aggregate) and one a
+    savepoint of the previous version left in the writer's state (its records, applications run):
+    both are written, each with its own numbers, and the new one's alert events leave."""
+    import pickle
+
+    from streamdrift.connectors import job_io
+    from streamdrift.connectors.tsdb import open_tsdb
+    from streamdrift.operators.monitor import ALERT_EVENTS, WriteOutputs
+    from streamdrift.udfs.accumulator import Accumulator
+
+    training = _training(9)
+    endpoints = [{"endpoint_id": k, "project": "p", "feature_stats": feature_stats(training.sample(300, random_state=i))}
+                 for i, k in enumerate(("ep1", "ep2"))]
+    aggs = []
+    for i, e in enumerate(endpoints):
+        acc = Accumulator.from_reference(e["feature_stats"])
+        acc.add_batch(training[NUMERIC].to_numpy()[:70] * (1 + 2 * i), {"c": training["c"][:70]})
+        aggs.append(WindowAggregate(rows=70, accumulator=acc))
+    tsdb, store = f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite"
+    writer = WriteOutputs(lambda: job_io.StoreWriter(tsdb, store), RunApplications(
+        lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p"), writer_keys=[0])
+    writer.open(_RuntimeContextStandIn())
+    earlier = monitor_window(endpoints[0], "ep1", "p", START, END, aggs[0], [HistogramDataDriftApplication()])
+    writer.waiting.add(pickle.dumps(earlier))
+    writer.waiting.add(pickle.dumps(_window_row("ep2", 0, aggs[1].to_bytes(), 456)))
+    emitted = list(writer.on_timer(END, None))
+    writer.close()
+    summaries = [e for e in emitted if not (isinstance(e, tuple) and e[0] is ALERT_EVENTS)]
+    events = [e[1] for e in emitted if isinstance(e, tuple) and e[0] is ALERT_EVENTS]
+    assert [(s[0], s[4], s[8]) for s in summaries] == [("ep1", 70, None), ("ep2", 70, 456)]
+    alone = monitor_window(endpoints[1], "ep2", "p", START, END, aggs[1], [HistogramDataDriftApplication()])
+    drift = {o.endpoint_id: next(r.value for r in o.results if r.result_name == "general_drift") for o in (earlier, alone)}
+    assert [s[5] for s in summaries] == [drift["ep1"], drift["ep2"]]
+    assert {e[0] for e in events} == {"ep2"}  # ep2's values tripled: its drift raises events; ep1's none
+    stored = open_tsdb(tsdb)
+    for out in (earlier, alone):  # each window's results as its own applications gave them
+        got = {r.result_name: r.value for r in stored.query_results("p", out.endpoint_id)}
+        assert got == {r.result_name: r.value for r in out.results}
+    stored.close()
