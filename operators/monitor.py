@@ -2,8 +2,8 @@
 which runs the applications on its batches of windows and writes them (:class:`WriteOutputs`).
 
 The applications run in the writer, on each batch of windows before it is written: the built-in
-ones work out the numbers of the whole batch in one pass of numpy (``prepare_windows``), where one
-window at a time was mostly Python around arrays of a few columns. PyFlink hands every record
+ones work out the numbers of the whole batch in one pass of numpy (``prepare_windows``) instead of
+one window at a time (mostly Python around arrays of a few columns). PyFlink hands every record
 between two Python operators through the JVM (serialised, sent, read back), so a window crosses
 once, from the window stage to the writer, as its merged aggregate keyed for the writer in the
 JVM; the rare alert events leave the writer by a side output."""
@@ -140,6 +140,11 @@ ALERT_EVENTS = OutputTag("alert-events", Types.ROW([Types.STRING(), Types.PICKLE
 for each result or failure of a window that can raise an alert (``streamdrift.udfs.alerts.events_from_output``)."""
 
 
+WRITER_START = b""
+"""What :class:`WindowsToWriter` sends each writer key once, at its first record: the writer
+opens then, not at the first windows (the writer ignores it)."""
+
+
 class WindowsToWriter(EndpointWindows):
     """:class:`streamdrift.operators.windows.EndpointWindows` whose windows go to the writer as
     they fire: emits a :data:`WINDOW_OUTPUT_TYPE` row per window, and the window stage's dead
@@ -150,8 +155,18 @@ class WindowsToWriter(EndpointWindows):
         super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms)
         self.bucket = WriterBucket(writer_keys)
 
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self.writers_started = False
+
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        return self._keyed(super().process_element(value, ctx))
+        if not self.writers_started:
+            # PyFlink opens a Python operator at its first bundle: without a record now, the writer
+            # would load the catalog and prepare its endpoints when the first windows fire
+            self.writers_started = True
+            for key in self.bucket.keys:
+                yield Row(key, WRITER_START)
+        yield from self._keyed(super().process_element(value, ctx))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         return self._keyed(super().on_timer(timestamp, ctx))
@@ -238,6 +253,8 @@ class WriteOutputs(KeyedProcessFunction):
         self.writer.close()
 
     def process_element(self, data: bytes, ctx: KeyedProcessFunction.Context):
+        if len(data) == 0:  # WRITER_START: this operator is open now, nothing to write
+            return
         self.waiting.add(data)
         n = (self.count.value() or 0) + 1
         self.count.update(n)

@@ -262,3 +262,16 @@ def test_the_writer_runs_the_applications_on_its_batch_and_writes_what_an_earlie
         got = {r.result_name: r.value for r in stored.query_results("p", out.endpoint_id)}
         assert got == {r.result_name: r.value for r in out.results}
     stored.close()
+
+
+def test_the_writers_start_record_opens_the_writer_and_leaves_nothing_to_write__flink_state_stand_in(tmp_path):
+    from streamdrift.connectors import job_io
+    from streamdrift.operators.monitor import WRITER_START, WriteOutputs
+
+    writer = WriteOutputs(lambda: job_io.StoreWriter(f"sqlite:///{tmp_path}/t.sqlite", f"sqlite:///{tmp_path}/s.sqlite"),
+                          RunApplications(lambda: [], lambda: [], "p"), writer_keys=[0])
+    writer.open(_RuntimeContextStandIn())
+    assert list(writer.process_element(WRITER_START, None)) == []
+    assert writer.waiting.get() == [] and writer.count.value() is None
+    assert list(writer.on_timer(END, None)) == []  # an empty batch: nothing written
+    writer.close()
