@@ -7,12 +7,12 @@
       → watermarks (bounded disorder, on every record's event time; JVM)
       ├─ good records (JVM only) → raw rows ─► Parquet, partitioned by endpoint and hour, late flag
       └─ partials and dead letters, keyed by endpoint (JVM)
-           → MonitorWindows (tumbling, lateness, idle close; the applications run on each window
-             as it fires, in the same Python operator)
+           → WindowsToWriter (tumbling, lateness, idle close; each window's aggregate as it fires)
                ├─ dead letters (side output) ─► <project>.dead-letters (Kafka) or <stream dir>/<project>.dead-letters
-               ├─ alert events (side output) → keyed by endpoint (JVM) → alerts → notifications
-               └─ keyed by writer bucket (JVM) → WriteOutputs (TSDB + SQL store) → one summary row per window
-                                                    └─ windows a store refused (side output) ─► dead letters
+               └─ keyed by writer bucket (JVM) → WriteOutputs (the applications on each batch of windows,
+                  then TSDB + SQL store) → one summary row per window
+                    ├─ windows a store refused (side output) ─► dead letters
+                    └─ alert events (side output) → keyed by endpoint (JVM) → alerts → notifications
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from streamdrift.jobs.pyflink_internals import (
         balanced_int_keys, from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
     from streamdrift.operators.monitor import (
-        ALERT_EVENTS, SUMMARY_TYPE, WINDOW_OUTPUT_TYPE, WRITE_FAILURES, MonitorWindows, RunApplications, WriteOutputs)
+        ALERT_EVENTS, SUMMARY_TYPE, WINDOW_OUTPUT_TYPE, WRITE_FAILURES, RunApplications, WindowsToWriter, WriteOutputs)
     from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
     from streamdrift.operators.windows import DEAD_LETTERS
     from streamdrift.operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
@@ -209,22 +209,22 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     keyed = keyed_by_first_field(records, WINDOW_INPUT_TYPE)
     # the windows that close together are written together (WriteOutputs), by every writer subtask
     # (a bucket of endpoints each: with one key, one subtask wrote every window)
-    applications = RunApplications(load_endpoints, load_apps, settings.project)
     writer_keys = balanced_int_keys(options.parallelism, WRITER_BUCKETS_PER_SUBTASK,
                                     env.get_max_parallelism() if env.get_max_parallelism() > 0 else None)
-    windows = (keyed.process(MonitorWindows(load_endpoints, window_ms, lateness, options.idle_grace_ms, applications,
-                                            writer_keys,
-                                            settings.verdict_result),
+    windows = (keyed.process(WindowsToWriter(load_endpoints, window_ms, lateness, options.idle_grace_ms, writer_keys),
                              output_type=WINDOW_OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
+    # the applications run in the writer, on each batch of windows before it is written
+    applications = RunApplications(load_endpoints, load_apps, settings.project)
     open_writer = functools.partial(job_io.StoreWriter, settings.tsdb_connection, settings.endpoint_store_connection,
                                     keep_days=settings.tsdb_keep_days, verdict=settings.verdict_result)
     summaries = (keyed_by_first_field(windows, Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), declare=False)
-                 .process(WriteOutputs(open_writer, linger_ms=options.writer_linger_ms), output_type=SUMMARY_TYPE)
+                 .process(WriteOutputs(open_writer, applications, writer_keys, settings.verdict_result,
+                                       linger_ms=options.writer_linger_ms), output_type=SUMMARY_TYPE)
                  .name("writer").uid("writer"))
     # records that cannot be monitored and windows a store refused for good: one dead-letter stream
     dead_letters = windows.get_side_output(DEAD_LETTERS).union(summaries.get_side_output(WRITE_FAILURES))
     sink_dead_letters(dead_letters, settings)
-    _attach_alerts(windows.get_side_output(ALERT_EVENTS), settings)
+    _attach_alerts(summaries.get_side_output(ALERT_EVENTS), settings)
     return JobGraph(env, summaries, dead_letters)
 
 

@@ -1,10 +1,12 @@
-"""The window stage with its applications (:class:`MonitorWindows`), and the writer stage.
+"""The window stage's hand-over to the writer (:class:`WindowsToWriter`), and the writer stage,
+which runs the applications on its batches of windows and writes them (:class:`WriteOutputs`).
 
-The applications run in the window stage's Python operator, on each window as it fires: PyFlink
-hands every record between two Python operators through the JVM (serialised, sent, read back), so
-a window would otherwise cross three more times before it is written (to the applications, to a
-Python step keying it for the writer, and to the alert stage). Its records now cross once, keyed
-for the writer in the JVM; the rare alert events leave by a side output."""
+The applications run in the writer, on each batch of windows before it is written: the built-in
+ones work out the numbers of the whole batch in one pass of numpy (``prepare_windows``) instead of
+one window at a time (mostly Python around arrays of a few columns). PyFlink hands every record
+between two Python operators through the JVM (serialised, sent, read back), so a window crosses
+once, from the window stage to the writer, as its merged aggregate keyed for the writer in the
+JVM; the rare alert events leave the writer by a side output."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from streamdrift.operators.app_calls import call_with_timeout
 from streamdrift.operators.catalog import endpoint_catalog
 from streamdrift.operators.windows import EndpointWindows
 from streamdrift.udfs.alerts import events_from_output
-from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed
+from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed, windows_prepared
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import WindowAggregate
 
@@ -43,9 +45,9 @@ window stage fired it and when the stores had its records."""
 
 
 class RunApplications:
-    """A closed window (a row of :data:`streamdrift.operators.windows.OUTPUT_TYPE`) →
-    :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on it): what
-    :class:`MonitorWindows` does with each window it emits."""
+    """Closed windows (rows of :data:`streamdrift.operators.windows.OUTPUT_TYPE`) →
+    :class:`streamdrift.udfs.monitor.WindowOutput` (every enabled application run on each): what
+    :class:`WriteOutputs` does with each batch before writing it."""
 
     def __init__(self, load_endpoints, load_apps, project: str, apps_refresh_seconds: float = 30.0):
         self.load_endpoints = load_endpoints
@@ -69,37 +71,55 @@ class RunApplications:
         self.apps.refresh()
         return self.apps.value
 
-    def prepare(self, key: str) -> None:
-        """Let the applications work out what depends on the endpoint's reference alone
+    def prepare(self, endpoint_ids) -> None:
+        """Let the applications work out what depends on each endpoint's reference alone
         (``prepare_reference(feature_stats, layout)``, where an application has it) before its
-        windows fire:
-        at 10,000 endpoints that work at the first firing was ~15 % of it. A failure here is not
-        the window's: the firing meets it again and records it."""
-        record, layout = self.catalog.record(key), self.catalog.layout(key)
-        stats = (record or {}).get("feature_stats")
-        if not stats or layout is None:
-            return
-        for app in self._applications():
-            prepare = getattr(app, "prepare_reference", None)
-            if callable(prepare):
+        windows come: at 10,000 endpoints that work in the first windows' batches was seconds. A
+        failure here is not a window's: the window meets it again and records it."""
+        apps = [app for app in self._applications() if callable(getattr(app, "prepare_reference", None))]
+        for key in endpoint_ids:
+            record, layout = self.catalog.record(key), self.catalog.layout(key)
+            stats = (record or {}).get("feature_stats")
+            if not stats or layout is None:
+                continue
+            for app in apps:
                 try:
-                    prepare(stats, layout)
+                    app.prepare_reference(stats, layout)
                 except Exception:  # noqa: BLE001
                     log.debug("application %r could not prepare endpoint %s", app, key, exc_info=True)
 
-    def run(self, value) -> WindowOutput:
-        out = self._run(value[0], value[1], value[2], value[3], value[4])
-        return dataclasses.replace(out, fired_ms=value[5]) if len(value) > 5 else out
+    def run_many(self, values) -> list[WindowOutput]:
+        """Windows (rows of :data:`streamdrift.operators.windows.OUTPUT_TYPE`, or their tuples) →
+        their :class:`streamdrift.udfs.monitor.WindowOutput`, in order. The built-in applications
+        work out the numbers of all of them together first (``prepare_windows``); one window's
+        fault is its own error record."""
+        aggs, windows = [], []
+        for value in values:
+            try:
+                agg = WindowAggregate.from_bytes(value[4], self.catalog.layout_by_fingerprint)
+                if value[3] != LATE:
+                    windows.append((self.catalog.record(value[0]), agg))
+            except Exception:  # noqa: BLE001 - the window's own run meets it again and records it
+                agg = None
+            aggs.append(agg)
+        apps = self._applications()
+        with windows_prepared(apps, windows):
+            outs = [self._run(value[0], value[1], value[2], value[3], value[4], agg, apps)
+                    for value, agg in zip(values, aggs)]
+        return [dataclasses.replace(out, fired_ms=value[5]) if len(value) > 5 else out
+                for value, out in zip(values, outs)]
 
-    def _run(self, key: str, start: int, end: int, revision: int, body: bytes) -> WindowOutput:
+    def _run(self, key: str, start: int, end: int, revision: int, body: bytes, agg: WindowAggregate | None,
+             apps: list) -> WindowOutput:
         record = None
         try:
             record = self.catalog.record(key)
-            agg = WindowAggregate.from_bytes(body, self.catalog.layout_by_fingerprint)
+            if agg is None:
+                agg = WindowAggregate.from_bytes(body, self.catalog.layout_by_fingerprint)
             if revision == LATE:
                 return WindowOutput((record or {}).get("project") or self.project, key, start, end, LATE, agg.rows,
                                     None)
-            out = monitor_window(record, key, self.project, start, end, agg, self._applications(), revision,
+            out = monitor_window(record, key, self.project, start, end, agg, apps, revision,
                                  call=call_with_timeout)
         except Exception as exc:  # noqa: BLE001 - one window's fault: an error record, the job goes on
             log.exception("window %s/%s of endpoint %s failed", start, end, key)
@@ -110,66 +130,54 @@ class RunApplications:
 
 
 WINDOW_OUTPUT_TYPE = Types.ROW([Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-"""What :class:`MonitorWindows` emits per window: the writer's bucket (:class:`WriterBucket`) and
-the :class:`streamdrift.udfs.monitor.WindowOutput`, pickled (:func:`pickle.dumps`: PyFlink's own
-pickled type goes through cloudpickle, several times slower, and again into the writer's state);
-the job keys it by the bucket in the JVM."""
+"""What :class:`WindowsToWriter` emits per window: the writer's bucket (:class:`WriterBucket`) and
+the window (a row of :data:`streamdrift.operators.windows.OUTPUT_TYPE` as a tuple, its aggregate
+as bytes) pickled (:func:`pickle.dumps`: PyFlink's own pickled type goes through cloudpickle,
+several times slower, and again into the writer's state); the job keys it by the bucket in the JVM."""
 
 ALERT_EVENTS = OutputTag("alert-events", Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()]))
-"""Side output of :class:`MonitorWindows`: (endpoint id, :class:`streamdrift.udfs.alert_config.AlertEvent`)
+"""Side output of :class:`WriteOutputs`: (endpoint id, :class:`streamdrift.udfs.alert_config.AlertEvent`)
 for each result or failure of a window that can raise an alert (``streamdrift.udfs.alerts.events_from_output``)."""
 
 
-class MonitorWindows(EndpointWindows):
-    """:class:`streamdrift.operators.windows.EndpointWindows` whose windows go through the
-    applications (:class:`RunApplications`) as they fire: emits a :data:`WINDOW_OUTPUT_TYPE` row
-    per window, its alert events to :data:`ALERT_EVENTS` (``verdict``: the default application's
-    result that raises data-drift events, None: both), and the window stage's dead letters."""
+WRITER_START = b""
+"""What :class:`WindowsToWriter` sends each writer key once, at its first record: the writer
+opens then, not at the first windows (the writer ignores it)."""
+
+
+class WindowsToWriter(EndpointWindows):
+    """:class:`streamdrift.operators.windows.EndpointWindows` whose windows go to the writer as
+    they fire: emits a :data:`WINDOW_OUTPUT_TYPE` row per window, and the window stage's dead
+    letters."""
 
     def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
-                 applications: RunApplications, writer_keys: int | list[int], verdict: str | None = None):
+                 writer_keys: int | list[int]):
         super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms)
-        self.applications = applications
         self.bucket = WriterBucket(writer_keys)
-        self.verdict = verdict
 
     def open(self, runtime_context: RuntimeContext):
         super().open(runtime_context)
-        self.applications.open(runtime_context)
-        group = runtime_context.get_metrics_group()
-        group.gauge("app_failures", lambda: self.applications.failed_apps)
-        self.failed_alert_events = 0
-        group.gauge("alert_event_failures", lambda: self.failed_alert_events)
-
-    def _window_failures(self) -> int:
-        return self.failed_windows + self.applications.failed_windows
-
-    def _list_once(self, key: str) -> None:
-        if key not in self.listed:  # the endpoint's first partial in this worker
-            self.applications.prepare(key)
-        super()._list_once(key)
+        self.writers_started = False
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        return self._monitored(super().process_element(value, ctx))
+        if not self.writers_started:
+            # PyFlink opens a Python operator at its first bundle: without a record now, the writer
+            # would load the catalog and prepare its endpoints when the first windows fire
+            self.writers_started = True
+            for key in self.bucket.keys:
+                yield Row(key, WRITER_START)
+        yield from self._keyed(super().process_element(value, ctx))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        return self._monitored(super().on_timer(timestamp, ctx))
+        return self._keyed(super().on_timer(timestamp, ctx))
 
-    def _monitored(self, emitted):
+    def _keyed(self, emitted):
         for item in emitted:
             if not isinstance(item, Row):  # a side output: (tag, value)
                 yield item
                 continue
-            out = self.applications.run(item)
-            yield Row(self.bucket(out), pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
-            try:
-                events = events_from_output(out, self.verdict)
-            except Exception:  # noqa: BLE001 - the window is written; only its alerts are missed
-                log.exception("the alert events of endpoint %s window %s failed", out.endpoint_id, out.start_ms)
-                self.failed_alert_events += 1
-                continue
-            for event in events:
-                yield ALERT_EVENTS, Row(event.endpoint_id, event)
+            window = (item[0], item[1], item[2], item[3], bytes(item[4]), item[5])
+            yield Row(self.bucket(item[0]), pickle.dumps(window, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class WriterBucket:
@@ -184,8 +192,8 @@ class WriterBucket:
         if not self.keys:
             raise ValueError("the writer needs at least one bucket key")
 
-    def __call__(self, out: WindowOutput) -> int:
-        return self.keys[zlib.crc32(out.endpoint_id.encode("utf-8", "surrogatepass")) % len(self.keys)]
+    def __call__(self, endpoint_id: str) -> int:
+        return self.keys[zlib.crc32(endpoint_id.encode("utf-8", "surrogatepass")) % len(self.keys)]
 
 
 WRITE_FAILURES = OutputTag("write-failures", Types.STRING())
@@ -193,22 +201,34 @@ WRITE_FAILURES = OutputTag("write-failures", Types.STRING())
 
 
 class WriteOutputs(KeyedProcessFunction):
-    """Writes windows' records to the stores (idempotently) in batches: at most ``max_batch``
-    windows at a time, in one write per store; a batch not full is written when the next watermark
-    reaches the writer (a watermark closes every endpoint's window at once, and the window stage
-    hands it on after them) or ``linger_ms`` after its first window, whichever comes first. Returns
-    a one-line summary row per window. The windows waiting are keyed state (checkpointed: none is
-    lost by a restart). A window a store refuses for good (not an outage, which is waited out) goes
-    to the side output :data:`WRITE_FAILURES` as a dead letter with the store's message; the
-    endpoint's record shows the problem, and the job goes on."""
+    """Runs the applications on windows (:class:`RunApplications`) and writes their records to
+    the stores (idempotently) in batches: at most ``max_batch`` windows at a time, in one write per
+    store; a batch not full is written when the next watermark reaches the writer (a watermark
+    closes every endpoint's window at once, and the window stage hands it on after them) or
+    ``linger_ms`` after its first window, whichever comes first. Returns a one-line summary row
+    per window; the windows' alert events go to :data:`ALERT_EVENTS` (``verdict``: the default
+    application's result that raises data-drift events, None: both). The windows waiting are
+    keyed state (checkpointed: none is lost by a restart). A window a store refuses for good (not
+    an outage, which is waited out) goes to the side output :data:`WRITE_FAILURES` as a dead letter
+    with the store's message; the endpoint's record shows the problem, and the job goes on."""
 
-    def __init__(self, open_writer, max_batch: int = 1000, linger_ms: int = 200):
+    def __init__(self, open_writer, applications: RunApplications, writer_keys: int | list[int],
+                 verdict: str | None = None, max_batch: int = 1000, linger_ms: int = 200):
         self.open_writer = open_writer
+        self.applications = applications
+        self.bucket = WriterBucket(writer_keys)
+        self.verdict = verdict
         self.max_batch = max_batch
         self.linger_ms = linger_ms
 
     def open(self, runtime_context: RuntimeContext):
         self.writer = self.open_writer()
+        self.applications.open(runtime_context)
+        # the endpoints whose windows come here: the i-th writer key is on subtask i % parallelism
+        # (jobs.pyflink_internals.balanced_int_keys); after a rescale the guess is only less useful
+        mine = set(self.bucket.keys[runtime_context.get_index_of_this_subtask()::
+                                    runtime_context.get_number_of_parallel_subtasks()])
+        self.applications.prepare(e for e in self.applications.catalog.endpoint_ids() if self.bucket(e) in mine)
         # the windows as they come, pickled (WINDOW_OUTPUT_TYPE): stored and read back as bytes
         self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-window-bytes",
                                                                           Types.PRIMITIVE_ARRAY(Types.BYTE())))
@@ -224,11 +244,17 @@ class WriteOutputs(KeyedProcessFunction):
         group.gauge("window_write_delay_ms", lambda: self.write_delay_ms)
         group.gauge("windows_refused_by_store", lambda: self.refused)
         group.gauge("store_retries", lambda: self.writer.retries)
+        group.gauge("app_failures", lambda: self.applications.failed_apps)
+        group.gauge("window_failures", lambda: self.applications.failed_windows)
+        self.failed_alert_events = 0
+        group.gauge("alert_event_failures", lambda: self.failed_alert_events)
 
     def close(self):
         self.writer.close()
 
     def process_element(self, data: bytes, ctx: KeyedProcessFunction.Context):
+        if len(data) == 0:  # WRITER_START: this operator is open now, nothing to write
+            return
         self.waiting.add(data)
         n = (self.count.value() or 0) + 1
         self.count.update(n)
@@ -251,20 +277,26 @@ class WriteOutputs(KeyedProcessFunction):
         yield from self._flush()
 
     def _flush(self):
-        outs = [pickle.loads(data) for data in self.waiting.get() or []]
+        items = [pickle.loads(data) for data in self.waiting.get() or []]
         self.waiting.clear()
         self.count.clear()
-        if not outs:
+        if not items:
             return
         started = time.time()
+        monitored = iter(self.applications.run_many([item for item in items if not isinstance(item, WindowOutput)]))
+        # a window kept by an earlier version of the job (its savepoint) came with its applications run
+        outs = [item if isinstance(item, WindowOutput) else next(monitored) for item in items]
+        applied = time.time()
         refused = {id(out): reason for out, reason in self.writer.write_many(outs)}
         written_ms = int(time.time() * 1000)
         fired = [out.fired_ms for out in outs if out.fired_ms is not None]
         if fired:
             self.write_delay_ms = written_ms - min(fired)
-        log.info("wrote %d windows in %.0f ms (%d refused); %s ms from the earliest firing", len(outs),
-                 written_ms - started * 1000, len(refused), self.write_delay_ms if fired else "-")
+        log.info("ran the applications on %d windows in %.0f ms and wrote them in %.0f ms (%d refused); "
+                 "%s ms from the earliest firing", len(outs), (applied - started) * 1000,
+                 written_ms - applied * 1000, len(refused), self.write_delay_ms if fired else "-")
         for out in outs:
+            yield from self._alert_events(out)
             if id(out) in refused:
                 self.refused += 1
                 message = f"a store refused the window's records: {refused[id(out)]}"
@@ -274,6 +306,16 @@ class WriteOutputs(KeyedProcessFunction):
             else:
                 self.written += 1
                 yield summary_row(out, written_ms)
+
+    def _alert_events(self, out: WindowOutput):
+        try:
+            events = events_from_output(out, self.verdict)
+        except Exception:  # noqa: BLE001 - the window is written; only its alerts are missed
+            log.exception("the alert events of endpoint %s window %s failed", out.endpoint_id, out.start_ms)
+            self.failed_alert_events += 1
+            return
+        for event in events:
+            yield ALERT_EVENTS, Row(event.endpoint_id, event)
 
 
 def summary_row(out: WindowOutput, written_ms: int | None = None) -> Row:

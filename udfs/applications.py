@@ -41,7 +41,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,6 +52,8 @@ from streamdrift.udfs.histogram_drift import (
     ReferencePlans,
     drift_from_accumulator,
     feature_drift_from_accumulator,
+    planned_drift_of_windows,
+    planned_feature_drift_of_windows,
 )
 from streamdrift.udfs.records import (
     MetricRecord,
@@ -71,6 +73,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 HISTOGRAM_DATA_DRIFT = "histogram-data-drift"
+log = logging.getLogger("streamdrift.applications")
 def _check_number(value: Any, what: str) -> float:
     if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a number, got {type(value).__name__} {value!r:.80}")
@@ -564,21 +567,54 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         self.alpha, self.alpha_detected, self.min_effect = float(alpha), float(alpha_detected), float(min_effect)
         self.merge_maps = MergeMaps()  # kept between windows: maps depend on the reference and n's bucket
         self.plans = ReferencePlans()  # per endpoint: the reference's side of the measures, worked out once
+        self._prepared: dict[int, tuple] = {}  # id(accumulator) -> its window's numbers (prepare_windows)
 
     def prepare_reference(self, feature_stats: Mapping[str, Any], layout: Any) -> None:
         """Work out now what depends on the endpoint's reference alone (its plan), so that its
-        window's firing does not: the window stage calls it at an endpoint's first partial in a
-        worker (optional for an application). ``feature_stats`` and ``layout``: the catalog's own
+        windows do not: the job's writer calls it at its start for the endpoints it writes
+        (optional for an application). ``feature_stats`` and ``layout``: the catalog's own
         objects, which the window's context will carry (the plan is kept per object)."""
         self.plans.get(feature_stats, layout, self.include_categorical)
+
+    def prepare_windows(self, windows: Sequence[tuple[Mapping[str, Any], Any]]) -> None:
+        """Work out the numbers of many windows together (a batch of the job's writer): a pass of
+        numpy over all their columns instead of one per window. ``windows``: (``feature_stats``,
+        accumulator) of each, the objects their contexts will carry. Until the next call,
+        ``do_tracking`` of one of these windows takes its numbers from here; they are the ones it
+        would compute alone, float for float (:func:`planned_drift_of_windows`,
+        :func:`planned_feature_drift_of_windows`). A window without a plan is left to
+        ``do_tracking``; an error here leaves every window to it (optional for an application)."""
+        self._prepared = {}
+        try:
+            planned = []
+            for stats, acc in windows:
+                plan = self.plans.get(stats, acc.layout, self.include_categorical) if stats and acc is not None else None
+                if plan is not None:
+                    planned.append((stats, acc, plan))
+            reports = planned_drift_of_windows([p for _, _, p in planned], [a for _, a, _ in planned], self.classifier)
+            tested = [(w, r) for w, r in zip(planned, reports) if r is not None and r.general_drift is not None]
+            verdicts = planned_feature_drift_of_windows(
+                [p for (_, _, p), _ in tested], [a for (_, a, _), _ in tested], alpha=self.alpha,
+                alpha_detected=self.alpha_detected, min_effect=self.min_effect)
+        except Exception:  # noqa: BLE001 - each window meets its problem again in do_tracking, alone
+            log.debug("preparing %d windows together failed; each is computed alone", len(windows), exc_info=True)
+            return
+        verdict_of = {id(acc): v for ((_, acc, _), _), v in zip(tested, verdicts)}
+        self._prepared = {id(acc): (acc, stats, report, verdict_of.get(id(acc)))
+                          for (stats, acc, _), report in zip(planned, reports) if report is not None}
 
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
         if window is None or window.accumulator is None or not monitoring_context.feature_stats:
             return []
+        prepared = getattr(self, "_prepared", {}).get(id(window.accumulator))
+        if prepared is not None and (prepared[0] is not window.accumulator
+                                     or prepared[1] is not monitoring_context.feature_stats):
+            prepared = None
         plan = self.plans.get(monitoring_context.feature_stats, window.accumulator.layout, self.include_categorical)
-        report = drift_from_accumulator(monitoring_context.feature_stats, window.accumulator, plan=plan,
-                                        classifier=self.classifier, include_categorical=self.include_categorical)
+        report = prepared[2] if prepared is not None else drift_from_accumulator(
+            monitoring_context.feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
+            include_categorical=self.include_categorical)
         share = window.accumulator.invalid_share()
         invalid = [] if share is None else [ModelMonitoringApplicationMetric("invalid_share", share)]
         details = report.to_dict()
@@ -591,7 +627,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         out: list = [ModelMonitoringApplicationResult(
             "general_drift", report.general_drift, ResultKindApp.data_drift, ResultStatusApp(int(report.status)),
             extra_data=details)]
-        verdict = feature_drift_from_accumulator(
+        verdict = prepared[3] if prepared is not None and prepared[3] is not None else feature_drift_from_accumulator(
             monitoring_context.feature_stats, window.accumulator, columns=[c.name for c in report.columns],
             maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect,
             plan=plan)

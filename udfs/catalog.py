@@ -160,6 +160,15 @@ class EndpointCatalog:
         """
         return self._records.get(endpoint_id) if self._known(endpoint_id) else None
 
+    def endpoint_ids(self) -> list[str]:
+        """The ids of the endpoints the catalog knows (after a refresh when one is due).
+
+        >>> EndpointCatalog(lambda: [{'endpoint_id': 'ep1'}, {'endpoint_id': 'ep2'}]).endpoint_ids()
+        ['ep1', 'ep2']
+        """
+        self.refresh()
+        return list(self._records)
+
     def columns(self, endpoint_id: str) -> Columns:
         """The endpoint's feature and output names (:class:`~streamdrift.udfs.events.Columns`; empty
         when not known). Asked once per record: the names are made once per load.

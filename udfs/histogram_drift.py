@@ -359,9 +359,21 @@ def _report(names: Sequence[str], kinds: Sequence[str], p: np.ndarray, q: np.nda
             skipped: tuple[tuple[str, str], ...]) -> DriftReport:
     """The report of the compared columns' probabilities ``p`` (window) and ``q`` (reference),
     (C, W) each, and their non-null counts."""
-    col_tvd = np.atleast_1d(tvd(p, q))
-    col_hel = np.atleast_1d(hellinger(p, q))
-    col_kld = np.atleast_1d(kld(p, q, zero_scaling))
+    return _report_of_measures(names, kinds, *_measures(p, q, zero_scaling), win_n, ref_n, shares, classifier,
+                               missing_in_window, missing_in_reference, skipped)
+
+
+def _measures(p: np.ndarray, q: np.ndarray, zero_scaling: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TVD, Hellinger and KLD of each row of ``p`` and ``q`` (R, W): three (R,) arrays."""
+    return np.atleast_1d(tvd(p, q)), np.atleast_1d(hellinger(p, q)), np.atleast_1d(kld(p, q, zero_scaling))
+
+
+def _report_of_measures(names: Sequence[str], kinds: Sequence[str], col_tvd: np.ndarray, col_hel: np.ndarray,
+                        col_kld: np.ndarray, win_n: Sequence[float], ref_n: Sequence[float],
+                        shares: Sequence[float | None], classifier: DriftClassifier,
+                        missing_in_window: tuple[str, ...], missing_in_reference: tuple[str, ...],
+                        skipped: tuple[tuple[str, str], ...]) -> DriftReport:
+    """The report of the compared columns' measures, (C,) each, and their non-null counts."""
     col_drift = (col_tvd + col_hel) / 2
 
     columns = tuple(
@@ -537,6 +549,18 @@ def _planned_drift(plan: ReferencePlan, acc: Any, classifier: DriftClassifier | 
                    zero_scaling: float) -> DriftReport | None:
     """:func:`histogram_drift` of the accumulator's window by ``plan``; None when some compared
     column has no non-null value in it (that column is skipped there, with its reason)."""
+    window = _planned_window(plan, acc)
+    if window is None:
+        return None
+    p, win_counts, shares = window
+    return _report(plan.names, plan.kinds, p, plan.q, win_counts, plan.ref_n.tolist(), shares,
+                   classifier or DriftClassifier(), zero_scaling, plan.missing_in_window, plan.missing_in_reference,
+                   plan.skipped)
+
+
+def _planned_window(plan: ReferencePlan, acc: Any) -> tuple[np.ndarray, list[float], list[float | None]] | None:
+    """The window's side of :func:`_planned_drift`: its probabilities (C, W), non-null counts and
+    invalid shares per compared column; None when some compared column has no non-null value."""
     win_n = np.concatenate([acc.count, acc.cat_count]).astype(np.float64)[plan.count_index]
     if not (win_n > 0).all():
         return None
@@ -548,9 +572,47 @@ def _planned_drift(plan: ReferencePlan, acc: Any, classifier: DriftClassifier | 
     for i, j in enumerate(plan.invalid_index.tolist()):  # as _invalid_share of to_stats(): Python ints
         total = int(invalid[j]) + int(win_counts[i]) if j >= 0 else 0
         shares.append(int(invalid[j]) / total if total else None)
-    return _report(plan.names, plan.kinds, p, plan.q, win_counts, plan.ref_n.tolist(), shares,
-                   classifier or DriftClassifier(), zero_scaling, plan.missing_in_window, plan.missing_in_reference,
-                   plan.skipped)
+    return p, win_counts, shares
+
+
+def planned_drift_of_windows(plans: Sequence[ReferencePlan], accumulators: Sequence[Any],
+                             classifier: DriftClassifier | None = None,
+                             zero_scaling: float = ZERO_SCALING) -> list[DriftReport | None]:
+    """:func:`drift_from_accumulator` with ``plan`` of many windows (window i: ``accumulators[i]``
+    by ``plans[i]``), the measures of all their columns computed together: each report is the one
+    of the window alone, float for float. None for a window with an empty compared column (the
+    general path of :func:`drift_from_accumulator` reports it).
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> a = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [1.5], [1.5], [1.5]]))
+    >>> b = Accumulator.from_reference(stats)  # no rows: x is empty
+    >>> plan = plan_reference(stats, a.layout)
+    >>> [r if r is None else r.metrics['tvd_mean'] for r in planned_drift_of_windows([plan, plan], [a, b])]
+    [0.25, None]
+    """
+    classifier = classifier or DriftClassifier()
+    windows = [_planned_window(plan, acc) for plan, acc in zip(plans, accumulators)]
+    # one pass per histogram width: rows of one width are summed as in a window alone
+    by_width: dict[int, list[int]] = {}
+    for i, window in enumerate(windows):
+        if window is not None:
+            by_width.setdefault(window[0].shape[1], []).append(i)
+    measures: dict[int, tuple[np.ndarray, ...]] = {}
+    for members in by_width.values():
+        tvds, hels, klds = _measures(np.concatenate([windows[i][0] for i in members]),
+                                     np.concatenate([plans[i].q for i in members]), zero_scaling)
+        at = 0
+        for i in members:
+            c = len(plans[i].names)
+            measures[i] = (tvds[at:at + c], hels[at:at + c], klds[at:at + c])
+            at += c
+    out: list[DriftReport | None] = []
+    for i, (plan, window) in enumerate(zip(plans, windows)):
+        out.append(None if window is None else _report_of_measures(
+            plan.names, plan.kinds, *measures[i], window[1], plan.ref_n.tolist(), window[2], classifier,
+            plan.missing_in_window, plan.missing_in_reference, plan.skipped))
+    return out
 
 
 class ReferencePlans:
@@ -788,6 +850,35 @@ def feature_drift_from_accumulator(
         wanted = None if columns is None else np.isin(np.array(reference.names, dtype=object), list(columns))
     verdict = vd.feature_verdict(reference, vd.window_counts(accumulator), maps, alpha=alpha,
                                  alpha_detected=alpha_detected, min_effect=min_effect, columns=wanted)
+    return _feature_drift_report(verdict, min_effect)
+
+
+def planned_feature_drift_of_windows(plans: Sequence[ReferencePlan], accumulators: Sequence[Any], *,
+                                     alpha: float = vd.ALPHA, alpha_detected: float = vd.ALPHA_DETECTED,
+                                     min_effect: float = 0.0) -> list[FeatureDriftReport]:
+    """:func:`feature_drift_from_accumulator` with ``plan`` and its compared columns of many windows
+    (window i: ``accumulators[i]`` against ``plans[i]``), tested together
+    (:func:`streamdrift.udfs.verdict.feature_verdicts`): each report is the one of the window
+    alone, float for float. Raises ValueError as :func:`feature_drift_from_accumulator` does.
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 1000, 'hist': [[100, 200, 400, 200, 100], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]}}
+    >>> shifted = Accumulator.from_reference(stats).add_batch(np.full((100, 1), 4.5))
+    >>> same = Accumulator.from_reference(stats).add_batch(np.repeat([[0.5], [1.5], [2.5], [3.5], [4.5]],
+    ...                                                               [10, 20, 40, 20, 10], axis=0))
+    >>> plan = plan_reference(stats, shifted.layout)
+    >>> [(int(r.status), r.drifted) for r in planned_feature_drift_of_windows([plan, plan], [shifted, same])]
+    [(2, ('x',)), (0, ())]
+    """
+    verdicts = vd.feature_verdicts([plan.reference for plan in plans], [vd.window_counts(acc) for acc in accumulators],
+                                   [plan.tested for plan in plans], alpha=alpha, alpha_detected=alpha_detected,
+                                   min_effect=min_effect)
+    return [_feature_drift_report(verdict, min_effect) for verdict in verdicts]
+
+
+def _feature_drift_report(verdict: vd.Verdict, min_effect: float) -> FeatureDriftReport:
+    """The :class:`FeatureDriftReport` of one window's verdict."""
+    alpha, alpha_detected = verdict.alpha, verdict.alpha_detected
     status = int(verdict.status)
     per_column = verdict.columns()
     drifted = sorted((n for n, c in per_column.items() if c["rejected"]),

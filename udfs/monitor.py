@@ -12,6 +12,7 @@ application's ``timeout_seconds``; a call that times out is reported here as ``m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -332,6 +333,40 @@ copies, and run in the caller's thread instead of through ``call`` (they cannot 
 
 UNMATCHED_COLUMNS = "mm-app-unmatched-columns"
 """The error type of a window whose rows have no value in any column of the reference."""
+
+
+@contextlib.contextmanager
+def windows_prepared(apps: Sequence[ModelMonitoringApplicationBase],
+                     windows: Sequence[tuple[Mapping[str, Any] | None, WindowAggregate]]):
+    """While in it, the built-in applications among ``apps`` hold the numbers of ``windows``
+    ((endpoint record, aggregate) of each), worked out together (``prepare_windows``): a
+    :func:`monitor_window` of one of these aggregates takes them from there, the same numbers as
+    it would compute alone. Other applications are not called here: one of them could hang, and
+    :func:`monitor_window` calls them within their timeouts.
+
+    >>> from streamdrift.udfs.events import decode
+    >>> from streamdrift.udfs.accumulator import Layout
+    >>> from streamdrift.udfs.applications import HistogramDataDriftApplication
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> agg = WindowAggregate()
+    >>> agg.add_events([decode('{"endpoint_id": "ep1", "timestamp": 1764158400, "inputs": [{"x": 0.5}, {"x": 1.5}]}')],
+    ...                Layout.from_feature_stats(stats))
+    >>> endpoint, apps = {'endpoint_id': 'ep1', 'project': 'p', 'feature_stats': stats}, [HistogramDataDriftApplication()]
+    >>> with windows_prepared(apps, [(endpoint, agg)]):
+    ...     out = monitor_window(endpoint, 'ep1', 'p', 1_764_158_400_000, 1_764_158_460_000, agg, apps)
+    >>> [(r.result_name, r.value) for r in out.results]
+    [('general_drift', 0.0), ('feature_drift', 0.0)]
+    """
+    built_in = [app for app in apps if type(app) in BUILT_IN_APPLICATIONS]
+    batch = [((endpoint or {}).get("feature_stats"), agg.accumulator) for endpoint, agg in windows
+             if agg.accumulator is not None and (endpoint or {}).get("feature_stats")]
+    for app in built_in:
+        app.prepare_windows(batch)
+    try:
+        yield
+    finally:
+        for app in built_in:
+            app.prepare_windows([])
 
 
 def unmatched_columns(agg: WindowAggregate, feature_stats: Mapping[str, Any]) -> str | None:

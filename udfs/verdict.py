@@ -848,12 +848,104 @@ def feature_verdict(reference: ReferenceCounts, counts, maps: MergeMaps | None =
     """
     check_parameters(alpha, alpha_detected, min_effect)
     tests = column_tests(reference, counts, maps, min_effect=min_effect, columns=columns)
-    ranked = _bh_sorted(tests.p_value, tests.tested)
+    status, value, rejected, detected = _over_columns(tests.p_value, tests.tested, alpha, alpha_detected)
+    return Verdict(reference.names, reference.n_numeric, status, value, rejected, detected, tests,
+                   alpha, alpha_detected)
+
+
+def _over_columns(p: np.ndarray, tested: np.ndarray, alpha: float, alpha_detected: float):
+    """Benjamini–Hochberg over the last axis of ``p`` (..., C): (status, value, rejected at
+    ``alpha``, rejected at ``alpha_detected``), as :class:`Verdict` holds them."""
+    ranked = _bh_sorted(p, tested)
     rejected = _bh_reject(*ranked, alpha)
     detected = _bh_reject(*ranked, alpha_detected)
     m = ranked[2][..., 0]
     status = np.where(m == 0, -1, np.where(detected.any(axis=-1), 2, np.where(rejected.any(axis=-1), 1, 0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         value = np.where(m > 0, rejected.sum(axis=-1) / m, np.nan)
-    return Verdict(reference.names, reference.n_numeric, status, value, rejected, detected, tests,
-                   alpha, alpha_detected)
+    return status, value, rejected, detected
+
+
+class _OneMergeMap:
+    """:class:`MergeMaps` for a reference seen once (a batch's): its map made in one pass from a
+    bucket per column, not assembled from one cached map of the whole reference per bucket."""
+
+    def __init__(self, min_expected: float):
+        self.min_expected = min_expected
+
+    def get(self, reference: ReferenceCounts, n_lo: np.ndarray) -> MergeMap:
+        return merge_map(reference, n_lo, self.min_expected)
+
+
+def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.ndarray],
+                     columns: Sequence[np.ndarray | None], *, alpha: float = ALPHA,
+                     alpha_detected: float = ALPHA_DETECTED, min_effect: float = 0.0,
+                     min_expected: float = MIN_EXPECTED) -> list[Verdict]:
+    """:func:`feature_verdict` of many windows, each against its own reference, in one pass.
+
+    ``counts[i]`` (B_i,) is window i on the flat axis of ``references[i]``; ``columns[i]`` (C_i,)
+    bool or None, as in :func:`feature_verdict`. The references are laid end to end as one
+    reference (numeric columns of every window, then categorical ones): a column's tests (its
+    merge map, χ², rank sum, p-value) depend on that column alone, so one :func:`column_tests`
+    call tests every window's columns; Benjamini–Hochberg then runs per window. Each verdict is
+    the one :func:`feature_verdict` gives that window alone, float for float. Raises ValueError
+    as :func:`feature_verdict` does.
+
+    Examples
+    --------
+    >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
+    >>> other = ReferenceCounts.from_counts(['y'], [[50, 50]], 1)
+    >>> windows = [np.array([0., 0, 10, 40, 50, 50, 30, 20]), np.array([30., 30])]
+    >>> [v.status.tolist() for v in feature_verdicts([ref, other], windows, [None, None])]
+    [2, 0]
+    >>> alone = feature_verdict(ref, windows[0])
+    >>> feature_verdicts([ref, other], windows, [None, None])[0].tests.p_value.tolist() == alone.tests.p_value.tolist()
+    True
+    """
+    check_parameters(alpha, alpha_detected, min_effect)
+    if not references:
+        return []
+    parts: dict[str, list] = {k: [] for k in ("num_ref", "cat_ref", "num_w", "cat_w", "num_win", "cat_win",
+                                              "num_cols", "cat_cols", "num_names", "cat_names")}
+    for ref, w, wanted in zip(references, counts, columns):
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != ref.counts.shape:
+            raise ValueError(f"window counts have {w.shape[-1] if w.ndim else 0} bins, the reference "
+                             f"{ref.counts.size}: count the window on the reference's layout")
+        k, nb = ref.n_numeric, ref.numeric_bins
+        wanted = np.ones(len(ref.names), dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
+        for side, bins, cols in (("num", slice(0, nb), slice(0, k)), ("cat", slice(nb, None), slice(k, None))):
+            parts[f"{side}_ref"].append(ref.counts[bins])
+            parts[f"{side}_win"].append(w[bins])
+            parts[f"{side}_w"].append(ref.widths[cols])
+            parts[f"{side}_cols"].append(wanted[cols])
+            parts[f"{side}_names"] += ref.names[cols]
+    n_numeric = len(parts["num_names"])
+    widths = np.concatenate(parts["num_w"] + parts["cat_w"])
+    flat = np.concatenate(parts["num_ref"] + parts["cat_ref"])
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp)
+    combined = ReferenceCounts(tuple(parts["num_names"] + parts["cat_names"]), n_numeric, flat, starts, widths,
+                               np.add.reduceat(flat, starts), b"")  # the parts were checked when each was made
+    tests = column_tests(combined, np.concatenate(parts["num_win"] + parts["cat_win"]), _OneMergeMap(min_expected),
+                         min_effect=min_effect, columns=np.concatenate(parts["num_cols"] + parts["cat_cols"]))
+    # window i's columns, in its own order (numeric, then categorical), on row i of a (windows, C) matrix
+    sizes = [len(ref.names) for ref in references]
+    where = np.zeros((len(references), max(sizes)), dtype=np.intp)
+    real = np.zeros(where.shape, dtype=bool)
+    num_at, cat_at = 0, n_numeric
+    for i, ref in enumerate(references):
+        k, c = ref.n_numeric, len(ref.names)
+        where[i, :c] = np.concatenate([np.arange(num_at, num_at + k), np.arange(cat_at, cat_at + c - k)])
+        real[i, :c] = True
+        num_at, cat_at = num_at + k, cat_at + c - k
+    tested = real & tests.tested[where]
+    status, value, rejected, detected = _over_columns(np.where(tested, tests.p_value[where], 1.0), tested, alpha,
+                                                      alpha_detected)
+    out = []
+    for i, (ref, c) in enumerate(zip(references, sizes)):
+        at = where[i, :c]
+        own = ColumnTests(p_value=tests.p_value[at], n=tests.n[at], effect=tests.effect[at], shift=tests.shift[at],
+                          tested=tested[i, :c].copy(), total=ref.total)
+        out.append(Verdict(ref.names, ref.n_numeric, status[i], value[i], rejected[i, :c].copy(),
+                           detected[i, :c].copy(), own, alpha, alpha_detected))
+    return out

@@ -327,19 +327,17 @@ def test_the_writer_key_of_an_endpoint_is_the_same_in_every_worker_process():
     import zlib
 
     from streamdrift.operators.monitor import WriterBucket
-    from streamdrift.udfs.monitor import WindowOutput
 
     ids = ["ep-1", "模型-ünïcødé", "a" * 255, "x\udc80y"]
-    here = [WriterBucket(8)(WindowOutput("p", e, 0, 60_000, 0, 0, None)) for e in ids]
+    here = [WriterBucket(8)(e) for e in ids]
     assert here == [zlib.crc32(e.encode("utf-8", "surrogatepass")) % 8 for e in ids]
     code = ("import sys; from streamdrift.operators.monitor import WriterBucket; "
-            "from streamdrift.udfs.monitor import WindowOutput; "
-            f"print([WriterBucket(8)(WindowOutput('p', e, 0, 60_000, 0, 0, None)) for e in {ids!r}])")
+            f"print([WriterBucket(8)(e) for e in {ids!r}])")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
         assert out.strip() == str(here)
-    spread = {WriterBucket(8)(WindowOutput("p", f"ep-{i}", 0, 60_000, 0, 0, None)) for i in range(200)}
+    spread = {WriterBucket(8)(f"ep-{i}") for i in range(200)}
     assert spread == set(range(8))
 
 
@@ -347,11 +345,10 @@ def test_the_writer_bucket_of_an_endpoint_is_the_key_the_job_chose_for_it():
     import zlib
 
     from streamdrift.operators.monitor import WriterBucket
-    from streamdrift.udfs.monitor import WindowOutput
 
     keys = [4, 0, 8, 2, 5]
     ids = [f"ep-{i}" for i in range(50)]
-    got = [WriterBucket(keys)(WindowOutput("p", e, 0, 60_000, 0, 0, None)) for e in ids]
+    got = [WriterBucket(keys)(e) for e in ids]
     assert got == [keys[zlib.crc32(e.encode()) % 5] for e in ids]
     assert set(got) == set(keys)
     with pytest.raises(ValueError, match="at least one bucket"):

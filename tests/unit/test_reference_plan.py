@@ -132,32 +132,3 @@ def test_the_application_reports_the_same_with_its_plans_as_without():
     without.plans.get = lambda *args: None
     assert first == second == run(without)
     assert {r.result_name: r.status for r in first.results}["feature_drift"] == 2  # a 2 σ shift of one column
-
-
-def test_a_prepared_reference_leaves_the_windows_firing_no_plan_to_make(monkeypatch):
-    """What the window stage does at an endpoint's first partial (``prepare_reference``): the
-    window's firing then makes no plan, and reports what an application never prepared does."""
-    import streamdrift.udfs.histogram_drift as hd
-    from streamdrift.udfs.monitor import monitor_window
-
-    training = _training(3)
-    fs = feature_stats(training)
-    layout = Layout.from_feature_stats(fs)
-    shifted = training.assign(b=training["b"] * 3)[:150]
-    acc = Accumulator.from_reference(layout).add_batch(shifted[NUMERIC].to_numpy(), {"c": shifted["c"]})
-    record = {"endpoint_id": "ep", "project": "p", "feature_stats": fs}
-
-    def fire(app):
-        return monitor_window(record, "ep", "p", 1_764_158_400_000, 1_764_158_460_000,
-                              WindowAggregate(rows=150, accumulator=acc), [app])
-
-    prepared = HistogramDataDriftApplication()
-    prepared.prepare_reference(fs, layout)
-    made = []
-    real = hd.plan_reference
-    monkeypatch.setattr(hd, "plan_reference", lambda *args: made.append(args) or real(*args))
-    out = fire(prepared)
-    assert made == []
-    assert out == fire(HistogramDataDriftApplication())
-    assert len(made) == 1  # the unprepared one made its plan as the window fired
-    assert {r.result_name: r.status for r in out.results}["feature_drift"] == 2  # b tripled

@@ -1,0 +1,277 @@
+"""The built-in application on a batch of windows (the writer's): the numbers of all of them worked
+out together give every window the records it gets alone, float for float, for references and
+windows of every shape the plan handles (``test_reference_plan.cases``: columns missing on either
+side, other edges, empty and all-null columns, invalid values, categories), mixed in one batch."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamdrift.operators.monitor import RunApplications
+from streamdrift.udfs import verdict as vd
+from streamdrift.udfs.applications import HistogramDataDriftApplication
+from streamdrift.udfs.histogram_drift import (
+    drift_from_accumulator,
+    feature_drift_from_accumulator,
+    plan_reference,
+    planned_drift_of_windows,
+    planned_feature_drift_of_windows,
+)
+from streamdrift.udfs.monitor import monitor_window, windows_prepared
+from streamdrift.udfs.reference import feature_stats
+from streamdrift.udfs.window import WindowAggregate
+from tests.unit.test_reference_plan import NUMERIC, _training, cases
+
+START, END = 1_764_158_400_000, 1_764_158_460_000
+
+
+def _records(out):
+    """A window output's records with NaN made comparable (NaN != NaN)."""
+    def fix(value):
+        if isinstance(value, float) and math.isnan(value):
+            return "nan"
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [fix(v) for v in value]
+        if dataclasses.is_dataclass(value):
+            return fix(dataclasses.asdict(value))
+        return value
+    return fix(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(cases(), min_size=1, max_size=6), st.booleans())
+def test_a_batch_gives_each_window_the_records_it_gets_alone(batch, include_categorical):
+    records = [{"endpoint_id": f"ep{i}", "project": "p", "feature_stats": fs} for i, (fs, _) in enumerate(batch)]
+    aggs = [WindowAggregate(rows=int(acc.count.max(initial=0)), accumulator=acc) for _, acc in batch]
+    alone = [monitor_window(r, r["endpoint_id"], "p", START, END, agg,
+                            [HistogramDataDriftApplication(include_categorical=include_categorical)])
+             for r, agg in zip(records, aggs)]
+    app = HistogramDataDriftApplication(include_categorical=include_categorical)
+    with windows_prepared([app], list(zip(records, aggs))):
+        # the batch's numbers are used: every window the plan compares whole is prepared
+        for (fs, acc) in batch:
+            plan = plan_reference(fs, acc.layout, include_categorical)
+            full = plan is not None and drift_from_accumulator(fs, acc, plan=plan).general_drift is not None
+            assert (id(acc) in app._prepared) == (full and planned_drift_of_windows([plan], [acc])[0] is not None)
+        together = [monitor_window(r, r["endpoint_id"], "p", START, END, agg, [app]) for r, agg in zip(records, aggs)]
+    assert [_records(o) for o in together] == [_records(o) for o in alone]
+    assert app._prepared == {}  # nothing kept after the batch
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(cases(), min_size=1, max_size=6))
+def test_the_measures_and_verdicts_of_a_batch_are_those_of_each_window_alone(batch):
+    planned = [(fs, acc, plan_reference(fs, acc.layout)) for fs, acc in batch]
+    planned = [w for w in planned if w[2] is not None]
+    reports = planned_drift_of_windows([p for _, _, p in planned], [a for _, a, _ in planned])
+    for (fs, acc, plan), report in zip(planned, reports):
+        alone = drift_from_accumulator(fs, acc, plan=plan)
+        if report is None:  # an empty compared column: the general path skips it
+            assert len(alone.columns) < len(plan.names)
+        else:
+            assert report == alone  # frozen dataclasses: every float, name and order equal
+    compared = [(fs, acc, plan) for (fs, acc, plan), r in zip(planned, reports) if r is not None]
+    verdicts = planned_feature_drift_of_windows([p for _, _, p in compared], [a for _, a, _ in compared])
+    for (fs, acc, plan), verdict in zip(compared, verdicts):
+        alone = feature_drift_from_accumulator(fs, acc, columns=list(plan.names), plan=plan)
+        assert _records(verdict) == _records(alone)
+
+
+def test_a_batch_of_one_reference_against_the_statistics_by_hand():
+    """Two windows of one reference in one batch: each column's TVD from numpy on its counts, and
+    the verdict rejects the shifted column only."""
+    training = _training(5)
+    fs = feature_stats(training)
+    same, shifted = training[:200], training.assign(a=training["a"] + 3)[200:400]
+    aggs = []
+    for frame in (same, shifted):
+        from streamdrift.udfs.accumulator import Accumulator
+        acc = Accumulator.from_reference(fs).add_batch(frame[NUMERIC].to_numpy(), {"c": frame["c"]})
+        aggs.append(acc)
+    plan = plan_reference(fs, aggs[0].layout)
+    reports = planned_drift_of_windows([plan, plan], aggs)
+    for acc, report in zip(aggs, reports):
+        j = list(acc.layout.numeric).index("a")
+        w = acc.histogram("a") / acc.count[j]
+        r = np.asarray(fs["a"]["hist"][0], float) / fs["a"]["count"]
+        assert next(c for c in report.columns if c.name == "a").tvd == pytest.approx(np.abs(w - r).sum() / 2, abs=1e-12)
+    verdicts = planned_feature_drift_of_windows([plan, plan], aggs)
+    assert verdicts[0].drifted == ()
+    assert verdicts[1].drifted == ("a",)
+
+
+def test_verdicts_of_windows_of_different_references_and_widths():
+    """feature_verdicts of windows against references of other columns, kinds and bin counts:
+    each as feature_verdict of the window alone."""
+    refs = [vd.ReferenceCounts.from_counts(["x", "color"], [[100, 200, 400, 200, 100], [500, 300, 200]], 1),
+            vd.ReferenceCounts.from_counts(["y"], [[50, 50]], 1),
+            vd.ReferenceCounts.from_counts(["k"], [[10, 30, 60]], 0),
+            vd.ReferenceCounts.from_counts(["u", "v"], [[5] * 12, [0, 0, 9]], 2)]
+    rng = np.random.default_rng(7)
+    windows = [rng.integers(0, 40, ref.counts.size).astype(float) for ref in refs]
+    windows[1][:] = 0  # nothing to test: status -1
+    columns = [None, None, np.array([True]), np.array([True, False])]
+    together = vd.feature_verdicts(refs, windows, columns)
+    for ref, w, wanted, v in zip(refs, windows, columns, together):
+        alone = vd.feature_verdict(ref, w, columns=wanted)
+        assert int(v.status) == int(alone.status)
+        assert v.columns() == alone.columns()
+    assert int(together[1].status) == -1
+    with pytest.raises(ValueError, match="bins"):
+        vd.feature_verdicts(refs[:1], [np.zeros(3)], [None])
+
+
+def _window_row(key, revision, body, fired_ms=None):
+    return (key, START, END, revision, body, fired_ms)
+
+
+def test_run_many_keeps_the_order_and_gives_each_fault_its_own_record():
+    training = _training(6)
+    fs = feature_stats(training)
+    from streamdrift.udfs.accumulator import Accumulator
+    acc = Accumulator.from_reference(fs).add_batch(training[NUMERIC].to_numpy()[:80], {"c": training["c"][:80]})
+    body = WindowAggregate(rows=80, accumulator=acc).to_bytes()
+    endpoints = [{"endpoint_id": k, "project": "p", "feature_stats": fs} for k in ("ep1", "ep2")]
+    runner = RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p")
+    runner.open(None)
+    outs = runner.run_many([_window_row("ep1", 0, body, 123), _window_row("ep2", 0, b"not an aggregate"),
+                            _window_row("ep2", -1, body), _window_row("ep1", 1, body)])
+    assert [(o.endpoint_id, o.revision) for o in outs] == [("ep1", 0), ("ep2", 0), ("ep2", -1), ("ep1", 1)]
+    assert outs[0].fired_ms == 123
+    assert [e.error_type for e in outs[1].errors] == ["mm-window-failed"]  # the bad body, alone
+    assert outs[2].late_rows == 80 and outs[2].results == ()  # a late partial: counted, not monitored
+    alone = monitor_window(endpoints[0], "ep1", "p", START, END, WindowAggregate.from_bytes(body, runner.catalog.layout_by_fingerprint),
+                           [HistogramDataDriftApplication()])
+    assert _records(dataclasses.replace(outs[0], fired_ms=None)) == _records(alone)
+    assert runner.failed_windows == 1
+
+
+def test_endpoints_prepared_at_the_writers_start_make_no_plan_in_their_first_batch(monkeypatch):
+    """What the writer does when it opens (``RunApplications.prepare`` of its endpoints): their
+    first batch then makes no plan, and reports what an application never prepared reports."""
+    import streamdrift.udfs.histogram_drift as hd
+    from streamdrift.udfs.accumulator import Accumulator
+
+    training = _training(8)
+    endpoints = [{"endpoint_id": k, "project": "p", "feature_stats": feature_stats(training.sample(300, random_state=i))}
+                 for i, k in enumerate(("ep1", "ep2"))]
+    runner = RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p")
+    runner.open(None)
+    assert runner.catalog.endpoint_ids() == ["ep1", "ep2"]
+    runner.prepare(["ep1"])
+    bodies = []
+    for e in endpoints:
+        acc = Accumulator.from_reference(runner.catalog.layout(e["endpoint_id"]))
+        acc.add_batch(training[NUMERIC].to_numpy()[:60] * 1.5, {"c": training["c"][:60]})
+        bodies.append(WindowAggregate(rows=60, accumulator=acc).to_bytes())
+    made = []
+    real = hd.plan_reference
+    monkeypatch.setattr(hd, "plan_reference", lambda *args: made.append(args) or real(*args))
+    outs = runner.run_many([_window_row(e["endpoint_id"], 0, b) for e, b in zip(endpoints, bodies)])
+    assert len(made) == 1 and made[0][0] is endpoints[1]["feature_stats"]  # ep2's, in the batch
+    fresh = RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p")
+    fresh.open(None)
+    again = fresh.run_many([_window_row(e["endpoint_id"], 0, b) for e, b in zip(endpoints, bodies)])
+    assert [_records(o) for o in outs] == [_records(o) for o in again]
+    assert {r.result_name: r.status for r in outs[0].results}["feature_drift"] == 2  # 1.5 times the values
+
+
+class _StateStandIn:
+    """Flink's keyed list and value state for one key, in memory (no Flink runs in a unit test)."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, value):
+        self.items.append(value)
+
+    def get(self):
+        return list(self.items)
+
+    def value(self):
+        return self.items[-1] if self.items else None
+
+    def update(self, value):
+        self.items = [value]
+
+    def clear(self):
+        self.items = []
+
+
+class _RuntimeContextStandIn:
+    def get_list_state(self, descriptor):
+        return _StateStandIn()
+
+    def get_state(self, descriptor):
+        return _StateStandIn()
+
+    def get_metrics_group(self):
+        return type("Group", (), {"gauge": lambda self, name, fn: None})()
+
+    def get_index_of_this_subtask(self):
+        return 0
+
+    def get_number_of_parallel_subtasks(self):
+        return 1
+
+
+def test_the_writer_runs_the_applications_on_its_batch_and_writes_what_an_earlier_version_left_as_it_is__flink_state_stand_in(
+        tmp_path):
+    """A batch holding a window as the window stage hands it now (its aggregate) and one a
+    savepoint of the previous version left in the writer's state (its records, applications run):
+    both are written, each with its own numbers, and the new one's alert events leave."""
+    import pickle
+
+    from streamdrift.connectors import job_io
+    from streamdrift.connectors.tsdb import open_tsdb
+    from streamdrift.operators.monitor import ALERT_EVENTS, WriteOutputs
+    from streamdrift.udfs.accumulator import Accumulator
+
+    training = _training(9)
+    endpoints = [{"endpoint_id": k, "project": "p", "feature_stats": feature_stats(training.sample(300, random_state=i))}
+                 for i, k in enumerate(("ep1", "ep2"))]
+    aggs = []
+    for i, e in enumerate(endpoints):
+        acc = Accumulator.from_reference(e["feature_stats"])
+        acc.add_batch(training[NUMERIC].to_numpy()[:70] * (1 + 2 * i), {"c": training["c"][:70]})
+        aggs.append(WindowAggregate(rows=70, accumulator=acc))
+    tsdb, store = f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite"
+    writer = WriteOutputs(lambda: job_io.StoreWriter(tsdb, store), RunApplications(
+        lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p"), writer_keys=[0])
+    writer.open(_RuntimeContextStandIn())
+    earlier = monitor_window(endpoints[0], "ep1", "p", START, END, aggs[0], [HistogramDataDriftApplication()])
+    writer.waiting.add(pickle.dumps(earlier))
+    writer.waiting.add(pickle.dumps(_window_row("ep2", 0, aggs[1].to_bytes(), 456)))
+    emitted = list(writer.on_timer(END, None))
+    writer.close()
+    summaries = [e for e in emitted if not (isinstance(e, tuple) and e[0] is ALERT_EVENTS)]
+    events = [e[1] for e in emitted if isinstance(e, tuple) and e[0] is ALERT_EVENTS]
+    assert [(s[0], s[4], s[8]) for s in summaries] == [("ep1", 70, None), ("ep2", 70, 456)]
+    alone = monitor_window(endpoints[1], "ep2", "p", START, END, aggs[1], [HistogramDataDriftApplication()])
+    drift = {o.endpoint_id: next(r.value for r in o.results if r.result_name == "general_drift") for o in (earlier, alone)}
+    assert [s[5] for s in summaries] == [drift["ep1"], drift["ep2"]]
+    assert {e[0] for e in events} == {"ep2"}  # ep2's values tripled: its drift raises events; ep1's none
+    stored = open_tsdb(tsdb)
+    for out in (earlier, alone):  # each window's results as its own applications gave them
+        got = {r.result_name: r.value for r in stored.query_results("p", out.endpoint_id)}
+        assert got == {r.result_name: r.value for r in out.results}
+    stored.close()
+
+
+def test_the_writers_start_record_opens_the_writer_and_leaves_nothing_to_write__flink_state_stand_in(tmp_path):
+    from streamdrift.connectors import job_io
+    from streamdrift.operators.monitor import WRITER_START, WriteOutputs
+
+    writer = WriteOutputs(lambda: job_io.StoreWriter(f"sqlite:///{tmp_path}/t.sqlite", f"sqlite:///{tmp_path}/s.sqlite"),
+                          RunApplications(lambda: [], lambda: [], "p"), writer_keys=[0])
+    writer.open(_RuntimeContextStandIn())
+    assert list(writer.process_element(WRITER_START, None)) == []
+    assert writer.waiting.get() == [] and writer.count.value() is None
+    assert list(writer.on_timer(END, None)) == []  # an empty batch: nothing written
+    writer.close()
