@@ -61,9 +61,9 @@ class JobOptions:
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "
                                "state)", choices=["hashmap", "rocksdb"])
     # keys whose state a Python worker keeps decoded (per keyed stage and subtask): at least the
-    # endpoints of a subtask, else every partial writes back and re-reads another endpoint's state
-    state_cache_keys: int = _flag("--state-cache-keys", 20_000, "endpoints whose window state a Python worker "
-                                  "keeps decoded, per subtask; at least the endpoints per subtask", type=int)
+    # keys of a subtask, else a partial can evict the state of another group and re-read it
+    state_cache_keys: int = _flag("--state-cache-keys", 20_000, "keys (groups of endpoints, 256 in all) whose "
+                                  "window state a Python worker keeps decoded, per subtask", type=int)
     checkpoint_dir: str | None = _flag("--checkpoint-dir", None, "e.g. file:///var/lib/streamdrift/checkpoints "
                                        "(default: <data_dir>/checkpoints)")
     group_id: str | None = None  # Kafka consumer group; default streamdrift-<project>
@@ -80,8 +80,12 @@ class JobOptions:
 
 
 STATES_PER_KEY = 1
-"""Keyed states of the window stage per endpoint (one map state of its open windows): what the
-Python state cache holds per endpoint."""
+"""Keyed states of the window stage per key (one map state of its group's open windows): what the
+Python state cache holds per group of endpoints."""
+
+MAP_STATE_ENTRIES = 1 << 20
+"""Entries of one key's map state PyFlink's cache holds and a look at the whole map reads at
+once: a group's windows (~40 endpoints × up to 18 entries × 2 open windows at 10,000 endpoints)."""
 
 WRITER_BUCKETS_PER_SUBTASK = 1
 """Keys of the writer per subtask (chosen so that Flink puts as many on each): a subtask's windows
@@ -120,7 +124,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     from streamdrift.operators.monitor import (
         ALERT_EVENTS, SUMMARY_TYPE, WINDOW_OUTPUT_TYPE, WRITE_FAILURES, RunApplications, WindowsToWriter, WriteOutputs)
     from streamdrift.operators.parse import CONTROL, DEAD, RECORD, RESULT_TYPE, ParseRecords, parse_tiers
-    from streamdrift.operators.windows import DEAD_LETTERS
+    from streamdrift.operators.windows import DEAD_LETTERS, GROUP_SQL
     from streamdrift.operators.windows import INPUT_TYPE as WINDOW_INPUT_TYPE
 
     window_ms = _window_ms(settings, options)
@@ -136,8 +140,12 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
              # records are not copied between chained JVM operators (the Table runtime's operators
              # do not keep references to their input; the Python ones get serialised bytes)
              "pipeline.object-reuse": "true",
-             # PyFlink counts one entry per state and key: the window stage keeps 5 states per endpoint
+             # PyFlink counts one entry per state and key: the window stage keeps one per group
              "python.state.cache-size": str(options.state_cache_keys * STATES_PER_KEY),
+             # a group's whole map state in the worker's cache, read in one answer (defaults: 1,000
+             # entries), so that a look for an entry that does not exist is answered there
+             "python.map-state.read-cache-size": str(MAP_STATE_ENTRIES),
+             "python.map-state.iterate-response-batch-size": str(MAP_STATE_ENTRIES),
              # checkpoints in files: the JobManager's memory takes at most 5 MiB of state per subtask
              "execution.checkpointing.dir": options.checkpoint_dir
              or (Path(settings.data_dir) / "checkpoints").resolve().as_uri()}
@@ -200,10 +208,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     statements.add_insert_sql(raw_rows.insert_sql("parsed_events"))
     statements.attach_as_datastream()
 
-    # partials and dead letters, keyed by endpoint in the JVM: no Python step to split or key them
-    # (a partial carries its rows' sample: every pass between JVM and Python costs its bytes)
+    # partials and dead letters, keyed by their endpoint's group in the JVM: no Python step to split
+    # or key them (a partial carries its rows' sample: every pass between JVM and Python costs its bytes)
     records = t_env.to_data_stream(t_env.sql_query(
-        f"SELECT COALESCE(endpoint_id, '') AS k, ROW(endpoint_id, window_start, body, COALESCE(late, FALSE), "
+        f"SELECT {GROUP_SQL} AS k, ROW(endpoint_id, window_start, body, COALESCE(late, FALSE), "
         f"kind = '{DEAD}', kind = '{CONTROL}') AS v "
         f"FROM parsed_events WHERE kind <> '{RECORD}'"))
     keyed = keyed_by_first_field(records, WINDOW_INPUT_TYPE)

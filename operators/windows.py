@@ -1,20 +1,21 @@
 """The per-endpoint tumbling event-time window, with allowed lateness and an idle close.
 
-Keyed by endpoint. Input: partial aggregates (few per batch and endpoint), and the dead letters,
-which go to the side output :data:`DEAD_LETTERS` (they come keyed by the empty string); state: one merged
-aggregate per open window (bounded by columns × bins + sample size) and its revision. Partials are
-appended as they come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and
-when a correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state
-is read and written once per ``COMPACT_EVERY`` partials, not per partial.
+Keyed by group of endpoints (:func:`endpoint_group`: the job keys each record by its endpoint's
+group in the JVM). Input: partial aggregates (few per batch and endpoint), and the dead letters,
+which go to the side output :data:`DEAD_LETTERS`; state: one merged aggregate per open window and
+endpoint (bounded by columns × bins + sample size) and its revision. Partials are appended as they
+come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and when a
+correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state is
+read and written once per ``COMPACT_EVERY`` partials, not per partial.
 
-All of an endpoint's windows live in one map state (:class:`WindowSlots`): PyFlink sends each
-keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's end,
-so one state per key is one request per endpoint and bundle.
+All the windows of a group's endpoints live in one map state (:class:`WindowSlots`): PyFlink sends
+each keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's
+end (~0.3 ms each, whatever its size), so the requests per bundle are the groups it touched, not
+the endpoints; and one timer of a group fires all of its endpoints' windows that end together.
 
 * event time: a window fires when the watermark passes its end. Neither that firing nor the
-  drop of older windows at the same watermark writes to the state: PyFlink commits every key
-  changed in a bundle with one blocking request each (~0.3 ms), and no window of the bundle
-  reaches the writer before that commit ends (~1.9 s at 5,000 endpoints per subtask). A window
+  drop of older windows at the same watermark writes to the state: no window of the bundle
+  reaches the writer before the commit at the bundle's end ends. A window
   stored NOT_FIRED whose end the watermark has passed has fired (:meth:`EndpointWindows._fired`),
   unless its first partial came after that (``OPENED_LATE``, stored); a window leaves the state
   at its expiry (:meth:`EndpointWindows._expiry`), half a window away from any firing;
@@ -29,6 +30,7 @@ so one state per key is one request per endpoint and bundle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import struct
@@ -82,26 +84,52 @@ OPENED_LATE = -2  # its first partial came when the watermark had passed its end
 _META = struct.Struct("<qii?")
 
 
-class WindowSlots:
-    """The map-state keys of a window: slot 0 its :class:`WindowMeta`, 1 its merged aggregate, 2..
-    its pending partials. ``start * SLOTS + slot`` keeps one LONG key per entry (floor division
-    gives the start back, negative starts too).
+GROUPS = 256
+"""Groups of endpoints the window stage is keyed by: at 10,000 endpoints ~40 per group. Fixed:
+the state of a window lives under its endpoint's group."""
 
-    >>> key = WindowSlots.key(-60_000, WindowSlots.PENDING + 3)
-    >>> WindowSlots.start(key), key % WindowSlots.SLOTS
-    (-60000, 5)
+
+def endpoint_group(endpoint_id: str) -> str:
+    """The window stage's key of an endpoint: the first two hex digits of the MD5 of its id's
+    UTF-8 (one of :data:`GROUPS`), what the job's ``SUBSTRING(MD5(endpoint_id) FROM 1 FOR 2)``
+    computes in the JVM. Stable across versions and parallelisms, since state is kept under it.
+
+    >>> endpoint_group('ep1'), endpoint_group('')
+    ('d9', 'd4')
+    """
+    return hashlib.md5(endpoint_id.encode("utf-8", "surrogatepass")).hexdigest()[:2]
+
+
+EARLIER_STATE, EARLIER_SLOTS = "endpoint-windows", 32
+"""The window stage's map state in savepoints of versions that keyed it by endpoint (its keys:
+window start × 32 + slot)."""
+
+GROUP_SQL = "SUBSTRING(MD5(COALESCE(endpoint_id, '')) FROM 1 FOR 2)"
+""":func:`endpoint_group` in Flink SQL (the job keys the window stage's input by it)."""
+
+
+class WindowSlots:
+    """The map-state keys of an endpoint's window: slot 0 its :class:`WindowMeta`, 1 its merged
+    aggregate, 2.. its pending partials. ``"<start>/<slot>/<endpoint id>"``: the id last, so that
+    any id gives a key of its own, and :meth:`parse` gives all three back.
+
+    >>> key = WindowSlots.key('ep/1', -60_000, WindowSlots.PENDING + 3)
+    >>> key, WindowSlots.parse(key)
+    ('-60000/5/ep/1', ('ep/1', -60000, 5))
     """
 
     SLOTS = 32
     META, MERGED, PENDING = 0, 1, 2
 
     @staticmethod
-    def key(start: int, slot: int) -> int:
-        return start * WindowSlots.SLOTS + slot
+    def key(endpoint_id: str, start: int, slot: int) -> str:
+        return f"{start}/{slot}/{endpoint_id}"
 
     @staticmethod
-    def start(key: int) -> int:
-        return key // WindowSlots.SLOTS
+    def parse(key: str) -> tuple[str, int, int]:
+        """(endpoint id, start, slot) of a key of :meth:`key`."""
+        start, slot, endpoint_id = key.split("/", 2)
+        return endpoint_id, int(start), int(slot)
 
 
 assert WindowSlots.PENDING + COMPACT_EVERY <= WindowSlots.SLOTS
@@ -127,9 +155,13 @@ class EndpointWindows(KeyedProcessFunction):
         self.idle_ms = window_ms + idle_grace_ms
 
     def open(self, runtime_context: RuntimeContext):
-        self.state = runtime_context.get_map_state(MapStateDescriptor("endpoint-windows", Types.LONG(),
+        self.state = runtime_context.get_map_state(MapStateDescriptor("group-windows", Types.STRING(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.listed: set[str] = set()
+        # the state of a savepoint of an earlier version, keyed by endpoint (EARLIER_STATE)
+        self.earlier = runtime_context.get_map_state(MapStateDescriptor(EARLIER_STATE, Types.LONG(),
+                                                                        Types.PRIMITIVE_ARRAY(Types.BYTE())))
+        self.earlier_checked: set[str] = set()
         self.opened_ms = int(time.time() * 1000)
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
@@ -147,18 +179,29 @@ class EndpointWindows(KeyedProcessFunction):
         """Windows this subtask failed since it started (the gauge ``window_failures``)."""
         return self.failed_windows
 
-    def _list_once(self, key: str) -> None:
-        """Read the endpoint's whole window state once in this worker. PyFlink's cache then holds
-        every entry of it, so looking for one that does not exist (the meta of a window's first
-        partial) needs no round trip to the JVM; it answers only for entries read or written before.
-        A hint, not state: after the cache drops the endpoint the looks are round trips again."""
-        if key not in self.listed:
-            self.listed.add(key)
-            for _ in self.state.items():
-                pass
+    def _list_once(self, group: str) -> None:
+        """Read the group's whole window state once in this worker. PyFlink's cache then holds
+        every entry of it (the job sets its map-state cache to hold a group), so looking for one
+        that does not exist (the meta of a window's first partial) needs no round trip to the JVM;
+        it answers only for entries read or written before. A hint, not state: after the cache
+        drops the group the looks are round trips again."""
+        if group not in self.listed:
+            self._windows(group)
 
-    def _meta(self, start: int) -> WindowMeta | None:
-        data = self.state.get(WindowSlots.key(start, WindowSlots.META))
+    def _windows(self, group: str) -> list[tuple[int, str, WindowMeta]]:
+        """The group's open windows: (start, endpoint id, meta) of each (a window has a meta entry
+        from its first partial until :meth:`_forget`), in that order. One look at the whole map:
+        answered from PyFlink's cache once it holds the group, else one round trip to the JVM."""
+        windows = []
+        for k, v in self.state.items():
+            endpoint_id, start, slot = WindowSlots.parse(k)
+            if slot == WindowSlots.META:
+                windows.append((start, endpoint_id, unpack_meta(v)))
+        self.listed.add(group)
+        return sorted(windows)
+
+    def _meta(self, endpoint_id: str, start: int) -> WindowMeta | None:
+        data = self.state.get(WindowSlots.key(endpoint_id, start, WindowSlots.META))
         return None if data is None else unpack_meta(data)
 
     def _fired(self, start: int, meta: WindowMeta, watermark: int | None) -> int:
@@ -172,66 +215,56 @@ class EndpointWindows(KeyedProcessFunction):
             return 0
         return NOT_FIRED
 
-    def _put_meta(self, start: int, meta: WindowMeta) -> None:
-        self.state.put(WindowSlots.key(start, WindowSlots.META), pack_meta(meta))
+    def _put_meta(self, endpoint_id: str, start: int, meta: WindowMeta) -> None:
+        self.state.put(WindowSlots.key(endpoint_id, start, WindowSlots.META), pack_meta(meta))
 
-    def _failed(self, key: str, start: int, what: str, exc: Exception):
+    def _failed(self, endpoint_id: str, start: int, what: str, exc: Exception):
         """One window's fault: its state is dropped and a dead letter says why (the job goes on)."""
-        log.exception("endpoint %s window %s: %s failed", key, start, what)
+        log.exception("endpoint %s window %s: %s failed", endpoint_id, start, what)
         self.failed_windows += 1
-        self._forget(start, None)
-        return DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": key, "window_start_ms": start,
+        self._forget(endpoint_id, start, None)
+        return DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": endpoint_id, "window_start_ms": start,
                                          "reason": f"the window stage failed ({what}): {type(exc).__name__}: {exc}"})
 
-    def _merged(self, start: int, meta: WindowMeta, extra: bytes | None = None) -> bytes:
+    def _merged(self, endpoint_id: str, start: int, meta: WindowMeta, extra: bytes | None = None) -> bytes:
         """The window's aggregate merged with its pending partials and ``extra`` (nothing stored)."""
-        parts = [self.state.get(WindowSlots.key(start, WindowSlots.MERGED))] if meta.merged else []
-        parts += [self.state.get(WindowSlots.key(start, WindowSlots.PENDING + i)) for i in range(meta.pending)]
+        key = WindowSlots.key
+        parts = [self.state.get(key(endpoint_id, start, WindowSlots.MERGED))] if meta.merged else []
+        parts += [self.state.get(key(endpoint_id, start, WindowSlots.PENDING + i)) for i in range(meta.pending)]
         parts = [p for p in parts + [extra] if p is not None]
         if len(parts) == 1:
             return parts[0]
         return WindowAggregate.merge_bytes(parts, self.catalog.layout_by_fingerprint,
                                            unknown_reference="drop").to_bytes()
 
-    def _compact(self, start: int, meta: WindowMeta, extra: bytes | None = None, **changes) -> bytes:
+    def _compact(self, endpoint_id: str, start: int, meta: WindowMeta, extra: bytes | None = None,
+                 **changes) -> bytes:
         """Merge the window's aggregate, its pending partials and ``extra`` into one; store it with
         its meta (``changes``: fields of the meta to set besides)."""
-        data = self._merged(start, meta, extra)
-        self.state.put(WindowSlots.key(start, WindowSlots.MERGED), data)
+        data = self._merged(endpoint_id, start, meta, extra)
+        self.state.put(WindowSlots.key(endpoint_id, start, WindowSlots.MERGED), data)
         for i in range(meta.pending):
-            self.state.remove(WindowSlots.key(start, WindowSlots.PENDING + i))
-        self._put_meta(start, meta._replace(pending=0, merged=True, **changes))
+            self.state.remove(WindowSlots.key(endpoint_id, start, WindowSlots.PENDING + i))
+        self._put_meta(endpoint_id, start, meta._replace(pending=0, merged=True, **changes))
         return data
 
-    def _windows(self) -> list[int]:
-        """The key's open windows (each has a meta entry from its first partial until :meth:`_forget`)."""
-        return sorted(WindowSlots.start(k) for k in self.state.keys() if k % WindowSlots.SLOTS == WindowSlots.META)
-
-    def _timer_windows(self, timestamp: int) -> list[tuple[int, WindowMeta]]:
-        """The open windows an event-time timer at ``timestamp`` is for, with their metas: the one
-        it fires (its end - 1) and the one it drops (:meth:`_expiry`).
-        Every window registers both timers, so no other window needs a look; listing the key's
-        windows (:meth:`_windows`) is a round trip to the JVM's state at every timer, which
-        PyFlink does not cache (a third of the stage's time while 10,000 endpoints' windows fired)."""
+    def _timer_windows(self, group: str, timestamp: int) -> list[tuple[int, str, WindowMeta]]:
+        """The group's open windows an event-time timer at ``timestamp`` is for: the ones it fires
+        (their end - 1) and the ones it drops (:meth:`_expiry`)."""
         fire = timestamp + 1 - self.window_ms
-        found = []
         expiring = self._expiring(timestamp)
         starts = {fire, fire - self.lateness}  # the lateness end: a savepoint of an earlier version has timers there
         if self._expiry(expiring) == timestamp:
             starts.add(expiring)
-        for start in sorted(starts):
-            meta = self._meta(start)
-            if meta is not None:
-                found.append((start, meta))
-        return found
+        return [w for w in self._windows(group) if w[0] in starts]
 
     def _expiry(self, start: int) -> int:
         """When window ``start`` leaves the state (event time, ms): the first time half a window
         after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
         allowed lateness (a partial the watermark meets exactly there still corrects it); at its
-        end - 1 without lateness. Dropping an endpoint's window commits
-        its key (~0.3 ms each), and at the end of the lateness, a whole number of windows after
-        its end, every endpoint's next window fires: there, the commit held all of them back."""
+        end - 1 without lateness. Dropping a group's windows commits its key, and at the end of the
+        lateness, a whole number of windows after its end, every endpoint's next window fires:
+        there, the commit would hold them back."""
         lateness_end = start + self.window_ms - 1 + self.lateness
         if self.lateness == 0:
             return lateness_end
@@ -243,50 +276,50 @@ class EndpointWindows(KeyedProcessFunction):
         phase = timestamp - (self.window_ms // 2 - 1)
         return phase + (timestamp - self.window_ms - self.lateness - phase) // self.window_ms * self.window_ms
 
-    def _emit(self, key: str, start: int, revision: int, data: bytes) -> Row:
-        return Row(key, start, start + self.window_ms, revision, data, int(time.time() * 1000))
+    def _emit(self, endpoint_id: str, start: int, revision: int, data: bytes) -> Row:
+        return Row(endpoint_id, start, start + self.window_ms, revision, data, int(time.time() * 1000))
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         self.show_counters()
-        key, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead[, close]]]
+        endpoint_id, start, body = value[0], value[1], value[2]  # endpoint_id, window_start, body[, late[, dead[, close]]]
         if len(value) > 4 and value[4]:
             yield DEAD_LETTERS, bytes(body).decode()
             return
         if len(value) > 5 and value[5]:
-            yield from self._close_up_to(key, start, ctx.timer_service())
+            yield from self._close_up_to(ctx.get_current_key(), endpoint_id, start, ctx.timer_service())
             return
         try:
-            yield from self._partial(key, start, body, len(value) > 3 and bool(value[3]), ctx)
+            yield from self._partial(endpoint_id, start, body, len(value) > 3 and bool(value[3]), ctx)
         except Exception as exc:  # noqa: BLE001
-            yield self._failed(key, start, "adding a partial", exc)
+            yield self._failed(endpoint_id, start, "adding a partial", exc)
 
-    def _partial(self, key: str, start: int, body: bytes, flagged: bool, ctx):
+    def _partial(self, endpoint_id: str, start: int, body: bytes, flagged: bool, ctx):
         """A partial of window ``start``; ``flagged``: late by the watermark where it was read."""
         end = start + self.window_ms
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
         if flagged or end - 1 + self.lateness < watermark:
             self.late_partials.inc()
-            yield self._emit(key, start, LATE, body)
+            yield self._emit(endpoint_id, start, LATE, body)
             return
         now = timers.current_processing_time()
-        self._list_once(key)
-        meta = self._meta(start)
+        self._list_once(ctx.get_current_key())
+        meta = self._meta(endpoint_id, start)
         fired = NOT_FIRED if meta is None else self._fired(start, meta, watermark)
         if fired != NOT_FIRED:  # already fired: a correction by late data
             revision = fired + 1
-            data = self._compact(start, meta, body, touched=now, revision=revision)
+            data = self._compact(endpoint_id, start, meta, body, touched=now, revision=revision)
             self.corrections.inc()
-            yield self._emit(key, start, revision, data)
+            yield self._emit(endpoint_id, start, revision, data)
             return
         first = meta is None
         opened = OPENED_LATE if watermark is not None and end - 1 <= watermark else NOT_FIRED
         meta = (meta or WindowMeta(now, opened, 0, False))._replace(touched=now)
         if meta.pending + 1 >= COMPACT_EVERY:
-            self._compact(start, meta, body)
+            self._compact(endpoint_id, start, meta, body)
         else:
-            self.state.put(WindowSlots.key(start, WindowSlots.PENDING + meta.pending), body)
-            self._put_meta(start, meta._replace(pending=meta.pending + 1))
+            self.state.put(WindowSlots.key(endpoint_id, start, WindowSlots.PENDING + meta.pending), body)
+            self._put_meta(endpoint_id, start, meta._replace(pending=meta.pending + 1))
         if first:
             timers.register_event_time_timer(end - 1)
             # the idle close: one timer per window, which re-arms itself from the window's last
@@ -301,56 +334,75 @@ class EndpointWindows(KeyedProcessFunction):
             timers.register_event_time_timer(end - 1)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        key = ctx.get_current_key()
+        group = ctx.get_current_key()
+        if group not in self.earlier_checked:
+            self.earlier_checked.add(group)
+            yield from self._earlier_windows(group)
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
-        windows = self._timer_windows(timestamp) if event_time else [(s, None) for s in self._windows()]
-        for start, meta in windows:
+        windows = self._timer_windows(group, timestamp) if event_time else self._windows(group)
+        for start, endpoint_id, meta in windows:
             try:
-                out = self._on_timer(key, start, meta, timestamp, event_time, ctx.timer_service())
+                out = self._on_timer(endpoint_id, start, meta, timestamp, event_time, ctx.timer_service())
             except Exception as exc:  # noqa: BLE001
-                out = self._failed(key, start, "firing the window", exc)
+                out = self._failed(endpoint_id, start, "firing the window", exc)
             if out is not None:
                 yield out
 
-    def _close_up_to(self, key: str, last_ms: int, timers):
+    def _earlier_windows(self, key: str):
+        """A dead letter per window that a savepoint of an earlier version holds under ``key`` (an
+        endpoint id: that version keyed the stage by endpoint), and the state dropped: its windows'
+        partials are not merged into this version's. Its timers come here, under their key. Stopped
+        with ``flink stop --drain``, that version fired and dropped all of them itself."""
+        starts = sorted({k // EARLIER_SLOTS for k in self.earlier.keys()})
+        for start in starts:
+            self.failed_windows += 1
+            yield DEAD_LETTERS, json.dumps({
+                "kind": "window", "endpoint_id": key, "window_start_ms": start,
+                "reason": "the window was open in a savepoint of an earlier version of the job, which kept "
+                          "windows per endpoint: it is dropped (stop that version with its windows fired, "
+                          "flink stop --drain, before starting this one from its savepoint)"})
+        if starts:
+            log.error("dropped %d windows of endpoint %s left by an earlier version's savepoint", len(starts), key)
+            self.earlier.clear()
+
+    def _close_up_to(self, group: str, endpoint_id: str, last_ms: int, timers):
         """MLRun's ``batch_complete``: every open window of the endpoint that starts at or before
         ``last_ms`` fires now (as an idle window would), without waiting for the watermark."""
-        for start in self._windows():
-            if start > last_ms:
+        for start, other, meta in self._windows(group):
+            if other != endpoint_id or start > last_ms:
                 continue
             try:
-                meta = self._meta(start)
-                if meta is None or self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
+                if self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
                     continue
                 self.batch_closes.inc()
                 if self.lateness > 0:
                     timers.register_event_time_timer(self._expiry(start))
-                yield self._emit(key, start, 0, self._compact(start, meta, revision=0))
+                yield self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
             except Exception as exc:  # noqa: BLE001
-                yield self._failed(key, start, "closing the window at batch_complete", exc)
+                yield self._failed(endpoint_id, start, "closing the window at batch_complete", exc)
 
-    def _on_timer(self, key: str, start: int, meta: WindowMeta | None, timestamp: int, event_time: bool, timers):
-        """What a timer at ``timestamp`` does to window ``start``: its output row, or None."""
+    def _on_timer(self, endpoint_id: str, start: int, meta: WindowMeta, timestamp: int, event_time: bool, timers):
+        """What a timer at ``timestamp`` does to window ``start`` of the endpoint: its output row, or None."""
         end = start + self.window_ms
-        unfired = meta is not None and meta.revision in (NOT_FIRED, OPENED_LATE)
+        unfired = meta.revision in (NOT_FIRED, OPENED_LATE)
         if event_time:
             if self._expiry(start) <= timestamp or (meta.revision >= 0 and end - 1 + self.lateness <= timestamp):
                 # its expiry; or the end of the lateness of a window stored as fired, where an earlier
                 # version's timer drops it. With allowed lateness, the end's timer has fired it already
-                out = self._emit(key, start, 0, self._merged(start, meta)) if unfired and self.lateness == 0 else None
-                self._forget(start, meta)
+                out = (self._emit(endpoint_id, start, 0, self._merged(endpoint_id, start, meta))
+                       if unfired and self.lateness == 0 else None)
+                self._forget(endpoint_id, start, meta)
                 return out
             if end - 1 == timestamp and unfired:
                 if self.lateness > 0:
                     timers.register_event_time_timer(self._expiry(start))
                 if meta.revision == OPENED_LATE:  # not implied by the watermark: stored (rare)
-                    self._put_meta(start, meta._replace(revision=0))
-                return self._emit(key, start, 0, self._merged(start, meta))
+                    self._put_meta(endpoint_id, start, meta._replace(revision=0))
+                return self._emit(endpoint_id, start, 0, self._merged(endpoint_id, start, meta))
             return None
         # processing time: close a window that went idle, or look again when it can have
-        meta = self._meta(start)
         watermark = timers.current_watermark()
-        if meta is None or self._fired(start, meta, watermark) != NOT_FIRED:
+        if self._fired(start, meta, watermark) != NOT_FIRED:
             return None
         touched = meta.touched
         if watermark is None or watermark == UNKNOWN_WATERMARK:
@@ -363,21 +415,21 @@ class EndpointWindows(KeyedProcessFunction):
         self.idle_closes.inc()
         if self.lateness > 0:
             timers.register_event_time_timer(self._expiry(start))
-        return self._emit(key, start, 0, self._compact(start, meta, revision=0))
+        return self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
 
     def _idle_deadline(self, touched: int) -> int:
         """When a window last touched at ``touched`` (processing time, ms) is idle: ``idle_ms``
-        later, rounded up to the second (the timers of a second coincide)."""
+        later, rounded up to the second (the timers of a second coincide, the group's too)."""
         return (touched + self.idle_ms) // 1000 * 1000 + 1000
 
-    def _forget(self, start: int, meta: WindowMeta | None) -> None:
+    def _forget(self, endpoint_id: str, start: int, meta: WindowMeta | None) -> None:
         """Drop the window's entries (``meta``: its meta when read; else every slot it can have)."""
         if meta is None:
             try:
-                meta = self._meta(start)
+                meta = self._meta(endpoint_id, start)
             except Exception:  # noqa: BLE001 - an unreadable meta: drop every slot
                 meta = None
         pending = COMPACT_EVERY if meta is None else meta.pending
         slots = [WindowSlots.META, WindowSlots.MERGED] + [WindowSlots.PENDING + i for i in range(pending)]
         for slot in slots:
-            self.state.remove(WindowSlots.key(start, slot))
+            self.state.remove(WindowSlots.key(endpoint_id, start, slot))

@@ -1,30 +1,40 @@
-"""The window stage's state layout: every entry of an endpoint's windows in one map state, keyed
-by (window start, slot) packed in one LONG."""
+"""The window stage's state layout: every entry of a group of endpoints' windows in one map
+state, keyed by (window start, slot, endpoint id) in one string; the group of an endpoint."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamdrift.operators.windows import (
-    COMPACT_EVERY, OPENED_LATE, EndpointWindows, WindowMeta, WindowSlots, pack_meta, unpack_meta)
+    COMPACT_EVERY, GROUPS, OPENED_LATE, EndpointWindows, WindowMeta, WindowSlots, endpoint_group, pack_meta,
+    unpack_meta)
 
-# any window start an event time can give (ms since 1970, either side), with room for the slots
-STARTS = st.integers(-(2 ** 58), 2 ** 58 - 1)
+# any window start an event time can give (ms since 1970, either side)
+STARTS = st.integers(-(2 ** 62), 2 ** 62 - 1)
 SLOTS = st.integers(0, WindowSlots.SLOTS - 1)
 INT64 = st.integers(-(2 ** 63), 2 ** 63 - 1)
+# endpoint ids as they come: any text, the separator, digits and the empty id included
+ENDPOINTS = st.one_of(st.text(), st.text(alphabet="/0123456789-"), st.just(""))
 
 
-@given(STARTS, SLOTS)
-def test_a_key_gives_back_its_window_and_slot_and_fits_a_long(start, slot):
-    key = WindowSlots.key(start, slot)
-    assert WindowSlots.start(key) == start
-    assert key % WindowSlots.SLOTS == slot
-    assert -(2 ** 63) <= key < 2 ** 63
+@given(ENDPOINTS, STARTS, SLOTS)
+def test_a_key_gives_back_its_endpoint_window_and_slot(endpoint, start, slot):
+    assert WindowSlots.parse(WindowSlots.key(endpoint, start, slot)) == (endpoint, start, slot)
 
 
-@given(STARTS, SLOTS, STARTS, SLOTS)
-def test_different_windows_or_slots_never_share_a_key(a, slot_a, b, slot_b):
-    if (a, slot_a) != (b, slot_b):
-        assert WindowSlots.key(a, slot_a) != WindowSlots.key(b, slot_b)
+@given(ENDPOINTS, STARTS, SLOTS, ENDPOINTS, STARTS, SLOTS)
+def test_different_windows_or_slots_never_share_a_key(e1, a, slot_a, e2, b, slot_b):
+    if (e1, a, slot_a) != (e2, b, slot_b):
+        assert WindowSlots.key(e1, a, slot_a) != WindowSlots.key(e2, b, slot_b)
+
+
+def test_endpoints_spread_over_every_group_evenly():
+    counts = {}
+    for i in range(25_600):
+        group = endpoint_group(f"endpoint-{i}")
+        counts[group] = counts.get(group, 0) + 1
+    assert len(counts) == GROUPS
+    # 100 per group on average; a uniform hash stays within ±50 % for every group (binomial σ ≈ 10)
+    assert 50 < min(counts.values()) and max(counts.values()) < 150
 
 
 def test_every_pending_partial_has_its_own_slot():

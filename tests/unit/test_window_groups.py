@@ -1,0 +1,239 @@
+"""The window stage keyed by groups of endpoints: every endpoint of a group gets its own windows,
+fired, corrected, closed when idle or at ``batch_complete``, and dropped, as if it had a key of its
+own. Flink's keyed map state, timer service and context are in-memory stand-ins here (named so in
+the tests: no Flink runs in a unit test); the integration tests run the stage in the real job."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyflink.datastream import TimeDomain
+
+from streamdrift.operators.windows import (
+    DEAD_LETTERS, EARLIER_STATE, LATE, EndpointWindows, WindowMeta, WindowSlots, endpoint_group, pack_meta)
+from streamdrift.udfs.window import WindowAggregate
+
+WINDOW = 60_000
+
+
+def _same_group(n: int, offset: int = 0) -> list[str]:
+    """``n`` endpoint ids that share one group (the ``offset``-th group found with ``n``)."""
+    by_group = defaultdict(list)
+    i = 0
+    while True:
+        endpoint = f"ep-{i}"
+        by_group[endpoint_group(endpoint)].append(endpoint)
+        full = [ids for ids in by_group.values() if len(ids) == n]
+        if len(full) > offset:
+            return full[offset]
+        i += 1
+
+
+class _FlinkStandIn:
+    """What the stage sees of Flink, in memory: keyed map states (per state name and key), the
+    current key, a watermark, a processing clock and the timers registered per key."""
+
+    def __init__(self):
+        self.states = defaultdict(dict)  # (state name, key) -> {map key: value}
+        self.key = None
+        self.watermark = -1  # one has come (before any, a window is idle only from the opening on)
+        self.now = 1_000_000
+        self.timers = set()  # (time, domain, key)
+        self.counters = defaultdict(int)
+        self.gauges = {}
+
+    # RuntimeContext
+    def get_map_state(self, descriptor):
+        return _MapStateStandIn(self, descriptor.name)
+
+    def get_metrics_group(self):
+        flink = self
+
+        class Counter:
+            def __init__(self, name):
+                self.name = name
+
+            def inc(self, n=1):
+                flink.counters[self.name] += n
+
+        class Group:
+            def counter(self, name):
+                return Counter(name)
+
+            def gauge(self, name, fn):
+                flink.gauges[name] = fn
+
+        return Group()
+
+    # Context and TimerService
+    def timer_service(self):
+        return self
+
+    def current_watermark(self):
+        return self.watermark
+
+    def current_processing_time(self):
+        return self.now
+
+    def register_event_time_timer(self, t):
+        self.timers.add((t, TimeDomain.EVENT_TIME, self.key))
+
+    def register_processing_time_timer(self, t):
+        self.timers.add((t, TimeDomain.PROCESSING_TIME, self.key))
+
+    def get_current_key(self):
+        return self.key
+
+    def time_domain(self):
+        return self.domain
+
+
+class _MapStateStandIn:
+    def __init__(self, flink: _FlinkStandIn, name: str):
+        self.flink, self.name = flink, name
+
+    def _map(self) -> dict:
+        return self.flink.states[(self.name, self.flink.key)]
+
+    def get(self, k):
+        return self._map().get(k)
+
+    def put(self, k, v):
+        self._map()[k] = bytes(v)
+
+    def remove(self, k):
+        self._map().pop(k, None)
+
+    def keys(self):
+        return list(self._map())
+
+    def items(self):
+        return list(self._map().items())
+
+    def clear(self):
+        self._map().clear()
+
+
+class _Stage:
+    """The window stage driven as Flink drives it: each record under its endpoint's group (as the
+    job keys it in the JVM), timers fired in time order when the watermark or the clock passes them."""
+
+    def __init__(self, lateness: int = WINDOW, idle_grace: int = 5_000):
+        self.flink = _FlinkStandIn()
+        self.stage = EndpointWindows(lambda: [], WINDOW, lateness, idle_grace)
+        self.stage.open(self.flink)
+
+    def partial(self, endpoint: str, start: int, rows: int, close: bool = False):
+        self.flink.key = endpoint_group(endpoint)
+        body = WindowAggregate(rows=rows, events=1).to_bytes()
+        return list(self.stage.process_element((endpoint, start, body, False, False, close), self.flink))
+
+    def _fire(self, domain, until: int):
+        out = []
+        while True:
+            due = sorted(t for t in self.flink.timers if t[1] == domain and t[0] <= until)
+            if not due:
+                return out
+            t = due[0]
+            self.flink.timers.discard(t)
+            self.flink.key, self.flink.domain = t[2], domain
+            out += list(self.stage.on_timer(t[0], self.flink))
+
+    def watermark(self, wm: int):
+        out = self._fire(TimeDomain.EVENT_TIME, wm)
+        self.flink.watermark = wm
+        return out
+
+    def clock(self, now: int):
+        self.flink.now = now
+        return self._fire(TimeDomain.PROCESSING_TIME, now)
+
+    def entries(self) -> int:
+        return sum(len(m) for (name, _), m in self.flink.states.items() if name != EARLIER_STATE)
+
+
+def _windows(rows) -> dict:
+    """(endpoint, start) -> (revision, rows of the aggregate) of each window row emitted."""
+    return {(r[0], r[1]): (r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in rows
+            if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)}
+
+
+def test_the_endpoints_of_one_group_each_fire_their_own_window__flink_stand_in():
+    shared, other = _same_group(3), _same_group(1)[0]
+    stage = _Stage()
+    sent = {shared[0]: [3, 5] * 10, shared[1]: [7], shared[2]: [1, 1, 1], other: [4, 4]}  # 20 partials: compacted
+    for endpoint, parts in sent.items():
+        for rows in parts:
+            assert stage.partial(endpoint, 0, rows) == []
+    fired = stage.watermark(WINDOW - 1)
+    assert _windows(fired) == {(e, 0): (0, sum(parts)) for e, parts in sent.items()}
+    assert len(fired) == 4  # once each
+    # half a window after the end of the allowed lateness every window has left the state
+    assert stage.watermark(WINDOW * 2 + WINDOW // 2) == []
+    assert stage.entries() == 0
+
+
+def test_a_late_partial_corrects_its_endpoints_window_alone__flink_stand_in():
+    a, b = _same_group(2)
+    stage = _Stage()
+    stage.partial(a, 0, 2)
+    stage.partial(b, 0, 3)
+    stage.watermark(WINDOW - 1)
+    assert _windows(stage.partial(a, 0, 10)) == {(a, 0): (1, 12)}
+    assert stage.watermark(WINDOW + 5_000) == []  # nothing fires again
+    # past the allowed lateness: counted late, handed on alone
+    assert stage.watermark(WINDOW * 2) == []
+    assert _windows(stage.partial(b, 0, 1)) == {(b, 0): (LATE, 1)}
+    assert stage.flink.counters["late_partials"] == 1 and stage.flink.counters["corrections"] == 1
+
+
+def test_idle_windows_close_on_the_clock_and_batch_complete_closes_one_endpoint__flink_stand_in():
+    a, b, c = _same_group(3, offset=1)
+    stage = _Stage(idle_grace=5_000)
+    for endpoint in (a, b, c):
+        stage.partial(endpoint, 0, 2)
+    assert _windows(stage.partial(a, 0, 1, close=True)) == {(a, 0): (0, 2)}  # MLRun's batch_complete
+    stage.flink.now += 30_000
+    stage.partial(b, 0, 5)  # b stays busy
+    closed = stage.clock(stage.flink.now + WINDOW + 4_000)  # c's last partial 64 s ago, b's 34 s ago
+    assert _windows(closed) == {(c, 0): (0, 2)}
+    assert _windows(stage.clock(stage.flink.now + 30_000)) == {(b, 0): (0, 7)}
+    assert stage.watermark(WINDOW - 1) == []  # closed windows do not fire again
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 2), st.integers(1, 50)), min_size=1, max_size=80))
+def test_every_window_of_every_endpoint_fires_once_with_all_its_rows__flink_stand_in(partials):
+    # 12 endpoints, 3 sharing one group and 3 another, the rest spread; windows 0, 1, 2
+    endpoints = _same_group(3) + _same_group(3, offset=1) + [f"solo-{i}" for i in range(6)]
+    stage = _Stage(lateness=0)
+    expected = defaultdict(int)
+    for i, window, rows in sorted(partials, key=lambda p: p[1]):  # in event time: nothing late
+        stage.flink.watermark = window * WINDOW - 1
+        assert _windows(stage.partial(endpoints[i], window * WINDOW, rows)) == {}
+        expected[(endpoints[i], window * WINDOW)] += rows
+    fired = stage.watermark(3 * WINDOW)
+    assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
+    assert len(fired) == len(expected)
+    assert stage.entries() == 0
+
+
+def test_a_window_of_an_earlier_versions_savepoint_becomes_a_dead_letter__flink_stand_in():
+    stage = _Stage()
+    # what a version that kept windows per endpoint left under the endpoint's key, and its timer
+    old = stage.flink.states[(EARLIER_STATE, "ep-old")]
+    old[0 * 32 + WindowSlots.META] = pack_meta(WindowMeta(1, -1, 1, False))
+    old[0 * 32 + WindowSlots.PENDING] = WindowAggregate(rows=3).to_bytes()
+    stage.flink.timers.add((WINDOW - 1, TimeDomain.EVENT_TIME, "ep-old"))
+    out = stage.watermark(WINDOW - 1)
+    [(tag, letter)] = out
+    letter = json.loads(letter)
+    assert tag == DEAD_LETTERS and (letter["endpoint_id"], letter["window_start_ms"]) == ("ep-old", 0)
+    assert "earlier version" in letter["reason"] and "--drain" in letter["reason"]
+    assert stage.flink.gauges["window_failures"]() == 1
+    assert not old  # dropped, counted once
+    stage.flink.timers.add((2 * WINDOW - 1, TimeDomain.EVENT_TIME, "ep-old"))
+    assert stage.watermark(2 * WINDOW - 1) == []
