@@ -4,12 +4,12 @@ with the same entries under fewer keys (groups of endpoints), in a real Flink jo
     .venv/bin/python -m tests.benchmarks.prototype.bench_state_keys                # 5,000 endpoints, 4 bundles
     .venv/bin/python -m tests.benchmarks.prototype.bench_state_keys --groups 1 16 256 5000
 
-The window stage keeps each endpoint's windows in one map state, keyed by endpoint: a bundle that
-touched 5,000 endpoints ends with 5,000 state requests to the JVM, one per key (the scale
-benchmark's stamps: ~1.9 s after a firing). Here one keyed operator gets, per bundle, one entry of
+A window stage keyed by endpoint ends a bundle that touched 5,000 endpoints with 5,000 state
+requests to the JVM, one per key; the job's is keyed by 256 groups of endpoints
+(``operators/windows.py``). Here one keyed operator gets, per bundle, one entry of
 ``--value-bytes`` for each of ``--endpoints`` endpoints (the merged counts of a window are ~4.8 KB),
 keyed by ``endpoint % groups`` with the endpoint as the map key: with ``groups == endpoints`` it
-is today's layout. The Python worker times each bundle's end (``StatefulOperation.finish``: the
+is one key per endpoint. The Python worker times each bundle's end (``StatefulOperation.finish``: the
 keyed state commit) and prints the median per layout.
 """
 from __future__ import annotations
