@@ -67,3 +67,23 @@ def test_merging_partials_keeps_the_sample_size_of_those_with_rows(parts):
     with_rows = [k for k, xs in parts if xs]
     assert merged.sample.k == max(with_rows or [k for k, _ in parts])  # an empty sample's k is neutral
     assert merged.to_bytes() == WindowAggregate.merge_all([WindowAggregate.from_bytes(a.to_bytes()) for a in aggs]).to_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2 ** 70), st.floats(), st.floats(), st.dictionaries(st.text(), st.integers(0, 2 ** 70), max_size=3),
+       st.lists(st.text(), max_size=3, unique=True))
+def test_a_header_and_a_sample_of_numbers_read_back_whatever_they_hold(rows, latency_sum, sampled_extra, unknown, names):
+    """The header and a sample's names are written by orjson where it writes what the standard
+    library writes, and by the standard library otherwise (NaN, infinities, lone surrogates,
+    integers beyond 64 bits): either way they read back."""
+    import numpy as np
+
+    from streamdrift.udfs.window import Sample
+
+    block = RowBlock(2, list(names), list(names), np.arange(2.0 * len(names)).reshape(2, len(names)), {})
+    agg = WindowAggregate(rows=rows, latency_sum=latency_sum, sampled_extra=sampled_extra, unknown_columns=unknown,
+                          sample=Sample(5, np.array([3, 1], dtype=np.uint64), block=block))
+    back = WindowAggregate.from_bytes(agg.to_bytes())
+    assert same([back.rows, back.latency_sum, back.sampled_extra, back.unknown_columns],
+                [rows, latency_sum, sampled_extra, unknown])
+    assert back.sample.block.names == list(names) and back.sample.block.to_rows() == block.to_rows()
