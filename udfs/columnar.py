@@ -23,12 +23,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from streamdrift.udfs.accumulator import Layout, count_parts, offsets, segment_ranges
 from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem
 from streamdrift.udfs.events import MAX_EPOCH_MS, MAX_EVENT_BYTES, MIN_EPOCH_MS, epoch_ms_array
-from streamdrift.udfs.window import Partial, RowBlock, Sample, WindowAggregate, row_priorities
+from streamdrift.udfs.window import LATENCY_EDGES, Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
 _SCHEMAS = ("rows", "row")  # inputs as a list of rows, or as one row
+# A partial of at most this many rows is counted together with the batch's other small partials
+# (one numpy call per step for all of them); a larger one alone, where the fixed cost per partial
+# is small beside its rows (tests/benchmarks/prototype/bench_batch_counts.py).
+TOGETHER_ROWS = 64
 
 
 def _schema(inputs: str):
@@ -128,6 +133,7 @@ class ColumnarReader:
         self.max_rest = max_rest
         self.read_batches = 0
         self.unread_batches = 0
+        self.plans: dict = {}  # (reference fingerprint, row names) -> _Plan
 
     def _read(self, data: bytes, rows: int):
         import pyarrow as pa
@@ -177,7 +183,9 @@ class ColumnarReader:
             return None
         self.read_batches += 1
         self.next_rest = 1
-        return _aggregate(index, *got, catalog, window_ms, sample_size, bounds)
+        if len(self.plans) > 100_000:  # references replaced many times over: start again
+            self.plans.clear()
+        return _aggregate(index, *got, catalog, window_ms, sample_size, bounds, self.plans)
 
 
 def _null_mask(array) -> np.ndarray:
@@ -187,7 +195,7 @@ def _null_mask(array) -> np.ndarray:
 
 
 def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, sample_size: int,
-               bounds: TimeBounds | None) -> ColumnarPart:
+               bounds: TimeBounds | None, plans: dict | None = None) -> ColumnarPart:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -195,7 +203,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     # endpoints: the checks of the decode fast path, once per endpoint of the batch
     encoded = table.column("endpoint_id").chunk(0).dictionary_encode()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    names_of, layout_of = [], []
+    names_of, out_names, layout_of = [], [], []
     width = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)  # last: a null id (never read here)
     with_output = np.zeros(width.size, dtype=bool)
     for j, endpoint_id in enumerate(encoded.dictionary.to_pylist()):
@@ -203,6 +211,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
         layout = catalog.layout(endpoint_id) if columns is not None and columns.features else None
         usable = columns is not None and bool(columns.features) and not (layout is not None and layout.categorical)
         names_of.append(columns.features if usable else ())
+        out_names.append(columns.with_one_output if usable else None)
         layout_of.append(layout)
         width[j] = len(columns.features) if usable else -1
         with_output[j] = usable and columns.with_one_output is not None
@@ -276,18 +285,30 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
         prio_first[good] = np.concatenate(([0], np.cumsum(counts_all)[:-1]))
         row_first = np.concatenate(([0], np.cumsum(n_rows)[:-1]))
         ids_list = encoded.dictionary.to_pylist()
+        together = np.bincount(group, weights=counts_all) <= TOGETHER_ROWS
+        made = {}
+        if together.any():
+            rows = _Rows(flat, row_start, row_first, n_rows, out_flat, out_start, has_out, codes, ts, lat, lat_null,
+                         priorities_all, prio_first)
+            made = _together(np.flatnonzero(together), good[by_group], group_ends, rows, names_of, out_names,
+                             layout_of, sample_size, {} if plans is None else plans)
         for g in np.argsort(first, kind="stable").tolist():
+            if together[g]:
+                agg, recs = made[g]
+                partials.append(Partial(ids_list[int(codes[recs[0]])], int(starts[recs[0]]), agg.last_ms, agg,
+                                        int(index[recs[0]])))
+                continue
             recs = good[by_group[group_ends[g]:group_ends[g + 1]]]
             j = int(codes[recs[0]])
             names = list(names_of[j])
             counts = n_rows[recs]
-            within = _ranges(counts)
+            within = segment_ranges(counts)
             row_idx = np.repeat(row_first[recs], counts) + within
             matrix = flat[row_start[row_idx][:, None] + np.arange(len(names))]
             if has_out[recs[0]]:
                 out = out_flat[np.repeat(out_start[recs], counts) + within]
                 matrix = np.concatenate([matrix, out[:, None]], axis=1)
-                names = list(catalog.columns(ids_list[j]).with_one_output)
+                names = list(out_names[j])
             priorities = priorities_all[np.repeat(prio_first[recs], counts) + within]
             agg = WindowAggregate(sample=Sample.empty(sample_size))
             times = ts[recs]
@@ -302,10 +323,144 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     return ColumnarPart(index[good], endpoint_ids, ts[good], request_ids[good].tolist(), latency, partials)
 
 
-def _ranges(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for every c of ``counts``, concatenated."""
-    total = int(counts.sum())
-    if total == counts.size:
-        return np.zeros(total, dtype=np.int64)
-    ends = np.cumsum(counts)
-    return np.arange(total) - np.repeat(ends - counts, counts)
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """A batch's records and rows as :func:`_aggregate` reads them: row r of record i is row
+    ``row_first[i] + r`` (of ``n_rows[i]``), its values ``flat[row_start[row]:]``, its output
+    ``out_flat[out_start[i] + r]`` where ``has_out[i]``, its sampling priority
+    ``priorities[prio_first[i] + r]``; the record's latency ``lat[i]`` unless ``lat_null[i]``."""
+
+    flat: np.ndarray
+    row_start: np.ndarray
+    row_first: np.ndarray
+    n_rows: np.ndarray
+    out_flat: np.ndarray
+    out_start: np.ndarray
+    has_out: np.ndarray
+    codes: np.ndarray  # each record's endpoint
+    ts: np.ndarray
+    lat: np.ndarray
+    lat_null: np.ndarray
+    priorities: np.ndarray
+    prio_first: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Where a reference's numeric columns are in a row of given names: ``source[c]`` the row's
+    feature, ``_OUTPUT`` its output, ``_MISSING`` none (a null); and the row's names the reference
+    does not know."""
+
+    source: np.ndarray
+    unknown: tuple[str, ...]
+
+
+_OUTPUT, _MISSING = -2, -1
+
+
+def _plan(layout: Layout | None, names: tuple[str, ...], features: int) -> _Plan:
+    where = {name: j for j, name in enumerate(names)}
+    if layout is None:
+        return _Plan(np.zeros(0, dtype=np.int64), names)
+    source = [where.get(name, _MISSING) for name in layout.numeric]
+    known = set(layout.numeric) | set(layout.categorical)
+    return _Plan(np.array([_OUTPUT if j >= features else j for j in source], dtype=np.int64),
+                 tuple(name for name in names if name not in known))
+
+
+def _values_at(rows: _Rows, row: np.ndarray, record: np.ndarray, within: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The value of each cell: in row ``row`` (row ``within`` of record ``record``), column ``source``
+    (a feature's position, ``_OUTPUT`` or ``_MISSING``)."""
+    out = np.full(row.size, np.nan)
+    feature = source >= 0
+    out[feature] = rows.flat[rows.row_start[row[feature]] + source[feature]]
+    output = source == _OUTPUT
+    out[output] = rows.out_flat[rows.out_start[record[output]] + within[output]]
+    return out
+
+
+def _together(groups: np.ndarray, sorted_records: np.ndarray, group_ends: np.ndarray, rows: _Rows,
+              names_of: list, out_names: list, layout_of: list, sample_size: int,
+              plans: dict) -> dict[int, tuple[WindowAggregate, np.ndarray]]:
+    """The aggregates of the small ``groups`` (their records ``sorted_records[group_ends[g]:group_ends[g + 1]]``),
+    counted together: the same counts as one ``add_block`` per group (a test checks it)."""
+    s = groups.size
+    per_group = group_ends[groups + 1] - group_ends[groups]
+    recs = sorted_records[np.repeat(group_ends[groups], per_group) + segment_ranges(per_group)]
+    rec_group = np.repeat(np.arange(s), per_group)
+    rec_off = offsets(per_group)
+    firsts = recs[rec_off[:-1]]
+    # rows, in group order, records in batch order within a group
+    cnt = rows.n_rows[recs]
+    within = segment_ranges(cnt)
+    row = np.repeat(rows.row_first[recs], cnt) + within
+    row_rec = np.repeat(recs, cnt)
+    row_group = np.repeat(rec_group, cnt)
+    n_g = np.bincount(row_group, minlength=s)
+    row_off = offsets(n_g)
+    priorities = rows.priorities[np.repeat(rows.prio_first[recs], cnt) + within]
+    # each group's names and plan
+    names, layouts, sources, unknown, width = [], [], [], [], np.empty(s, dtype=np.int64)
+    for k, (j, with_out) in enumerate(zip(rows.codes[firsts].tolist(), rows.has_out[firsts].tolist())):
+        row_names = out_names[j] if with_out else names_of[j]
+        layout = layout_of[j]
+        key = (None if layout is None else layout.fingerprint, row_names)
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _plan(layout, row_names, len(names_of[j]))
+        names.append(row_names)
+        layouts.append(layout)
+        sources.append(plan.source)
+        unknown.append(plan.unknown)
+        width[k] = len(row_names)
+    # the reference's columns of every group with a reference: cells part by part, column by column, row by row
+    counted = np.array([layout is not None for layout in layouts], dtype=bool)
+    accs = iter(())
+    if counted.any():
+        columns = np.array([src.size for src in sources], dtype=np.int64) * counted
+        slot_group = np.repeat(np.arange(s), columns)
+        per_slot = n_g[slot_group]
+        cell = np.repeat(row_off[slot_group], per_slot) + segment_ranges(per_slot)  # index into the rows above
+        source = np.repeat(np.concatenate([sources[k] for k in np.flatnonzero(counted)]), per_slot)
+        cells = _values_at(rows, row[cell], row_rec[cell], within[cell], source)
+        accs = iter(count_parts([layouts[k] for k in np.flatnonzero(counted)], n_g[counted], cells))
+    # the sample: each group's rows of lowest priority, in priority order, every column of the row
+    kept = np.minimum(n_g, max(sample_size, 0))
+    kept_off, cell_off = offsets(kept), offsets(kept * width)
+    keep = np.zeros(0, dtype=np.int64)
+    if sample_size > 0:
+        order = np.lexsort((priorities, row_group))  # stable: ties keep the rows' order
+        keep = order[np.arange(order.size) - row_off[row_group[order]] < sample_size]
+        w = width[row_group[keep]]
+        column = segment_ranges(w)
+        features = np.array([len(names_of[j]) for j in rows.codes[firsts].tolist()], dtype=np.int64)
+        cell_row = np.repeat(keep, w)
+        sample_cells = _values_at(rows, row[cell_row], row_rec[cell_row], within[cell_row],
+                                  np.where(column == np.repeat(features[row_group[keep]], w), _OUTPUT, column))
+    sample_pri = priorities[keep]
+    # latencies and times, per record
+    has_lat = ~rows.lat_null[recs]
+    lat_group, lat = rec_group[has_lat], rows.lat[recs][has_lat]
+    lat_count = np.bincount(lat_group, minlength=s)
+    lat_sum = np.bincount(lat_group, weights=lat, minlength=s)
+    bins = LATENCY_EDGES.size + 1
+    lat_hist = np.bincount(lat_group * bins + np.searchsorted(LATENCY_EDGES, lat, side="right"),
+                           minlength=s * bins).reshape(s, bins)
+    times = rows.ts[recs]
+    first_ms, last_ms = np.minimum.reduceat(times, rec_off[:-1]), np.maximum.reduceat(times, rec_off[:-1])
+    out = {}
+    for k, g in enumerate(groups.tolist()):
+        n = int(n_g[k])
+        row_names = list(names[k])
+        if kept[k]:
+            matrix = sample_cells[cell_off[k]:cell_off[k + 1]].reshape(int(kept[k]), int(width[k]))
+            sample = Sample(sample_size, sample_pri[kept_off[k]:kept_off[k + 1]],
+                            block=RowBlock(int(kept[k]), row_names, list(row_names), matrix, {}))
+        else:
+            sample = Sample.empty(sample_size)
+        out[g] = (WindowAggregate(
+            rows=n, events=int(per_group[k]), first_ms=int(first_ms[k]), last_ms=int(last_ms[k]),
+            latency_count=int(lat_count[k]), latency_sum=float(lat_sum[k]), latency_hist=lat_hist[k],
+            unknown_columns=dict.fromkeys(unknown[k], n), accumulator=next(accs) if counted[k] else None,
+            sample=sample), recs[rec_off[k]:rec_off[k + 1]])
+    return out

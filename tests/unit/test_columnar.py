@@ -6,6 +6,7 @@ same random batches (good events, bad ones, shapes the reader leaves to the othe
 count, the sample, the raw-row columns and the dead letters must agree.
 """
 
+import dataclasses
 import json
 import random
 
@@ -14,10 +15,11 @@ import pandas as pd
 import pytest
 
 from streamdrift.udfs.catalog import EndpointCatalog
-from streamdrift.udfs.columnar import ColumnarReader, _candidate, _candidates
+from streamdrift.udfs.columnar import TOGETHER_ROWS, ColumnarReader, _candidate, _candidates
 from streamdrift.udfs.events import MAX_EVENT_BYTES
 from streamdrift.udfs.reference import feature_stats
 from streamdrift.udfs.batch import aggregate_records
+from streamdrift.udfs.window import WindowAggregate
 
 WINDOW_MS = 60_000
 T0 = 1_704_067_200_000  # a window start
@@ -229,17 +231,82 @@ def test_the_whole_batch_test_of_candidates_agrees_with_the_per_record_one():
 
 
 def test_a_clean_batch_is_read_column_wise_and_gives_the_same_bytes():
+    """A partial of more rows than TOGETHER_ROWS is counted alone, as the per-record path counts
+    it: the same bytes."""
     rng = random.Random(3)
     catalog = EndpointCatalog(_records)
-    payloads = [json.dumps({**_clean(rng, i), "endpoint_id": "num", "outputs": [1.0]}).encode()
+    payloads = [json.dumps({**_clean(rng, i), "endpoint_id": "num", "outputs": [1.0], "timestamp": T0 + i}).encode()
                 for i in range(200)]
     payloads = [json.dumps({**json.loads(p), "inputs": json.loads(p)["inputs"][:1]}).encode() for p in payloads]
     reader = ColumnarReader()
     columnar = aggregate_records(payloads, catalog, WINDOW_MS, reader=reader)
     plain = aggregate_records(payloads, catalog, WINDOW_MS, reader=False)
     assert reader.read_batches == 1
+    assert len(columnar.partials) == 1 and columnar.partials[0].aggregate.rows > TOGETHER_ROWS
     assert [(p.endpoint_id, p.window_start, p.index, p.aggregate.to_bytes()) for p in columnar.partials] == \
         [(p.endpoint_id, p.window_start, p.index, p.aggregate.to_bytes()) for p in plain.partials]
+
+
+def _fleet(seed: int, endpoints: int):
+    """Endpoints of every kind the reader takes: references of some of their features (a feature
+    without statistics is an unknown column; a reference column the rows lack is a null), of their
+    output or not, uneven and one-bin histograms, no reference at all; with one output or none."""
+    rng = np.random.default_rng(seed)
+    pool = ["a", "b", "c", "d", "e"]
+    out = []
+    for i in range(endpoints):
+        features = list(rng.choice(pool, rng.integers(1, 5), replace=False))
+        outputs = [["score"], [], ["y"]][i % 3]
+        train = pd.DataFrame({name: rng.normal(rng.normal(0, 3), rng.uniform(0.1, 3), 300) for name in pool})
+        train["score"] = rng.integers(0, 2, 300).astype(float)
+        train["y"] = rng.uniform(-1, 1, 300)
+        described = [name for name in features if rng.random() < 0.8] + list(rng.choice(pool, 1))
+        if outputs and rng.random() < 0.5:
+            described.append(outputs[0])
+        stats = feature_stats(train[list(dict.fromkeys(described))])
+        if i % 7 == 0:
+            stats = {}
+        elif i % 7 == 1:  # hand-made MLRun style: unpadded, uneven, a one-bin column
+            stats[features[0]] = {"count": 10, "hist": [[1, 2, 3, 0, 4], [-5.0, -4.9, 0.0, 0.0, 3.0, 1e6]]}
+            stats[pool[-1]] = {"count": 3, "hist": [[3], [0.0, 1.0]]}
+        out.append({"endpoint_id": f"ep{i}", "project": "p", "feature_names": features, "output_names": outputs,
+                    "feature_stats": stats})
+    return out
+
+
+def test_a_batch_spread_over_many_endpoints_counts_the_same_together():
+    """A batch of a few rows per endpoint: its partials are counted together
+    (streamdrift.udfs.accumulator.count_parts), and every count, sample and latency equals the
+    per-record path's, whatever the reference, the output, nulls and sample size."""
+    rng = random.Random(21)
+    for seed in range(25):
+        fleet = _fleet(seed, 40)
+        catalog = EndpointCatalog(lambda fleet=fleet: fleet)
+        payloads = []
+        for i in range(rng.choice([40, 150, 400])):
+            record = rng.choice(fleet)
+            n = rng.choice([1, 1, 2, 3])
+            rows = [[rng.choice([rng.gauss(0, 3), None, 0.0, 1e6, -4.9]) if rng.random() < 0.2 else rng.gauss(0, 3)
+                     for _ in record["feature_names"]] for _ in range(n)]
+            event = {"endpoint_id": record["endpoint_id"], "timestamp": T0 + rng.randrange(3 * WINDOW_MS),
+                     "request_id": rng.choice([f"r{i}", None]), "inputs": rows,
+                     "latency_us": rng.choice([None, 12, 3.5, 1e6, 0])}
+            if record["output_names"] != ["y"] or rng.random() < 0.5:
+                event["outputs"] = [rng.choice([0, 1, 0.25, None]) for _ in range(n)]
+            payloads.append(json.dumps(event).encode())
+        sample_size = rng.choice([0, 1, 3, 1000])
+        reader = ColumnarReader()
+        columnar = aggregate_records(payloads, catalog, WINDOW_MS, sample_size=sample_size, reader=reader)
+        plain = aggregate_records(payloads, catalog, WINDOW_MS, sample_size=sample_size, reader=False)
+        assert reader.read_batches == 1, seed
+        assert all(p.aggregate.rows <= TOGETHER_ROWS for p in columnar.partials)
+        _same(_summary(columnar), _summary(plain))
+        assert sorted((i, d.to_json()) for i, d in columnar.dead) == sorted((i, d.to_json()) for i, d in plain.dead)
+        # and their bytes read back the same
+        layouts = {p.endpoint_id: catalog.layout(p.endpoint_id) for p in columnar.partials}
+        again = [dataclasses.replace(p, aggregate=WindowAggregate.from_bytes(p.aggregate.to_bytes(), layouts[p.endpoint_id]))
+                 for p in columnar.partials]
+        _same(_summary(dataclasses.replace(columnar, partials=again)), _summary(plain))
 
 
 def test_after_an_unreadable_batch_the_reader_rests_then_tries_again():
