@@ -158,6 +158,11 @@ class EndpointWindows(KeyedProcessFunction):
         self.state = runtime_context.get_map_state(MapStateDescriptor("group-windows", Types.STRING(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.listed: set[str] = set()
+        # (group, timestamp) of the window-end timers this instance registered that have not fired
+        # yet: a partial of a window whose group has that timer set needs no second registration,
+        # which PyFlink sends to the JVM each time (~7 % of the stage at 10,000 endpoints). A new
+        # instance (a restart, a restore) starts empty: its first partials register them again.
+        self.armed: set[tuple[str, int]] = set()
         # the state of a savepoint of an earlier version, keyed by endpoint (EARLIER_STATE)
         self.earlier = runtime_context.get_map_state(MapStateDescriptor(EARLIER_STATE, Types.LONG(),
                                                                         Types.PRIMITIVE_ARRAY(Types.BYTE())))
@@ -303,7 +308,8 @@ class EndpointWindows(KeyedProcessFunction):
             yield self._emit(endpoint_id, start, LATE, body)
             return
         now = timers.current_processing_time()
-        self._list_once(ctx.get_current_key())
+        group = ctx.get_current_key()
+        self._list_once(group)
         meta = self._meta(endpoint_id, start)
         fired = NOT_FIRED if meta is None else self._fired(start, meta, watermark)
         if fired != NOT_FIRED:  # already fired: a correction by late data
@@ -320,18 +326,18 @@ class EndpointWindows(KeyedProcessFunction):
         else:
             self.state.put(WindowSlots.key(endpoint_id, start, WindowSlots.PENDING + meta.pending), body)
             self._put_meta(endpoint_id, start, meta._replace(pending=meta.pending + 1))
-        if first:
+        # also when not first: a window stored NOT_FIRED that the watermark has not passed may still
+        # have fired, before a restore, whose watermark starts again from the records read after it.
+        # Its end's timer, set again after the restore, fires it anew (the writer replaces the
+        # earlier result)
+        if (group, end - 1) not in self.armed:
             timers.register_event_time_timer(end - 1)
+            self.armed.add((group, end - 1))
+        if first:
             # the idle close: one timer per window, which re-arms itself from the window's last
             # partial when it fires early (one per partial and second fired ~10,000 a second at
             # 10,000 endpoints, each reading the key's state)
             timers.register_processing_time_timer(self._idle_deadline(now))
-        else:
-            # a window stored NOT_FIRED that the watermark has not passed may still have fired:
-            # before a restore, whose watermark starts again from the records read after it. Its
-            # end's timer, again (a no-op when it is still set), fires it anew with every partial
-            # (the writer replaces the earlier result)
-            timers.register_event_time_timer(end - 1)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         group = ctx.get_current_key()
@@ -339,6 +345,8 @@ class EndpointWindows(KeyedProcessFunction):
             self.earlier_checked.add(group)
             yield from self._earlier_windows(group)
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
+        if event_time:
+            self.armed.discard((group, timestamp))
         windows = self._timer_windows(group, timestamp) if event_time else self._windows(group)
         for start, endpoint_id, meta in windows:
             try:

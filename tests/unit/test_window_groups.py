@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pyflink.datastream import TimeDomain
 
 from streamdrift.operators.windows import (
-    DEAD_LETTERS, EARLIER_STATE, LATE, EndpointWindows, WindowMeta, WindowSlots, endpoint_group, pack_meta)
+    DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, WindowMeta, WindowSlots, endpoint_group,
+    pack_meta)
 from streamdrift.udfs.window import WindowAggregate
 
 WINDOW = 60_000
@@ -42,6 +43,7 @@ class _FlinkStandIn:
         self.watermark = -1  # one has come (before any, a window is idle only from the opening on)
         self.now = 1_000_000
         self.timers = set()  # (time, domain, key)
+        self.registered = defaultdict(int)  # (time, domain, key) -> registrations sent to the JVM
         self.counters = defaultdict(int)
         self.gauges = {}
 
@@ -80,6 +82,7 @@ class _FlinkStandIn:
 
     def register_event_time_timer(self, t):
         self.timers.add((t, TimeDomain.EVENT_TIME, self.key))
+        self.registered[(t, TimeDomain.EVENT_TIME, self.key)] += 1
 
     def register_processing_time_timer(self, t):
         self.timers.add((t, TimeDomain.PROCESSING_TIME, self.key))
@@ -188,6 +191,41 @@ def test_a_late_partial_corrects_its_endpoints_window_alone__flink_stand_in():
     assert stage.watermark(WINDOW * 2) == []
     assert _windows(stage.partial(b, 0, 1)) == {(b, 0): (LATE, 1)}
     assert stage.flink.counters["late_partials"] == 1 and stage.flink.counters["corrections"] == 1
+
+
+def test_a_groups_window_end_timer_is_sent_once_until_it_fires_and_again_after_a_restore__flink_stand_in():
+    """Flink keeps one timer per key and time however often it is registered, but PyFlink sends
+    each registration to the JVM: the stage registers a group's window-end timer once. A restored
+    job has the timers of its checkpoint; one that fired before it is gone, and its window, stored
+    as not fired (a firing writes nothing), fires again once its partials replayed after the
+    checkpoint come, so the new instance registers the timer again."""
+    a, b = _same_group(2, offset=2)
+    stage = _Stage()
+    for _ in range(10):
+        stage.partial(a, 0, 1)
+        stage.partial(b, 0, 2)
+    end = (WINDOW - 1, TimeDomain.EVENT_TIME, endpoint_group(a))
+    assert stage.flink.registered[end] == 1
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 10), (b, 0): (0, 20)}
+    # a restore from a checkpoint taken after that firing: the state and the other timers are
+    # restored, the watermark starts again, a new instance of the stage opens
+    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000)
+    stage.stage.open(stage.flink)
+    stage.flink.watermark = UNKNOWN_WATERMARK
+    assert end not in stage.flink.timers
+    stage.partial(a, 0, 5)  # a record read again after the checkpoint
+    stage.partial(b, 0, 1)
+    assert stage.flink.registered[end] == 2
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 15), (b, 0): (0, 21)}  # the writer replaces
+    # a failure after the next window's timer was registered, and a restore from a checkpoint
+    # taken before that: the timer is not in it, so the replayed partial registers it again
+    checkpoint = ({k: dict(v) for k, v in stage.flink.states.items()}, set(stage.flink.timers))
+    stage.partial(a, WINDOW, 3)
+    stage.flink.states, stage.flink.timers = defaultdict(dict, checkpoint[0]), checkpoint[1]
+    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000)
+    stage.stage.open(stage.flink)
+    stage.partial(a, WINDOW, 3)
+    assert _windows(stage.watermark(2 * WINDOW - 1)) == {(a, WINDOW): (0, 3)}
 
 
 def test_idle_windows_close_on_the_clock_and_batch_complete_closes_one_endpoint__flink_stand_in():
