@@ -56,11 +56,13 @@ from streamdrift.udfs.histogram_drift import (
     planned_feature_drift_of_windows,
 )
 from streamdrift.udfs.records import (
+    FeatureDriftRecord,
     MetricRecord,
     ResultKindApp,
     ResultRecord,
     ResultStatusApp,
     check_name,
+    record_builder,
 )
 from streamdrift.udfs.verdict import MergeMaps, check_parameters
 
@@ -603,22 +605,34 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         self._prepared = {id(acc): (acc, stats, report, verdict_of.get(id(acc)))
                           for (stats, acc, _), report in zip(planned, reports) if report is not None}
 
+    def _numbers(self, feature_stats: Mapping[str, Any], window: Any) -> tuple[Any, dict[str, Any], Any]:
+        """(report, ``general_drift``'s extra_data, verdict) of a window with a reference: from
+        :meth:`prepare_windows` when it holds them, else worked out now; no verdict (None) when
+        no column could be compared."""
+        prepared = getattr(self, "_prepared", {}).get(id(window.accumulator))
+        if prepared is not None and (prepared[0] is not window.accumulator or prepared[1] is not feature_stats):
+            prepared = None
+        plan = self.plans.get(feature_stats, window.accumulator.layout, self.include_categorical)
+        report = prepared[2] if prepared is not None else drift_from_accumulator(
+            feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
+            include_categorical=self.include_categorical)
+        details = report.to_dict()
+        details["missing_in_reference"] = sorted({*details.get("missing_in_reference", ()), *window.unknown_columns})
+        if report.general_drift is None:
+            return report, details, None
+        verdict = prepared[3] if prepared is not None and prepared[3] is not None else feature_drift_from_accumulator(
+            feature_stats, window.accumulator, columns=[c.name for c in report.columns],
+            maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect,
+            plan=plan)
+        return report, details, verdict
+
     def do_tracking(self, monitoring_context: MonitoringApplicationContext):
         window = monitoring_context.window
         if window is None or window.accumulator is None or not monitoring_context.feature_stats:
             return []
-        prepared = getattr(self, "_prepared", {}).get(id(window.accumulator))
-        if prepared is not None and (prepared[0] is not window.accumulator
-                                     or prepared[1] is not monitoring_context.feature_stats):
-            prepared = None
-        plan = self.plans.get(monitoring_context.feature_stats, window.accumulator.layout, self.include_categorical)
-        report = prepared[2] if prepared is not None else drift_from_accumulator(
-            monitoring_context.feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
-            include_categorical=self.include_categorical)
+        report, details, verdict = self._numbers(monitoring_context.feature_stats, window)
         share = window.accumulator.invalid_share()
         invalid = [] if share is None else [ModelMonitoringApplicationMetric("invalid_share", share)]
-        details = report.to_dict()
-        details["missing_in_reference"] = sorted({*details.get("missing_in_reference", ()), *window.unknown_columns})
         if report.general_drift is None:  # rows, but no value in any reference column: say so
             details["unmatched"] = True
             return [ModelMonitoringApplicationResult(name, None, ResultKindApp.data_drift, ResultStatusApp.irrelevant,
@@ -627,10 +641,6 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         out: list = [ModelMonitoringApplicationResult(
             "general_drift", report.general_drift, ResultKindApp.data_drift, ResultStatusApp(int(report.status)),
             extra_data=details)]
-        verdict = prepared[3] if prepared is not None and prepared[3] is not None else feature_drift_from_accumulator(
-            monitoring_context.feature_stats, window.accumulator, columns=[c.name for c in report.columns],
-            maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect,
-            plan=plan)
         if verdict.value is not None:
             out.append(ModelMonitoringApplicationResult(
                 verdict.name, verdict.value, ResultKindApp.data_drift, ResultStatusApp(int(verdict.status)),
@@ -638,6 +648,59 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         out += [ModelMonitoringApplicationMetric(name, value) for name, value in report.metrics.items()
                 if value is not None]
         return out + invalid
+
+    def window_records(self, project: str, endpoint_id: str, name: str, start: dt.datetime, end: dt.datetime,
+                       feature_stats: Mapping[str, Any], window: Any, feature_rows: bool = True
+                       ) -> tuple[list[ResultRecord], list[MetricRecord], list[FeatureDriftRecord]] | None:
+        """The records of the window (results, metrics and, with ``feature_rows``, its per-feature
+        rows), made straight from its numbers: equal, field for field and type for type, to
+        :func:`normalise_output` of :meth:`do_tracking` (records named ``name``) and to
+        :func:`streamdrift.udfs.histogram_drift.window_feature_drift` of those results, without
+        the context, the application's result objects and the pass that makes their extra_data
+        plain JSON (it is by construction). None where that pass would change something (a
+        number that is not finite) or no drift was measured: then ``do_tracking`` is the way."""
+        if window is None or window.accumulator is None or not feature_stats:
+            return None
+        report, details, verdict = self._numbers(feature_stats, window)
+        general = report.general_drift
+        if general is None or not math.isfinite(general + sum(v for v in report.metrics.values() if v is not None)):
+            return None
+        series = (project, endpoint_id, name)
+        tested: Mapping[str, Mapping[str, Any]] = {}
+        results = [_result_record(*series, "general_drift", _DATA_DRIFT, int(report.status), float(general), start,
+                                  end, details)]
+        if verdict.value is not None:
+            verdict_details = verdict.to_dict()
+            tested = verdict_details["columns"]
+            results.append(_result_record(*series, verdict.name, _DATA_DRIFT, int(verdict.status), float(verdict.value),
+                                          start, end, verdict_details))
+        metrics = [_metric_record(*series, metric, float(value), start, end)
+                   for metric, value in report.metrics.items() if value is not None]
+        share = window.accumulator.invalid_share()
+        if share is not None:
+            metrics.append(_metric_record(*series, "invalid_share", float(share), start, end))
+        rows = []
+        for column, c in details["columns"].items():
+            # every float of the extra_data is a column's: a sum is finite when each of them is
+            if not math.isfinite(c["drift"] + c["kld"]):
+                return None
+            t = tested.get(column)
+            if t is None:
+                test = (None, None, None)
+            elif math.isfinite(t["p_value"] + t["effect"] + t.get("shift", 0.0)):
+                test = (t["p_value"], t["rejected"], t["effect"])
+            else:
+                return None
+            if feature_rows:
+                rows.append(_feature_drift_row(*series, column, start, end, c["tvd"], c["hellinger"], c["kld"], *test,
+                                               c["window_count"], c["reference_count"], c.get("invalid_share")))
+        return results, metrics, rows
+
+
+_DATA_DRIFT = int(ResultKindApp.data_drift)
+_result_record = record_builder(ResultRecord)
+_metric_record = record_builder(MetricRecord)
+_feature_drift_row = record_builder(FeatureDriftRecord)
 
 
 CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
