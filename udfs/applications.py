@@ -665,12 +665,19 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         general = report.general_drift
         if general is None or not math.isfinite(general + sum(v for v in report.metrics.values() if v is not None)):
             return None
+        # names as plain str (a reference or window read from JSON has no other): else a tuple,
+        # a numpy name or NaN would reach the stores as it is, where do_tracking's way makes it JSON
+        if not (_all_str(details["columns"]) and _all_str(details["missing_in_window"])
+                and _all_str(details["missing_in_reference"]) and _all_str(details["skipped"])):
+            return None
         series = (project, endpoint_id, name)
         tested: Mapping[str, Mapping[str, Any]] = {}
         results = [_result_record(*series, "general_drift", _DATA_DRIFT, int(report.status), float(general), start,
                                   end, details)]
         if verdict.value is not None:
             verdict_details = verdict.to_dict()
+            if not (type(verdict_details["alpha"]) is float and type(verdict_details["alpha_detected"]) is float):
+                return None  # levels set on the application after it was made, e.g. numpy floats
             tested = verdict_details["columns"]
             results.append(_result_record(*series, verdict.name, _DATA_DRIFT, int(verdict.status), float(verdict.value),
                                           start, end, verdict_details))
@@ -695,6 +702,10 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
                 rows.append(_feature_drift_row(*series, column, start, end, c["tvd"], c["hellinger"], c["kld"], *test,
                                                c["window_count"], c["reference_count"], c.get("invalid_share")))
         return results, metrics, rows
+
+
+def _all_str(names: Iterable[Any]) -> bool:
+    return all(type(name) is str for name in names)
 
 
 _DATA_DRIFT = int(ResultKindApp.data_drift)

@@ -302,9 +302,13 @@ def monitor_window(
         built_in = type(app) in BUILT_IN_APPLICATIONS
         try:
             # the built-in one makes its records itself: no context, and no result objects turned
-            # into records (half of its time per window, which it does in batches otherwise)
-            made = app.window_records(project, endpoint_id, name, start, end, feature_stats, agg,
-                                      feature_rows=name == HISTOGRAM_DATA_DRIFT) if built_in else None
+            # into records (half of its time per window, which it does in batches otherwise); what
+            # the context and the call below would refuse sends it that way, to fail there
+            made = None
+            if built_in:
+                list(endpoint.get("feature_names") or []), list(endpoint.get("label_names") or []), app_timeout(app)
+                made = app.window_records(project, endpoint_id, name, start, end, feature_stats, agg,
+                                          feature_rows=name == HISTOGRAM_DATA_DRIFT)
         except Exception:  # noqa: BLE001 - do_tracking meets it again below and records it
             made = None
         if made is not None:

@@ -137,3 +137,45 @@ def test_the_built_in_application_under_another_name_writes_no_per_feature_rows(
     assert {r.application_name for r in out.results} == {"my-drift"}
     assert [r.result_name for r in out.results] == ["general_drift", "feature_drift"]
     assert out.feature_drift == ()
+
+
+HIST = {"count": 4, "hist": [[2, 2], [0.0, 1.0, 2.0]]}
+
+
+def _one(names):
+    return Accumulator.from_reference({n: HIST for n in names}).add_batch(np.array([[0.5] * len(names)] * 4))
+
+
+class _Hand:
+    """Levels set on the application after it was made (the constructor makes them floats)."""
+
+    def __init__(self, **attributes):
+        self.attributes = attributes
+
+    def __call__(self, app):
+        for k, v in self.attributes.items():
+            setattr(app, k, v)
+        return app
+
+
+@pytest.mark.parametrize("reference, layout_names, unknown, endpoint, hand", [
+    ({np.str_("x"): HIST}, [np.str_("x")], {}, {}, _Hand()),  # a numpy name: plain str the old way
+    ({"x": HIST, math.nan: {"count": 3}}, ["x"], {}, {}, _Hand()),  # NaN in missing_in_window: None
+    ({"x": HIST, ("a", "b"): {"count": 3}, np.int64(7): {"count": 3}}, ["x"], {}, {}, _Hand()),  # list, int
+    ({"x": HIST}, ["x"], {("u", 1): 3}, {}, _Hand()),  # a tuple in missing_in_reference: a list
+    ({"x": HIST}, ["x"], {b"zz": 3}, {}, _Hand()),  # bytes: JSON cannot hold them, the app fails
+    ({"x": HIST}, ["x"], {}, {}, _Hand(alpha=np.float64(0.02))),  # numpy levels: floats
+    ({"x": HIST}, ["x"], {}, {"feature_names": 5}, _Hand()),  # the context refuses the record
+    ({"x": HIST}, ["x"], {}, {"label_names": 5}, _Hand()),
+    ({"x": HIST}, ["x"], {}, {}, _Hand(timeout_seconds="soon")),  # the call refuses the timeout
+])
+def test_what_the_general_way_changes_or_refuses_it_changes_or_refuses_here_too(reference, layout_names, unknown,
+                                                                                endpoint, hand):
+    """Records, names and applications that only a caller of monitor_window can make (the job
+    reads references and events from JSON, with str names): the built-in application gives what
+    do_tracking's way gives, its values made JSON or its failure recorded."""
+    record = {"endpoint_id": "ep1", "project": "p", "feature_stats": reference, **endpoint}
+    agg = _window(_one(layout_names), unknown)
+    fast = monitor_window(record, "ep1", "p", START, END, agg, [hand(HistogramDataDriftApplication())])
+    slow = monitor_window(record, "ep1", "p", START, END, agg, [hand(ThroughDoTracking())])
+    assert _typed(fast) == _typed(slow)
