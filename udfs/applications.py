@@ -583,7 +583,7 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         numpy over all their columns instead of one per window. ``windows``: (``feature_stats``,
         accumulator) of each, the objects their contexts will carry. Until the next call,
         ``do_tracking`` of one of these windows takes its numbers from here; they are the ones it
-        would compute alone, float for float (:func:`planned_drift_of_windows`,
+        would compute alone, float for float for whole-number counts (:func:`planned_drift_of_windows`,
         :func:`planned_feature_drift_of_windows`). A window without a plan is left to
         ``do_tracking``; an error here leaves every window to it (optional for an application)."""
         self._prepared = {}

@@ -859,7 +859,8 @@ def planned_feature_drift_of_windows(plans: Sequence[ReferencePlan], accumulator
     """:func:`feature_drift_from_accumulator` with ``plan`` and its compared columns of many windows
     (window i: ``accumulators[i]`` against ``plans[i]``), tested together
     (:func:`streamdrift.udfs.verdict.feature_verdicts`): each report is the one of the window
-    alone, float for float. Raises ValueError as :func:`feature_drift_from_accumulator` does.
+    alone, float for float (for whole-number counts: :func:`streamdrift.udfs.verdict.feature_verdicts`).
+    Raises ValueError as :func:`feature_drift_from_accumulator` does.
 
     >>> from streamdrift.udfs.accumulator import Accumulator
     >>> stats = {'x': {'count': 1000, 'hist': [[100, 200, 400, 200, 100], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]}}

@@ -888,7 +888,9 @@ def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.
     reference (numeric columns of every window, then categorical ones): a column's tests (its
     merge map, χ², rank sum, p-value) depend on that column alone, so one :func:`column_tests`
     call tests every window's columns; Benjamini–Hochberg then runs per window. Each verdict is
-    the one :func:`feature_verdict` gives that window alone, float for float. Raises ValueError
+    the one :func:`feature_verdict` gives that window alone, float for float while the counts are
+    whole numbers and their sum over the batch is below 2**53 (the rank sums run over every
+    window's columns: past that, or with fractional counts, they round otherwise). Raises ValueError
     as :func:`feature_verdict` does.
 
     Examples

@@ -275,3 +275,17 @@ def test_the_writers_start_record_opens_the_writer_and_leaves_nothing_to_write__
     assert writer.waiting.get() == [] and writer.count.value() is None
     assert list(writer.on_timer(END, None)) == []  # an empty batch: nothing written
     writer.close()
+
+
+def test_large_whole_number_counts_give_each_window_its_verdict_alone():
+    """The batch's rank sums run over every window's columns: with whole-number counts whose sum
+    stays below 2**53 (here 10**12 reference rows beside a reference of 10) every window still
+    gets the verdict it gets alone, float for float."""
+    big = vd.ReferenceCounts.from_counts(["a"], [[10 ** 12, 3 * 10 ** 12, 10 ** 12]], 1)
+    small = vd.ReferenceCounts.from_counts(["a"], [[3, 4, 3]], 1)
+    windows = [np.array([5.0, 1.0, 7.0]), np.array([0.0, 1.0, 9.0])]
+    together = vd.feature_verdicts([big, small], windows, [None, None])
+    for ref, w, v in zip((big, small), windows, together):
+        alone = vd.feature_verdict(ref, w)
+        assert v.columns() == alone.columns()
+        assert v.tests.shift.tolist() == alone.tests.shift.tolist()
