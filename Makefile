@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py
 
 venv: $(VENV)/.installed
 
-.jars/.fetched: jars/pom.xml
+.jars/.fetched: jars/pom.xml $(wildcard jars/src/main/java/io/streamdrift/flink/*.java)
 	mvn -q -B -f jars/pom.xml package
 	touch $@
 

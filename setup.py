@@ -15,7 +15,7 @@ setup(
     package_dir={f"streamdrift.{name}": name.replace(".", "/") for name in PACKAGES} | {"streamdrift.jars": "jars"},
     package_data={"streamdrift.ui": ["templates/*.html", "static/*.css", "static/*.js", "static/*.svg"],
                   # `streamdrift jars` of an installed package fetches what this file declares
-                  "streamdrift.jars": ["pom.xml"]},
+                  "streamdrift.jars": ["pom.xml", "src/main/java/io/streamdrift/flink/*.java"]},
     install_requires=[
         "apache-flink>=2.2.0,<2.3",
         "numpy>=1.24,<2.3",

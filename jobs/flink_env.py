@@ -9,12 +9,44 @@ from streamdrift.connectors.local_services import jars_dir, plugins_dir
 
 
 def flink_jar_uris() -> list[str]:
-    """``file://`` URIs of the connector jars fetched by ``make jars`` (``flink/`` of
-    :func:`~streamdrift.connectors.local_services.jars_dir`)."""
+    """``file://`` URIs of the connector jars fetched by ``make jars`` and of :data:`FUNCTIONS_JAR`,
+    which it builds (``flink/`` of :func:`~streamdrift.connectors.local_services.jars_dir`).
+
+    :raises RuntimeError: either is missing (``make jars`` not run, or run by an earlier version)."""
     jars = sorted((jars_dir() / "flink").glob("*.jar"))
     if not jars:
         raise RuntimeError(f"no Flink connector jars in {jars_dir() / 'flink'}: run `make jars` first")
+    if FUNCTIONS_JAR not in {jar.name for jar in jars}:
+        raise RuntimeError(f"no {FUNCTIONS_JAR} in {jars_dir() / 'flink'}: run `make jars` again (it builds it)")
     return [jar.as_uri() for jar in jars]
+
+
+FUNCTIONS_JAR = "streamdrift-functions.jar"
+"""The job's SQL functions in Java (``jars/src/main/java``), built by ``make jars`` into ``flink/``
+of :func:`~streamdrift.connectors.local_services.jars_dir` beside the connector jars."""
+
+FUNCTIONS = {"BYTE_LENGTH": "io.streamdrift.flink.ByteLength"}
+"""SQL name → Java class of each function of :data:`FUNCTIONS_JAR`."""
+
+
+def register_functions(t_env) -> None:
+    """Register :data:`FUNCTIONS` as temporary system functions of ``t_env`` (whose environment
+    came from :func:`stream_env`, which puts their jar on ``pipeline.jars`` or finds it in Flink's
+    ``lib/``)."""
+    for name, java_class in FUNCTIONS.items():
+        t_env.create_java_temporary_system_function(name, java_class)
+
+
+def _on_system_class_path(java_class: str) -> bool:
+    from pyflink.java_gateway import get_gateway
+
+    # the system class loader: the context one also holds the jars shipped to an earlier local job
+    loader = get_gateway().jvm.java.lang.ClassLoader.getSystemClassLoader()
+    try:
+        loader.loadClass(java_class)
+    except Exception:  # noqa: BLE001 - py4j raises its own error for a ClassNotFoundException
+        return False
+    return True
 
 
 def connectors_in_flink_lib() -> bool:
@@ -23,15 +55,7 @@ def connectors_in_flink_lib() -> bool:
     standalone cluster's does, see ``streamdrift.connectors.local_services``). Its cluster then loads them with
     Flink's own class loader, and the job does not ship them again (a job's own copies would be
     loaded anew at every restart)."""
-    from pyflink.java_gateway import get_gateway
-
-    # the system class loader: the context one also holds the jars shipped to an earlier local job
-    loader = get_gateway().jvm.java.lang.ClassLoader.getSystemClassLoader()
-    try:
-        loader.loadClass("org.apache.flink.connector.kafka.source.KafkaSource")
-    except Exception:  # noqa: BLE001 - py4j raises its own error for a ClassNotFoundException
-        return False
-    return True
+    return _on_system_class_path("org.apache.flink.connector.kafka.source.KafkaSource")
 
 
 PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
@@ -73,6 +97,9 @@ def stream_env(parallelism: int = 1, checkpoint_interval_ms: int | None = None, 
     config = Configuration()
     if not connectors_in_flink_lib():
         config.set_string("pipeline.jars", ";".join(flink_jar_uris()))
+    elif not all(_on_system_class_path(c) for c in FUNCTIONS.values()):
+        # a lib/ with the connectors but not this version's functions (set up by an earlier one)
+        config.set_string("pipeline.jars", ";".join(u for u in flink_jar_uris() if u.endswith("/" + FUNCTIONS_JAR)))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     for key, value in (extra or {}).items():

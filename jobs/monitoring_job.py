@@ -118,7 +118,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
 
     from streamdrift.connectors.dead_letters import sink_dead_letters
     from streamdrift.connectors.event_source import source_ddl
-    from streamdrift.jobs.flink_env import prometheus_reporter, stream_env
+    from streamdrift.jobs.flink_env import prometheus_reporter, register_functions, stream_env
     from streamdrift.jobs.pyflink_internals import (
         balanced_int_keys, from_internal_stream, internal_stream, keyed_by_first_field, through_stream, union)
     from streamdrift.operators.monitor import (
@@ -174,12 +174,13 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
                              options.max_disorder_ms, load_apps),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
-    # one read of the source, each record's size in bytes taken once (Latin-1 maps a byte to a character)
+    register_functions(t_env)
+    # one read of the source, each record's size in bytes taken once
     source = through_stream(t_env, t_env.sql_query(
-        "SELECT payload, CHAR_LENGTH(DECODE(payload, 'ISO-8859-1')) AS size FROM inference_events"))
+        "SELECT payload, BYTE_LENGTH(payload) AS size FROM inference_events"))
     # records are parsed in tiers by size, each with its own number of records per Arrow batch, so a
     # batch handed to Python is bounded in bytes as well as in records; a record over the size limit
-    # (a dead letter) crosses to Python as its first bytes only
+    # (a dead letter) crosses to Python as its first bytes only (Latin-1 maps a byte to a character)
     head = (f"CASE WHEN size > {MAX_EVENT_BYTES} THEN ENCODE(SUBSTRING(DECODE(payload, 'ISO-8859-1') "
             f"FROM 1 FOR {DEAD_LETTER_PAYLOAD_BYTES}), 'ISO-8859-1') ELSE payload END")
     tiers = []
