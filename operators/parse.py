@@ -8,7 +8,9 @@ and for the watermark), its request id, latency and error (raw-row columns) and 
 after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`); the record that starts
 a partial aggregate of an (endpoint, window) also carries it (kind ``P``, the others ``R``); a dead
 letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
-``window_start`` the time up to which the endpoint's windows may close.
+``window_start`` the time up to which the endpoint's windows may close. The rows of kinds other
+than ``R``, and the batch's last row, carry ``clock_ms`` (the others None): only they go on to the
+window stage, and the watermark reads them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streamdrift.udfs.applications import sample_size_for
-from streamdrift.udfs.batch import EventClock, aggregate_isolated
+from streamdrift.udfs.batch import EventClock, aggregate_isolated, clock_column
 from streamdrift.operators.catalog import endpoint_catalog
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
@@ -58,6 +60,7 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("hour", DataTypes.STRING()),  # the raw row's hour partition (yyyy-MM-dd-HH, UTC)
     DataTypes.FIELD("shard", DataTypes.STRING()),  # the raw row's shard partition (streamdrift.connectors.raw_rows)
     DataTypes.FIELD("late", DataTypes.BOOLEAN()),  # after its window closed for good (streamdrift.udfs.batch.EventClock)
+    DataTypes.FIELD("clock_ms", DataTypes.BIGINT()),  # what the watermark reads (streamdrift.udfs.batch.clock_column)
 ])
 
 
@@ -109,6 +112,7 @@ class ParseRecords(ScalarFunction):
         record's size in bytes (a record over the limit comes as its first bytes only)."""
         import time
 
+        import numpy as np
         import pandas as pd
 
         values = payloads.tolist()
@@ -116,15 +120,15 @@ class ParseRecords(ScalarFunction):
         bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
         batch = aggregate_isolated(values, self.catalog, self.window_ms, self._window_sample(), self.reader, bounds,
                                    None if sizes is None else sizes.to_numpy(), self.clock)
-        kind, body = [RECORD] * n, [None] * n
+        kind, body, to_windows = [RECORD] * n, [None] * n, np.zeros(n, dtype=bool)
         ts = batch.timestamps
         window_start = ts - ts % self.window_ms
         for p in batch.partials:
-            kind[p.index], body[p.index] = PARTIAL, p.aggregate.to_bytes()
+            kind[p.index], body[p.index], to_windows[p.index] = PARTIAL, p.aggregate.to_bytes(), True
         for i, letter in batch.dead:
-            kind[i], body[i] = DEAD, letter.to_json().encode()
+            kind[i], body[i], to_windows[i] = DEAD, letter.to_json().encode(), True
         for i, control in batch.controls:  # closes the endpoint's windows that start up to then
-            kind[i], window_start[i] = CONTROL, control.last_timestamp_ms
+            kind[i], window_start[i], to_windows[i] = CONTROL, control.last_timestamp_ms, True
         self.records.inc(n)
         self.partials.inc(len(batch.partials))
         self.dead_letters.inc(len(batch.dead))
@@ -132,4 +136,5 @@ class ParseRecords(ScalarFunction):
             "kind": kind, "endpoint_id": batch.endpoint_ids, "window_start": window_start,
             "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
             "error": batch.errors, "body": body, "hour": hour_partitions(ts),
-            "shard": shard_partitions(batch.endpoint_ids), "late": batch.late})
+            "shard": shard_partitions(batch.endpoint_ids), "late": batch.late,
+            "clock_ms": clock_column(ts, to_windows)})

@@ -108,6 +108,29 @@ class EventClock:
         return accepted & (closed < running - self.max_disorder_ms)
 
 
+def clock_column(event_ms: np.ndarray, to_windows: np.ndarray) -> list[int | None]:
+    """The ``clock_ms`` of each row of a parse batch (shape ``(n,)`` each): for a row that goes on
+    to the window stage (``to_windows``) and for the batch's last row, the newest ``event_ms``
+    (epoch ms) of the batch up to and including it; None for the others.
+
+    The job's watermark reads these rows only: at each of them it is what it would be had it read
+    every row's event time up to there, and at the batch's end what every row of the batch makes
+    it. So the window stage sees the watermark it would see after every row, without every row
+    crossing to it.
+
+    >>> clock_column(np.array([5, 9, 0, 7, 8]), np.array([False, False, True, False, False]))
+    [None, None, 9, None, 9]
+    >>> clock_column(np.array([], dtype=np.int64), np.array([], dtype=bool))
+    []
+    """
+    if not event_ms.size:
+        return []
+    newest = np.maximum.accumulate(event_ms)
+    keep = np.asarray(to_windows, dtype=bool).copy()
+    keep[-1] = True
+    return np.where(keep, newest, None).tolist()
+
+
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
                       sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None,
                       clock: EventClock | None = None) -> Batch:
