@@ -21,7 +21,8 @@ dead-letter topic with their reason. Layout::
         endpoint_id STRING NOT NULL the endpoint (MLRun's id for MLRun events)
 
 An endpoint's rows are in one of 16 shards (:func:`streamdrift.udfs.partitions.shard_of`, a CRC-32 of its id):
-the sink keeps one open file per shard and hour, whatever the number of endpoints (one directory
+each of the job's two sinks (one per parse tier) keeps one open file per shard and hour and
+subtask, whatever the number of endpoints (one directory
 per endpoint kept thousands of Parquet writers open, each with its buffers, and a job of 10,000
 endpoints ran out of memory). Directories ``endpoint_id=<id>/hour=...`` of earlier versions are
 read too.

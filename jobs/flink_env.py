@@ -16,9 +16,24 @@ def flink_jar_uris() -> list[str]:
     jars = sorted((jars_dir() / "flink").glob("*.jar"))
     if not jars:
         raise RuntimeError(f"no Flink connector jars in {jars_dir() / 'flink'}: run `make jars` first")
-    if FUNCTIONS_JAR not in {jar.name for jar in jars}:
-        raise RuntimeError(f"no {FUNCTIONS_JAR} in {jars_dir() / 'flink'}: run `make jars` again (it builds it)")
+    functions = jars_dir() / "flink" / FUNCTIONS_JAR
+    if not _holds_functions(functions):
+        raise RuntimeError(f"no {FUNCTIONS_JAR} with {', '.join(FUNCTIONS.values())} in {jars_dir() / 'flink'}: "
+                           "run `make jars` again (it builds it)")
     return [jar.as_uri() for jar in jars]
+
+
+def _holds_functions(jar) -> bool:
+    """Whether ``jar`` has the class of each of :data:`FUNCTIONS` (Maven writes an empty jar where
+    the sources are missing)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(jar) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return all(java_class.replace(".", "/") + ".class" in names for java_class in FUNCTIONS.values())
 
 
 FUNCTIONS_JAR = "streamdrift-functions.jar"

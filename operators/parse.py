@@ -52,7 +52,7 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("endpoint_id", DataTypes.STRING()),
     DataTypes.FIELD("window_start", DataTypes.BIGINT()),
-    DataTypes.FIELD("event_ms", DataTypes.BIGINT()),  # a dead letter's is 0 (it never holds the watermark back)
+    DataTypes.FIELD("event_ms", DataTypes.BIGINT()),  # a dead letter's is 0 (it never moves clock_ms)
     DataTypes.FIELD("request_id", DataTypes.STRING()),  # the raw row's columns beside the payload
     DataTypes.FIELD("latency_us", DataTypes.DOUBLE()),
     DataTypes.FIELD("error", DataTypes.BOOLEAN()),

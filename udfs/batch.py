@@ -114,9 +114,9 @@ def clock_column(event_ms: np.ndarray, to_windows: np.ndarray) -> list[int | Non
     (epoch ms) of the batch up to and including it; None for the others.
 
     The job's watermark reads these rows only: at each of them it is what it would be had it read
-    every row's event time up to there, and at the batch's end what every row of the batch makes
-    it. So the window stage sees the watermark it would see after every row, without every row
-    crossing to it.
+    every row of the batch's stream up to there, and at the batch's end what every row of the
+    batch makes it. Between them it stays where the last of them left it: at most a batch behind,
+    never ahead (where streams meet, Flink takes the lowest of their watermarks, as before).
 
     >>> clock_column(np.array([5, 9, 0, 7, 8]), np.array([False, False, True, False, False]))
     [None, None, 9, None, 9]

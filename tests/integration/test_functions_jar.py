@@ -37,11 +37,20 @@ def test_byte_length_of_any_bytes_is_their_len(payloads):
     assert _byte_lengths(payloads) == [len(p) for p in payloads]
 
 
-def test_a_missing_functions_jar_is_named_with_what_to_do(tmp_path, monkeypatch):
+@pytest.mark.parametrize("functions_jar", ["missing", "empty", "no classes"])
+def test_a_missing_functions_jar_is_named_with_what_to_do(tmp_path, monkeypatch, functions_jar):
+    import zipfile
+
     from streamdrift.jobs.flink_env import FUNCTIONS_JAR, flink_jar_uris
 
     (tmp_path / "flink").mkdir()
     (tmp_path / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar").write_bytes(b"")
+    if functions_jar == "empty":
+        (tmp_path / "flink" / FUNCTIONS_JAR).write_bytes(b"")
+    elif functions_jar == "no classes":  # what Maven writes when the sources are missing
+        with zipfile.ZipFile(tmp_path / "flink" / FUNCTIONS_JAR, "w") as archive:
+            archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
     monkeypatch.setenv("STREAMDRIFT_JARS_DIR", str(tmp_path))
-    with pytest.raises(RuntimeError, match=f"no {FUNCTIONS_JAR} in .*run `make jars` again"):
+    with pytest.raises(RuntimeError, match=f"no {FUNCTIONS_JAR} with io.streamdrift.flink.ByteLength in .*"
+                                           "run `make jars` again"):
         flink_jar_uris()
