@@ -45,10 +45,16 @@ from streamdrift.udfs.partitions import hour_label, shard_of
 from streamdrift.udfs.records import ms_from_utc
 
 TABLE = "raw_rows"
-def sink_ddl(parquet_path: str) -> str:
+
+
+def sink_ddl(parquet_path: str, table: str = TABLE) -> str:
+    """The Parquet sink table ``table`` over ``parquet_path``. Several such tables over one path
+    write side by side (each sink names its part files with a UUID of its own): the job has one per
+    parse tier, so that each is chained to its tier (the planner merges the INSERTs into one table
+    into one sink, which every record would cross the network to)."""
     uri = Path(parquet_path).resolve().as_uri() if "://" not in parquet_path else parquet_path
     return f"""
-CREATE TABLE {TABLE} (
+CREATE TABLE {table} (
   event_ms BIGINT NOT NULL,
   request_id STRING,
   latency_us DOUBLE,
@@ -67,7 +73,7 @@ CREATE TABLE {TABLE} (
 )"""
 
 
-def insert_sql(source: str) -> str:
+def insert_sql(source: str, table: str = TABLE) -> str:
     """Every good record of the view ``source`` (columns payload, kind, endpoint_id, event_ms,
     request_id, latency_us, error, late, hour), as the parse stage describes it: ``late`` is its
     :class:`streamdrift.udfs.batch.EventClock` flag, the one that kept the record's rows out of its window's
@@ -77,7 +83,7 @@ def insert_sql(source: str) -> str:
     markers of six nullable columns was 7 % of the reading thread's profile). The hour comes from
     the parse stage: ``DATE_FORMAT`` per record was ~5 % of the reading thread's profile."""
     return f"""
-INSERT INTO {TABLE}
+INSERT INTO {table}
 SELECT COALESCE(event_ms, 0) AS event_ms, request_id, latency_us, COALESCE(error, FALSE) AS error,
        COALESCE(late, FALSE) AS late, COALESCE(payload, x'') AS payload, COALESCE(endpoint_id, '') AS endpoint_id,
        shard, `hour`

@@ -183,7 +183,6 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     # (a dead letter) crosses to Python as its first bytes only (Latin-1 maps a byte to a character)
     head = (f"CASE WHEN size > {MAX_EVENT_BYTES} THEN ENCODE(SUBSTRING(DECODE(payload, 'ISO-8859-1') "
             f"FROM 1 FOR {DEAD_LETTER_PAYLOAD_BYTES}), 'ISO-8859-1') ELSE payload END")
-    t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path))
     statements = t_env.create_statement_set()
     to_windows = []
     for i, (low, high, batch) in enumerate(parse_tiers(options.arrow_batch_size, options.batch_bytes)):
@@ -197,9 +196,10 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
         parsed = internal_stream(t_env, tier)  # translated now: with this tier's batch size
         # raw rows → Parquet from each tier, chained to its parse in the JVM: where the tiers meet,
         # every record would cross a network exchange (~2 µs of CPU per event in the job benchmark)
-        view = f"parsed_events_{i}"
+        view, sink = f"parsed_events_{i}", f"{raw_rows.TABLE}_{i}"
         t_env.create_temporary_view(view, from_internal_stream(t_env, parsed))
-        statements.add_insert_sql(raw_rows.insert_sql(view))
+        t_env.execute_sql(raw_rows.sink_ddl(settings.parquet_path, sink))
+        statements.add_insert_sql(raw_rows.insert_sql(view, sink))
         # on to the window stage: partials, dead letters, controls and each batch's last row (clock_ms)
         to_windows.append(internal_stream(t_env, t_env.sql_query(
             f"SELECT kind, endpoint_id, window_start, body, late, clock_ms FROM {view} WHERE clock_ms IS NOT NULL")))
