@@ -120,7 +120,9 @@ class ParseRecords(ScalarFunction):
         bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
         batch = aggregate_isolated(values, self.catalog, self.window_ms, self._window_sample(), self.reader, bounds,
                                    None if sizes is None else sizes.to_numpy(), self.clock)
-        kind, body, to_windows = [RECORD] * n, [None] * n, np.zeros(n, dtype=bool)
+        # object arrays handed to pandas as they are (copy=False): lists were converted, inferred and
+        # copied again before PyFlink's conversion to Arrow
+        kind, body, to_windows = np.full(n, RECORD, dtype=object), np.full(n, None, dtype=object), np.zeros(n, bool)
         ts = batch.timestamps
         window_start = ts - ts % self.window_ms
         for p in batch.partials:
@@ -137,4 +139,4 @@ class ParseRecords(ScalarFunction):
             "event_ms": ts, "request_id": batch.request_ids, "latency_us": batch.latency_us,
             "error": batch.errors, "body": body, "hour": hour_partitions(ts),
             "shard": shard_partitions(batch.endpoint_ids), "late": batch.late,
-            "clock_ms": clock_column(ts, to_windows)})
+            "clock_ms": clock_column(ts, to_windows)}, copy=False)

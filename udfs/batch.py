@@ -108,27 +108,30 @@ class EventClock:
         return accepted & (closed < running - self.max_disorder_ms)
 
 
-def clock_column(event_ms: np.ndarray, to_windows: np.ndarray) -> list[int | None]:
+def clock_column(event_ms: np.ndarray, to_windows: np.ndarray) -> np.ndarray:
     """The ``clock_ms`` of each row of a parse batch (shape ``(n,)`` each): for a row that goes on
     to the window stage (``to_windows``) and for the batch's last row, the newest ``event_ms``
-    (epoch ms) of the batch up to and including it; None for the others.
+    (epoch ms) of the batch up to and including it; NaN for the others.
+
+    float64, so that Arrow takes the column as it is (NaN masked to null, exact for any epoch ms
+    under 2**53) instead of inferring the type of a list of ints and Nones.
 
     The job's watermark reads these rows only: at each of them it is what it would be had it read
     every row of the batch's stream up to there, and at the batch's end what every row of the
     batch makes it. Between them it stays where the last of them left it: at most a batch behind,
     never ahead (where streams meet, Flink takes the lowest of their watermarks, as before).
 
-    >>> clock_column(np.array([5, 9, 0, 7, 8]), np.array([False, False, True, False, False]))
-    [None, None, 9, None, 9]
-    >>> clock_column(np.array([], dtype=np.int64), np.array([], dtype=bool))
+    >>> clock_column(np.array([5, 9, 0, 7, 8]), np.array([False, False, True, False, False])).tolist()
+    [nan, nan, 9.0, nan, 9.0]
+    >>> clock_column(np.array([], dtype=np.int64), np.array([], dtype=bool)).tolist()
     []
     """
     if not event_ms.size:
-        return []
+        return np.zeros(0)
     newest = np.maximum.accumulate(event_ms)
     keep = np.asarray(to_windows, dtype=bool).copy()
     keep[-1] = True
-    return np.where(keep, newest, None).tolist()
+    return np.where(keep, newest.astype(np.float64), np.nan)
 
 
 def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,

@@ -4,10 +4,18 @@ values as every row would have (streamdrift.udfs.batch.clock_column)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamdrift.udfs.batch import clock_column
+
+
+def _as_bigint(clock: np.ndarray) -> list[int | None]:
+    """The column as Flink gets it: PyFlink's conversion of a pandas column to Arrow BIGINT."""
+    s = pd.Series(clock)
+    return pa.Array.from_pandas(s, mask=s.isnull(), type=pa.int64()).to_pylist()
 
 BATCHES = st.lists(st.lists(st.tuples(st.integers(0, 10**13), st.booleans()), min_size=0, max_size=60),
                    min_size=1, max_size=5)
@@ -29,12 +37,11 @@ def test_the_watermark_read_from_the_kept_rows_is_the_one_every_row_gives(batche
     for batch in batches:
         event_ms = np.array([t for t, _ in batch], dtype=np.int64)
         to_windows = np.array([w for _, w in batch], dtype=bool)
-        clock = clock_column(event_ms, to_windows)
+        clock = _as_bigint(clock_column(event_ms, to_windows))
         assert len(clock) == len(batch)
         for i, (t, w) in enumerate(batch):
             every.append((t, position + i))
             if clock[i] is not None:
-                assert type(clock[i]) is int  # what Arrow's BIGINT takes
                 kept.append((clock[i], position + i))
             else:
                 assert not w and i != len(batch) - 1  # a row for the window stage, or the batch's last, has one
@@ -51,5 +58,10 @@ def test_the_watermark_read_from_the_kept_rows_is_the_one_every_row_gives(batche
 
 
 def test_by_hand():
-    clock = clock_column(np.array([100, 300, 200, 0, 250]), np.array([True, False, False, True, False]))
+    clock = _as_bigint(clock_column(np.array([100, 300, 200, 0, 250]), np.array([True, False, False, True, False])))
     assert clock == [100, None, None, 300, 300]  # a dead letter (time 0) keeps the newest time seen
+
+
+def test_the_latest_epoch_ms_crosses_exactly():
+    latest = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the newest time the input contract accepts
+    assert _as_bigint(clock_column(np.array([latest - 1, latest]), np.array([True, False]))) == [latest - 1, latest]
