@@ -179,6 +179,57 @@ def _produce_partition(bootstrap: str, topic: str, payloads: list[bytes], partit
     producer.close()
 
 
+def _produce_paced(bootstrap: str, topic: str, payloads: list[bytes], partition: int, partitions: int,
+                   rate: float, out: str) -> None:
+    """:func:`_produce_partition` at ``rate / partitions`` events per second (every 50 ms, what is due); writes
+    its start, end and CPU seconds to ``out``."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1, max_request_size=16 << 20)
+    mine = payloads[partition::partitions]
+    t0 = time.time()
+    cpu0 = time.process_time()
+    sent = 0
+    while sent < len(mine):  # every 50 ms, what the rate allows by then
+        due = min(len(mine), int((time.time() - t0) * rate / partitions) + 1)
+        for value in mine[sent:due]:
+            producer.send(topic, value=value, partition=partition)
+        sent = max(sent, due)
+        time.sleep(0.05)
+    producer.flush()
+    producer.close()
+    with open(out, "w") as f:
+        f.write(f"{t0} {time.time()} {time.process_time() - cpu0} {len(mine)}\n")
+
+
+def produce_paced(bootstrap: str, topic: str, payloads: list[bytes], rate: float, out_dir: Path,
+                  partitions: int = 2) -> list:
+    """Start producing ``payloads`` as :func:`produce` does, at ``rate`` events per second in all,
+    one forked process per partition; returns the processes (each writes
+    ``out_dir/produced-<partition>.txt``: start, end, CPU seconds, events)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_produce_paced, args=(bootstrap, topic, payloads, p, partitions, rate,
+                                                      str(out_dir / f"produced-{p}.txt")))
+             for p in range(partitions)]
+    for proc in procs:
+        proc.start()
+    return procs
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int = 2) -> dict[int, int]:
+    """Each partition's next offset now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        consumer.close()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
 def produce(bootstrap: str, topic: str, payloads: list[bytes], partitions: int = 2) -> float:
     """Send every payload, event ``i`` to partition ``i % partitions`` (so each partition is in event-time
     order), one forked producer process per partition; returns seconds until every ack."""
@@ -420,6 +471,32 @@ def _stamp_first_record(stamp_dir: str) -> None:
     job_io.load_endpoints = load_endpoints
 
 
+def _read_offsets(offsets: dict) -> None:
+    """Make the job's Kafka source read each partition from ``offsets["start"][p]`` up to
+    ``offsets["stop"][p]`` (bounded; the source waits for offsets not yet produced), instead of
+    from its group's offsets to the latest ones at start: a benchmark that produces while the job
+    runs (``bench_scale --live``). Only this client process's ``source_ddl`` is replaced."""
+    from streamdrift.connectors import event_source
+
+    original = event_source.source_ddl
+
+    def spec(which: str) -> str:
+        return ";".join(f"partition:{p},offset:{o}" for p, o in sorted(offsets[which].items(), key=lambda x: int(x[0])))
+
+    def source_ddl(settings, bounded=False, group_id=None):
+        ddl = original(settings, True, group_id)
+        for old, new in [("'scan.startup.mode' = 'group-offsets'",
+                          f"'scan.startup.mode' = 'specific-offsets',\n  'scan.startup.specific-offsets' = '{spec('start')}'"),
+                         ("'scan.bounded.mode' = 'latest-offset'",
+                          f"'scan.bounded.mode' = 'specific-offsets',\n  'scan.bounded.specific-offsets' = '{spec('stop')}'")]:
+            if old not in ddl:
+                raise RuntimeError(f"the source's DDL no longer holds {old!r}: update bench_job._read_offsets")
+            ddl = ddl.replace(old, new)
+        return ddl
+
+    event_source.source_ddl = source_ddl
+
+
 def _job_option(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` of a JobOptions field, the value parsed as JSON when it is JSON."""
     from streamdrift.jobs.monitoring_job import JobOptions
@@ -447,6 +524,8 @@ def child(spec: dict) -> dict:
         from streamdrift.jobs.monitoring_job import build
 
         _stamp_first_record(spec["stamp_dir"])
+        if spec.get("kafka_offsets"):
+            _read_offsets(spec["kafka_offsets"])
         graph = build(settings, options)
         graph.summaries.map(_stamp_class()(spec["stamp_dir"]), output_type=Types.INT()).name("bench-stamp")
         t0 = time.time()

@@ -5,6 +5,7 @@ is not running, never stopped)::
 
     .venv/bin/python -m tests.benchmarks.bench_scale                          # 10,000 endpoints x 20 features
     .venv/bin/python -m tests.benchmarks.bench_scale --endpoints 1000 --events 200000 --backends hashmap
+    .venv/bin/python -m tests.benchmarks.bench_scale --live --backends hashmap   # events produced as the job runs
 
 What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
 
@@ -13,7 +14,11 @@ What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
 2. times the endpoint catalog offline (no Flink), as the parse stage builds it: the first load of
    every reference (store read + layouts) and a refresh while nothing changed;
 3. pre-loads a 2-partition topic with ``--events`` native events, round robin over all endpoints,
-   event time in order over ``--windows`` one-minute windows;
+   event time in order over ``--windows`` one-minute windows (the job reads a backlog as fast as it
+   can); with ``--live``, produces them while the job runs instead, at ``--rate`` events per second
+   (default: in real time, ``--events`` over ``--windows`` minutes; one paced producer process per
+   partition, its CPU reported), and the job reads from the offsets where this run's events begin
+   to where they end;
 4. runs the monitoring job (parallelism 2, bounded, checkpoints every ``--checkpoint-interval``
    seconds to files) once per state backend of ``--backends``, alternately, ``--repeats`` times,
    each in a fresh process sampled from ``/proc``; the JVM writes a GC log (heap used before and
@@ -47,8 +52,8 @@ if __package__ in (None, ""):  # run as a script: put the project root on the pa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks.bench_job import (  # noqa: E402
-    MB, N_FEATURES, _fmt, _job_option, _median, create_topic, delete_topics, produce, recent_events,
-    register_endpoints, run_child)
+    MB, N_FEATURES, _fmt, _job_option, _median, create_topic, delete_topics, end_offsets, produce, produce_paced,
+    recent_events, register_endpoints, run_child)
 
 LATENCY_TARGET_S = 10.0
 
@@ -228,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=None, help="an endpoint store (SQLite file) registered by an earlier "
                         "run (--keep): its endpoints and project are used, registration is skipped")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and topics")
+    parser.add_argument("--live", action="store_true", help="produce the events while the job runs, at --rate, "
+                        "instead of pre-loading the topic")
+    parser.add_argument("--rate", type=float, default=None, help="events/s produced with --live (default: in real "
+                        "time, --events over --windows minutes)")
     parser.add_argument("--option", action="append", default=[], type=_job_option, metavar="NAME=VALUE",
                         help="a JobOptions field of the job, e.g. arrow_batch_size=100000 (repeatable)")
     args = parser.parse_args(argv)
@@ -275,10 +284,15 @@ def main(argv: list[str] | None = None) -> int:
 
         payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
         create_topic(bootstrap, topic)
-        t_produce = produce(bootstrap, topic, payloads)
-        del payloads
-        print(f"serialised {args.events:,} events ({size / MB:,.0f} MiB) in {t_serialise:.1f} s; produced in "
-              f"{t_produce:.1f} s", flush=True)
+        rate = (args.rate or args.events / (args.windows * 60)) if args.live else None
+        if rate is None:
+            t_produce = produce(bootstrap, topic, payloads)
+            del payloads
+            print(f"serialised {args.events:,} events ({size / MB:,.0f} MiB) in {t_serialise:.1f} s; produced in "
+                  f"{t_produce:.1f} s", flush=True)
+        else:
+            print(f"serialised {args.events:,} events ({size / MB:,.0f} MiB) in {t_serialise:.1f} s; each run "
+                  f"produces them as it runs, at {rate:,.0f} events/s", flush=True)
 
         runs: list[dict] = []
         for r in range(args.repeats):
@@ -295,14 +309,27 @@ def main(argv: list[str] | None = None) -> int:
                            **dict(args.option)}
                 spec = {"kind": "monitor", "name": name, "settings": dataclasses.asdict(s), "options": options,
                         "worker_mode": "process", "jvm_args": f"{args.jvm_args} -Xlog:gc:file={gc_log}".strip()}
+                producers = []
+                if rate is not None:
+                    start = end_offsets(bootstrap, topic)
+                    spec["kafka_offsets"] = {"start": start, "stop": {p: o + len(payloads[p::2])
+                                                                      for p, o in start.items()}}
                 print(f"running the job, {backend}, repeat {r + 1}/{args.repeats} (load average {load_average()}) ...",
                       flush=True)
                 sampler = CheckpointSampler(checkpoints)
                 sampler.start()
                 try:
+                    if rate is not None:  # from the job's start: its first seconds read a backlog
+                        producers = produce_paced(bootstrap, topic, payloads, rate, tmp)
                     res = run_child(spec, tmp)
                 finally:
                     sampler.stop()
+                    for proc in producers:
+                        proc.join()
+                if producers:
+                    if any(proc.exitcode != 0 for proc in producers):
+                        raise RuntimeError(f"a producer failed (exit codes {[p.exitcode for p in producers]})")
+                    res["producer"] = _producer_figures(tmp, len(producers))
                 preds = open_tsdb(s.tsdb_connection).query_predictions(project)
                 res.update(backend=backend, load=load_average(), rows_in_tsdb=sum(p.count for p in preds),
                            tsdb_windows=len(preds), checkpoint=sampler.summary(), heap=heap_from_gc_log(gc_log),
@@ -364,8 +391,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp} and topic {topic}")
 
 
+def _producer_figures(directory: Path, partitions: int) -> dict:
+    """The paced producers' events/s (events / (last end - first start)) and CPU µs per event."""
+    rows = [[float(x) for x in (directory / f"produced-{p}.txt").read_text().split()] for p in range(partitions)]
+    events = sum(r[3] for r in rows)
+    return {"events_per_s": events / (max(r[1] for r in rows) - min(r[0] for r in rows)),
+            "cpu_us_per_event": sum(r[2] for r in rows) * 1e6 / events}
+
+
 def _print_run(res: dict, args) -> None:
     """One run's figures, as they come."""
+    if res.get("producer"):
+        print(f"  produced while the job ran: {res['producer']['events_per_s']:,.0f} events/s, producers' CPU "
+              f"{res['producer']['cpu_us_per_event']:.1f} µs/event", flush=True)
     busy = (res["last_window_s"] - res["first_record_s"]) if res.get("last_window_s") and \
         res.get("first_record_s") is not None else None
     cpu = res.get("steady_cpu") or (None, None)
