@@ -331,7 +331,8 @@ def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
                                            None if sizes is None else sizes[i:i + 1], clock))
         except Exception as exc:  # noqa: BLE001 - this record's own failure: a dead letter with the reason
             letter = dead_letter(payload, f"the parse stage failed on this record: {type(exc).__name__}: {exc}")
-            parts.append(Batch([], [(0, letter)], [None], np.zeros(1, np.int64), [None], np.full(1, np.nan), [None]))
+            parts.append(Batch([], [(0, letter)], [None], np.zeros(1, np.int64), [None], np.full(1, np.nan), [None],
+                               np.zeros(1, bool)))  # a dead letter is never late
     partials = [dataclasses.replace(p, index=i) for i, b in enumerate(parts) for p in b.partials]
     late = None if clock is None else np.concatenate([b.late for b in parts])
     return Batch(_one_per_window(partials), [(i, letter) for i, b in enumerate(parts) for _, letter in b.dead],
