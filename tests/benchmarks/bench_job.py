@@ -182,10 +182,13 @@ def _produce_partition(bootstrap: str, topic: str, payloads: list[bytes], partit
 def _produce_paced(bootstrap: str, topic: str, payloads: list[bytes], partition: int, partitions: int,
                    rate: float, out: str) -> None:
     """:func:`_produce_partition` at ``rate / partitions`` events per second (every 50 ms, what is due); writes
-    its start, end and CPU seconds to ``out``."""
+    its start, end and CPU seconds to ``out``; exits non-zero if a send failed. Idempotent, so that
+    a retried send is not written twice: the job stops at the offset the events end at."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1, max_request_size=16 << 20)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all", enable_idempotence=True,
+                             max_request_size=16 << 20)
+    failures = []
     mine = payloads[partition::partitions]
     t0 = time.time()
     cpu0 = time.process_time()
@@ -193,11 +196,14 @@ def _produce_paced(bootstrap: str, topic: str, payloads: list[bytes], partition:
     while sent < len(mine):  # every 50 ms, what the rate allows by then
         due = min(len(mine), int((time.time() - t0) * rate / partitions) + 1)
         for value in mine[sent:due]:
-            producer.send(topic, value=value, partition=partition)
+            producer.send(topic, value=value, partition=partition).add_errback(failures.append)
         sent = max(sent, due)
         time.sleep(0.05)
     producer.flush()
     producer.close()
+    if failures:
+        print(f"partition {partition}: {len(failures)} sends failed, the first: {failures[0]!r}", file=sys.stderr)
+        sys.exit(1)
     with open(out, "w") as f:
         f.write(f"{t0} {time.time()} {time.process_time() - cpu0} {len(mine)}\n")
 

@@ -41,6 +41,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], type=_job_option, metavar="NAME=VALUE",
                         help="a JobOptions field of the job, e.g. arrow_batch_size=100000 (repeatable)")
     args = parser.parse_args(argv)
+    if args.rate is not None and not (args.live and args.rate > 0):
+        parser.error("--rate takes a number of events per second above 0, with --live")
 
     from streamdrift.connectors.local_services import Kafka
     from streamdrift.connectors.settings import kafka_bootstrap, load_settings, topic_names
@@ -316,19 +319,29 @@ def main(argv: list[str] | None = None) -> int:
                                                                       for p, o in start.items()}}
                 print(f"running the job, {backend}, repeat {r + 1}/{args.repeats} (load average {load_average()}) ...",
                       flush=True)
+                watcher = None
+                if rate is not None:  # from the job's start: its first seconds read a backlog
+                    producers = produce_paced(bootstrap, topic, payloads, rate, tmp)  # forked before the sampler's thread
+                    watcher = ProducerWatcher(producers, bootstrap, topic, spec["kafka_offsets"]["stop"])
+                    watcher.start()
                 sampler = CheckpointSampler(checkpoints)
                 sampler.start()
                 try:
-                    if rate is not None:  # from the job's start: its first seconds read a backlog
-                        producers = produce_paced(bootstrap, topic, payloads, rate, tmp)
                     res = run_child(spec, tmp)
+                except BaseException:
+                    for proc in producers:
+                        proc.terminate()
+                    if watcher is not None and watcher.problem:
+                        raise RuntimeError(f"the producers failed: {watcher.problem}") from None
+                    raise
                 finally:
                     sampler.stop()
                     for proc in producers:
                         proc.join()
                 if producers:
-                    if any(proc.exitcode != 0 for proc in producers):
-                        raise RuntimeError(f"a producer failed (exit codes {[p.exitcode for p in producers]})")
+                    watcher.join()
+                    if watcher.problem:
+                        raise RuntimeError(f"the producers failed: {watcher.problem}")
                     res["producer"] = _producer_figures(tmp, len(producers))
                 preds = open_tsdb(s.tsdb_connection).query_predictions(project)
                 res.update(backend=backend, load=load_average(), rows_in_tsdb=sum(p.count for p in preds),
@@ -389,6 +402,49 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp} and topic {topic}")
+
+
+class ProducerWatcher(threading.Thread):
+    """Waits for the paced producers; if one failed, or the topic does not end at the offsets the
+    job stops at, stops the job (its process, a child of this one), which would wait for them for
+    ever, and keeps the reason in ``problem``."""
+
+    def __init__(self, producers: list, bootstrap: str, topic: str, stop: dict):
+        super().__init__(daemon=True)
+        self.producers, self.bootstrap, self.topic, self.stop = producers, bootstrap, topic, stop
+        self.problem: str | None = None
+
+    def run(self) -> None:
+        for proc in self.producers:
+            proc.join()
+        codes = [proc.exitcode for proc in self.producers]
+        if any(code != 0 for code in codes):
+            self.problem = f"exit codes {codes}"
+        else:
+            ends = end_offsets(self.bootstrap, self.topic)
+            if ends != {int(p): o for p, o in self.stop.items()}:
+                self.problem = f"the topic ends at offsets {ends}, the job stops at {self.stop}"
+        if self.problem:
+            for pid in _job_children():
+                os.kill(pid, signal.SIGTERM)
+
+
+def _job_children() -> list[int]:
+    """The job processes this process started (``bench_job --child``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"--child" in args and b"tests.benchmarks.bench_job" in args:
+            found.append(int(entry))
+    return found
 
 
 def _producer_figures(directory: Path, partitions: int) -> dict:
