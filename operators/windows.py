@@ -6,7 +6,10 @@ which go to the side output :data:`DEAD_LETTERS`; state: one merged aggregate pe
 endpoint (bounded by columns × bins + sample size) and its revision. Partials are appended as they
 come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and when a
 correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state is
-read and written once per ``COMPACT_EVERY`` partials, not per partial.
+read and written once per ``COMPACT_EVERY`` partials, not per partial; and at each partial in the
+last ``CLOSING_MS`` of the window's events (:meth:`EndpointWindows._closing`), so that the window
+fires with nothing left to merge: every endpoint's window fires at one watermark, in one burst
+that the writer waits for.
 
 All the windows of a group's endpoints live in one map state (:class:`WindowSlots`): PyFlink sends
 each keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's
@@ -48,6 +51,7 @@ from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
 COMPACT_EVERY = 16
+CLOSING_MS = 5_000
 log = logging.getLogger("streamdrift.windows")
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
@@ -148,11 +152,13 @@ def unpack_meta(data: bytes) -> WindowMeta:
 
 
 class EndpointWindows(KeyedProcessFunction):
-    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int):
+    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
+                 max_disorder_ms: int = 0):
         self.load_endpoints = load_endpoints
         self.window_ms = window_ms
         self.lateness = allowed_lateness_ms
         self.idle_ms = window_ms + idle_grace_ms
+        self.max_disorder_ms = max_disorder_ms  # the watermark's bound on disorder: how far it trails the events
 
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_map_state(MapStateDescriptor("group-windows", Types.STRING(),
@@ -263,6 +269,15 @@ class EndpointWindows(KeyedProcessFunction):
             starts.add(expiring)
         return [w for w in self._windows(group) if w[0] in starts]
 
+    def _closing(self, end: int, watermark: int | None) -> bool:
+        """Whether a window ending at ``end`` gets its last ``CLOSING_MS`` (at most a quarter
+        window) of events: the watermark, which trails the latest event by ``max_disorder_ms``, is
+        that close to its end. A partial then is merged into the window at once, so the merges its
+        firing would do are spread over the partials before it, and the firing of every endpoint's
+        window (which the writer waits for) reads one aggregate per window."""
+        lead = self.max_disorder_ms + min(CLOSING_MS, self.window_ms // 4)
+        return watermark is not None and watermark != UNKNOWN_WATERMARK and end - 1 - lead <= watermark
+
     def _expiry(self, start: int) -> int:
         """When window ``start`` leaves the state (event time, ms): the first time half a window
         after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
@@ -321,7 +336,7 @@ class EndpointWindows(KeyedProcessFunction):
         first = meta is None
         opened = OPENED_LATE if watermark is not None and end - 1 <= watermark else NOT_FIRED
         meta = (meta or WindowMeta(now, opened, 0, False))._replace(touched=now)
-        if meta.pending + 1 >= COMPACT_EVERY:
+        if meta.pending + 1 >= COMPACT_EVERY or self._closing(end, watermark):
             self._compact(endpoint_id, start, meta, body)
         else:
             self.state.put(WindowSlots.key(endpoint_id, start, WindowSlots.PENDING + meta.pending), body)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyflink.datastream import TimeDomain
 
 from streamdrift.operators.windows import (
-    DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, WindowMeta, WindowSlots, endpoint_group,
-    pack_meta)
+    CLOSING_MS, DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, WindowMeta, WindowSlots,
+    endpoint_group, pack_meta)
 from streamdrift.udfs.window import WindowAggregate
 
 WINDOW = 60_000
@@ -124,9 +125,9 @@ class _Stage:
     """The window stage driven as Flink drives it: each record under its endpoint's group (as the
     job keys it in the JVM), timers fired in time order when the watermark or the clock passes them."""
 
-    def __init__(self, lateness: int = WINDOW, idle_grace: int = 5_000):
+    def __init__(self, lateness: int = WINDOW, idle_grace: int = 5_000, max_disorder: int = 0):
         self.flink = _FlinkStandIn()
-        self.stage = EndpointWindows(lambda: [], WINDOW, lateness, idle_grace)
+        self.stage = EndpointWindows(lambda: [], WINDOW, lateness, idle_grace, max_disorder)
         self.stage.open(self.flink)
 
     def partial(self, endpoint: str, start: int, rows: int, close: bool = False):
@@ -257,6 +258,59 @@ def test_every_window_of_every_endpoint_fires_once_with_all_its_rows__flink_stan
     assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
     assert len(fired) == len(expected)
     assert stage.entries() == 0
+
+
+@pytest.mark.parametrize("max_disorder", [0, 5_000])
+def test_partials_of_a_windows_last_seconds_are_merged_as_they_come_so_the_firing_merges_nothing__flink_stand_in(
+        monkeypatch, max_disorder):
+    """Once the events of a window's last CLOSING_MS come (the watermark, which trails the latest
+    event by the bound on disorder, is that close to the end), each partial of the window is
+    merged into its aggregate as it comes (the pending ones with it): the firing, which the writer
+    waits for at every endpoint, reads one aggregate per window."""
+    a, b = _same_group(2, offset=3)
+    stage = _Stage(max_disorder=max_disorder)
+    stage.flink.watermark = WINDOW - 1 - max_disorder - CLOSING_MS - 1  # the latest event just before the last seconds
+    for rows in (2, 3, 4):
+        stage.partial(a, 0, rows)  # kept pending
+    stage.partial(b, 0, 6)
+    assert _slots(stage, a) == {WindowSlots.META, WindowSlots.PENDING, WindowSlots.PENDING + 1, WindowSlots.PENDING + 2}
+    stage.flink.watermark += 2  # the latest event in the last seconds
+    stage.partial(a, 0, 5)
+    stage.partial(b, 0, 1)
+    assert _slots(stage, a) == _slots(stage, b) == {WindowSlots.META, WindowSlots.MERGED}
+    merges = []
+    merge_bytes = WindowAggregate.merge_bytes.__func__
+    monkeypatch.setattr(WindowAggregate, "merge_bytes",
+                        classmethod(lambda cls, parts, *args, **kw: merges.append(len(parts)) or
+                                    merge_bytes(cls, parts, *args, **kw)))
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 2 + 3 + 4 + 5), (b, 0): (0, 6 + 1)}
+    assert merges == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, WINDOW - 2), st.integers(1, 50)),
+                min_size=1, max_size=80), st.sampled_from([0, 5_000, 20_000]))
+def test_whatever_the_watermark_when_partials_come_each_window_fires_once_with_all_its_rows__flink_stand_in(
+        partials, max_disorder):
+    # the watermark anywhere from the window's start to just before its end: partials kept pending,
+    # compacted every COMPACT_EVERY, or merged as they come near the end
+    endpoints = _same_group(3, offset=4) + [f"solo-{i}" for i in range(3)]
+    stage = _Stage(lateness=0, max_disorder=max_disorder)
+    expected, fired = defaultdict(int), []
+    for i, window, offset, rows in sorted(partials, key=lambda p: (p[1], p[2])):
+        fired += stage.watermark(window * WINDOW - 1 + offset)
+        assert _windows(stage.partial(endpoints[i], window * WINDOW, rows)) == {}
+        expected[(endpoints[i], window * WINDOW)] += rows
+    fired += stage.watermark(3 * WINDOW)
+    assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
+    assert len(fired) == len(expected)
+    assert stage.entries() == 0
+
+
+def _slots(stage: _Stage, endpoint: str, start: int = 0) -> set[int]:
+    """The slots window ``start`` of ``endpoint`` has in the state."""
+    entries = stage.flink.states[("group-windows", endpoint_group(endpoint))]
+    return {slot for e, s, slot in map(WindowSlots.parse, entries) if (e, s) == (endpoint, start)}
 
 
 def test_a_window_of_an_earlier_versions_savepoint_becomes_a_dead_letter__flink_stand_in():
