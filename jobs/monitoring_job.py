@@ -225,7 +225,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     writer_keys = balanced_int_keys(options.parallelism, WRITER_BUCKETS_PER_SUBTASK,
                                     env.get_max_parallelism() if env.get_max_parallelism() > 0 else None)
     windows = (keyed.process(WindowsToWriter(load_endpoints, window_ms, lateness, options.idle_grace_ms, writer_keys,
-                                             options.max_disorder_ms),
+                                             max_disorder_ms=options.max_disorder_ms),
                              output_type=WINDOW_OUTPUT_TYPE).name("endpoint-windows").uid("endpoint-windows"))
     # the applications run in the writer, on each batch of windows before it is written
     applications = RunApplications(load_endpoints, load_apps, settings.project)

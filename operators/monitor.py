@@ -151,8 +151,9 @@ class WindowsToWriter(EndpointWindows):
     letters."""
 
     def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
-                 writer_keys: int | list[int], max_disorder_ms: int = 0):
-        super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms, max_disorder_ms)
+                 writer_keys: int | list[int], *, max_disorder_ms: int):
+        super().__init__(load_endpoints, window_ms, allowed_lateness_ms, idle_grace_ms,
+                         max_disorder_ms=max_disorder_ms)
         self.bucket = WriterBucket(writer_keys)
 
     def open(self, runtime_context: RuntimeContext):

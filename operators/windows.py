@@ -7,9 +7,9 @@ endpoint (bounded by columns × bins + sample size) and its revision. Partials a
 come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and when a
 correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state is
 read and written once per ``COMPACT_EVERY`` partials, not per partial; and at each partial in the
-last ``CLOSING_MS`` of the window's events (:meth:`EndpointWindows._closing`), so that the window
-fires with nothing left to merge: every endpoint's window fires at one watermark, in one burst
-that the writer waits for.
+last ``CLOSING_MS`` of the window's events (:meth:`EndpointWindows._closing`), so that a window
+that gets partials then fires with nothing left to merge: every endpoint's window fires at one
+watermark, in one burst that the writer waits for.
 
 All the windows of a group's endpoints live in one map state (:class:`WindowSlots`): PyFlink sends
 each keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's
@@ -52,6 +52,10 @@ from streamdrift.udfs.window import WindowAggregate
 LATE = -1
 COMPACT_EVERY = 16
 CLOSING_MS = 5_000
+"""Event time, ms: in a window's last ``CLOSING_MS`` of events (at most a quarter of the window)
+its partials are merged as they come (:meth:`EndpointWindows._closing`). Each merge then costs
+~0.1 ms of Python; 5 s at 10,000 endpoints with events in real time is ~3 partials per endpoint
+window, so most windows get one there and fire with nothing left to merge."""
 log = logging.getLogger("streamdrift.windows")
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
@@ -152,8 +156,8 @@ def unpack_meta(data: bytes) -> WindowMeta:
 
 
 class EndpointWindows(KeyedProcessFunction):
-    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int,
-                 max_disorder_ms: int = 0):
+    def __init__(self, load_endpoints, window_ms: int, allowed_lateness_ms: int, idle_grace_ms: int, *,
+                 max_disorder_ms: int):
         self.load_endpoints = load_endpoints
         self.window_ms = window_ms
         self.lateness = allowed_lateness_ms
@@ -270,11 +274,12 @@ class EndpointWindows(KeyedProcessFunction):
         return [w for w in self._windows(group) if w[0] in starts]
 
     def _closing(self, end: int, watermark: int | None) -> bool:
-        """Whether a window ending at ``end`` gets its last ``CLOSING_MS`` (at most a quarter
-        window) of events: the watermark, which trails the latest event by ``max_disorder_ms``, is
-        that close to its end. A partial then is merged into the window at once, so the merges its
-        firing would do are spread over the partials before it, and the firing of every endpoint's
-        window (which the writer waits for) reads one aggregate per window."""
+        """Whether a window ending at ``end`` (event time, ms) gets its last ``CLOSING_MS`` of
+        events: the watermark (event time, ms), which trails the latest event by at least
+        ``max_disorder_ms``, is that close to its end. A partial then is merged into the window at
+        once, so a window that gets one fires (with every endpoint's window, in the burst the
+        writer waits for) without merging. At most a quarter of a short window: merging there
+        costs a merge per partial instead of one per ``COMPACT_EVERY``."""
         lead = self.max_disorder_ms + min(CLOSING_MS, self.window_ms // 4)
         return watermark is not None and watermark != UNKNOWN_WATERMARK and end - 1 - lead <= watermark
 

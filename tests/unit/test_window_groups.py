@@ -125,9 +125,20 @@ class _Stage:
     """The window stage driven as Flink drives it: each record under its endpoint's group (as the
     job keys it in the JVM), timers fired in time order when the watermark or the clock passes them."""
 
-    def __init__(self, lateness: int = WINDOW, idle_grace: int = 5_000, max_disorder: int = 0):
+    def __init__(self, lateness: int = WINDOW, idle_grace: int = 5_000, max_disorder: int = 0, window: int = WINDOW,
+                 closing: bool = True):
         self.flink = _FlinkStandIn()
-        self.stage = EndpointWindows(lambda: [], WINDOW, lateness, idle_grace, max_disorder)
+        self.args = (window, lateness, idle_grace, max_disorder, closing)
+        self.restart()
+
+    def restart(self) -> None:
+        """A new instance of the stage opens on the state as it is (a restore), the watermark unknown
+        until one comes. ``closing=False``: a stage that never merges a window's last partials as
+        they come, to compare with."""
+        window, lateness, idle_grace, max_disorder, closing = self.args
+        self.stage = EndpointWindows(lambda: [], window, lateness, idle_grace, max_disorder_ms=max_disorder)
+        if not closing:
+            self.stage._closing = lambda end, watermark: False
         self.stage.open(self.flink)
 
     def partial(self, endpoint: str, start: int, rows: int, close: bool = False):
@@ -210,7 +221,7 @@ def test_a_groups_window_end_timer_is_sent_once_until_it_fires_and_again_after_a
     assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 10), (b, 0): (0, 20)}
     # a restore from a checkpoint taken after that firing: the state and the other timers are
     # restored, the watermark starts again, a new instance of the stage opens
-    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000)
+    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000, max_disorder_ms=0)
     stage.stage.open(stage.flink)
     stage.flink.watermark = UNKNOWN_WATERMARK
     assert end not in stage.flink.timers
@@ -223,7 +234,7 @@ def test_a_groups_window_end_timer_is_sent_once_until_it_fires_and_again_after_a
     checkpoint = ({k: dict(v) for k, v in stage.flink.states.items()}, set(stage.flink.timers))
     stage.partial(a, WINDOW, 3)
     stage.flink.states, stage.flink.timers = defaultdict(dict, checkpoint[0]), checkpoint[1]
-    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000)
+    stage.stage = EndpointWindows(lambda: [], WINDOW, WINDOW, 5_000, max_disorder_ms=0)
     stage.stage.open(stage.flink)
     stage.partial(a, WINDOW, 3)
     assert _windows(stage.watermark(2 * WINDOW - 1)) == {(a, WINDOW): (0, 3)}
@@ -274,24 +285,43 @@ def test_partials_of_a_windows_last_seconds_are_merged_as_they_come_so_the_firin
         stage.partial(a, 0, rows)  # kept pending
     stage.partial(b, 0, 6)
     assert _slots(stage, a) == {WindowSlots.META, WindowSlots.PENDING, WindowSlots.PENDING + 1, WindowSlots.PENDING + 2}
-    stage.flink.watermark += 2  # the latest event in the last seconds
+    stage.flink.watermark += 1  # the latest event at the first instant of the last seconds
     stage.partial(a, 0, 5)
     stage.partial(b, 0, 1)
     assert _slots(stage, a) == _slots(stage, b) == {WindowSlots.META, WindowSlots.MERGED}
+    stage.partial(a, 0, 1)  # and each one after it
+    assert _slots(stage, a) == {WindowSlots.META, WindowSlots.MERGED}
     merges = []
     merge_bytes = WindowAggregate.merge_bytes.__func__
     monkeypatch.setattr(WindowAggregate, "merge_bytes",
                         classmethod(lambda cls, parts, *args, **kw: merges.append(len(parts)) or
                                     merge_bytes(cls, parts, *args, **kw)))
-    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 2 + 3 + 4 + 5), (b, 0): (0, 6 + 1)}
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 2 + 3 + 4 + 5 + 1), (b, 0): (0, 6 + 1)}
     assert merges == []
+
+
+def test_a_short_window_merges_as_they_come_only_in_its_last_quarter_beside_the_disorder__flink_stand_in():
+    """The span before a window's end where partials are merged as they come is the bound on
+    disorder plus CLOSING_MS, or a quarter of the window when that is shorter: an 8-second window
+    with a disorder of 1 s from 3 s before its end (not 6 s), so that a short window does not merge
+    at every partial."""
+    window, disorder = 8_000, 1_000
+    (a,) = _same_group(1, offset=6)
+    stage = _Stage(window=window, max_disorder=disorder, lateness=0)
+    stage.flink.watermark = window - 1 - (disorder + window // 4) - 1
+    stage.partial(a, 0, 2)
+    stage.partial(a, 0, 3)
+    assert _slots(stage, a) == {WindowSlots.META, WindowSlots.PENDING, WindowSlots.PENDING + 1}
+    stage.flink.watermark += 1
+    stage.partial(a, 0, 4)
+    assert _slots(stage, a) == {WindowSlots.META, WindowSlots.MERGED}
+    assert _windows(stage.watermark(window - 1)) == {(a, 0): (0, 9)}
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, WINDOW - 2), st.integers(1, 50)),
                 min_size=1, max_size=80), st.sampled_from([0, 5_000, 20_000]))
-def test_whatever_the_watermark_when_partials_come_each_window_fires_once_with_all_its_rows__flink_stand_in(
-        partials, max_disorder):
+def test_partials_in_event_time_order_fire_each_window_once_with_all_its_rows__flink_stand_in(partials, max_disorder):
     # the watermark anywhere from the window's start to just before its end: partials kept pending,
     # compacted every COMPACT_EVERY, or merged as they come near the end
     endpoints = _same_group(3, offset=4) + [f"solo-{i}" for i in range(3)]
@@ -305,6 +335,49 @@ def test_whatever_the_watermark_when_partials_come_each_window_fires_once_with_a
     assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
     assert len(fired) == len(expected)
     assert stage.entries() == 0
+
+
+STEPS = st.lists(st.one_of(
+    # a partial of the window the watermark is in (0), the one before (-1, late) or after (1)
+    st.tuples(st.just("partial"), st.integers(0, 3), st.integers(-1, 1), st.integers(1, 9)),
+    st.tuples(st.just("watermark"), st.integers(0, 40)),  # advanced by this many 32nds of a window
+    st.tuples(st.just("close"), st.integers(0, 3), st.integers(-1, 1)),  # MLRun's batch_complete
+    st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW)),
+    st.tuples(st.just("restore"))), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(STEPS, st.sampled_from([1_000, 8_000, WINDOW]), st.sampled_from([0, 1]), st.sampled_from([0, 5_000, 2 ** 63]))
+def test_merging_a_windows_last_partials_as_they_come_changes_nothing_it_emits__flink_stand_in(
+        steps, window, lateness_windows, max_disorder):
+    """Whatever comes (partials on time, late and after the lateness, batch_complete, idle closes,
+    a restore with the watermark unknown), the stage emits the same windows with the same rows,
+    revisions and counters as one that merges only every COMPACT_EVERY partials and at the firing."""
+    endpoints = _same_group(2, offset=5) + ["solo"]
+
+    def run(closing: bool):
+        stage = _Stage(lateness=lateness_windows * window, max_disorder=max_disorder, window=window, closing=closing)
+        out, wm = [], -1
+        for step in steps:
+            if step[0] == "partial":
+                out += stage.partial(endpoints[step[1] % 3], (max(wm, 0) // window + step[2]) * window, step[3])
+            elif step[0] == "watermark":
+                wm += step[1] * window // 32
+                out += stage.watermark(wm)
+            elif step[0] == "close":
+                out += stage.partial(endpoints[step[1] % 3], (max(wm, 0) // window + step[2]) * window, 1, close=True)
+            elif step[0] == "clock":
+                out += stage.clock(stage.flink.now + step[1])
+            else:
+                stage.restart()
+                stage.flink.watermark = UNKNOWN_WATERMARK
+        out += stage.watermark(wm + 100 * window)
+        out += stage.clock(stage.flink.now + 10 ** 9)
+        rows = [(r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in out
+                if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)]
+        return rows, dict(stage.flink.counters), stage.entries()
+
+    assert run(closing=True) == run(closing=False)
 
 
 def _slots(stage: _Stage, endpoint: str, start: int = 0) -> set[int]:

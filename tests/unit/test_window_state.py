@@ -56,7 +56,7 @@ LATENESS = st.integers(1, 10 ** 8)
 
 @given(WINDOWS, LATENESS, st.integers(-(2 ** 40), 2 ** 40))
 def test_a_window_leaves_the_state_within_a_window_after_its_lateness_and_never_as_windows_fire(window, lateness, k):
-    stage = EndpointWindows(None, window, lateness, 0)
+    stage = EndpointWindows(None, window, lateness, 0, max_disorder_ms=0)
     start = k * window
     lateness_end = start + window - 1 + lateness
     expiry = stage._expiry(start)
@@ -70,5 +70,5 @@ def test_a_window_leaves_the_state_within_a_window_after_its_lateness_and_never_
 
 @given(WINDOWS, st.integers(-(2 ** 40), 2 ** 40))
 def test_without_lateness_a_window_leaves_the_state_when_it_fires(window, k):
-    stage = EndpointWindows(None, window, 0, 0)
+    stage = EndpointWindows(None, window, 0, 0, max_disorder_ms=0)
     assert stage._expiry(k * window) == k * window + window - 1
