@@ -290,6 +290,14 @@ def descendants(root: int) -> dict[int, str]:
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (``/proc/stat``: all but idle
+    and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """utime + stime of ``pid`` in seconds (None when it is gone)."""
     try:
@@ -354,7 +362,8 @@ class MemorySampler(threading.Thread):
         self.cmdlines: dict[int, str] = {}
         self.client_peak = 0
         self.cpu: dict[int, tuple[str, float]] = {}  # pid → (kind, last CPU seconds seen)
-        self.series: list[tuple[float, float, float]] = []  # (wall time, JVM CPU s, Python workers' CPU s)
+        # (wall time, JVM CPU s, Python workers' CPU s, the machine's busy CPU s: every process's)
+        self.series: list[tuple[float, float, float, float]] = []
         self.jvm_threads: dict[tuple[int, int], tuple[str, float]] = {}  # (pid, tid) → (group, last CPU s)
         self.jvm_series: list[tuple[float, dict[str, float]]] = []  # (wall time, CPU s per JVM thread group)
 
@@ -394,7 +403,7 @@ class MemorySampler(threading.Thread):
         self.py_sum_peak = max(self.py_sum_peak, py_sum)
         now = time.time()
         self.series.append((now, sum(c for k, c in self.cpu.values() if k == "jvm"),
-                            sum(c for k, c in self.cpu.values() if k == "python")))
+                            sum(c for k, c in self.cpu.values() if k == "python"), _machine_busy_seconds()))
         groups = {g: 0.0 for g, _ in JVM_THREAD_GROUPS}
         for group, secs in self.jvm_threads.values():
             if group in groups:
@@ -407,6 +416,20 @@ class MemorySampler(threading.Thread):
         if len(inside) < 2:
             return None
         return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
+
+    def cores_between(self, t0: float, t1: float) -> dict[str, float] | None:
+        """Cores busy on average between wall times t0 and t1 (nearest samples inside): the Python
+        workers', the JVM's (``gc``: of it, its GC threads) and the rest of the machine's (other
+        processes: the benchmark's producers, the Kafka broker...); None when fewer than two samples."""
+        inside = [i for i, s in enumerate(self.series) if t0 <= s[0] <= t1]
+        if len(inside) < 2:
+            return None
+        a, b = self.series[inside[0]], self.series[inside[-1]]
+        (_, ga), (_, gb) = self.jvm_series[inside[0]], self.jvm_series[inside[-1]]
+        span = b[0] - a[0]
+        jvm, python, busy = b[1] - a[1], b[2] - a[2], b[3] - a[3]
+        return {"python": python / span, "jvm": jvm / span, "gc": (gb["GC"] - ga["GC"]) / span,
+                "rest": max(busy - jvm - python, 0.0) / span, "seconds": span}
 
     def jvm_groups_between(self, t0: float, t1: float) -> dict[str, float] | None:
         """CPU seconds of the JVM's thread groups (:data:`JVM_THREAD_GROUPS`) between t0 and t1."""
@@ -625,6 +648,7 @@ def run_child(spec: dict, workdir: Path) -> dict:
                cpu={kind: sum(c for k, c in sampler.cpu.values() if k == kind) for kind in ("jvm", "python", "client")},
                cpu_workers=sorted((round(c, 1) for k, c in sampler.cpu.values() if k == "python"), reverse=True),
                window_times=[[start, min(t), max(t), len(t)] for start, t in sorted(by_window.items())])
+    res["cores_between"] = sampler.cores_between  # not JSON: for the caller, on the run's wall times
     return res
 
 

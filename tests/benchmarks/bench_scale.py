@@ -28,7 +28,9 @@ What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
 6. latency: the window stage stamps the wall clock on each window as it fires it (``fired_ms``, the
    first firing of a window's end is the moment the watermark passed it there), the writer stamps
    it again once the stores hold the window's results, metrics, predictions and per-feature rows
-   (``written_ms``); per event-time window: last written - first fired, over all endpoints.
+   (``written_ms``); per event-time window: last written - first fired, over all endpoints, and the
+   cores busy meanwhile: the Python workers', the JVM's (its GC threads apart) and other processes'
+   (the producers, the broker), from ``/proc``.
 
 Figures are medians over the repeats of a backend. Not collected by pytest (no ``test_`` names).
 """
@@ -349,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                            latencies=window_latencies(tmp / f"stamps-{name}"),
                            parquet_bytes=dir_size(Path(s.parquet_path)),
                            first_load_s=first_load_seconds(tmp / f"stamps-{name}"))
+                cores = res.pop("cores_between")
+                for w in res["latencies"]:
+                    w["cores"] = cores(w["first_fired"], w["last_written"])
                 runs.append(res)
                 _print_run(res, args)
 
@@ -482,6 +487,11 @@ def _print_run(res: dict, args) -> None:
         print(f"    window +{(w['window_start'] - res['latencies'][0]['window_start']) // 60_000}m: "
               f"{w['windows']:,} written; firing took {w['firing_s']:.1f} s; first firing → last written "
               f"{w['latency_s']:.1f} s (longest single window {w['max_window_s']:.1f} s){since_end}", flush=True)
+        c = w.get("cores")
+        if c:
+            print(f"      cores busy from its first firing to its last write: Python workers {c['python']:.2f}, JVM "
+                  f"{c['jvm']:.2f} (GC {c['gc']:.2f}), other processes (the producers, the broker, the job's "
+                  f"client) {c['rest']:.2f}, of {os.cpu_count()}", flush=True)
 
 
 if __name__ == "__main__":
