@@ -291,11 +291,11 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _machine_busy_seconds() -> float:
-    """CPU seconds every core of the machine spent busy since boot (``/proc/stat``: all but idle
-    and iowait)."""
+    """CPU seconds the machine's cores spent busy since boot (``/proc/stat``: user, nice, system,
+    irq and softirq; not idle, iowait, nor steal, which another guest of the host ran)."""
     with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / _TICK
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -418,17 +418,24 @@ class MemorySampler(threading.Thread):
         return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
 
     def cores_between(self, t0: float, t1: float) -> dict[str, float] | None:
-        """Cores busy on average between wall times t0 and t1 (nearest samples inside): the Python
-        workers', the JVM's (``gc``: of it, its GC threads) and the rest of the machine's (other
-        processes: the benchmark's producers, the Kafka broker...); None when fewer than two samples."""
-        inside = [i for i, s in enumerate(self.series) if t0 <= s[0] <= t1]
-        if len(inside) < 2:
+        """Cores busy on average between wall times t0 and t1 (each CPU total interpolated
+        linearly between the samples either side): the Python workers', the JVM's (``gc``: of it,
+        its GC threads) and the rest of the machine's (``rest``: other processes, such as the
+        benchmark's producers, the Kafka broker and the job's client, and the kernel's interrupt
+        work); None when the samples do not cover [t0, t1] or t1 <= t0."""
+        import numpy as np
+
+        if t1 <= t0 or len(self.series) < 2 or not (self.series[0][0] <= t0 and t1 <= self.series[-1][0]):
             return None
-        a, b = self.series[inside[0]], self.series[inside[-1]]
-        (_, ga), (_, gb) = self.jvm_series[inside[0]], self.jvm_series[inside[-1]]
-        span = b[0] - a[0]
-        jvm, python, busy = b[1] - a[1], b[2] - a[2], b[3] - a[3]
-        return {"python": python / span, "jvm": jvm / span, "gc": (gb["GC"] - ga["GC"]) / span,
+        times = [s[0] for s in self.series]
+
+        def moved(values) -> float:
+            return float(np.interp(t1, times, values) - np.interp(t0, times, values))
+
+        jvm, python, busy = (moved([s[i] for s in self.series]) for i in (1, 2, 3))
+        gc_seconds = moved([groups["GC"] for _, groups in self.jvm_series])
+        span = t1 - t0
+        return {"python": python / span, "jvm": jvm / span, "gc": gc_seconds / span,
                 "rest": max(busy - jvm - python, 0.0) / span, "seconds": span}
 
     def jvm_groups_between(self, t0: float, t1: float) -> dict[str, float] | None:

@@ -29,8 +29,8 @@ What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
    first firing of a window's end is the moment the watermark passed it there), the writer stamps
    it again once the stores hold the window's results, metrics, predictions and per-feature rows
    (``written_ms``); per event-time window: last written - first fired, over all endpoints, and the
-   cores busy meanwhile: the Python workers', the JVM's (its GC threads apart) and other processes'
-   (the producers, the broker), from ``/proc``.
+   cores busy meanwhile: the Python workers', the JVM's (its GC threads apart) and the rest of the
+   machine's (the producers, the broker, the kernel's interrupts), from ``/proc``.
 
 Figures are medians over the repeats of a backend. Not collected by pytest (no ``test_`` names).
 """
@@ -490,8 +490,8 @@ def _print_run(res: dict, args) -> None:
         c = w.get("cores")
         if c:
             print(f"      cores busy from its first firing to its last write: Python workers {c['python']:.2f}, JVM "
-                  f"{c['jvm']:.2f} (GC {c['gc']:.2f}), other processes (the producers, the broker, the job's "
-                  f"client) {c['rest']:.2f}, of {os.cpu_count()}", flush=True)
+                  f"{c['jvm']:.2f} (GC {c['gc']:.2f}), the rest of the machine (the producers, the broker, the "
+                  f"job's client, the kernel's interrupts) {c['rest']:.2f}, of {os.cpu_count()}", flush=True)
 
 
 if __name__ == "__main__":
