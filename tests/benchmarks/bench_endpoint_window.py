@@ -17,7 +17,13 @@ gets its partials of a few rows each. Then, per endpoint window, each step as th
    application: MLRun's numbers, the verdict, the per-feature rows) on all the windows as one
    batch of the writer (``windows_prepared``: the built-in application's numbers of the batch in
    one pass); beside it, one window at a time;
-4. writer: ``StoreWriter.write_many`` of all the windows as one batch (SQLite TSDB and SQL store).
+4. writer: ``StoreWriter.write_many`` of all the windows as one batch (SQLite TSDB and SQL store);
+   each repeat writes the next minute's windows, new rows as in the job.
+
+``--steps``: beside these, the applications and the writer split into their steps, each timed
+alone: the aggregates decoded, ``prepare_windows``, ``monitor_window`` of each window; the TSDB's
+checks, its rows encoded, SQLite's upserts and commit, and the SQL store's ``record_window`` (in the
+job it runs on its own thread, meanwhile).
 
 Prints the median over ``--repeats`` of ms per endpoint window. ``--worker-gc``: the cyclic
 collector as the job's Python worker sets it (``operators.parse.ParseRecords.open``), not
@@ -34,6 +40,9 @@ import time
 import types
 
 from streamdrift.connectors import job_io
+from streamdrift.connectors.tsdb import tables as tsdb_tables
+from streamdrift.connectors.tsdb.base import BatchChecks, encode_rows
+from streamdrift.connectors.tsdb.sqlite import _upsert_rows as upsert_rows
 from streamdrift.udfs.batch import aggregate_records
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
@@ -73,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--worker-gc", action="store_true", help="gc.freeze() after the setup and the young "
                         "generation collected every 50,000 allocations, as in the job's Python worker")
+    parser.add_argument("--steps", action="store_true", help="also time the applications' and the writer's steps "
+                        "one by one")
     args = parser.parse_args(argv)
     settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
@@ -86,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return {k: WindowAggregate.merge_all([WindowAggregate.from_bytes(b, layouts, "drop") for b in p]).to_bytes()
                 for k, p in parts.items()}
 
-    def crossing(fired):
-        return [pickle.loads(pickle.dumps((k, START_MS, START_MS + WINDOW_MS, 0, body, None),
+    def crossing(fired, start_ms):
+        return [pickle.loads(pickle.dumps((k, start_ms, start_ms + WINDOW_MS, 0, body, None),
                                           protocol=pickle.HIGHEST_PROTOCOL)) for k, body in fired.items()]
 
     def applications_one_at_a_time(windows):
@@ -100,6 +111,37 @@ def main(argv: list[str] | None = None) -> int:
             return [monitor_window(catalog.record(w[0]), w[0], "bench", w[1], w[2], agg, apps)
                     for w, agg in zip(windows, aggs)]
 
+    def steps(windows, later_ms):
+        # windows not written yet (as the job's are), ``later_ms`` after these: new rows, not updates
+        windows = [(w[0], w[1] + later_ms, w[2] + later_ms, *w[3:]) for w in windows]
+        aggs = timed("applications, beside: the aggregates decoded",
+                     lambda: [WindowAggregate.from_bytes(w[4], layouts) for w in windows])
+        records = [catalog.record(w[0]) for w in windows]
+        prepared = windows_prepared(apps, list(zip(records, aggs)))
+        timed("applications, beside: prepare_windows", prepared.__enter__)
+        try:
+            outs = timed("applications, beside: monitor_window of each", lambda: [
+                monitor_window(r, w[0], "bench", w[1], w[2], agg, apps) for r, w, agg in zip(records, windows, aggs)])
+        finally:
+            prepared.__exit__(None, None, None)
+        results, metrics = [r for o in outs for r in o.results], [m for o in outs for m in o.metrics]
+        predictions, rows = [o.prediction for o in outs], [f for o in outs for f in o.feature_drift]
+        checks = BatchChecks()
+        checked = timed("writer, beside: TSDB checks", writer.tsdb.checked_window, results, metrics, [], predictions,
+                        rows, checks)
+        order = (tsdb_tables.RESULTS, tsdb_tables.METRICS, tsdb_tables.ERRORS, tsdb_tables.PREDICTIONS,
+                 tsdb_tables.FEATURE_DRIFT)
+        encoded = timed("writer, beside: TSDB rows encoded",
+                        lambda: [(t, encode_rows(t, r, checks.texts)) for t, r in zip(order, checked)])
+
+        def upsert(conn):  # the rest of SqliteTSDB.write_window, through its own (private) steps
+            for table, table_rows in encoded:
+                upsert_rows(conn, table, table_rows)
+
+        timed("writer, beside: TSDB SQLite upserts and commit", writer.tsdb._transaction, "writing windows", upsert)
+        timed("writer, beside: SQL store record_window alone", writer.store.record_window, results, metrics,
+              predictions, writer.verdict)
+
     if args.worker_gc:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
@@ -111,28 +153,31 @@ def main(argv: list[str] | None = None) -> int:
         times.setdefault(name, []).append((time.perf_counter() - t) / len(parts) * 1e3)
         return out
 
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         timed("fire, beside: merge_all of each partial decoded", fire_decoding_each)
         fired = timed("fire: merge_bytes of the pending partials", fire)
-        windows = timed("crossing (pickle, once)", crossing, fired)
+        # each repeat's windows are new ones (the next minute), as the job's are: rows inserted, not updated
+        windows = timed("crossing (pickle, once)", crossing, fired, START_MS + repeat * WINDOW_MS)
         timed("applications, beside: one window at a time", applications_one_at_a_time, windows)
         outs = timed("applications (the writer's batch)", applications, windows)
         timed("writer (one batch, SQLite stores)", writer.write_many, outs)
+        if args.steps:
+            steps(windows, (repeat + 1) * 1000 * WINDOW_MS)
     writer.close()
     sizes = [len(p) for p in parts.values()]
     collector = "the worker's" if args.worker_gc else "CPython's defaults"
     print(f"{args.endpoints:,} endpoints x 20 features, {args.rows} rows per window in partials of "
           f"{args.rows_per_partial} rows ({statistics.median(sizes):.0f} partials per window); "
           f"median of {args.repeats}, ms per endpoint window; collector: {collector}")
-    print(f"| {'step':<50} | {'ms':>7} |")
-    print(f"|{'-' * 52}|{'-' * 9}|")
+    print(f"| {'step':<56} | {'ms':>7} |")
+    print(f"|{'-' * 58}|{'-' * 9}|")
     total = 0.0
     for name, values in times.items():
         ms = statistics.median(values)
         if ", beside" not in name:
             total += ms
-        print(f"| {name:<50} | {ms:7.3f} |")
-    print(f"| {'total (without the merge beside)':<50} | {total:7.3f} |")
+        print(f"| {name:<56} | {ms:7.3f} |")
+    print(f"| {'total (without the steps beside)':<56} | {total:7.3f} |")
     return 0
 
 
