@@ -46,14 +46,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from streamdrift.udfs.drift_batch import WindowNumbers, windows_numbers
 from streamdrift.udfs.histogram_drift import (
     FEATURE_DRIFT_NAME,
     DriftClassifier,
     ReferencePlans,
     drift_from_accumulator,
     feature_drift_from_accumulator,
-    planned_drift_of_windows,
-    planned_feature_drift_of_windows,
 )
 from streamdrift.udfs.records import (
     FeatureDriftRecord,
@@ -579,48 +578,37 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         self.plans.get(feature_stats, layout, self.include_categorical)
 
     def prepare_windows(self, windows: Sequence[tuple[Mapping[str, Any], Any]]) -> None:
-        """Work out the numbers of many windows together (a batch of the job's writer): a pass of
-        numpy over all their columns instead of one per window. ``windows``: (``feature_stats``,
+        """Work out the stored numbers of many windows together (a batch of the job's writer): a
+        pass of numpy over all their columns instead of one per window, and no report objects
+        (:func:`streamdrift.udfs.drift_batch.windows_numbers`). ``windows``: (``feature_stats``,
         accumulator) of each, the objects their contexts will carry. Until the next call,
-        ``do_tracking`` of one of these windows takes its numbers from here; they are the ones it
-        would compute alone, float for float for whole-number counts (:func:`planned_drift_of_windows`,
-        :func:`planned_feature_drift_of_windows`). A window without a plan is left to
-        ``do_tracking``; an error here leaves every window to it (optional for an application)."""
+        :meth:`window_records` of one of these windows makes its records from here, once; they
+        are the ones it would make alone, float for float for whole-number counts. A window left
+        out there, and ``do_tracking``, compute alone; an error here leaves every window to
+        itself (optional for an application)."""
         self._prepared = {}
         try:
-            planned = []
-            for stats, acc in windows:
-                plan = self.plans.get(stats, acc.layout, self.include_categorical) if stats and acc is not None else None
-                if plan is not None:
-                    planned.append((stats, acc, plan))
-            reports = planned_drift_of_windows([p for _, _, p in planned], [a for _, a, _ in planned], self.classifier)
-            tested = [(w, r) for w, r in zip(planned, reports) if r is not None and r.general_drift is not None]
-            verdicts = planned_feature_drift_of_windows(
-                [p for (_, _, p), _ in tested], [a for (_, a, _), _ in tested], alpha=self.alpha,
-                alpha_detected=self.alpha_detected, min_effect=self.min_effect)
-        except Exception:  # noqa: BLE001 - each window meets its problem again in do_tracking, alone
+            planned = [(stats, acc, self.plans.get(stats, acc.layout, self.include_categorical))
+                       for stats, acc in windows if stats and acc is not None]
+            numbers = windows_numbers([p for _, _, p in planned], [a for _, a, _ in planned], self.classifier,
+                                      alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect)
+        except Exception:  # noqa: BLE001 - each window meets its problem again alone
             log.debug("preparing %d windows together failed; each is computed alone", len(windows), exc_info=True)
             return
-        verdict_of = {id(acc): v for ((_, acc, _), _), v in zip(tested, verdicts)}
-        self._prepared = {id(acc): (acc, stats, report, verdict_of.get(id(acc)))
-                          for (stats, acc, _), report in zip(planned, reports) if report is not None}
+        self._prepared = {id(acc): (acc, stats, n) for (stats, acc, _), n in zip(planned, numbers) if n is not None}
 
     def _numbers(self, feature_stats: Mapping[str, Any], window: Any) -> tuple[Any, dict[str, Any], Any]:
         """(report, ``general_drift``'s extra_data, verdict) of a window with a reference: from
         :meth:`prepare_windows` when it holds them, else worked out now; no verdict (None) when
         no column could be compared."""
-        prepared = getattr(self, "_prepared", {}).get(id(window.accumulator))
-        if prepared is not None and (prepared[0] is not window.accumulator or prepared[1] is not feature_stats):
-            prepared = None
         plan = self.plans.get(feature_stats, window.accumulator.layout, self.include_categorical)
-        report = prepared[2] if prepared is not None else drift_from_accumulator(
-            feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
-            include_categorical=self.include_categorical)
+        report = drift_from_accumulator(feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
+                                        include_categorical=self.include_categorical)
         details = report.to_dict()
         details["missing_in_reference"] = sorted({*details.get("missing_in_reference", ()), *window.unknown_columns})
         if report.general_drift is None:
             return report, details, None
-        verdict = prepared[3] if prepared is not None and prepared[3] is not None else feature_drift_from_accumulator(
+        verdict = feature_drift_from_accumulator(
             feature_stats, window.accumulator, columns=[c.name for c in report.columns],
             maps=self.merge_maps, alpha=self.alpha, alpha_detected=self.alpha_detected, min_effect=self.min_effect,
             plan=plan)
@@ -661,6 +649,9 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         number that is not finite) or no drift was measured: then ``do_tracking`` is the way."""
         if window is None or window.accumulator is None or not feature_stats:
             return None
+        prepared = getattr(self, "_prepared", {}).pop(id(window.accumulator), None)
+        if prepared is not None and prepared[0] is window.accumulator and prepared[1] is feature_stats:
+            return _records_of_numbers(prepared[2], (project, endpoint_id, name), start, end, window, feature_rows)
         report, details, verdict = self._numbers(feature_stats, window)
         general = report.general_drift
         if general is None or not math.isfinite(general + sum(v for v in report.metrics.values() if v is not None)):
@@ -706,6 +697,29 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
 
 def _all_str(names: Iterable[Any]) -> bool:
     return all(type(name) is str for name in names)
+
+
+def _records_of_numbers(numbers: WindowNumbers, series: tuple[str, str, str], start: dt.datetime, end: dt.datetime,
+                        window: Any, feature_rows: bool
+                        ) -> tuple[list[ResultRecord], list[MetricRecord], list[FeatureDriftRecord]] | None:
+    """:meth:`HistogramDataDriftApplication.window_records` of a window prepared in its batch."""
+    details = numbers.details
+    missing = sorted({*details["missing_in_reference"], *window.unknown_columns})
+    if not _all_str(missing):
+        return None
+    details["missing_in_reference"] = missing
+    results = [_result_record(*series, "general_drift", _DATA_DRIFT, numbers.status, numbers.general, start, end,
+                              details)]
+    if numbers.verdict is not None:
+        value, status, verdict_details = numbers.verdict
+        results.append(_result_record(*series, FEATURE_DRIFT_NAME, _DATA_DRIFT, status, value, start, end,
+                                      verdict_details))
+    metrics = [_metric_record(*series, metric, value, start, end) for metric, value in numbers.metrics.items()]
+    share = window.accumulator.invalid_share()
+    if share is not None:
+        metrics.append(_metric_record(*series, "invalid_share", float(share), start, end))
+    rows = [_feature_drift_row(*series, row[0], start, end, *row[1:]) for row in numbers.rows] if feature_rows else []
+    return results, metrics, rows
 
 
 _DATA_DRIFT = int(ResultKindApp.data_drift)

@@ -359,12 +359,17 @@ def _report(names: Sequence[str], kinds: Sequence[str], p: np.ndarray, q: np.nda
             skipped: tuple[tuple[str, str], ...]) -> DriftReport:
     """The report of the compared columns' probabilities ``p`` (window) and ``q`` (reference),
     (C, W) each, and their non-null counts."""
-    return _report_of_measures(names, kinds, *_measures(p, q, zero_scaling), win_n, ref_n, shares, classifier,
+    return _report_of_measures(names, kinds, *column_measures(p, q, zero_scaling), win_n, ref_n, shares, classifier,
                                missing_in_window, missing_in_reference, skipped)
 
 
-def _measures(p: np.ndarray, q: np.ndarray, zero_scaling: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TVD, Hellinger and KLD of each row of ``p`` and ``q`` (R, W): three (R,) arrays."""
+def column_measures(p: np.ndarray, q: np.ndarray, zero_scaling: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TVD, Hellinger and KLD of each row of ``p`` and ``q`` (R, W), probabilities: three (R,)
+    arrays (:mod:`streamdrift.udfs.drift`; ``zero_scaling`` replaces KLD's empty bins).
+
+    >>> [m.tolist() for m in column_measures(np.array([[0.25, 0.75]]), np.array([[0.5, 0.5]]), ZERO_SCALING)][0]
+    [0.25]
+    """
     return np.atleast_1d(tvd(p, q)), np.atleast_1d(hellinger(p, q)), np.atleast_1d(kld(p, q, zero_scaling))
 
 
@@ -451,6 +456,7 @@ class ReferencePlan:
     include_categorical: bool
     reference: vd.ReferenceCounts  # the verdict's counts on the layout (ReferenceCounts.from_layout)
     tested: np.ndarray  # (len(reference.names),) bool: the compared columns, the verdict's ``columns``
+    reference_index: np.ndarray  # (C,) each compared column's place in ``reference.names`` (-1: not there)
 
 
 def plan_reference(feature_stats: Mapping[str, Mapping[str, Any]], layout: Any,
@@ -537,19 +543,21 @@ def _plan(feature_stats: Mapping[str, Mapping[str, Any]], layout: Any, include_c
         gather[i, : len(bins)] = bins
         q[i, : r.size] = r / ref_n[i]
     reference = vd.ReferenceCounts.from_layout(layout, feature_stats)
+    place = {n: i for i, n in enumerate(reference.names)}
     return ReferencePlan(
         names=tuple(names), kinds=tuple(kinds), gather=gather, count_index=np.array(count_index, dtype=np.intp),
         invalid_index=np.array(invalid_index, dtype=np.intp), ref_n=np.array(ref_n), q=q,
         missing_in_window=tuple(missing), missing_in_reference=tuple(n for n in window if n not in feature_stats),
         skipped=tuple(skipped), include_categorical=include_categorical, reference=reference,
-        tested=np.isin(np.array(reference.names, dtype=object), list(names)))
+        tested=np.isin(np.array(reference.names, dtype=object), list(names)),
+        reference_index=np.array([place.get(n, -1) for n in names], dtype=np.intp))
 
 
 def _planned_drift(plan: ReferencePlan, acc: Any, classifier: DriftClassifier | None,
                    zero_scaling: float) -> DriftReport | None:
     """:func:`histogram_drift` of the accumulator's window by ``plan``; None when some compared
     column has no non-null value in it (that column is skipped there, with its reason)."""
-    window = _planned_window(plan, acc)
+    window = planned_window(plan, acc)
     if window is None:
         return None
     p, win_counts, shares = window
@@ -558,9 +566,17 @@ def _planned_drift(plan: ReferencePlan, acc: Any, classifier: DriftClassifier | 
                    plan.skipped)
 
 
-def _planned_window(plan: ReferencePlan, acc: Any) -> tuple[np.ndarray, list[float], list[float | None]] | None:
+def planned_window(plan: ReferencePlan, acc: Any) -> tuple[np.ndarray, list[float], list[float | None]] | None:
     """The window's side of :func:`_planned_drift`: its probabilities (C, W), non-null counts and
-    invalid shares per compared column; None when some compared column has no non-null value."""
+    invalid shares per compared column; None when some compared column has no non-null value.
+
+    >>> from streamdrift.udfs.accumulator import Accumulator
+    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
+    >>> acc = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [1.5], [1.5], [1.5]]))
+    >>> p, counts, shares = planned_window(plan_reference(stats, acc.layout), acc)
+    >>> p.tolist(), counts, shares  # MLRun's padding bins on either side
+    ([[0.0, 0.25, 0.75, 0.0]], [4.0], [0.0])
+    """
     win_n = np.concatenate([acc.count, acc.cat_count]).astype(np.float64)[plan.count_index]
     if not (win_n > 0).all():
         return None
@@ -573,46 +589,6 @@ def _planned_window(plan: ReferencePlan, acc: Any) -> tuple[np.ndarray, list[flo
         total = int(invalid[j]) + int(win_counts[i]) if j >= 0 else 0
         shares.append(int(invalid[j]) / total if total else None)
     return p, win_counts, shares
-
-
-def planned_drift_of_windows(plans: Sequence[ReferencePlan], accumulators: Sequence[Any],
-                             classifier: DriftClassifier | None = None,
-                             zero_scaling: float = ZERO_SCALING) -> list[DriftReport | None]:
-    """:func:`drift_from_accumulator` with ``plan`` of many windows (window i: ``accumulators[i]``
-    by ``plans[i]``), the measures of all their columns computed together: each report is the one
-    of the window alone, float for float. None for a window with an empty compared column (the
-    general path of :func:`drift_from_accumulator` reports it).
-
-    >>> from streamdrift.udfs.accumulator import Accumulator
-    >>> stats = {'x': {'count': 4, 'hist': [[2, 2], [0.0, 1.0, 2.0]]}}
-    >>> a = Accumulator.from_reference(stats).add_batch(np.array([[0.5], [1.5], [1.5], [1.5]]))
-    >>> b = Accumulator.from_reference(stats)  # no rows: x is empty
-    >>> plan = plan_reference(stats, a.layout)
-    >>> [r if r is None else r.metrics['tvd_mean'] for r in planned_drift_of_windows([plan, plan], [a, b])]
-    [0.25, None]
-    """
-    classifier = classifier or DriftClassifier()
-    windows = [_planned_window(plan, acc) for plan, acc in zip(plans, accumulators)]
-    # one pass per histogram width: rows of one width are summed as in a window alone
-    by_width: dict[int, list[int]] = {}
-    for i, window in enumerate(windows):
-        if window is not None:
-            by_width.setdefault(window[0].shape[1], []).append(i)
-    measures: dict[int, tuple[np.ndarray, ...]] = {}
-    for members in by_width.values():
-        tvds, hels, klds = _measures(np.concatenate([windows[i][0] for i in members]),
-                                     np.concatenate([plans[i].q for i in members]), zero_scaling)
-        at = 0
-        for i in members:
-            c = len(plans[i].names)
-            measures[i] = (tvds[at:at + c], hels[at:at + c], klds[at:at + c])
-            at += c
-    out: list[DriftReport | None] = []
-    for i, (plan, window) in enumerate(zip(plans, windows)):
-        out.append(None if window is None else _report_of_measures(
-            plan.names, plan.kinds, *measures[i], window[1], plan.ref_n.tolist(), window[2], classifier,
-            plan.missing_in_window, plan.missing_in_reference, plan.skipped))
-    return out
 
 
 class ReferencePlans:
@@ -754,7 +730,7 @@ def window_feature_drift(results: Sequence[ResultRecord]) -> list[FeatureDriftRe
 # --------------------------------------------------------------------------- the verdict
 
 
-_FOUR_DIGITS = "{:.4g}".format
+FOUR_DIGITS = "{:.4g}".format
 """``x`` → its text with 4 significant digits: ``float`` of it is what the stored per-column numbers need."""
 
 
@@ -789,7 +765,7 @@ class FeatureDriftReport:
         {'x': {'p_value': 0.1235, 'rejected': False, 'n': 4}}
         """
         columns = {
-            name: {k: (float(_FOUR_DIGITS(v)) if isinstance(v, float) else v) for k, v in c.items()}
+            name: {k: (float(FOUR_DIGITS(v)) if isinstance(v, float) else v) for k, v in c.items()}
             for name, c in self.columns.items()
         }
         return {
@@ -851,30 +827,6 @@ def feature_drift_from_accumulator(
     verdict = vd.feature_verdict(reference, vd.window_counts(accumulator), maps, alpha=alpha,
                                  alpha_detected=alpha_detected, min_effect=min_effect, columns=wanted)
     return _feature_drift_report(verdict, min_effect)
-
-
-def planned_feature_drift_of_windows(plans: Sequence[ReferencePlan], accumulators: Sequence[Any], *,
-                                     alpha: float = vd.ALPHA, alpha_detected: float = vd.ALPHA_DETECTED,
-                                     min_effect: float = 0.0) -> list[FeatureDriftReport]:
-    """:func:`feature_drift_from_accumulator` with ``plan`` and its compared columns of many windows
-    (window i: ``accumulators[i]`` against ``plans[i]``), tested together
-    (:func:`streamdrift.udfs.verdict.feature_verdicts`): each report is the one of the window
-    alone, float for float (for whole-number counts: :func:`streamdrift.udfs.verdict.feature_verdicts`).
-    Raises ValueError as :func:`feature_drift_from_accumulator` does.
-
-    >>> from streamdrift.udfs.accumulator import Accumulator
-    >>> stats = {'x': {'count': 1000, 'hist': [[100, 200, 400, 200, 100], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]}}
-    >>> shifted = Accumulator.from_reference(stats).add_batch(np.full((100, 1), 4.5))
-    >>> same = Accumulator.from_reference(stats).add_batch(np.repeat([[0.5], [1.5], [2.5], [3.5], [4.5]],
-    ...                                                               [10, 20, 40, 20, 10], axis=0))
-    >>> plan = plan_reference(stats, shifted.layout)
-    >>> [(int(r.status), r.drifted) for r in planned_feature_drift_of_windows([plan, plan], [shifted, same])]
-    [(2, ('x',)), (0, ())]
-    """
-    verdicts = vd.feature_verdicts([plan.reference for plan in plans], [vd.window_counts(acc) for acc in accumulators],
-                                   [plan.tested for plan in plans], alpha=alpha, alpha_detected=alpha_detected,
-                                   min_effect=min_effect)
-    return [_feature_drift_report(verdict, min_effect) for verdict in verdicts]
 
 
 def _feature_drift_report(verdict: vd.Verdict, min_effect: float) -> FeatureDriftReport:

@@ -71,7 +71,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import chndtr, erfc, ndtr, ndtri
@@ -877,36 +877,43 @@ class _OneMergeMap:
         return merge_map(reference, n_lo, self.min_expected)
 
 
-def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.ndarray],
-                     columns: Sequence[np.ndarray | None], *, alpha: float = ALPHA,
-                     alpha_detected: float = ALPHA_DETECTED, min_effect: float = 0.0,
-                     min_expected: float = MIN_EXPECTED) -> list[Verdict]:
-    """:func:`feature_verdict` of many windows, each against its own reference, in one pass.
+class VerdictBatch(NamedTuple):
+    """The verdicts of a batch of windows (:func:`feature_verdict_batch`), window i on row i.
 
-    ``counts[i]`` (B_i,) is window i on the flat axis of ``references[i]``; ``columns[i]`` (C_i,)
-    bool or None, as in :func:`feature_verdict`. The references are laid end to end as one
-    reference (numeric columns of every window, then categorical ones): a column's tests (its
-    merge map, χ², rank sum, p-value) depend on that column alone, so one :func:`column_tests`
-    call tests every window's columns; Benjamini–Hochberg then runs per window. Each verdict is
-    the one :func:`feature_verdict` gives that window alone, float for float while the counts are
-    whole numbers and their sum over the batch is below 2**53 (the rank sums run over every
-    window's columns: past that, or with fractional counts, they round otherwise). Raises ValueError
-    as :func:`feature_verdict` does.
+    ``status``, ``value`` (W,) as :class:`Verdict` holds them; ``p_value``, ``n``, ``effect``,
+    ``shift``, ``tested``, ``rejected``, ``rejected_detected`` (W, C_max): window i's columns in
+    its reference's order (numeric, then categorical) on the first ``sizes[i]`` places of its row,
+    ``real`` marking them (the others hold column 0's numbers, never tested).
+    """
 
-    Examples
-    --------
+    status: np.ndarray
+    value: np.ndarray
+    p_value: np.ndarray
+    n: np.ndarray
+    effect: np.ndarray
+    shift: np.ndarray
+    tested: np.ndarray
+    rejected: np.ndarray
+    rejected_detected: np.ndarray
+    real: np.ndarray
+    sizes: list[int]
+
+
+def feature_verdict_batch(references: Sequence[ReferenceCounts], counts: Sequence[np.ndarray],
+                          columns: Sequence[np.ndarray | None], *, alpha: float = ALPHA,
+                          alpha_detected: float = ALPHA_DETECTED, min_effect: float = 0.0,
+                          min_expected: float = MIN_EXPECTED) -> VerdictBatch:
+    """:func:`feature_verdicts` as arrays of the batch (:class:`VerdictBatch`), without a
+    :class:`Verdict` per window; at least one window. Raises ValueError as :func:`feature_verdict` does.
+
     >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
     >>> other = ReferenceCounts.from_counts(['y'], [[50, 50]], 1)
-    >>> windows = [np.array([0., 0, 10, 40, 50, 50, 30, 20]), np.array([30., 30])]
-    >>> [v.status.tolist() for v in feature_verdicts([ref, other], windows, [None, None])]
-    [2, 0]
-    >>> alone = feature_verdict(ref, windows[0])
-    >>> feature_verdicts([ref, other], windows, [None, None])[0].tests.p_value.tolist() == alone.tests.p_value.tolist()
-    True
+    >>> b = feature_verdict_batch([ref, other], [np.array([0., 0, 10, 40, 50, 50, 30, 20]), np.array([30., 30])],
+    ...                           [None, None])
+    >>> b.status.tolist(), b.sizes, b.rejected.tolist()  # window 2 has one column: the second place is not real
+    ([2, 0], [2, 1], [[True, False], [False, False]])
     """
     check_parameters(alpha, alpha_detected, min_effect)
-    if not references:
-        return []
     parts: dict[str, list] = {k: [] for k in ("num_ref", "cat_ref", "num_w", "cat_w", "num_win", "cat_win",
                                               "num_cols", "cat_cols", "num_names", "cat_names")}
     for ref, w, wanted in zip(references, counts, columns):
@@ -943,11 +950,46 @@ def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.
     tested = real & tests.tested[where]
     status, value, rejected, detected = _over_columns(np.where(tested, tests.p_value[where], 1.0), tested, alpha,
                                                       alpha_detected)
+    return VerdictBatch(status, value, tests.p_value[where], tests.n[where], tests.effect[where], tests.shift[where],
+                        tested, rejected, detected, real, sizes)
+
+
+def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.ndarray],
+                     columns: Sequence[np.ndarray | None], *, alpha: float = ALPHA,
+                     alpha_detected: float = ALPHA_DETECTED, min_effect: float = 0.0,
+                     min_expected: float = MIN_EXPECTED) -> list[Verdict]:
+    """:func:`feature_verdict` of many windows, each against its own reference, in one pass.
+
+    ``counts[i]`` (B_i,) is window i on the flat axis of ``references[i]``; ``columns[i]`` (C_i,)
+    bool or None, as in :func:`feature_verdict`. The references are laid end to end as one
+    reference (numeric columns of every window, then categorical ones): a column's tests (its
+    merge map, χ², rank sum, p-value) depend on that column alone, so one :func:`column_tests`
+    call tests every window's columns; Benjamini–Hochberg then runs per window. Each verdict is
+    the one :func:`feature_verdict` gives that window alone, float for float while the counts are
+    whole numbers and their sum over the batch is below 2**53 (the rank sums run over every
+    window's columns: past that, or with fractional counts, they round otherwise). Raises ValueError
+    as :func:`feature_verdict` does.
+
+    Examples
+    --------
+    >>> ref = ReferenceCounts.from_counts(['x', 'color'], [[100, 200, 400, 200, 100], [500, 300, 200]], 1)
+    >>> other = ReferenceCounts.from_counts(['y'], [[50, 50]], 1)
+    >>> windows = [np.array([0., 0, 10, 40, 50, 50, 30, 20]), np.array([30., 30])]
+    >>> [v.status.tolist() for v in feature_verdicts([ref, other], windows, [None, None])]
+    [2, 0]
+    >>> alone = feature_verdict(ref, windows[0])
+    >>> feature_verdicts([ref, other], windows, [None, None])[0].tests.p_value.tolist() == alone.tests.p_value.tolist()
+    True
+    """
+    check_parameters(alpha, alpha_detected, min_effect)
+    if not references:
+        return []
+    b = feature_verdict_batch(references, counts, columns, alpha=alpha, alpha_detected=alpha_detected,
+                              min_effect=min_effect, min_expected=min_expected)
     out = []
-    for i, (ref, c) in enumerate(zip(references, sizes)):
-        at = where[i, :c]
-        own = ColumnTests(p_value=tests.p_value[at], n=tests.n[at], effect=tests.effect[at], shift=tests.shift[at],
-                          tested=tested[i, :c].copy(), total=ref.total)
-        out.append(Verdict(ref.names, ref.n_numeric, status[i], value[i], rejected[i, :c].copy(),
-                           detected[i, :c].copy(), own, alpha, alpha_detected))
+    for i, (ref, c) in enumerate(zip(references, b.sizes)):
+        own = ColumnTests(p_value=b.p_value[i, :c].copy(), n=b.n[i, :c].copy(), effect=b.effect[i, :c].copy(),
+                          shift=b.shift[i, :c].copy(), tested=b.tested[i, :c].copy(), total=ref.total)
+        out.append(Verdict(ref.names, ref.n_numeric, b.status[i], b.value[i], b.rejected[i, :c].copy(),
+                           b.rejected_detected[i, :c].copy(), own, alpha, alpha_detected))
     return out

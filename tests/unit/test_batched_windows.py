@@ -7,20 +7,23 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamdrift.operators.monitor import RunApplications
+from streamdrift.udfs.accumulator import Accumulator
 from streamdrift.udfs import verdict as vd
 from streamdrift.udfs.applications import HistogramDataDriftApplication
 from streamdrift.udfs.histogram_drift import (
     drift_from_accumulator,
     feature_drift_from_accumulator,
     plan_reference,
-    planned_drift_of_windows,
-    planned_feature_drift_of_windows,
+    DriftClassifier,
+    planned_window,
 )
+from streamdrift.udfs.drift_batch import windows_numbers
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
 from streamdrift.udfs.reference import feature_stats
 from streamdrift.udfs.window import WindowAggregate
@@ -58,29 +61,53 @@ def test_a_batch_gives_each_window_the_records_it_gets_alone(batch, include_cate
         for (fs, acc) in batch:
             plan = plan_reference(fs, acc.layout, include_categorical)
             full = plan is not None and drift_from_accumulator(fs, acc, plan=plan).general_drift is not None
-            assert (id(acc) in app._prepared) == (full and planned_drift_of_windows([plan], [acc])[0] is not None)
+            assert (id(acc) in app._prepared) == (full and planned_window(plan, acc) is not None)
         together = [monitor_window(r, r["endpoint_id"], "p", START, END, agg, [app]) for r, agg in zip(records, aggs)]
     assert [_records(o) for o in together] == [_records(o) for o in alone]
     assert app._prepared == {}  # nothing kept after the batch
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(cases(), min_size=1, max_size=6))
-def test_the_measures_and_verdicts_of_a_batch_are_those_of_each_window_alone(batch):
-    planned = [(fs, acc, plan_reference(fs, acc.layout)) for fs, acc in batch]
-    planned = [w for w in planned if w[2] is not None]
-    reports = planned_drift_of_windows([p for _, _, p in planned], [a for _, a, _ in planned])
-    for (fs, acc, plan), report in zip(planned, reports):
-        alone = drift_from_accumulator(fs, acc, plan=plan)
-        if report is None:  # an empty compared column: the general path skips it
-            assert len(alone.columns) < len(plan.names)
+@given(st.lists(cases(), min_size=1, max_size=6), st.booleans())
+def test_the_numbers_of_a_batch_are_those_of_each_window_alone(batch, include_categorical):
+    """windows_numbers against the report objects of each window alone (drift_from_accumulator,
+    feature_drift_from_accumulator, in JSON-ready form): every float, int, name and order equal."""
+    planned = [(fs, acc, plan_reference(fs, acc.layout, include_categorical)) for fs, acc in batch]
+    numbers = windows_numbers([p for _, _, p in planned], [a for _, a, _ in planned], DriftClassifier(),
+                              alpha=vd.ALPHA, alpha_detected=vd.ALPHA_DETECTED, min_effect=0.0)
+    for (fs, acc, plan), n in zip(planned, numbers):
+        if plan is None or planned_window(plan, acc) is None:
+            assert n is None  # no plan, or an empty compared column: the general path
+            continue
+        alone = drift_from_accumulator(fs, acc, plan=plan, include_categorical=include_categorical)
+        assert n is not None
+        assert _typed(n.details) == _typed(alone.to_dict())
+        assert _typed((n.general, n.status, n.metrics)) == _typed(
+            (alone.general_drift, int(alone.status), alone.metrics))
+        verdict = feature_drift_from_accumulator(fs, acc, columns=list(plan.names), plan=plan)
+        if verdict.value is None:
+            assert n.verdict is None
+            tested = {}
         else:
-            assert report == alone  # frozen dataclasses: every float, name and order equal
-    compared = [(fs, acc, plan) for (fs, acc, plan), r in zip(planned, reports) if r is not None]
-    verdicts = planned_feature_drift_of_windows([p for _, _, p in compared], [a for _, a, _ in compared])
-    for (fs, acc, plan), verdict in zip(compared, verdicts):
-        alone = feature_drift_from_accumulator(fs, acc, columns=list(plan.names), plan=plan)
-        assert _records(verdict) == _records(alone)
+            assert _typed(n.verdict) == _typed((verdict.value, int(verdict.status), verdict.to_dict()))
+            tested = verdict.to_dict()["columns"]
+        rows = [(c.name, c.tvd, c.hellinger, c.kld,
+                 *((tested[c.name]["p_value"], tested[c.name]["rejected"], tested[c.name]["effect"])
+                   if c.name in tested else (None, None, None)), c.window_count, c.reference_count, c.invalid_share)
+                for c in alone.columns]
+        assert _typed(n.rows) == _typed(rows)
+
+
+def _typed(value):
+    """``value`` with the type of every number beside it (1 == 1.0 == True otherwise) and the
+    keys of every dict in their order (the stored JSON's)."""
+    if isinstance(value, dict):
+        return [(k, _typed(v)) for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, [_typed(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return type(value).__name__, value
 
 
 def test_a_batch_of_one_reference_against_the_statistics_by_hand():
@@ -89,21 +116,19 @@ def test_a_batch_of_one_reference_against_the_statistics_by_hand():
     training = _training(5)
     fs = feature_stats(training)
     same, shifted = training[:200], training.assign(a=training["a"] + 3)[200:400]
-    aggs = []
-    for frame in (same, shifted):
-        from streamdrift.udfs.accumulator import Accumulator
-        acc = Accumulator.from_reference(fs).add_batch(frame[NUMERIC].to_numpy(), {"c": frame["c"]})
-        aggs.append(acc)
+    aggs = [Accumulator.from_reference(fs).add_batch(frame[NUMERIC].to_numpy(), {"c": frame["c"]})
+            for frame in (same, shifted)]
     plan = plan_reference(fs, aggs[0].layout)
-    reports = planned_drift_of_windows([plan, plan], aggs)
-    for acc, report in zip(aggs, reports):
+    numbers = windows_numbers([plan, plan], aggs, DriftClassifier(), alpha=0.01, alpha_detected=0.001, min_effect=0.0)
+    for acc, n in zip(aggs, numbers):
         j = list(acc.layout.numeric).index("a")
         w = acc.histogram("a") / acc.count[j]
         r = np.asarray(fs["a"]["hist"][0], float) / fs["a"]["count"]
-        assert next(c for c in report.columns if c.name == "a").tvd == pytest.approx(np.abs(w - r).sum() / 2, abs=1e-12)
-    verdicts = planned_feature_drift_of_windows([plan, plan], aggs)
-    assert verdicts[0].drifted == ()
-    assert verdicts[1].drifted == ("a",)
+        assert n.details["columns"]["a"]["tvd"] == pytest.approx(np.abs(w - r).sum() / 2, abs=1e-12)
+        assert {row[0]: row[1] for row in n.rows}["a"] == n.details["columns"]["a"]["tvd"]
+    assert numbers[0].verdict[2]["drifted"] == []
+    assert numbers[1].verdict[2]["drifted"] == ["a"]
+    assert [row[0] for row in numbers[1].rows if row[5]] == ["a"]  # rejected, on its per-feature row
 
 
 def test_verdicts_of_windows_of_different_references_and_widths():
@@ -289,3 +314,41 @@ def test_large_whole_number_counts_give_each_window_its_verdict_alone():
         alone = vd.feature_verdict(ref, w)
         assert v.columns() == alone.columns()
         assert v.tests.shift.tolist() == alone.tests.shift.tolist()
+
+
+@st.composite
+def wide_windows(draw):
+    """A reference of many numeric columns (the means' sums change method past 8 and 128 terms)
+    and a categorical one, and a window counted on it, shifted in some columns."""
+    columns = draw(st.sampled_from([1, 7, 8, 9, 20, 127, 129, 300]))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    names = [f"f{j}" for j in range(columns)]
+    training = pd.DataFrame(rng.normal(0, 1, (300, columns)), columns=names)
+    training["color"] = rng.choice(["red", "green", "blue"], 300)
+    fs = feature_stats(training)
+    rows = draw(st.integers(1, 80))
+    window = pd.DataFrame(rng.normal(0, 1, (rows, columns)) + rng.choice([0.0, 2.0], columns), columns=names)
+    acc = Accumulator.from_reference(fs).add_batch(window[names].to_numpy(), {"color": rng.choice(["red", "teal"], rows)})
+    return fs, acc
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(wide_windows(), min_size=1, max_size=5))
+def test_a_batch_of_wide_windows_gives_each_the_records_it_gets_alone(batch):
+    """Every window of the batch is prepared (its records come from the batch's arrays) and gets
+    the records it gets alone, float for float: the means over 1 to 300 columns included."""
+    records = [{"endpoint_id": f"ep{i}", "project": "p", "feature_stats": fs} for i, (fs, _) in enumerate(batch)]
+    aggs = [WindowAggregate(rows=int(acc.count.max(initial=0)), accumulator=acc) for _, acc in batch]
+    alone = [monitor_window(r, r["endpoint_id"], "p", START, END, agg, [HistogramDataDriftApplication()])
+             for r, agg in zip(records, aggs)]
+    app = HistogramDataDriftApplication()
+    with windows_prepared([app], list(zip(records, aggs))):
+        assert sorted(app._prepared) == sorted(id(acc) for _, acc in batch)
+        together = [monitor_window(r, r["endpoint_id"], "p", START, END, agg, [app]) for r, agg in zip(records, aggs)]
+    assert [_records(o) for o in together] == [_records(o) for o in alone]
+    for (fs, acc), out in zip(batch, together):  # and the mean against numpy on the rows' histograms
+        tvd = {f.feature_name: f.tvd for f in out.feature_drift}
+        mean = {m.metric_name: m.value for m in out.metrics}["tvd_mean"]
+        assert mean == pytest.approx(np.mean(list(tvd.values())), rel=1e-12)
+        assert len(tvd) == len(fs)

@@ -19,7 +19,7 @@ MODULES = sorted("streamdrift." + ".".join(p.relative_to(ROOT).with_suffix("").p
 # every public function of these modules shows how it is called
 WITH_EXAMPLES = ["drift", "partitions", "naming", "endpoint_id", "contract", "events", "verdict", "histogram_drift",
                  "window", "batch", "applications", "alerts", "alert_config", "reference", "accumulator",
-                 "monitor", "records"]
+                 "monitor", "records", "drift_batch"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
