@@ -11,8 +11,16 @@ from typing import Any
 from streamdrift.connectors.errors import wait_out
 from streamdrift.udfs.applications import HISTOGRAM_DATA_DRIFT
 from streamdrift.udfs.monitor import WindowOutput
+from streamdrift.udfs.records import FeatureDriftRows
 
 log = logging.getLogger("streamdrift.writer")
+
+
+def feature_drift_items(outs: list[WindowOutput]) -> list[Any]:
+    """The windows' per-feature rows as the TSDB takes them: records, and each window's
+    :class:`FeatureDriftRows` as one item (checked and written together, not a record each)."""
+    return [f for o in outs for f in ((o.feature_drift,) if type(o.feature_drift) is FeatureDriftRows
+                                      else o.feature_drift)]
 
 
 _loaded: dict[str, tuple[Any, list]] = {}  # store url → (endpoints_version, endpoint records) of this process
@@ -133,7 +141,7 @@ class StoreWriter:
         failure: BaseException | None = None
         try:
             self._retry(self.tsdb.write_window, results, metrics, [e for o in outs for e in o.errors], predictions,
-                        [f for o in outs for f in o.feature_drift])
+                        feature_drift_items(outs))
         except Exception as exc:  # permanent: transient errors were retried
             failure = exc
         try:

@@ -56,6 +56,7 @@ from streamdrift.udfs.histogram_drift import (
 )
 from streamdrift.udfs.records import (
     FeatureDriftRecord,
+    FeatureDriftRows,
     MetricRecord,
     ResultKindApp,
     ResultRecord,
@@ -639,14 +640,16 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
 
     def window_records(self, project: str, endpoint_id: str, name: str, start: dt.datetime, end: dt.datetime,
                        feature_stats: Mapping[str, Any], window: Any, feature_rows: bool = True
-                       ) -> tuple[list[ResultRecord], list[MetricRecord], list[FeatureDriftRecord]] | None:
+                       ) -> tuple[list[ResultRecord], list[MetricRecord], Sequence[FeatureDriftRecord]] | None:
         """The records of the window (results, metrics and, with ``feature_rows``, its per-feature
         rows), made straight from its numbers: equal, field for field and type for type, to
         :func:`normalise_output` of :meth:`do_tracking` (records named ``name``) and to
         :func:`streamdrift.udfs.histogram_drift.window_feature_drift` of those results, without
         the context, the application's result objects and the pass that makes their extra_data
         plain JSON (it is by construction). None where that pass would change something (a
-        number that is not finite) or no drift was measured: then ``do_tracking`` is the way."""
+        number that is not finite) or no drift was measured: then ``do_tracking`` is the way.
+        A window of :meth:`prepare_windows`'s batch gives its per-feature rows as values
+        (:class:`~streamdrift.udfs.records.FeatureDriftRows`, the same records when read)."""
         if window is None or window.accumulator is None or not feature_stats:
             return None
         prepared = getattr(self, "_prepared", {}).pop(id(window.accumulator), None)
@@ -701,8 +704,9 @@ def _all_str(names: Iterable[Any]) -> bool:
 
 def _records_of_numbers(numbers: WindowNumbers, series: tuple[str, str, str], start: dt.datetime, end: dt.datetime,
                         window: Any, feature_rows: bool
-                        ) -> tuple[list[ResultRecord], list[MetricRecord], list[FeatureDriftRecord]] | None:
-    """:meth:`HistogramDataDriftApplication.window_records` of a window prepared in its batch."""
+                        ) -> tuple[list[ResultRecord], list[MetricRecord], FeatureDriftRows | list] | None:
+    """:meth:`HistogramDataDriftApplication.window_records` of a window prepared in its batch, its
+    per-feature rows as values (:class:`~streamdrift.udfs.records.FeatureDriftRows`)."""
     details = numbers.details
     missing = sorted({*details["missing_in_reference"], *window.unknown_columns})
     if not _all_str(missing):
@@ -718,7 +722,7 @@ def _records_of_numbers(numbers: WindowNumbers, series: tuple[str, str, str], st
     share = window.accumulator.invalid_share()
     if share is not None:
         metrics.append(_metric_record(*series, "invalid_share", float(share), start, end))
-    rows = [_feature_drift_row(*series, row[0], start, end, *row[1:]) for row in numbers.rows] if feature_rows else []
+    rows = FeatureDriftRows((*series, start, end), numbers.rows) if feature_rows else []
     return results, metrics, rows
 
 

@@ -33,6 +33,7 @@ from streamdrift.udfs.histogram_drift import window_feature_drift
 from streamdrift.udfs.records import (
     ErrorRecord,
     FeatureDriftRecord,
+    FeatureDriftRows,
     MetricRecord,
     PredictionRecord,
     ResultRecord,
@@ -64,7 +65,8 @@ class WindowOutput:
     results: tuple[ResultRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
     errors: tuple[ErrorRecord, ...] = ()
-    feature_drift: tuple[FeatureDriftRecord, ...] = ()  # per-feature rows of the default application
+    # per-feature rows of the default application (its own way: as values, records when read)
+    feature_drift: tuple[FeatureDriftRecord, ...] | FeatureDriftRows = ()
     fired_ms: int | None = None  # wall clock (epoch ms) when the window stage fired the window
 
 
@@ -292,7 +294,7 @@ def monitor_window(
     where = f"endpoint {endpoint_id} window {start.isoformat()}/{end.isoformat()}"
     # the per-feature rows of the application named histogram-data-drift (window_feature_drift),
     # when it is the built-in one and made them with its records
-    feature_rows: list[FeatureDriftRecord] | None = None
+    feature_rows: Sequence[FeatureDriftRecord] | None = None
     named = 0
     for app in apps:
         name = app_name(app)
@@ -346,9 +348,10 @@ def monitor_window(
     unmatched = unmatched_columns(agg, feature_stats)
     if unmatched is not None:
         errors.append(ErrorRecord(project, endpoint_id, HISTOGRAM_DATA_DRIFT, UNMATCHED_COLUMNS, unmatched, end))
+    rows = feature_rows if feature_rows is not None and named == 1 else window_feature_drift(results)
     return WindowOutput(project, endpoint_id, start_ms, end_ms, revision, 0, prediction,
                         tuple(results), tuple(metrics), tuple(errors),
-                        tuple(feature_rows if feature_rows is not None and named == 1 else window_feature_drift(results)))
+                        rows if type(rows) is FeatureDriftRows else tuple(rows))
 
 
 BUILT_IN_APPLICATIONS = (HistogramDataDriftApplication,)

@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -228,6 +228,71 @@ def record_builder(cls: type) -> Callable[..., Any]:
     return build
 
 
+class FeatureDriftRows(Sequence):
+    """One window's per-feature rows of one application, as values: a sequence of
+    :class:`FeatureDriftRecord`, each made only when read. ``series``: (project, endpoint_id,
+    application_name, start_infer_time, end_infer_time), shared by the rows; ``values``: per
+    feature (feature_name, tvd, hellinger, kld, p_value, rejected, effect_size, window_count,
+    reference_count, invalid_share), the record's other fields in order. A store may write the
+    values as they are after checking them together
+    (:meth:`streamdrift.connectors.tsdb.base.BatchChecks.feature_rows`): a window's 20 to 2,000
+    rows need no record each. Equal to any sequence of the same records.
+
+    >>> t0 = utc_from_ms(1_764_158_400_000)
+    >>> rows = FeatureDriftRows(('p', 'ep1', 'my-app', t0, t0), [('x', 0.25, 0.18, 0.27, 0.5, False, 0.1, 4, 4, None)])
+    >>> rows[0].feature_name, rows[0].tvd, len(rows)
+    ('x', 0.25, 1)
+    >>> rows == (FeatureDriftRecord('p', 'ep1', 'my-app', 'x', t0, t0, 0.25, 0.18, 0.27, 0.5, False, 0.1, 4, 4),)
+    True
+    """
+
+    __slots__ = ("series", "values", "_records")
+
+    def __init__(self, series: tuple[str, str, str, dt.datetime, dt.datetime], values: list[tuple]):
+        self.series = series
+        self.values = values
+        self._records: tuple[FeatureDriftRecord, ...] | None = None
+
+    def records(self) -> tuple[FeatureDriftRecord, ...]:
+        """Every row's record (made once)."""
+        if self._records is None:
+            self._records = tuple(map(self.record, range(len(self.values))))
+        return self._records
+
+    def record(self, index: int) -> FeatureDriftRecord:
+        """The record of row ``index``, made now."""
+        project, endpoint_id, application_name, start, end = self.series
+        v = self.values[index]
+        return _feature_drift_record(project, endpoint_id, application_name, v[0], start, end, *v[1:])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index):
+        return self.records()[index]
+
+    def __iter__(self):
+        return iter(self.records())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (FeatureDriftRows, tuple, list)):
+            return self.records() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.records())
+
+    def __repr__(self) -> str:
+        return f"FeatureDriftRows({list(self.records())!r})"
+
+    def __getstate__(self):
+        return self.series, self.values
+
+    def __setstate__(self, state) -> None:
+        self.series, self.values = state
+        self._records = None
+
+
 def record_to_json(record: Any) -> dict[str, Any]:
     """A record (any dataclass of this module) as a JSON-ready dict: its fields, times as ISO 8601
     strings, and ``"type"``, its class name (see :func:`record_from_json`).
@@ -270,5 +335,6 @@ def record_from_json(data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+_feature_drift_record = record_builder(FeatureDriftRecord)
 _RECORD_TYPES = {cls.__name__: cls for cls in (ResultRecord, MetricRecord, PredictionRecord, ErrorRecord,
                                                  FeatureDriftRecord)}

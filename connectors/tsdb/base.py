@@ -54,6 +54,7 @@ import datetime as dt
 import json
 import logging
 import math
+import itertools
 import operator
 import re
 import unicodedata
@@ -69,6 +70,7 @@ from streamdrift.udfs.histogram_drift import per_feature_columns
 from streamdrift.udfs.records import (
     ErrorRecord,
     FeatureDriftRecord,
+    FeatureDriftRows,
     MetricRecord,
     PredictionRecord,
     ResultRecord,
@@ -90,7 +92,7 @@ __all__ = [
     "sort_errors", "sort_feature_drift", "extra_data_json", "bound_extra_data", "compact_extra_data",
     "clean_message", "micros", "from_micros", "sort_results", "MAX_EXTRA_DATA_BYTES",
     "MAX_MESSAGE_CHARS", "SERIES_KEYS", "TIME_COLUMNS", "encode_row", "decode_row", "as_text", "query_conditions",
-    "sort_records", "check_feature_drift_many", "encode_rows", "BatchChecks",
+    "sort_records", "check_feature_drift_many", "encode_rows", "BatchChecks", "feature_drift_records",
 ]
 
 
@@ -362,6 +364,37 @@ def _stored_as_given(f: FeatureDriftRecord) -> bool:
     return True
 
 
+_NONE = type(None)
+_FLOAT_OR_NONE = frozenset((float, _NONE))
+
+
+def _finite_floats(column: Sequence[Any]) -> bool:
+    """Whether every value is None or a finite ``float`` (as :func:`_plain_float` of each)."""
+    types = set(map(type, column))
+    if not types <= _FLOAT_OR_NONE:
+        return False
+    if _NONE in types:
+        column = [v for v in column if v is not None]
+    return math.isfinite(sum(column))  # a NaN or an infinity makes the sum one (as may an overflow: then False)
+
+
+def _plain_rows(values: Sequence[tuple]) -> bool:
+    """Whether :func:`_stored_as_given` holds for every row of :class:`FeatureDriftRows` values and
+    every feature name is a ``str``, checked column by column."""
+    names, tvd, hellinger, kld, p_value, rejected, effect, window_count, reference_count, share = zip(*values)
+    if set(map(type, names)) != {str} or not set(map(type, rejected)) <= {bool, _NONE}:
+        return False
+    for counts in (window_count, reference_count):
+        types = set(map(type, counts))
+        if not types <= {int, _NONE}:
+            return False
+        if _NONE in types:
+            counts = [v for v in counts if v is not None]
+        if counts and min(counts) < 0:
+            return False
+    return all(_finite_floats(c) for c in (tvd, hellinger, kld, p_value, effect, share))
+
+
 class BatchChecks:
     """The checks of :func:`check_record` over a batch of windows, each distinct (project,
     endpoint id, application name, window start, window end) and each distinct result, metric or
@@ -438,6 +471,57 @@ class BatchChecks:
         f = check_feature_drift(f)
         self._passed(key, name, "feature_name")
         return f
+
+    def feature_rows(self, rows: FeatureDriftRows) -> FeatureDriftRows | list[FeatureDriftRecord]:
+        """``[self.feature_drift(f) for f in rows]``: the same records and the same first error;
+        ``rows`` itself when every record comes out as it is, found from its columns (a window's
+        20 to 2,000 rows checked together): its first record checked (its window fields and
+        name, as the first record's check does), every other name one that passed, every measure
+        a finite float or None, ``rejected`` a bool or None, the counts ints >= 0 or None."""
+        values = rows.values
+        if not values:
+            return []
+        if not _plain_rows(values):
+            return [self.feature_drift(f) for f in rows]
+        first = rows.record(0)
+        checked = self.feature_drift(first)
+        if checked is not first or not {v[0] for v in values} <= self.names["feature_name"]:
+            return [checked] + [self.feature_drift(rows.record(i)) for i in range(1, len(values))]
+        return rows
+
+
+def _checked_feature_drift(checks: BatchChecks, items: Iterable[Any]) -> list[Any]:
+    """Per-feature records and :class:`FeatureDriftRows` checked: a block whose records all come
+    out as they are stays one item (:meth:`BatchChecks.feature_rows`), else its records are items."""
+    out: list[Any] = []
+    for item in items:
+        if type(item) is FeatureDriftRows:
+            checked = checks.feature_rows(item)
+            if checked is item:
+                out.append(item)
+            else:
+                out += checked
+        else:
+            out.append(checks.feature_drift(item))
+    return out
+
+
+def feature_drift_records(items: Iterable[Any]) -> list[FeatureDriftRecord]:
+    """The records of per-feature items (records and :class:`FeatureDriftRows`), in order.
+
+    >>> from streamdrift.udfs.records import utc_from_ms
+    >>> t0 = utc_from_ms(1_764_158_400_000)
+    >>> rows = FeatureDriftRows(('p', 'ep1', 'app', t0, t0), [('x', 0.1, 0.1, 0.1, None, None, None, 4, 4, None)])
+    >>> [f.feature_name for f in feature_drift_records([rows, rows[0]])]
+    ['x', 'x']
+    """
+    out: list[FeatureDriftRecord] = []
+    for item in items:
+        if type(item) is FeatureDriftRows:
+            out += item
+        else:
+            out.append(item)
+    return out
 
 
 def check_feature_drift_many(records: Iterable[FeatureDriftRecord]) -> list[FeatureDriftRecord]:
@@ -530,7 +614,8 @@ class _Codec:
 
     def __init__(self, table: Table):
         columns = table.all_columns
-        self.getter = operator.attrgetter(*(c.field for c in columns))
+        self.fields = tuple(c.field for c in columns)
+        self.getter = operator.attrgetter(*self.fields)
         self.encoders = [(i, micros if c.type == tables.TIMESTAMP and not c.nullable else _ENCODE[c.type])
                          for i, c in enumerate(columns) if c.type in _ENCODE]
         self.json = [i for i, c in enumerate(columns) if c.type == tables.JSON]
@@ -579,6 +664,9 @@ def encode_rows(table: Table, records: Iterable[Any], json_texts: Mapping[int, s
     encoders = [(i, encode, encode is micros or encode is _opt_micros) for i, encode in codec.encoders]
     rows = []
     for record in records:
+        if type(record) is FeatureDriftRows:  # checked as a block (BatchChecks.feature_rows): its values as they are
+            rows += _feature_rows(codec, record, stamp)
+            continue
         values = list(codec.getter(record))
         for i, encode, timestamp in encoders:
             values[i] = stamp(values[i], encode) if timestamp else encode(values[i])
@@ -588,6 +676,27 @@ def encode_rows(table: Table, records: Iterable[Any], json_texts: Mapping[int, s
                                                    f"endpoint {record.endpoint_id!r}")
         rows.append(values)
     return rows
+
+
+_SERIES_FIELDS = ("project", "endpoint_id", "application_name", "start_infer_time", "end_infer_time")
+_VALUE_FIELDS = ("feature_name", "tvd", "hellinger", "kld", "p_value", "rejected", "effect_size", "window_count",
+                 "reference_count", "invalid_share")
+
+
+def _feature_rows(codec: _Codec, rows: FeatureDriftRows, stamp: Any) -> list[list[Any]]:
+    """The stored rows of checked :class:`FeatureDriftRows` (as :func:`encode_row` of each record):
+    its shared fields encoded once, its values' columns as they are (floats, bools, ints)."""
+    columns = list(zip(*rows.values))
+    encode = dict(codec.encoders)
+    parts = []
+    for i, name in enumerate(codec.fields):
+        if name in _SERIES_FIELDS:
+            value = rows.series[_SERIES_FIELDS.index(name)]
+            parts.append(itertools.repeat(value if i not in encode else stamp(value, encode[i])))
+        else:
+            column = columns[_VALUE_FIELDS.index(name)]
+            parts.append(column if i not in encode else map(encode[i], column))
+    return list(map(list, zip(*parts)))
 
 
 def decode_row(table: Table, row: Sequence[Any]) -> Any:
@@ -684,7 +793,7 @@ class TSDB(abc.ABC):
         checks = BatchChecks() if checks is None else checks
         checked = ([checks.result(r) for r in results], [checks.metric(m) for m in metrics],
                    [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
-                   [checks.feature_drift(f) for f in feature_drift])
+                   _checked_feature_drift(checks, feature_drift))
         texts = checks.texts
         return ([r if id(r.extra_data) in texts else bound_extra_data(r, self.artifacts_dir) for r in checked[0]],
                 *checked[1:])

@@ -65,6 +65,7 @@ from streamdrift.connectors.tsdb.base import (
     check_result,
     decode_row,
     encode_row,
+    feature_drift_records,
     micros,
     query_conditions,
     sort_records,
@@ -699,6 +700,7 @@ class TDengineTSDB(TSDB):
         multi-table INSERT statements (TDengine has no transactions: after a failure the
         statements already run stay; writing the same records again is idempotent)."""
         checked = self.checked_window(results, metrics, errors, predictions, feature_drift)
+        checked = (*checked[:4], feature_drift_records(checked[4]))  # a row per record in its statements
         statements = insert_statements(self.database, _window_groups(*checked), max_bytes=self.max_statement_bytes)
         self._execute(statements, "writing windows")
 

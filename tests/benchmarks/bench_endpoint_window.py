@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             prepared.__exit__(None, None, None)
         results, metrics = [r for o in outs for r in o.results], [m for o in outs for m in o.metrics]
-        predictions, rows = [o.prediction for o in outs], [f for o in outs for f in o.feature_drift]
+        predictions, rows = [o.prediction for o in outs], job_io.feature_drift_items(outs)
         checks = BatchChecks()
         checked = timed("writer, beside: TSDB checks", writer.tsdb.checked_window, results, metrics, [], predictions,
                         rows, checks)

@@ -25,6 +25,7 @@ from streamdrift.udfs.histogram_drift import (
 )
 from streamdrift.udfs.drift_batch import windows_numbers
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
+from streamdrift.udfs.records import FeatureDriftRows
 from streamdrift.udfs.reference import feature_stats
 from streamdrift.udfs.window import WindowAggregate
 from tests.unit.test_reference_plan import NUMERIC, _training, cases
@@ -33,16 +34,17 @@ START, END = 1_764_158_400_000, 1_764_158_460_000
 
 
 def _records(out):
-    """A window output's records with NaN made comparable (NaN != NaN)."""
+    """A window output's records with NaN made comparable (NaN != NaN); per-feature rows as
+    values (FeatureDriftRows) as their records."""
     def fix(value):
         if isinstance(value, float) and math.isnan(value):
             return "nan"
         if isinstance(value, dict):
             return {k: fix(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, FeatureDriftRows)):
             return [fix(v) for v in value]
         if dataclasses.is_dataclass(value):
-            return fix(dataclasses.asdict(value))
+            return fix({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
         return value
     return fix(out)
 

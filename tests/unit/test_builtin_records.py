@@ -16,7 +16,7 @@ from streamdrift.udfs.accumulator import Accumulator
 from streamdrift.udfs.applications import HistogramDataDriftApplication
 from streamdrift.udfs.histogram_drift import drift_from_accumulator
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
-from streamdrift.udfs.records import utc_from_ms
+from streamdrift.udfs.records import FeatureDriftRows, utc_from_ms
 from streamdrift.udfs.reference import feature_stats
 from streamdrift.udfs.window import WindowAggregate
 from tests.unit.test_reference_plan import NUMERIC, _training, cases
@@ -32,7 +32,10 @@ class ThroughDoTracking(HistogramDataDriftApplication):
 
 def _typed(value):
     """``value`` with the type of every number, bool and text beside it: ``1 == 1.0 == True``, and
-    a record whose float is an int or a numpy float is a different record here."""
+    a record whose float is an int or a numpy float is a different record here. Per-feature rows
+    as values (FeatureDriftRows) compare as the tuple of their records."""
+    if isinstance(value, FeatureDriftRows):
+        value = tuple(value)
     if dataclasses.is_dataclass(value):
         return type(value).__name__, {f.name: _typed(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

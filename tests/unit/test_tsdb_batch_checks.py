@@ -24,10 +24,11 @@ from streamdrift.connectors.tsdb.base import (
     check_result,
     encode_row,
     encode_rows,
+    feature_drift_records,
 )
 from streamdrift.connectors.tsdb.sqlite import SqliteTSDB
 from streamdrift.udfs.monitor import WindowOutput
-from streamdrift.udfs.records import FeatureDriftRecord, MetricRecord, PredictionRecord, ResultRecord
+from streamdrift.udfs.records import FeatureDriftRecord, FeatureDriftRows, MetricRecord, PredictionRecord, ResultRecord
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 29, tzinfo=UTC)
@@ -76,6 +77,27 @@ def feature_rows(n: int = 8):
     return st.lists(records(FeatureDriftRecord), max_size=n)
 
 
+SERIES = ("project", "endpoint_id", "application_name", "start_infer_time", "end_infer_time")
+VALUES = ("feature_name", "tvd", "hellinger", "kld", "p_value", "rejected", "effect_size", "window_count",
+          "reference_count", "invalid_share")
+
+
+@st.composite
+def feature_blocks(draw):
+    """One window's per-feature rows as values (FeatureDriftRows, as the built-in application
+    makes them): good values, with at most one field of the window or of one row bad."""
+    series = {name: draw(st.sampled_from(FIELDS[name][0])) for name in SERIES}
+    rows = [{name: draw(st.sampled_from(FIELDS[name][0])) for name in VALUES} for _ in range(draw(st.integers(1, 12)))]
+    if draw(st.booleans()):
+        bad = draw(st.sampled_from(SERIES + VALUES))
+        value = draw(st.sampled_from(FIELDS[bad][1]))
+        if bad in SERIES:
+            series[bad] = value
+        else:
+            rows[draw(st.integers(0, len(rows) - 1))][bad] = value
+    return FeatureDriftRows(tuple(series[n] for n in SERIES), [tuple(row[n] for n in VALUES) for row in rows])
+
+
 results = st.lists(records(ResultRecord), max_size=4)
 metrics = st.lists(records(MetricRecord), max_size=4)
 
@@ -109,7 +131,9 @@ def batched(res, met, feats, sqlite_rows: bool = True):
             kinds = zip((tables.RESULTS, tables.METRICS, tables.FEATURE_DRIFT), (checked[0], checked[1], checked[4]))
             if sqlite_rows:
                 return [encode_rows(t, rs, checks.texts) for t, rs in kinds]
-            return [[encode_row(t, r) for r in rs] for t, rs in kinds]
+            # TDengine's writer: a row per record (FeatureDriftRows as their records)
+            return [[encode_row(t, r) for r in (feature_drift_records(rs) if t is tables.FEATURE_DRIFT else rs)]
+                    for t, rs in kinds]
         return outcome(run)
     finally:
         tsdb.close()
@@ -126,6 +150,37 @@ def test_a_batch_accepts_and_refuses_what_each_record_alone_does(res, met, feats
     alone = one_by_one(res, met, feats)
     assert same(batched(res, met, feats), alone)
     assert same(batched(res, met, feats, sqlite_rows=False), alone)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(results, st.lists(st.one_of(feature_blocks(), records(FeatureDriftRecord)), max_size=5))
+def test_a_windows_feature_rows_as_values_are_checked_and_stored_as_their_records_alone(res, items):
+    """FeatureDriftRows checked together (BatchChecks.feature_rows) and written as values: the
+    same accepted rows, the same first error, the same stored rows as each of their records alone,
+    among other windows' records."""
+    alone = one_by_one(res, [], feature_drift_records(items))
+    assert same(batched(res, [], items), alone)
+    assert same(batched(res, [], items, sqlite_rows=False), alone)
+
+
+def test_feature_rows_of_plain_values_stay_one_block_and_others_are_checked_one_by_one():
+    """The block is kept whole where every record would come out as it is (the built-in
+    application's case: names that passed in the batch, plain values), and checked record by
+    record otherwise: the batch's first window of these names, an int measure (made a float)."""
+    end = T0 + dt.timedelta(minutes=1)
+    values = [("f0", 0.25, 0.5, 0.1, 0.01, True, 1.5, 10, 20, None), ("f1", 0.0, 0.0, 0.0, None, None, None, 10, 20, 0.5)]
+    first = FeatureDriftRows(("p", "ep0", "app", T0, end), values)
+    plain = FeatureDriftRows(("p", "ep", "app", T0, end), values)
+    ints = FeatureDriftRows(("p", "ep2", "app", T0, end), [("f0", 1, 0.5, 0.1, None, None, None, 10, 20, None)])
+    checks = BatchChecks()
+    checked = checks.feature_rows(first)
+    assert type(checked) is list and checked == list(first)
+    assert checks.feature_rows(plain) is plain
+    [record] = checks.feature_rows(ints)
+    assert record.tvd == 1.0 and type(record.tvd) is float
+    rows = encode_rows(tables.FEATURE_DRIFT, [plain])
+    assert rows == [encode_row(tables.FEATURE_DRIFT, r) for r in plain]
+    assert rows[0][:2] == [us(end), us(T0)]  # end_infer_time, start_infer_time: microseconds
 
 
 @settings(max_examples=300, deadline=None)
@@ -154,7 +209,7 @@ def us(when: dt.datetime) -> int:
     return round((when - dt.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000 + when.microsecond
 
 
-def windows(n_endpoints: int, n_features: int):
+def windows(n_endpoints: int, n_features: int, as_values: bool = False):
     outs = []
     for i in range(n_endpoints):
         start = T0 + dt.timedelta(microseconds=250)
@@ -168,17 +223,21 @@ def windows(n_endpoints: int, n_features: int):
         prediction = PredictionRecord("fraud", endpoint, start, end, 100 + i, 90, 1, 90, 1500.0, 1000.0, 2000.0,
                                       math.inf, start, end - dt.timedelta(seconds=1), None)
         feats = [FeatureDriftRecord("fraud", endpoint, "histogram-data-drift", f"f{k}", start, end, 0.125 * k,
-                                    math.nan if k == 2 else 0.5, 0.0, p_value=None, rejected=k == 1,
+                                    math.nan if k == 2 and not as_values else 0.5, 0.0, p_value=None, rejected=k == 1,
                                     effect_size=0.25, window_count=100 + i, reference_count=500,
                                     invalid_share=None) for k in range(n_features)]
+        if as_values:  # as the built-in application gives them
+            feats = FeatureDriftRows(("fraud", endpoint, "histogram-data-drift", start, end),
+                                     [tuple(getattr(f, n) for n in VALUES) for f in feats])
         outs.append(WindowOutput(project="fraud", endpoint_id=endpoint, start_ms=us(start) // 1000,
                                  end_ms=us(end) // 1000, revision=0, late_rows=0, results=results, metrics=metrics, prediction=prediction,
                                  feature_drift=feats))
     return outs
 
 
-def test_the_stores_keep_a_batch_of_windows_as_its_records_say(tmp_path):
-    outs = windows(4, 5)
+@pytest.mark.parametrize("as_values", [False, True])
+def test_the_stores_keep_a_batch_of_windows_as_its_records_say(tmp_path, as_values):
+    outs = windows(4, 5, as_values)
     writer = job_io.StoreWriter(f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite")
     try:
         assert writer.write_many(outs) == []
@@ -190,7 +249,7 @@ def test_the_stores_keep_a_batch_of_windows_as_its_records_say(tmp_path):
                               "start_infer_time, tvd, hellinger, kld, p_value, rejected, effect_size, window_count, "
                               "reference_count, invalid_share FROM feature_drift").fetchall())
     want = sorted(("fraud", f"ep-{i}", "histogram-data-drift", f"f{k}", us(end), us(start), 0.125 * k,
-                   None if k == 2 else 0.5, 0.0, None, int(k == 1), 0.25, 100 + i, 500, None)
+                   None if k == 2 and not as_values else 0.5, 0.0, None, int(k == 1), 0.25, 100 + i, 500, None)
                   for i in range(4) for k in range(5))
     assert got == want
     got = sorted(tsdb.execute("SELECT endpoint_id, result_name, result_kind, result_status, result_value, "
