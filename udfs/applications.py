@@ -599,9 +599,9 @@ class HistogramDataDriftApplication(ModelMonitoringApplicationBase):
         self._prepared = {id(acc): (acc, stats, n) for (stats, acc, _), n in zip(planned, numbers) if n is not None}
 
     def _numbers(self, feature_stats: Mapping[str, Any], window: Any) -> tuple[Any, dict[str, Any], Any]:
-        """(report, ``general_drift``'s extra_data, verdict) of a window with a reference: from
-        :meth:`prepare_windows` when it holds them, else worked out now; no verdict (None) when
-        no column could be compared."""
+        """(report, ``general_drift``'s extra_data, verdict) of a window with a reference, worked
+        out for it alone (a batch's windows take :meth:`prepare_windows`'s numbers in
+        :meth:`window_records` instead); no verdict (None) when no column could be compared."""
         plan = self.plans.get(feature_stats, window.accumulator.layout, self.include_categorical)
         report = drift_from_accumulator(feature_stats, window.accumulator, plan=plan, classifier=self.classifier,
                                         include_categorical=self.include_categorical)

@@ -4,7 +4,7 @@ For each window of a batch, what ``histogram-data-drift`` stores: ``general_drif
 status, metrics and ``extra_data``, ``feature_drift``'s value, status and ``extra_data``, and the
 per-feature rows' values, made straight from the batch's arrays: every window's measures, drifts
 and column statuses in one pass of numpy, the verdict's tests of every window in one
-(:func:`streamdrift.udfs.verdict.feature_verdicts`), then per window only the dicts and tuples
+(:func:`streamdrift.udfs.verdict.feature_verdict_batch`), then per window only the dicts and tuples
 that are stored. They equal, float for float and type for type, what
 :func:`streamdrift.udfs.histogram_drift.drift_from_accumulator` and
 :func:`streamdrift.udfs.histogram_drift.feature_drift_from_accumulator` give the window alone,
@@ -84,8 +84,9 @@ def windows_numbers(plans: Sequence[ReferencePlan | None], accumulators: Sequenc
                     zero_scaling: float = ZERO_SCALING) -> list[WindowNumbers | None]:
     """The :class:`WindowNumbers` of each window i (``accumulators[i]`` by ``plans[i]``), None for a
     window left to the application alone (module doc). All None when the levels or thresholds are
-    not plain floats (the general path writes them as it finds them). Raises as
-    :func:`streamdrift.udfs.verdict.feature_verdicts` does.
+    not plain floats (the general path writes them as it finds them) or ``classifier`` is not a
+    :class:`DriftClassifier` itself (a subclass may classify otherwise). Raises as
+    :func:`streamdrift.udfs.verdict.feature_verdict_batch` does.
 
     A window of 4 rows, 1 in [0, 1) and 3 in [1, 2], against a reference of 2 and 2 (TVD
     (|1/4 - 1/2| + |3/4 - 1/2|) / 2 = 0.25), and a window with no row (left to the application):
@@ -101,7 +102,9 @@ def windows_numbers(plans: Sequence[ReferencePlan | None], accumulators: Sequenc
     (0.25, 0, ('x', 0.25), (0.0, 0), None)
     """
     out: list[WindowNumbers | None] = [None] * len(plans)
-    if not all(type(x) is float for x in (alpha, alpha_detected, classifier.potential, classifier.detected)):
+    # the column statuses are DriftClassifier.status's thresholds, vectorised: not a subclass's own rule
+    if type(classifier) is not DriftClassifier or not all(
+            type(x) is float for x in (alpha, alpha_detected, classifier.potential, classifier.detected)):
         return out
     windows = {}
     for i, (plan, acc) in enumerate(zip(plans, accumulators)):

@@ -65,7 +65,7 @@ class WindowOutput:
     results: tuple[ResultRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
     errors: tuple[ErrorRecord, ...] = ()
-    # per-feature rows of the default application (its own way: as values, records when read)
+    # per-feature rows of the default application: records, or its batch's FeatureDriftRows (values; records when read)
     feature_drift: tuple[FeatureDriftRecord, ...] | FeatureDriftRows = ()
     fired_ms: int | None = None  # wall clock (epoch ms) when the window stage fired the window
 

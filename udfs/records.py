@@ -236,7 +236,8 @@ class FeatureDriftRows(Sequence):
     reference_count, invalid_share), the record's other fields in order. A store may write the
     values as they are after checking them together
     (:meth:`streamdrift.connectors.tsdb.base.BatchChecks.feature_rows`): a window's 20 to 2,000
-    rows need no record each. Equal to any sequence of the same records.
+    rows need no record each. Equal to a tuple or list of the same records, and added to one as a
+    tuple is; ``dataclasses.asdict`` of a record holding it keeps it as it is (not a tuple of dicts).
 
     >>> t0 = utc_from_ms(1_764_158_400_000)
     >>> rows = FeatureDriftRows(('p', 'ep1', 'my-app', t0, t0), [('x', 0.25, 0.18, 0.27, 0.5, False, 0.1, 4, 4, None)])
@@ -281,6 +282,12 @@ class FeatureDriftRows(Sequence):
 
     def __hash__(self) -> int:
         return hash(self.records())
+
+    def __add__(self, other):
+        return self.records() + tuple(other) if isinstance(other, (FeatureDriftRows, tuple)) else NotImplemented
+
+    def __radd__(self, other):
+        return other + self.records() if isinstance(other, tuple) else NotImplemented
 
     def __repr__(self) -> str:
         return f"FeatureDriftRows({list(self.records())!r})"

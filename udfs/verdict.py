@@ -882,8 +882,8 @@ class VerdictBatch(NamedTuple):
 
     ``status``, ``value`` (W,) as :class:`Verdict` holds them; ``p_value``, ``n``, ``effect``,
     ``shift``, ``tested``, ``rejected``, ``rejected_detected`` (W, C_max): window i's columns in
-    its reference's order (numeric, then categorical) on the first ``sizes[i]`` places of its row,
-    ``real`` marking them (the others hold column 0's numbers, never tested).
+    its reference's order (numeric, then categorical) on the first ``sizes[i]`` places of its row
+    (the others hold the batch's column 0's numbers and are never tested).
     """
 
     status: np.ndarray
@@ -895,7 +895,6 @@ class VerdictBatch(NamedTuple):
     tested: np.ndarray
     rejected: np.ndarray
     rejected_detected: np.ndarray
-    real: np.ndarray
     sizes: list[int]
 
 
@@ -951,7 +950,7 @@ def feature_verdict_batch(references: Sequence[ReferenceCounts], counts: Sequenc
     status, value, rejected, detected = _over_columns(np.where(tested, tests.p_value[where], 1.0), tested, alpha,
                                                       alpha_detected)
     return VerdictBatch(status, value, tests.p_value[where], tests.n[where], tests.effect[where], tests.shift[where],
-                        tested, rejected, detected, real, sizes)
+                        tested, rejected, detected, sizes)
 
 
 def feature_verdicts(references: Sequence[ReferenceCounts], counts: Sequence[np.ndarray],

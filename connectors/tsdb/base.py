@@ -51,10 +51,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import math
-import itertools
 import operator
 import re
 import unicodedata
@@ -646,7 +646,9 @@ def encode_rows(table: Table, records: Iterable[Any], json_texts: Mapping[int, s
     """``[encode_row(table, r) for r in records]``, each distinct timestamp converted once (a
     batch of windows shares a few starts and ends): the same rows, the same first error.
     ``json_texts``: the stored text of JSON values already written, by ``id`` of the value
-    (:meth:`TSDB.checked_window`'s ``checks.texts``)."""
+    (:meth:`TSDB.checked_window`'s ``checks.texts``). A :class:`FeatureDriftRows` among
+    ``records`` gives its rows, its values written as they are: only blocks that
+    :meth:`BatchChecks.feature_rows` returned whole belong here."""
     json_texts = json_texts or {}
     codec = _CODECS[table.name]
     stamps: dict[dt.datetime, int] = {}
@@ -686,6 +688,8 @@ _VALUE_FIELDS = ("feature_name", "tvd", "hellinger", "kld", "p_value", "rejected
 def _feature_rows(codec: _Codec, rows: FeatureDriftRows, stamp: Any) -> list[list[Any]]:
     """The stored rows of checked :class:`FeatureDriftRows` (as :func:`encode_row` of each record):
     its shared fields encoded once, its values' columns as they are (floats, bools, ints)."""
+    if not rows.values:
+        return []
     columns = list(zip(*rows.values))
     encode = dict(codec.encoders)
     parts = []

@@ -356,10 +356,11 @@ def insert_window_sql(database: str, results: Sequence[ResultRecord] = (), metri
                       errors: Sequence[ErrorRecord] = (), predictions: Sequence[PredictionRecord] = (),
                       feature_drift: Sequence[FeatureDriftRecord] = (), **kw) -> list[str]:
     """The statements of :meth:`TDengineTSDB.write_window`: every record checked first (a
-    ValueError before any statement is built), then all kinds packed together."""
+    ValueError before any statement is built), then all kinds packed together. ``feature_drift``:
+    records and :class:`~streamdrift.udfs.records.FeatureDriftRows`, as the TSDB takes them."""
     checked = ([check_result(r) for r in results], [check_metric(m) for m in metrics],
                [check_error(e) for e in errors], [check_prediction(p) for p in predictions],
-               [check_feature_drift(f) for f in feature_drift])
+               [check_feature_drift(f) for f in feature_drift_records(feature_drift)])
     return insert_statements(database, _window_groups(*checked), **kw)
 
 

@@ -354,3 +354,41 @@ def test_a_batch_of_wide_windows_gives_each_the_records_it_gets_alone(batch):
         mean = {m.metric_name: m.value for m in out.metrics}["tvd_mean"]
         assert mean == pytest.approx(np.mean(list(tvd.values())), rel=1e-12)
         assert len(tvd) == len(fs)
+
+
+def test_column_statuses_at_the_thresholds_are_the_classifiers():
+    """The batch's column statuses (vectorised) are DriftClassifier.status of each drift, at the
+    thresholds exactly, at the floats next to them and at the ends of [0, 1]."""
+    from streamdrift.udfs.drift_batch import _statuses
+
+    classifier = DriftClassifier(0.5, 0.7)
+    drifts = [0.0, -0.0, 1.0, 0.5, 0.7, 0.25, 0.99]
+    drifts += [np.nextafter(t, d) for t in (0.5, 0.7) for d in (0.0, 1.0)]
+    want = [int(classifier.status(min(max(d, 0.0), 1.0))) for d in map(float, drifts)]
+    assert _statuses(np.array(drifts, dtype=float), classifier) == want
+    assert want[3:5] == [1, 2] and want[7:11] == [0, 1, 1, 2]  # what the thresholds mean, by hand
+
+
+class _StricterClassifier(DriftClassifier):
+    def status(self, value):  # a subclass's own rule: a batch must not replace it with the thresholds
+        return super().status(min(1.0, value * 3))
+
+
+def test_a_classifier_with_its_own_rule_is_used_as_it_is():
+    """An application whose classifier is a subclass gets its windows computed alone: every
+    column status and the result's status by its own rule."""
+    training = _training(5)
+    fs = feature_stats(training)
+    frame = training.assign(a=training["a"] + 1)[:200]
+    acc = Accumulator.from_reference(fs).add_batch(frame[NUMERIC].to_numpy(), {"c": frame["c"]})
+    record = {"endpoint_id": "ep1", "project": "p", "feature_stats": fs}
+    agg = WindowAggregate(rows=200, accumulator=acc)
+    app = HistogramDataDriftApplication()
+    app.classifier = _StricterClassifier(0.5, 0.7)
+    with windows_prepared([app], [(record, agg)]):
+        assert app._prepared == {}
+        out = monitor_window(record, "ep1", "p", START, END, agg, [app])
+    general = next(r for r in out.results if r.result_name == "general_drift")
+    for column in general.extra_data["columns"].values():
+        assert column["status"] == int(_StricterClassifier(0.5, 0.7).status(column["drift"]))
+    assert general.status == int(_StricterClassifier(0.5, 0.7).status(general.value))

@@ -163,6 +163,31 @@ def test_a_windows_feature_rows_as_values_are_checked_and_stored_as_their_record
     assert same(batched(res, [], items, sqlite_rows=False), alone)
 
 
+@pytest.mark.parametrize("field", VALUES)
+def test_a_bad_value_inside_a_block_of_known_names_is_found_as_its_record_alone(field):
+    """Each bad value of the field, on the second row of a window's block whose names passed in
+    an earlier window of the batch (where the block's short way applies), among good rows: the
+    same accepted rows, first error and stored rows as each record alone; two huge floats whose
+    sum overflows as well."""
+    end = T0 + dt.timedelta(minutes=1)
+    good = ("f0", 0.25, 0.5, 0.1, 0.01, True, 1.5, 10, 20, None)
+    earlier = FeatureDriftRows(("p", "ep0", "histogram-data-drift", T0, end), [good, ("f1",) + good[1:]])
+    i = VALUES.index(field)
+    cases = [value for value in FIELDS[field][1]] + ([1e308] if FIELDS[field][1] is BAD_MEASURES else [])
+    for value in cases:
+        row = list(good)
+        row[i] = value
+        block = FeatureDriftRows(("p", "ep1", "histogram-data-drift", T0, end), [good, tuple(row), ("f1",) + good[1:]])
+        items = [earlier, block]
+        alone = one_by_one([], [], feature_drift_records(items))
+        assert same(batched([], [], items), alone), value
+        assert same(batched([], [], items, sqlite_rows=False), alone), value
+    huge = FeatureDriftRows(("p", "ep2", "histogram-data-drift", T0, end),
+                            [("f0", 1e308, 0.5, 0.1, None, None, None, 1, 1, None),
+                             ("f1", 1e308, 0.5, 0.1, None, None, None, 1, 1, None)])
+    assert same(batched([], [], [earlier, huge]), one_by_one([], [], feature_drift_records([earlier, huge])))
+
+
 def test_feature_rows_of_plain_values_stay_one_block_and_others_are_checked_one_by_one():
     """The block is kept whole where every record would come out as it is (the built-in
     application's case: names that passed in the batch, plain values), and checked record by
