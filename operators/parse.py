@@ -5,8 +5,11 @@ A vectorised (pandas) function on the Table API: Flink hands it up to
 returns one row per input record (the record itself stays in the JVM: Flink forwards it beside
 the result). Every good record gets its endpoint id and event time (for its raw row in Parquet
 and for the watermark), its request id, latency and error (raw-row columns) and whether it came
-after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`); the record that starts
-a partial aggregate of an (endpoint, window) also carries it (kind ``P``, the others ``R``); a dead
+after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`). The
+batch's partial aggregates (one per endpoint, window and lateness) go to the window stage in one
+row per group of endpoints, its key (:func:`streamdrift.operators.windows.endpoint_group`): the
+record of the group's first partial carries them all (kind ``P``,
+:func:`streamdrift.operators.windows.pack_partials`), the others are kind ``R``; a dead
 letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
 ``window_start`` the time up to which the endpoint's windows may close. The rows of kinds other
 than ``R``, and the batch's last row, carry ``clock_ms`` (the others None): only they go on to the
@@ -21,6 +24,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 from streamdrift.udfs.applications import sample_size_for
 from streamdrift.udfs.batch import EventClock, aggregate_isolated, clock_column
 from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.windows import PartialRow, endpoint_group, pack_partials
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.events import MAX_EVENT_BYTES
@@ -94,11 +98,22 @@ class ParseRecords(ScalarFunction):
         self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
         self.window_sample = self.sample_size
         self.reader = ColumnarReader()
+        self.groups: dict[str, str] = {}
         self.clock = EventClock(self.window_ms, self.allowed_lateness_ms, self.max_disorder_ms)
         group = function_context.get_metric_group()
         self.records = group.counter("records")
         self.dead_letters = group.counter("dead_letters")
         self.partials = group.counter("partials")
+
+    def _group(self, endpoint_id: str) -> str:
+        """:func:`streamdrift.operators.windows.endpoint_group`, remembered (an MD5 per partial
+        otherwise); forgotten past 100,000 endpoints, so that ids seen once do not pile up."""
+        group = self.groups.get(endpoint_id)
+        if group is None:
+            if len(self.groups) >= 100_000:
+                self.groups.clear()
+            group = self.groups[endpoint_id] = endpoint_group(endpoint_id)
+        return group
 
     def _window_sample(self) -> int:
         """Rows of each window's sample: none while no enabled application reads it (applications
@@ -125,8 +140,16 @@ class ParseRecords(ScalarFunction):
         kind, body, to_windows = np.full(n, RECORD, dtype=object), np.full(n, None, dtype=object), np.zeros(n, bool)
         ts = batch.timestamps
         window_start = ts - ts % self.window_ms
-        for p in batch.partials:
-            kind[p.index], body[p.index], to_windows[p.index] = PARTIAL, p.aggregate.to_bytes(), True
+        # one row per group of endpoints (the window stage's key) holds the group's partials: the row of
+        # its first partial, whose endpoint is of the group
+        by_group: dict[str, list] = {}
+        for p in sorted(batch.partials, key=lambda p: p.index):
+            by_group.setdefault(self._group(p.endpoint_id), []).append(p)
+        for parts in by_group.values():
+            i = parts[0].index
+            kind[i], to_windows[i] = PARTIAL, True
+            body[i] = pack_partials([PartialRow(p.endpoint_id, p.window_start, bool(p.late), p.aggregate.to_bytes())
+                                     for p in parts])
         for i, letter in batch.dead:
             kind[i], body[i], to_windows[i] = DEAD, letter.to_json().encode(), True
         for i, control in batch.controls:  # closes the endpoint's windows that start up to then

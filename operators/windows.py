@@ -1,7 +1,8 @@
 """The per-endpoint tumbling event-time window, with allowed lateness and an idle close.
 
 Keyed by group of endpoints (:func:`endpoint_group`: the job keys each record by its endpoint's
-group in the JVM). Input: partial aggregates (few per batch and endpoint), and the dead letters,
+group in the JVM). Input: partial aggregates (a row per group and batch, holding the group's
+partials of the batch: few per endpoint), and the dead letters,
 which go to the side output :data:`DEAD_LETTERS`; state: one merged aggregate per open window and
 endpoint (bounded by columns × bins + sample size) and its revision. Partials are appended as they
 come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (and when a
@@ -36,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import struct
 import time
 from typing import NamedTuple
@@ -66,8 +68,10 @@ INPUT_TYPE = Types.ROW_NAMED(
     [Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.BOOLEAN(), Types.BOOLEAN(),
      Types.BOOLEAN()],
 )
-"""A partial (body: its aggregate); with ``dead``, a dead letter (body: its JSON); with ``close``,
-MLRun's ``batch_complete``: the endpoint's windows that start at or before ``window_start`` close."""
+"""The partials of one group of endpoints from one batch of the parse stage (body: :func:`pack_partials`;
+``endpoint_id``: one of theirs, the key's); with ``dead``, a dead letter (body: its JSON); with
+``close``, MLRun's ``batch_complete``: the endpoint's windows that start at or before
+``window_start`` close."""
 
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["endpoint_id", "window_start", "window_end", "revision", "body", "fired_ms"],
@@ -75,6 +79,36 @@ OUTPUT_TYPE = Types.ROW_NAMED(
 )
 """A window's aggregate as it fires (``fired_ms``: the wall clock then, epoch ms; the writer
 measures from it how long the window took to be written)."""
+
+
+class PartialRow(NamedTuple):
+    """One partial aggregate as it comes to the window stage."""
+
+    endpoint_id: str
+    window_start: int  # epoch ms
+    late: bool  # late by the watermark where its records were read (streamdrift.udfs.batch.EventClock)
+    body: bytes  # its aggregate (WindowAggregate.to_bytes)
+
+
+def pack_partials(partials: list[PartialRow]) -> bytes:
+    """The body of the window stage's input row that carries ``partials`` (one group's, from one
+    batch): one record for the group instead of one per partial, since PyFlink, the JVM's keyBy
+    and the stage pay per record. A pickle: it only travels between the job's own operators.
+
+    >>> rows = [PartialRow('ep1', 60_000, False, b'SDWA..'), PartialRow('ep2', 0, True, b'SDWA.')]
+    >>> unpack_partials(pack_partials(rows)) == rows
+    True
+    """
+    return pickle.dumps([tuple(p) for p in partials], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_partials(body: bytes) -> list[PartialRow]:
+    """The partials of :func:`pack_partials`. Raises ``ValueError`` on a body that is not one."""
+    try:
+        rows = pickle.loads(bytes(body))
+        return [PartialRow(str(e), int(s), bool(late), bytes(b)) for e, s, late, b in rows]
+    except Exception as exc:  # noqa: BLE001 - any malformed body is the same error
+        raise ValueError(f"not a body of partials ({type(exc).__name__}: {exc})") from None
 
 
 class WindowMeta(NamedTuple):
@@ -314,9 +348,18 @@ class EndpointWindows(KeyedProcessFunction):
             yield from self._close_up_to(ctx.get_current_key(), endpoint_id, start, ctx.timer_service())
             return
         try:
-            yield from self._partial(endpoint_id, start, body, len(value) > 3 and bool(value[3]), ctx)
-        except Exception as exc:  # noqa: BLE001
-            yield self._failed(endpoint_id, start, "adding a partial", exc)
+            partials = unpack_partials(body)
+        except ValueError as exc:  # no window's state is touched: the partials in it are not known
+            log.error("a row of partials of endpoint %s's group could not be read: %s", endpoint_id, exc)
+            self.failed_windows += 1
+            yield DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": endpoint_id, "window_start_ms": start,
+                                            "reason": f"the window stage could not read a row of partials: {exc}"})
+            return
+        for p in partials:
+            try:
+                yield from self._partial(p.endpoint_id, p.window_start, p.body, p.late, ctx)
+            except Exception as exc:  # noqa: BLE001
+                yield self._failed(p.endpoint_id, p.window_start, "adding a partial", exc)
 
     def _partial(self, endpoint_id: str, start: int, body: bytes, flagged: bool, ctx):
         """A partial of window ``start``; ``flagged``: late by the watermark where it was read."""

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pyflink.datastream import TimeDomain
 
 from streamdrift.operators.windows import (
-    CLOSING_MS, DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, WindowMeta, WindowSlots,
-    endpoint_group, pack_meta)
+    CLOSING_MS, DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, PartialRow, WindowMeta,
+    WindowSlots, endpoint_group, pack_meta, pack_partials)
 from streamdrift.udfs.window import WindowAggregate
 
 WINDOW = 60_000
@@ -144,6 +144,8 @@ class _Stage:
     def partial(self, endpoint: str, start: int, rows: int, close: bool = False):
         self.flink.key = endpoint_group(endpoint)
         body = WindowAggregate(rows=rows, events=1).to_bytes()
+        if not close:  # as the parse stage sends it: a row of its group's partials
+            body = pack_partials([PartialRow(endpoint, start, False, body)])
         return list(self.stage.process_element((endpoint, start, body, False, False, close), self.flink))
 
     def _fire(self, domain, until: int):
@@ -402,3 +404,74 @@ def test_a_window_of_an_earlier_versions_savepoint_becomes_a_dead_letter__flink_
     assert not old  # dropped, counted once
     stage.flink.timers.add((2 * WINDOW - 1, TimeDomain.EVENT_TIME, "ep-old"))
     assert stage.watermark(2 * WINDOW - 1) == []
+
+
+ROW_STEPS = st.lists(st.one_of(
+    # a row of partials of the group's endpoints: (endpoint, window relative to the watermark's, rows, late flag)
+    st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
+                                                  st.booleans()), min_size=1, max_size=12)),
+    st.tuples(st.just("watermark"), st.integers(0, 40)),  # advanced by this many 32nds of a window
+    st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ROW_STEPS, st.sampled_from([0, 1]))
+def test_a_row_of_a_groups_partials_is_those_partials_one_by_one__flink_stand_in(steps, lateness_windows):
+    """The parse stage sends a group's partials of a batch in one row: the stage emits the same
+    windows, revisions, late partials and counters as when each partial comes in a row of its own
+    (several endpoints, windows on time, late and after the lateness, the late flag, in any order)."""
+    endpoints = _same_group(3, offset=2)
+
+    def run(together: bool):
+        stage = _Stage(lateness=lateness_windows * WINDOW)
+        out, wm = [], -1
+        for step in steps:
+            if step[0] == "row":
+                parts = [PartialRow(endpoints[e], (max(wm, 0) // WINDOW + w) * WINDOW, late,
+                                    WindowAggregate(rows=rows, events=1).to_bytes()) for e, w, rows, late in step[1]]
+                rows_in = [parts] if together else [[p] for p in parts]
+                for row in rows_in:
+                    stage.flink.key = endpoint_group(row[0].endpoint_id)
+                    out += stage.stage.process_element(
+                        (row[0].endpoint_id, row[0].window_start, pack_partials(row), row[0].late, False, False),
+                        stage.flink)
+            elif step[0] == "watermark":
+                wm += step[1] * WINDOW // 32
+                out += stage.watermark(wm)
+            else:
+                out += stage.clock(stage.flink.now + step[1])
+        out += stage.watermark(wm + 100 * WINDOW)
+        rows = [(r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in out
+                if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)]
+        return rows, dict(stage.flink.counters), stage.entries()
+
+    assert run(together=True) == run(together=False)
+
+
+def test_a_row_of_partials_adds_each_to_its_own_window_and_a_flagged_one_comes_back_late__flink_stand_in():
+    a, b = _same_group(2, offset=3)
+    stage = _Stage()
+    stage.flink.key = endpoint_group(a)
+    body = lambda rows: WindowAggregate(rows=rows, events=1).to_bytes()  # noqa: E731
+    row = [PartialRow(a, 0, False, body(2)), PartialRow(b, 0, False, body(3)), PartialRow(a, WINDOW, False, body(4)),
+           PartialRow(a, 0, False, body(5)), PartialRow(b, -WINDOW, True, body(7))]
+    out = list(stage.stage.process_element((a, 0, pack_partials(row), False, False, False), stage.flink))
+    assert _windows(out) == {(b, -WINDOW): (LATE, 7)}  # flagged late where it was read: sent back as late
+    assert stage.flink.counters["late_partials"] == 1
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 7), (b, 0): (0, 3)}
+    assert _windows(stage.watermark(2 * WINDOW - 1)) == {(a, WINDOW): (0, 4)}
+
+
+def test_a_row_whose_partials_cannot_be_read_is_a_dead_letter_and_no_window_changes__flink_stand_in():
+    a, b = _same_group(2, offset=4)
+    stage = _Stage()
+    stage.partial(a, 0, 3)
+    stage.partial(b, 0, 1)
+    stage.flink.key = endpoint_group(a)
+    out = list(stage.stage.process_element((a, 0, b"SDWA not a row of partials", False, False, False), stage.flink))
+    [(tag, letter)] = out
+    assert tag == DEAD_LETTERS
+    letter = json.loads(letter)
+    assert letter["endpoint_id"] == a and letter["reason"].startswith("the window stage could not read a row of partials")
+    assert stage.flink.gauges["window_failures"]() == 1
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 3), (b, 0): (0, 1)}
