@@ -9,7 +9,7 @@ SD     := $(VENV)/bin/streamdrift
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,demo,evidently]'
+	$(PY) -m pip install -q -e '.[test,demo,evidently,bench]'
 	touch $@
 
 venv: $(VENV)/.installed

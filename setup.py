@@ -50,6 +50,9 @@ setup(
         "demo": ["scikit-learn>=1.4,<2"],
         # EvidentlyModelMonitoringApplicationBase (udfs/evidently_app.py); 0.7 is the API MLRun supports
         "evidently": ["evidently>=0.7.5,<0.8"],
+        # the paced producers of tests/benchmarks/bench_scale.py --live (librdkafka: a few µs of CPU per
+        # event, on the cores the job runs on)
+        "bench": ["confluent-kafka>=2.3,<3"],
     },
     entry_points={"console_scripts": ["streamdrift=streamdrift.jobs.cli:main"]},
 )
