@@ -9,7 +9,8 @@ after its window closed for good (``late``, :class:`streamdrift.udfs.batch.Event
 batch's partial aggregates (one per endpoint, window and lateness) go to the window stage in one
 row per group of endpoints, its key (:func:`streamdrift.operators.windows.endpoint_group`): the
 record of the group's first partial carries them all (kind ``P``,
-:func:`streamdrift.operators.windows.pack_partials`), the others are kind ``R``; a dead
+:func:`streamdrift.operators.windows.pack_partials`; a ``batch_complete`` of the group starts a new
+row for the partials of the records after it, so none overtakes it), the others are kind ``R``; a dead
 letter carries its reason (kind ``D``); MLRun's ``batch_complete`` is kind ``C``, its
 ``window_start`` the time up to which the endpoint's windows may close. The rows of kinds other
 than ``R``, and the batch's last row, carry ``clock_ms`` (the others None): only they go on to the
@@ -17,6 +18,8 @@ window stage, and the watermark reads them.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction
@@ -141,10 +144,16 @@ class ParseRecords(ScalarFunction):
         ts = batch.timestamps
         window_start = ts - ts % self.window_ms
         # one row per group of endpoints (the window stage's key) holds the group's partials: the row of
-        # its first partial, whose endpoint is of the group
-        by_group: dict[str, list] = {}
+        # its first partial, whose endpoint is of the group. A batch_complete row of the group comes
+        # between the partials of records before it and after it, as their records do
+        controls: dict[str, list[int]] = {}
+        for i, control in batch.controls:
+            controls.setdefault(self._group(control.endpoint_id), []).append(i)
+        by_group: dict[tuple[str, int], list] = {}
         for p in sorted(batch.partials, key=lambda p: p.index):
-            by_group.setdefault(self._group(p.endpoint_id), []).append(p)
+            group = self._group(p.endpoint_id)
+            after = bisect.bisect(controls[group], p.index) if group in controls else 0
+            by_group.setdefault((group, after), []).append(p)
         for parts in by_group.values():
             i = parts[0].index
             kind[i], to_windows[i] = PARTIAL, True

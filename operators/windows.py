@@ -90,22 +90,39 @@ class PartialRow(NamedTuple):
     body: bytes  # its aggregate (WindowAggregate.to_bytes)
 
 
+PARTIALS_MAGIC = b"SDP1"
+"""The first bytes of a body of partials (:func:`pack_partials`); a body of an earlier version of
+the job is one aggregate (``SDWA``)."""
+
+
 def pack_partials(partials: list[PartialRow]) -> bytes:
     """The body of the window stage's input row that carries ``partials`` (one group's, from one
     batch): one record for the group instead of one per partial, since PyFlink, the JVM's keyBy
-    and the stage pay per record. A pickle: it only travels between the job's own operators.
+    and the stage pay per record. :data:`PARTIALS_MAGIC` and a pickle: it only travels between
+    the job's own operators.
 
     >>> rows = [PartialRow('ep1', 60_000, False, b'SDWA..'), PartialRow('ep2', 0, True, b'SDWA.')]
     >>> unpack_partials(pack_partials(rows)) == rows
     True
     """
-    return pickle.dumps([tuple(p) for p in partials], protocol=pickle.HIGHEST_PROTOCOL)
+    return PARTIALS_MAGIC + pickle.dumps([tuple(p) for p in partials], protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack_partials(body: bytes) -> list[PartialRow]:
-    """The partials of :func:`pack_partials`. Raises ``ValueError`` on a body that is not one."""
+def unpack_partials(body: bytes, row: PartialRow | None = None) -> list[PartialRow]:
+    """The partials of :func:`pack_partials`; a body of one aggregate (what earlier versions of the
+    job sent, in flight across an upgrade) is ``row``'s partial, ``row`` its row's fields.
+    Raises ``ValueError`` on a body that is neither.
+
+    >>> unpack_partials(b'SDWA..', PartialRow('ep1', 0, False, b''))
+    [PartialRow(endpoint_id='ep1', window_start=0, late=False, body=b'SDWA..')]
+    """
+    body = bytes(body)
+    if not body.startswith(PARTIALS_MAGIC):
+        if row is not None and body.startswith(b"SDWA"):
+            return [row._replace(body=body)]
+        raise ValueError(f"not a body of partials (it starts {body[:4]!r})")
     try:
-        rows = pickle.loads(bytes(body))
+        rows = pickle.loads(body[len(PARTIALS_MAGIC):])
         return [PartialRow(str(e), int(s), bool(late), bytes(b)) for e, s, late, b in rows]
     except Exception as exc:  # noqa: BLE001 - any malformed body is the same error
         raise ValueError(f"not a body of partials ({type(exc).__name__}: {exc})") from None
@@ -348,12 +365,14 @@ class EndpointWindows(KeyedProcessFunction):
             yield from self._close_up_to(ctx.get_current_key(), endpoint_id, start, ctx.timer_service())
             return
         try:
-            partials = unpack_partials(body)
+            partials = unpack_partials(body, PartialRow(endpoint_id, start, len(value) > 3 and bool(value[3]), b""))
         except ValueError as exc:  # no window's state is touched: the partials in it are not known
             log.error("a row of partials of endpoint %s's group could not be read: %s", endpoint_id, exc)
             self.failed_windows += 1
-            yield DEAD_LETTERS, json.dumps({"kind": "window", "endpoint_id": endpoint_id, "window_start_ms": start,
-                                            "reason": f"the window stage could not read a row of partials: {exc}"})
+            yield DEAD_LETTERS, json.dumps({
+                "kind": "window", "endpoint_id": endpoint_id, "window_start_ms": start,
+                "reason": "the window stage could not read a row of partials (those of one batch of the parse stage "
+                          f"for this endpoint's group of endpoints, which are lost): {exc}"})
             return
         for p in partials:
             try:

@@ -114,3 +114,18 @@ def test_the_endpoints_of_one_group_share_a_row_and_the_others_have_their_own(pa
     assert sorted((p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][1])) == [
         (a, 2), (b, 1)]
     assert [(p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][0])] == [(c, 2)]
+
+
+def test_no_partial_overtakes_a_batch_complete_of_its_group(parse):
+    """MLRun's batch_complete closes the endpoint's windows up to its time: the partials of the
+    records after it come after it, in a row of their own, as each came in its own row before."""
+    by_group = defaultdict(list)
+    for e in ENDPOINTS:
+        by_group[endpoint_group(e)].append(e)
+    a, b = next(ids for ids in by_group.values() if len(ids) >= 2)[:2]
+    record = lambda e, i: json.dumps({"endpoint_id": e, "timestamp": T0 + i, "inputs": [[0.5]]}).encode()  # noqa: E731
+    complete = json.dumps({"kind": "batch_complete", "endpoint_id": b, "last_timestamp": T0 + 10}).encode()
+    out = parse.eval(pd.Series([record(a, 0), complete, record(b, 2), record(a, 3), record(b, 4)]))
+    assert out["kind"].tolist() == [PARTIAL, "C", PARTIAL, RECORD, RECORD]
+    assert [(p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][0])] == [(a, 2)]
+    assert [(p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][2])] == [(b, 2)]

@@ -468,10 +468,39 @@ def test_a_row_whose_partials_cannot_be_read_is_a_dead_letter_and_no_window_chan
     stage.partial(a, 0, 3)
     stage.partial(b, 0, 1)
     stage.flink.key = endpoint_group(a)
-    out = list(stage.stage.process_element((a, 0, b"SDWA not a row of partials", False, False, False), stage.flink))
-    [(tag, letter)] = out
+    out = list(stage.stage.process_element((a, 0, b"SDP1 not a pickle", False, False, False), stage.flink))
+    out += stage.stage.process_element((a, 0, b"neither partials nor an aggregate", False, False, False), stage.flink)
+    assert [tag for tag, _ in out] == [DEAD_LETTERS, DEAD_LETTERS]
+    (tag, letter) = out[0]
     assert tag == DEAD_LETTERS
     letter = json.loads(letter)
     assert letter["endpoint_id"] == a and letter["reason"].startswith("the window stage could not read a row of partials")
-    assert stage.flink.gauges["window_failures"]() == 1
+    assert stage.flink.gauges["window_failures"]() == 2
     assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 3), (b, 0): (0, 1)}
+
+
+def test_a_partial_that_fails_costs_its_own_window_only_and_the_rows_others_count__flink_stand_in():
+    a, b, c = _same_group(3, offset=6)
+    stage = _Stage()
+    stage.flink.key = endpoint_group(a)
+    good = WindowAggregate(rows=4, events=1).to_bytes()
+    row = [PartialRow(a, 0, False, good), PartialRow(b, 0, False, b"SDWA broken"), PartialRow(c, 0, False, good)]
+    stage.partial(b, 0, 1)
+    # in the window's last seconds each partial is merged as it comes: the broken one fails there
+    stage.flink.watermark = WINDOW - 2_000
+    out = list(stage.stage.process_element((a, 0, pack_partials(row), False, False, False), stage.flink))
+    [(tag, letter)] = out
+    assert tag == DEAD_LETTERS and json.loads(letter)["endpoint_id"] == b
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 4), (c, 0): (0, 4)}  # b's window is dropped
+
+
+def test_a_body_of_one_aggregate_from_an_earlier_version_is_its_rows_partial__flink_stand_in():
+    """In flight across an upgrade: the row of an earlier version carried one aggregate."""
+    a = _same_group(1, offset=7)[0]
+    stage = _Stage()
+    stage.flink.key = endpoint_group(a)
+    body = WindowAggregate(rows=6, events=2).to_bytes()
+    assert list(stage.stage.process_element((a, 0, body, False, False, False), stage.flink)) == []
+    assert _windows(stage.stage.process_element((a, -WINDOW, body, True, False, False), stage.flink)) == {
+        (a, -WINDOW): (LATE, 6)}  # its row's late flag
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 6)}
