@@ -17,7 +17,7 @@ What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
    event time in order over ``--windows`` one-minute windows (the job reads a backlog as fast as it
    can); with ``--live``, produces them while the job runs instead, at ``--rate`` events per second
    (default: in real time, ``--events`` over ``--windows`` minutes; one paced producer process per
-   partition, its CPU reported), and the job reads from the offsets where this run's events begin
+   partition, librdkafka's client, its CPU reported), and the job reads from the offsets where this run's events begin
    to where they end;
 4. runs the monitoring job (parallelism 2, bounded, checkpoints every ``--checkpoint-interval``
    seconds to files) once per state backend of ``--backends``, alternately, ``--repeats`` times,
