@@ -277,50 +277,63 @@ def _settle(k: np.ndarray, x: np.ndarray, left: np.ndarray, right: np.ndarray) -
             idx = idx[step != 0]
 
 
-def _decode(data: bytes, layout: Layout) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(rows, ints, floats)`` of accumulator bytes of any version, ints in version 2's order
-    (version 1's missing ``invalid`` as zeros). Raises ValueError for bytes that are not
-    accumulator state of ``layout`` (see :meth:`Accumulator.from_bytes`)."""
-    data = bytes(data)
-    if len(data) < _HEADER.size:
-        raise ValueError(f"accumulator state too short: {len(data)} bytes")
-    magic, version, fingerprint, rows, c, b, k, cb = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        raise ValueError("not accumulator state (bad magic bytes)")
-    if version not in _READS:
-        raise ValueError(f"accumulator state version {version}, this code reads versions {list(_READS)}")
-    if fingerprint != layout.fingerprint or (c, b, k, cb) != (
-        len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
-    ):
-        raise ValueError("accumulator state was written for another reference (fingerprint differs)")
-    per_column = 3 if version == 1 else 4
-    n_int = per_column * c + b + 2 * k + cb
-    n_float = 4 * c
-    pos = _HEADER.size
-    if version == _SPARSE:
-        if len(data) < pos + _COUNT.size:
+def _decode_all(parts: Sequence[bytes], layout: Layout) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """``(rows, ints, floats)`` of ``k`` accumulator byte strings of ``layout``, of any versions:
+    the rows of each, their integers (k x n_int, in version 2's order; version 1's missing
+    ``invalid`` as zeros) and their floats (k x 4C). Raises ValueError for bytes that are not
+    accumulator state of ``layout`` (see :meth:`Accumulator.from_bytes`).
+
+    The numpy calls do not grow with k: the window stage merges a window's partials (one row each
+    at many endpoints) 16 at a time, and each one at once in a window's last seconds."""
+    c, n_bins, k_cat, n_cat = len(layout.numeric), layout.n_bins, len(layout.categorical), layout.n_cat_bins
+    n_int, n_float = 4 * c + n_bins + 2 * k_cat + n_cat, 4 * c
+    shape = (c, n_bins, k_cat, n_cat)
+    rows, floats, dense, idx, vals, nnzs, sparse = [], [], [], [], [], [], []
+    for data in parts:
+        data = bytes(data)
+        if len(data) < _HEADER.size:
             raise ValueError(f"accumulator state too short: {len(data)} bytes")
-        (nnz,) = _COUNT.unpack_from(data, pos)
-        pos += _COUNT.size
-        expected = pos + 12 * nnz + 8 * n_float
-    else:
-        expected = pos + 8 * (n_int + n_float)
-    if len(data) != expected:
-        raise ValueError(f"accumulator state has {len(data)} bytes, expected {expected}")
-    if version == _SPARSE:
-        index = np.frombuffer(data, dtype="<u4", count=nnz, offset=pos)
-        if nnz and int(index.max()) >= n_int:
+        magic, version, fingerprint, n_rows, *sizes = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not accumulator state (bad magic bytes)")
+        if version not in _READS:
+            raise ValueError(f"accumulator state version {version}, this code reads versions {list(_READS)}")
+        if fingerprint != layout.fingerprint or tuple(sizes) != shape:
+            raise ValueError("accumulator state was written for another reference (fingerprint differs)")
+        pos = _HEADER.size
+        if version == _SPARSE:
+            if len(data) < pos + _COUNT.size:
+                raise ValueError(f"accumulator state too short: {len(data)} bytes")
+            (nnz,) = _COUNT.unpack_from(data, pos)
+            pos += _COUNT.size
+            ints_end = pos + 12 * nnz
+        else:
+            ints_end = pos + 8 * (n_int - (c if version == 1 else 0))
+        if len(data) != ints_end + 8 * n_float:
+            raise ValueError(f"accumulator state has {len(data)} bytes, expected {ints_end + 8 * n_float}")
+        if version == _SPARSE:
+            idx.append(data[pos:pos + 4 * nnz])
+            vals.append(data[pos + 4 * nnz:ints_end])
+            nnzs.append(nnz)
+            sparse.append(len(rows))
+        else:
+            dense.append((len(rows), version, data[pos:ints_end]))
+        rows.append(n_rows)
+        floats.append(data[ints_end:])
+    ints = np.zeros((len(rows), n_int), dtype=np.int64)
+    for i, version, block in dense:
+        values = np.frombuffer(block, dtype="<i8")
+        if version == 1:  # no invalid values then
+            ints[i, :3 * c], ints[i, 4 * c:] = values[:3 * c], values[3 * c:]
+        else:
+            ints[i] = values
+    if idx:
+        index = np.frombuffer(b"".join(idx), dtype="<u4")
+        if index.size and int(index.max()) >= n_int:
             raise ValueError(f"accumulator state indexes integer {int(index.max())} of {n_int}")
-        ints = np.zeros(n_int, dtype=np.int64)
-        ints[index] = np.frombuffer(data, dtype="<i8", count=nnz, offset=pos + 4 * nnz)
-        pos += 12 * nnz
-    else:
-        ints = np.frombuffer(data, dtype="<i8", count=n_int, offset=pos).astype(np.int64)
-        pos += 8 * n_int
-    if version == 1:  # no invalid values then
-        ints = np.insert(ints, 3 * c, np.zeros(c, dtype=np.int64))
-    floats = np.frombuffer(data, dtype="<f8", count=n_float, offset=pos).astype(np.float64)
-    return rows, ints, floats
+        ints[np.repeat(sparse, nnzs), index] = np.frombuffer(b"".join(vals), dtype="<i8")
+    flat = np.frombuffer(b"".join(floats), dtype="<f8").reshape(len(rows), n_float).copy()
+    return rows, ints, flat
 
 
 def merge_moments(
@@ -756,20 +769,24 @@ class Accumulator:
         ...
         ValueError: ...
         """
-        acc = cls.from_reference(reference)
-        acc.rows, ints, floats = _decode(data, acc.layout)
-        acc._set_arrays(ints, floats)
-        return acc
+        layout = reference if isinstance(reference, Layout) else Layout.from_feature_stats(reference)
+        rows, ints, floats = _decode_all([data], layout)
+        return cls._of_arrays(layout, rows[0], ints[0], floats[0])
 
-    def _set_arrays(self, ints: np.ndarray, floats: np.ndarray) -> None:
-        """Take the counts from ``ints`` and the moments from ``floats`` (version 2's order)."""
-        c, pos = len(self.layout.numeric), 0
-        for attr, size in (("count", c), ("nulls", c), ("infs", c), ("invalid", c), ("hist", self.layout.n_bins),
-                           ("cat_count", len(self.layout.categorical)), ("cat_nulls", len(self.layout.categorical)),
-                           ("cat_hist", self.layout.n_cat_bins)):
-            setattr(self, attr, ints[pos:pos + size].copy())
+    @classmethod
+    def _of_arrays(cls, layout: Layout, rows: int, ints: np.ndarray, floats: np.ndarray) -> Accumulator:
+        """An accumulator whose counts are views of ``ints`` and moments views of ``floats`` (version
+        2's order): both must be arrays no one else holds."""
+        acc = cls.__new__(cls)
+        acc.layout, acc.rows = layout, rows
+        c, pos = len(layout.numeric), 0
+        for attr, size in (("count", c), ("nulls", c), ("infs", c), ("invalid", c), ("hist", layout.n_bins),
+                           ("cat_count", len(layout.categorical)), ("cat_nulls", len(layout.categorical)),
+                           ("cat_hist", layout.n_cat_bins)):
+            setattr(acc, attr, ints[pos:pos + size])
             pos += size
-        self.mean, self.m2, self.min, self.max = (floats[i * c:(i + 1) * c].copy() for i in range(4))
+        acc.mean, acc.m2, acc.min, acc.max = (floats[i * c:(i + 1) * c] for i in range(4))
+        return acc
 
     @classmethod
     def merge_bytes(cls, parts: Sequence[bytes], reference: Layout | Mapping[str, Mapping[str, Any]]) -> Accumulator:
@@ -793,15 +810,13 @@ class Accumulator:
         (5, 2.5, [0, 1, 2, 2])
         """
         layout = reference if isinstance(reference, Layout) else Layout.from_feature_stats(reference)
-        acc = cls(layout)
         if not parts:
+            return cls(layout)
+        rows, ints, floats = _decode_all(parts, layout)
+        acc = cls._of_arrays(layout, sum(rows), ints.sum(axis=0), floats[0])
+        if len(rows) == 1:
             return acc
-        decoded = [_decode(part, layout) for part in parts]
-        ints = np.stack([d[1] for d in decoded])
-        floats = np.stack([d[2] for d in decoded])
         c = len(layout.numeric)
-        acc.rows = sum(d[0] for d in decoded)
-        acc._set_arrays(ints.sum(axis=0), floats[0])
         n_i = (ints[:, :c] - ints[:, 2 * c:3 * c]).astype(np.float64)  # finite values: count - infs
         mean_i, m2_i = floats[:, :c], floats[:, c:2 * c]
         n = n_i.sum(axis=0)
