@@ -231,6 +231,36 @@ class _StateStandIn:
         self.items = []
 
 
+class _TimersStandIn:
+    """Flink's timer service and a timer's context for one key (no Flink runs in a unit test):
+    the clock and watermark are set by the test; registered timers are recorded, not fired."""
+
+    def __init__(self, now_ms=0, watermark=0, domain=None):
+        from pyflink.datastream import TimeDomain
+
+        self.now_ms, self.watermark = now_ms, watermark
+        self.domain = TimeDomain.EVENT_TIME if domain is None else domain
+        self.processing, self.event = [], []
+
+    def timer_service(self):
+        return self
+
+    def time_domain(self):
+        return self.domain
+
+    def current_processing_time(self):
+        return self.now_ms
+
+    def current_watermark(self):
+        return self.watermark
+
+    def register_processing_time_timer(self, t):
+        self.processing.append(t)
+
+    def register_event_time_timer(self, t):
+        self.event.append(t)
+
+
 class _RuntimeContextStandIn:
     def get_list_state(self, descriptor):
         return _StateStandIn()
@@ -275,7 +305,7 @@ def test_the_writer_runs_the_applications_on_its_batch_and_writes_what_an_earlie
     earlier = monitor_window(endpoints[0], "ep1", "p", START, END, aggs[0], [HistogramDataDriftApplication()])
     writer.waiting.add(pickle.dumps(earlier))
     writer.waiting.add(pickle.dumps(_window_row("ep2", 0, aggs[1].to_bytes(), 456)))
-    emitted = list(writer.on_timer(END, None))
+    emitted = list(writer.on_timer(END, _TimersStandIn()))
     writer.close()
     summaries = [e for e in emitted if not (isinstance(e, tuple) and e[0] is ALERT_EVENTS)]
     events = [e[1] for e in emitted if isinstance(e, tuple) and e[0] is ALERT_EVENTS]
@@ -300,7 +330,54 @@ def test_the_writers_start_record_opens_the_writer_and_leaves_nothing_to_write__
     writer.open(_RuntimeContextStandIn())
     assert list(writer.process_element(WRITER_START, None)) == []
     assert writer.waiting.get() == [] and writer.count.value() is None
-    assert list(writer.on_timer(END, None)) == []  # an empty batch: nothing written
+    assert list(writer.on_timer(END, _TimersStandIn())) == []  # an empty batch: nothing written
+    writer.close()
+
+
+def test_a_linger_timer_of_a_batch_written_full_does_not_cut_the_next_batch_short__flink_state_stand_in(tmp_path):
+    """A batch written because it is full leaves its linger timer behind. When it fires, the next
+    batch's first windows must go on waiting (for the rest of the firing, the watermark or their
+    own linger), not be written alone; their own linger, the watermark, and a batch left by an
+    earlier version (no deadline in its state) are written."""
+    import pickle
+
+    from pyflink.datastream import TimeDomain
+
+    from streamdrift.connectors import job_io
+    from streamdrift.operators.monitor import END_OF_INPUT, WriteOutputs
+
+    training = _training(5)
+    endpoints = [{"endpoint_id": f"ep{i}", "project": "p", "feature_stats": feature_stats(training.sample(200, random_state=i))}
+                 for i in range(7)]
+
+    def window(i):
+        acc = Accumulator.from_reference(endpoints[i]["feature_stats"])
+        acc.add_batch(training[NUMERIC].to_numpy()[:10 + i], {"c": training["c"][:10 + i]})
+        return pickle.dumps(_window_row(f"ep{i}", 0, WindowAggregate(rows=10 + i, accumulator=acc).to_bytes()))
+
+    writer = WriteOutputs(lambda: job_io.StoreWriter(f"sqlite:///{tmp_path}/t.sqlite", f"sqlite:///{tmp_path}/s.sqlite"),
+                          RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p"),
+                          writer_keys=[0], max_batch=2, linger_ms=200)
+    writer.open(_RuntimeContextStandIn())
+    written = lambda emitted: [row[0] for row in emitted]  # noqa: E731 - the summary rows' endpoints
+    first = _TimersStandIn(now_ms=1_000, watermark=500)
+    assert written(writer.process_element(window(0), first)) == []
+    assert first.processing == [1_200] and first.event == [501, END_OF_INPUT]
+    assert written(writer.process_element(window(1), first)) == ["ep0", "ep1"]  # full: written at once
+    second = _TimersStandIn(now_ms=1_100, watermark=500)
+    assert written(writer.process_element(window(2), second)) == []
+    assert second.processing == [1_300]
+    processing = lambda now: _TimersStandIn(now_ms=now, domain=TimeDomain.PROCESSING_TIME)  # noqa: E731
+    assert written(writer.on_timer(1_200, processing(1_200))) == []  # the full batch's linger
+    assert writer.count.value() == 1
+    assert written(writer.on_timer(1_300, processing(1_300))) == ["ep2"]  # its own linger
+    assert written(writer.on_timer(1_300, processing(1_300))) == []  # nothing left
+    assert written(writer.process_element(window(3), _TimersStandIn(now_ms=2_000, watermark=600))) == []
+    assert written(writer.on_timer(601, _TimersStandIn(now_ms=2_050, watermark=601))) == ["ep3"]  # the watermark
+    # a batch an earlier version left in its state: no deadline, so any linger timer writes it
+    writer.waiting.add(window(4))
+    writer.count.update(1)
+    assert written(writer.on_timer(900, processing(3_000))) == ["ep4"]
     writer.close()
 
 
