@@ -33,6 +33,7 @@ from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.events import MAX_EVENT_BYTES
 from streamdrift.udfs.partitions import hour_partitions, shard_partitions
 from streamdrift.udfs.reloading import Reloading
+from streamdrift.udfs.window import encode_aggregates
 
 PARTIAL, RECORD, DEAD, CONTROL = "P", "R", "D", "C"
 
@@ -149,16 +150,16 @@ class ParseRecords(ScalarFunction):
         controls: dict[str, list[int]] = {}
         for i, control in batch.controls:
             controls.setdefault(self._group(control.endpoint_id), []).append(i)
+        partials = sorted(batch.partials, key=lambda p: p.index)
         by_group: dict[tuple[str, int], list] = {}
-        for p in sorted(batch.partials, key=lambda p: p.index):
+        for p, data in zip(partials, encode_aggregates([p.aggregate for p in partials])):
             group = self._group(p.endpoint_id)
             after = bisect.bisect(controls[group], p.index) if group in controls else 0
-            by_group.setdefault((group, after), []).append(p)
+            by_group.setdefault((group, after), []).append((p, data))
         for parts in by_group.values():
-            i = parts[0].index
+            i = parts[0][0].index
             kind[i], to_windows[i] = PARTIAL, True
-            body[i] = pack_partials([PartialRow(p.endpoint_id, p.window_start, bool(p.late), p.aggregate.to_bytes())
-                                     for p in parts])
+            body[i] = pack_partials([PartialRow(p.endpoint_id, p.window_start, bool(p.late), data) for p, data in parts])
         for i, letter in batch.dead:
             kind[i], body[i], to_windows[i] = DEAD, letter.to_json().encode(), True
         for i, control in batch.controls:  # closes the endpoint's windows that start up to then

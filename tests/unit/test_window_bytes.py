@@ -4,6 +4,8 @@ whatever numbers and text they hold."""
 import json
 import math
 
+import numpy as np
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +89,62 @@ def test_a_header_and_a_sample_of_numbers_read_back_whatever_they_hold(rows, lat
     assert same([back.rows, back.latency_sum, back.sampled_extra, back.unknown_columns],
                 [rows, latency_sum, sampled_extra, unknown])
     assert back.sample.block.names == list(names) and back.sample.block.to_rows() == block.to_rows()
+
+
+def _layouts():
+    """Three references: 2 numeric columns; 5 numeric columns and a categorical one; none numeric."""
+    from streamdrift.udfs.accumulator import Layout
+
+    def numeric(n, seed):
+        edges = sorted(set(np.random.default_rng(seed).normal(0, 1, 6).round(3).tolist()))
+        return {f"x{j}": {"hist": [[1] * (len(edges) - 1), edges]} for j in range(n)}
+
+    color = {"categories": ["red", "green"], "category_counts": [3, 1], "other_count": 0}
+    return [Layout.from_feature_stats(numeric(2, 1)), Layout.from_feature_stats({**numeric(5, 2), "color": color}),
+            Layout.from_feature_stats({"color": color})]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 120), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2 ** 16)),
+                min_size=1, max_size=12))
+def test_a_batch_of_aggregates_encodes_to_the_bytes_of_each_alone(parts):
+    """The parse stage encodes a batch's partials together (``encode_aggregates``): the bytes of
+    each are those of its own ``to_bytes``, the integers sparse or dense as each is smaller, and
+    they read back to its counts, moments, latencies and sample."""
+    from streamdrift.udfs.accumulator import Accumulator
+    from streamdrift.udfs.window import LATENCY_EDGES, Sample, encode_aggregates
+
+    layouts = _layouts()
+    aggs = []
+    for which, rows, latencies, sampled, seed in parts:
+        rng = np.random.default_rng(seed)
+        agg = WindowAggregate(rows=rows, events=rows)
+        if which < 3:
+            layout = layouts[which]
+            x = rng.normal(0, 2, (rows, len(layout.numeric)))
+            x[rng.random(x.shape) < 0.1] = np.nan
+            x[rng.random(x.shape) < 0.05] = np.inf
+            cats = {"color": rng.choice(["red", "green", "blue", None], rows).tolist()} if layout.categorical else None
+            agg.accumulator = Accumulator(layout).add_batch(x, cats)
+        lat = rng.uniform(1, 1e6, latencies)
+        agg.latency_count, agg.latency_sum = latencies, float(lat.sum())
+        agg.latency_hist += np.bincount(np.searchsorted(LATENCY_EDGES, lat, side="right"), minlength=agg.latency_hist.size)
+        if sampled:
+            agg.sample = Sample(10, rng.integers(0, 2 ** 63, sampled, dtype=np.uint64),
+                                [{"x0": float(v), "tag": "t"} for v in rng.normal(0, 1, sampled)])
+        aggs.append(agg)
+    encoded = encode_aggregates(aggs)
+    assert encoded == [agg.to_bytes() for agg in aggs]
+    by_fingerprint = {layout.fingerprint: layout for layout in layouts}
+    for agg, data in zip(aggs, encoded):
+        back = WindowAggregate.from_bytes(data, by_fingerprint)
+        assert (back.rows, back.latency_count, back.latency_sum) == (agg.rows, agg.latency_count, agg.latency_sum)
+        assert back.latency_hist.tolist() == agg.latency_hist.tolist()
+        assert back.sample.rows == agg.sample.rows and back.sample.priorities.tolist() == agg.sample.priorities.tolist()
+        if agg.accumulator is None:
+            assert back.accumulator is None
+            continue
+        for name in ("count", "nulls", "infs", "invalid", "hist", "cat_count", "cat_nulls", "cat_hist"):
+            assert getattr(back.accumulator, name).tolist() == getattr(agg.accumulator, name).tolist(), name
+        for name in ("mean", "m2", "min", "max"):
+            np.testing.assert_array_equal(getattr(back.accumulator, name), getattr(agg.accumulator, name))
