@@ -922,6 +922,9 @@ def encode_accumulators(accs: Sequence[Accumulator]) -> list[bytes]:
     floats = np.concatenate([getattr(acc, name) for acc in accs for name in _FLOAT_FIELDS]).astype("<f8", copy=False)
     n_int = [4 * len(acc.layout.numeric) + acc.layout.n_bins + 2 * len(acc.layout.categorical) + acc.layout.n_cat_bins
              for acc in accs]
+    if ints.size != sum(n_int) or floats.size != 4 * sum(len(acc.layout.numeric) for acc in accs):
+        # one accumulator's arrays not of its layout's sizes would shift every later one's bytes
+        raise ValueError("an accumulator's arrays do not have its layout's sizes")
     nonzero = np.flatnonzero(ints)
     if len(accs) == 1:  # to_bytes: the offsets need no numpy
         int_at, cut, nnz, local = [0, n_int[0]], [0, nonzero.size], [nonzero.size], nonzero
@@ -933,7 +936,6 @@ def encode_accumulators(accs: Sequence[Accumulator]) -> list[bytes]:
     index = local.astype("<u4").tobytes()
     values = ints[nonzero].tobytes()
     float_bytes = floats.tobytes()
-    dense = None
     out = []
     float_at = 0
     for acc, size, start, n, first in zip(accs, n_int, int_at, nnz, cut):
@@ -948,8 +950,7 @@ def encode_accumulators(accs: Sequence[Accumulator]) -> list[bytes]:
             out.append(b"".join([header, _COUNT.pack(n), index[4 * first:4 * (first + n)],
                                  values[8 * first:8 * (first + n)], moments]))
         else:
-            dense = ints.tobytes() if dense is None else dense
-            out.append(b"".join([header, dense[8 * start:8 * (start + size)], moments]))
+            out.append(b"".join([header, ints[start:start + size].tobytes(), moments]))
     return out
 
 

@@ -755,7 +755,7 @@ class RowBlock:
         return cls(len(values), names, [names[j] for j in numeric], matrix, other)
 
     def to_bytes(self) -> bytes:
-        if not self.n and not self.names:
+        if not self.n and not self.names and not self.other:
             return _NO_ROWS
         if self.other:
             head = json.dumps({"numeric": self.numeric, "other": self.other, "names": self.names},

@@ -536,3 +536,16 @@ def test_the_training_rows_counted_as_a_window_give_the_reference_histogram():
         inner_counts = np.histogram(training[name], bins=20)[0]  # the reference, as MLRun makes it
         np.testing.assert_array_equal(acc.histogram(name), [0, *inner_counts, 0], err_msg=name)
     assert acc.histogram("flag")[-2] == (training["flag"] == 1).sum() > 0
+
+
+def test_accumulators_encoded_together_refuse_one_whose_arrays_are_not_its_layouts_sizes():
+    """Encoded together, the accumulators' arrays are cut by their layouts' sizes: one of other
+    sizes would shift the bytes of every accumulator after it, so none is encoded."""
+    from streamdrift.udfs.accumulator import encode_accumulators
+
+    good = Accumulator.from_reference(LAYOUT).add_batch(np.ones((2, 3)), {"color": ["red", "red"]})
+    bad = Accumulator.from_reference(LAYOUT)
+    bad.hist = np.zeros(LAYOUT.n_bins + 1, dtype=np.int64)
+    with pytest.raises(ValueError, match="layout's sizes"):
+        encode_accumulators([good, bad, good])
+    assert encode_accumulators([good, good]) == [good.to_bytes()] * 2

@@ -3,6 +3,7 @@ whatever numbers and text they hold."""
 
 import json
 import math
+import struct
 
 import numpy as np
 
@@ -134,7 +135,19 @@ def test_a_batch_of_aggregates_encodes_to_the_bytes_of_each_alone(parts):
                                 [{"x0": float(v), "tag": "t"} for v in rng.normal(0, 1, sampled)])
         aggs.append(agg)
     encoded = encode_aggregates(aggs)
-    assert encoded == [agg.to_bytes() for agg in aggs]
+    assert encoded == [agg.to_bytes() for agg in aggs]  # the batch as each alone
+    for agg, data in zip(aggs, encoded):  # and each as the formats' docstrings lay it out
+        (size,) = struct.unpack_from("<I", data, 4)
+        head = json.loads(data[8:8 + size])
+        assert data[:4] == b"SDWA"
+        assert {k: head[k] for k in ("rows", "events", "lc", "ls", "k")} == {
+            "rows": agg.rows, "events": agg.events, "lc": agg.latency_count, "ls": agg.latency_sum, "k": agg.sample.k}
+        acc, lat, pri, sample = _cut(data[8 + size:], head["sizes"])
+        assert acc == (b"" if agg.accumulator is None else _documented_accumulator_bytes(agg.accumulator))
+        nonzero = np.flatnonzero(agg.latency_hist)
+        assert lat == np.concatenate([nonzero, agg.latency_hist[nonzero]]).astype("<i8").tobytes()
+        assert pri == agg.sample.priorities.astype("<u8").tobytes()
+        assert sample == agg.sample.block.to_bytes()
     by_fingerprint = {layout.fingerprint: layout for layout in layouts}
     for agg, data in zip(aggs, encoded):
         back = WindowAggregate.from_bytes(data, by_fingerprint)
@@ -148,3 +161,30 @@ def test_a_batch_of_aggregates_encodes_to_the_bytes_of_each_alone(parts):
             assert getattr(back.accumulator, name).tolist() == getattr(agg.accumulator, name).tolist(), name
         for name in ("mean", "m2", "min", "max"):
             np.testing.assert_array_equal(getattr(back.accumulator, name), getattr(agg.accumulator, name))
+
+
+def _cut(data, sizes):
+    out, pos = [], 0
+    for size in sizes:
+        out.append(data[pos:pos + size])
+        pos += size
+    assert pos == len(data)
+    return out
+
+
+def _documented_accumulator_bytes(acc):
+    """An accumulator's bytes as ``udfs/accumulator.py``'s docstring lays them out, written here
+    without its code: version 3 (sparse) where 4 + 12 N < 8 x the integers, else version 2."""
+    layout = acc.layout
+    ints = np.concatenate([acc.count, acc.nulls, acc.infs, acc.invalid, acc.hist, acc.cat_count, acc.cat_nulls,
+                           acc.cat_hist]).astype("<i8")
+    floats = np.concatenate([acc.mean, acc.m2, acc.min, acc.max]).astype("<f8").tobytes()
+    nonzero = [i for i, v in enumerate(ints.tolist()) if v]
+    sparse = 4 + 12 * len(nonzero) < 8 * ints.size
+    head = struct.pack("<4sB3x8sQIIII", b"SDAC", 3 if sparse else 2, layout.fingerprint, acc.rows, len(layout.numeric),
+                       sum(e.size - 1 for e in layout.edges), len(layout.categorical),
+                       sum(len(c) + 1 for c in layout.categories))
+    if sparse:
+        return (head + struct.pack("<I", len(nonzero)) + struct.pack(f"<{len(nonzero)}I", *nonzero)
+                + struct.pack(f"<{len(nonzero)}q", *(int(ints[i]) for i in nonzero)) + floats)
+    return head + ints.tobytes() + floats
