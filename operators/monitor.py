@@ -24,7 +24,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from streamdrift.operators.app_calls import call_with_timeout
-from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
 from streamdrift.operators.windows import EndpointWindows
 from streamdrift.udfs.alerts import events_from_output
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed, windows_prepared
@@ -233,6 +233,7 @@ class WriteOutputs(KeyedProcessFunction):
         mine = set(self.bucket.keys[runtime_context.get_index_of_this_subtask()::
                                     runtime_context.get_number_of_parallel_subtasks()])
         self.applications.prepare(e for e in self.applications.catalog.endpoint_ids() if self.bucket(e) in mine)
+        keep_out_of_collections()  # the reference plans just prepared are kept as long as the catalog
         # the windows as they come, pickled (WINDOW_OUTPUT_TYPE): stored and read back as bytes
         self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-window-bytes",
                                                                           Types.PRIMITIVE_ARRAY(Types.BYTE())))

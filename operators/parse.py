@@ -92,8 +92,8 @@ class ParseRecords(ScalarFunction):
         # Decoding allocates a few containers per record; at CPython's default threshold (700) the
         # cyclic collector ran every few hundred records and, every 100 collections, walked every
         # object of the worker (PyFlink, Beam, pandas, pyarrow): a fifth of the worker's time.
-        # What exists now (modules, the runtime) is left out of all collections, and the young
-        # generation is collected every 50,000 allocations.
+        # What exists now (modules, the runtime) is left out of all collections, as the catalog's
+        # loads are (operators.catalog), and the young generation is collected every 50,000 allocations.
         gc.freeze()
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))

@@ -12,7 +12,9 @@ What it does, with the pieces of :mod:`tests.benchmarks.bench_job`:
 1. registers ``--endpoints`` endpoints, each with its own reference (5,000 rows x ``--features``
    normal features), in bulk in a SQLite store (timed; the store's size is reported);
 2. times the endpoint catalog offline (no Flink), as the parse stage builds it: the first load of
-   every reference (store read + layouts) and a refresh while nothing changed;
+   every reference (store read + layouts), a refresh while nothing changed, and a full collection
+   of Python's cyclic garbage collector with the catalog in its generations and frozen, as the
+   job's operators keep it;
 3. pre-loads a 2-partition topic with ``--events`` native events, round robin over all endpoints,
    event time in order over ``--windows`` one-minute windows (the job reads a backlog as fast as it
    can); with ``--live``, produces them while the job runs instead, at ``--rate`` events per second
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import random
 import re
@@ -161,8 +164,21 @@ def catalog_timings(store_url: str) -> dict:
         t0 = time.perf_counter()
         catalog.refresh(force=True)
         refreshes.append(time.perf_counter() - t0)
+    # a full collection of the cyclic collector with the catalog in its generations, then frozen
+    # as the job's operators keep it (operators.catalog); each the median of 3
+    full_collections = {}
+    for name in ("walked", "frozen"):
+        if name == "frozen":
+            gc.freeze()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            gc.collect()
+            times.append(time.perf_counter() - t0)
+        full_collections[name] = statistics.median(times)
     return {"endpoints": len(records), "load_s": t_load, "layouts_s": t_layouts,
-            "refresh_unchanged_s": statistics.median(refreshes), "python_mb": peak / MB}
+            "refresh_unchanged_s": statistics.median(refreshes), "python_mb": peak / MB,
+            "full_collection_s": full_collections["walked"], "full_collection_frozen_s": full_collections["frozen"]}
 
 
 def _catalog_in_child(store_url: str, out: Path) -> None:
@@ -366,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(reference samples of {args.reference_sample} rows)")
         print(f"catalog (offline): first load {catalog['load_s']:.2f} s (store read) + {catalog['layouts_s']:.2f} s "
               f"(layouts), refresh while nothing changed {catalog['refresh_unchanged_s'] * 1e3:.1f} ms; "
-              f"Python memory {catalog['python_mb']:,.0f} MiB")
+              f"Python memory {catalog['python_mb']:,.0f} MiB; a full collection of Python's cyclic collector "
+              f"{catalog['full_collection_s']:.2f} s with the catalog in its generations, "
+              f"{catalog['full_collection_frozen_s'] * 1e3:.1f} ms with it frozen as the job keeps it")
         head = (f"| backend | events/s | CPU µs/event JVM / Python | rows counted | windows written | "
                 f"latency s (worst window) | checkpoint MiB (max) | JVM heap used / live peak MiB | JVM RSS MiB | "
                 f"Python workers RSS MiB (sum, #) | in-job first catalog load s |")
