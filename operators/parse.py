@@ -26,7 +26,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streamdrift.udfs.applications import sample_size_for
 from streamdrift.udfs.batch import EventClock, aggregate_isolated, clock_column
-from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
 from streamdrift.operators.windows import PartialRow, endpoint_group, pack_partials
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
@@ -92,13 +92,13 @@ class ParseRecords(ScalarFunction):
         # Decoding allocates a few containers per record; at CPython's default threshold (700) the
         # cyclic collector ran every few hundred records and, every 100 collections, walked every
         # object of the worker (PyFlink, Beam, pandas, pyarrow): a fifth of the worker's time.
-        # What exists now (modules, the runtime) is left out of all collections, as the catalog's
-        # loads are (operators.catalog), and the young generation is collected every 50,000 allocations.
-        gc.freeze()
+        # What exists once the catalog is loaded (modules, the runtime, the references) is left out
+        # of all collections, and the young generation is collected every 50,000 allocations.
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = endpoint_catalog(self.load_endpoints, self.refresh_seconds)
         self.catalog.refresh()
+        keep_out_of_collections()
         self.apps = Reloading(self.load_apps, self.refresh_seconds, "applications", required=False)
         self.window_sample = self.sample_size
         self.reader = ColumnarReader()

@@ -48,7 +48,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
-from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
@@ -231,6 +231,7 @@ class EndpointWindows(KeyedProcessFunction):
         self.opened_ms = int(time.time() * 1000)
         self.catalog = endpoint_catalog(self.load_endpoints)
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
+        keep_out_of_collections()
         group = runtime_context.get_metrics_group()
         self.late_partials = group.counter("late_partials")
         self.corrections = group.counter("corrections")

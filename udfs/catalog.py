@@ -87,12 +87,9 @@ class EndpointCatalog:
 
     def __init__(self, load: Callable[[], Iterable[Mapping[str, Any]]], refresh_seconds: float = 30.0,
                  miss_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                 layouts: LayoutCache | None = None, on_load: Callable[[], None] | None = None):
-        """``layouts``: a cache shared with other catalogs of the process (default: one of its own).
-        ``on_load``: called after each load that changed the records (the job's workers take what
-        was loaded out of the cyclic garbage collector's reach: ``operators.catalog``)."""
+                 layouts: LayoutCache | None = None):
+        """``layouts``: a cache shared with other catalogs of the process (default: one of its own)."""
         self._loading = Reloading(load, refresh_seconds, "endpoints", clock)
-        self._on_load = on_load
         self._cache = LayoutCache() if layouts is None else layouts
         self.miss_seconds = miss_seconds
         self._records: dict[str, Mapping[str, Any]] = {}
@@ -143,8 +140,6 @@ class EndpointCatalog:
         self._columns = {endpoint_id: row_columns(record) for endpoint_id, record in records.items()}
         for layout in layouts.values():
             self._by_fingerprint.setdefault(layout.fingerprint, layout)
-        if self._on_load is not None:
-            self._on_load()
 
     def _reload_on_miss(self) -> None:
         """Reload now unless the last load is less than ``miss_seconds`` old (it would not know more)."""

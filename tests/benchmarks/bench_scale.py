@@ -141,8 +141,10 @@ def heap_from_gc_log(path: Path) -> dict:
 
 def catalog_timings(store_url: str) -> dict:
     """Seconds to build the endpoint catalog the parse stage builds at its first batch (the store
-    read of every reference and one layout per endpoint), and of a refresh while nothing changed
-    (one query of the store's endpoints version). Run in a fresh process, offline."""
+    read of every reference and one layout per endpoint), of a refresh while nothing changed
+    (one query of the store's endpoints version), and of a full collection of Python's cyclic
+    collector with the catalog in its generations (``full_collection_s``) and frozen, as the job's
+    stages keep it (``full_collection_frozen_s``). Run in a fresh process, offline."""
     import tracemalloc
 
     from streamdrift.connectors import job_io, sql_store  # noqa: F401 - imported before the clock starts
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(layouts), refresh while nothing changed {catalog['refresh_unchanged_s'] * 1e3:.1f} ms; "
               f"Python memory {catalog['python_mb']:,.0f} MiB; a full collection of Python's cyclic collector "
               f"{catalog['full_collection_s']:.2f} s with the catalog in its generations, "
-              f"{catalog['full_collection_frozen_s'] * 1e3:.1f} ms with it frozen as the job keeps it")
+              f"{catalog['full_collection_frozen_s'] * 1e6:,.0f} µs with it frozen as the job keeps it")
         head = (f"| backend | events/s | CPU µs/event JVM / Python | rows counted | windows written | "
                 f"latency s (worst window) | checkpoint MiB (max) | JVM heap used / live peak MiB | JVM RSS MiB | "
                 f"Python workers RSS MiB (sum, #) | in-job first catalog load s |")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from streamdrift.connectors.sql_store import SqlStore
@@ -14,3 +16,11 @@ def store(tmp_path):
     s.create_schema()
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _collector_unfrozen_after():
+    """The stages' ``open`` freezes the process's objects for a worker (``operators.catalog``);
+    the test run collects them as usual afterwards."""
+    yield
+    gc.unfreeze()

@@ -1,21 +1,31 @@
-"""The job's endpoint catalog keeps what it loads out of the cyclic garbage collector's
-generations (``operators.catalog``): a full collection must not walk 10,000 endpoints' references
-(seconds of a whole Python worker at that scale). Checked on CPython's own bookkeeping:
-``gc.get_objects()`` lists the objects the collections walk, frozen ones are not among them."""
+"""Each stage of the job takes its loaded catalog out of the cyclic garbage collector's generations
+at ``open`` (``operators.catalog.keep_out_of_collections``): a full collection must not walk
+10,000 endpoints' references (seconds of a whole Python worker at that scale). Checked on
+CPython's own bookkeeping: ``gc.get_objects()`` lists the objects collections walk, frozen ones
+are not among them. Flink's runtime contexts are stand-ins here (no Flink runs)."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
-from streamdrift.operators.catalog import endpoint_catalog
+from streamdrift.operators.monitor import RunApplications, WriteOutputs
+from streamdrift.operators.parse import ParseRecords
+from streamdrift.operators.windows import EndpointWindows
+from streamdrift.udfs.applications import HistogramDataDriftApplication
 from streamdrift.udfs.catalog import EndpointCatalog
 
+WINDOW = 60_000
 
-def _endpoint(i: int) -> dict:
-    stats = {f"f{j}": {"count": 4, "hist": [[1, 3], [0.0, 1.0, 2.0]]} for j in range(3)}
-    return {"endpoint_id": f"ep{i}", "feature_names": list(stats), "feature_stats": stats}
+
+def _endpoints(n: int, start: int = 0) -> list[dict]:
+    out = []
+    for i in range(start, start + n):
+        stats = {f"f{j}": {"count": 4, "hist": [[1, 3], [0.0, 1.0, 2.0]]} for j in range(3)}
+        out.append({"endpoint_id": f"ep{i}", "project": "p", "feature_names": list(stats), "feature_stats": stats})
+    return out
 
 
 def _walked(objects) -> list:
@@ -24,49 +34,113 @@ def _walked(objects) -> list:
     return [o for o in objects if id(o) in tracked]
 
 
+def _containers(endpoints: list[dict]) -> list:
+    return [*endpoints, *(e["feature_stats"] for e in endpoints),
+            *(column for e in endpoints for column in e["feature_stats"].values())]
+
+
+class _Metrics:
+    def counter(self, name):
+        return type("Counter", (), {"inc": lambda self, n=1: None})()
+
+    def gauge(self, name, fn):
+        return None
+
+
+class _State:
+    def __init__(self):
+        self.value_ = None
+
+    def value(self):
+        return self.value_
+
+
+class _RuntimeContext:
+    """What the stages' ``open`` asks of Flink's runtime context (PyFlink's ``RuntimeContext``)."""
+
+    def get_map_state(self, descriptor):
+        return {}
+
+    def get_list_state(self, descriptor):
+        return []
+
+    def get_state(self, descriptor):
+        return _State()
+
+    def get_metrics_group(self):
+        return _Metrics()
+
+    def get_metric_group(self):  # the Table API's FunctionContext
+        return _Metrics()
+
+    def get_index_of_this_subtask(self):
+        return 0
+
+    def get_number_of_parallel_subtasks(self):
+        return 1
+
+
 @pytest.fixture(autouse=True)
-def _unfrozen_after():
+def _thresholds_as_they_were():
+    thresholds = gc.get_threshold()
     yield
-    gc.unfreeze()  # the rest of the test process as it was
+    gc.set_threshold(*thresholds)  # the parse stage tunes them for a worker process (conftest unfreezes)
 
 
-def test_a_plain_catalog_leaves_its_references_to_the_collector_as_a_reference():
-    endpoints = [_endpoint(i) for i in range(20)]
-    catalog = EndpointCatalog(lambda: endpoints)
-    catalog.refresh()
-    stats = [e["feature_stats"] for e in endpoints]
-    assert len(_walked(stats)) == 20  # what the job's catalog must not leave
+def test_a_plain_catalog_leaves_its_references_to_the_collector():
+    endpoints = _endpoints(20)
+    EndpointCatalog(lambda: endpoints).refresh()
+    assert len(_walked(_containers(endpoints))) == len(_containers(endpoints))  # what a stage must not leave
 
 
-def test_the_jobs_catalog_takes_its_first_load_out_of_the_collections():
-    endpoints = [_endpoint(i) for i in range(20)]
-    catalog = endpoint_catalog(lambda: endpoints)
-    catalog.refresh()
-    inner = [e["feature_stats"][f] for e in endpoints for f in e["feature_stats"]]
-    assert _walked([*endpoints, *inner]) == []
-    assert catalog.record("ep7")["feature_stats"]["f1"]["hist"] == [[1, 3], [0.0, 1.0, 2.0]]  # still read as loaded
+def test_the_parse_stage_takes_its_catalog_out_of_the_collections_at_open():
+    endpoints = _endpoints(20)
+    stage = ParseRecords(lambda: endpoints, WINDOW, sample_size=10)
+    stage.open(_RuntimeContext())
+    assert _walked(_containers(endpoints)) == []
+    assert stage.catalog.record("ep7")["feature_stats"]["f1"]["hist"] == [[1, 3], [0.0, 1.0, 2.0]]  # read as loaded
 
 
-def test_a_reload_that_changed_the_records_is_taken_out_too():
-    loads = [[_endpoint(i) for i in range(5)]]
-    catalog = endpoint_catalog(lambda: loads[-1], refresh_seconds=3600)
-    catalog.refresh()
-    loads.append([_endpoint(i) for i in range(8)])  # an endpoint registered: new records
-    gc.unfreeze()  # as if the first load had been frozen long ago; what follows is the reload's doing
-    catalog.refresh(force=True)
-    assert _walked(loads[-1]) == []
-    assert catalog.record("ep7") is loads[-1][7]
+def test_the_window_stage_takes_its_catalog_out_of_the_collections_at_open():
+    endpoints = _endpoints(20)
+    stage = EndpointWindows(lambda: endpoints, WINDOW, WINDOW, 5_000, max_disorder_ms=0)
+    stage.open(_RuntimeContext())
+    assert _walked(_containers(endpoints)) == []
+    assert stage.catalog.record("ep3") is endpoints[3]
 
 
-def test_a_frozen_catalog_is_still_freed_when_dropped():
-    import weakref
+def test_the_writer_takes_its_catalog_and_reference_plans_out_of_the_collections_at_open(tmp_path):
+    from streamdrift.connectors import job_io
 
-    class Marker(dict):  # a dict that can be referred to weakly
+    endpoints = _endpoints(20)
+    tsdb, store = f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite"
+    applications = RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p")
+    writer = WriteOutputs(lambda: job_io.StoreWriter(tsdb, store), applications, writer_keys=[0])
+    writer.open(_RuntimeContext())
+    try:
+        assert _walked(_containers(endpoints)) == []
+        plans = [p for p in gc.get_objects() if type(p).__name__ == "ReferencePlan"]
+        assert plans == []  # the 20 endpoints' plans were prepared at open, and frozen with the catalog
+        app = applications.apps.value[0]
+        assert len(app.plans._plans) == 20
+    finally:
+        writer.close()
+
+
+def test_a_reload_after_open_freezes_nothing_more_so_cyclic_garbage_made_meanwhile_is_still_collected():
+    loads = [_endpoints(5)]
+    stage = EndpointWindows(lambda: loads[-1], WINDOW, WINDOW, 5_000, max_disorder_ms=0)
+    stage.open(_RuntimeContext())
+
+    class Cycle:
         pass
 
-    record = Marker(_endpoint(0))
-    catalog = endpoint_catalog(lambda: [record])
-    catalog.refresh()
-    gone = weakref.ref(record)
-    del catalog, record
-    assert gone() is None  # reference counting frees frozen objects
+    garbage = Cycle()
+    garbage.me = garbage  # alive only through its own reference: only the cyclic collector frees it
+    gone = weakref.ref(garbage)
+    loads.append(_endpoints(8))  # an endpoint registered: new records, reloaded
+    stage.catalog.refresh(force=True)
+    assert stage.catalog.record("ep7") is loads[-1][7]
+    del garbage
+    gc.collect()
+    assert gone() is None
