@@ -233,7 +233,7 @@ class WriteOutputs(KeyedProcessFunction):
         mine = set(self.bucket.keys[runtime_context.get_index_of_this_subtask()::
                                     runtime_context.get_number_of_parallel_subtasks()])
         self.applications.prepare(e for e in self.applications.catalog.endpoint_ids() if self.bucket(e) in mine)
-        keep_out_of_collections()  # the catalog and the reference plans just prepared
+        keep_out_of_collections()  # after the plans: they live as long as the catalog
         # the windows as they come, pickled (WINDOW_OUTPUT_TYPE): stored and read back as bytes
         self.waiting = runtime_context.get_list_state(ListStateDescriptor("waiting-window-bytes",
                                                                           Types.PRIMITIVE_ARRAY(Types.BYTE())))

@@ -92,8 +92,9 @@ class ParseRecords(ScalarFunction):
         # Decoding allocates a few containers per record; at CPython's default threshold (700) the
         # cyclic collector ran every few hundred records and, every 100 collections, walked every
         # object of the worker (PyFlink, Beam, pandas, pyarrow): a fifth of the worker's time.
-        # What exists once the catalog is loaded (modules, the runtime, the references) is left out
-        # of all collections, and the young generation is collected every 50,000 allocations.
+        # What exists now (modules, the runtime) is left out of all collections, so is the catalog
+        # once loaded (operators.catalog), and the young generation is collected every 50,000 allocations.
+        gc.freeze()
         _, second, third = gc.get_threshold()
         gc.set_threshold(50_000, max(second, 20), max(third, 100))
         self.catalog = endpoint_catalog(self.load_endpoints, self.refresh_seconds)

@@ -94,31 +94,30 @@ def test_a_plain_catalog_leaves_its_references_to_the_collector():
 
 
 def test_the_parse_stage_takes_its_catalog_out_of_the_collections_at_open():
-    endpoints = _endpoints(20)
-    stage = ParseRecords(lambda: endpoints, WINDOW, sample_size=10)
+    stage = ParseRecords(lambda: _endpoints(20), WINDOW, sample_size=10)  # records made by the load itself
     stage.open(_RuntimeContext())
-    assert _walked(_containers(endpoints)) == []
-    assert stage.catalog.record("ep7")["feature_stats"]["f1"]["hist"] == [[1, 3], [0.0, 1.0, 2.0]]  # read as loaded
+    loaded = [stage.catalog.record(f"ep{i}") for i in range(20)]
+    assert _walked(_containers(loaded)) == []
+    assert loaded[7]["feature_stats"]["f1"]["hist"] == [[1, 3], [0.0, 1.0, 2.0]]  # read as loaded
 
 
 def test_the_window_stage_takes_its_catalog_out_of_the_collections_at_open():
-    endpoints = _endpoints(20)
-    stage = EndpointWindows(lambda: endpoints, WINDOW, WINDOW, 5_000, max_disorder_ms=0)
+    stage = EndpointWindows(lambda: _endpoints(20), WINDOW, WINDOW, 5_000, max_disorder_ms=0)
     stage.open(_RuntimeContext())
-    assert _walked(_containers(endpoints)) == []
-    assert stage.catalog.record("ep3") is endpoints[3]
+    loaded = [stage.catalog.record(f"ep{i}") for i in range(20)]
+    assert _walked(_containers(loaded)) == []
 
 
 def test_the_writer_takes_its_catalog_and_reference_plans_out_of_the_collections_at_open(tmp_path):
     from streamdrift.connectors import job_io
 
-    endpoints = _endpoints(20)
     tsdb, store = f"sqlite:///{tmp_path}/tsdb.sqlite", f"sqlite:///{tmp_path}/store.sqlite"
-    applications = RunApplications(lambda: endpoints, lambda: [HistogramDataDriftApplication()], "p")
+    applications = RunApplications(lambda: _endpoints(20), lambda: [HistogramDataDriftApplication()], "p")
     writer = WriteOutputs(lambda: job_io.StoreWriter(tsdb, store), applications, writer_keys=[0])
     writer.open(_RuntimeContext())
     try:
-        assert _walked(_containers(endpoints)) == []
+        loaded = [applications.catalog.record(f"ep{i}") for i in range(20)]
+        assert _walked(_containers(loaded)) == []
         plans = [p for p in gc.get_objects() if type(p).__name__ == "ReferencePlan"]
         assert plans == []  # the 20 endpoints' plans were prepared at open, and frozen with the catalog
         app = applications.apps.value[0]
