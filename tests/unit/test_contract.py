@@ -52,6 +52,24 @@ def test_good_identifiers(good):
     assert identifier_problem(good) is None
 
 
+
+def _accepted_by_the_rule(value: str) -> bool:
+    """The identifier rule written out character by character (the contract's docstring)."""
+    import unicodedata
+
+    return (0 < len(value) <= 255 and not all(c.isspace() for c in value)
+            and not any(unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029" for c in value))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=300),  # ASCII: the fast path
+                 st.text(max_size=300),
+                 st.text(alphabet=st.sampled_from(" \t\x0b\x0c\x1c\x1f\x7f\x85\xa0\u2028\ud800ab~"), max_size=8)))
+def test_identifiers_are_accepted_exactly_by_the_rule(value):
+    """Printable ASCII ids are accepted without the per-character loop; every string, ASCII or not,
+    is accepted exactly when the rule accepts it."""
+    assert (identifier_problem(value) is None) == _accepted_by_the_rule(value)
+
 def test_time_bounds_name_the_clock_and_the_retention():
     assert BOUNDS.problem(NOW_MS) is None and BOUNDS.problem(NOW_MS + 300_000) is None
     assert "ahead of the job's clock" in BOUNDS.problem(NOW_MS + 300_001)
