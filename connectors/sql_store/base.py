@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from streamdrift.connectors.errors import StoreFailure, backoff_delays, is_transient
 from streamdrift.connectors.settings import mask_password
+from streamdrift.connectors.sqlite_files import SYNCHRONOUS
 from streamdrift.connectors.sql_store.tables import ID_LENGTH, UTC, build_tables
 
 log = logging.getLogger(__name__)
@@ -356,4 +357,5 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:
     except Exception:  # noqa: BLE001 - an in-memory database has no WAL; nothing to do
         pass
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA synchronous={SYNCHRONOUS}")  # as the SQLite TSDB, for the same reason
     cursor.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streamdrift.connectors.errors import sqlite_transient
+from streamdrift.connectors.sqlite_files import SYNCHRONOUS
 from streamdrift.connectors.tsdb import tables
 from streamdrift.connectors.tsdb.base import (
     TSDB,
@@ -140,6 +141,7 @@ class SqliteTSDB(TSDB):
             self._conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
             if self.path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         except sqlite3.Error as exc:
             raise self._failed("opening", exc) from None
 

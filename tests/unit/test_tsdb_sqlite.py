@@ -496,3 +496,24 @@ def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(t
         assert db.query_feature_drift("fraud") == features
     finally:
         db.close()
+
+
+def test_the_embedded_stores_commit_in_wal_mode_without_a_sync_per_commit(tmp_path):
+    """Both embedded stores' files: WAL journal, synchronous NORMAL (1) on the connections that
+    write them, so a commit does not wait for the disk; a reader's own connection sees both."""
+    from streamdrift.connectors.sql_store import SqlStore
+
+    tsdb = SqliteTSDB(tmp_path / "tsdb.sqlite")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    try:
+        tsdb.create_schema()
+        store.create_schema()
+        assert tsdb._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        for name in ("tsdb.sqlite", "store.sqlite"):
+            with sqlite3.connect(tmp_path / name) as reader:
+                assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        tsdb.close()
+        store.close()
