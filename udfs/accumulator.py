@@ -901,6 +901,57 @@ class Accumulator:
 # --------------------------------------------------------------------------- many small batches at once
 
 
+_ARRAYS = frozenset(Accumulator.__slots__) - {"layout", "rows"}
+
+
+class _EncodedAccumulator(Accumulator):
+    """An accumulator held as its bytes (:meth:`Accumulator.to_bytes`) until one of its arrays is
+    read or any attribute is set: then it decodes them and is an ordinary accumulator, its bytes
+    dropped. Encoding it before then gives the bytes as they are; a copy or a pickle is an
+    ordinary accumulator."""
+
+    __slots__ = ("_data",)
+
+    @classmethod
+    def of(cls, data: bytes, layout: Layout, rows: int) -> _EncodedAccumulator:
+        acc = cls.__new__(cls)
+        object.__setattr__(acc, "layout", layout)
+        object.__setattr__(acc, "rows", rows)
+        object.__setattr__(acc, "_data", data)
+        return acc
+
+    def _decode(self) -> None:
+        data, layout = self._data, self.layout
+        object.__setattr__(self, "_data", None)
+        _, ints, floats = _decode_all([data], layout)
+        plain = Accumulator._of_arrays(layout, self.rows, ints[0], floats[0])
+        for name in _ARRAYS:
+            object.__setattr__(self, name, getattr(plain, name))
+
+    def __getattr__(self, name: str):  # only for attributes not set: the arrays, before decoding
+        if name in _ARRAYS and self._data is not None:
+            self._decode()
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if self._data is not None:
+            self._decode()
+        object.__setattr__(self, name, value)
+
+    def __reduce_ex__(self, protocol):
+        if self._data is not None:
+            self._decode()
+        return _plain_accumulator, ({name: getattr(self, name) for name in Accumulator.__slots__},)
+
+
+def _plain_accumulator(state: dict) -> Accumulator:
+    acc = Accumulator.__new__(Accumulator)
+    for name, value in state.items():
+        setattr(acc, name, value)
+    return acc
+
+
 _INT_FIELDS = ("count", "nulls", "infs", "invalid", "hist", "cat_count", "cat_nulls", "cat_hist")
 _FLOAT_FIELDS = ("mean", "m2", "min", "max")
 
@@ -909,7 +960,8 @@ def encode_accumulators(accs: Sequence[Accumulator]) -> list[bytes]:
     """``[acc.to_bytes() for acc in accs]`` (format in the module docstring: the integers sparse
     where that is smaller), with each numpy call made once for all of them: the parse stage encodes
     every partial of a batch, about one per record at thousands of endpoints, where per-accumulator
-    calls were most of the encoding.
+    calls were most of the encoding. An accumulator still held as its bytes
+    (:func:`count_parts_encoded`) is given as they are.
 
     >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
     >>> accs = [Accumulator(layout).add_batch(np.array(x)[:, None]) for x in ([0.5], [0.5, 1.5, 9.0])]
@@ -918,6 +970,10 @@ def encode_accumulators(accs: Sequence[Accumulator]) -> list[bytes]:
     """
     if not accs:
         return []
+    encoded = [getattr(acc, "_data", None) for acc in accs]
+    if any(data is not None for data in encoded):  # held as bytes (count_parts_encoded): as they are
+        rest = iter(encode_accumulators([acc for acc, data in zip(accs, encoded) if data is None]))
+        return [next(rest) if data is None else data for data in encoded]
     ints = np.concatenate([getattr(acc, name) for acc in accs for name in _INT_FIELDS]).astype("<i8", copy=False)
     floats = np.concatenate([getattr(acc, name) for acc in accs for name in _FLOAT_FIELDS]).astype("<f8", copy=False)
     n_int = [4 * len(acc.layout.numeric) + acc.layout.n_bins + 2 * len(acc.layout.categorical) + acc.layout.n_cat_bins
@@ -984,30 +1040,21 @@ def segment_ranges(sizes: np.ndarray) -> np.ndarray:
 _NO_COLUMNS = np.zeros(0, dtype=np.int64)
 
 
-def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) -> list[Accumulator]:
-    """Count many small batches at once: one accumulator per part.
+class _Counted:
+    """What :func:`_count_cells` works out for a call of :func:`count_parts`: per part its rows
+    and columns (``width``), where its slots (one per part and column) and its bins start among
+    all parts' (``slots``, ``part_bins``: n + 1 offsets), per slot its part and rows; when any part
+    has columns, per slot the counts and moments, and each non-null cell's bin among all parts'
+    bins (``cell_bins``, part by part, column by column, row by row)."""
 
-    Part ``p`` holds ``rows[p]`` rows (at least one) of ``layouts[p]``'s numeric columns. ``cells``
-    (float64, NaN for a null) holds every part's values end to end: part by part, then column by
-    column in the layout's numeric order, then row by row, i.e. part p's block of
-    ``len(layouts[p].numeric) * rows[p]`` values is its rows × columns matrix transposed and flattened.
+    def __init__(self, rows, width, slots, slot_part, per_slot, part_bins, n_slots):
+        self.rows, self.width, self.slots, self.slot_part, self.per_slot = rows, width, slots, slot_part, per_slot
+        self.part_bins, self.n_slots = part_bins, n_slots
+        self.cell_bins = _NO_COLUMNS
 
-    Counts, nulls, infinities, histograms, minimum and maximum equal those of
-    ``Accumulator.from_reference(layouts[p]).add_batch(matrix)``; mean and M2 equal them to rounding
-    (the same sums, in the same order up to 7 rows). What differs is the cost: every numpy call here
-    runs once for all parts, where ``add_batch`` makes ~50 calls per part, which at a few rows per part
-    (a batch spread over thousands of endpoints) is nearly all of its time. A part may share its
-    layout with others; each gets bins of its own.
 
-    Raises ValueError when ``rows`` and ``layouts`` differ in length, a part has no rows, a layout
-    has categorical columns (strings: count those with ``add_batch``), or ``cells`` is not the size
-    that ``rows`` and the layouts make.
-
-    >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
-    >>> a, b = count_parts([layout, layout], np.array([2, 1]), np.array([0.5, 9.0, np.nan]))
-    >>> a.histogram('x').tolist(), a.to_stats()['x']['mean'], b.count.tolist(), b.nulls.tolist()
-    ([0, 1, 0, 1], 4.75, [0], [1])
-    """
+def _count_cells(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) -> _Counted:
+    """The numpy work of :func:`count_parts` (its arguments and errors), once for all parts."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.ndim != 1 or rows.size != len(layouts):
         raise ValueError(f"{rows.size} row counts for {len(layouts)} layouts")
@@ -1036,8 +1083,8 @@ def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) 
     if cells.size != cell_start[-1]:
         raise ValueError(f"{cells.size} values for parts that hold {int(cell_start[-1])}")
     part_bins = offsets(nbins[which])
-    accs = []
     n_slots = int(slots[-1])
+    out = _Counted(rows, width, slots, slot_part, per_slot, part_bins, n_slots)
     if n_slots:
         cell_slot = np.repeat(np.arange(n_slots), per_slot)
         col = (u_col[which][slot_part] + segment_ranges(width))[cell_slot]  # the cell's column among `unique`'s
@@ -1055,14 +1102,14 @@ def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) 
             fin = np.isfinite(x)
             starts = cell_start[:-1]
             if fin.all():
-                hist = np.bincount(k, minlength=int(part_bins[-1]))
+                out.cell_bins = k
                 n_fin, nulls = per_slot, np.zeros(n_slots, dtype=np.int64)
                 mean_b = np.bincount(cell_slot, weights=x, minlength=n_slots) / per_slot
                 d = x - mean_b[cell_slot]
                 low, high = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
             else:
                 nan = np.isnan(x)
-                hist = np.bincount(k[~nan], minlength=int(part_bins[-1]))
+                out.cell_bins = k[~nan]
                 nulls = np.bincount(cell_slot, weights=nan, minlength=n_slots).astype(np.int64)
                 n_fin = np.bincount(cell_slot, weights=fin, minlength=n_slots).astype(np.int64)
                 mean_b = np.bincount(cell_slot, weights=np.where(fin, x, 0.0), minlength=n_slots) / np.maximum(n_fin, 1)
@@ -1072,14 +1119,47 @@ def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) 
             m2_b = np.bincount(cell_slot, weights=d * d, minlength=n_slots)
             zero = np.zeros(n_slots)
             _, mean, m2 = merge_moments(np.zeros(n_slots, dtype=np.int64), zero, zero, n_fin, mean_b, m2_b)
-        count = per_slot - nulls
-        infs = count - n_fin
+        out.count = per_slot - nulls
+        out.nulls, out.infs = nulls, out.count - n_fin
+        out.mean, out.m2, out.min, out.max = mean, m2, low, high
+    return out
+
+
+def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) -> list[Accumulator]:
+    """Count many small batches at once: one accumulator per part.
+
+    Part ``p`` holds ``rows[p]`` rows (at least one) of ``layouts[p]``'s numeric columns. ``cells``
+    (float64, NaN for a null) holds every part's values end to end: part by part, then column by
+    column in the layout's numeric order, then row by row, i.e. part p's block of
+    ``len(layouts[p].numeric) * rows[p]`` values is its rows × columns matrix transposed and flattened.
+
+    Counts, nulls, infinities, histograms, minimum and maximum equal those of
+    ``Accumulator.from_reference(layouts[p]).add_batch(matrix)``; mean and M2 equal them to rounding
+    (the same sums, in the same order up to 7 rows). What differs is the cost: every numpy call here
+    runs once for all parts, where ``add_batch`` makes ~50 calls per part, which at a few rows per part
+    (a batch spread over thousands of endpoints) is nearly all of its time. A part may share its
+    layout with others; each gets bins of its own.
+
+    Raises ValueError when ``rows`` and ``layouts`` differ in length, a part has no rows, a layout
+    has categorical columns (strings: count those with ``add_batch``), or ``cells`` is not the size
+    that ``rows`` and the layouts make.
+
+    >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+    >>> a, b = count_parts([layout, layout], np.array([2, 1]), np.array([0.5, 9.0, np.nan]))
+    >>> a.histogram('x').tolist(), a.to_stats()['x']['mean'], b.count.tolist(), b.nulls.tolist()
+    ([0, 1, 0, 1], 4.75, [0], [1])
+    """
+    counted = _count_cells(layouts, rows, cells)
+    slots, part_bins, n_slots = counted.slots, counted.part_bins, counted.n_slots
+    hist = np.bincount(counted.cell_bins, minlength=int(part_bins[-1]))
+    if n_slots:
+        count, nulls, infs = counted.count, counted.nulls, counted.infs
         invalid = np.zeros(n_slots, dtype=np.int64)
-    else:
-        hist = np.zeros(int(part_bins[-1]), dtype=np.int64)
+        mean, m2, low, high = counted.mean, counted.m2, counted.min, counted.max
+    accs = []
     for p, layout in enumerate(layouts):
         acc = Accumulator.__new__(Accumulator)
-        acc.layout, acc.rows = layout, int(rows[p])
+        acc.layout, acc.rows = layout, int(counted.rows[p])
         if n_slots:
             a, b = slots[p], slots[p + 1]
             acc.count, acc.nulls, acc.infs, acc.invalid = count[a:b], nulls[a:b], infs[a:b], invalid[a:b]
@@ -1091,3 +1171,70 @@ def count_parts(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) 
         acc.cat_count = acc.cat_nulls = acc.cat_hist = _NO_COLUMNS
         accs.append(acc)
     return accs
+
+
+def count_parts_encoded(layouts: Sequence[Layout], rows: np.ndarray, cells: np.ndarray) -> list[Accumulator]:
+    """:func:`count_parts`, each accumulator held as its bytes (``to_bytes``, byte for byte
+    ``encode_accumulators(count_parts(...))``) until one of its arrays is read: the parse stage
+    encodes the parts at once, and at thousands of endpoints (about one part per record) building
+    each part's arrays and then encoding them was two thirds of counting a batch. The sparse
+    integers (format in the module docstring) are found from the cells' bins and the slots'
+    counts, without any part's dense histogram. Arguments and errors as :func:`count_parts`.
+
+    >>> layout = Layout.from_feature_stats({'x': {'hist': [[2, 2], [0.0, 1.0, 2.0]]}})
+    >>> a, b = count_parts_encoded([layout, layout], np.array([2, 1]), np.array([0.5, 9.0, np.nan]))
+    >>> a.to_bytes() == count_parts([layout], np.array([2]), np.array([0.5, 9.0]))[0].to_bytes()
+    True
+    >>> a.histogram('x').tolist(), b.nulls.tolist()  # read: decoded from the bytes
+    ([0, 1, 0, 1], [1])
+    """
+    counted = _count_cells(layouts, rows, cells)
+    n, n_slots = counted.rows.size, counted.n_slots
+    if not n_slots:
+        return count_parts(layouts, rows, cells)
+    width, slots, slot_part, part_bins = counted.width, counted.slots, counted.slot_part, counted.part_bins
+    n_int = 4 * width + np.diff(part_bins)  # no categorical columns: count_parts refuses them
+    column = segment_ranges(width)
+    # the non-zero integers of each part in its order: counts, nulls, infinities (invalid is 0), bins
+    kinds = []
+    for kind, values in enumerate((counted.count, counted.nulls, counted.infs)):
+        at = np.flatnonzero(values)
+        kinds.append((slot_part[at], kind * width[slot_part[at]] + column[at], values[at]))
+    if counted.per_slot.max() == 1:  # one row per part: every cell its own bin, in order
+        bins, hits = counted.cell_bins, np.ones(counted.cell_bins.size, dtype=np.int64)
+    else:
+        bins, hits = np.unique(counted.cell_bins, return_counts=True)
+    part = np.searchsorted(part_bins, bins, side="right") - 1
+    kinds.append((part, 4 * width[part] + bins - part_bins[part], hits))
+    per_kind = [np.bincount(p, minlength=n) for p, _, _ in kinds]
+    nnz = sum(per_kind)
+    start = offsets(nnz)
+    index, values = np.empty(int(start[-1]), dtype="<u4"), np.empty(int(start[-1]), dtype="<i8")
+    before = start[:-1].copy()
+    for (p, local, v), count in zip(kinds, per_kind):
+        at = before[p] + np.arange(p.size) - offsets(count)[p]
+        index[at], values[at] = local, v
+        before += count
+    index_bytes, value_bytes = index.tobytes(), values.tobytes()
+    # the moments of each part: its columns' means, then M2s, minimums, maximums
+    moments = np.concatenate([counted.mean, counted.m2, counted.min, counted.max])
+    four = 4 * width
+    which = np.repeat(np.arange(n), four)
+    within = segment_ranges(four)
+    float_bytes = moments[within // width[which] * n_slots + slots[which] + within % width[which]].astype("<f8").tobytes()
+    sparse = 4 + 12 * nnz < 8 * n_int
+    out = []
+    for p, layout in enumerate(layouts):
+        a, b, c = int(start[p]), int(start[p + 1]), len(layout.numeric)
+        header = _HEADER.pack(_MAGIC, _SPARSE if sparse[p] else _VERSION, layout.fingerprint, int(counted.rows[p]), c,
+                              layout.n_bins, 0, layout.n_cat_bins)
+        f = 8 * 4 * int(slots[p])
+        if sparse[p]:
+            data = b"".join([header, _COUNT.pack(b - a), index_bytes[4 * a:4 * b], value_bytes[8 * a:8 * b],
+                             float_bytes[f:f + 32 * c]])
+        else:
+            dense = np.zeros(int(n_int[p]), dtype="<i8")
+            dense[index[a:b]] = values[a:b]
+            data = b"".join([header, dense.tobytes(), float_bytes[f:f + 32 * c]])
+        out.append(_EncodedAccumulator.of(data, layout, int(counted.rows[p])))
+    return out

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamdrift.udfs.accumulator import Layout, count_parts, offsets, segment_ranges
+from streamdrift.udfs.accumulator import Layout, count_parts_encoded, offsets, segment_ranges
 from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem
 from streamdrift.udfs.events import MAX_EPOCH_MS, MAX_EVENT_BYTES, MIN_EPOCH_MS, epoch_ms_array
 from streamdrift.udfs.window import LATENCY_EDGES, Partial, RowBlock, Sample, WindowAggregate, row_priorities
@@ -423,7 +423,7 @@ def _together(groups: np.ndarray, sorted_records: np.ndarray, group_ends: np.nda
         cell = np.repeat(row_off[slot_group], per_slot) + segment_ranges(per_slot)  # index into the rows above
         source = np.repeat(np.concatenate([sources[k] for k in np.flatnonzero(counted)]), per_slot)
         cells = _values_at(rows, row[cell], row_rec[cell], within[cell], source)
-        accs = iter(count_parts([layouts[k] for k in np.flatnonzero(counted)], n_g[counted], cells))
+        accs = iter(count_parts_encoded([layouts[k] for k in np.flatnonzero(counted)], n_g[counted], cells))
     # the sample: each group's rows of lowest priority, in priority order, every column of the row
     kept = np.minimum(n_g, max(sample_size, 0))
     kept_off, cell_off = offsets(kept), offsets(kept * width)
@@ -449,18 +449,19 @@ def _together(groups: np.ndarray, sorted_records: np.ndarray, group_ends: np.nda
     times = rows.ts[recs]
     first_ms, last_ms = np.minimum.reduceat(times, rec_off[:-1]), np.maximum.reduceat(times, rec_off[:-1])
     out = {}
-    for k, g in enumerate(groups.tolist()):
-        n = int(n_g[k])
-        row_names = list(names[k])
-        if kept[k]:
-            matrix = sample_cells[cell_off[k]:cell_off[k + 1]].reshape(int(kept[k]), int(width[k]))
+    # Python numbers once for all groups: a group is about one record at thousands of endpoints
+    columns = zip(groups.tolist(), n_g.tolist(), per_group.tolist(), first_ms.tolist(), last_ms.tolist(),
+                  lat_count.tolist(), lat_sum.tolist(), kept.tolist(), counted.tolist())
+    for k, (g, n, events, first, last, lc, ls, kept_k, counted_k) in enumerate(columns):
+        if kept_k:
+            row_names = list(names[k])
+            matrix = sample_cells[cell_off[k]:cell_off[k + 1]].reshape(kept_k, int(width[k]))
             sample = Sample(sample_size, sample_pri[kept_off[k]:kept_off[k + 1]],
-                            block=RowBlock(int(kept[k]), row_names, list(row_names), matrix, {}))
+                            block=RowBlock(kept_k, row_names, list(row_names), matrix, {}))
         else:
             sample = Sample.empty(sample_size)
         out[g] = (WindowAggregate(
-            rows=n, events=int(per_group[k]), first_ms=int(first_ms[k]), last_ms=int(last_ms[k]),
-            latency_count=int(lat_count[k]), latency_sum=float(lat_sum[k]), latency_hist=lat_hist[k],
-            unknown_columns=dict.fromkeys(unknown[k], n), accumulator=next(accs) if counted[k] else None,
-            sample=sample), recs[rec_off[k]:rec_off[k + 1]])
+            rows=n, events=events, first_ms=first, last_ms=last, latency_count=lc, latency_sum=ls,
+            latency_hist=lat_hist[k], unknown_columns=dict.fromkeys(unknown[k], n),
+            accumulator=next(accs) if counted_k else None, sample=sample), recs[rec_off[k]:rec_off[k + 1]])
     return out

@@ -1,5 +1,6 @@
-"""Many small batches counted at once (streamdrift.udfs.accumulator.count_parts) count exactly as
-each batch counted alone with ``add_batch``, which test_accumulator checks against np.histogram.
+"""Many small batches counted at once (streamdrift.udfs.accumulator.count_parts, and
+count_parts_encoded, which holds each part as its bytes) count exactly as each batch counted alone
+with ``add_batch``, which test_accumulator checks against np.histogram.
 
 The parse stage counts a batch's partials this way when the batch is spread over many endpoints
 (a few rows each); here random layouts (uneven edges, a zero-width bin, one- and two-bin columns,
@@ -7,6 +8,8 @@ a degenerate range, no numeric column) and random values (edges themselves, null
 values near the float limit) are counted both ways.
 """
 
+import copy
+import pickle
 import sys
 
 import numpy as np
@@ -14,7 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamdrift.udfs.accumulator import Accumulator, Layout, count_parts
+from streamdrift.udfs.accumulator import Accumulator, Layout, count_parts, count_parts_encoded, encode_accumulators
+
+BOTH = pytest.mark.parametrize("count", [count_parts, count_parts_encoded])
 
 MAX = sys.float_info.max
 
@@ -74,37 +79,42 @@ def _cells(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([x.T.reshape(-1) for x in parts]) if parts else np.zeros(0)
 
 
+PARTS = st.lists(st.tuples(st.integers(0, len(LAYOUTS) - 1), st.integers(1, 40)), min_size=1, max_size=30)
+
+
+@BOTH
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(LAYOUTS) - 1), st.integers(1, 40)), min_size=1, max_size=30),
-       st.integers(0, 2 ** 32 - 1), st.booleans())
-def test_parts_count_as_each_alone(parts, seed, finite):
+@given(PARTS, st.integers(0, 2 ** 32 - 1), st.booleans())
+def test_parts_count_as_each_alone(count, parts, seed, finite):
     rng = np.random.default_rng(seed)
     layouts = [LAYOUTS[k] for k, _ in parts]
     values = [_values(rng, n, layout) for layout, (_, n) in zip(layouts, parts)]
     if finite:  # the path for batches without a null or an infinity
         values = [np.where(np.isfinite(x), x, 0.5) for x in values]
-    got = count_parts(layouts, np.array([n for _, n in parts]), _cells(values))
+    got = count(layouts, np.array([n for _, n in parts]), _cells(values))
     assert len(got) == len(parts)
     for acc, layout, x in zip(got, layouts, values):
         _assert_same(acc, _alone(layout, x), x)
 
 
-def test_a_hand_count():
+@BOTH
+def test_a_hand_count(count):
     """Two parts on one layout, each with bins of its own. x: edges 0, 1, 2 padded, so bins <0,
     [0,1), [1,2], >2; y: one bin [0, 1] padded, so <0, [0,1], >1."""
     layout = Layout.from_feature_stats({"x": {"hist": [[2, 2], [0.0, 1.0, 2.0]]}, "y": {"hist": [[1], [0.0, 1.0]]}})
     # part 0: rows (0.5, 0.2), (2.0, nan), (-inf, 1.0); part 1: row (1.5, 0.7)
-    a, b = count_parts([layout, layout], np.array([3, 1]), np.array([0.5, 2.0, -np.inf, 0.2, np.nan, 1.0, 1.5, 0.7]))
+    a, b = count([layout, layout], np.array([3, 1]), np.array([0.5, 2.0, -np.inf, 0.2, np.nan, 1.0, 1.5, 0.7]))
     assert a.histogram("x").tolist() == [1, 1, 1, 0] and a.histogram("y").tolist() == [0, 2, 0]
     assert a.count.tolist() == [3, 2] and a.nulls.tolist() == [0, 1] and a.infs.tolist() == [1, 0]
     assert a.mean.tolist() == [1.25, 0.6] and a.min.tolist() == [0.5, 0.2] and a.max.tolist() == [2.0, 1.0]
     assert b.histogram("x").tolist() == [0, 0, 1, 0] and b.rows == 1 and b.mean.tolist() == [1.5, 0.7]
 
 
-def test_a_part_can_be_merged_and_counted_further_without_touching_the_others():
+@BOTH
+def test_a_part_can_be_merged_and_counted_further_without_touching_the_others(count):
     rng = np.random.default_rng(3)
     x, y = _values(rng, 4, LAYOUTS[0]), _values(rng, 3, LAYOUTS[0])
-    a, b = count_parts([LAYOUTS[0], LAYOUTS[0]], np.array([4, 3]), _cells([x, y]))
+    a, b = count([LAYOUTS[0], LAYOUTS[0]], np.array([4, 3]), _cells([x, y]))
     before = b.to_bytes()
     more = _values(rng, 5, LAYOUTS[0])
     a.add_batch(more)
@@ -120,6 +130,58 @@ def test_a_part_can_be_merged_and_counted_further_without_touching_the_others():
     ([Layout.from_feature_stats({"c": {"categories": ["a"], "category_counts": [1]}})], [1], np.zeros(0),
      "categorical columns"),
 ])
-def test_what_it_refuses(layouts, rows, cells, message):
+@BOTH
+def test_what_it_refuses(count, layouts, rows, cells, message):
     with pytest.raises(ValueError, match=message):
-        count_parts(layouts, np.array(rows), cells)
+        count(layouts, np.array(rows), cells)
+
+
+@settings(max_examples=150, deadline=None)
+@given(PARTS, st.integers(0, 2 ** 32 - 1), st.booleans())
+def test_parts_held_as_bytes_encode_as_the_counted_parts_do(parts, seed, finite):
+    """The window stage reads the parse stage's partials whichever way they were counted: the bytes
+    are the same, sparse or dense, one row or many, with nulls and infinities or without."""
+    rng = np.random.default_rng(seed)
+    layouts = [LAYOUTS[k] for k, _ in parts]
+    values = [_values(rng, n, layout) for layout, (_, n) in zip(layouts, parts)]
+    if finite:
+        values = [np.where(np.isfinite(x), x, 0.5) for x in values]
+    rows, cells = np.array([n for _, n in parts]), _cells(values)
+    want = encode_accumulators(count_parts(layouts, rows, cells))
+    got = count_parts_encoded(layouts, rows, cells)
+    assert encode_accumulators(got) == want
+    assert [acc.to_bytes() for acc in got] == want
+    # read (decoded from its bytes), then encoded again: the same bytes
+    assert [Accumulator.from_bytes(acc.to_bytes(), acc.layout).to_bytes() for acc in got] == want
+    assert [(acc.hist, acc.to_bytes())[1] for acc in got] == want
+
+
+def test_one_row_parts_on_twenty_columns_are_sparse_and_equal():
+    """The live shape at 10,000 endpoints: one row per part, each column one bin."""
+    layout = _layout([4] * 20)
+    rng = np.random.default_rng(9)
+    x = [rng.uniform(-1.2, 1.2, (1, 20)) for _ in range(50)]
+    want = encode_accumulators(count_parts([layout] * 50, np.ones(50, dtype=int), _cells(x)))
+    got = count_parts_encoded([layout] * 50, np.ones(50, dtype=int), _cells(x))
+    assert encode_accumulators(got) == want
+    assert all(acc.to_bytes()[4] == 3 for acc in got)  # the sparse version
+    for acc, row in zip(got, x):
+        assert acc.count.tolist() == [1] * 20 and acc.hist.sum() == 20 and acc.mean.tolist() == row[0].tolist()
+
+
+def test_a_part_held_as_bytes_behaves_as_an_accumulator_when_changed_copied_or_pickled():
+    rng = np.random.default_rng(4)
+    x, y, more = _values(rng, 2, LAYOUTS[2]), _values(rng, 1, LAYOUTS[2]), _values(rng, 3, LAYOUTS[2])
+    a, b = count_parts_encoded([LAYOUTS[2]] * 2, np.array([2, 1]), _cells([x, y]))
+    plain_b = count_parts([LAYOUTS[2]], np.array([1]), _cells([y]))[0]
+    for got in (copy.deepcopy(b), pickle.loads(pickle.dumps(b)), copy.copy(b)):
+        assert type(got) is Accumulator and got.to_bytes() == plain_b.to_bytes()
+    a.add_batch(more)  # changed before any array was read: decoded first
+    both = np.concatenate([x, more])
+    _assert_same(a, _alone(LAYOUTS[2], both), both)
+    c = count_parts_encoded([LAYOUTS[2]], np.array([1]), _cells([y]))[0]
+    c.rows = 7  # any attribute set decodes it first
+    assert c.hist.tolist() == plain_b.hist.tolist() and c.to_bytes() != plain_b.to_bytes()
+    # a batch of both kinds encodes each as its own to_bytes
+    mixed = [a, b, c, plain_b]
+    assert encode_accumulators(mixed) == [acc.to_bytes() for acc in mixed]
