@@ -354,8 +354,10 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")  # the job writes while the CLI reads
+        wal = cursor.fetchone()[0] == "wal"
     except Exception:  # noqa: BLE001 - an in-memory database has no WAL; nothing to do
-        pass
+        wal = False
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute(f"PRAGMA synchronous={SYNCHRONOUS}")  # as the SQLite TSDB, for the same reason
+    if wal:  # as the SQLite TSDB, for the same reason (safe in WAL mode only)
+        cursor.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
     cursor.close()

@@ -140,8 +140,8 @@ class SqliteTSDB(TSDB):
         try:
             self._conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
             if self.path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+                if self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                    self._conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         except sqlite3.Error as exc:
             raise self._failed("opening", exc) from None
 

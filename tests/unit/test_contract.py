@@ -52,7 +52,6 @@ def test_good_identifiers(good):
     assert identifier_problem(good) is None
 
 
-
 def _accepted_by_the_rule(value: str) -> bool:
     """The identifier rule written out character by character (the contract's docstring)."""
     import unicodedata
@@ -69,6 +68,7 @@ def test_identifiers_are_accepted_exactly_by_the_rule(value):
     """Printable ASCII ids are accepted without the per-character loop; every string, ASCII or not,
     is accepted exactly when the rule accepts it."""
     assert (identifier_problem(value) is None) == _accepted_by_the_rule(value)
+
 
 def test_time_bounds_name_the_clock_and_the_retention():
     assert BOUNDS.problem(NOW_MS) is None and BOUNDS.problem(NOW_MS + 300_000) is None

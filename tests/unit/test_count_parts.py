@@ -174,8 +174,11 @@ def test_a_part_held_as_bytes_behaves_as_an_accumulator_when_changed_copied_or_p
     x, y, more = _values(rng, 2, LAYOUTS[2]), _values(rng, 1, LAYOUTS[2]), _values(rng, 3, LAYOUTS[2])
     a, b = count_parts_encoded([LAYOUTS[2]] * 2, np.array([2, 1]), _cells([x, y]))
     plain_b = count_parts([LAYOUTS[2]], np.array([1]), _cells([y]))[0]
-    for got in (copy.deepcopy(b), pickle.loads(pickle.dumps(b)), copy.copy(b)):
-        assert type(got) is Accumulator and got.to_bytes() == plain_b.to_bytes()
+    for how in (copy.deepcopy, lambda part: pickle.loads(pickle.dumps(part)), copy.copy):
+        part = count_parts_encoded([LAYOUTS[2]], np.array([1]), _cells([y]))[0]  # a fresh one each
+        got = how(part)
+        assert type(got) is Accumulator and got.to_bytes() == plain_b.to_bytes() == part.to_bytes()
+        assert got.hist.tolist() == plain_b.hist.tolist() and got.mean.tolist() == plain_b.mean.tolist()
     a.add_batch(more)  # changed before any array was read: decoded first
     both = np.concatenate([x, more])
     _assert_same(a, _alone(LAYOUTS[2], both), both)

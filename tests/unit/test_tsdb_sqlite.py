@@ -499,8 +499,8 @@ def test_a_sqlite_taking_999_parameters_per_statement_gets_statements_it_takes(t
 
 
 def test_the_embedded_stores_commit_in_wal_mode_without_a_sync_per_commit(tmp_path):
-    """Both embedded stores' files: WAL journal, synchronous NORMAL (1) on the connections that
-    write them, so a commit does not wait for the disk; a reader's own connection sees both."""
+    """Both embedded stores' files: WAL journal (a reader's own connection sees it) and
+    synchronous NORMAL (1) on the stores' own connections, which write them."""
     from streamdrift.connectors.sql_store import SqlStore
 
     tsdb = SqliteTSDB(tmp_path / "tsdb.sqlite")
