@@ -56,7 +56,11 @@ class JobOptions:
     arrow_batch_size: int = _flag("--arrow-batch-size", 20_000, "records per batch handed to the parse function",
                                   type=int)  # and per bundle, at most
     batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
-    bundle_time_ms: int = 1_000
+    bundle_time_ms: int = 1_000  # the window stage's and the writer's Python bundles end after this
+    # longer batches make fewer, fuller partials when records spread over many endpoints (less CPU per
+    # event); each also holds its records' watermark back, up to this long
+    parse_bundle_time_ms: int = _flag("--parse-bundle-seconds", 2_000, "a batch of records waits at most this "
+                                      "long for more before the parse function gets it", scale=1000, type=float)
     writer_linger_ms: int = 200  # a batch of the writer waits at most this long for more windows (tests)
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "
                                "state)", choices=["hashmap", "rocksdb"])
@@ -188,6 +192,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     for i, (low, high, batch) in enumerate(parse_tiers(options.arrow_batch_size, options.batch_bytes)):
         conf.set("python.fn-execution.arrow.batch.size", str(batch))
         conf.set("python.fn-execution.bundle.size", str(batch))
+        conf.set("python.fn-execution.bundle.time", str(options.parse_bundle_time_ms))
         where = f"size > {low}" + ("" if high is None else f" AND size <= {high}")
         tier = (source.where(call_sql(where)).select(call_sql(head).alias("payload"), col("size"))
                 # the payload is forwarded by the JVM beside the function's result (one trip to Python)
@@ -205,6 +210,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
             f"SELECT kind, endpoint_id, window_start, body, late, clock_ms FROM {view} WHERE clock_ms IS NOT NULL")))
     conf.set("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
     conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
+    conf.set("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     statements.attach_as_datastream()
     # event time and watermarks in the JVM, from the newest event time each row has seen
     watermarked = (Schema.new_builder()

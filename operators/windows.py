@@ -56,7 +56,7 @@ COMPACT_EVERY = 16
 CLOSING_MS = 5_000
 """Event time, ms: in a window's last ``CLOSING_MS`` of events (at most a quarter of the window)
 its partials are merged as they come (:meth:`EndpointWindows._closing`). Each merge then costs
-~0.1 ms of Python; 5 s at 10,000 endpoints with events in real time is ~3 partials per endpoint
+~0.1 ms of Python; 5 s at 10,000 endpoints with events in real time is 2-3 partials per endpoint
 window, so most windows get one there and fire with nothing left to merge."""
 log = logging.getLogger("streamdrift.windows")
 
