@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 from pathlib import Path
@@ -31,6 +32,17 @@ def _flag(name: str, default, help: str, *, scale: int = 1, **argparse_options):
     (1000: a field in milliseconds, its flag in seconds)."""
     return dataclasses.field(default=default, metadata={"flag": {"name": name, "help": help, "scale": scale,
                                                                  "options": argparse_options}})
+
+
+def _seconds(text: str, flag: str) -> float:
+    """A flag's seconds, at least a millisecond (Flink replaces a time of 0 ms by its default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{flag} takes seconds, got {text!r}") from None
+    if not value >= 0.001:  # NaN too
+        raise argparse.ArgumentTypeError(f"{flag} takes at least 0.001 seconds, got {text!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +69,11 @@ class JobOptions:
                                   type=int)  # and per bundle, at most
     batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
     bundle_time_ms: int = 1_000  # the window stage's and the writer's Python bundles end after this
-    # longer batches make fewer, fuller partials when records spread over many endpoints (less CPU per
-    # event); each also holds its records' watermark back, up to this long
-    parse_bundle_time_ms: int = _flag("--parse-bundle-seconds", 2_000, "a batch of records waits at most this "
-                                      "long for more before the parse function gets it", scale=1000, type=float)
+    # longer batches take less CPU per event when records spread over many endpoints; each also holds
+    # its records' watermark back about this long
+    parse_bundle_time_ms: int = _flag("--parse-bundle-seconds", 2_000, "a batch of records waits about this long "
+                                      "(at most about twice) for more before the parse function gets it",
+                                      scale=1000, type=lambda text: _seconds(text, "--parse-bundle-seconds"))
     writer_linger_ms: int = 200  # a batch of the writer waits at most this long for more windows (tests)
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "
                                "state)", choices=["hashmap", "rocksdb"])
@@ -210,6 +223,8 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
             f"SELECT kind, endpoint_id, window_start, body, late, clock_ms FROM {view} WHERE clock_ms IS NOT NULL")))
     conf.set("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
     conf.set("python.fn-execution.bundle.size", str(options.arrow_batch_size))
+    # the other Python operators read it when the stream graph is generated, from the environment's
+    # configuration, which the Table queries translated below update from this one
     conf.set("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     statements.attach_as_datastream()
     # event time and watermarks in the JVM, from the newest event time each row has seen

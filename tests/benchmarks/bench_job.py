@@ -496,8 +496,8 @@ def _stamp_first_record(stamp_dir: str) -> None:
     """Make the job's endpoint loader stamp the wall time of each call (in the Python workers).
 
     The parse function loads the endpoints at its first lookup, i.e. on the first batch of records
-    (at most ``parse_bundle_time_ms`` after the first record arrives): the earliest stamp is the "first
-    record" mark. Only the function ``build()`` wraps in a ``functools.partial`` is replaced, in this
+    (about ``parse_bundle_time_ms`` after the first record arrives, at most about twice that): the
+    earliest stamp is the "first record" mark. Only the function ``build()`` wraps in a ``functools.partial`` is replaced, in this
     client process; the closure is pickled by value, so the workers need not import this module."""
     from streamdrift.connectors import job_io
 

@@ -499,7 +499,8 @@ def _print_run(res: dict, args) -> None:
     for w in res["latencies"]:
         # live: the producers send event time at wall-clock pace from their start, so a window's end
         # passed at start + (its end - the first window's start); the watermark follows 5 s later
-        # (max disorder), and a batch reaches Python at most parse_bundle_time_ms after its first record
+        # (max disorder), and a batch reaches Python about parse_bundle_time_ms (at most about twice)
+        # after its first record
         since_end = ""
         if res.get("producer"):
             passed = res["producer"]["start"] + (w["window_start"] + 60_000 - res["latencies"][0]["window_start"]) / 1000

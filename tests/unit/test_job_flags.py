@@ -22,6 +22,8 @@ FLAGS = [
     ("--parallelism", "3", "parallelism", 3),
     ("--checkpoint-interval-seconds", "2", "checkpoint_interval_ms", 2_000),
     ("--arrow-batch-size", "500", "arrow_batch_size", 500),
+    ("--parse-bundle-seconds", "2.5", "parse_bundle_time_ms", 2_500),
+    ("--parse-bundle-seconds", "0.001", "parse_bundle_time_ms", 1),
     ("--state-backend", "rocksdb", "state_backend", "rocksdb"),
     ("--checkpoint-dir", "file:///tmp/cp", "checkpoint_dir", "file:///tmp/cp"),
     ("--restart-max-failures", "4", "restart_max_failures", 4),
@@ -60,5 +62,14 @@ def test_the_help_shows_the_defaults_in_the_flags_units():
     text = " ".join(parser.format_help().split())
     for flag, default in [("--max-disorder-seconds", "(default 5)"), ("--idle-grace-seconds", "(default 60)"),
                           ("--checkpoint-interval-seconds", "(default 10)"), ("--arrow-batch-size", "(default 20,000)"),
-                          ("--max-clock-skew-seconds", "(default 300)"), ("--state-backend", "(default hashmap)")]:
+                          ("--max-clock-skew-seconds", "(default 300)"), ("--state-backend", "(default hashmap)"),
+                          ("--parse-bundle-seconds", "(default 2)")]:
         assert default in text.split(flag, 2)[-1].split(" --", 1)[0], flag
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "0.0004", "nan", "two"])
+def test_a_parse_bundle_under_a_millisecond_is_refused(value, capsys):
+    # Flink would replace a bundle time of 0 ms by its default, 1 s, and only log it
+    with pytest.raises(SystemExit):
+        _options(["--parse-bundle-seconds", value])
+    assert "--parse-bundle-seconds" in capsys.readouterr().err
