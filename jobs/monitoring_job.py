@@ -34,14 +34,14 @@ def _flag(name: str, default, help: str, *, scale: int = 1, **argparse_options):
                                                                  "options": argparse_options}})
 
 
-def _seconds(text: str, flag: str) -> float:
-    """A flag's seconds, at least a millisecond (Flink replaces a time of 0 ms by its default)."""
+def _seconds(text: str, flag: str, most: float = 3600.0) -> float:
+    """A flag's seconds, from a millisecond (Flink replaces a time of 0 ms by its default) to ``most``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{flag} takes seconds, got {text!r}") from None
-    if not value >= 0.001:  # NaN too
-        raise argparse.ArgumentTypeError(f"{flag} takes at least 0.001 seconds, got {text!r}")
+    if not 0.001 <= value <= most:  # NaN and infinities too
+        raise argparse.ArgumentTypeError(f"{flag} takes 0.001 to {most:g} seconds, got {text!r}")
     return value
 
 
@@ -70,9 +70,9 @@ class JobOptions:
     batch_bytes: int = 64 << 20  # bytes per batch handed to Python, at most (see parse_tiers)
     bundle_time_ms: int = 1_000  # the window stage's and the writer's Python bundles end after this
     # longer batches take less CPU per event when records spread over many endpoints; each also holds
-    # its records' watermark back about this long
-    parse_bundle_time_ms: int = _flag("--parse-bundle-seconds", 2_000, "a batch of records waits about this long "
-                                      "(at most about twice) for more before the parse function gets it",
+    # its records' watermark back, up to its length
+    parse_bundle_time_ms: int = _flag("--parse-bundle-seconds", 2_000, "a batch of records waits this long (up to "
+                                      "about twice) for more before the parse function gets it",
                                       scale=1000, type=lambda text: _seconds(text, "--parse-bundle-seconds"))
     writer_linger_ms: int = 200  # a batch of the writer waits at most this long for more windows (tests)
     state_backend: str = _flag("--state-backend", "hashmap", "where the job keeps its state (rocksdb for large "

@@ -24,6 +24,7 @@ FLAGS = [
     ("--arrow-batch-size", "500", "arrow_batch_size", 500),
     ("--parse-bundle-seconds", "2.5", "parse_bundle_time_ms", 2_500),
     ("--parse-bundle-seconds", "0.001", "parse_bundle_time_ms", 1),
+    ("--parse-bundle-seconds", "3600", "parse_bundle_time_ms", 3_600_000),
     ("--state-backend", "rocksdb", "state_backend", "rocksdb"),
     ("--checkpoint-dir", "file:///tmp/cp", "checkpoint_dir", "file:///tmp/cp"),
     ("--restart-max-failures", "4", "restart_max_failures", 4),
@@ -67,9 +68,12 @@ def test_the_help_shows_the_defaults_in_the_flags_units():
         assert default in text.split(flag, 2)[-1].split(" --", 1)[0], flag
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "0.0004", "nan", "two"])
-def test_a_parse_bundle_under_a_millisecond_is_refused(value, capsys):
+@pytest.mark.parametrize("value, says", [("0", "0.001 to 3600 seconds"), ("-1", "0.001 to 3600 seconds"),
+                                         ("0.0004", "0.001 to 3600 seconds"), ("nan", "0.001 to 3600 seconds"),
+                                         ("inf", "0.001 to 3600 seconds"), ("3601", "0.001 to 3600 seconds"),
+                                         ("two", "takes seconds, got 'two'")])
+def test_a_parse_bundle_out_of_range_is_refused(value, says, capsys):
     # Flink would replace a bundle time of 0 ms by its default, 1 s, and only log it
     with pytest.raises(SystemExit):
         _options(["--parse-bundle-seconds", value])
-    assert "--parse-bundle-seconds" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
