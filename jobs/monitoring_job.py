@@ -53,6 +53,9 @@ class JobOptions:
 
     window_ms: int | None = _flag("--window-seconds", None, "window length in seconds, overriding base_period "
                                   "(for tests and demos; default: base_period)", scale=1000, type=float)
+    stagger_windows: bool = _flag("--stagger-windows", False, "each endpoint's windows start at an offset of its "
+                                  "own (one of 256, by its id), so that many endpoints' windows close spread over "
+                                  "the window instead of all at once", action="store_true")
     max_disorder_ms: int = _flag("--max-disorder-seconds", 5_000, "watermark bound: how far out of order events "
                                  "may arrive", scale=1000, type=float)  # watermark = max event time seen - this
     allowed_lateness_ms: int | None = _flag("--allowed-lateness-seconds", None, "late events up to this correct a "
@@ -188,7 +191,7 @@ def build(settings: Settings, options: JobOptions = JobOptions()) -> JobGraph:
     parse = udf(ParseRecords(load_endpoints, window_ms, options.sample_size, options.endpoint_refresh_seconds,
                              # an event older than the TSDB keeps would be refused when its window is written
                              options.max_clock_skew_ms, settings.tsdb_keep_days * 86_400_000, lateness,
-                             options.max_disorder_ms, load_apps),
+                             options.max_disorder_ms, load_apps, staggered=options.stagger_windows),
                 result_type=RESULT_TYPE, func_type="pandas")
     fields = [f.name for f in RESULT_TYPE.fields]
     register_functions(t_env)

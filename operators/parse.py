@@ -7,7 +7,7 @@ the result). Every good record gets its endpoint id and event time (for its raw 
 and for the watermark), its request id, latency and error (raw-row columns) and whether it came
 after its window closed for good (``late``, :class:`streamdrift.udfs.batch.EventClock`). The
 batch's partial aggregates (one per endpoint, window and lateness) go to the window stage in one
-row per group of endpoints, its key (:func:`streamdrift.operators.windows.endpoint_group`): the
+row per group of endpoints, its key (:func:`streamdrift.udfs.endpoint_id.endpoint_group`): the
 record of the group's first partial carries them all (kind ``P``,
 :func:`streamdrift.operators.windows.pack_partials`; a ``batch_complete`` of the group starts a new
 row for the partials of the records after it, so none overtakes it), the others are kind ``R``; a dead
@@ -27,10 +27,11 @@ from pyflink.table.udf import FunctionContext, ScalarFunction
 from streamdrift.udfs.applications import sample_size_for
 from streamdrift.udfs.batch import EventClock, aggregate_isolated, clock_column
 from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
-from streamdrift.operators.windows import PartialRow, endpoint_group, pack_partials
+from streamdrift.operators.windows import PartialRow, pack_partials
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
-from streamdrift.udfs.events import MAX_EVENT_BYTES
+from streamdrift.udfs.endpoint_id import endpoint_group
+from streamdrift.udfs.events import MAX_EVENT_BYTES, Tumbling
 from streamdrift.udfs.partitions import hour_partitions, shard_partitions
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import encode_aggregates
@@ -75,8 +76,10 @@ RESULT_TYPE = DataTypes.ROW([
 class ParseRecords(ScalarFunction):
     def __init__(self, load_endpoints, window_ms: int, sample_size: int, refresh_seconds: float = 30.0,
                  max_future_ms: int = 300_000, max_age_ms: int = 36_500 * 86_400_000,
-                 allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000, load_apps=None):
+                 allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000, load_apps=None,
+                 staggered: bool = False):
         self.load_endpoints = load_endpoints
+        self.windows = Tumbling(int(window_ms), staggered)  # where each endpoint's windows start
         self.load_apps = load_apps
         self.window_ms = window_ms
         self.sample_size = sample_size
@@ -111,7 +114,7 @@ class ParseRecords(ScalarFunction):
         self.partials = group.counter("partials")
 
     def _group(self, endpoint_id: str) -> str:
-        """:func:`streamdrift.operators.windows.endpoint_group`, remembered (an MD5 per partial
+        """:func:`streamdrift.udfs.endpoint_id.endpoint_group`, remembered (an MD5 per partial
         otherwise); forgotten past 100,000 endpoints, so that ids seen once do not pile up."""
         group = self.groups.get(endpoint_id)
         if group is None:
@@ -138,13 +141,13 @@ class ParseRecords(ScalarFunction):
         values = payloads.tolist()
         n = len(values)
         bounds = TimeBounds(int(time.time() * 1000), self.max_future_ms, self.max_age_ms)
-        batch = aggregate_isolated(values, self.catalog, self.window_ms, self._window_sample(), self.reader, bounds,
+        batch = aggregate_isolated(values, self.catalog, self.windows, self._window_sample(), self.reader, bounds,
                                    None if sizes is None else sizes.to_numpy(), self.clock)
         # object arrays handed to pandas as they are (copy=False): lists were converted, inferred and
         # copied again before PyFlink's conversion to Arrow
         kind, body, to_windows = np.full(n, RECORD, dtype=object), np.full(n, None, dtype=object), np.zeros(n, bool)
         ts = batch.timestamps
-        window_start = ts - ts % self.window_ms
+        window_start = self.windows.starts(ts, batch.endpoint_ids)
         # one row per group of endpoints (the window stage's key) holds the group's partials: the row of
         # its first partial, whose endpoint is of the group. A batch_complete row of the group comes
         # between the partials of records before it and after it, as their records do

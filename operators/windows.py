@@ -34,7 +34,6 @@ the endpoints; and one timer of a group fires all of its endpoints' windows that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -49,6 +48,7 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
 from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
+from streamdrift.udfs.endpoint_id import GROUPS, endpoint_group  # noqa: F401 - the stage's keys, named here too
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
@@ -141,22 +141,6 @@ NOT_FIRED = -1
 UNKNOWN_WATERMARK = -(1 << 63)  # Flink's watermark before the first one of a new or restored job
 OPENED_LATE = -2  # its first partial came when the watermark had passed its end: it fires at the next one
 _META = struct.Struct("<qii?")
-
-
-GROUPS = 256
-"""Groups of endpoints the window stage is keyed by: at 10,000 endpoints ~40 per group. Fixed:
-the state of a window lives under its endpoint's group."""
-
-
-def endpoint_group(endpoint_id: str) -> str:
-    """The window stage's key of an endpoint: the first two hex digits of the MD5 of its id's
-    UTF-8 (one of :data:`GROUPS`), what the job's ``SUBSTRING(MD5(endpoint_id) FROM 1 FOR 2)``
-    computes in the JVM. Stable across versions and parallelisms, since state is kept under it.
-
-    >>> endpoint_group('ep1'), endpoint_group('')
-    ('d9', 'd4')
-    """
-    return hashlib.md5(endpoint_id.encode("utf-8", "surrogatepass")).hexdigest()[:2]
 
 
 EARLIER_STATE, EARLIER_SLOTS = "endpoint-windows", 32

@@ -21,8 +21,9 @@ from streamdrift.udfs.events import (
     DeadLetter,
     Event,
     dead_letter,
+    Tumbling,
     decode,
-    window_start,
+    tumbling,
 )
 from streamdrift.udfs.window import DEFAULT_SAMPLE_SIZE, Partial, Sample, WindowAggregate, count_rows
 
@@ -45,7 +46,7 @@ class Batch:
     controls: list[tuple[int, Any]] = dataclasses.field(default_factory=list)  # (record index, BatchComplete)
 
 
-def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int,
+def aggregate_batch(payloads: Sequence[bytes | str], catalog, window_ms: int | Tumbling,
                     sample_size: int = DEFAULT_SAMPLE_SIZE):
     """Decode a batch of records and aggregate them per (endpoint, window).
 
@@ -91,8 +92,9 @@ class EventClock:
     max_disorder_ms: int
     newest_ms: int = _NEVER
 
-    def late(self, timestamps: np.ndarray, accepted: np.ndarray) -> np.ndarray:
+    def late(self, timestamps: np.ndarray, accepted: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Per record (epoch ms, in read order): late or not; only ``accepted`` records move the clock.
+        ``starts``: each record's window start (epoch ms), when windows are not aligned on the epoch.
 
         >>> clock = EventClock(window_ms=60_000, allowed_lateness_ms=0, max_disorder_ms=0)
         >>> clock.late(np.array([120_000, 30_000]), np.array([False, True])).tolist()  # the first moves nothing
@@ -104,7 +106,9 @@ class EventClock:
         running = np.maximum.accumulate(np.concatenate(([self.newest_ms], ts)))[1:]
         if running.size:
             self.newest_ms = int(running[-1])
-        closed = timestamps - timestamps % self.window_ms + (self.window_ms - 1 + self.allowed_lateness_ms)
+        if starts is None:
+            starts = timestamps - timestamps % self.window_ms
+        closed = starts + (self.window_ms - 1 + self.allowed_lateness_ms)
         return accepted & (closed < running - self.max_disorder_ms)
 
 
@@ -134,12 +138,13 @@ def clock_column(event_ms: np.ndarray, to_windows: np.ndarray) -> np.ndarray:
     return np.where(keep, newest.astype(np.float64), np.nan)
 
 
-def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
+def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int | Tumbling,
                       sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None,
                       clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_batch`, plus each good record's raw-row columns.
 
-    ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`; None: any time
+    ``window_ms``: the windows' size in milliseconds (aligned on the epoch), or a :class:`Tumbling`
+    (staggered windows). ``bounds``: the event times accepted (:class:`streamdrift.udfs.contract.TimeBounds`; None: any time
     Python represents); a record outside them is a dead letter saying so. ``sizes``: each record's
     size in bytes, when ``payloads`` may hold only the first bytes of a record over the size limit
     (:data:`streamdrift.udfs.events.MAX_EVENT_BYTES`): such a record is a dead letter with its true size.
@@ -192,6 +197,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
     latency = np.full(n, np.nan)
     partials: list[Partial] = []
     rest: Iterable[int] = range(n)
+    assigner = tumbling(window_ms)
     if reader is True:
         reader = ColumnarReader()
     part = reader.aggregate(payloads, catalog, window_ms, sample_size, bounds) if reader else None
@@ -221,7 +227,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
             controls.append((i, out))
             endpoint_ids[i] = out.endpoint_id
         else:
-            groups.setdefault((out.endpoint_id, window_start(out.timestamp_ms, window_ms)), []).append((i, out))
+            groups.setdefault((out.endpoint_id, assigner.start(out.timestamp_ms, out.endpoint_id)), []).append((i, out))
     for (endpoint_id, start), items in groups.items():
         layout = catalog.layout(endpoint_id)
         agg = WindowAggregate(sample=Sample.empty(sample_size))
@@ -256,7 +262,7 @@ def aggregate_records(payloads: Sequence[bytes | str], catalog, window_ms: int,
     return batch
 
 
-def _split_late(batch: Batch, payloads, catalog, window_ms: int, sample_size: int, bounds, clock: EventClock) -> Batch:
+def _split_late(batch: Batch, payloads, catalog, window_ms: int | Tumbling, sample_size: int, bounds, clock: EventClock) -> Batch:
     """``batch`` with every record flagged late or not by ``clock``, and each partial holding only
     records of one kind: a window whose records in this batch are partly late is aggregated
     again record by record, as two partials (rare: a batch across the watermark passing a
@@ -264,10 +270,10 @@ def _split_late(batch: Batch, payloads, catalog, window_ms: int, sample_size: in
     n = len(batch.endpoint_ids)
     other = {i for i, _ in batch.dead} | {i for i, _ in batch.controls}
     accepted = np.fromiter((e is not None and i not in other for i, e in enumerate(batch.endpoint_ids)), bool, n)
-    late = clock.late(batch.timestamps, accepted)
+    starts = tumbling(window_ms).starts(batch.timestamps, batch.endpoint_ids)
+    late = clock.late(batch.timestamps, accepted, starts)
     if not late.any():
         return dataclasses.replace(batch, late=late)
-    starts = batch.timestamps - batch.timestamps % window_ms
     members: dict[tuple[str, int], list[int]] = {}
     for i in np.flatnonzero(accepted).tolist():
         members.setdefault((batch.endpoint_ids[i], int(starts[i])), []).append(i)
@@ -298,7 +304,7 @@ def _one_per_window(partials: list[Partial]) -> list[Partial]:
             for key, parts in by_key.items()]
 
 
-def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int,
+def aggregate_isolated(payloads: Sequence[bytes | str], catalog, window_ms: int | Tumbling,
                        sample_size: int = DEFAULT_SAMPLE_SIZE, reader=True, bounds=None, sizes=None,
                        clock: EventClock | None = None) -> Batch:
     """:func:`aggregate_records`, where no record can fail the batch: when the batch raises (a

@@ -25,7 +25,7 @@ import numpy as np
 
 from streamdrift.udfs.accumulator import Layout, count_parts_encoded, offsets, segment_ranges
 from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem
-from streamdrift.udfs.events import MAX_EPOCH_MS, MAX_EVENT_BYTES, MIN_EPOCH_MS, epoch_ms_array
+from streamdrift.udfs.events import MAX_EPOCH_MS, MAX_EVENT_BYTES, MIN_EPOCH_MS, Tumbling, epoch_ms_array, tumbling
 from streamdrift.udfs.window import LATENCY_EDGES, Partial, RowBlock, Sample, WindowAggregate, row_priorities
 
 _MAX_DEPTH = 500  # a record at most this deeply nested parses the same on both paths
@@ -159,7 +159,7 @@ class ColumnarReader:
             return table, inputs
         return None
 
-    def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int, sample_size: int,
+    def aggregate(self, payloads: Sequence[bytes | str], catalog, window_ms: int | Tumbling, sample_size: int,
                   bounds: TimeBounds | None = None) -> ColumnarPart | None:
         """The partials of the records read here, or None when none were. A record whose time is
         outside ``bounds`` is left to the per-record path (which says why it is refused).
@@ -194,7 +194,7 @@ def _null_mask(array) -> np.ndarray:
     return pc.is_null(array).to_numpy(zero_copy_only=False)
 
 
-def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, sample_size: int,
+def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int | Tumbling, sample_size: int,
                bounds: TimeBounds | None, plans: dict | None = None) -> ColumnarPart:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -206,7 +206,10 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
     names_of, out_names, layout_of = [], [], []
     width = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)  # last: a null id (never read here)
     with_output = np.zeros(width.size, dtype=bool)
+    assigner = tumbling(window_ms)
+    window_offsets = np.zeros(width.size, dtype=np.int64)  # of each endpoint's windows; last: a null id
     for j, endpoint_id in enumerate(encoded.dictionary.to_pylist()):
+        window_offsets[j] = assigner.offset(endpoint_id)
         columns = catalog.columns(endpoint_id) if endpoint_id_problem(endpoint_id) is None else None
         layout = catalog.layout(endpoint_id) if columns is not None and columns.features else None
         usable = columns is not None and bool(columns.features) and not (layout is not None and layout.categorical)
@@ -266,7 +269,7 @@ def _aggregate(index: np.ndarray, table, inputs: str, catalog, window_ms: int, s
 
     # groups: (endpoint, window, with outputs or not), in the order of their first record
     good = np.flatnonzero(ok)
-    starts = ts - ts % window_ms
+    starts = ts - (ts - window_offsets[codes]) % assigner.size_ms
     request_col = table.column("request_id").chunk(0)
     request_ids = request_col.to_numpy(zero_copy_only=False)  # str or None
     partials = []

@@ -38,4 +38,20 @@ def endpoint_uid(
     return hashlib.sha1(f"{project}_{function_ref}_{versioned_model}".encode("utf-8")).hexdigest()
 
 
-__all__ = ["endpoint_uid", "NOT_AVAILABLE"]
+GROUPS = 256
+"""Groups of endpoints (:func:`endpoint_group`): the window stage's keys, and the window offsets of
+staggered windows (:class:`streamdrift.udfs.events.Tumbling`). Fixed: state is kept under them."""
+
+
+def endpoint_group(endpoint_id: str) -> str:
+    """An endpoint's group: the first two hex digits of the MD5 of its id's UTF-8 (one of
+    :data:`GROUPS`), what the job's ``SUBSTRING(MD5(endpoint_id) FROM 1 FOR 2)`` computes in the
+    JVM. Stable across versions and parallelisms, since state is kept under it.
+
+    >>> endpoint_group('ep1'), endpoint_group('')
+    ('d9', 'd4')
+    """
+    return hashlib.md5(endpoint_id.encode("utf-8", "surrogatepass")).hexdigest()[:2]
+
+
+__all__ = ["endpoint_uid", "endpoint_group", "GROUPS", "NOT_AVAILABLE"]

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streamdrift.udfs.contract import TimeBounds, endpoint_id_problem, structure_problem
-from streamdrift.udfs.endpoint_id import endpoint_uid
+from streamdrift.udfs.endpoint_id import GROUPS, endpoint_group, endpoint_uid
 
 try:
     import orjson as _orjson
@@ -752,13 +752,77 @@ def decode(payload: bytes | str, columns_of=lambda endpoint_id: NO_COLUMNS,
         return dead_letter(payload, "event nested too deeply")
 
 
-def window_start(timestamp_ms: int, window_ms: int) -> int:
-    """Start of the tumbling window holding ``timestamp_ms`` (epoch-aligned, as Flink's).
+def window_start(timestamp_ms: int, window_ms: int, offset_ms: int = 0) -> int:
+    """Start of the tumbling window holding ``timestamp_ms`` (epoch ms): windows start at
+    ``offset_ms`` plus whole windows from the epoch, as Flink's ``TumblingEventTimeWindows.of(size,
+    offset)``.
 
     >>> window_start(1_764_158_450_000, 60_000)
     1764158400000
+    >>> window_start(1_764_158_450_000, 60_000, 55_000), window_start(1_764_158_450_000, 60_000, 45_000)
+    (1764158395000, 1764158445000)
     """
-    return timestamp_ms - (timestamp_ms % window_ms)
+    return timestamp_ms - (timestamp_ms - offset_ms) % window_ms
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _group_number(endpoint_id: str) -> int:
+    return int(endpoint_group(endpoint_id), 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tumbling:
+    """Tumbling event-time windows of ``size_ms``, per endpoint.
+
+    Aligned (``staggered=False``, the default): every endpoint's windows start at whole windows
+    from the epoch, so every endpoint's window closes at the same moment. Staggered: an endpoint's
+    windows start ``offset(endpoint_id)`` later, ``size_ms × g / 256`` for its group ``g``
+    (:func:`streamdrift.udfs.endpoint_id.endpoint_group`), so the windows of many endpoints close
+    spread over the window length, a group's together. MLRun's windows are staggered too: they
+    start at each endpoint's first request; these start at an offset that the endpoint's id alone
+    gives, the same on every restart and every subtask.
+
+    >>> w = Tumbling(60_000, staggered=True)
+    >>> w.offset('ep1'), int('d9', 16) * 60_000 // 256   # group 'd9' (217)
+    (50859, 50859)
+    >>> w.start(1_764_158_450_000, 'ep1'), Tumbling(60_000).start(1_764_158_450_000, 'ep1')
+    (1764158390859, 1764158400000)
+    """
+
+    size_ms: int
+    staggered: bool = False
+
+    def __post_init__(self):
+        if type(self.size_ms) is not int or self.size_ms <= 0:
+            raise ValueError(f"a window's size is a positive number of milliseconds, got {self.size_ms!r}")
+
+    def offset(self, endpoint_id: str | None) -> int:
+        """Milliseconds (0 to ``size_ms`` - 1) after whole windows from the epoch at which the
+        endpoint's windows start; 0 when aligned (or for no endpoint)."""
+        if not self.staggered or endpoint_id is None:
+            return 0
+        return _group_number(endpoint_id) * self.size_ms // GROUPS
+
+    def start(self, timestamp_ms: int, endpoint_id: str | None) -> int:
+        """Start (epoch ms) of the endpoint's window holding ``timestamp_ms``."""
+        return window_start(timestamp_ms, self.size_ms, self.offset(endpoint_id))
+
+    def starts(self, timestamps_ms: np.ndarray, endpoint_ids: Sequence[str | None]) -> np.ndarray:
+        """:meth:`start` of each record (shape ``(n,)`` int64 each, an endpoint id or None per record)."""
+        ts = np.asarray(timestamps_ms, dtype=np.int64)
+        if not self.staggered:
+            return ts - ts % self.size_ms
+        offsets = np.fromiter((self.offset(e) for e in endpoint_ids), np.int64, len(ts))
+        return ts - (ts - offsets) % self.size_ms
+
+
+def tumbling(window: int | Tumbling) -> Tumbling:
+    """``window`` as :class:`Tumbling`: a size in milliseconds is aligned windows of that size.
+
+    >>> tumbling(60_000), tumbling(Tumbling(60_000, staggered=True)).staggered
+    (Tumbling(size_ms=60000, staggered=False), True)
+    """
+    return window if isinstance(window, Tumbling) else Tumbling(int(window))
 
 
 def row_columns(columns: Mapping[str, Any]) -> Columns:

@@ -42,6 +42,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import hashlib
+import json
 import os
 import random
 import re
@@ -213,6 +215,51 @@ def window_latencies(stamp_dir: Path) -> list[dict]:
     return out
 
 
+def staggered_windows(payloads: list[bytes], window_ms: int = 60_000) -> int:
+    """Endpoint windows the events fall in when each endpoint's windows start at its offset
+    (``--stagger-windows``: window × g / 256 for g the first byte of the MD5 of its id)."""
+    events = [json.loads(p) for p in payloads]
+    offset = {e: int(hashlib.md5(e.encode()).hexdigest()[:2], 16) * window_ms // 256
+              for e in {ev["endpoint_id"] for ev in events}}
+    return len({(ev["endpoint_id"], ev["timestamp"] - (ev["timestamp"] - offset[ev["endpoint_id"]]) % window_ms)
+                for ev in events})
+
+
+def by_minute(latencies: list[dict]) -> list[dict]:
+    """The event-time windows of each minute (windows that start in it; with ``--stagger-windows``
+    one per group of endpoints and offset): how many, their endpoint windows, the longest and the
+    median of their first firing → last written, and the longest single window."""
+    minutes: dict[int, list[dict]] = {}
+    for w in latencies:
+        minutes.setdefault(w["window_start"] // 60_000, []).append(w)
+    return [{"minute": k, "starts": len(ws), "windows": sum(w["windows"] for w in ws),
+             "worst_s": max(w["latency_s"] for w in ws), "median_s": statistics.median(w["latency_s"] for w in ws),
+             "max_window_s": max(w["max_window_s"] for w in ws)} for k, ws in sorted(minutes.items())]
+
+
+STARTUP_S = 30.0
+
+
+def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: float | None) -> dict[str, dict]:
+    """The event-time windows by when they first fired (epoch s): in the job's first
+    :data:`STARTUP_S` seconds after its Python workers opened (``first_record_s``: the first call
+    of the endpoint loader; catalog loads, the backlog of the job's start), after the input ended (a bounded input's end fires every open window at once), or
+    while the events flowed; per phase how many, and the median and longest first firing → last
+    written."""
+    phases: dict[str, list[float]] = {"the job's first 30 s": [], "while the events flow": [],
+                                      "at the end of the input": []}
+    for w in latencies:
+        if first_record_s is not None and w["first_fired"] < first_record_s + STARTUP_S:
+            phase = "the job's first 30 s"
+        elif input_end_s is not None and w["first_fired"] > input_end_s:
+            phase = "at the end of the input"
+        else:
+            phase = "while the events flow"
+        phases[phase].append(w["latency_s"])
+    return {k: {"windows": len(v), "median_s": statistics.median(v), "longest_s": max(v)}
+            for k, v in phases.items() if v}
+
+
 def first_load_seconds(stamp_dir: Path) -> float | None:
     """The longest first call of the endpoint loader in a Python worker process (bench_job stamps
     each call's start and duration): the parse stage's first catalog load in the job."""
@@ -306,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catalog: {catalog}", flush=True)
 
         payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
+        if dict(args.option).get("stagger_windows"):
+            expected_windows = staggered_windows(payloads)
+            print(f"staggered windows: the events fall in {expected_windows:,} endpoint windows", flush=True)
         create_topic(bootstrap, topic)
         rate = (args.rate or args.events / (args.windows * 60)) if args.live else None
         if rate is None:
@@ -477,7 +527,8 @@ def _producer_figures(directory: Path, partitions: int) -> dict:
     rows = [[float(x) for x in (directory / f"produced-{p}.txt").read_text().split()] for p in range(partitions)]
     events = sum(r[3] for r in rows)
     return {"events_per_s": events / (max(r[1] for r in rows) - min(r[0] for r in rows)),
-            "cpu_us_per_event": sum(r[2] for r in rows) * 1e6 / events, "start": min(r[0] for r in rows)}
+            "cpu_us_per_event": sum(r[2] for r in rows) * 1e6 / events, "start": min(r[0] for r in rows),
+            "end": max(r[1] for r in rows)}
 
 
 def _print_run(res: dict, args) -> None:
@@ -496,6 +547,15 @@ def _print_run(res: dict, args) -> None:
           f"{res['jvm_peak'] / MB:,.0f} MiB; Python workers {res['py_sum_peak'] / MB:,.0f} MiB "
           f"({res['py_workers']}), largest {res['py_one_peak'] / MB:,.0f}; Parquet {res['parquet_bytes'] / MB:,.0f} "
           f"MiB; load {res['load']}", flush=True)
+    if len(res["latencies"]) > 2 * args.windows:  # staggered: a window per group and minute
+        first = res["latencies"][0]["window_start"] // 60_000
+        for m in by_minute(res["latencies"]):
+            print(f"    windows starting in minute +{m['minute'] - first}m: {m['starts']} event-time windows, "
+                  f"{m['windows']:,} endpoint windows written; first firing → last written: longest "
+                  f"{m['worst_s']:.1f} s, median {m['median_s']:.1f} s (longest single window "
+                  f"{m['max_window_s']:.1f} s)", flush=True)
+        _print_phases(res)
+        return
     for w in res["latencies"]:
         # live: the producers send event time at wall-clock pace from their start, so a window's end
         # passed at start + (its end - the first window's start); the watermark follows 5 s later
@@ -513,6 +573,15 @@ def _print_run(res: dict, args) -> None:
             print(f"      cores busy from its first firing to its last write: Python workers {c['python']:.2f}, JVM "
                   f"{c['jvm']:.2f} (GC {c['gc']:.2f}), the rest of the machine (the producers, the broker, the "
                   f"job's client, the kernel's interrupts) {c['rest']:.2f}, of {os.cpu_count()}", flush=True)
+    _print_phases(res)
+
+
+def _print_phases(res: dict) -> None:
+    end = res["producer"]["end"] if res.get("producer") else None
+    opened = res["start"] + res["first_record_s"] if res.get("first_record_s") is not None else None
+    for phase, f in by_phase(res["latencies"], opened, end).items():
+        print(f"    fired in {phase}: {f['windows']} event-time windows, first firing → last written median "
+              f"{f['median_s']:.1f} s, longest {f['longest_s']:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -518,3 +518,45 @@ def test_records_around_the_tier_bound_are_each_parsed_once(tmp_path, kafka, pro
     assert sum(p.count for p in predictions) == i  # every record under the limit once, none twice
     letters = _consume(kafka, topic_names(project)["dead_letters"])
     assert len(letters) == 1 and letters[0]["size_bytes"] == too_big and str(too_big) in letters[0]["reason"]
+
+
+def test_staggered_windows_start_at_each_endpoints_offset_and_count_its_rows(tmp_path, kafka, project):
+    """``--stagger-windows``: an endpoint's windows start window × g / 256 ms after whole windows
+    from the epoch, g its group (the first byte of the MD5 of its id); each window holds exactly
+    that endpoint's events in [start, start + window)."""
+    rng = np.random.default_rng(11)
+    settings = _settings(tmp_path, kafka, project)
+    window_ms = 4_000
+    endpoints, offsets = [], {}
+    for k in range(40):  # endpoints of different groups, their offsets far apart
+        reference = pd.DataFrame(rng.normal(size=(300, 3)), columns=FEATURES)
+        e = get_or_create_model_endpoint(project, f"model-s{k}", "serving", reference=reference,
+                                         store=settings.endpoint_store_connection).endpoint_id
+        offset = int(hashlib.md5(e.encode()).hexdigest()[:2], 16) * window_ms // 256
+        if all(abs(offset - o) > 400 for o in offsets.values()):
+            endpoints.append(e)
+            offsets[e] = offset
+        if len(endpoints) == 4:
+            break
+    assert len(endpoints) == 4
+    times = {e: np.sort(rng.integers(T0, T0 + 3 * window_ms, size=60)) for e in endpoints}
+    records = [{"endpoint_id": e, "timestamp": int(t), "request_id": f"{e[:6]}-{i}",
+                "inputs": [rng.normal(size=3).round(4).tolist()]}
+               for e in endpoints for i, t in enumerate(times[e].tolist())]
+    records.sort(key=lambda r: r["timestamp"])  # in time order: none late
+    _produce(kafka, topic_names(project)["events"], records, partition=0)
+    build(settings, JobOptions(bounded=True, window_ms=window_ms, stagger_windows=True, max_disorder_ms=0,
+                               allowed_lateness_ms=0, checkpoint_interval_ms=2_000)).env.execute("it-staggered")
+
+    tsdb = open_tsdb(settings.tsdb_connection)
+    for e in endpoints:
+        written = {int(p.start_infer_time.timestamp() * 1000): p.count for p in tsdb.query_predictions(project, e)}
+        ts = times[e]
+        first = T0 - (T0 - offsets[e]) % window_ms  # the window holding T0
+        starts = np.arange(first, T0 + 3 * window_ms, window_ms)
+        expected = {int(s): int(((ts >= s) & (ts < s + window_ms)).sum()) for s in starts}
+        assert written == {s: n for s, n in expected.items() if n}, e
+        assert all((s - offsets[e]) % window_ms == 0 for s in written)
+        results = [r for r in tsdb.query_results(project, e) if r.result_name == "general_drift"]
+        assert {int(r.end_infer_time.timestamp() * 1000) - int(r.start_infer_time.timestamp() * 1000)
+                for r in results} == {window_ms}

@@ -6,6 +6,7 @@ every partial of the group's endpoints in the batch. ``ParseRecords`` runs as Fl
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 from collections import defaultdict
 
@@ -129,3 +130,46 @@ def test_no_partial_overtakes_a_batch_complete_of_its_group(parse):
     assert out["kind"].tolist() == [PARTIAL, "C", PARTIAL, RECORD, RECORD]
     assert [(p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][0])] == [(a, 2)]
     assert [(p.endpoint_id, _rows(parse, p.body)) for p in unpack_partials(out["body"][2])] == [(b, 2)]
+
+
+@pytest.fixture(scope="module")
+def staggered_parse():
+    thresholds = gc.get_threshold()
+    stage = ParseRecords(lambda: [{"endpoint_id": e, "feature_names": ["x"], "feature_stats": STATS} for e in ENDPOINTS],
+                         WINDOW, sample_size=10, allowed_lateness_ms=0, max_disorder_ms=0, staggered=True)
+    stage.open(_FunctionContextStandIn())
+    yield stage
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def _staggered_start(ts: int, endpoint_id: str) -> int:
+    """The start of the endpoint's staggered window holding ``ts``, by hand (``--stagger-windows``)."""
+    offset = int(hashlib.md5(endpoint_id.encode("utf-8")).hexdigest()[:2], 16) * WINDOW // 256
+    return (ts - offset) // WINDOW * WINDOW + offset
+
+
+STAGGERED_EVENTS = st.lists(st.tuples(st.integers(0, len(ENDPOINTS) - 1), st.integers(-WINDOW, 3 * WINDOW),
+                                      st.integers(1, 3)), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=STAGGERED_EVENTS)
+def test_with_staggered_windows_each_partial_goes_on_with_its_endpoints_window_and_late_flag(
+        staggered_parse, events):
+    parse = staggered_parse
+    parse.clock.newest_ms = -(1 << 62)  # every example a new stream
+    out = parse.eval(pd.Series([json.dumps({"endpoint_id": ENDPOINTS[e], "timestamp": T0 + t,
+                                            "inputs": [[0.5]] * n}).encode() for e, t, n in events]))
+    expected, newest = defaultdict(int), -(1 << 62)
+    for e, t, n in events:
+        start = _staggered_start(T0 + t, ENDPOINTS[e])
+        newest = max(newest, T0 + t)
+        expected[(ENDPOINTS[e], start, newest > start + WINDOW - 1)] += n  # no lateness, no disorder
+    got = defaultdict(int)
+    for i in np.flatnonzero(out["kind"].to_numpy() == PARTIAL).tolist():
+        for p in unpack_partials(out["body"][i]):
+            got[(p.endpoint_id, p.window_start, p.late)] += WindowAggregate.from_bytes(
+                p.body, parse.catalog.layout_by_fingerprint).rows
+    assert got == expected
+    assert out["window_start"].tolist() == [_staggered_start(T0 + t, ENDPOINTS[e]) for e, t, _ in events]
