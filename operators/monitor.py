@@ -206,7 +206,8 @@ class WriteOutputs(KeyedProcessFunction):
     """Runs the applications on windows (:class:`RunApplications`) and writes their records to
     the stores (idempotently) in batches: at most ``max_batch`` windows at a time, in one write per
     store; a batch not full is written when the next watermark reaches the writer (a watermark
-    closes every endpoint's window at once, and the window stage hands it on after them) or
+    closes every endpoint's window at once, or a few groups' when windows are staggered, and the
+    window stage hands it on after them) or
     ``linger_ms`` after its first window, whichever comes first (the linger timer of a batch
     written full is ignored when it fires: it would cut the next batch short while a firing's windows
     still come, and write the rest of them later, when a later stale timer fires). Returns a one-line summary row

@@ -31,7 +31,7 @@ from streamdrift.operators.windows import PartialRow, pack_partials
 from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.contract import TimeBounds
 from streamdrift.udfs.endpoint_id import endpoint_group
-from streamdrift.udfs.events import MAX_EVENT_BYTES, Tumbling
+from streamdrift.udfs.events import MAX_EVENT_BYTES, Tumbling, tumbling
 from streamdrift.udfs.partitions import hour_partitions, shard_partitions
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import encode_aggregates
@@ -79,7 +79,7 @@ class ParseRecords(ScalarFunction):
                  allowed_lateness_ms: int | None = None, max_disorder_ms: int = 5_000, load_apps=None,
                  staggered: bool = False):
         self.load_endpoints = load_endpoints
-        self.windows = Tumbling(int(window_ms), staggered)  # where each endpoint's windows start
+        self.windows = Tumbling(tumbling(window_ms).size_ms, staggered)  # where each endpoint's windows start
         self.load_apps = load_apps
         self.window_ms = window_ms
         self.sample_size = sample_size

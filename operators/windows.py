@@ -9,8 +9,9 @@ come and merged into the window's aggregate every ``COMPACT_EVERY`` partials (an
 correction, an idle close or MLRun's ``batch_complete`` fires it), so the large merged state is
 read and written once per ``COMPACT_EVERY`` partials, not per partial; and at each partial in the
 last ``CLOSING_MS`` of the window's events (:meth:`EndpointWindows._closing`), so that a window
-that gets partials then fires with nothing left to merge: every endpoint's window fires at one
-watermark, in one burst that the writer waits for.
+that gets partials then fires with nothing left to merge: with windows aligned on the epoch every
+endpoint's window fires at one watermark, in one burst that the writer waits for (staggered, a
+group's windows at a time).
 
 All the windows of a group's endpoints live in one map state (:class:`WindowSlots`): PyFlink sends
 each keyed state a key changed in a bundle to the JVM in its own blocking request at the bundle's
@@ -22,7 +23,7 @@ the endpoints; and one timer of a group fires all of its endpoints' windows that
   reaches the writer before the commit at the bundle's end ends. A window
   stored NOT_FIRED whose end the watermark has passed has fired (:meth:`EndpointWindows._fired`),
   unless its first partial came after that (``OPENED_LATE``, stored); a window leaves the state
-  at its expiry (:meth:`EndpointWindows._expiry`), half a window away from any firing;
+  at its expiry (:meth:`EndpointWindows._expiry`), half a window away from its group's firings;
 * idle close: when no partial arrives for a window during ``base_period + grace`` of processing
   time, it fires anyway (the watermark does not move when traffic stops; MLRun loses that window);
 * lateness: partials up to ``allowed_lateness`` after the window fired update it and fire it again
@@ -324,8 +325,8 @@ class EndpointWindows(KeyedProcessFunction):
         after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
         allowed lateness (a partial the watermark meets exactly there still corrects it); at its
         end - 1 without lateness. Dropping a group's windows commits its key, and at the end of the
-        lateness, a whole number of windows after its end, every endpoint's next window fires:
-        there, the commit would hold them back."""
+        lateness, a whole number of windows after its end, the group's next window fires (every
+        endpoint's, when windows are aligned): there, the commit would hold them back."""
         lateness_end = start + self.window_ms - 1 + self.lateness
         if self.lateness == 0:
             return lateness_end

@@ -94,7 +94,8 @@ class EventClock:
 
     def late(self, timestamps: np.ndarray, accepted: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Per record (epoch ms, in read order): late or not; only ``accepted`` records move the clock.
-        ``starts``: each record's window start (epoch ms), when windows are not aligned on the epoch.
+        ``starts``: each record's window start (epoch ms, int64, shape ``(n,)`` as ``timestamps``),
+        required when windows are not aligned on the epoch (``Tumbling(..., staggered=True).starts``).
 
         >>> clock = EventClock(window_ms=60_000, allowed_lateness_ms=0, max_disorder_ms=0)
         >>> clock.late(np.array([120_000, 30_000]), np.array([False, True])).tolist()  # the first moves nothing

@@ -793,6 +793,7 @@ class Tumbling:
     staggered: bool = False
 
     def __post_init__(self):
+        """Raises ValueError unless ``size_ms`` is a positive int."""
         if type(self.size_ms) is not int or self.size_ms <= 0:
             raise ValueError(f"a window's size is a positive number of milliseconds, got {self.size_ms!r}")
 
@@ -822,7 +823,11 @@ def tumbling(window: int | Tumbling) -> Tumbling:
     >>> tumbling(60_000), tumbling(Tumbling(60_000, staggered=True)).staggered
     (Tumbling(size_ms=60000, staggered=False), True)
     """
-    return window if isinstance(window, Tumbling) else Tumbling(int(window))
+    if isinstance(window, Tumbling):
+        return window
+    if isinstance(window, float) and window.is_integer():  # a size given in seconds, times 1000
+        window = int(window)
+    return Tumbling(window)
 
 
 def row_columns(columns: Mapping[str, Any]) -> Columns:

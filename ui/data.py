@@ -32,6 +32,7 @@ from typing import Any
 from streamdrift.connectors.settings import Settings, mask_password
 from streamdrift.connectors.sql_store import ModelEndpoint, NotFoundError, SqlStore
 from streamdrift.connectors.tsdb.base import TSDB
+from streamdrift.udfs.events import Tumbling
 from streamdrift.udfs.records import ResultRecord, utc_from_ms
 
 log = logging.getLogger("streamdrift.ui")
@@ -297,19 +298,24 @@ class Dashboard:
         prefix = endpoint_id + "."
         return [a for a in activations if a.entity == endpoint_id or a.entity.startswith(prefix)]
 
-    def _next_window_end(self) -> dt.datetime:
-        period = self.settings.base_period_ms / 1000
-        now = self.clock().timestamp()
-        return dt.datetime.fromtimestamp((math.floor(now / period) + 1) * period, tz=UTC)
+    def _next_window_end(self, endpoint_id: str | None = None, staggered: bool = False) -> dt.datetime:
+        """When the current window closes: on the epoch, or the endpoint's staggered one
+        (``--stagger-windows``, a job flag the dashboard is not told)."""
+        period_ms = self.settings.base_period_ms
+        now_ms = math.floor(self.clock().timestamp() * 1000)
+        return utc_from_ms(Tumbling(period_ms, staggered).start(now_ms, endpoint_id) + period_ms)
 
-    def empty_states(self, project: str) -> dict[str, str]:
-        """What to do when there is nothing to show yet."""
-        return {
+    def empty_states(self, project: str, endpoint_id: str | None = None) -> dict[str, str]:
+        """What to do when there is nothing to show yet (``endpoint_id``: on that endpoint's pages)."""
+        out = {
             "no_endpoint": (f"streamdrift endpoints create --project {project} --model MODEL --function FUNCTION "
                             "--reference training.parquet --outputs prediction"),
             "next_window_end": iso(self._next_window_end()),
             "base_period_minutes": self.settings.base_period,
         }
+        if endpoint_id is not None:
+            out["next_staggered_end"] = iso(self._next_window_end(endpoint_id, staggered=True))
+        return out
 
     # ------------------------------------------------------------------ project overview
 
@@ -320,7 +326,14 @@ class Dashboard:
         last_end = max((e.last_window_end for e in endpoints if e.last_window_end), default=None)
         events_per_second = window = None
         if last_end is not None:
-            predictions = self.tsdb.query_predictions(project, start=last_end, end=last_end)
+            # each endpoint's last window: with staggered windows (--stagger-windows) they end at
+            # different times within the last period
+            since = last_end - dt.timedelta(milliseconds=self.settings.base_period_ms - 1)
+            latest: dict[str, Any] = {}
+            for p in self.tsdb.query_predictions(project, start=since, end=last_end):
+                if p.endpoint_id not in latest or p.end_infer_time > latest[p.endpoint_id].end_infer_time:
+                    latest[p.endpoint_id] = p
+            predictions = list(latest.values())
             seconds = max((_window_seconds(p.start_infer_time, p.end_infer_time) or 0 for p in predictions), default=0)
             if seconds:
                 events_per_second = sum(p.events for p in predictions) / seconds
@@ -469,7 +482,7 @@ class Dashboard:
                           "first_seen": iso(p["first_seen"]), "last_seen": iso(p["last_seen"])}
                          for p in self.problems(endpoint_id)],
             "dead_letters": None if (dead := self.dead_letter_counts(project)) is None else dead.get(endpoint_id, 0),
-            "empty": self.empty_states(project),
+            "empty": self.empty_states(project, endpoint_id),
         }
 
     # ------------------------------------------------------------------ one endpoint: features analysis
@@ -558,7 +571,7 @@ class Dashboard:
         out: dict[str, Any] = {"endpoint": e.to_dict(with_stats=False), "windows": [iso(w) for w in windows],
                                "window": None, "columns": [], "unmonitored": [], "paging": _page([], 1, per_page)[1],
                                "notes": [], "filters": {"q": q, "sort": sort}, "column_verdict": None,
-                               "empty": self.empty_states(project)}
+                               "empty": self.empty_states(project, endpoint_id)}
         if chosen is None:
             return out
         results = self._window_results(project, e, chosen)
@@ -750,7 +763,7 @@ class Dashboard:
                             for a in mine],
             "status_colors": STATUS_COLORS,
             "last_window_end": iso(e.last_window_end),
-            "empty": self.empty_states(project),
+            "empty": self.empty_states(project, endpoint_id),
         }
 
     # ------------------------------------------------------------------ window drill-down

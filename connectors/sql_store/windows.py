@@ -58,7 +58,9 @@ class WindowsMixin(EndpointsMixin):
 
         def write(conn: sa.Connection) -> dict[str, dict[str, Any]]:
             self._lock_for_update(conn)
-            old = {}  # a batch holds few window ends: endpoints x ends, then the exact pairs
+            # few window ends a batch (staggered windows: one per group at most): endpoints x ends,
+            # then the exact pairs
+            old = {}
             for endpoint_id, window_end, *counts in conn.execute(self._window_counts_select,
                                                                   {"ids": endpoints, "ends": ends}):
                 key = (endpoint_id, as_utc(window_end))

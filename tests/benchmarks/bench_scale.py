@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catalog: {catalog}", flush=True)
 
         payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
-        if dict(args.option).get("stagger_windows"):
+        if not isinstance(dict(args.option).get("stagger_windows", False), bool):
+            parser.error("--option stagger_windows takes true or false")
+        if dict(args.option).get("stagger_windows") is True:  # NAME=VALUE values are read as JSON
             expected_windows = staggered_windows(payloads)
             print(f"staggered windows: the events fall in {expected_windows:,} endpoint windows", flush=True)
         create_topic(bootstrap, topic)
@@ -547,7 +549,7 @@ def _print_run(res: dict, args) -> None:
           f"{res['jvm_peak'] / MB:,.0f} MiB; Python workers {res['py_sum_peak'] / MB:,.0f} MiB "
           f"({res['py_workers']}), largest {res['py_one_peak'] / MB:,.0f}; Parquet {res['parquet_bytes'] / MB:,.0f} "
           f"MiB; load {res['load']}", flush=True)
-    if len(res["latencies"]) > 2 * args.windows:  # staggered: a window per group and minute
+    if dict(args.option).get("stagger_windows") is True:  # a window per group and minute
         first = res["latencies"][0]["window_start"] // 60_000
         for m in by_minute(res["latencies"]):
             print(f"    windows starting in minute +{m['minute'] - first}m: {m['starts']} event-time windows, "
@@ -582,6 +584,15 @@ def _print_phases(res: dict) -> None:
     for phase, f in by_phase(res["latencies"], opened, end).items():
         print(f"    fired in {phase}: {f['windows']} event-time windows, first firing → last written median "
               f"{f['median_s']:.1f} s, longest {f['longest_s']:.1f} s", flush=True)
+    if end is not None:
+        # the producers send event time at wall-clock pace from the first minute's start (the
+        # events' first time): a window's end passed at start + (its end - that), or when the
+        # input ended, if earlier (a bounded input's last windows close with it)
+        first_ms = -(-min(w["window_start"] for w in res["latencies"]) // 60_000) * 60_000
+        since = [w["last_written"] - min(end, res["producer"]["start"] + (w["window_start"] + 60_000 - first_ms) / 1000)
+                 for w in res["latencies"]]
+        print(f"    the window's end at the producers (or the input's end) → last written: median "
+              f"{statistics.median(since):.1f} s, longest {max(since):.1f} s", flush=True)
 
 
 if __name__ == "__main__":

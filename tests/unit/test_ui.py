@@ -6,6 +6,7 @@ the real job are in ``tests/integration/test_dashboard.py``."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import string
 from html.parser import HTMLParser
@@ -20,7 +21,7 @@ from streamdrift.connectors.settings import load_settings
 from streamdrift.connectors.sql_store import SqlStore
 from streamdrift.connectors.tsdb import open_tsdb
 from tests.dashboard_stores import write_project
-from streamdrift.udfs.records import ResultRecord
+from streamdrift.udfs.records import PredictionRecord, ResultRecord
 from streamdrift.ui.app import create_app, fmt_time, url
 from streamdrift.ui.data import adjusted_p_values, column_status, parse_time
 from streamdrift.ui.svg import histogram, sparkline
@@ -78,6 +79,32 @@ def test_empty_states_say_what_to_do(tmp_path):
             page = client.get(f"/projects/{PROJECT}{path}").text
             # the current one-minute window closes at the next whole minute
             assert "closes at 2026-11-26 12:01:00 UTC" in page, path
+        # staggered (--stagger-windows): the endpoint's window starts at its offset after whole minutes
+        offset = int(hashlib.md5(e.encode()).hexdigest()[:2], 16) * 60_000 // 256
+        end_ms = (int(now.timestamp() * 1000) - offset) // 60_000 * 60_000 + offset + 60_000
+        staggered = dt.datetime.fromtimestamp(end_ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        for path in [f"/endpoints/{e}", f"/endpoints/{e}/features", f"/endpoints/{e}/metrics"]:
+            assert f"(at {staggered} UTC if the job staggers windows" in client.get(f"/projects/{PROJECT}{path}").text
+
+
+def test_the_overview_rate_counts_each_endpoints_last_window_when_they_end_at_different_times(tmp_path):
+    """Staggered windows (--stagger-windows) end at different times: the overview's events per
+    second sums each endpoint's last window, not only those ending at the latest end."""
+    last = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+    written = write_project(tmp_path, PROJECT, endpoints=2, columns=2, windows=2, first_end=last - dt.timedelta(minutes=1))
+    later = last + dt.timedelta(seconds=20)  # a third window of the second endpoint, 20 s later than the other's last
+    e = written.endpoint_ids[1]
+    extra = PredictionRecord(PROJECT, e, later - dt.timedelta(minutes=1), later, 90, 95, 5, 90, 800.0, 700.0, 1500.0,
+                             2500.0, later - dt.timedelta(minutes=1), later)
+    with SqlStore(written.store_url) as store, open_tsdb(written.tsdb_url) as tsdb:
+        store.record_window([], [], extra)
+        tsdb.write_window([], [], [], [extra])
+    app = create_app(_settings(tmp_path, written))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        overview = client.get(f"/api/v1/projects/{PROJECT}").json()
+    # the first endpoint's last window ends at 12:00, the second's at 12:00:20 (not its 12:00 one too)
+    assert overview["events_per_second"] == pytest.approx((written.events[written.endpoint_ids[0]] + 95) / 60)
+    assert overview["last_window"]["events"] == written.events[written.endpoint_ids[0]] + 95
 
 
 def test_endpoints_are_sorted_filtered_and_paged(shop):
