@@ -323,13 +323,11 @@ class EndpointWindows(KeyedProcessFunction):
     def _expiry(self, start: int) -> int:
         """When window ``start`` leaves the state (event time, ms): the first time half a window
         after a firing (``start + window_ms / 2 - 1`` plus whole windows) after the end of its
-        allowed lateness (a partial the watermark meets exactly there still corrects it); at its
-        end - 1 without lateness. Dropping a group's windows commits its key, and at the end of the
-        lateness, a whole number of windows after its end, the group's next window fires (every
-        endpoint's, when windows are aligned): there, the commit would hold them back."""
+        allowed lateness, its end - 1 without lateness: a partial the watermark meets exactly there
+        still corrects it, as the parse stage does not flag it late. Dropping a group's windows
+        commits its key, and at the end of a lateness of whole windows the group's next window
+        fires (every endpoint's, when windows are aligned): there, the commit would hold them back."""
         lateness_end = start + self.window_ms - 1 + self.lateness
-        if self.lateness == 0:
-            return lateness_end
         return lateness_end + 1 + (start + self.window_ms // 2 - 2 - lateness_end) % self.window_ms
 
     def _expiring(self, timestamp: int) -> int:
@@ -451,8 +449,7 @@ class EndpointWindows(KeyedProcessFunction):
                 if self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
                     continue
                 self.batch_closes.inc()
-                if self.lateness > 0:
-                    timers.register_event_time_timer(self._expiry(start))
+                timers.register_event_time_timer(self._expiry(start))
                 yield self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
             except Exception as exc:  # noqa: BLE001
                 yield self._failed(endpoint_id, start, "closing the window at batch_complete", exc)
@@ -462,16 +459,18 @@ class EndpointWindows(KeyedProcessFunction):
         end = start + self.window_ms
         unfired = meta.revision in (NOT_FIRED, OPENED_LATE)
         if event_time:
-            if self._expiry(start) <= timestamp or (meta.revision >= 0 and end - 1 + self.lateness <= timestamp):
-                # its expiry; or the end of the lateness of a window stored as fired, where an earlier
-                # version's timer drops it. With allowed lateness, the end's timer has fired it already
-                out = (self._emit(endpoint_id, start, 0, self._merged(endpoint_id, start, meta))
-                       if unfired and self.lateness == 0 else None)
-                self._forget(endpoint_id, start, meta)
-                return out
+            if self._expiry(start) <= timestamp:
+                self._forget(endpoint_id, start, meta)  # the end's timer, earlier, has fired it
+                return None
+            if meta.revision >= 0 and end - 1 + self.lateness <= timestamp:
+                # the end of the lateness of a window stored as fired: the group's next window fires
+                # here, and a partial the watermark meets exactly here still corrects this one. An
+                # earlier version's savepoint has a timer here and none at the expiry: set it (Flink
+                # keeps one per key and time)
+                timers.register_event_time_timer(self._expiry(start))
+                return None
             if end - 1 == timestamp and unfired:
-                if self.lateness > 0:
-                    timers.register_event_time_timer(self._expiry(start))
+                timers.register_event_time_timer(self._expiry(start))
                 if meta.revision == OPENED_LATE:  # not implied by the watermark: stored (rare)
                     self._put_meta(endpoint_id, start, meta._replace(revision=0))
                 return self._emit(endpoint_id, start, 0, self._merged(endpoint_id, start, meta))
@@ -489,8 +488,7 @@ class EndpointWindows(KeyedProcessFunction):
             timers.register_processing_time_timer(self._idle_deadline(touched))
             return None
         self.idle_closes.inc()
-        if self.lateness > 0:
-            timers.register_event_time_timer(self._expiry(start))
+        timers.register_event_time_timer(self._expiry(start))
         return self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
 
     def _idle_deadline(self, touched: int) -> int:

@@ -270,7 +270,7 @@ def test_every_window_of_every_endpoint_fires_once_with_all_its_rows__flink_stan
     fired = stage.watermark(3 * WINDOW)
     assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
     assert len(fired) == len(expected)
-    assert stage.entries() == 0
+    assert stage.watermark(4 * WINDOW) == [] and stage.entries() == 0  # gone half a window after the end
 
 
 @pytest.mark.parametrize("max_disorder", [0, 5_000])
@@ -336,7 +336,7 @@ def test_partials_in_event_time_order_fire_each_window_once_with_all_its_rows__f
     fired += stage.watermark(3 * WINDOW)
     assert _windows(fired) == {k: (0, n) for k, n in expected.items()}
     assert len(fired) == len(expected)
-    assert stage.entries() == 0
+    assert stage.watermark(4 * WINDOW) == [] and stage.entries() == 0  # gone half a window after the end
 
 
 STEPS = st.lists(st.one_of(
@@ -406,46 +406,69 @@ def test_a_window_of_an_earlier_versions_savepoint_becomes_a_dead_letter__flink_
     assert stage.watermark(2 * WINDOW - 1) == []
 
 
-ROW_STEPS = st.lists(st.one_of(
-    # a row of partials of the group's endpoints: (endpoint, window relative to the watermark's, rows, late flag)
-    st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
-                                                  st.booleans()), min_size=1, max_size=12)),
-    st.tuples(st.just("watermark"), st.integers(0, 40)),  # advanced by this many 32nds of a window
-    st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))), max_size=40)
+def _row_steps(watermark_steps) -> st.SearchStrategy:
+    """Rows of a group's partials: (endpoint, window relative to the watermark's, rows, late flag)
+    each; the watermark advanced by ``watermark_steps`` (a whole window is 32); the clock advanced."""
+    return st.lists(st.one_of(
+        st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
+                                                      st.booleans()), min_size=1, max_size=12)),
+        st.tuples(st.just("watermark"), watermark_steps),
+        st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))), max_size=40)
+
+
+def _run_rows(steps, lateness_windows: int, together: bool):
+    """(window rows emitted as (endpoint, start, revision, rows), counters, state entries left)
+    after ``steps`` of :func:`_row_steps`, a group's partials of a batch in one row (``together``)
+    or each in a row of its own; the watermark at last far past every window."""
+    endpoints = _same_group(3, offset=2)
+    stage = _Stage(lateness=lateness_windows * WINDOW)
+    out, wm = [], -1
+    for step in steps:
+        if step[0] == "row":
+            parts = [PartialRow(endpoints[e], (max(wm, 0) // WINDOW + w) * WINDOW, late,
+                                WindowAggregate(rows=rows, events=1).to_bytes()) for e, w, rows, late in step[1]]
+            for row in [parts] if together else [[p] for p in parts]:
+                stage.flink.key = endpoint_group(row[0].endpoint_id)
+                out += stage.stage.process_element(
+                    (row[0].endpoint_id, row[0].window_start, pack_partials(row), row[0].late, False, False),
+                    stage.flink)
+        elif step[0] == "watermark":
+            wm += step[1] * WINDOW // 32
+            out += stage.watermark(wm)
+        else:
+            out += stage.clock(stage.flink.now + step[1])
+    out += stage.watermark(wm + 100 * WINDOW)
+    rows = [(r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in out
+            if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)]
+    return rows, dict(stage.flink.counters), stage.entries()
 
 
 @settings(max_examples=150, deadline=None)
-@given(ROW_STEPS, st.sampled_from([0, 1]))
+@given(_row_steps(st.integers(0, 40)), st.sampled_from([0, 1]))
 def test_a_row_of_a_groups_partials_is_those_partials_one_by_one__flink_stand_in(steps, lateness_windows):
     """The parse stage sends a group's partials of a batch in one row: the stage emits the same
     windows, revisions, late partials and counters as when each partial comes in a row of its own
     (several endpoints, windows on time, late and after the lateness, the late flag, in any order)."""
-    endpoints = _same_group(3, offset=2)
+    assert _run_rows(steps, lateness_windows, together=True) == _run_rows(steps, lateness_windows, together=False)
 
-    def run(together: bool):
-        stage = _Stage(lateness=lateness_windows * WINDOW)
-        out, wm = [], -1
-        for step in steps:
-            if step[0] == "row":
-                parts = [PartialRow(endpoints[e], (max(wm, 0) // WINDOW + w) * WINDOW, late,
-                                    WindowAggregate(rows=rows, events=1).to_bytes()) for e, w, rows, late in step[1]]
-                rows_in = [parts] if together else [[p] for p in parts]
-                for row in rows_in:
-                    stage.flink.key = endpoint_group(row[0].endpoint_id)
-                    out += stage.stage.process_element(
-                        (row[0].endpoint_id, row[0].window_start, pack_partials(row), row[0].late, False, False),
-                        stage.flink)
-            elif step[0] == "watermark":
-                wm += step[1] * WINDOW // 32
-                out += stage.watermark(wm)
-            else:
-                out += stage.clock(stage.flink.now + step[1])
-        out += stage.watermark(wm + 100 * WINDOW)
-        rows = [(r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in out
-                if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)]
-        return rows, dict(stage.flink.counters), stage.entries()
 
-    assert run(together=True) == run(together=False)
+@settings(max_examples=200, deadline=None)
+@given(_row_steps(st.sampled_from([0, 8, 16, 32, 64])), st.sampled_from([0, 1, 2]))
+def test_every_row_sent_is_in_its_windows_last_firing_or_handed_on_late__flink_stand_in(steps, lateness_windows):
+    """A hand count over partials on time, corrections, idle closes and partials past the lateness,
+    with the watermark often exactly at a window's end or the end of an allowed lateness of whole
+    windows (where the group's next window fires): each row is in the last revision of its window
+    or comes back late, once; a window's revisions only go up; every window leaves the state."""
+    rows_out, _, entries = _run_rows(steps, lateness_windows, together=True)
+    sent = sum(rows for step in steps if step[0] == "row" for _, _, rows, _ in step[1])
+    late = sum(rows for _, _, revision, rows in rows_out if revision == LATE)
+    last: dict[tuple, tuple[int, int]] = {}
+    for endpoint, start, revision, rows in rows_out:
+        if revision != LATE:
+            assert revision >= last.get((endpoint, start), (-1, 0))[0]
+            last[(endpoint, start)] = (revision, rows)
+    assert sum(rows for _, rows in last.values()) + late == sent
+    assert entries == 0
 
 
 def test_a_row_of_partials_adds_each_to_its_own_window_and_a_flagged_one_comes_back_late__flink_stand_in():
@@ -504,3 +527,39 @@ def test_a_body_of_one_aggregate_from_an_earlier_version_is_its_rows_partial__fl
     assert _windows(stage.stage.process_element((a, -WINDOW, body, True, False, False), stage.flink)) == {
         (a, -WINDOW): (LATE, 6)}  # its row's late flag
     assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 6)}
+
+
+@pytest.mark.parametrize("lateness_windows", [0, 1, 2])
+@pytest.mark.parametrize("how", ["corrected", "idle close", "batch_complete"])
+def test_a_window_whose_firing_is_stored_is_corrected_until_its_lateness_end_then_late_then_dropped__flink_stand_in(
+        how, lateness_windows):
+    """A window that fired otherwise than by the watermark passing its end (a correction, an idle
+    close, ``batch_complete``) has its revision stored. The end of its allowed lateness falls, a
+    whole number of windows after its end, where the group's window then fires (without lateness:
+    its own end): a partial the watermark meets exactly there still corrects it, with every row of
+    it (the parse stage does not flag it late), and the window leaves the state at its expiry,
+    half a window later."""
+    a, b = _same_group(2, offset=5)
+    lateness = lateness_windows * WINDOW
+    stage = _Stage(lateness=lateness, idle_grace=5_000)
+    stage.partial(a, 0, 2)
+    if how == "corrected":
+        stage.watermark(WINDOW - 1)
+        assert _windows(stage.partial(a, 0, 10)) == {(a, 0): (1, 12)}
+        revision, rows = 1, 12
+    elif how == "idle close":
+        assert _windows(stage.clock(stage.flink.now + WINDOW + 10_000)) == {(a, 0): (0, 2)}
+        revision, rows = 0, 2
+    else:
+        assert _windows(stage.partial(a, 0, 0, close=True)) == {(a, 0): (0, 2)}
+        revision, rows = 0, 2
+    lateness_end = WINDOW - 1 + lateness
+    later = lateness_end + 1 - WINDOW  # the group's window whose end is window 0's lateness end
+    stage.partial(b, later, 4)
+    assert _windows(stage.watermark(lateness_end)) == {(b, later): (0, 4)}
+    assert _windows(stage.partial(a, 0, 3)) == {(a, 0): (revision + 1, rows + 3)}
+    stage.watermark(lateness_end + 1)
+    assert _windows(stage.partial(a, 0, 1)) == {(a, 0): (LATE, 1)}
+    assert _slots(stage, a) != set()
+    assert stage.watermark(lateness_end + WINDOW) == []
+    assert _slots(stage, a) == set()

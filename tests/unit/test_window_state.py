@@ -51,7 +51,7 @@ def test_meta_round_trips(touched, revision, pending, merged):
 
 
 WINDOWS = st.integers(2, 10 ** 7)
-LATENESS = st.integers(1, 10 ** 8)
+LATENESS = st.integers(0, 10 ** 8)  # 0: the window stays after its firing, for a partial the watermark meets there
 
 
 @given(WINDOWS, LATENESS, st.integers(-(2 ** 40), 2 ** 40))
@@ -66,9 +66,3 @@ def test_a_window_leaves_the_state_within_a_window_after_its_lateness_and_never_
     # the timer at the expiry finds that window, and no other window expires then
     assert stage._expiring(expiry) == start
     assert stage._expiry(start + window) != expiry and stage._expiry(start - window) != expiry
-
-
-@given(WINDOWS, st.integers(-(2 ** 40), 2 ** 40))
-def test_without_lateness_a_window_leaves_the_state_when_it_fires(window, k):
-    stage = EndpointWindows(None, window, 0, 0, max_disorder_ms=0)
-    assert stage._expiry(k * window) == k * window + window - 1
