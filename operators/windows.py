@@ -30,7 +30,10 @@ the endpoints; and one timer of a group fires all of its endpoints' windows that
   with the next revision (the writer replaces the earlier result); later ones are counted and
   emitted with revision -1 (the writer adds them to the endpoint's late count). A partial is later
   still when its ``late`` flag says so (the watermark where its records were read had passed:
-  the rule of the late flag in Parquet) or when this operator's watermark has passed.
+  the rule of the late flag in Parquet) or when this operator's watermark has passed, or when
+  its window has left the state (the group's ``group-expired-start``: after a restore the
+  watermark starts again, and such a partial would otherwise open a new window whose firing
+  replaces the window's result).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import NamedTuple
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from streamdrift.operators.metrics import ShowOnce
 from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
@@ -204,11 +207,17 @@ class EndpointWindows(KeyedProcessFunction):
         self.state = runtime_context.get_map_state(MapStateDescriptor("group-windows", Types.STRING(),
                                                                       Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self.listed: set[str] = set()
+        # the start of the group's latest window that has left the state: a partial of it or of an
+        # earlier one is late, whatever the watermark (which starts again after a restore)
+        self.expired = runtime_context.get_state(ValueStateDescriptor("group-expired-start", Types.LONG()))
         # (group, timestamp) of the window-end timers this instance registered that have not fired
         # yet: a partial of a window whose group has that timer set needs no second registration,
         # which PyFlink sends to the JVM each time (~7 % of the stage at 10,000 endpoints). A new
         # instance (a restart, a restore) starts empty: its first partials register them again.
         self.armed: set[tuple[str, int]] = set()
+        # the same for the expiry timers (:meth:`_expiry`) this instance registered: a new instance
+        # sets a group's again at its first timer, as the allowed lateness may have changed
+        self.expiries: set[tuple[str, int]] = set()
         # the state of a savepoint of an earlier version, keyed by endpoint (EARLIER_STATE)
         self.earlier = runtime_context.get_map_state(MapStateDescriptor(EARLIER_STATE, Types.LONG(),
                                                                         Types.PRIMITIVE_ARRAY(Types.BYTE())))
@@ -300,15 +309,29 @@ class EndpointWindows(KeyedProcessFunction):
         self._put_meta(endpoint_id, start, meta._replace(pending=0, merged=True, **changes))
         return data
 
-    def _timer_windows(self, group: str, timestamp: int) -> list[tuple[int, str, WindowMeta]]:
-        """The group's open windows an event-time timer at ``timestamp`` is for: the ones it fires
-        (their end - 1) and the ones it drops (:meth:`_expiry`)."""
-        fire = timestamp + 1 - self.window_ms
+    def _timer_starts(self, timestamp: int) -> set[int]:
+        """The starts of the windows an event-time timer at ``timestamp`` is for: the one it fires
+        (its end - 1) and the one it drops (:meth:`_expiry`), if any."""
         expiring = self._expiring(timestamp)
-        starts = {fire, fire - self.lateness}  # the lateness end: a savepoint of an earlier version has timers there
-        if self._expiry(expiring) == timestamp:
-            starts.add(expiring)
-        return [w for w in self._windows(group) if w[0] in starts]
+        return {timestamp + 1 - self.window_ms} | ({expiring} if self._expiry(expiring) == timestamp else set())
+
+    def _arm_expiry(self, group: str, start: int, timers) -> None:
+        """Set the timer that drops window ``start`` of ``group``, unless this instance has."""
+        expiry = self._expiry(start)
+        if (group, expiry) not in self.expiries:
+            timers.register_event_time_timer(expiry)
+            self.expiries.add((group, expiry))
+
+    def _tidy(self, group: str, windows, timestamp: int, timers) -> None:
+        """After an event-time timer at ``timestamp``: drop the group's ``windows`` past their
+        expiry and set the expiry timer of those fired. Either only happens when the timers in the
+        state were set by another configuration (a restore with another allowed lateness, a
+        savepoint of an earlier version), which would otherwise leave a window in the state for good."""
+        for start, endpoint_id, meta in windows:
+            if self._expiry(start) <= timestamp:
+                self._forget(endpoint_id, start, meta)
+            elif start + self.window_ms - 1 <= timestamp:
+                self._arm_expiry(group, start, timers)
 
     def _closing(self, end: int, watermark: int | None) -> bool:
         """Whether a window ending at ``end`` (event time, ms) gets its last ``CLOSING_MS`` of
@@ -377,6 +400,10 @@ class EndpointWindows(KeyedProcessFunction):
         group = ctx.get_current_key()
         self._list_once(group)
         meta = self._meta(endpoint_id, start)
+        if meta is None and self._expired(start):
+            self.late_partials.inc()
+            yield self._emit(endpoint_id, start, LATE, body)
+            return
         fired = NOT_FIRED if meta is None else self._fired(start, meta, watermark)
         if fired != NOT_FIRED:  # already fired: a correction by late data
             revision = fired + 1
@@ -397,6 +424,8 @@ class EndpointWindows(KeyedProcessFunction):
         # Its end's timer, set again after the restore, fires it anew (the writer replaces the
         # earlier result)
         if (group, end - 1) not in self.armed:
+            if first and opened == OPENED_LATE:
+                self._store_fired(endpoint_id, start, group)
             timers.register_event_time_timer(end - 1)
             self.armed.add((group, end - 1))
         if first:
@@ -405,22 +434,53 @@ class EndpointWindows(KeyedProcessFunction):
             # 10,000 endpoints, each reading the key's state)
             timers.register_processing_time_timer(self._idle_deadline(now))
 
+    def _expired(self, start: int) -> bool:
+        """Whether the group's window ``start`` has left the state (its latest to have left is not earlier)."""
+        expired = self.expired.value()
+        return expired is not None and start <= expired
+
+    def _note_expired(self, windows, timestamp: int) -> None:
+        """Note the latest of ``windows`` (start, ...) that an event-time timer at ``timestamp`` drops."""
+        starts = [w[0] for w in windows if self._expiry(w[0]) <= timestamp]
+        if starts and not self._expired(max(starts)):
+            self.expired.update(max(starts))
+
+    def _store_fired(self, endpoint_id: str, start: int, group: str) -> None:
+        """Store as fired (revision 0) the group's other windows at ``start`` whose firing is only
+        implied by the watermark: the end timer set again for this endpoint's window, opened after
+        that end, would fire them anew."""
+        for other_start, other, meta in self._windows(group):
+            if other_start == start and other != endpoint_id and meta.revision == NOT_FIRED:
+                self._put_meta(other, start, meta._replace(revision=0))
+
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         group = ctx.get_current_key()
         if group not in self.earlier_checked:
             self.earlier_checked.add(group)
             yield from self._earlier_windows(group)
         event_time = ctx.time_domain() == TimeDomain.EVENT_TIME
+        timers = ctx.timer_service()
+        listed = self._windows(group)
         if event_time:
             self.armed.discard((group, timestamp))
-        windows = self._timer_windows(group, timestamp) if event_time else self._windows(group)
+            self.expiries.discard((group, timestamp))
+            starts = self._timer_starts(timestamp)
+            windows = [w for w in listed if w[0] in starts]
+        else:
+            windows = listed
         for start, endpoint_id, meta in windows:
             try:
-                out = self._on_timer(endpoint_id, start, meta, timestamp, event_time, ctx.timer_service())
+                out = self._on_timer(group, endpoint_id, start, meta, timestamp, event_time, timers)
             except Exception as exc:  # noqa: BLE001
                 out = self._failed(endpoint_id, start, "firing the window", exc)
             if out is not None:
                 yield out
+        if event_time:
+            try:
+                self._note_expired(listed, timestamp)
+                self._tidy(group, [w for w in listed if w[0] not in starts], timestamp, timers)
+            except Exception:  # noqa: BLE001 - nothing is lost: the next timer of the group tries again
+                log.exception("group %s: dropping or setting the expiry of its windows failed", group)
 
     def _earlier_windows(self, key: str):
         """A dead letter per window that a savepoint of an earlier version holds under ``key`` (an
@@ -449,12 +509,13 @@ class EndpointWindows(KeyedProcessFunction):
                 if self._fired(start, meta, timers.current_watermark()) != NOT_FIRED:
                     continue
                 self.batch_closes.inc()
-                timers.register_event_time_timer(self._expiry(start))
+                self._arm_expiry(group, start, timers)
                 yield self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
             except Exception as exc:  # noqa: BLE001
                 yield self._failed(endpoint_id, start, "closing the window at batch_complete", exc)
 
-    def _on_timer(self, endpoint_id: str, start: int, meta: WindowMeta, timestamp: int, event_time: bool, timers):
+    def _on_timer(self, group: str, endpoint_id: str, start: int, meta: WindowMeta, timestamp: int, event_time: bool,
+                  timers):
         """What a timer at ``timestamp`` does to window ``start`` of the endpoint: its output row, or None."""
         end = start + self.window_ms
         unfired = meta.revision in (NOT_FIRED, OPENED_LATE)
@@ -462,15 +523,8 @@ class EndpointWindows(KeyedProcessFunction):
             if self._expiry(start) <= timestamp:
                 self._forget(endpoint_id, start, meta)  # the end's timer, earlier, has fired it
                 return None
-            if meta.revision >= 0 and end - 1 + self.lateness <= timestamp:
-                # the end of the lateness of a window stored as fired: the group's next window fires
-                # here, and a partial the watermark meets exactly here still corrects this one. An
-                # earlier version's savepoint has a timer here and none at the expiry: set it (Flink
-                # keeps one per key and time)
-                timers.register_event_time_timer(self._expiry(start))
-                return None
             if end - 1 == timestamp and unfired:
-                timers.register_event_time_timer(self._expiry(start))
+                self._arm_expiry(group, start, timers)
                 if meta.revision == OPENED_LATE:  # not implied by the watermark: stored (rare)
                     self._put_meta(endpoint_id, start, meta._replace(revision=0))
                 return self._emit(endpoint_id, start, 0, self._merged(endpoint_id, start, meta))
@@ -488,7 +542,7 @@ class EndpointWindows(KeyedProcessFunction):
             timers.register_processing_time_timer(self._idle_deadline(touched))
             return None
         self.idle_closes.inc()
-        timers.register_event_time_timer(self._expiry(start))
+        self._arm_expiry(group, start, timers)
         return self._emit(endpoint_id, start, 0, self._compact(endpoint_id, start, meta, revision=0))
 
     def _idle_deadline(self, touched: int) -> int:

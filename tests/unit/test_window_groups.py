@@ -52,6 +52,9 @@ class _FlinkStandIn:
     def get_map_state(self, descriptor):
         return _MapStateStandIn(self, descriptor.name)
 
+    def get_state(self, descriptor):
+        return _ValueStateStandIn(self, descriptor.name)
+
     def get_metrics_group(self):
         flink = self
 
@@ -121,6 +124,20 @@ class _MapStateStandIn:
         self._map().clear()
 
 
+class _ValueStateStandIn:
+    def __init__(self, flink: _FlinkStandIn, name: str):
+        self.flink, self.name = flink, name
+
+    def value(self):
+        return self.flink.states[(self.name, self.flink.key)].get("value")
+
+    def update(self, v):
+        self.flink.states[(self.name, self.flink.key)]["value"] = v
+
+    def clear(self):
+        self.flink.states[(self.name, self.flink.key)].clear()
+
+
 class _Stage:
     """The window stage driven as Flink drives it: each record under its endpoint's group (as the
     job keys it in the JVM), timers fired in time order when the watermark or the clock passes them."""
@@ -169,7 +186,8 @@ class _Stage:
         return self._fire(TimeDomain.PROCESSING_TIME, now)
 
     def entries(self) -> int:
-        return sum(len(m) for (name, _), m in self.flink.states.items() if name != EARLIER_STATE)
+        """The windows' entries in the state (a group's expired start, one number, stays)."""
+        return sum(len(m) for (name, _), m in self.flink.states.items() if name == "group-windows")
 
 
 def _windows(rows) -> dict:
@@ -406,39 +424,53 @@ def test_a_window_of_an_earlier_versions_savepoint_becomes_a_dead_letter__flink_
     assert stage.watermark(2 * WINDOW - 1) == []
 
 
-def _row_steps(watermark_steps) -> st.SearchStrategy:
+def _row_steps(watermark_steps, restores: bool = False) -> st.SearchStrategy:
     """Rows of a group's partials: (endpoint, window relative to the watermark's, rows, late flag)
-    each; the watermark advanced by ``watermark_steps`` (a whole window is 32); the clock advanced."""
-    return st.lists(st.one_of(
-        st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
-                                                      st.booleans()), min_size=1, max_size=12)),
-        st.tuples(st.just("watermark"), watermark_steps),
-        st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))), max_size=40)
+    each; the watermark advanced by ``watermark_steps`` (a whole window is 32); the clock advanced;
+    with ``restores``, a new instance of the stage opening on the state and timers as they are,
+    with an allowed lateness of 0, half a window, one or two windows."""
+    steps = [st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
+                                                          st.booleans()), min_size=1, max_size=12)),
+             st.tuples(st.just("watermark"), watermark_steps),
+             st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))]
+    if restores:
+        steps.append(st.tuples(st.just("restore"), st.sampled_from([0, WINDOW // 2, WINDOW, 2 * WINDOW])))
+    return st.lists(st.one_of(*steps), max_size=40)
 
 
 def _run_rows(steps, lateness_windows: int, together: bool):
-    """(window rows emitted as (endpoint, start, revision, rows), counters, state entries left)
-    after ``steps`` of :func:`_row_steps`, a group's partials of a batch in one row (``together``)
-    or each in a row of its own; the watermark at last far past every window."""
+    """(window rows emitted as (instance, endpoint, start, revision, rows), counters, state entries
+    left) after ``steps`` of :func:`_row_steps`, a group's partials of a batch in one row
+    (``together``) or each in a row of its own; the watermark at last far past every window. The
+    instance counts the restores before the row."""
     endpoints = _same_group(3, offset=2)
     stage = _Stage(lateness=lateness_windows * WINDOW)
-    out, wm = [], -1
+    out, wm, instance = [], -1, 0
+
+    def emitted(rows):
+        out.extend((instance, r) for r in rows)
+
     for step in steps:
         if step[0] == "row":
             parts = [PartialRow(endpoints[e], (max(wm, 0) // WINDOW + w) * WINDOW, late,
                                 WindowAggregate(rows=rows, events=1).to_bytes()) for e, w, rows, late in step[1]]
             for row in [parts] if together else [[p] for p in parts]:
                 stage.flink.key = endpoint_group(row[0].endpoint_id)
-                out += stage.stage.process_element(
+                emitted(stage.stage.process_element(
                     (row[0].endpoint_id, row[0].window_start, pack_partials(row), row[0].late, False, False),
-                    stage.flink)
+                    stage.flink))
         elif step[0] == "watermark":
             wm += step[1] * WINDOW // 32
-            out += stage.watermark(wm)
-        else:
-            out += stage.clock(stage.flink.now + step[1])
-    out += stage.watermark(wm + 100 * WINDOW)
-    rows = [(r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for r in out
+            emitted(stage.watermark(wm))
+        elif step[0] == "clock":
+            emitted(stage.clock(stage.flink.now + step[1]))
+        else:  # a restore onto the state and timers as they are, the watermark unknown until the next
+            stage.stage = EndpointWindows(lambda: [], WINDOW, step[1], 5_000, max_disorder_ms=0)
+            stage.stage.open(stage.flink)
+            stage.flink.watermark = UNKNOWN_WATERMARK
+            instance += 1
+    emitted(stage.watermark(wm + 100 * WINDOW))
+    rows = [(i, r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for i, r in out
             if not (isinstance(r, tuple) and r[0] == DEAD_LETTERS)]
     return rows, dict(stage.flink.counters), stage.entries()
 
@@ -452,22 +484,25 @@ def test_a_row_of_a_groups_partials_is_those_partials_one_by_one__flink_stand_in
     assert _run_rows(steps, lateness_windows, together=True) == _run_rows(steps, lateness_windows, together=False)
 
 
-@settings(max_examples=200, deadline=None)
-@given(_row_steps(st.sampled_from([0, 8, 16, 32, 64])), st.sampled_from([0, 1, 2]))
+@settings(max_examples=300, deadline=None)
+@given(_row_steps(st.sampled_from([0, 8, 16, 32, 64]), restores=True), st.sampled_from([0, 1, 2]))
 def test_every_row_sent_is_in_its_windows_last_firing_or_handed_on_late__flink_stand_in(steps, lateness_windows):
-    """A hand count over partials on time, corrections, idle closes and partials past the lateness,
-    with the watermark often exactly at a window's end or the end of an allowed lateness of whole
-    windows (where the group's next window fires): each row is in the last revision of its window
-    or comes back late, once; a window's revisions only go up; every window leaves the state."""
+    """A hand count over partials on time, corrections, idle closes, partials past the lateness
+    and restores with another allowed lateness, with the watermark often exactly at a window's end
+    or the end of an allowed lateness of whole windows (where the group's next window fires): each
+    row is in its window's last firing or comes back late, once; within an instance a window fires
+    with a higher revision each time (a restored one may fire anew: the writer replaces it); every
+    window leaves the state."""
     rows_out, _, entries = _run_rows(steps, lateness_windows, together=True)
     sent = sum(rows for step in steps if step[0] == "row" for _, _, rows, _ in step[1])
-    late = sum(rows for _, _, revision, rows in rows_out if revision == LATE)
-    last: dict[tuple, tuple[int, int]] = {}
-    for endpoint, start, revision, rows in rows_out:
+    late = sum(rows for _, _, _, revision, rows in rows_out if revision == LATE)
+    last: dict[tuple, tuple[int, int, int]] = {}
+    for instance, endpoint, start, revision, rows in rows_out:
         if revision != LATE:
-            assert revision >= last.get((endpoint, start), (-1, 0))[0]
-            last[(endpoint, start)] = (revision, rows)
-    assert sum(rows for _, rows in last.values()) + late == sent
+            before = last.get((endpoint, start))
+            assert before is None or before[0] < instance or before[1] < revision, (endpoint, start, before, revision)
+            last[(endpoint, start)] = (instance, revision, rows)
+    assert sum(rows for _, _, rows in last.values()) + late == sent
     assert entries == 0
 
 
@@ -563,3 +598,49 @@ def test_a_window_whose_firing_is_stored_is_corrected_until_its_lateness_end_the
     assert _slots(stage, a) != set()
     assert stage.watermark(lateness_end + WINDOW) == []
     assert _slots(stage, a) == set()
+
+
+@pytest.mark.parametrize("lateness_windows", [0, 1])
+def test_a_window_opened_after_its_groups_end_timer_fired_fires_alone__flink_stand_in(lateness_windows):
+    """The first partial of b's window after the group's end timer fired sets that timer again:
+    a's window, fired then, is not fired anew with it."""
+    a, b = _same_group(2, offset=6)
+    stage = _Stage(lateness=lateness_windows * WINDOW)
+    stage.partial(a, 0, 2)
+    assert _windows(stage.watermark(WINDOW - 1)) == {(a, 0): (0, 2)}
+    assert stage.partial(b, 0, 4) == []
+    assert _windows(stage.watermark(WINDOW)) == {(b, 0): (0, 4)}
+    assert _windows(stage.partial(a, 0, 1)) == ({(a, 0): (1, 3)} if lateness_windows else {(a, 0): (LATE, 1)})
+
+
+@pytest.mark.parametrize("before, after", [(WINDOW, 0), (0, WINDOW), (WINDOW, 2 * WINDOW), (2 * WINDOW, WINDOW // 2)])
+def test_a_restore_with_another_allowed_lateness_leaves_no_window_in_the_state__flink_stand_in(before, after):
+    """The timers restored were set for the lateness before: the windows still leave the state,
+    each at its expiry for the lateness after or at the group's first timer past it."""
+    a, b = _same_group(2, offset=7)
+    stage = _Stage(lateness=before)
+    for start in (0, WINDOW, 2 * WINDOW):
+        stage.partial(a, start, 1)
+        stage.partial(b, start, 2)
+    stage.watermark(2 * WINDOW - 1)  # windows 0 and WINDOW fired
+    stage.stage = EndpointWindows(lambda: [], WINDOW, after, 5_000, max_disorder_ms=0)
+    stage.stage.open(stage.flink)
+    stage.flink.watermark = UNKNOWN_WATERMARK
+    assert _windows(stage.watermark(3 * WINDOW - 1)) == {(a, 2 * WINDOW): (0, 1), (b, 2 * WINDOW): (0, 2)}
+    stage.watermark(100 * WINDOW)
+    assert stage.entries() == 0
+
+
+def test_after_a_restore_a_partial_of_a_window_that_left_the_state_is_late_before_any_watermark__flink_stand_in():
+    """The watermark starts again after a restore: a partial of a window that fired and left the
+    state before it is late, not a new window that would replace that window's result."""
+    (a,) = _same_group(1, offset=8)
+    stage = _Stage(lateness=0)
+    stage.partial(a, 0, 5)
+    assert _windows(stage.watermark(2 * WINDOW)) == {(a, 0): (0, 5)}
+    assert _slots(stage, a) == set()
+    stage.restart()
+    stage.flink.watermark = UNKNOWN_WATERMARK
+    assert _windows(stage.partial(a, 0, 1)) == {(a, 0): (LATE, 1)}
+    assert _windows(stage.partial(a, WINDOW, 2)) == {}  # the next window is open as ever
+    assert _windows(stage.watermark(2 * WINDOW - 1)) == {(a, WINDOW): (0, 2)}
