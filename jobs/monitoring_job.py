@@ -99,9 +99,10 @@ class JobOptions:
                                      "configuration). Default: off", metavar="PORT[-PORT]")
 
 
-STATES_PER_KEY = 1
-"""Keyed states of the window stage per key (one map state of its group's open windows): what the
-Python state cache holds per group of endpoints."""
+STATES_PER_KEY = 2
+"""Keyed states of the window stage per key (a map state of its group's open windows, a value state
+of the start of its latest window to have left the state): what the Python state cache holds per
+group of endpoints."""
 
 MAP_STATE_ENTRIES = 1 << 20
 """Entries of one key's map state PyFlink's cache holds and a look at the whole map reads at
