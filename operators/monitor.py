@@ -25,14 +25,13 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from streamdrift.operators.app_calls import call_with_timeout
 from streamdrift.operators.catalog import endpoint_catalog, keep_out_of_collections
-from streamdrift.operators.windows import EndpointWindows
+from streamdrift.operators.windows import END_OF_INPUT, EndpointWindows
 from streamdrift.udfs.alerts import events_from_output
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed, windows_prepared
 from streamdrift.udfs.reloading import Reloading
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
-END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bounded input passes
 log = logging.getLogger("streamdrift.applications")
 
 SUMMARY_TYPE = Types.ROW_NAMED(

@@ -143,6 +143,7 @@ class WindowMeta(NamedTuple):
 
 NOT_FIRED = -1
 UNKNOWN_WATERMARK = -(1 << 63)  # Flink's watermark before the first one of a new or restored job
+END_OF_INPUT = (1 << 63) - 2  # an event time only the last watermark of a bounded input (or a drain) passes
 OPENED_LATE = -2  # its first partial came when the watermark had passed its end: it fires at the next one
 _META = struct.Struct("<qii?")
 
@@ -324,9 +325,10 @@ class EndpointWindows(KeyedProcessFunction):
 
     def _tidy(self, group: str, windows, timestamp: int, timers) -> None:
         """After an event-time timer at ``timestamp``: drop the group's ``windows`` past their
-        expiry and set the expiry timer of those fired. Either only happens when the timers in the
-        state were set by another configuration (a restore with another allowed lateness, a
-        savepoint of an earlier version), which would otherwise leave a window in the state for good."""
+        expiry and set the expiry timer of those fired (once per instance: a new one sets them
+        again). Needed where the timers in the state were set by another configuration (a restore
+        with another allowed lateness, a savepoint of an earlier version), which would otherwise
+        leave a window in the state for good."""
         for start, endpoint_id, meta in windows:
             if self._expiry(start) <= timestamp:
                 self._forget(endpoint_id, start, meta)
@@ -439,8 +441,12 @@ class EndpointWindows(KeyedProcessFunction):
         expired = self.expired.value()
         return expired is not None and start <= expired
 
-    def _note_expired(self, windows, timestamp: int) -> None:
-        """Note the latest of ``windows`` (start, ...) that an event-time timer at ``timestamp`` drops."""
+    def _note_expired(self, windows, timestamp: int, watermark: int | None) -> None:
+        """Note the latest of ``windows`` (start, ...) that an event-time timer at ``timestamp`` drops,
+        unless the last watermark of the input drops it (``flink stop --drain``): a job started again
+        from that savepoint goes on with the window the input's end cut short."""
+        if watermark is not None and watermark >= END_OF_INPUT:
+            return
         starts = [w[0] for w in windows if self._expiry(w[0]) <= timestamp]
         if starts and not self._expired(max(starts)):
             self.expired.update(max(starts))
@@ -477,7 +483,7 @@ class EndpointWindows(KeyedProcessFunction):
                 yield out
         if event_time:
             try:
-                self._note_expired(listed, timestamp)
+                self._note_expired(listed, timestamp, timers.current_watermark())
                 self._tidy(group, [w for w in listed if w[0] not in starts], timestamp, timers)
             except Exception:  # noqa: BLE001 - nothing is lost: the next timer of the group tries again
                 log.exception("group %s: dropping or setting the expiry of its windows failed", group)

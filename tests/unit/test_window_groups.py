@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pyflink.datastream import TimeDomain
 
 from streamdrift.operators.windows import (
-    CLOSING_MS, DEAD_LETTERS, EARLIER_STATE, LATE, UNKNOWN_WATERMARK, EndpointWindows, PartialRow, WindowMeta,
+    CLOSING_MS, DEAD_LETTERS, EARLIER_STATE, END_OF_INPUT, LATE, UNKNOWN_WATERMARK, EndpointWindows, PartialRow, WindowMeta,
     WindowSlots, endpoint_group, pack_meta, pack_partials)
 from streamdrift.udfs.window import WindowAggregate
 
@@ -177,9 +177,8 @@ class _Stage:
             out += list(self.stage.on_timer(t[0], self.flink))
 
     def watermark(self, wm: int):
-        out = self._fire(TimeDomain.EVENT_TIME, wm)
-        self.flink.watermark = wm
-        return out
+        self.flink.watermark = wm  # as Flink's timer service: the watermark first, then its timers
+        return self._fire(TimeDomain.EVENT_TIME, wm)
 
     def clock(self, now: int):
         self.flink.now = now
@@ -615,8 +614,8 @@ def test_a_window_opened_after_its_groups_end_timer_fired_fires_alone__flink_sta
 
 @pytest.mark.parametrize("before, after", [(WINDOW, 0), (0, WINDOW), (WINDOW, 2 * WINDOW), (2 * WINDOW, WINDOW // 2)])
 def test_a_restore_with_another_allowed_lateness_leaves_no_window_in_the_state__flink_stand_in(before, after):
-    """The timers restored were set for the lateness before: the windows still leave the state,
-    each at its expiry for the lateness after or at the group's first timer past it."""
+    """The timers restored were set for the lateness before: the windows still leave the state
+    (each at its expiry for the lateness after or at the group's first timer past it)."""
     a, b = _same_group(2, offset=7)
     stage = _Stage(lateness=before)
     for start in (0, WINDOW, 2 * WINDOW):
@@ -644,3 +643,25 @@ def test_after_a_restore_a_partial_of_a_window_that_left_the_state_is_late_befor
     assert _windows(stage.partial(a, 0, 1)) == {(a, 0): (LATE, 1)}
     assert _windows(stage.partial(a, WINDOW, 2)) == {}  # the next window is open as ever
     assert _windows(stage.watermark(2 * WINDOW - 1)) == {(a, WINDOW): (0, 2)}
+
+
+@pytest.mark.parametrize("lateness_windows", [0, 1])
+def test_a_job_started_again_from_a_drained_savepoint_goes_on_with_the_window_its_end_cut_short__flink_stand_in(
+        lateness_windows):
+    """``flink stop --drain``: the last watermark fires every window and drops it. Started again
+    from that savepoint, the window in progress at the drain takes the partials of every endpoint
+    of the group, whose first ones are not late."""
+    a, b = _same_group(2, offset=9)
+    stage = _Stage(lateness=lateness_windows * WINDOW)
+    stage.partial(a, 8 * WINDOW, 3)
+    stage.watermark(9 * WINDOW + 1_000)
+    stage.partial(a, 10 * WINDOW, 2)
+    stage.watermark(10 * WINDOW + WINDOW // 2)  # window 8W has left the state (lateness of one window: at 10.5W - 1)
+    assert _slots(stage, a, 8 * WINDOW) == set()
+    assert _windows(stage.watermark(END_OF_INPUT + 1)) == {(a, 10 * WINDOW): (0, 2)}
+    assert stage.entries() == 0
+    stage.restart()
+    stage.flink.watermark = UNKNOWN_WATERMARK
+    assert stage.partial(a, 10 * WINDOW, 1) == [] and stage.partial(b, 10 * WINDOW, 4) == []
+    assert _windows(stage.partial(a, 8 * WINDOW, 5)) == {(a, 8 * WINDOW): (LATE, 5)}  # it left before the drain
+    assert _windows(stage.watermark(11 * WINDOW - 1)) == {(a, 10 * WINDOW): (0, 1), (b, 10 * WINDOW): (0, 4)}
