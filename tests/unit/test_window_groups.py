@@ -427,13 +427,15 @@ def _row_steps(watermark_steps, restores: bool = False) -> st.SearchStrategy:
     """Rows of a group's partials: (endpoint, window relative to the watermark's, rows, late flag)
     each; the watermark advanced by ``watermark_steps`` (a whole window is 32); the clock advanced;
     with ``restores``, a new instance of the stage opening on the state and timers as they are,
-    with an allowed lateness of 0, half a window, one or two windows."""
+    with an allowed lateness of 0, half a window, one or two windows, its watermark starting again
+    up to three windows back."""
     steps = [st.tuples(st.just("row"), st.lists(st.tuples(st.integers(0, 2), st.integers(-2, 1), st.integers(1, 9),
                                                           st.booleans()), min_size=1, max_size=12)),
              st.tuples(st.just("watermark"), watermark_steps),
              st.tuples(st.just("clock"), st.integers(0, 3 * WINDOW))]
     if restores:
-        steps.append(st.tuples(st.just("restore"), st.sampled_from([0, WINDOW // 2, WINDOW, 2 * WINDOW])))
+        steps.append(st.tuples(st.just("restore"), st.sampled_from([0, WINDOW // 2, WINDOW, 2 * WINDOW]),
+                               st.integers(0, 3)))
     return st.lists(st.one_of(*steps), max_size=40)
 
 
@@ -467,6 +469,7 @@ def _run_rows(steps, lateness_windows: int, together: bool):
             stage.stage = EndpointWindows(lambda: [], WINDOW, step[1], 5_000, max_disorder_ms=0)
             stage.stage.open(stage.flink)
             stage.flink.watermark = UNKNOWN_WATERMARK
+            wm -= step[2] * WINDOW  # the records read again after a checkpoint
             instance += 1
     emitted(stage.watermark(wm + 100 * WINDOW))
     rows = [(i, r[0], r[1], r[3], WindowAggregate.from_bytes(bytes(r[4])).rows) for i, r in out
