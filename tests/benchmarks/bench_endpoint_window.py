@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import pickle
 import statistics
 import tempfile
@@ -53,10 +54,13 @@ START_MS = 1_764_158_400_000
 WINDOW_MS = 60_000
 
 
-def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int):
+def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0):
     """(store settings, catalog, endpoint id → its window's partials as bytes) of ``endpoints``
     endpoints registered in new SQLite stores, with ``rows`` rows each in one window, aggregated
-    in batches of ``endpoints x rows_per_partial`` records (as the parse stage does)."""
+    in batches of ``endpoints x rows_per_partial`` records (as the parse stage does). ``drifted``:
+    the share of endpoints (every k-th) whose first four features are shifted by 0.5, 1, 2 and 4
+    standard deviations, so that their verdicts reject columns (the events otherwise follow the
+    reference)."""
     tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
     settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
                                      tsdb_connection=f"sqlite:///{tmp}/tsdb.sqlite")
@@ -64,6 +68,15 @@ def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int):
     records = job_io.load_endpoints(settings.endpoint_store_connection)
     catalog = EndpointCatalog(lambda: records)
     payloads = serialise_events(ids, endpoints * rows, 1, START_MS)
+    if drifted > 0:
+        every = max(1, round(1 / drifted))
+        shifted = set(ids[::every])
+        for i, payload in enumerate(payloads):
+            event = json.loads(payload)
+            if event["endpoint_id"] in shifted:
+                event["inputs"] = [[x + s for x, s in zip(row, (0.5, 1.0, 2.0, 4.0))] + row[4:]
+                                   for row in event["inputs"]]
+                payloads[i] = json.dumps(event).encode()
     parts: dict[str, list[bytes]] = {}
     step = endpoints * rows_per_partial
     for lo in range(0, len(payloads), step):
