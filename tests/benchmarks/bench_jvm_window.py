@@ -19,24 +19,36 @@ endpoint window, median of
   with the project's applications, taking the prepared numbers. Beside them: the decoding alone
   and ``windows_numbers`` alone.
 * JVM (single thread, no Flink, JDK of the machine, commons-math3 of ``flink-dist``): the window's
-  partials as arrays (as a Java operator's state would hold them) merged by summing; the numbers
-  (distances, general drift, the verdict); the output objects (results, metrics, per-feature rows
-  with their extra_data as maps). A first repeat warms up the JIT and is not counted.
+  partials as arrays (as a Java operator's state would hold them, which assumes the parse stage's
+  counting in the JVM too: ``bench_jvm_parse``) merged: counts summed, moments, minimum and
+  maximum merged (the sample is not: these windows have none); the numbers (distances, general
+  drift, the verdict); the output objects (results, metrics, per-feature rows with their
+  extra_data as maps). Warm-up passes over the windows (at least 20,000 windows: a long-running
+  operator is warm) are not counted; at a few hundred windows one pass leaves the JIT cold.
+* Beside them, in Python, what the proposal keeps of the hand-over: ``orjson.loads`` of each
+  window's results' ``extra_data`` as JSON (the JVM would send it so; the JSON made here from
+  Python's records). Not measured: the JVM writing that JSON, Flink's crossing to Python and
+  PyFlink's decoding of the row.
+
+Python runs with the collector as the job's Python worker sets it (``gc.freeze()`` after the
+setup, the young generation every 50,000 allocations), and its first repeat is not counted.
 
 The JVM's numbers are compared with ``windows_numbers``' (and the raw p-value, effect and shift
-with ``feature_verdict_batch``'s) for every window and column; exit status 1 when an absolute
-difference exceeds 1e-9 (KLD: relative to max(1, |KLD|)), a stored 4-digit value, a status, a
-rejection or the order of ``drifted`` differs. A stored value that differs while both raw values
-agree within 1e-9 is listed instead: at a rounding boundary, or a p-value far below 1e-9, where
-``1 - CDF`` (Python's and the prototype's form) leaves fewer than 4 exact digits. The non-central χ² CDF of the
-prototype (it is not in commons-math3) is checked against scipy's ``chndtr`` on a grid including
-large λ.
+with ``feature_verdict_batch``'s, the merged moments with ``merge_bytes``') for every window and
+column; exit status 1 when a difference exceeds 1e-9 (absolute; KLD and the moments relative to
+max(1, |x|); a p-value relative to itself, or within 4 ulp of 1.0, the rounding of ``1 - CDF``,
+which Python's χ² p-value and the prototype's are), or a stored 4-digit value, a status, a
+rejection or the order of ``drifted`` differs. A stored value that differs only because its raw
+values, within those bounds, round to either side of a 4-digit boundary (or a p-value below
+~1e-12, which ``1 - CDF`` leaves fewer than 4 exact digits) is listed instead. The non-central
+χ² CDF of the prototype (it is not in commons-math3) is checked against scipy's ``chndtr`` on a
+grid including large λ. The records' objects are not compared.
 
 Numeric columns only: the export refuses an endpoint with a categorical or not compared column.
 
 Export (Python -> JVM), little-endian::
 
-    "SDJW" int32 version(1) int32 endpoints int32 repeats
+    "SDJW" int32 version(2) int32 endpoints int32 repeats
     float64 alpha, alpha_detected, min_effect, zero_scaling, min_expected, potential, detected, noise_sigmas
     int32 buckets_per_doubling
     int32 K, then K x float64 (x, df, lambda): points for the non-central chi2 check
@@ -50,7 +62,8 @@ Export (Python -> JVM), little-endian::
         int32 gather[W] (a flat bin, -1: the zero pad), float64 q[W], float64 ref_n
       int32 partials; per partial: int64 rows, events, errors, latency_count, first_ms, last_ms
         (-1: none), float64 latency_sum, int32 L + L x (int32 bin, int64 count) latency histogram,
-        int32 nnz + nnz x (int32 index, int64 value) into the int64 vector [hist[B], count[C], invalid[C]]
+        int32 nnz + nnz x (int32 index, int64 value) into the int64 vector [hist[B], count[C], invalid[C]],
+        float64 mean[C], m2[C], min[C], max[C] (of the finite values), int64 nulls[C], infs[C]
 
 Result (JVM -> Python), little-endian float64 throughout::
 
@@ -59,10 +72,12 @@ Result (JVM -> Python), little-endian float64 throughout::
       verdict value, verdict status (-1: nothing tested), then per compared column 17 values:
       tvd, hellinger, kld, drift, status, p_raw, p4, rejected, rejected_detected, effect_raw,
       effect4, shift_raw, shift4, n, window_count, invalid_share (NaN: None), place in drifted (-1: not)
+    per window: the merged mean[C], m2[C], min[C], max[C]
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import re
@@ -75,9 +90,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from streamdrift.connectors import job_io
 from streamdrift.udfs import verdict as vd
+from streamdrift.udfs.accumulator import Accumulator
 from streamdrift.udfs.applications import HistogramDataDriftApplication
 from streamdrift.udfs.drift_batch import windows_numbers
 from streamdrift.udfs.histogram_drift import FOUR_DIGITS, ZERO_SCALING
@@ -89,6 +106,7 @@ PROTOTYPE = Path(__file__).parent / "prototype" / "JvmWindowDrift.java"
 COLUMN_FIELDS = ("tvd", "hellinger", "kld", "drift", "status", "p_raw", "p4", "rejected", "rejected_detected",
                  "effect_raw", "effect4", "shift_raw", "shift4", "n", "window_count", "invalid_share", "drifted_at")
 TOLERANCE = 1e-9
+P_FLOOR = 4 * 2.0 ** -52  # a χ² p-value is 1 - CDF: its error is a few ulp of 1.0, whatever its size
 # (x, df, lambda): small and large non-centrality, fractional df (Satterthwaite's df / a)
 NCX2_POINTS = [(x * (df + lam) + 0.1, df, lam) for df in (0.3, 2.0, 7.7, 21.0, 150.0)
                for lam in (0.0, 1e-3, 0.5, 12.0, 300.0, 5000.0, 40000.0) for x in (0.25, 0.8, 1.0, 1.3, 2.0)]
@@ -114,7 +132,7 @@ def export(path: Path, app: HistogramDataDriftApplication, catalog, parts: dict[
     """The file the prototype reads (module doc); each partial decoded once here."""
     layouts = catalog.layout_by_fingerprint
     out = bytearray(b"SDJW")
-    out += struct.pack("<3i", 1, len(keys), repeats)
+    out += struct.pack("<3i", 2, len(keys), repeats)
     out += struct.pack("<8d", app.alpha, app.alpha_detected, app.min_effect, ZERO_SCALING, vd.MIN_EXPECTED,
                        app.classifier.potential, app.classifier.detected, vd.NOISE_SIGMAS)
     out += struct.pack("<i", vd.BUCKETS_PER_DOUBLING)
@@ -149,18 +167,17 @@ def export(path: Path, app: HistogramDataDriftApplication, catalog, parts: dict[
                                agg.latency_sum)
             out += struct.pack("<i", lat.size) + np.rec.fromarrays(
                 [lat.astype("<i4"), agg.latency_hist[lat].astype("<i8")], formats="<i4,<i8").tobytes()
-            acc = agg.accumulator
-            if acc is None:
-                out += struct.pack("<i", 0)
-                continue
+            acc = agg.accumulator if agg.accumulator is not None else Accumulator(catalog.layout(key))
             ints = np.concatenate([acc.hist, acc.count, acc.invalid]).astype(np.int64)
             nz = np.flatnonzero(ints)
             out += struct.pack("<i", nz.size) + np.rec.fromarrays(
                 [nz.astype("<i4"), ints[nz].astype("<i8")], formats="<i4,<i8").tobytes()
+            out += np.concatenate([acc.mean, acc.m2, acc.min, acc.max]).astype("<f8").tobytes()
+            out += np.concatenate([acc.nulls, acc.infs]).astype("<i8").tobytes()
     path.write_bytes(bytes(out))
 
 
-def read_result(path: Path, keys: list[str]):
+def read_result(path: Path, keys: list[str], catalog):
     data = np.fromfile(path, "<f8")
     at = len(NCX2_POINTS)
     cdf, windows = data[:at], []
@@ -170,14 +187,19 @@ def read_result(path: Path, keys: list[str]):
         cols = data[at + 9:at + 9 + p * len(COLUMN_FIELDS)].reshape(p, len(COLUMN_FIELDS))
         at += 9 + p * len(COLUMN_FIELDS)
         windows.append(None if flag == 0 else (head, cols))
+    moments = []
+    for key in keys:
+        c = 4 * len(catalog.layout(key).numeric)
+        moments.append(data[at:at + c].reshape(4, -1))
+        at += c
     assert at == data.size, (at, data.size)
-    return cdf, windows
+    return cdf, windows, moments
 
 
-def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows, jvm_cdf
+def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows, jvm_cdf, jvm_moments
             ) -> tuple[dict, dict, bool, str, list[str]]:
-    """(max |difference| per float, mismatches per discrete field, ok, what the verdicts were, the
-    stored values that differ with the raw values within the tolerance)."""
+    """(max difference per float, scaled as the module doc says, mismatches per discrete field, ok,
+    what the verdicts were, the stored values listed)."""
     from scipy.special import chndtr
 
     layouts = catalog.layout_by_fingerprint
@@ -209,13 +231,13 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
 
     listed: list[str] = []
 
-    def stored4(field, py_stored, jvm_stored, py_raw, jvm_raw, where):
-        """A stored 4-digit value; one that differs while the raw values agree within the
-        tolerance is listed, not counted as a mismatch (the JVM sums in order, numpy pairwise: the
-        last bits differ, which moves a value at a rounding boundary or the digits of a p-value
-        far below the tolerance)."""
+    def stored4(field, py_stored, jvm_stored, py_raw, jvm_raw, where, scale=1.0):
+        """A stored 4-digit value; one that differs while the raw values agree (|difference| /
+        ``scale`` within the tolerance) is listed, not counted as a mismatch: the JVM sums in
+        order, numpy pairwise, and the last bits that differ move a value at a rounding boundary,
+        or the 4th digit of a p-value below ~1e-12."""
         name = f"{field} stored (4 digits)"
-        if py_stored != jvm_stored and abs(py_raw - jvm_raw) <= TOLERANCE \
+        if py_stored != jvm_stored and abs(py_raw - jvm_raw) / scale <= TOLERANCE \
                 and float(FOUR_DIGITS(jvm_raw)) == jvm_stored and float(FOUR_DIGITS(py_raw)) == py_stored:
             listed.append(f"{where}: {field} {py_raw!r} (Python) and {jvm_raw!r} (JVM) stored as "
                             f"{py_stored!r} and {jvm_stored!r}")
@@ -225,6 +247,12 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
     expected = [float(x) for x in chndtr(*np.asarray(NCX2_POINTS).T)]
     for e, j in zip(expected, jvm_cdf.tolist()):
         d("non-central chi2 CDF vs scipy chndtr", e, j)
+    for i, acc in enumerate(accs):  # the merge: moments relative to max(1, |x|), minimum and maximum exact
+        mean, m2, low, high = jvm_moments[i]
+        for name, py_v, jvm_v in (("merged mean", acc.mean, mean), ("merged M2", acc.m2, m2)):
+            for a, b in zip(py_v.tolist(), jvm_v.tolist()):
+                d(f"{name} (relative to max(1, |x|))", a, b, max(1.0, abs(a)))
+        same("merged minimum and maximum", (acc.min.tolist(), acc.max.tolist()), (low.tolist(), high.tolist()))
     for i, (py, jv) in enumerate(zip(numbers, jvm_windows)):
         same("window numbers or none", py is None, jv is None)
         if py is None or jv is None:
@@ -241,7 +269,9 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
             order = sorted((int(c[16]), py.rows[j][0]) for j, c in enumerate(cols.tolist()) if c[16] >= 0)
             same("drifted (order)", py.verdict[2]["drifted"], [name for _, name in order])
         columns = py.details["columns"]
+        tests = py.verdict[2]["columns"] if py.verdict is not None else {}
         ref_index = plans[i].reference_index
+        assert len(py.rows) == len(cols), (keys[i], len(py.rows), len(cols))
         for j, (row, c) in enumerate(zip(py.rows, cols.tolist())):
             name, t, h, kl, p4, rejected, effect4, wc, rc, share = row
             col = dict(zip(COLUMN_FIELDS, c))
@@ -257,17 +287,20 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
             same("tested", tested, not math.isnan(col["p_raw"]))
             if not tested:
                 continue
-            d("p_value (raw)", float(raw.p_value[i, k]), col["p_raw"])
+            p_raw = float(raw.p_value[i, k])
+            p_scale = max(abs(p_raw), P_FLOOR / TOLERANCE)
+            d("p_value (raw; relative, or within 4 ulp of 1.0)", p_raw, col["p_raw"], p_scale)
             d("effect (raw)", float(raw.effect[i, k]), col["effect_raw"])
             d("shift (raw)", float(raw.shift[i, k]), col["shift_raw"])
-            for field, stored, raw_py, jvm in (("p_value", p4, raw.p_value, "p"), ("effect", effect4, raw.effect, "effect"),
-                                               ("shift", float(FOUR_DIGITS(float(raw.shift[i, k]))), raw.shift, "shift")):
-                stored4(field, stored, col[jvm + "4"], float(raw_py[i, k]), col[jvm + "_raw"], f"{keys[i]} {name}")
+            for field, stored, raw_py, jvm, scale in (
+                    ("p_value", p4, p_raw, "p", p_scale), ("effect", effect4, float(raw.effect[i, k]), "effect", 1.0),
+                    ("shift", tests[name]["shift"], float(raw.shift[i, k]), "shift", 1.0)):
+                stored4(field, stored, col[jvm + "4"], raw_py, col[jvm + "_raw"], f"{keys[i]} {name}", scale)
             same("rejected", rejected, bool(col["rejected"]))
             same("rejected at alpha_detected", bool(raw.rejected_detected[i, k]), bool(col["rejected_detected"]))
             same("n", int(round(float(raw.n[i, k]))), int(col["n"]))
     ok = all(v <= TOLERANCE for v in diff.values()) and not any(bad.values())
-    # how much of the verdict's branches the windows reach (the benchmark's windows do not drift)
+    # how much of the verdict's branches the windows reach (only the --drifted endpoints' reject)
     statuses = [n.verdict[1] for n in numbers if n is not None and n.verdict is not None]
     coverage = (f"Python's verdicts: {statuses.count(1)} potential, {statuses.count(2)} detected of {len(statuses)}; "
                 f"{int(raw.rejected.sum())} columns rejected at alpha of {int(raw.tested.sum())} tested")
@@ -292,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     layouts = catalog.layout_by_fingerprint
     keys = list(parts)
     print(f"setup {time.perf_counter() - t0:.0f} s; applications: {[type(a).__name__ for a in apps]}", file=sys.stderr)
+    gc.freeze()  # the job's Python worker's collector (operators.parse.ParseRecords.open)
+    gc.set_threshold(50_000, 20, 100)
 
     times: dict[str, list[float]] = {}
 
@@ -305,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         return {k: WindowAggregate.merge_bytes(parts[k], layouts, "drop").to_bytes() for k in keys}
 
     fired = {}
-    for repeat in range(args.repeats):
+    for repeat in range(args.repeats + 1):  # the first is a warm-up, not counted
+        if repeat == 1:
+            times.clear()
         start = START_MS + repeat * WINDOW_MS
         fired = timed("merge", fire)
         aggs = timed("numbers: decode", lambda: [WindowAggregate.from_bytes(fired[k], layouts) for k in keys])
@@ -323,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         timed("beside: windows_numbers alone", lambda: windows_numbers(
             plans, accs, app.classifier, alpha=app.alpha, alpha_detected=app.alpha_detected,
             min_effect=app.min_effect))
+        sent = [[orjson.dumps(r.extra_data) for r in o.results] for o in outs]  # as the JVM would send them
+        timed("beside: hand-over, orjson.loads of a window's results' extra_data",
+              lambda: [[orjson.loads(text) for text in window] for window in sent])
+    sent_kb = statistics.median(sum(map(len, window)) for window in sent) / 1e3
 
     with tempfile.TemporaryDirectory(prefix="bench-jvm-window-") as tmp:
         tmp = Path(tmp)
@@ -338,19 +379,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         jvm = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+) ms_per_window_median=(\S+)", proc.stdout,
                                                                     re.M)}
-        cdf, jvm_windows = read_result(tmp / "numbers.bin", keys)
-    diff, bad, ok, coverage, listed = compare(app, catalog, fired, keys, jvm_windows, cdf)
+        cdf, jvm_windows, jvm_moments = read_result(tmp / "numbers.bin", keys, catalog)
+    diff, bad, ok, coverage, listed = compare(app, catalog, fired, keys, jvm_windows, cdf, jvm_moments)
 
     py = {k: statistics.median(v) for k, v in times.items()}
     py_numbers = py["numbers: decode"] + py["numbers: prepare_windows"]
     sizes = [len(p) for p in parts.values()]
     print(f"{len(keys):,} endpoint windows x 20 numeric features, {args.rows} rows per window in partials of "
           f"{args.rows_per_partial} rows ({statistics.median(sizes):.0f} partials per window, median); "
-          f"median of {args.repeats} repeats (JVM: after 1 warm-up repeat); ms per endpoint window; "
-          f"{java_version()}; os.cpu_count() = {os.cpu_count()}; export {size_mb:.1f} MB")
-    print(proc.stdout.splitlines()[0])
+          f"median of {args.repeats} repeats after warm-up; ms per endpoint window; "
+          f"{java_version()}; os.cpu_count() = {os.cpu_count()}; export {size_mb:.1f} MB; "
+          f"a window's results' extra_data {sent_kb:.1f} kB of JSON")
+    print("\n".join(proc.stdout.splitlines()))
     print()
-    rows = [("merge of the window's partials (Python: merge_bytes + to_bytes; JVM: long[] sums)", py["merge"],
+    rows = [("merge of the window's partials (Python: merge_bytes + to_bytes; JVM: arrays)", py["merge"],
              jvm["merge"]),
             ("built-in application's numbers, distances + verdict (Python: decode + prepare_windows)", py_numbers,
              jvm["numbers"]),
@@ -364,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Python, beside: " + "; ".join(f"{k} {v:.4f}" for k, v in py.items() if k.startswith(("numbers", "beside"))))
     print()
-    print(f"JVM vs Python, {len(keys):,} windows (tolerance {TOLERANCE:g}, absolute; KLD relative to max(1, |KLD|)):")
-    print("| quantity | max abs difference |")
+    print(f"JVM vs Python, {len(keys):,} windows (tolerance {TOLERANCE:g}; absolute unless the quantity says how "
+          f"it is scaled):")
+    print("| quantity | max difference |")
     print("|---|---:|")
     for k, v in diff.items():
         print(f"| {k} | {v:.3g} |")

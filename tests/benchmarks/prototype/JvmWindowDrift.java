@@ -3,8 +3,10 @@
 // once and the Python work per endpoint window bounds that burst. Measured here, single thread, no
 // Flink, per endpoint window:
 //   merge    - the window's pending partials (held as arrays, as a Java operator's keyed state
-//              would hold them) merged by summing their long[] counts (bins, counts, invalid values
-//              per column), rows/events/errors, first/last time and the latency histogram;
+//              would hold them) merged: their long[] counts summed (bins, counts, nulls,
+//              infinities and invalid values per column), the moments of the finite values merged
+//              (mean, M2), minimum and maximum, rows/events/errors, first/last time and the latency
+//              histogram; the sample is not merged (the benchmark's windows have none);
 //   numbers  - what udfs/drift_batch.py windows_numbers computes: TVD, Hellinger, KLD per compared
 //              column (udfs/drift.py, MLRun's operations), general drift and the statuses, and the
 //              verdict of udfs/verdict.py (merged bins, Pearson's two-sample chi2 with
@@ -16,8 +18,8 @@
 //              the per-feature rows (name and numbers).
 // Numeric columns only (the benchmark's endpoints): an endpoint with another kind of column is
 // refused by the exporter (tests/benchmarks/bench_jvm_window.py), and here too.
-// Not here: Flink's state serialisation and timers, categorical columns, the JSON of extra_data,
-// the hand-over of the records to Python's writer.
+// Not here: Flink's state serialisation and timers, categorical columns, the rows' sample, the
+// JSON of extra_data, the hand-over of the records to Python's writer.
 //
 // Merge maps: cached per (endpoint reference, column, n bucket) as udfs/verdict.py MergeMaps
 // caches them per (reference, buckets); the cache is emptied at the start of every repeat, so the
@@ -25,8 +27,9 @@
 // _OneMergeMap: maps made per batch) does.
 //
 // Usage: java -cp flink-dist.jar:. JvmWindowDrift EXPORT_FILE RESULT_FILE
-// Prints "merge|numbers|records ms_per_window_median=X repeats=[...]" (the first repeat, a JIT
-// warm-up, is not counted) and writes RESULT_FILE (little-endian float64).
+// Prints "merge|numbers|records ms_per_window_median=X repeats=[...]" (after warm-up passes for
+// the JIT of at least 20,000 windows in all, not counted: a long-running operator is warm) and
+// writes RESULT_FILE (little-endian float64).
 //
 // Both file formats (little-endian): the docstring of tests/benchmarks/bench_jvm_window.py.
 import java.io.BufferedOutputStream;
@@ -71,6 +74,8 @@ public final class JvmWindowDrift {
         int[] latencyBin;
         long[] latencyCount_;
         long[] ints;  // dense [hist[B], count[C], invalid[C]]: the arrays the operator's state holds
+        long[] nullsInfs;  // [nulls[C], infs[C]]
+        double[] moments;  // [mean[C], m2[C], min[C], max[C]] of the finite values
     }
 
     /** Merge map of one column for one n bucket: its groups' first bins and reference rows. */
@@ -104,7 +109,8 @@ public final class JvmWindowDrift {
         long rows, events, errors, latencyCount, firstMs = Long.MAX_VALUE, lastMs = Long.MIN_VALUE;
         double latencySum;
         final long[] latency = new long[LATENCY_BINS];
-        long[] ints;
+        long[] ints, nullsInfs;
+        double[] moments;
     }
 
     static final class Numbers {
@@ -174,6 +180,10 @@ public final class JvmWindowDrift {
             p.ints = new long[size];
             int nnz = in.getInt();
             for (int i = 0; i < nnz; i++) { int at = in.getInt(); p.ints[at] = in.getLong(); }
+            p.moments = new double[4 * e.c];
+            for (int i = 0; i < p.moments.length; i++) p.moments[i] = in.getDouble();
+            p.nullsInfs = new long[2 * e.c];
+            for (int i = 0; i < p.nullsInfs.length; i++) p.nullsInfs[i] = in.getLong();
             e.partials[k] = p;
         }
         return e;
@@ -181,10 +191,32 @@ public final class JvmWindowDrift {
 
     // ------------------------------------------------------------------ merge
 
+    /** As Python's merge_bytes: counts added, the moments of the finite values merged pairwise in
+     *  order (Chan, Golub and LeVeque 1979, as udfs/accumulator.py merge_moments), minimum and maximum. */
     static Merged merge(Endpoint e) {
         Merged m = new Merged();
-        long[] sum = new long[e.b + 2 * e.c];
+        int c = e.c;
+        long[] sum = new long[e.b + 2 * c];
+        long[] nullsInfs = new long[2 * c];
+        double[] mom = new double[4 * c];
+        java.util.Arrays.fill(mom, 2 * c, 3 * c, Double.POSITIVE_INFINITY);
+        java.util.Arrays.fill(mom, 3 * c, 4 * c, Double.NEGATIVE_INFINITY);
+        long[] finite = new long[c];
         for (Partial p : e.partials) {
+            double[] pm = p.moments;
+            for (int j = 0; j < c; j++) {
+                long na = finite[j], nb = p.ints[e.b + j] - p.nullsInfs[c + j];
+                long n = na + nb;
+                double safe = n > 0 ? n : 1, delta = pm[j] - mom[j];
+                double mean = (na * mom[j] + nb * pm[j]) / safe;
+                double m2 = (mom[c + j] + pm[c + j]) + delta * delta * ((double) na * nb / safe);
+                mom[j] = n > 0 ? mean : 0.0;
+                mom[c + j] = n > 0 ? m2 : 0.0;
+                finite[j] = n;
+                mom[2 * c + j] = Math.min(mom[2 * c + j], pm[2 * c + j]);
+                mom[3 * c + j] = Math.max(mom[3 * c + j], pm[3 * c + j]);
+            }
+            for (int i = 0; i < nullsInfs.length; i++) nullsInfs[i] += p.nullsInfs[i];
             m.rows += p.rows; m.events += p.events; m.errors += p.errors;
             m.latencyCount += p.latencyCount; m.latencySum += p.latencySum;
             if (p.firstMs >= 0) m.firstMs = Math.min(m.firstMs, p.firstMs);
@@ -194,6 +226,8 @@ public final class JvmWindowDrift {
             for (int i = 0; i < sum.length; i++) sum[i] += x[i];
         }
         m.ints = sum;
+        m.nullsInfs = nullsInfs;
+        m.moments = mom;
         return m;
     }
 
@@ -519,8 +553,8 @@ public final class JvmWindowDrift {
         ByteBuffer in = ByteBuffer.wrap(Files.readAllBytes(Paths.get(args[0]))).order(ByteOrder.LITTLE_ENDIAN);
         byte[] magic = new byte[4];
         in.get(magic);
-        if (!new String(magic, StandardCharsets.US_ASCII).equals("SDJW") || in.getInt() != 1)
-            throw new IllegalArgumentException("not an export of bench_jvm_window (version 1)");
+        if (!new String(magic, StandardCharsets.US_ASCII).equals("SDJW") || in.getInt() != 2)
+            throw new IllegalArgumentException("not an export of bench_jvm_window (version 2)");
         int endpoints = in.getInt(), repeats = in.getInt();
         alpha = in.getDouble(); alphaDetected = in.getDouble(); minEffect = in.getDouble(); zeroScaling = in.getDouble();
         minExpected = in.getDouble(); potential = in.getDouble(); detected = in.getDouble(); noiseSigmas = in.getDouble();
@@ -536,14 +570,16 @@ public final class JvmWindowDrift {
         Merged[] merged = new Merged[endpoints];
         Numbers[] nums = new Numbers[endpoints];
         long sink = 0, mapsBuilt = 0;
-        for (int r = -1; r < repeats; r++) {  // r = -1: the JIT's warm-up, not counted
+        // the JIT's warm-up, not counted: whole passes over the windows, at least 20,000 windows in all
+        int warm = Math.max(1, (20_000 + endpoints - 1) / endpoints);
+        for (int r = -warm; r < repeats; r++) {
             for (Endpoint e : eps) e.maps.clear();  // maps built in the timed step, as Python's batch does
             long t0 = System.nanoTime();
             for (int i = 0; i < endpoints; i++) merged[i] = merge(eps[i]);
             long t1 = System.nanoTime();
             for (int i = 0; i < endpoints; i++) nums[i] = numbers(eps[i], merged[i]);
             long t2 = System.nanoTime();
-            long startMs = 1_764_158_400_000L + 60_000L * (r + 1);
+            long startMs = 1_764_158_400_000L + 60_000L * (r + warm);
             for (int i = 0; i < endpoints; i++) sink += records(eps[i], merged[i], nums[i], startMs, startMs + 60_000L).size();
             long t3 = System.nanoTime();
             if (r >= 0) {
@@ -554,8 +590,9 @@ public final class JvmWindowDrift {
             mapsBuilt = 0;
             for (Endpoint e : eps) mapsBuilt += e.maps.size();
         }
-        System.out.printf(Locale.ROOT, "jvm: %d windows, %d partials, %d repeats after 1 warm-up, %d merge maps built "
-                + "per repeat (per column and n bucket), records made %d%n", endpoints, partials, repeats, mapsBuilt, sink);
+        System.out.printf(Locale.ROOT, "jvm: %d windows, %d partials, %d repeats after %d warm-up passes, %d merge maps "
+                + "built per repeat (per column and n bucket), records made %d%n", endpoints, partials, repeats, warm,
+                mapsBuilt, sink);
         for (int s = 0; s < 3; s++) {
             StringBuilder b = new StringBuilder();
             for (int r = 0; r < repeats; r++) b.append(r == 0 ? "" : ",").append(String.format(Locale.ROOT, "%.5f", ms[s][r]));
@@ -584,6 +621,7 @@ public final class JvmWindowDrift {
                             x.shiftRaw[k], x.shift4[k], x.n[k], x.windowCount[k], x.share[k], x.drifted[k]}) put.accept(v);
                 }
             }
+            for (int i = 0; i < endpoints; i++) for (double v : merged[i].moments) put.accept(v);
         }
     }
 }
