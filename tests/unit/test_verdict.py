@@ -146,6 +146,45 @@ def test_categorical_pvalue_is_the_chi2_alone_on_merged_categories():
     assert np.isnan(tests.shift[0])
 
 
+def _ncx2_sf_by_poisson_mixture(x, k, lam):
+    """P(χ'²(k, λ) >= x) as the Poisson(λ/2) mixture of central χ² tails (regularised upper gamma),
+    summed over every weight above 1e-300: independent of scipy's non-central χ² routines."""
+    from scipy.special import gammaincc
+
+    mu = lam / 2
+    j = np.arange(0, int(mu + 40 * math.sqrt(mu) + 60))
+    weights = stats.poisson.pmf(j, mu) if mu > 0 else (j == 0).astype(float)
+    keep = weights > 1e-300
+    return float(np.sum(weights[keep] * gammaincc(k / 2 + j[keep], x / 2)))
+
+
+@pytest.mark.parametrize("w", [[25, 25, 50], [35, 35, 70], [40, 40, 80], [45, 45, 90], [49, 49, 98], [0, 0, 60],
+                               [0, 0, 800]])
+def test_a_far_tail_chi2_pvalue_keeps_its_digits(w):
+    # twice the reference's share of its third category, or every row there: p-values from ~1e-8 to
+    # ~1e-223, where 1 − CDF keeps few digits or gives 0
+    r = np.array([500, 300, 200])  # categories a, b, then other; N = 1000
+    w = np.array(w)
+    n = int(w.sum())
+    ref = ReferenceCounts.from_counts(["color"], [r], 0)
+    assert _groups(ref, merge_map(ref, n_bucket(n)))[0] == [[0], [1], [2]]
+    x2, _, dof, _ = stats.chi2_contingency([w, r], correction=False)
+    g, q, d = 3, r / 1000, 3 / math.sqrt(1000)
+    a = (2 * dof + max(np.sum(1 / q) - g * g - 2 * g + 2, 0) / min(n, 1000)) / (2 * dof)
+    expected = _ncx2_sf_by_poisson_mixture(x2 / a, dof / a, n * 1000 / (n + 1000) * d * d)
+    assert 0 < expected < 1e-7
+    assert column_tests(ref, w).p_value[0] == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_the_chi2_pvalue_falls_strictly_as_the_same_drift_gets_more_rows():
+    # across 1e-9, where the p-value changes method, and on into the far tail
+    r = np.array([500, 300, 200])
+    ref = ReferenceCounts.from_counts(["color"], [r], 0)
+    ps = [column_tests(ref, np.array([n // 4, n // 4, n - 2 * (n // 4)])).p_value[0] for n in range(100, 800, 20)]
+    assert ps[0] > 1e-9 > ps[-1] > 0
+    assert all(b < a for a, b in zip(ps, ps[1:]))
+
+
 def test_new_categories_in_the_window_flag_a_categorical_column():
     rng = np.random.default_rng(5)
     reference = pd.DataFrame({"color": rng.choice(["red", "green", "blue"], 5000, p=[0.5, 0.3, 0.2])})
