@@ -36,11 +36,11 @@ setup, the young generation every 50,000 allocations), and its first repeat is n
 The JVM's numbers are compared with ``windows_numbers``' (and the raw p-value, effect and shift
 with ``feature_verdict_batch``'s, the merged moments with ``merge_bytes``') for every window and
 column; exit status 1 when a difference exceeds 1e-9 (absolute; KLD and the moments relative to
-max(1, |x|); a p-value relative to itself, or within 4 ulp of 1.0, the rounding of ``1 - CDF``,
-which Python's χ² p-value and the prototype's are), or a stored 4-digit value, a status, a
-rejection or the order of ``drifted`` differs. A stored value that differs only because its raw
-values, within those bounds, round to either side of a 4-digit boundary (or a p-value below
-~1e-12, which ``1 - CDF`` leaves fewer than 4 exact digits) is listed instead. The non-central
+max(1, |x|); a p-value relative to itself, or above 1e-10 within 4 ulp of 1.0, the rounding of
+``1 - CDF``, which both sides compute above 1e-9, the survival function below), or a stored
+4-digit value, a status, a rejection or the order of ``drifted`` differs. A stored value that
+differs only because its raw values, within those bounds, round to either side of a 4-digit
+boundary is listed instead. The non-central
 χ² CDF of the prototype (it is not in commons-math3) is checked against scipy's ``chndtr`` on a
 grid including large λ. The records' objects are not compared.
 
@@ -106,7 +106,8 @@ PROTOTYPE = Path(__file__).parent / "prototype" / "JvmWindowDrift.java"
 COLUMN_FIELDS = ("tvd", "hellinger", "kld", "drift", "status", "p_raw", "p4", "rejected", "rejected_detected",
                  "effect_raw", "effect4", "shift_raw", "shift4", "n", "window_count", "invalid_share", "drifted_at")
 TOLERANCE = 1e-9
-P_FLOOR = 4 * 2.0 ** -52  # a χ² p-value is 1 - CDF: its error is a few ulp of 1.0, whatever its size
+P_FLOOR = 4 * 2.0 ** -52  # a χ² p-value above 1e-9 is 1 - CDF: its error is a few ulp of 1.0
+P_TAIL = 1e-10  # below 1e-9 both take the survival function: relative, whatever its size
 # (x, df, lambda): small and large non-centrality, fractional df (Satterthwaite's df / a)
 NCX2_POINTS = [(x * (df + lam) + 0.1, df, lam) for df in (0.3, 2.0, 7.7, 21.0, 150.0)
                for lam in (0.0, 1e-3, 0.5, 12.0, 300.0, 5000.0, 40000.0) for x in (0.25, 0.8, 1.0, 1.3, 2.0)]
@@ -234,8 +235,7 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
     def stored4(field, py_stored, jvm_stored, py_raw, jvm_raw, where, scale=1.0):
         """A stored 4-digit value; one that differs while the raw values agree (|difference| /
         ``scale`` within the tolerance) is listed, not counted as a mismatch: the JVM sums in
-        order, numpy pairwise, and the last bits that differ move a value at a rounding boundary,
-        or the 4th digit of a p-value below ~1e-12."""
+        order, numpy pairwise, and the last bits that differ move a value at a rounding boundary."""
         name = f"{field} stored (4 digits)"
         if py_stored != jvm_stored and abs(py_raw - jvm_raw) / scale <= TOLERANCE \
                 and float(FOUR_DIGITS(jvm_raw)) == jvm_stored and float(FOUR_DIGITS(py_raw)) == py_stored:
@@ -288,8 +288,10 @@ def compare(app, catalog, fired: dict[str, bytes], keys: list[str], jvm_windows,
             if not tested:
                 continue
             p_raw = float(raw.p_value[i, k])
-            p_scale = max(abs(p_raw), P_FLOOR / TOLERANCE)
-            d("p_value (raw; relative, or within 4 ulp of 1.0)", p_raw, col["p_raw"], p_scale)
+            tail = max(p_raw, col["p_raw"]) < P_TAIL
+            p_scale = abs(p_raw) if tail else max(abs(p_raw), P_FLOOR / TOLERANCE)
+            d("p_value below 1e-10 (raw; relative)" if tail else "p_value (raw; relative, or within 4 ulp of 1.0)",
+              p_raw, col["p_raw"], p_scale)
             d("effect (raw)", float(raw.effect[i, k]), col["effect_raw"])
             d("shift (raw)", float(raw.shift[i, k]), col["shift_raw"])
             for field, stored, raw_py, jvm, scale in (
