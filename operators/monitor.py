@@ -29,6 +29,7 @@ from streamdrift.operators.windows import END_OF_INPUT, EndpointWindows
 from streamdrift.udfs.alerts import events_from_output
 from streamdrift.udfs.monitor import WindowOutput, monitor_window, window_dead_letter, window_failed, windows_prepared
 from streamdrift.udfs.reloading import Reloading
+from streamdrift.udfs.verdict import load_tail_function
 from streamdrift.udfs.window import WindowAggregate
 
 LATE = -1
@@ -60,6 +61,7 @@ class RunApplications:
         self.catalog.refresh()  # now, not when the first windows fire (seconds at 10,000 endpoints)
         self.apps = Reloading(lambda: list(self.load_apps()), self.apps_refresh_seconds, "applications")
         self.apps.refresh()
+        load_tail_function()
         # totals since the subtask started, for the operator's gauges (windows fire in timers, where
         # PyFlink reports no counter's increments): applications that failed, windows that failed
         self.failed_apps = 0

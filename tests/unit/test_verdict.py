@@ -176,8 +176,23 @@ def test_a_far_tail_chi2_pvalue_keeps_its_digits(w):
     assert column_tests(ref, w).p_value[0] == pytest.approx(expected, rel=1e-6, abs=0)
 
 
+@pytest.mark.parametrize("third", [240_000, 245_000, 250_000])
+def test_a_far_tail_pvalue_with_a_large_effect_floor_keeps_its_digits(third):
+    # min_effect 0.1 over a reference of 1,000,000 rows: λ₀ = 5,000; p ~2e-2, ~3e-28, ~3e-87
+    r = np.array([500_000, 300_000, 200_000])
+    w = np.array([500_000 - (third - 200_000), 300_000, third])
+    ref = ReferenceCounts.from_counts(["color"], [r], 0)
+    assert _groups(ref, merge_map(ref, n_bucket(1_000_000)))[0] == [[0], [1], [2]]
+    x2, _, dof, _ = stats.chi2_contingency([w, r], correction=False)
+    q, big = r / 1_000_000, 1_000_000
+    a = (2 * dof + max(np.sum(1 / q) - 9 - 6 + 2, 0) / big) / (2 * dof)
+    expected = _ncx2_sf_by_poisson_mixture(x2 / a, dof / a, big * big / (2 * big) * 0.1 ** 2)
+    assert column_tests(ref, w, min_effect=0.1).p_value[0] == pytest.approx(expected, rel=1e-6, abs=0)
+
+
 def test_the_chi2_pvalue_falls_strictly_as_the_same_drift_gets_more_rows():
-    # across 1e-9, where the p-value changes method, and on into the far tail
+    # across 1e-9, where the p-value changes method (the two differ there by ~1e-6 relative at most,
+    # far less than these steps), and on into the far tail
     r = np.array([500, 300, 200])
     ref = ReferenceCounts.from_counts(["color"], [r], 0)
     ps = [column_tests(ref, np.array([n // 4, n // 4, n - 2 * (n // 4)])).p_value[0] for n in range(100, 800, 20)]
