@@ -1,5 +1,5 @@
-"""The Python work of one endpoint window after the parse stage, offline (no Flink): what 10,000
-endpoints closing a window together cost the job besides reading events.
+"""The Python work of one endpoint window, offline (no Flink): its events counted into partials
+by the parse stage, and what 10,000 endpoints closing a window together cost the job after that.
 
     .venv/bin/python -m tests.benchmarks.bench_endpoint_window                  # 200 endpoints, 33 rows per window
     .venv/bin/python -m tests.benchmarks.bench_endpoint_window --rows 100 --rows-per-partial 5
@@ -9,6 +9,10 @@ as they produce them; the events of one window are aggregated in batches of ``en
 rows-per-partial`` records, as the parse stage does with many endpoints, so each endpoint's window
 gets its partials of a few rows each. Then, per endpoint window, each step as the job runs it:
 
+0. parse stage: the window's events counted into partials in those batches, encoded and packed per
+   group of endpoints (``parse_stage``: ``ParseRecords.eval`` without PyFlink's conversions; the
+   events' JSON read included, the raw rows' columns for Parquet and the window stage's handling
+   of each partial not);
 1. fire: the window stage merges the window's pending partials (``WindowAggregate.merge_bytes``;
    beside it ``merge_all`` of each partial decoded, the merge it replaced) and encodes the window;
 2. crossing: the window (its aggregate's bytes) pickled once and read back once (the window stage
@@ -46,23 +50,26 @@ from streamdrift.connectors import job_io
 from streamdrift.connectors.tsdb import tables as tsdb_tables
 from streamdrift.connectors.tsdb.base import BatchChecks, encode_rows
 from streamdrift.connectors.tsdb.sqlite import _upsert_rows as upsert_rows
+from streamdrift.operators.windows import PartialRow, pack_partials
 from streamdrift.udfs.batch import aggregate_records
 from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.endpoint_id import endpoint_group
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
-from streamdrift.udfs.window import WindowAggregate
+from streamdrift.udfs.window import WindowAggregate, encode_aggregates
 from tests.benchmarks.bench_job import register_endpoints, serialise_events
 
 START_MS = 1_764_158_400_000
 WINDOW_MS = 60_000
 
 
-def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0):
+def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0,
+                      payloads_out: list[bytes] | None = None):
     """(store settings, catalog, endpoint id → its window's partials as bytes) of ``endpoints``
     endpoints registered in new SQLite stores, with ``rows`` rows each in one window, aggregated
     in batches of ``endpoints x rows_per_partial`` records (as the parse stage does). ``drifted``:
     the share of endpoints (every k-th) whose first four features are shifted by 0.5, 1, 2 and 4
     standard deviations, so that their verdicts reject columns (the events otherwise follow the
-    reference)."""
+    reference). ``payloads_out``: a list that gets the events (JSON bytes)."""
     tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
     atexit.register(shutil.rmtree, tmp, True)  # the stores: ~370 MB at 2,000 endpoints, GBs at 10,000
     settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
@@ -80,12 +87,27 @@ def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted:
                 event["inputs"] = [[x + s for x, s in zip(row, (0.5, 1.0, 2.0, 4.0))] + row[4:]
                                    for row in event["inputs"]]
                 payloads[i] = json.dumps(event).encode()
+    if payloads_out is not None:
+        payloads_out.extend(payloads)
+    return settings, catalog, parse_stage(payloads, catalog, endpoints * rows_per_partial)
+
+
+def parse_stage(payloads: list[bytes], catalog, batch: int) -> dict[str, list[bytes]]:
+    """Endpoint id → its partials (bytes) of ``payloads`` read in batches of ``batch`` records, as
+    the parse stage makes them (``operators.parse.ParseRecords.eval`` without PyFlink's DataFrame):
+    each batch's records counted into one partial per endpoint and window, the partials encoded in
+    one pass, packed into one body per group of endpoints (the window stage's key)."""
     parts: dict[str, list[bytes]] = {}
-    step = endpoints * rows_per_partial
-    for lo in range(0, len(payloads), step):
-        for partial in aggregate_records(payloads[lo:lo + step], catalog, WINDOW_MS, 0).partials:
-            parts.setdefault(partial.endpoint_id, []).append(partial.aggregate.to_bytes())
-    return settings, catalog, parts
+    for lo in range(0, len(payloads), batch):
+        partials = aggregate_records(payloads[lo:lo + batch], catalog, WINDOW_MS, 0).partials
+        groups: dict[str, list[PartialRow]] = {}
+        for p, data in zip(partials, encode_aggregates([p.aggregate for p in partials])):
+            parts.setdefault(p.endpoint_id, []).append(data)
+            groups.setdefault(endpoint_group(p.endpoint_id), []).append(
+                PartialRow(p.endpoint_id, p.window_start, bool(p.late), data))
+        for rows in groups.values():
+            pack_partials(rows)
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", action="store_true", help="also time the applications' and the writer's steps "
                         "one by one")
     args = parser.parse_args(argv)
-    settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial)
+    payloads: list[bytes] = []
+    settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial,
+                                                 payloads_out=payloads)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
     writer = job_io.StoreWriter(settings.tsdb_connection, settings.endpoint_store_connection)
     layouts = catalog.layout_by_fingerprint
@@ -170,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     for repeat in range(args.repeats):
+        timed("parse stage: the window's events into partials", parse_stage, payloads, catalog,
+              args.endpoints * args.rows_per_partial)
         timed("fire, beside: merge_all of each partial decoded", fire_decoding_each)
         fired = timed("fire: merge_bytes of the pending partials", fire)
         # each repeat's windows are new ones (the next minute), as the job's are: rows inserted, not updated

@@ -244,9 +244,9 @@ def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: f
     """The event-time windows by when they first fired (epoch s): in the job's first
     :data:`STARTUP_S` seconds after its Python workers opened (``first_record_s``: the first call
     of the endpoint loader; catalog loads, the backlog of the job's start), after the input ended (a bounded input's end fires every open window at once), or
-    while the events flowed; per phase how many, and the median and longest first firing → last
-    written."""
-    phases: dict[str, list[float]] = {"the job's first 30 s": [], "while the events flow": [],
+    while the events flowed; per phase how many, their endpoint windows, and the median and longest
+    first firing → last written."""
+    phases: dict[str, list[dict]] = {"the job's first 30 s": [], "while the events flow": [],
                                       "at the end of the input": []}
     for w in latencies:
         if first_record_s is not None and w["first_fired"] < first_record_s + STARTUP_S:
@@ -255,8 +255,9 @@ def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: f
             phase = "at the end of the input"
         else:
             phase = "while the events flow"
-        phases[phase].append(w["latency_s"])
-    return {k: {"windows": len(v), "median_s": statistics.median(v), "longest_s": max(v)}
+        phases[phase].append(w)
+    return {k: {"windows": len(v), "endpoint_windows": sum(w["windows"] for w in v),
+                "median_s": statistics.median(w["latency_s"] for w in v), "longest_s": max(w["latency_s"] for w in v)}
             for k, v in phases.items() if v}
 
 
@@ -424,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                 cores = res.pop("cores_between")
                 for w in res["latencies"]:
                     w["cores"] = cores(w["first_fired"], w["last_written"])
+                if res.get("producer") and res["latencies"]:
+                    # the end of the input: from the producers' end to the last write
+                    res["end_cores"] = cores(res["producer"]["end"], max(w["last_written"] for w in res["latencies"]))
                 runs.append(res)
                 _print_run(res, args)
 
@@ -545,7 +549,8 @@ def _print_run(res: dict, args) -> None:
     print(f"  {res['backend']}: {_fmt(busy and args.events / busy, ',.0f')} events/s (first record → last window "
           f"{_fmt(busy)} s, execute {res['execute_s']:.1f} s); CPU JVM {_fmt(cpu[0] and cpu[0] * per)} / Python "
           f"{_fmt(cpu[1] and cpu[1] * per)} µs/event; rows {res['rows_in_tsdb']:,} in {res['tsdb_windows']:,} windows "
-          f"(summaries {res['windows_written']:,}); checkpoints {res['checkpoint']}; heap {res['heap']}; JVM RSS "
+          f"(summaries {res['windows_written']:,}; Python {_fmt(cpu[1] and cpu[1] * 1e3 / max(res['windows_written'], 1), '.2f')} "
+          f"ms of CPU per endpoint window, all its events' work included); checkpoints {res['checkpoint']}; heap {res['heap']}; JVM RSS "
           f"{res['jvm_peak'] / MB:,.0f} MiB; Python workers {res['py_sum_peak'] / MB:,.0f} MiB "
           f"({res['py_workers']}), largest {res['py_one_peak'] / MB:,.0f}; Parquet {res['parquet_bytes'] / MB:,.0f} "
           f"MiB; load {res['load']}", flush=True)
@@ -581,9 +586,19 @@ def _print_run(res: dict, args) -> None:
 def _print_phases(res: dict) -> None:
     end = res["producer"]["end"] if res.get("producer") else None
     opened = res["start"] + res["first_record_s"] if res.get("first_record_s") is not None else None
-    for phase, f in by_phase(res["latencies"], opened, end).items():
+    phases = by_phase(res["latencies"], opened, end)
+    for phase, f in phases.items():
         print(f"    fired in {phase}: {f['windows']} event-time windows, first firing → last written median "
               f"{f['median_s']:.1f} s, longest {f['longest_s']:.1f} s", flush=True)
+    c, ending = res.get("end_cores"), phases.get("at the end of the input")
+    if c and ending:
+        # the Python work after the producers stopped: the events still to read when they did
+        # (the job trails them), the windows that fire meanwhile and at the end, their writes
+        print(f"    from the input's end to the last write ({c['seconds']:.1f} s): cores busy: Python workers "
+              f"{c['python']:.2f}, JVM {c['jvm']:.2f}, the rest of the machine {c['rest']:.2f}, of {os.cpu_count()}; "
+              f"the workers' CPU {c['python'] * c['seconds']:.1f} s, "
+              f"{c['python'] * c['seconds'] * 1e3 / ending['endpoint_windows']:.2f} ms per endpoint window that fired "
+              f"then ({ending['endpoint_windows']:,}; the events read then included)", flush=True)
     if end is not None:
         # the producers send event time at wall-clock pace from the first minute's start (the
         # events' first time): a window's end passed at start + (its end - that), or when the
