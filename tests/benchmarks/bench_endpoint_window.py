@@ -13,6 +13,9 @@ gets its partials of a few rows each. Then, per endpoint window, each step as th
    group of endpoints (``parse_stage``: ``ParseRecords.eval`` without PyFlink's conversions; the
    events' JSON read included, the raw rows' columns for Parquet and the window stage's handling
    of each partial not);
+   beside it, the window stage's own Python for the window (``window_stage``: each partial into
+   its state, the pending ones merged every 16, then the firing; PyFlink's state a dict, so
+   without its cache and commits);
 1. fire: the window stage merges the window's pending partials (``WindowAggregate.merge_bytes``;
    beside it ``merge_all`` of each partial decoded, the merge it replaced) and encodes the window;
 2. crossing: the window (its aggregate's bytes) pickled once and read back once (the window stage
@@ -46,13 +49,16 @@ import tempfile
 import time
 import types
 
+from pyflink.datastream import TimeDomain
+
 from streamdrift.connectors import job_io
 from streamdrift.connectors.tsdb import tables as tsdb_tables
 from streamdrift.connectors.tsdb.base import BatchChecks, encode_rows
 from streamdrift.connectors.tsdb.sqlite import _upsert_rows as upsert_rows
-from streamdrift.operators.windows import PartialRow, pack_partials
+from streamdrift.operators.windows import EndpointWindows, PartialRow, pack_partials
 from streamdrift.udfs.batch import aggregate_records
 from streamdrift.udfs.catalog import EndpointCatalog
+from streamdrift.udfs.columnar import ColumnarReader
 from streamdrift.udfs.endpoint_id import endpoint_group
 from streamdrift.udfs.monitor import monitor_window, windows_prepared
 from streamdrift.udfs.window import WindowAggregate, encode_aggregates
@@ -62,14 +68,14 @@ START_MS = 1_764_158_400_000
 WINDOW_MS = 60_000
 
 
-def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0,
-                      payloads_out: list[bytes] | None = None):
-    """(store settings, catalog, endpoint id → its window's partials as bytes) of ``endpoints``
+def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0):
+    """(store settings, catalog, endpoint id → its window's partials as bytes, the events as JSON
+    bytes) of ``endpoints``
     endpoints registered in new SQLite stores, with ``rows`` rows each in one window, aggregated
     in batches of ``endpoints x rows_per_partial`` records (as the parse stage does). ``drifted``:
     the share of endpoints (every k-th) whose first four features are shifted by 0.5, 1, 2 and 4
     standard deviations, so that their verdicts reject columns (the events otherwise follow the
-    reference). ``payloads_out``: a list that gets the events (JSON bytes)."""
+    reference)."""
     tmp = tempfile.mkdtemp(prefix="bench-endpoint-window-")
     atexit.register(shutil.rmtree, tmp, True)  # the stores: ~370 MB at 2,000 endpoints, GBs at 10,000
     settings = types.SimpleNamespace(endpoint_store_connection=f"sqlite:///{tmp}/store.sqlite",
@@ -87,19 +93,20 @@ def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted:
                 event["inputs"] = [[x + s for x, s in zip(row, (0.5, 1.0, 2.0, 4.0))] + row[4:]
                                    for row in event["inputs"]]
                 payloads[i] = json.dumps(event).encode()
-    if payloads_out is not None:
-        payloads_out.extend(payloads)
-    return settings, catalog, parse_stage(payloads, catalog, endpoints * rows_per_partial)
+    return settings, catalog, parse_stage(payloads, catalog, endpoints * rows_per_partial), payloads
 
 
 def parse_stage(payloads: list[bytes], catalog, batch: int) -> dict[str, list[bytes]]:
     """Endpoint id → its partials (bytes) of ``payloads`` read in batches of ``batch`` records, as
-    the parse stage makes them (``operators.parse.ParseRecords.eval`` without PyFlink's DataFrame):
-    each batch's records counted into one partial per endpoint and window, the partials encoded in
-    one pass, packed into one body per group of endpoints (the window stage's key)."""
+    the parse stage makes them (``operators.parse.ParseRecords.eval``): each batch's records
+    counted into one partial per endpoint and window, the partials encoded in one pass, packed into
+    one body per group of endpoints (the window stage's key). Left out: the time bounds, the late
+    flags of the event clock, the window starts and the raw rows' columns of the stage's DataFrame,
+    and PyFlink's conversion of that DataFrame to Arrow (its partial bytes are the same)."""
     parts: dict[str, list[bytes]] = {}
+    reader = ColumnarReader()  # one for all batches, as the stage keeps one (it keeps each reference's plan)
     for lo in range(0, len(payloads), batch):
-        partials = aggregate_records(payloads[lo:lo + batch], catalog, WINDOW_MS, 0).partials
+        partials = aggregate_records(payloads[lo:lo + batch], catalog, WINDOW_MS, 0, reader).partials
         groups: dict[str, list[PartialRow]] = {}
         for p, data in zip(partials, encode_aggregates([p.aggregate for p in partials])):
             parts.setdefault(p.endpoint_id, []).append(data)
@@ -110,22 +117,114 @@ def parse_stage(payloads: list[bytes], catalog, batch: int) -> dict[str, list[by
     return parts
 
 
+class _DictMapState(dict):
+    """PyFlink's map state as a dict (the window stage's own Python only: no state cache, no
+    commit to the JVM at a bundle's end)."""
+
+    def put(self, key, value):
+        self[key] = value
+
+    def remove(self, key):
+        self.pop(key, None)
+
+
+class _NoState:
+    """PyFlink's value state, empty (no window has left the window stage's state yet)."""
+
+    def value(self):
+        return None
+
+
+class _Timers:
+    """The timer service of one watermark and processing time; registrations only counted."""
+
+    def __init__(self, watermark: int):
+        self.watermark = watermark
+        self.registered = 0
+
+    def current_watermark(self) -> int:
+        return self.watermark
+
+    def current_processing_time(self) -> int:
+        return 0
+
+    def register_event_time_timer(self, timestamp: int) -> None:
+        self.registered += 1
+
+    register_processing_time_timer = register_event_time_timer
+
+
+class _Context:
+    def __init__(self, timers: _Timers):
+        self.timers, self.key = timers, None
+
+    def timer_service(self) -> _Timers:
+        return self.timers
+
+    def get_current_key(self) -> str:
+        return self.key
+
+    def time_domain(self):
+        return TimeDomain.EVENT_TIME
+
+
+class _NoCounter:
+    def inc(self, n: int = 1) -> None:
+        pass
+
+
+def window_stage(parts: dict[str, list[bytes]], catalog, max_disorder_ms: int = 5_000) -> int:
+    """The window stage's own Python for one window of every endpoint of ``parts``: each batch's
+    partials (the i-th of every endpoint, one row per group of endpoints) through
+    ``EndpointWindows.process_element``, the pending ones merged every ``COMPACT_EVERY``, then the
+    window's end timer of every group (``on_timer``: the rest merged, the window encoded). PyFlink's
+    state is a dict per group (:class:`_DictMapState`), so its cache and its commits to the JVM are
+    not in it; the watermark stays a window behind until the firing, so no partial comes in a
+    window's last seconds. Returns the windows fired."""
+    stage = EndpointWindows(lambda: [], WINDOW_MS, 0, WINDOW_MS, max_disorder_ms=max_disorder_ms)
+    # what open() sets, without a runtime context
+    stage.catalog, stage.listed, stage.armed, stage.expiries = catalog, set(), set(), set()
+    stage.earlier_checked = set()
+    stage.late_partials = stage.corrections = stage.idle_closes = stage.batch_closes = _NoCounter()
+    stage.show_counters, stage.failed_windows, stage.opened_ms = (lambda: None), 0, 0
+    stage.expired, stage.earlier = _NoState(), _DictMapState()
+    batches: list[dict[str, list[PartialRow]]] = []
+    for endpoint_id, data in parts.items():
+        for i, body in enumerate(data):
+            if i == len(batches):
+                batches.append({})
+            row = PartialRow(endpoint_id, START_MS, False, body)
+            batches[i].setdefault(endpoint_group(endpoint_id), []).append(row)
+    timers = _Timers(START_MS - WINDOW_MS)
+    context, states = _Context(timers), {}
+    for batch in batches:
+        for group, rows in batch.items():
+            stage.state, context.key = states.setdefault(group, _DictMapState()), group
+            for _ in stage.process_element((rows[0].endpoint_id, START_MS, pack_partials(rows)), context):
+                pass
+    timers.watermark = START_MS + WINDOW_MS - 1
+    fired = 0
+    for group, state in states.items():
+        stage.state, context.key = state, group
+        fired += sum(1 for _ in stage.on_timer(START_MS + WINDOW_MS - 1, context))
+    return fired
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoints", type=int, default=200)
     parser.add_argument("--rows", type=int, default=33, help="rows per endpoint window (10,000 endpoints, "
                         "1,000,000 events, 3 windows: 33)")
-    parser.add_argument("--rows-per-partial", type=int, default=2, help="rows of each partial (a batch of "
-                        "20,000 records over 10,000 endpoints: 2)")
+    parser.add_argument("--rows-per-partial", type=int, default=2, help="rows of each partial (a pre-loaded "
+                        "topic's batches of 20,000 records over 10,000 endpoints: 2; events in real time, "
+                        "2-s batches of 5,556 a second: about 1)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--worker-gc", action="store_true", help="gc.freeze() after the setup and the young "
                         "generation collected every 50,000 allocations, as in the job's Python worker")
     parser.add_argument("--steps", action="store_true", help="also time the applications' and the writer's steps "
                         "one by one")
     args = parser.parse_args(argv)
-    payloads: list[bytes] = []
-    settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial,
-                                                 payloads_out=payloads)
+    settings, catalog, parts, payloads = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
     writer = job_io.StoreWriter(settings.tsdb_connection, settings.endpoint_store_connection)
     layouts = catalog.layout_by_fingerprint
@@ -196,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     for repeat in range(args.repeats):
         timed("parse stage: the window's events into partials", parse_stage, payloads, catalog,
               args.endpoints * args.rows_per_partial)
+        fired = timed("window stage, beside: partials in, firing (dict state)", window_stage, parts, catalog)
+        if fired != len(parts):
+            raise SystemExit(f"the window stage fired {fired} windows of {len(parts)} endpoints")
         timed("fire, beside: merge_all of each partial decoded", fire_decoding_each)
         fired = timed("fire: merge_bytes of the pending partials", fire)
         # each repeat's windows are new ones (the next minute), as the job's are: rows inserted, not updated

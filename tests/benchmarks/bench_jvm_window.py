@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    settings, catalog, parts = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial, args.drifted)
+    settings, catalog, parts, _ = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial,
+                                                    args.drifted)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
     app = next(a for a in apps if type(a) is HistogramDataDriftApplication)
     layouts = catalog.layout_by_fingerprint
