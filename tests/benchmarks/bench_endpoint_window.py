@@ -14,8 +14,8 @@ gets its partials of a few rows each. Then, per endpoint window, each step as th
    events' JSON read included, the raw rows' columns for Parquet and the window stage's handling
    of each partial not);
    beside it, the window stage's own Python for the window (``window_stage``: each partial into
-   its state, the pending ones merged every 16, then the firing; PyFlink's state a dict, so
-   without its cache and commits);
+   its state, the pending ones merged every 16 and the last three as they come, then the firing;
+   PyFlink's state a dict, so without its cache and commits);
 1. fire: the window stage merges the window's pending partials (``WindowAggregate.merge_bytes``;
    beside it ``merge_all`` of each partial decoded, the merge it replaced) and encodes the window;
 2. crossing: the window (its aggregate's bytes) pickled once and read back once (the window stage
@@ -49,13 +49,14 @@ import tempfile
 import time
 import types
 
+from pyflink.common import Row
 from pyflink.datastream import TimeDomain
 
 from streamdrift.connectors import job_io
 from streamdrift.connectors.tsdb import tables as tsdb_tables
 from streamdrift.connectors.tsdb.base import BatchChecks, encode_rows
 from streamdrift.connectors.tsdb.sqlite import _upsert_rows as upsert_rows
-from streamdrift.operators.windows import EndpointWindows, PartialRow, pack_partials
+from streamdrift.operators.windows import CLOSING_MS, EndpointWindows, PartialRow, pack_partials
 from streamdrift.udfs.batch import aggregate_records
 from streamdrift.udfs.catalog import EndpointCatalog
 from streamdrift.udfs.columnar import ColumnarReader
@@ -70,9 +71,9 @@ WINDOW_MS = 60_000
 
 def endpoint_partials(endpoints: int, rows: int, rows_per_partial: int, drifted: float = 0.0):
     """(store settings, catalog, endpoint id → its window's partials as bytes, the events as JSON
-    bytes) of ``endpoints``
-    endpoints registered in new SQLite stores, with ``rows`` rows each in one window, aggregated
-    in batches of ``endpoints x rows_per_partial`` records (as the parse stage does). ``drifted``:
+    bytes) of ``endpoints`` endpoints registered in new SQLite stores, with ``rows`` rows each in
+    one window, aggregated in batches of ``endpoints x rows_per_partial`` records (as the parse
+    stage does). ``drifted``:
     the share of endpoints (every k-th) whose first four features are shifted by 0.5, 1, 2 and 4
     standard deviations, so that their verdicts reject columns (the events otherwise follow the
     reference)."""
@@ -173,21 +174,10 @@ class _NoCounter:
         pass
 
 
-def window_stage(parts: dict[str, list[bytes]], catalog, max_disorder_ms: int = 5_000) -> int:
-    """The window stage's own Python for one window of every endpoint of ``parts``: each batch's
-    partials (the i-th of every endpoint, one row per group of endpoints) through
-    ``EndpointWindows.process_element``, the pending ones merged every ``COMPACT_EVERY``, then the
-    window's end timer of every group (``on_timer``: the rest merged, the window encoded). PyFlink's
-    state is a dict per group (:class:`_DictMapState`), so its cache and its commits to the JVM are
-    not in it; the watermark stays a window behind until the firing, so no partial comes in a
-    window's last seconds. Returns the windows fired."""
-    stage = EndpointWindows(lambda: [], WINDOW_MS, 0, WINDOW_MS, max_disorder_ms=max_disorder_ms)
-    # what open() sets, without a runtime context
-    stage.catalog, stage.listed, stage.armed, stage.expiries = catalog, set(), set(), set()
-    stage.earlier_checked = set()
-    stage.late_partials = stage.corrections = stage.idle_closes = stage.batch_closes = _NoCounter()
-    stage.show_counters, stage.failed_windows, stage.opened_ms = (lambda: None), 0, 0
-    stage.expired, stage.earlier = _NoState(), _DictMapState()
+def window_batches(parts: dict[str, list[bytes]]) -> list[list[tuple[str, str, bytes]]]:
+    """The window stage's input rows of ``parts``, batch by batch as the parse stage sends them:
+    batch i holds the i-th partial of every endpoint, one row (group, one of its endpoint ids, its
+    partials packed) per group of endpoints."""
     batches: list[dict[str, list[PartialRow]]] = []
     for endpoint_id, data in parts.items():
         for i, body in enumerate(data):
@@ -195,20 +185,44 @@ def window_stage(parts: dict[str, list[bytes]], catalog, max_disorder_ms: int = 
                 batches.append({})
             row = PartialRow(endpoint_id, START_MS, False, body)
             batches[i].setdefault(endpoint_group(endpoint_id), []).append(row)
-    timers = _Timers(START_MS - WINDOW_MS)
+    return [[(group, rows[0].endpoint_id, pack_partials(rows)) for group, rows in batch.items()] for batch in batches]
+
+
+def window_stage(batches: list[list[tuple[str, str, bytes]]], catalog, closing: int = 3,
+                 max_disorder_ms: int = 5_000) -> tuple[int, int]:
+    """The window stage's own Python for one window of every endpoint: the rows of ``batches``
+    (:func:`window_batches`) are fed through ``EndpointWindows.process_element``, the pending
+    partials merged every ``COMPACT_EVERY``; the last ``closing`` batches come with the watermark
+    in the window's last seconds (``_closing``), so that each of their partials is merged as it
+    comes, as live with partials of about one row (2-3 of them then); then every group's end timer
+    fires (``on_timer``: anything left merged, the window encoded). PyFlink's state is a dict per
+    group (:class:`_DictMapState`): its cache and its commits to the JVM are not in it, nor the hand
+    over to the writer (``WindowsToWriter``: the crossing step) or the idle timers. Returns the
+    windows fired (revision 0) and the windows that failed."""
+    stage = EndpointWindows(lambda: [], WINDOW_MS, 0, WINDOW_MS, max_disorder_ms=max_disorder_ms)
+    # what open() sets, without a runtime context
+    stage.catalog, stage.listed, stage.armed, stage.expiries = catalog, set(), set(), set()
+    stage.earlier_checked = set()
+    stage.late_partials = stage.corrections = stage.idle_closes = stage.batch_closes = _NoCounter()
+    stage.show_counters, stage.failed_windows, stage.opened_ms = (lambda: None), 0, 0
+    stage.expired, stage.earlier = _NoState(), _DictMapState()
+    end = START_MS + WINDOW_MS
+    timers = _Timers(end - WINDOW_MS)
     context, states = _Context(timers), {}
-    for batch in batches:
-        for group, rows in batch.items():
+    for i, batch in enumerate(batches):
+        if i == len(batches) - closing:
+            # within the bound on disorder plus the closing lead of the window's end
+            timers.watermark = end - 1 - max_disorder_ms - min(CLOSING_MS, WINDOW_MS // 4)
+        for group, endpoint_id, body in batch:
             stage.state, context.key = states.setdefault(group, _DictMapState()), group
-            for _ in stage.process_element((rows[0].endpoint_id, START_MS, pack_partials(rows)), context):
+            for _ in stage.process_element((endpoint_id, START_MS, body), context):
                 pass
-    timers.watermark = START_MS + WINDOW_MS - 1
+    timers.watermark = end - 1
     fired = 0
     for group, state in states.items():
         stage.state, context.key = state, group
-        fired += sum(1 for _ in stage.on_timer(START_MS + WINDOW_MS - 1, context))
-    return fired
-
+        fired += sum(1 for out in stage.on_timer(end - 1, context) if isinstance(out, Row) and out[3] == 0)
+    return fired, stage.failed_windows
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         "one by one")
     args = parser.parse_args(argv)
     settings, catalog, parts, payloads = endpoint_partials(args.endpoints, args.rows, args.rows_per_partial)
+    batches = window_batches(parts)
     apps = job_io.load_applications(settings.endpoint_store_connection, "bench")
     writer = job_io.StoreWriter(settings.tsdb_connection, settings.endpoint_store_connection)
     layouts = catalog.layout_by_fingerprint
@@ -295,9 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     for repeat in range(args.repeats):
         timed("parse stage: the window's events into partials", parse_stage, payloads, catalog,
               args.endpoints * args.rows_per_partial)
-        fired = timed("window stage, beside: partials in, firing (dict state)", window_stage, parts, catalog)
-        if fired != len(parts):
-            raise SystemExit(f"the window stage fired {fired} windows of {len(parts)} endpoints")
+        fired, failed = timed("window stage, beside: partials in, firing (dict state)", window_stage, batches,
+                              catalog)
+        if fired != len(parts) or failed:
+            raise SystemExit(f"the window stage fired {fired} windows of {len(parts)} endpoints ({failed} failed)")
         timed("fire, beside: merge_all of each partial decoded", fire_decoding_each)
         fired = timed("fire: merge_bytes of the pending partials", fire)
         # each repeat's windows are new ones (the next minute), as the job's are: rows inserted, not updated

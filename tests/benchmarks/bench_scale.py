@@ -550,8 +550,9 @@ def _print_run(res: dict, args) -> None:
           f"{_fmt(busy)} s, execute {res['execute_s']:.1f} s); CPU JVM {_fmt(cpu[0] and cpu[0] * per)} / Python "
           f"{_fmt(cpu[1] and cpu[1] * per)} µs/event; rows {res['rows_in_tsdb']:,} in {res['tsdb_windows']:,} windows "
           f"(summaries {res['windows_written']:,}; Python "
-          f"{_fmt(cpu[1] and cpu[1] * 1e3 / max(res['windows_written'], 1), '.2f')} ms of CPU per endpoint window over that span, the job's start (its catalog loads) and every event's work "
-          f"included); checkpoints {res['checkpoint']}; heap {res['heap']}; JVM RSS "
+          f"{_fmt(cpu[1] and cpu[1] * 1e3 / max(res['windows_written'], 1), '.2f')} ms of CPU per endpoint window "
+          f"over that span, the job's start (its catalog loads) and every event's work included); "
+          f"checkpoints {res['checkpoint']}; heap {res['heap']}; JVM RSS "
           f"{res['jvm_peak'] / MB:,.0f} MiB; Python workers {res['py_sum_peak'] / MB:,.0f} MiB "
           f"({res['py_workers']}), largest {res['py_one_peak'] / MB:,.0f}; Parquet {res['parquet_bytes'] / MB:,.0f} "
           f"MiB; load {res['load']}", flush=True)
