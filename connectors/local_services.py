@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -108,36 +109,33 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _started_at(pid: int) -> float | None:
-    """The wall-clock time a process started (Linux /proc), None when it cannot be read."""
+def _cmdline(pid: int) -> list[str]:
+    """A process's arguments (Linux /proc), [] when they cannot be read."""
     try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _owned_pids(pid_file: Path) -> list[int]:
-    """The live processes a pid file names that are still the ones it was written for. A process
-    started after its pid file was written has only reused the number (the machine restarted, the
-    service died long ago): it is someone else's, never to be waited on or killed."""
-    try:
-        text, written = pid_file.read_text(), pid_file.stat().st_mtime
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
+
+
+def _owned_pids(pid_file: Path, folder: Path) -> list[int]:
+    """The live processes a pid file names that are the service of ``folder``: their arguments name
+    a path in it (its config, data or log folder). A number reused by another process (the machine
+    restarted, the service died long ago) is someone else's, never to be waited on or killed. Told
+    by the arguments, not by start times: /proc's start times are read against a boot time that
+    moves when the wall clock is stepped, which made a live service look like a stranger."""
+    try:
+        text = pid_file.read_text()
+    except OSError:
+        return []
+    # the path as an argument or an option's value (--datadir=…, file:…), never inside another path
+    inside = re.compile(rf"(^|[=:]){re.escape(str(folder))}(/|$)")
     pids = [int(word) for word in text.split() if word.isdigit()]
     return [pid for pid in pids if _pid_alive(pid)
-            and (_started_at(pid) or written) <= written + _PID_FILE_SLACK_S]
+            and any(inside.search(arg) for arg in _cmdline(pid))]
 
 
-# a pid file is written just after its process starts (by us, by Flink's scripts, by mysqld)
-_PID_FILE_SLACK_S = 5.0
-
-
-def _read_pid(pid_file: Path) -> int | None:
-    pids = _owned_pids(pid_file)
+def _read_pid(pid_file: Path, folder: Path) -> int | None:
+    pids = _owned_pids(pid_file, folder)
     return pids[-1] if pids else None
 
 
@@ -171,8 +169,8 @@ def _spawn(cmd: list[str], log: Path, pid_file: Path, env: dict | None = None) -
     return proc.pid
 
 
-def _terminate(pid_file: Path, timeout: float = 30.0) -> None:
-    pid = _read_pid(pid_file)
+def _terminate(pid_file: Path, folder: Path, timeout: float = 30.0) -> None:
+    pid = _read_pid(pid_file, folder)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -281,14 +279,14 @@ class Kafka:
             admin.close()
 
     def status(self) -> Status:
-        pid = _read_pid(self.pid_file)
+        pid = _read_pid(self.pid_file, self.home)
         if pid is None:
             return Status(self.name, False, "not running")
         up = _port_open(self.port)
         return Status(self.name, up, f"pid {pid}, {self.stream_path}" + ("" if up else " (not answering)"))
 
     def start(self) -> Status:
-        if _read_pid(self.pid_file) is None:
+        if _read_pid(self.pid_file, self.home) is None:
             self.home.mkdir(parents=True, exist_ok=True)
             config = self._config()
             if not (self.home / "data" / "meta.properties").exists():
@@ -300,7 +298,7 @@ class Kafka:
         return self.status()
 
     def stop(self) -> Status:
-        _terminate(self.pid_file)
+        _terminate(self.pid_file, self.home)
         return self.status()
 
 
@@ -347,7 +345,7 @@ class MariaDB:
         return True
 
     def status(self) -> Status:
-        pid = _read_pid(self.pid_file)
+        pid = _read_pid(self.pid_file, self.home)
         if pid is None:
             return Status(self.name, False, "not running")
         up = _port_open(self.port)
@@ -355,7 +353,7 @@ class MariaDB:
                       + ("" if up else " (not answering)"))
 
     def start(self) -> Status:
-        if _read_pid(self.pid_file) is None:
+        if _read_pid(self.pid_file, self.home) is None:
             self.ensure_installed()
             self.home.mkdir(parents=True, exist_ok=True)
             if not (self.data / "mysql").exists():
@@ -381,7 +379,7 @@ class MariaDB:
         return self.status()
 
     def stop(self) -> Status:
-        _terminate(self.pid_file, timeout=60)
+        _terminate(self.pid_file, self.home, timeout=60)
         return self.status()
 
 
@@ -460,7 +458,7 @@ class Flink:
     def _pids(self) -> list[int]:
         pids = []
         for pid_file in self.home.glob("flink-*.pid"):
-            pids += _owned_pids(pid_file)
+            pids += _owned_pids(pid_file, self.home)
         return pids
 
     def status(self) -> Status:

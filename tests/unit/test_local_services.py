@@ -1,5 +1,7 @@
-"""The local services' pid files: a number reused by another process after a restart of the
-machine is not taken for the service (never waited on, never killed)."""
+"""The local services' pid files: a process is the service only when its arguments name the
+service's folder, so a number reused by another process after a restart of the machine is not
+taken for the service (never waited on, never killed), and the service's own process is found
+whatever the pid file's time says (a stepped wall clock once made it look like a stranger)."""
 import os
 import socket
 import subprocess
@@ -10,13 +12,22 @@ import pytest
 
 from streamdrift.connectors.local_services import Flink, Kafka, MariaDB
 
+SLEEP = "import time; time.sleep(60)"
+
 
 @pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+def spawn():
+    """Start a sleeping process with the given extra arguments; all are killed after the test."""
+    procs = []
+
+    def start(*args):
+        procs.append(subprocess.Popen([sys.executable, "-c", SLEEP, *map(str, args)]))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
@@ -37,28 +48,47 @@ def _pid_file(path, pid, age_s):
     os.utime(path, (written, written))
 
 
+def _stopped(proc, timeout=10.0):
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
 @pytest.mark.parametrize("service", [Kafka, MariaDB])
-def test_a_pid_file_older_than_its_process_names_someone_else(run_dir, sleeper, service):
+@pytest.mark.parametrize("age_s", [3600, 0])
+def test_a_pid_file_naming_a_process_that_is_not_the_service_counts_as_not_running(
+        run_dir, spawn, service, age_s):
     svc = service()
-    _pid_file(svc.pid_file, sleeper.pid, age_s=3600)  # written an hour before this process started
+    # the same folder's name in another place, and a folder whose name starts like the service's
+    stranger = spawn(f"/elsewhere{svc.home}/data", f"{svc.home}2/data")
+    _pid_file(svc.pid_file, stranger.pid, age_s=age_s)
     assert not svc.status().up and svc.status().detail == "not running"
     svc.stop()  # must not kill the stranger
-    assert sleeper.poll() is None
+    assert stranger.poll() is None
 
 
 @pytest.mark.parametrize("service", [Kafka, MariaDB])
-def test_a_pid_file_written_after_its_process_started_names_it(run_dir, sleeper, service):
+@pytest.mark.parametrize("age_s", [3600, 0, -3600])  # a wall clock stepped back or forward
+def test_the_services_own_process_is_found_and_stopped_whatever_its_pid_files_time(
+        run_dir, spawn, service, age_s):
     svc = service()
-    _pid_file(svc.pid_file, sleeper.pid, age_s=0)
-    assert f"pid {sleeper.pid}" in svc.status().detail
+    own = spawn(f"--datadir={svc.home / 'data'}")
+    _pid_file(svc.pid_file, own.pid, age_s=age_s)
+    assert f"pid {own.pid}" in svc.status().detail
+    svc.stop()
+    assert _stopped(own) and svc.status().detail == "not running"
 
 
-def test_flink_pid_files_with_a_reused_number_count_as_not_running(run_dir, sleeper):
+def test_flink_counts_only_the_processes_that_name_its_folder(run_dir, spawn):
     flink = Flink()
-    _pid_file(flink.home / "flink--taskexecutor.pid", sleeper.pid, age_s=3600)
+    stranger, own = spawn(), spawn("--configDir", flink.conf)
+    _pid_file(flink.home / "flink--taskexecutor.pid", stranger.pid, age_s=0)
     assert flink.status().detail == "not running"
-    _pid_file(flink.home / "flink--standalonesession.pid", sleeper.pid, age_s=0)
-    assert f"pids [{sleeper.pid}]" in flink.status().detail
+    _pid_file(flink.home / "flink--standalonesession.pid", own.pid, age_s=3600)
+    assert f"pids [{own.pid}]" in flink.status().detail
+    assert stranger.poll() is None
 
 
 # --------------------------------------------------------------------------------- default folders
