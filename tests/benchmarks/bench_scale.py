@@ -244,8 +244,9 @@ def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: f
     """The event-time windows by when they first fired (epoch s): in the job's first
     :data:`STARTUP_S` seconds after its Python workers opened (``first_record_s``: the first call
     of the endpoint loader; catalog loads, the backlog of the job's start), after the input ended (a bounded input's end fires every open window at once), or
-    while the events flowed; per phase how many, their endpoint windows, and the median and longest
-    first firing → last written."""
+    while the events flowed; per phase how many, their endpoint windows, the median and longest
+    first firing → last written, and from the phase's first firing to its last write (``span_s``:
+    at the end of the input one watermark passes every window's end, so that is its latency)."""
     phases: dict[str, list[dict]] = {"the job's first 30 s": [], "while the events flow": [],
                                       "at the end of the input": []}
     for w in latencies:
@@ -257,7 +258,8 @@ def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: f
             phase = "while the events flow"
         phases[phase].append(w)
     return {k: {"windows": len(v), "endpoint_windows": sum(w["windows"] for w in v),
-                "median_s": statistics.median(w["latency_s"] for w in v), "longest_s": max(w["latency_s"] for w in v)}
+                "median_s": statistics.median(w["latency_s"] for w in v), "longest_s": max(w["latency_s"] for w in v),
+                "span_s": max(w["last_written"] for w in v) - min(w["first_fired"] for w in v)}
             for k, v in phases.items() if v}
 
 
@@ -592,6 +594,10 @@ def _print_phases(res: dict) -> None:
     for phase, f in phases.items():
         print(f"    fired in {phase}: {f['windows']} event-time windows, first firing → last written median "
               f"{f['median_s']:.1f} s, longest {f['longest_s']:.1f} s", flush=True)
+        if phase == "at the end of the input":
+            # one watermark (the input's end) passed all their ends: from the first of them firing
+            print(f"      all of them, from the first of them firing to the last write: "
+                  f"{f['span_s']:.1f} s", flush=True)
     c, ending = res.get("end_cores"), phases.get("at the end of the input")
     if c and ending:
         # the Python work after the producers stopped: the events still to read when they did
