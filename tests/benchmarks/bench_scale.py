@@ -62,6 +62,7 @@ if __package__ in (None, ""):  # run as a script: put the project root on the pa
 from tests.benchmarks.bench_job import (  # noqa: E402
     MB, N_FEATURES, _fmt, _job_option, _median, create_topic, delete_topics, end_offsets, produce, produce_paced,
     recent_events, register_endpoints, run_child)
+from streamdrift.jobs.monitoring_job import JobOptions  # noqa: E402
 
 LATENCY_TARGET_S = 10.0
 
@@ -263,6 +264,20 @@ def by_phase(latencies: list[dict], first_record_s: float | None, input_end_s: f
             for k, v in phases.items() if v}
 
 
+def fired_by_the_end(latencies: list[dict], last_event_ms: int, max_disorder_ms: int,
+                     window_ms: int = 60_000) -> dict | None:
+    """The event-time windows that only the input's end fired: their end is beyond the events' last
+    watermark (the latest event time less ``max_disorder_ms``), so the watermark of the input's
+    end passed all their ends at once. How many, their endpoint windows, and from the first of them
+    firing to the last write (``span_s``: their latency). None when there are none."""
+    last_watermark = last_event_ms - max_disorder_ms
+    mine = [w for w in latencies if w["window_start"] + window_ms > last_watermark]
+    if not mine:
+        return None
+    return {"windows": len(mine), "endpoint_windows": sum(w["windows"] for w in mine),
+            "span_s": max(w["last_written"] for w in mine) - min(w["first_fired"] for w in mine)}
+
+
 def first_load_seconds(stamp_dir: Path) -> float | None:
     """The longest first call of the endpoint loader in a Python worker process (bench_job stamps
     each call's start and duration): the parse stage's first catalog load in the job."""
@@ -356,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catalog: {catalog}", flush=True)
 
         payloads, t_serialise, size = recent_events(ids, args.events, args.windows, args.features)
+        last_event_ms = max(json.loads(p)["timestamp"] for p in payloads)
         if not isinstance(dict(args.option).get("stagger_windows", False), bool):
             parser.error("--option stagger_windows takes true or false")
         if dict(args.option).get("stagger_windows") is True:  # NAME=VALUE values are read as JSON
@@ -430,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                 if res.get("producer") and res["latencies"]:
                     # the end of the input: from the producers' end to the last write
                     res["end_cores"] = cores(res["producer"]["end"], max(w["last_written"] for w in res["latencies"]))
+                disorder = dict(args.option).get("max_disorder_ms", JobOptions().max_disorder_ms)
+                res["by_the_end"] = fired_by_the_end(res["latencies"], last_event_ms, disorder)
                 runs.append(res)
                 _print_run(res, args)
 
@@ -595,9 +613,14 @@ def _print_phases(res: dict) -> None:
         print(f"    fired in {phase}: {f['windows']} event-time windows, first firing → last written median "
               f"{f['median_s']:.1f} s, longest {f['longest_s']:.1f} s", flush=True)
         if phase == "at the end of the input":
-            # one watermark (the input's end) passed all their ends: from the first of them firing
+            # some fired at their own time while the job read the last events: an upper bound
             print(f"      all of them, from the first of them firing to the last write: "
                   f"{f['span_s']:.1f} s", flush=True)
+    if res.get("by_the_end"):
+        e = res["by_the_end"]
+        print(f"    fired by the input's end alone (their ends beyond the events' last watermark): {e['windows']} "
+              f"event-time windows, {e['endpoint_windows']:,} endpoint windows; from the first of them firing to "
+              f"the last write {e['span_s']:.1f} s", flush=True)
     c, ending = res.get("end_cores"), phases.get("at the end of the input")
     if c and ending:
         # the Python work after the producers stopped: the events still to read when they did
