@@ -12,7 +12,7 @@ import pytest
 
 from streamdrift.connectors.local_services import Flink, Kafka, MariaDB
 
-SLEEP = "import time; time.sleep(60)"
+SLEEP = "import time; print('started', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
@@ -21,13 +21,16 @@ def spawn():
     procs = []
 
     def start(*args):
-        procs.append(subprocess.Popen([sys.executable, "-c", SLEEP, *map(str, args)]))
+        procs.append(subprocess.Popen([sys.executable, "-c", SLEEP, *map(str, args)], stdout=subprocess.PIPE))
+        # Popen can return before the child has exec'd (its /proc cmdline still empty here)
+        assert procs[-1].stdout.readline() == b"started\n"
         return procs[-1]
 
     yield start
     for proc in procs:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 @pytest.fixture
