@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                                             store=settings.endpoint_store_connection)
     start_ms = (int(time.time() * 1000) // 60_000 - 5) * 60_000
 
-    with MonitoringProducer(settings.stream_path, args.project) as producer:
+    # one file on the directory stream: it reads a backlog of files in no set order, and a window's
+    # events read after a later window's would be late (a live producer's files come in order)
+    with MonitoringProducer(settings.stream_path, args.project, batch_size=10_000, linger_s=60) as producer:
         rows = serve(producer, rng, start_ms)
         producer.flush()
     print(f"logged {producer.logged} events ({rows} rows + 1 failed request) to {mask_password(settings.stream_path)}: "

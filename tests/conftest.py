@@ -7,8 +7,14 @@ that needs a service starts it here (start is idempotent) and the session stops 
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from streamdrift.connectors import local_services
+
+# no per-example deadline: one pause of a loaded 2-core machine (a collection, the scheduler) must
+# not fail a property test; their speed is the benchmarks' business
+settings.register_profile("streamdrift", deadline=None)
+settings.load_profile("streamdrift")
 
 
 def _service(request, cls):

@@ -97,7 +97,8 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
     endpoint = get_or_create_model_endpoint(project, "model-a", "serving", reference=reference,
                                             feature_names=FEATURES, store=settings.endpoint_store_connection)
     store = SqlStore(settings.endpoint_store_connection)
-    fast = {"timeout": 1.0, "retries": 1, "backoff": 0.1}
+    # the answering receivers get 5 s (a stall past the timeout would be retried and delivered twice)
+    fast = {"timeout": 5.0, "retries": 1, "backoff": 0.1}
     store.add_alert_config(
         project, "drift-any", summary="{{endpoint_id}} drifts: {{kind}} {{value}} until {{window_end}}",
         severity="high", entities=[f"{endpoint.endpoint_id}.histogram-data-drift.result.general_drift"],
@@ -106,7 +107,7 @@ def test_drift_notifies_once_per_activation_even_when_the_job_replays(tmp_path, 
         notifications=[{"kind": "webhook", "url": receivers["hook"].url, **fast},
                        {"kind": "slack", "webhook": receivers["slack"].url, **fast},
                        {"kind": "kafka"},
-                       {"kind": "webhook", "url": receivers["stuck"].url, "name": "stuck", **fast}])
+                       {"kind": "webhook", "url": receivers["stuck"].url, "name": "stuck", **fast, "timeout": 1.0}])
     store.add_alert_config(
         project, "drift-twice", summary="{{name}}: {{count}} drifted windows of {{entity}}", severity="medium",
         entities=[f"{endpoint.endpoint_id}.histogram-data-drift.result.general_drift"],

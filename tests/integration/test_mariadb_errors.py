@@ -4,8 +4,8 @@ statement meets again (syntax, NOT NULL, a value too long, an unknown table, wro
 
 from __future__ import annotations
 
+import logging
 import socket
-import threading
 import uuid
 
 import pymysql
@@ -144,13 +144,21 @@ def test_a_lock_held_while_the_store_writes_is_waited_out(mysql, database, caplo
     holder = connect(database=name, autocommit=False)
     with holder.cursor() as cur:
         cur.execute("SELECT * FROM applications FOR UPDATE")
-    released = threading.Timer(1.5, holder.rollback)
-    released.start()
+
+    class ReleaseOnRetry(logging.Handler):
+        """Lets the lock go when the store says it retries (a timer could free it before the first
+        attempt even met it, on a slow machine)."""
+        def emit(self, record):
+            if "retrying" in record.getMessage() and holder.open:
+                holder.rollback()
+
+    release = ReleaseOnRetry(logging.WARNING)
+    logging.getLogger().addHandler(release)
     try:
         with caplog.at_level("WARNING"):
             store.set_application_enabled("p", "app", False)  # the first attempt meets error 1205
     finally:
-        released.join()
+        logging.getLogger().removeHandler(release)
         holder.close()
     assert "retrying" in caplog.text and "1205" in caplog.text and "Lock wait timeout" in caplog.text
     assert store.get_application("p", "app").enabled is False

@@ -210,8 +210,10 @@ def test_idle_close_then_late_correction_leave_one_row(tmp_path, kafka, project)
         results = tsdb.query_results(project, endpoint.endpoint_id, result_name="general_drift")
         assert len(results) == 1 and len(window_rows()) == 1
         assert results[0].value > first
-        totals = SqlStore(settings.endpoint_store_connection).get_endpoint(endpoint.endpoint_id)
-        assert totals["rows_count"] == 60
+        # the writer commits the two stores side by side: the SQL store's totals may land a moment later
+        sql = SqlStore(settings.endpoint_store_connection)
+        _wait_for(lambda: sql.get_endpoint(endpoint.endpoint_id)["rows_count"] >= 60, 30, "the corrected totals")
+        assert sql.get_endpoint(endpoint.endpoint_id)["rows_count"] == 60
     finally:
         client.cancel().result()
 

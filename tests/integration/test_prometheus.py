@@ -93,7 +93,9 @@ def test_scrapes_of_the_job_and_the_dashboard_during_a_run(tmp_path):
 
     start_ms = (int(time.time() * 1000) // 60_000 - 3) * 60_000
     rows = 0
-    with MonitoringProducer(settings.stream_path, project) as producer:
+    # one file: the directory stream reads a backlog of files in no set order, and a window's events
+    # read after a later window's would be late
+    with MonitoringProducer(settings.stream_path, project, batch_size=10_000, linger_s=60) as producer:
         for w in range(3):
             for i in range(300):
                 values = rng.normal(size=(1, 3)) + (3.0 if w == 2 else 0.0)

@@ -78,8 +78,11 @@ def test_mariadb_stopped_mid_run_loses_nothing(tmp_path, kafka, mysql, database)
         time.sleep(10)  # the windows close and the writer meets the outage
         mysql.start()
 
-        _wait_for(lambda: store.get_endpoint(endpoint.endpoint_id)["rows_count"] == 90, 120,
+        # the writer commits the two stores side by side: wait for both
+        _wait_for(lambda: store.get_endpoint(endpoint.endpoint_id)["rows_count"] >= 90
+                  and len(tsdb.query_predictions(project, endpoint.endpoint_id)) >= 3, 120,
                   "the windows written during the outage")
+        assert store.get_endpoint(endpoint.endpoint_id)["rows_count"] == 90
         counts = sorted(p.count for p in tsdb.query_predictions(project, endpoint.endpoint_id))
         assert counts == [20, 30, 40]
         latest = store.latest_results(endpoint.endpoint_id)
