@@ -498,15 +498,23 @@ def _stamp_first_record(stamp_dir: str) -> None:
     The parse function loads the endpoints at its first lookup, i.e. on the first batch of records
     (about ``parse_bundle_time_ms`` after the first record arrives, at most about twice that): the
     earliest stamp is the "first record" mark. Only the function ``build()`` wraps in a ``functools.partial`` is replaced, in this
-    client process; the closure is pickled by value, so the workers need not import this module."""
+    client process; the closure is pickled by value, so the workers need not import this module.
+    The wrapper finds the loader in ``job_io`` when called: a loader pickled by value with the
+    wrapper would take a copy of the module's per-process cache into each stage, and each stage
+    of a worker would read every reference (three full loads per worker, where the job makes one)."""
     from streamdrift.connectors import job_io
 
-    original = job_io.load_endpoints
+    if not hasattr(job_io, "_unstamped_load_endpoints"):  # this process's original, once
+        job_io._unstamped_load_endpoints = job_io.load_endpoints
 
     def load_endpoints(store_url):
         import os as _os
         import time as _time
 
+        from streamdrift.connectors import job_io as _job_io
+
+        # in a worker the module is unpatched: its own load_endpoints, with the worker's cache
+        original = getattr(_job_io, "_unstamped_load_endpoints", _job_io.load_endpoints)
         start = _time.time()
         records = original(store_url)
         with open(_os.path.join(stamp_dir, f"load-{_os.getpid()}.txt"), "a") as f:
